@@ -1,0 +1,372 @@
+//! The kernel/user contract of the sensor.
+//!
+//! Everything that crosses the boundary between the XDP program (`sensor-ebpf`) and the
+//! userspace agent (`sensor`) is defined once, here: the record sent over the ring buffer, the
+//! probe kinds, the per-CPU counters, the runtime knobs and the names and sizes of the maps.
+//! Records are `#[repr(C)]` with no implicit padding and no `bool`, and their sizes are checked at
+//! compile time, so both sides always agree on the layout. Enum discriminants are fixed: never
+//! renumber them, only append.
+#![no_std]
+
+use core::mem::size_of;
+
+/// Name of the XDP program inside the object file.
+pub const PROGRAM_NAME: &str = "sensor";
+
+/// Ring buffer carrying [`ScanRecord`]s from the kernel to userspace.
+pub const RECORDS_MAP: &str = "RECORDS";
+/// Default size of [`RECORDS_MAP`] in bytes (a power of two, a multiple of the page size).
+///
+/// 16 MiB absorbs multi-million-packet-per-second bursts while the agent is descheduled; smaller
+/// rings measurably lose records at line rate on the reference machines.
+pub const RECORDS_MAP_BYTES: u32 = 16 * 1024 * 1024;
+
+/// Per-CPU array of `u64` counters, indexed by [`Counter`].
+pub const COUNTERS_MAP: &str = "COUNTERS";
+
+/// LPM trie of allow-listed source networks (`whitelist_ips`): keys are a 32-bit prefix length
+/// followed by a 128-bit address (IPv4 mapped, so IPv4 `/n` is `/(96 + n)`), values `u8`.
+pub const ALLOWLIST_MAP: &str = "ALLOWLIST";
+/// Maximum number of allow-list entries.
+pub const ALLOWLIST_MAX_ENTRIES: u32 = 4096;
+
+/// Per-CPU direct-mapped cache that suppresses repeated identical probes, of [`DedupSlot`]s.
+pub const DEDUP_MAP: &str = "DEDUP";
+/// Number of slots in [`DEDUP_MAP`] per CPU (a power of two).
+pub const DEDUP_SLOTS: u32 = 1 << 16;
+
+/// Per-CPU direct-mapped table of per-source record budgets, of [`BudgetSlot`]s.
+pub const SOURCE_BUDGET_MAP: &str = "SOURCE_BUDGET";
+/// Number of slots in [`SOURCE_BUDGET_MAP`] per CPU (a power of two).
+pub const SOURCE_BUDGET_SLOTS: u32 = 1 << 14;
+
+/// Per-CPU single-slot array holding the CPU-wide record budget, of [`BudgetSlot`].
+pub const CPU_BUDGET_MAP: &str = "CPU_BUDGET";
+
+/// Single-slot array holding the runtime knobs, of [`Settings`].
+pub const SETTINGS_MAP: &str = "SETTINGS";
+
+/// Length of a budget window in nanoseconds: budgets are "records per second".
+pub const BUDGET_WINDOW_NS: u64 = 1_000_000_000;
+
+/// Maximum number of IPv6 extension headers walked before the packet is given up as odd.
+pub const MAX_IPV6_EXT_HEADERS: u32 = 8;
+/// Maximum number of VLAN tags (802.1Q / 802.1ad) walked.
+pub const MAX_VLAN_TAGS: u32 = 2;
+
+/// A probe kind, as classified from the TCP flags of a packet with no ACK.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ProbeKind {
+    /// SYN without ACK (half-open scan, or the first packet of any connection).
+    Syn = 1,
+    /// FIN alone (`nmap -sF`).
+    Fin = 2,
+    /// No flag at all (`nmap -sN`).
+    Null = 3,
+    /// FIN, PSH and URG (`nmap -sX`).
+    Xmas = 4,
+}
+
+impl ProbeKind {
+    /// All kinds, in discriminant order.
+    pub const ALL: [Self; 4] = [Self::Syn, Self::Fin, Self::Null, Self::Xmas];
+
+    /// Decodes a raw discriminant coming from the kernel; `None` for unknown values.
+    #[must_use]
+    pub const fn from_raw(raw: u32) -> Option<Self> {
+        match raw {
+            1 => Some(Self::Syn),
+            2 => Some(Self::Fin),
+            3 => Some(Self::Null),
+            4 => Some(Self::Xmas),
+            _ => None,
+        }
+    }
+
+    /// Uppercase token used in `portscan.query` events (`extra.flags`).
+    #[must_use]
+    pub const fn token(self) -> &'static str {
+        match self {
+            Self::Syn => "SYN",
+            Self::Fin => "FIN",
+            Self::Null => "NULL",
+            Self::Xmas => "XMAS",
+        }
+    }
+
+    /// Classifies the low six TCP flag bits (FIN, SYN, RST, PSH, ACK, URG).
+    ///
+    /// Returns `None` for ordinary traffic: anything with ACK or RST, and any other combination.
+    #[must_use]
+    pub const fn classify(flags: u8) -> Option<Self> {
+        match flags & tcp_flags::MASK {
+            tcp_flags::SYN => Some(Self::Syn),
+            tcp_flags::FIN => Some(Self::Fin),
+            0 => Some(Self::Null),
+            tcp_flags::XMAS => Some(Self::Xmas),
+            _ => None,
+        }
+    }
+}
+
+/// TCP flag bits as they appear in byte 13 of the TCP header.
+pub mod tcp_flags {
+    /// FIN.
+    pub const FIN: u8 = 0x01;
+    /// SYN.
+    pub const SYN: u8 = 0x02;
+    /// RST.
+    pub const RST: u8 = 0x04;
+    /// PSH.
+    pub const PSH: u8 = 0x08;
+    /// ACK.
+    pub const ACK: u8 = 0x10;
+    /// URG.
+    pub const URG: u8 = 0x20;
+    /// The six classic flags; ECE and CWR are ignored for classification.
+    pub const MASK: u8 = 0x3f;
+    /// FIN + PSH + URG: the "Christmas tree" probe.
+    pub const XMAS: u8 = FIN | PSH | URG;
+}
+
+/// Address family of a record (`ScanRecord::family`).
+pub mod family {
+    /// IPv4; the addresses are IPv4-mapped IPv6 (`::ffff:a.b.c.d`).
+    pub const IPV4: u8 = 4;
+    /// IPv6.
+    pub const IPV6: u8 = 6;
+}
+
+/// One probe packet, as sent by the kernel over [`RECORDS_MAP`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScanRecord {
+    /// Raw [`ProbeKind`] discriminant (kept raw: userspace validates it).
+    pub kind: u32,
+    /// Interface index the packet arrived on.
+    pub ifindex: u32,
+    /// `bpf_ktime_get_ns()` when the packet was seen (CLOCK_MONOTONIC).
+    pub ts_ns: u64,
+    /// Source address; IPv4 is IPv4-mapped (`::ffff:a.b.c.d`).
+    pub src_addr: [u8; 16],
+    /// Destination address; IPv4 is IPv4-mapped.
+    pub dst_addr: [u8; 16],
+    /// TCP source port, host byte order.
+    pub src_port: u16,
+    /// TCP destination port, host byte order.
+    pub dst_port: u16,
+    /// [`family::IPV4`] or [`family::IPV6`].
+    pub family: u8,
+    /// TCP flags byte as received.
+    pub tcp_flags: u8,
+    /// Outer VLAN id (12 bits), or 0 for untagged frames.
+    pub vlan_id: u16,
+}
+
+const _: () = assert!(size_of::<ScanRecord>() == 56);
+
+/// One slot of the per-CPU deduplication cache.
+///
+/// The slot is chosen by a hash of the key; a slot holding another key is simply overwritten
+/// (a collision costs at most one extra record, never a lost one).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DedupSlot {
+    /// When the key was last let through, `bpf_ktime_get_ns()`; 0 means empty.
+    pub ts_ns: u64,
+    /// Source address as two native-endian words (comparisons stay two loads).
+    pub src_addr: [u64; 2],
+    /// Destination address as two native-endian words.
+    pub dst_addr: [u64; 2],
+    /// Destination port.
+    pub dst_port: u16,
+    /// Reserved, zero.
+    pub reserved: u16,
+    /// Raw [`ProbeKind`].
+    pub kind: u32,
+}
+
+const _: () = assert!(size_of::<DedupSlot>() == 48);
+
+/// A records-per-second budget window, per source (direct-mapped) or per CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BudgetSlot {
+    /// Start of the current window, `bpf_ktime_get_ns()`.
+    pub window_start_ns: u64,
+    /// Source address owning the slot as two native-endian words (unused for the CPU budget).
+    pub src_addr: [u64; 2],
+    /// Records let through in the current window.
+    pub count: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
+}
+
+const _: () = assert!(size_of::<BudgetSlot>() == 32);
+
+/// Runtime knobs of the XDP program, written by userspace into [`SETTINGS_MAP`] before attach.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// Identical probes (source, destination, port, kind) within this window produce one record.
+    /// 0 disables deduplication.
+    pub dedup_window_ns: u64,
+    /// Records per second allowed per source per CPU; 0 means unlimited.
+    pub source_budget: u32,
+    /// Records per second allowed per CPU; 0 means unlimited.
+    pub cpu_budget: u32,
+    /// Pending bytes in the ring buffer that trigger a wakeup of the reader; below this the
+    /// reader drains on its own timer. 0 wakes on every record.
+    pub wakeup_bytes: u32,
+    /// Non-zero when the allow-list holds at least one entry (saves the trie lookup otherwise).
+    pub allowlist_enabled: u32,
+}
+
+const _: () = assert!(size_of::<Settings>() == 24);
+
+impl Settings {
+    /// Defaults used when userspace has not written the map (all-zero map value means: no
+    /// dedup, no budgets, wake on every record, no allow-list). Userspace always writes it.
+    pub const DEFAULT: Self = Self {
+        dedup_window_ns: 1_000_000_000,
+        source_budget: 0,
+        cpu_budget: 0,
+        wakeup_bytes: 64 * 1024,
+        allowlist_enabled: 0,
+    };
+}
+
+/// Index of each per-CPU counter in [`COUNTERS_MAP`].
+///
+/// Two identities hold for the sums over all CPUs:
+/// `Packets = ParseFailures + NonTcp + Fragments + OtherTcp + Probes` and
+/// `Probes = AllowListed + Deduplicated + SourceBudget + CpuBudget + RecordsSent + RingBufFull`.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Counter {
+    /// Every packet the program saw.
+    Packets = 0,
+    /// Truncated or malformed headers, too many VLAN tags or IPv6 extension headers.
+    ParseFailures = 1,
+    /// Well-formed packets that are not TCP over IPv4/IPv6 (ARP, UDP, ICMP, ...).
+    NonTcp = 2,
+    /// IP fragments whose TCP header is not (entirely) in this fragment.
+    Fragments = 3,
+    /// TCP packets that are not probes (anything with ACK or RST, odd flag sets).
+    OtherTcp = 4,
+    /// Probe packets (SYN, FIN, NULL, XMAS).
+    Probes = 5,
+    /// Probes from allow-listed sources, ignored.
+    AllowListed = 6,
+    /// Probes suppressed because an identical one was recorded within the dedup window.
+    Deduplicated = 7,
+    /// Probes not recorded because their source exceeded its per-second budget.
+    SourceBudget = 8,
+    /// Probes not recorded because the CPU exceeded its per-second budget.
+    CpuBudget = 9,
+    /// Records written to the ring buffer.
+    RecordsSent = 10,
+    /// Records lost because the ring buffer was full.
+    RingBufFull = 11,
+}
+
+impl Counter {
+    /// Number of counters (size of [`COUNTERS_MAP`]).
+    pub const COUNT: u32 = 12;
+
+    /// All counters, in index order.
+    pub const ALL: [Self; Self::COUNT as usize] = [
+        Self::Packets,
+        Self::ParseFailures,
+        Self::NonTcp,
+        Self::Fragments,
+        Self::OtherTcp,
+        Self::Probes,
+        Self::AllowListed,
+        Self::Deduplicated,
+        Self::SourceBudget,
+        Self::CpuBudget,
+        Self::RecordsSent,
+        Self::RingBufFull,
+    ];
+
+    /// Stable snake_case name used in logs and exported statistics.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Packets => "packets",
+            Self::ParseFailures => "parse_failures",
+            Self::NonTcp => "non_tcp",
+            Self::Fragments => "fragments",
+            Self::OtherTcp => "other_tcp",
+            Self::Probes => "probes",
+            Self::AllowListed => "allow_listed",
+            Self::Deduplicated => "deduplicated",
+            Self::SourceBudget => "source_budget",
+            Self::CpuBudget => "cpu_budget",
+            Self::RecordsSent => "records_sent",
+            Self::RingBufFull => "ringbuf_full",
+        }
+    }
+}
+
+#[cfg(feature = "user")]
+mod user {
+    use super::{BudgetSlot, DedupSlot, ScanRecord, Settings};
+
+    // SAFETY: all of these are `#[repr(C)]` plain-old-data with no padding and no invalid bit
+    // patterns (the sizes are asserted above).
+    unsafe impl aya::Pod for ScanRecord {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for DedupSlot {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for BudgetSlot {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for Settings {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Counter, ProbeKind, tcp_flags};
+
+    #[test]
+    fn classification_matches_nmap_probe_types() {
+        assert_eq!(ProbeKind::classify(tcp_flags::SYN), Some(ProbeKind::Syn));
+        assert_eq!(ProbeKind::classify(tcp_flags::FIN), Some(ProbeKind::Fin));
+        assert_eq!(ProbeKind::classify(0), Some(ProbeKind::Null));
+        assert_eq!(ProbeKind::classify(tcp_flags::XMAS), Some(ProbeKind::Xmas));
+        // ECE/CWR on a SYN (ECN negotiation) is still a SYN.
+        assert_eq!(
+            ProbeKind::classify(tcp_flags::SYN | 0xc0),
+            Some(ProbeKind::Syn)
+        );
+        for ordinary in [
+            tcp_flags::SYN | tcp_flags::ACK,
+            tcp_flags::ACK,
+            tcp_flags::RST,
+            tcp_flags::RST | tcp_flags::ACK,
+            tcp_flags::FIN | tcp_flags::ACK,
+            tcp_flags::PSH | tcp_flags::ACK,
+            tcp_flags::SYN | tcp_flags::FIN,
+        ] {
+            assert_eq!(ProbeKind::classify(ordinary), None, "flags {ordinary:#x}");
+        }
+    }
+
+    #[test]
+    fn raw_kinds_round_trip_and_reject_unknown() {
+        for kind in ProbeKind::ALL {
+            assert_eq!(ProbeKind::from_raw(kind as u32), Some(kind));
+        }
+        assert_eq!(ProbeKind::from_raw(0), None);
+        assert_eq!(ProbeKind::from_raw(5), None);
+    }
+
+    #[test]
+    fn counters_are_numbered_by_position() {
+        for (i, c) in Counter::ALL.iter().enumerate() {
+            assert_eq!(*c as usize, i);
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! Decoding of ring-buffer records into [`Observation`]s; anything odd is rejected, not trusted.
+
+use std::net::{IpAddr, Ipv6Addr};
+
+use sensor_common::{ProbeKind, ScanRecord, family};
+
+use super::Observation;
+
+/// A record that does not decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The record is not the size of a [`ScanRecord`].
+    #[error("record of {0} bytes, expected {expected}", expected = size_of::<ScanRecord>())]
+    Size(usize),
+    /// Unknown probe kind.
+    #[error("unknown probe kind {0}")]
+    Kind(u32),
+    /// Unknown address family.
+    #[error("unknown address family {0}")]
+    Family(u8),
+}
+
+/// Decodes one ring-buffer record.
+///
+/// # Errors
+/// [`DecodeError`] when the size, kind or family is not one the kernel program writes.
+pub fn decode(bytes: &[u8]) -> Result<Observation, DecodeError> {
+    if bytes.len() != size_of::<ScanRecord>() {
+        return Err(DecodeError::Size(bytes.len()));
+    }
+    // SAFETY: the length was checked; ScanRecord is plain old data with no invalid bit pattern,
+    // and `read_unaligned` makes no alignment assumption.
+    let record = unsafe { bytes.as_ptr().cast::<ScanRecord>().read_unaligned() };
+    let kind = ProbeKind::from_raw(record.kind).ok_or(DecodeError::Kind(record.kind))?;
+    let (src, dst) = match record.family {
+        family::IPV4 => (unmap(record.src_addr), unmap(record.dst_addr)),
+        family::IPV6 => (
+            IpAddr::V6(Ipv6Addr::from(record.src_addr)),
+            IpAddr::V6(Ipv6Addr::from(record.dst_addr)),
+        ),
+        other => return Err(DecodeError::Family(other)),
+    };
+    Ok(Observation {
+        ts_ns: record.ts_ns,
+        src,
+        dst,
+        src_port: record.src_port,
+        dst_port: record.dst_port,
+        kind,
+        ifindex: record.ifindex,
+    })
+}
+
+fn unmap(addr: [u8; 16]) -> IpAddr {
+    let v6 = Ipv6Addr::from(addr);
+    v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)
+}
+
+/// Encodes an observation back into the kernel's record layout (tests and benchmarks).
+#[must_use]
+pub fn encode(obs: &Observation) -> [u8; size_of::<ScanRecord>()] {
+    let to16 = |ip: IpAddr| match ip {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
+    };
+    let record = ScanRecord {
+        kind: obs.kind as u32,
+        ifindex: obs.ifindex,
+        ts_ns: obs.ts_ns,
+        src_addr: to16(obs.src),
+        dst_addr: to16(obs.dst),
+        src_port: obs.src_port,
+        dst_port: obs.dst_port,
+        family: if obs.src.is_ipv4() {
+            family::IPV4
+        } else {
+            family::IPV6
+        },
+        tcp_flags: 0,
+        vlan_id: 0,
+    };
+    let mut out = [0u8; size_of::<ScanRecord>()];
+    // SAFETY: `out` is exactly the size of the record; write_unaligned needs no alignment.
+    unsafe {
+        out.as_mut_ptr()
+            .cast::<ScanRecord>()
+            .write_unaligned(record)
+    };
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use sensor_common::{ProbeKind, ScanRecord};
+
+    use super::{DecodeError, decode, encode};
+    use crate::capture::Observation;
+
+    fn sample(src: &str, dst: &str) -> Observation {
+        Observation {
+            ts_ns: 123_456_789,
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            src_port: 51_000,
+            dst_port: 22,
+            kind: ProbeKind::Xmas,
+            ifindex: 7,
+        }
+    }
+
+    #[test]
+    fn round_trips_both_families() {
+        for obs in [
+            sample("198.18.0.2", "198.18.0.1"),
+            sample("2001:db8::2", "2001:db8::1"),
+        ] {
+            assert_eq!(decode(&encode(&obs)).unwrap(), obs);
+        }
+    }
+
+    #[test]
+    fn ipv4_addresses_come_out_unmapped() {
+        let obs = decode(&encode(&sample("192.0.2.9", "192.0.2.1"))).unwrap();
+        assert!(obs.src.is_ipv4() && obs.dst.is_ipv4());
+    }
+
+    #[test]
+    fn odd_records_are_rejected() {
+        let good = encode(&sample("192.0.2.9", "192.0.2.1"));
+        assert_eq!(decode(&good[..40]), Err(DecodeError::Size(40)));
+        let mut bad_kind = good;
+        bad_kind[..4].copy_from_slice(&9u32.to_ne_bytes());
+        assert_eq!(decode(&bad_kind), Err(DecodeError::Kind(9)));
+        let mut bad_family = good;
+        bad_family[std::mem::offset_of!(ScanRecord, family)] = 5;
+        assert_eq!(decode(&bad_family), Err(DecodeError::Family(5)));
+    }
+}

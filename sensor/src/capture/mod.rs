@@ -1,0 +1,33 @@
+//! Capture: getting probe observations out of the kernel.
+//!
+//! `xdp` loads and attaches the XDP program and owns its maps; `decode` turns ring-buffer
+//! records into [`Observation`]s; `counters` reads the kernel's per-CPU counters; `testrun`
+//! runs the loaded program on hand-made frames (`BPF_PROG_TEST_RUN`) for tests and benchmarks.
+
+pub mod counters;
+pub mod decode;
+pub mod testrun;
+pub mod xdp;
+
+use std::net::IpAddr;
+
+use sensor_common::ProbeKind;
+
+/// One probe packet, as userspace sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Observation {
+    /// CLOCK_MONOTONIC time the kernel saw the packet, ns.
+    pub ts_ns: u64,
+    /// Source address (IPv4 as plain IPv4).
+    pub src: IpAddr,
+    /// Destination address (IPv4 as plain IPv4).
+    pub dst: IpAddr,
+    /// TCP source port.
+    pub src_port: u16,
+    /// TCP destination port.
+    pub dst_port: u16,
+    /// Probe kind.
+    pub kind: ProbeKind,
+    /// Interface index the packet arrived on.
+    pub ifindex: u32,
+}

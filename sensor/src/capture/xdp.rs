@@ -1,0 +1,294 @@
+//! Loading and attaching the embedded XDP program, and owning its maps.
+//!
+//! Attachments are BPF links: when the process exits, even by `kill -9`, the kernel detaches the
+//! program. Integration tests and benchmarks call [`load`] exactly as the agent does.
+
+use std::os::fd::AsFd as _;
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, LpmTrie, MapData, PerCpuArray, RingBuf, lpm_trie::Key},
+    programs::{ProgramError, Xdp, XdpMode as AyaXdpMode, xdp::XdpLinkId},
+};
+use sensor_common::{
+    ALLOWLIST_MAP, COUNTERS_MAP, PROGRAM_NAME, RECORDS_MAP, SETTINGS_MAP, Settings,
+};
+
+use super::counters::CounterSnapshot;
+use crate::config::{Cidr, XdpMode};
+
+/// The XDP object built by `build.rs`, embedded so the binary needs no other file.
+static PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sensor"));
+
+/// What went wrong while loading or attaching.
+#[derive(Debug, thiserror::Error)]
+pub enum XdpError {
+    /// The kernel refused the object (verifier, missing privileges, BTF, ...).
+    #[error("loading the XDP program failed (needs root or CAP_BPF + CAP_NET_ADMIN): {0}")]
+    Load(#[from] Box<aya::EbpfError>),
+    /// A map the agent needs is not in the object.
+    #[error("map `{0}` is missing from the XDP object")]
+    MissingMap(&'static str),
+    /// A map operation failed.
+    #[error("map `{name}`: {source}")]
+    Map {
+        /// Map name.
+        name: &'static str,
+        /// The error.
+        source: aya::maps::MapError,
+    },
+    /// The program itself could not be loaded into the kernel.
+    #[error("XDP program: {0}")]
+    Program(#[source] ProgramError),
+    /// No interface by that name.
+    #[error("interface `{0}` does not exist")]
+    UnknownInterface(String),
+    /// The kernel or driver refused the attachment.
+    #[error("attaching to `{iface}` in {mode} mode failed: {source}")]
+    Attach {
+        /// Interface name.
+        iface: String,
+        /// Mode tried.
+        mode: &'static str,
+        /// The error.
+        source: ProgramError,
+    },
+}
+
+/// Settings the kernel program runs with.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Ring buffer size in bytes.
+    pub ring_buffer_bytes: u32,
+    /// Runtime knobs written to the settings map.
+    pub settings: Settings,
+    /// Allow-listed source networks.
+    pub allowlist: Vec<Cidr>,
+}
+
+/// The mode an attachment actually got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttachedMode {
+    /// Native (driver) XDP.
+    Driver,
+    /// Generic (skb) XDP.
+    Generic,
+}
+
+impl AttachedMode {
+    /// Lowercase name for logs.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Driver => "drv",
+            Self::Generic => "skb",
+        }
+    }
+}
+
+/// The loaded program and the maps userspace reads.
+pub struct Loaded {
+    ebpf: Ebpf,
+    links: Vec<XdpLinkId>,
+    /// Records from the kernel.
+    pub records: Option<RingBuf<MapData>>,
+    counters: PerCpuArray<MapData, u64>,
+}
+
+impl std::fmt::Debug for Loaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loaded")
+            .field("links", &self.links.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Loads the embedded program into the kernel and configures its maps; attaches nothing.
+///
+/// # Errors
+/// [`XdpError`] when the kernel refuses the program or a map.
+pub fn load(options: &LoadOptions) -> Result<Loaded, XdpError> {
+    raise_memlock_limit();
+    let mut ebpf = EbpfLoader::new()
+        .map_max_entries(RECORDS_MAP, options.ring_buffer_bytes)
+        .load(PROGRAM)
+        .map_err(|e| XdpError::Load(Box::new(e)))?;
+    let program = xdp_program(&mut ebpf)?;
+    program.load().map_err(XdpError::Program)?;
+
+    let mut settings = options.settings;
+    settings.allowlist_enabled = u32::from(!options.allowlist.is_empty());
+    {
+        let map = ebpf
+            .map_mut(SETTINGS_MAP)
+            .ok_or(XdpError::MissingMap(SETTINGS_MAP))?;
+        let mut array: Array<_, Settings> =
+            Array::try_from(map).map_err(|source| XdpError::Map {
+                name: SETTINGS_MAP,
+                source,
+            })?;
+        array.set(0, settings, 0).map_err(|source| XdpError::Map {
+            name: SETTINGS_MAP,
+            source,
+        })?;
+    }
+    {
+        let map = ebpf
+            .map_mut(ALLOWLIST_MAP)
+            .ok_or(XdpError::MissingMap(ALLOWLIST_MAP))?;
+        let mut trie: LpmTrie<_, [u8; 16], u8> =
+            LpmTrie::try_from(map).map_err(|source| XdpError::Map {
+                name: ALLOWLIST_MAP,
+                source,
+            })?;
+        for cidr in &options.allowlist {
+            let (addr, prefix) = cidr.to_mapped();
+            trie.insert(&Key::new(prefix, addr.octets()), 1, 0)
+                .map_err(|source| XdpError::Map {
+                    name: ALLOWLIST_MAP,
+                    source,
+                })?;
+        }
+    }
+    let records = ebpf
+        .take_map(RECORDS_MAP)
+        .ok_or(XdpError::MissingMap(RECORDS_MAP))?;
+    let records = RingBuf::try_from(records).map_err(|source| XdpError::Map {
+        name: RECORDS_MAP,
+        source,
+    })?;
+    let counters = ebpf
+        .take_map(COUNTERS_MAP)
+        .ok_or(XdpError::MissingMap(COUNTERS_MAP))?;
+    let counters = PerCpuArray::try_from(counters).map_err(|source| XdpError::Map {
+        name: COUNTERS_MAP,
+        source,
+    })?;
+    Ok(Loaded {
+        ebpf,
+        links: Vec::new(),
+        records: Some(records),
+        counters,
+    })
+}
+
+fn xdp_program(ebpf: &mut Ebpf) -> Result<&mut Xdp, XdpError> {
+    let program = ebpf
+        .program_mut(PROGRAM_NAME)
+        .ok_or(XdpError::Program(ProgramError::NotLoaded))?;
+    program.try_into().map_err(XdpError::Program)
+}
+
+/// Lifts RLIMIT_MEMLOCK for kernels that still charge BPF maps against it (before 5.11).
+fn raise_memlock_limit() {
+    let limit = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit reads a valid rlimit struct; failure is harmless on kernels that use
+    // memory-cgroup accounting, and is reported by the map creation itself otherwise.
+    let rc = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &raw const limit) };
+    if rc != 0 {
+        tracing::debug!("Could not raise RLIMIT_MEMLOCK; relying on memory-cgroup accounting.");
+    }
+}
+
+impl Loaded {
+    /// Attaches the program to `iface`. In [`XdpMode::Auto`] native mode is tried first and
+    /// generic mode used where the driver refuses it (logged as a warning).
+    ///
+    /// # Errors
+    /// [`XdpError`] when the interface does not exist or the attachment is refused.
+    pub fn attach(&mut self, iface: &str, mode: XdpMode) -> Result<AttachedMode, XdpError> {
+        let program = xdp_program(&mut self.ebpf)?;
+        let attempt = |program: &mut Xdp, aya_mode, name| {
+            program
+                .attach(iface, aya_mode)
+                .map_err(|source| match source {
+                    ProgramError::UnknownInterface { .. } => {
+                        XdpError::UnknownInterface(iface.to_owned())
+                    }
+                    source => XdpError::Attach {
+                        iface: iface.to_owned(),
+                        mode: name,
+                        source,
+                    },
+                })
+        };
+        let (link, attached) = match mode {
+            XdpMode::Drv => (
+                attempt(program, AyaXdpMode::Driver, "drv")?,
+                AttachedMode::Driver,
+            ),
+            XdpMode::Skb => (
+                attempt(program, AyaXdpMode::Skb, "skb")?,
+                AttachedMode::Generic,
+            ),
+            XdpMode::Auto => match attempt(program, AyaXdpMode::Driver, "drv") {
+                Ok(link) => (link, AttachedMode::Driver),
+                Err(XdpError::UnknownInterface(name)) => {
+                    return Err(XdpError::UnknownInterface(name));
+                }
+                Err(err) => {
+                    tracing::warn!(
+                        interface = iface,
+                        error = %err,
+                        "Native XDP refused by the driver; falling back to generic (skb) mode."
+                    );
+                    (
+                        attempt(program, AyaXdpMode::Skb, "skb")?,
+                        AttachedMode::Generic,
+                    )
+                }
+            },
+        };
+        self.links.push(link);
+        Ok(attached)
+    }
+
+    /// Detaches the program from every interface. Also happens on drop and on process exit.
+    pub fn detach_all(&mut self) {
+        let links = std::mem::take(&mut self.links);
+        if let Ok(program) = xdp_program(&mut self.ebpf) {
+            for link in links {
+                if let Err(err) = program.detach(link) {
+                    tracing::warn!(error = %err, "Detaching the XDP program failed.");
+                }
+            }
+        }
+    }
+
+    /// Current kernel counters, summed over CPUs.
+    ///
+    /// # Errors
+    /// The map could not be read.
+    pub fn counters(&self) -> Result<CounterSnapshot, XdpError> {
+        CounterSnapshot::read(&self.counters).map_err(|source| XdpError::Map {
+            name: COUNTERS_MAP,
+            source,
+        })
+    }
+
+    /// Runs the program on one frame with `BPF_PROG_TEST_RUN` (tests and benchmarks).
+    ///
+    /// # Errors
+    /// The program is missing or the kernel refused the run.
+    pub fn test_run(
+        &mut self,
+        frame: &[u8],
+        repeat: u32,
+    ) -> Result<super::testrun::TestRunOutput, super::testrun::TestRunError> {
+        let program =
+            xdp_program(&mut self.ebpf).map_err(|e| std::io::Error::other(e.to_string()))?;
+        let fd = program
+            .fd()
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        super::testrun::run(fd.as_fd(), frame, repeat)
+    }
+}
+
+impl Drop for Loaded {
+    fn drop(&mut self) {
+        self.detach_all();
+    }
+}

@@ -1,0 +1,489 @@
+//! Configuration: the community `trapster.conf` JSON, accepted as is, plus the sensor's own
+//! `sensor` section. One tree, one parse step that names the field, line and column of any error.
+
+mod cidr;
+
+use std::{collections::BTreeMap, path::Path, time::Duration};
+
+pub use cidr::{Cidr, CidrError};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// The default configuration embedded in the binary: `sensor run` works with no file at all.
+pub const DEFAULT_CONFIG: &str = include_str!("default.json");
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    /// Sensor identity, reported as `device` in every event (Trapster `id`).
+    #[serde(default = "default_id")]
+    pub id: String,
+    /// Free text (Trapster `description`).
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Interface the services bind on and, unless `sensor.xdp.interfaces` says otherwise, the
+    /// interface the XDP program attaches to. Empty means "none named".
+    #[serde(default)]
+    pub interface: String,
+    /// Sources that never produce events (Trapster `whitelist_ips`): addresses or CIDRs, IPv4
+    /// or IPv6. Applied in the kernel for scan detection.
+    #[serde(default)]
+    pub whitelist_ips: Vec<Cidr>,
+    /// Host name presented by emulated services (Trapster `hostname`).
+    #[serde(default)]
+    pub hostname: Option<String>,
+    /// Domain presented by emulated services (Trapster `domain`).
+    #[serde(default)]
+    pub domain: Option<String>,
+    /// Emulated services, per protocol a list of instances (Trapster `services`); kept as
+    /// parsed JSON until the services are implemented.
+    #[serde(default)]
+    pub services: BTreeMap<String, Value>,
+    /// Community logger block (`output`, `format`, `kwargs`, legacy `name`).
+    #[serde(default)]
+    pub logger: Option<Value>,
+    /// The sensor's own settings.
+    #[serde(default)]
+    pub sensor: SensorSection,
+    /// Top-level keys this version does not know; reported as a warning, never fatal, so newer
+    /// Trapster files keep loading.
+    #[serde(skip)]
+    pub unknown: Vec<String>,
+}
+
+/// Top-level keys of the community file and of this sensor.
+const KNOWN_KEYS: [&str; 9] = [
+    "id",
+    "description",
+    "interface",
+    "whitelist_ips",
+    "hostname",
+    "domain",
+    "services",
+    "logger",
+    "sensor",
+];
+
+fn default_id() -> String {
+    "trapster-1".to_owned()
+}
+
+/// The `sensor` section: settings Trapster does not have.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SensorSection {
+    /// XDP capture settings.
+    #[serde(default)]
+    pub xdp: XdpConfig,
+    /// Port-scan merging settings.
+    #[serde(default)]
+    pub portscan: PortscanConfig,
+}
+
+/// How the XDP program is attached.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpMode {
+    /// Native (driver) mode where the driver supports it, generic mode otherwise.
+    #[default]
+    Auto,
+    /// Generic XDP, run by the kernel network stack; works on every interface.
+    Skb,
+    /// Native XDP, run by the driver; fails where the driver lacks support.
+    Drv,
+}
+
+impl std::str::FromStr for XdpMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "skb" => Ok(Self::Skb),
+            "drv" => Ok(Self::Drv),
+            other => Err(format!(
+                "unknown XDP mode `{other}` (expected auto, skb or drv)"
+            )),
+        }
+    }
+}
+
+/// `sensor.xdp`: the kernel program and its ring buffer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct XdpConfig {
+    /// Interfaces to attach to; empty means the top-level `interface`.
+    pub interfaces: Vec<String>,
+    /// Attach mode.
+    pub mode: XdpMode,
+    /// Ring buffer size in bytes (power of two, at least one page).
+    pub ring_buffer_bytes: u32,
+    /// Identical probes (source, destination, port, kind) within this window give one record.
+    pub dedup_window_ms: u64,
+    /// Records per second allowed per source and CPU (0: unlimited).
+    pub source_budget: u32,
+    /// Records per second allowed per CPU (0: unlimited).
+    pub cpu_budget: u32,
+    /// Pending ring-buffer bytes that wake the reader early.
+    pub wakeup_bytes: u32,
+    /// The reader drains the ring buffer at least this often.
+    pub drain_interval_ms: u64,
+    /// Kernel counters are logged this often (0: only at exit).
+    pub stats_interval_secs: u64,
+}
+
+impl Default for XdpConfig {
+    fn default() -> Self {
+        Self {
+            interfaces: Vec::new(),
+            mode: XdpMode::Auto,
+            ring_buffer_bytes: sensor_common::RECORDS_MAP_BYTES,
+            dedup_window_ms: 1_000,
+            source_budget: 200_000,
+            cpu_budget: 4_000_000,
+            wakeup_bytes: 64 * 1024,
+            drain_interval_ms: 20,
+            stats_interval_secs: 60,
+        }
+    }
+}
+
+/// `sensor.portscan`: how probe records are merged into `portscan.query` events.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PortscanConfig {
+    /// Distinct destination ports a source must probe on one destination to be reported.
+    pub threshold: usize,
+    /// A scan ends when no new probe arrived for this long.
+    pub idle_timeout_ms: u64,
+    /// A scan still running after this long is reported, and later ports follow in
+    /// follow-up events (one per window).
+    pub max_window_secs: u64,
+    /// Maximum (source, destination) pairs tracked at once; the least recently active is
+    /// closed (and reported if it qualifies) when a new one arrives.
+    pub max_tracked: usize,
+}
+
+impl Default for PortscanConfig {
+    fn default() -> Self {
+        Self {
+            threshold: 3,
+            idle_timeout_ms: 5_000,
+            max_window_secs: 60,
+            max_tracked: 65_536,
+        }
+    }
+}
+
+impl PortscanConfig {
+    /// The idle timeout as a duration.
+    #[must_use]
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms)
+    }
+
+    /// The maximum window as a duration.
+    #[must_use]
+    pub fn max_window(&self) -> Duration {
+        Duration::from_secs(self.max_window_secs)
+    }
+}
+
+/// A configuration that could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The path given.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The JSON is malformed or a field has the wrong type or value.
+    #[error("{origin}: field `{field}`: {message} at line {line} column {column}")]
+    Parse {
+        /// File path, or `<embedded default>`.
+        origin: String,
+        /// Dotted path of the offending field (`.` for the document itself).
+        field: String,
+        /// What is wrong.
+        message: String,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+    },
+    /// Fields are individually valid but do not fit together.
+    #[error("{origin}: field `{field}`: {message}")]
+    Invalid {
+        /// File path, or `<embedded default>`.
+        origin: String,
+        /// Dotted path of the offending field.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the field, line and column.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// The embedded default configuration.
+    ///
+    /// # Errors
+    /// Never in a released build (a unit test parses it); typed for uniformity.
+    pub fn embedded_default() -> Result<Self, ConfigError> {
+        Self::parse(DEFAULT_CONFIG, "<embedded default>")
+    }
+
+    /// Parses and validates configuration text; `origin` names it in errors.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the field, line and column.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let mut config: Self = serde_path_to_error::deserialize(&mut de).map_err(|err| {
+            let field = err.path().to_string();
+            let inner = err.into_inner();
+            let message = inner.to_string();
+            // serde_json appends " at line L column C"; it is reported separately.
+            let message = message
+                .rsplit_once(" at line ")
+                .map_or(message.as_str(), |(head, _)| head)
+                .to_owned();
+            ConfigError::Parse {
+                origin: origin.to_owned(),
+                field,
+                message,
+                line: inner.line(),
+                column: inner.column(),
+            }
+        })?;
+        de.end().map_err(|inner| ConfigError::Parse {
+            origin: origin.to_owned(),
+            field: ".".to_owned(),
+            message: "trailing characters after the configuration object".to_owned(),
+            line: inner.line(),
+            column: inner.column(),
+        })?;
+        if let Ok(Value::Object(map)) = serde_json::from_str::<Value>(text) {
+            config.unknown = map
+                .keys()
+                .filter(|k| !KNOWN_KEYS.contains(&k.as_str()))
+                .cloned()
+                .collect();
+        }
+        config.validate(origin)?;
+        Ok(config)
+    }
+
+    fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let invalid = |field: &'static str, message: String| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            field,
+            message,
+        };
+        let xdp = &self.sensor.xdp;
+        let scan = &self.sensor.portscan;
+        if !xdp.ring_buffer_bytes.is_power_of_two() || xdp.ring_buffer_bytes < 4096 {
+            return Err(invalid(
+                "sensor.xdp.ring_buffer_bytes",
+                format!(
+                    "{} is not a power of two of at least 4096",
+                    xdp.ring_buffer_bytes
+                ),
+            ));
+        }
+        if xdp.drain_interval_ms == 0 || xdp.drain_interval_ms > 1_000 {
+            return Err(invalid(
+                "sensor.xdp.drain_interval_ms",
+                format!("{} is outside 1..=1000", xdp.drain_interval_ms),
+            ));
+        }
+        if scan.threshold == 0 {
+            return Err(invalid(
+                "sensor.portscan.threshold",
+                "must be at least 1".to_owned(),
+            ));
+        }
+        if scan.idle_timeout_ms == 0 {
+            return Err(invalid(
+                "sensor.portscan.idle_timeout_ms",
+                "must be positive".to_owned(),
+            ));
+        }
+        if xdp.dedup_window_ms >= scan.idle_timeout_ms {
+            return Err(invalid(
+                "sensor.xdp.dedup_window_ms",
+                format!(
+                    "{} ms must be shorter than sensor.portscan.idle_timeout_ms ({} ms), or a \
+                     scan repeated right after the previous one closed would go unreported",
+                    xdp.dedup_window_ms, scan.idle_timeout_ms
+                ),
+            ));
+        }
+        if scan.max_window_secs == 0 || scan.max_window() <= scan.idle_timeout() {
+            return Err(invalid(
+                "sensor.portscan.max_window_secs",
+                "must be longer than sensor.portscan.idle_timeout_ms".to_owned(),
+            ));
+        }
+        if scan.max_tracked == 0 {
+            return Err(invalid(
+                "sensor.portscan.max_tracked",
+                "must be at least 1".to_owned(),
+            ));
+        }
+        let allow_max = sensor_common::ALLOWLIST_MAX_ENTRIES as usize;
+        if self.whitelist_ips.len() > allow_max {
+            return Err(invalid(
+                "whitelist_ips",
+                format!(
+                    "{} entries, at most {allow_max} are supported",
+                    self.whitelist_ips.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Interfaces the XDP program attaches to: `sensor.xdp.interfaces`, else `interface`.
+    #[must_use]
+    pub fn xdp_interfaces(&self) -> Vec<String> {
+        if !self.sensor.xdp.interfaces.is_empty() {
+            return self.sensor.xdp.interfaces.clone();
+        }
+        if self.interface.is_empty() {
+            Vec::new()
+        } else {
+            vec![self.interface.clone()]
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Config, ConfigError, XdpMode};
+
+    /// The community example file, as Trapster ships it.
+    const COMMUNITY: &str = r#"{
+  "id": "trapster-1",
+  "description": "example configuration file",
+  "whitelist_ips": ["127.0.0.1"],
+  "interface": "",
+  "services": {
+    "ftp": [ { "port": 2121, "username": null, "password": null, "banner": "Microsoft FTP Service" } ],
+    "ssh": [ { "port": 2222, "version": "SSH-2.0-OpenSSH_8.1p1 Debian-1", "banner": null, "users": {} } ]
+  },
+  "logger": { "name": "JsonLogger", "kwargs": {} }
+}"#;
+
+    #[test]
+    fn community_file_is_accepted_unchanged() {
+        let config = Config::parse(COMMUNITY, "trapster.conf").unwrap();
+        assert_eq!(config.id, "trapster-1");
+        assert_eq!(config.whitelist_ips.len(), 1);
+        assert!(config.services.contains_key("ftp"));
+        assert_eq!(config.sensor.portscan.threshold, 3);
+        assert!(config.xdp_interfaces().is_empty());
+    }
+
+    #[test]
+    fn embedded_default_parses() {
+        let config = Config::embedded_default().unwrap();
+        assert!(config.unknown.is_empty(), "{:?}", config.unknown);
+    }
+
+    #[test]
+    fn readme_example_parses() {
+        let readme = include_str!("../../../README.md");
+        let start = readme
+            .find("```json\n{")
+            .expect("README has a JSON config example")
+            + 8;
+        let end = start + readme[start..].find("```").unwrap();
+        let config = Config::parse(&readme[start..end], "README.md").unwrap();
+        assert!(config.unknown.is_empty());
+    }
+
+    #[test]
+    fn sensor_section_is_read() {
+        let text = r#"{"id": "s1", "interface": "eth0",
+            "sensor": {"xdp": {"mode": "skb", "interfaces": ["veth0"]},
+                       "portscan": {"threshold": 10, "idle_timeout_ms": 2000}}}"#;
+        let config = Config::parse(text, "t").unwrap();
+        assert_eq!(config.sensor.xdp.mode, XdpMode::Skb);
+        assert_eq!(config.xdp_interfaces(), vec!["veth0".to_owned()]);
+        assert_eq!(config.sensor.portscan.threshold, 10);
+    }
+
+    #[test]
+    fn errors_name_field_line_and_column() {
+        let text = "{\n  \"id\": \"s\",\n  \"sensor\": {\n    \"portscan\": {\"threshold\": \"many\"}\n  }\n}";
+        let err = Config::parse(text, "x.conf").unwrap_err();
+        let ConfigError::Parse {
+            field,
+            line,
+            column,
+            ..
+        } = &err
+        else {
+            panic!("{err}")
+        };
+        assert_eq!(field, "sensor.portscan.threshold");
+        assert_eq!(*line, 4);
+        assert!(*column > 20, "{column}");
+        let shown = err.to_string();
+        assert!(
+            shown.contains("x.conf") && shown.contains("line 4"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn unknown_sensor_keys_are_rejected_by_name() {
+        let text = "{\"sensor\": {\"portscan\": {\"treshold\": 3}}}";
+        let err = Config::parse(text, "x").unwrap_err().to_string();
+        assert!(err.contains("treshold"), "{err}");
+    }
+
+    #[test]
+    fn bad_cidr_is_reported_with_position() {
+        let text = "{\n\"whitelist_ips\": [\"10.0.0.0/8\", \"10.0.0.300\"]\n}";
+        let err = Config::parse(text, "x").unwrap_err();
+        let ConfigError::Parse { field, line, .. } = &err else {
+            panic!("{err}")
+        };
+        assert_eq!(field, "whitelist_ips[1]");
+        assert_eq!(*line, 2);
+    }
+
+    #[test]
+    fn dedup_window_must_be_shorter_than_idle_timeout() {
+        let text = r#"{"sensor": {"xdp": {"dedup_window_ms": 5000}, "portscan": {"idle_timeout_ms": 5000}}}"#;
+        let err = Config::parse(text, "x").unwrap_err().to_string();
+        assert!(err.contains("sensor.xdp.dedup_window_ms"), "{err}");
+    }
+
+    #[test]
+    fn unknown_top_level_keys_are_kept_not_fatal() {
+        let config = Config::parse(r#"{"future_key": 1}"#, "x").unwrap();
+        assert_eq!(config.unknown, vec!["future_key".to_owned()]);
+    }
+
+    #[test]
+    fn trailing_garbage_is_an_error() {
+        assert!(Config::parse("{} x", "x").is_err());
+    }
+}

@@ -1,0 +1,145 @@
+//! The one `Event` type for everything the sensor reports, and its vocabulary.
+//!
+//! Identity fields (addresses, ports) come from the packet or socket, never from attacker bytes;
+//! protocol code may only add `data` and `extra`. The logtype `<service>.<action>` is derived.
+
+use std::{fmt, net::IpAddr};
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+/// What the event reports, in Trapster's vocabulary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// A client connected.
+    Connection,
+    /// A client sent bytes.
+    Data,
+    /// A client tried to log in.
+    Login,
+    /// A client asked for something (a request, a scan).
+    Query,
+}
+
+impl Action {
+    /// Lowercase name used in logtypes.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Connection => "connection",
+            Self::Data => "data",
+            Self::Login => "login",
+            Self::Query => "query",
+        }
+    }
+}
+
+/// The channel an event comes from (Trapster's service name, e.g. `portscan`, `ftp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Service {
+    /// Scan probes seen by the XDP program.
+    Portscan,
+}
+
+impl Service {
+    /// Lowercase name used in logtypes.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Portscan => "portscan",
+        }
+    }
+}
+
+/// Who talked to whom: fixed by the packet or socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionIdentity {
+    /// Remote (attacker) address.
+    pub src_ip: IpAddr,
+    /// Remote port (1 for port scans, as Trapster reports them).
+    pub src_port: u16,
+    /// Local (sensor) address.
+    pub dst_ip: IpAddr,
+    /// Local port.
+    pub dst_port: u16,
+}
+
+/// One security event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// Stable unique id, for de-duplication and delivery tracking downstream.
+    pub id: Uuid,
+    /// When it happened (UTC).
+    pub timestamp: DateTime<Utc>,
+    /// Addresses and ports.
+    pub session: SessionIdentity,
+    /// Emitting service.
+    pub service: Service,
+    /// What happened.
+    pub action: Action,
+    /// Raw bytes received, if any (rendered as lowercase hex).
+    pub data: Bytes,
+    /// Service-specific details.
+    pub extra: Map<String, Value>,
+}
+
+/// `<service>.<action>`, derived, never typed by hand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogType {
+    /// Service part.
+    pub service: Service,
+    /// Action part.
+    pub action: Action,
+}
+
+impl fmt::Display for LogType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.service.as_str(), self.action.as_str())
+    }
+}
+
+impl Event {
+    /// The event's logtype.
+    #[must_use]
+    pub const fn logtype(&self) -> LogType {
+        LogType {
+            service: self.service,
+            action: self.action,
+        }
+    }
+}
+
+/// Shows an address as users expect: IPv4-mapped IPv6 addresses as plain IPv4.
+#[must_use]
+pub fn display_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        IpAddr::V4(_) => ip,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use super::{Action, LogType, Service, display_ip};
+
+    #[test]
+    fn logtype_is_derived() {
+        let lt = LogType {
+            service: Service::Portscan,
+            action: Action::Query,
+        };
+        assert_eq!(lt.to_string(), "portscan.query");
+    }
+
+    #[test]
+    fn mapped_addresses_display_as_ipv4() {
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        assert_eq!(display_ip(mapped).to_string(), "192.0.2.1");
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(display_ip(v6), v6);
+    }
+}

@@ -1,0 +1,3 @@
+//! Formats: pure functions from an [`Event`](crate::event::Event) to bytes. No I/O here.
+
+pub mod community;

@@ -1,0 +1,24 @@
+//! A Trapster-compatible honeypot sensor with XDP scan detection.
+//!
+//! # Layout
+//! - [`config`]: the `trapster.conf` tree plus the sensor's own section; one validation step.
+//! - [`capture`]: the XDP program (load, attach, maps), record decoding, kernel counters and
+//!   `BPF_PROG_TEST_RUN`.
+//! - [`scan`]: the port-scan merger (pure, time as input) and `portscan.query` events.
+//! - [`event`]: the one [`event::Event`] type.
+//! - [`format`]: pure event-to-bytes encoders.
+//! - [`output`]: transports for encoded events.
+//! - [`agent`]: wires it all together until shutdown.
+//! - [`clock`], [`shutdown`]: time conversion and the shutdown signal.
+
+pub mod agent;
+pub mod capture;
+pub mod clock;
+pub mod config;
+pub mod event;
+pub mod format;
+pub mod output;
+pub mod scan;
+pub mod shutdown;
+
+pub use agent::{RunOptions, RunSummary, run};

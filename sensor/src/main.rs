@@ -1,0 +1,126 @@
+//! `sensor`: command-line entry point. Parses arguments, sets up diagnostics, calls the library.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use sensor::{
+    RunOptions,
+    config::{Config, XdpMode},
+    shutdown::{self, CancellationToken},
+};
+use tracing_subscriber::EnvFilter;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Trapster-compatible honeypot sensor with XDP scan detection.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Diagnostics level (error, warn, info, debug, trace) or an EnvFilter directive.
+    #[arg(long, global = true, default_value = "info", env = "SENSOR_LOG")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Attach to interfaces and report scans as events on standard output.
+    Run {
+        /// Configuration file (trapster.conf); the embedded default when absent.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// Interface to watch (repeatable); overrides the configuration.
+        #[arg(short, long = "interface")]
+        interfaces: Vec<String>,
+        /// XDP attach mode: auto, skb or drv; overrides the configuration.
+        #[arg(long)]
+        xdp_mode: Option<XdpMode>,
+        /// Write kernel and merger counters as JSON here, periodically and at exit.
+        #[arg(long)]
+        stats_file: Option<PathBuf>,
+    },
+    /// Validate a configuration file and exit.
+    Check {
+        /// Configuration file to validate.
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+}
+
+fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
+    let config = match path {
+        Some(path) => Config::from_file(path)?,
+        None => Config::embedded_default()?,
+    };
+    for key in &config.unknown {
+        tracing::warn!(key = %key, "Unknown top-level configuration key ignored.");
+    }
+    Ok(config)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_new(&cli.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    match real_main(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("{err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Check { config } => {
+            let parsed = load_config(Some(&config))?;
+            println!(
+                "{}: OK (device `{}`, {} allow-listed networks, XDP on {:?})",
+                config.display(),
+                parsed.id,
+                parsed.whitelist_ips.len(),
+                parsed.xdp_interfaces()
+            );
+            Ok(())
+        }
+        Command::Run {
+            config,
+            interfaces,
+            xdp_mode,
+            stats_file,
+        } => {
+            let config = load_config(config.as_ref())?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            runtime.block_on(async {
+                let token = CancellationToken::new();
+                let trigger = token.clone();
+                tokio::spawn(async move {
+                    if let Err(err) = shutdown::signals().await {
+                        tracing::error!(error = %err, "Installing signal handlers failed.");
+                    }
+                    trigger.cancel();
+                });
+                let options = RunOptions {
+                    interfaces,
+                    mode: xdp_mode,
+                    stats_file,
+                };
+                sensor::run(config, options, token)
+                    .await
+                    .context("sensor run failed")?;
+                Ok(())
+            })
+        }
+    }
+}

@@ -1,0 +1,399 @@
+//! Folds probe observations into one report per (source, destination) scan.
+//!
+//! Pure: time is an input (monotonic nanoseconds from the records), so tests are deterministic.
+//! A scan closes when it has been idle for `idle_timeout`; one still running after `max_window`
+//! is reported and continues in follow-up reports (one per window). A closed scan is reported if
+//! it probed at least `threshold` distinct ports (follow-ups: at least one new port). State is
+//! bounded: at most `max_tracked` pairs, the least recently active one is closed first.
+
+use std::{net::IpAddr, num::NonZeroUsize};
+
+use lru::LruCache;
+use sensor_common::ProbeKind;
+
+use super::PortSet;
+use crate::{capture::Observation, config::PortscanConfig};
+
+/// A scan ready to be reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanReport {
+    /// Scanning source.
+    pub src: IpAddr,
+    /// Scanned destination.
+    pub dst: IpAddr,
+    /// Distinct destination ports probed, ascending.
+    pub ports: Vec<u16>,
+    /// Probe kinds seen, in [`ProbeKind`] order.
+    pub kinds: Vec<ProbeKind>,
+    /// Monotonic time of the first probe in this report, ns.
+    pub first_ns: u64,
+    /// Monotonic time of the last probe in this report, ns.
+    pub last_ns: u64,
+    /// Whether an earlier report covered the same scan (long scans).
+    pub follow_up: bool,
+}
+
+/// What the merger did, for the agent's statistics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MergerStats {
+    /// Observations folded in.
+    pub observations: u64,
+    /// Reports produced (first reports plus follow-ups).
+    pub reports: u64,
+    /// Of which follow-ups.
+    pub follow_ups: u64,
+    /// Pairs closed below the threshold (not scans).
+    pub below_threshold: u64,
+    /// Pairs closed early because `max_tracked` was reached.
+    pub evicted: u64,
+}
+
+#[derive(Debug)]
+struct Scan {
+    ports: PortSet,
+    kinds: u8,
+    window_start_ns: u64,
+    first_ns: u64,
+    last_ns: u64,
+    reported: bool,
+}
+
+impl Scan {
+    fn new(now: u64) -> Self {
+        Self {
+            ports: PortSet::default(),
+            kinds: 0,
+            window_start_ns: now,
+            first_ns: now,
+            last_ns: now,
+            reported: false,
+        }
+    }
+}
+
+/// The merger. See the module documentation.
+#[derive(Debug)]
+pub struct Merger {
+    threshold: usize,
+    idle_ns: u64,
+    window_ns: u64,
+    scans: LruCache<(IpAddr, IpAddr), Scan>,
+    stats: MergerStats,
+}
+
+impl Merger {
+    /// A merger with the given settings.
+    #[must_use]
+    pub fn new(config: &PortscanConfig) -> Self {
+        let cap = NonZeroUsize::new(config.max_tracked).unwrap_or(NonZeroUsize::MIN);
+        Self {
+            threshold: config.threshold.max(1),
+            idle_ns: u64::try_from(config.idle_timeout().as_nanos()).unwrap_or(u64::MAX),
+            window_ns: u64::try_from(config.max_window().as_nanos()).unwrap_or(u64::MAX),
+            scans: LruCache::new(cap),
+            stats: MergerStats::default(),
+        }
+    }
+
+    /// Counters so far.
+    #[must_use]
+    pub const fn stats(&self) -> MergerStats {
+        self.stats
+    }
+
+    /// Number of (source, destination) pairs currently tracked.
+    #[must_use]
+    pub fn tracked(&self) -> usize {
+        self.scans.len()
+    }
+
+    /// Folds one observation in; reports that became due are appended to `out`.
+    pub fn observe(&mut self, obs: &Observation, out: &mut Vec<ScanReport>) {
+        self.stats.observations += 1;
+        let now = obs.ts_ns;
+        let key = (obs.src, obs.dst);
+        if let Some(scan) = self.scans.get_mut(&key) {
+            if now.saturating_sub(scan.last_ns) >= self.idle_ns {
+                // The sweep has not run since this scan went idle: close it first.
+                let old = std::mem::replace(scan, Scan::new(now));
+                Self::close(&mut self.stats, self.threshold, key, old, out);
+            } else if now.saturating_sub(scan.window_start_ns) >= self.window_ns {
+                // Long scan: report this window, continue in a follow-up.
+                let old = std::mem::replace(scan, Scan::new(now));
+                let was_reported = old.reported;
+                let reported_now = Self::close(&mut self.stats, self.threshold, key, old, out);
+                scan.reported = was_reported || reported_now;
+            }
+            scan.ports.insert(obs.dst_port);
+            scan.kinds |= 1 << (obs.kind as u32);
+            scan.last_ns = scan.last_ns.max(now);
+            scan.first_ns = scan.first_ns.min(now);
+            return;
+        }
+        let mut scan = Scan::new(now);
+        scan.ports.insert(obs.dst_port);
+        scan.kinds |= 1 << (obs.kind as u32);
+        if let Some((old_key, old)) = self.scans.push(key, scan)
+            && old_key != key
+        {
+            self.stats.evicted += 1;
+            Self::close(&mut self.stats, self.threshold, old_key, old, out);
+        }
+    }
+
+    /// Closes every scan idle at `now_ns`; reports are appended to `out`.
+    pub fn sweep(&mut self, now_ns: u64, out: &mut Vec<ScanReport>) {
+        while let Some((_, scan)) = self.scans.peek_lru() {
+            if now_ns.saturating_sub(scan.last_ns) < self.idle_ns {
+                break;
+            }
+            if let Some((key, scan)) = self.scans.pop_lru() {
+                Self::close(&mut self.stats, self.threshold, key, scan, out);
+            }
+        }
+    }
+
+    /// Closes every scan (at shutdown); reports are appended to `out`.
+    pub fn flush(&mut self, out: &mut Vec<ScanReport>) {
+        while let Some((key, scan)) = self.scans.pop_lru() {
+            Self::close(&mut self.stats, self.threshold, key, scan, out);
+        }
+    }
+
+    /// Reports `scan` if it qualifies; returns whether it did.
+    fn close(
+        stats: &mut MergerStats,
+        threshold: usize,
+        (src, dst): (IpAddr, IpAddr),
+        scan: Scan,
+        out: &mut Vec<ScanReport>,
+    ) -> bool {
+        let needed = if scan.reported { 1 } else { threshold };
+        if scan.ports.len() < needed {
+            if !scan.reported {
+                stats.below_threshold += 1;
+            }
+            return false;
+        }
+        stats.reports += 1;
+        if scan.reported {
+            stats.follow_ups += 1;
+        }
+        out.push(ScanReport {
+            src,
+            dst,
+            ports: scan.ports.to_vec(),
+            kinds: ProbeKind::ALL
+                .into_iter()
+                .filter(|k| scan.kinds & (1 << (*k as u32)) != 0)
+                .collect(),
+            first_ns: scan.first_ns,
+            last_ns: scan.last_ns,
+            follow_up: scan.reported,
+        });
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use sensor_common::ProbeKind;
+
+    use super::{Merger, ScanReport};
+    use crate::{capture::Observation, config::PortscanConfig};
+
+    const MS: u64 = 1_000_000;
+    const SEC: u64 = 1_000 * MS;
+
+    fn config() -> PortscanConfig {
+        PortscanConfig {
+            threshold: 3,
+            idle_timeout_ms: 5_000,
+            max_window_secs: 60,
+            max_tracked: 4,
+        }
+    }
+
+    fn obs(src: &str, port: u16, kind: ProbeKind, ts_ns: u64) -> Observation {
+        Observation {
+            ts_ns,
+            src: src.parse().unwrap(),
+            dst: "198.18.0.1".parse().unwrap(),
+            src_port: 40_000,
+            dst_port: port,
+            kind,
+            ifindex: 2,
+        }
+    }
+
+    fn run(merger: &mut Merger, items: &[Observation]) -> Vec<ScanReport> {
+        let mut out = Vec::new();
+        for o in items {
+            merger.observe(o, &mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn scan_is_reported_once_after_idle_with_sorted_ports_and_flags() {
+        let mut m = Merger::new(&config());
+        let items: Vec<_> = [443u16, 22, 80, 22, 21]
+            .iter()
+            .enumerate()
+            .map(|(i, p)| obs("198.18.1.1", *p, ProbeKind::Syn, i as u64 * MS))
+            .chain([obs("198.18.1.1", 8080, ProbeKind::Fin, 10 * MS)])
+            .collect();
+        assert!(run(&mut m, &items).is_empty());
+        let mut out = Vec::new();
+        m.sweep(4 * SEC, &mut out);
+        assert!(out.is_empty(), "not idle yet");
+        m.sweep(10 * MS + 5 * SEC, &mut out);
+        assert_eq!(out.len(), 1);
+        let r = &out[0];
+        assert_eq!(r.ports, vec![21, 22, 80, 443, 8080]);
+        assert_eq!(r.kinds, vec![ProbeKind::Syn, ProbeKind::Fin]);
+        assert_eq!((r.first_ns, r.last_ns), (0, 10 * MS));
+        assert!(!r.follow_up);
+        assert_eq!(m.tracked(), 0);
+        m.sweep(100 * SEC, &mut out);
+        assert_eq!(out.len(), 1, "reported exactly once");
+    }
+
+    #[test]
+    fn below_threshold_is_not_a_scan() {
+        let mut m = Merger::new(&config());
+        run(
+            &mut m,
+            &[
+                obs("198.18.1.1", 80, ProbeKind::Syn, 0),
+                obs("198.18.1.1", 443, ProbeKind::Syn, MS),
+            ],
+        );
+        let mut out = Vec::new();
+        m.sweep(60 * SEC, &mut out);
+        assert!(out.is_empty());
+        assert_eq!(m.stats().below_threshold, 1);
+    }
+
+    #[test]
+    fn sources_are_kept_apart() {
+        let mut m = Merger::new(&config());
+        let mut items = Vec::new();
+        for p in 1..=3 {
+            items.push(obs("198.18.1.1", p, ProbeKind::Syn, u64::from(p) * MS));
+            items.push(obs(
+                "2001:db8::7",
+                p + 100,
+                ProbeKind::Null,
+                u64::from(p) * MS,
+            ));
+        }
+        run(&mut m, &items);
+        let mut out = Vec::new();
+        m.flush(&mut out);
+        assert_eq!(out.len(), 2);
+        let v6 = out.iter().find(|r| r.src.is_ipv6()).unwrap();
+        assert_eq!(v6.ports, vec![101, 102, 103]);
+        assert_eq!(v6.kinds, vec![ProbeKind::Null]);
+    }
+
+    #[test]
+    fn long_scan_gets_bounded_follow_ups() {
+        let mut m = Merger::new(&config());
+        let mut out = Vec::new();
+        // One new port every 100 ms for 150 s: three windows.
+        for i in 0..1_500u64 {
+            m.observe(
+                &obs(
+                    "198.18.1.1",
+                    u16::try_from(i).unwrap() + 1,
+                    ProbeKind::Syn,
+                    i * 100 * MS,
+                ),
+                &mut out,
+            );
+        }
+        m.sweep(1_500 * 100 * MS + 5 * SEC, &mut out);
+        assert_eq!(
+            out.len(),
+            3,
+            "{:?}",
+            out.iter().map(|r| r.ports.len()).collect::<Vec<_>>()
+        );
+        assert!(!out[0].follow_up && out[1].follow_up && out[2].follow_up);
+        let total: usize = out.iter().map(|r| r.ports.len()).sum();
+        assert_eq!(total, 1_500, "every port reported exactly once");
+        assert_eq!(m.stats().follow_ups, 2);
+    }
+
+    #[test]
+    fn a_new_scan_after_idle_is_reported_again() {
+        let mut m = Merger::new(&config());
+        let mut out = Vec::new();
+        for p in 1..=3 {
+            m.observe(
+                &obs("198.18.1.1", p, ProbeKind::Syn, u64::from(p)),
+                &mut out,
+            );
+        }
+        // No sweep in between: the next observation, after the idle timeout, closes the first.
+        for p in 10..=12 {
+            m.observe(
+                &obs("198.18.1.1", p, ProbeKind::Xmas, 20 * SEC + u64::from(p)),
+                &mut out,
+            );
+        }
+        assert_eq!(out.len(), 1);
+        m.flush(&mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[1].ports, vec![10, 11, 12]);
+        assert!(!out[1].follow_up);
+    }
+
+    #[test]
+    fn state_is_bounded_and_evicted_scans_are_still_reported() {
+        let mut m = Merger::new(&config());
+        let mut out = Vec::new();
+        for p in 1..=3 {
+            m.observe(
+                &obs("198.18.1.1", p, ProbeKind::Syn, u64::from(p)),
+                &mut out,
+            );
+        }
+        for s in 2..=10 {
+            m.observe(
+                &obs(&format!("198.18.1.{s}"), 1, ProbeKind::Syn, 100 + s),
+                &mut out,
+            );
+        }
+        assert_eq!(m.tracked(), 4);
+        assert_eq!(out.len(), 1, "the real scan survives eviction as a report");
+        assert_eq!(out[0].src, "198.18.1.1".parse::<IpAddr>().unwrap());
+        assert_eq!(m.stats().evicted, 6);
+    }
+
+    #[test]
+    fn one_million_spoofed_sources_stay_bounded() {
+        let cfg = PortscanConfig {
+            max_tracked: 1_000,
+            ..config()
+        };
+        let mut m = Merger::new(&cfg);
+        let mut out = Vec::new();
+        for i in 0..1_000_000u32 {
+            let src = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 | i));
+            m.observe(
+                &Observation {
+                    ts_ns: u64::from(i),
+                    src,
+                    ..obs("198.18.1.1", 1, ProbeKind::Syn, 0)
+                },
+                &mut out,
+            );
+        }
+        assert!(out.is_empty());
+        assert_eq!(m.tracked(), 1_000);
+    }
+}

@@ -1,0 +1,116 @@
+//! A set of TCP ports that stays small for small scans and bounded (8 KiB) for full ones.
+
+/// Beyond this many ports the sorted vector (2 bytes a port) becomes a 65,536-bit bitmap.
+const SPARSE_LIMIT: usize = 4096;
+
+/// Distinct ports, iterated in ascending order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortSet {
+    /// Sorted, deduplicated ports.
+    Sparse(Vec<u16>),
+    /// One bit per port, and the number of bits set.
+    Dense(Box<[u64; 1024]>, usize),
+}
+
+impl Default for PortSet {
+    fn default() -> Self {
+        Self::Sparse(Vec::new())
+    }
+}
+
+impl PortSet {
+    /// Adds a port; returns whether it was new.
+    pub fn insert(&mut self, port: u16) -> bool {
+        match self {
+            Self::Sparse(ports) => match ports.binary_search(&port) {
+                Ok(_) => false,
+                Err(at) => {
+                    ports.insert(at, port);
+                    if ports.len() > SPARSE_LIMIT {
+                        let mut bits = Box::new([0u64; 1024]);
+                        for p in ports.iter() {
+                            bits[usize::from(*p >> 6)] |= 1 << (p & 63);
+                        }
+                        *self = Self::Dense(bits, ports.len());
+                    }
+                    true
+                }
+            },
+            Self::Dense(bits, len) => {
+                let word = &mut bits[usize::from(port >> 6)];
+                let bit = 1u64 << (port & 63);
+                if *word & bit != 0 {
+                    return false;
+                }
+                *word |= bit;
+                *len += 1;
+                true
+            }
+        }
+    }
+
+    /// Number of distinct ports.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Sparse(ports) => ports.len(),
+            Self::Dense(_, len) => *len,
+        }
+    }
+
+    /// Whether the set is empty.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The ports in ascending order.
+    #[must_use]
+    pub fn to_vec(&self) -> Vec<u16> {
+        match self {
+            Self::Sparse(ports) => ports.clone(),
+            Self::Dense(bits, len) => {
+                let mut out = Vec::with_capacity(*len);
+                for (i, word) in bits.iter().enumerate() {
+                    let mut w = *word;
+                    while w != 0 {
+                        let bit = w.trailing_zeros();
+                        // i < 1024 and bit < 64, so the port fits in 16 bits.
+                        out.push(u16::try_from(i * 64).unwrap_or(u16::MAX) | bit as u16);
+                        w &= w - 1;
+                    }
+                }
+                out
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PortSet;
+
+    #[test]
+    fn sparse_set_sorts_and_deduplicates() {
+        let mut set = PortSet::default();
+        for p in [443, 22, 80, 22, 1] {
+            set.insert(p);
+        }
+        assert_eq!(set.to_vec(), vec![1, 22, 80, 443]);
+        assert!(!set.insert(80));
+    }
+
+    #[test]
+    fn full_range_goes_dense_and_round_trips() {
+        let mut set = PortSet::default();
+        for p in (0..=u16::MAX).rev() {
+            assert!(set.insert(p));
+        }
+        assert!(matches!(set, PortSet::Dense(..)));
+        assert_eq!(set.len(), 65_536);
+        let all = set.to_vec();
+        assert_eq!(all.len(), 65_536);
+        assert!(all.windows(2).all(|w| w[0] + 1 == w[1]));
+        assert!(!set.insert(65_535));
+    }
+}

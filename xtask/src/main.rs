@@ -1,1 +1,82 @@
-fn main() {}
+//! `cargo xtask`: the project's tasks. CI calls these same commands.
+//!
+//! - `setup`: installs the eBPF toolchain (nightly `rust-src`, LLVM-matched `bpf-linker`).
+//! - `build-ebpf`: builds the XDP object, optionally copying it somewhere for `bpftool`.
+//! - `test`: the whole suite: unit tests, then the privileged integration tests.
+//! - `integration-test`: only the privileged tests (as root, or through `sudo -E`).
+//! - `lint`: rustfmt, clippy (userspace and the BPF target).
+
+mod build_ebpf;
+mod lint;
+mod setup;
+mod test;
+
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(about = "Project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Install nightly rust-src and a bpf-linker built against the nightly's LLVM.
+    Setup,
+    /// Build the XDP object (after `setup`).
+    BuildEbpf(build_ebpf::Options),
+    /// Run every test: unit tests, then the privileged integration tests.
+    Test(test::Options),
+    /// Run only the privileged integration tests.
+    IntegrationTest(test::Options),
+    /// rustfmt and clippy on every crate, the eBPF crate included.
+    Lint,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Task::Setup => setup::run(),
+        Task::BuildEbpf(options) => build_ebpf::run(&options),
+        Task::Test(options) => test::run_all(&options),
+        Task::IntegrationTest(options) => test::run_integration(&options),
+        Task::Lint => lint::run(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs a command, failing with its description when it does not succeed.
+pub(crate) fn run_cmd(cmd: &mut Command) -> anyhow::Result<()> {
+    let shown = format!("{cmd:?}");
+    let status = cmd.status().with_context(|| format!("spawning {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed: {status}");
+    }
+    Ok(())
+}
+
+/// Runs a command and returns its standard output.
+pub(crate) fn output_of(cmd: &mut Command) -> anyhow::Result<String> {
+    let shown = format!("{cmd:?}");
+    let out = cmd.output().with_context(|| format!("spawning {shown}"))?;
+    if !out.status.success() {
+        bail!("{shown} failed: {}: {}", out.status, String::from_utf8_lossy(&out.stderr));
+    }
+    String::from_utf8(out.stdout).with_context(|| format!("{shown} printed non-UTF-8"))
+}
+
+/// The workspace root (parent of this crate's directory).
+pub(crate) fn workspace_root() -> std::path::PathBuf {
+    let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.parent().unwrap_or(here).to_path_buf()
+}

@@ -135,13 +135,19 @@ impl TestNet {
     /// The XDP attach mode of the sensor interface: `None`, or 1 (native), 2 (generic).
     #[must_use]
     pub fn xdp_mode(&self) -> Option<u64> {
-        let out = Command::new("ip")
-            .args(["-n", &self.sensor.name, "-j", "link", "show", "dev", &self.sensor_if])
-            .output()
-            .expect("ip link show");
-        let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ip -j output");
-        json[0]["xdp"]["mode"].as_u64()
+        xdp_mode(&self.sensor.name, &self.sensor_if)
     }
+}
+
+/// The XDP attach mode of `iface` in namespace `ns`: `None`, or 1 (native), 2 (generic).
+#[must_use]
+pub fn xdp_mode(ns: &str, iface: &str) -> Option<u64> {
+    let out = Command::new("ip")
+        .args(["-n", ns, "-j", "link", "show", "dev", iface])
+        .output()
+        .expect("ip link show");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ip -j output");
+    json[0]["xdp"]["mode"].as_u64()
 }
 
 impl Default for TestNet {

@@ -53,7 +53,7 @@ pub struct Segment {
 fn load<T: Copy>(ctx: &XdpContext, offset: usize) -> Result<T, Malformed> {
     let start = ctx.data();
     let end = ctx.data_end();
-    if start + offset + core::mem::size_of::<T>() > end {
+    if start + offset + size_of::<T>() > end {
         return Err(Malformed);
     }
     // SAFETY: the range [start + offset, start + offset + size_of::<T>()) was checked to lie

@@ -109,11 +109,17 @@ pub const DST6: [u8; 16] = [0x20, 0x01, 0, 2, 0, 0, 0, 0xc8, 0, 0, 0, 0, 0, 0, 0
 /// A well-formed IPv4 TCP frame.
 #[must_use]
 pub fn v4_tcp(dst_port: u16, flags: u8) -> Vec<u8> {
-    eth(ETH_IPV4, &ipv4(SRC4, DST4, 6, 0, &tcp(40_000, dst_port, flags, 0)))
+    eth(
+        ETH_IPV4,
+        &ipv4(SRC4, DST4, 6, 0, &tcp(40_000, dst_port, flags, 0)),
+    )
 }
 
 /// A well-formed IPv6 TCP frame.
 #[must_use]
 pub fn v6_tcp(dst_port: u16, flags: u8) -> Vec<u8> {
-    eth(ETH_IPV6, &ipv6(SRC6, DST6, 6, &tcp(40_000, dst_port, flags, 0)))
+    eth(
+        ETH_IPV6,
+        &ipv6(SRC6, DST6, 6, &tcp(40_000, dst_port, flags, 0)),
+    )
 }

@@ -14,7 +14,11 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 /// Runs `ip` with `args`, panicking with its stderr on failure.
 pub fn ip(args: &[&str]) {
     let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A network namespace, deleted on drop.
@@ -62,7 +66,9 @@ impl NetNs {
 impl Drop for NetNs {
     fn drop(&mut self) {
         // Never panic here: this may run while a test is already panicking.
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }
 
@@ -99,7 +105,20 @@ impl TestNet {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed) % 250 + 1;
         let sensor_if = format!("vs{}-{n}", std::process::id() % 10_000);
         let peer_if = format!("vp{}-{n}", std::process::id() % 10_000);
-        ip(&["link", "add", &sensor_if, "netns", &sensor.name, "type", "veth", "peer", "name", &peer_if, "netns", &peer.name]);
+        ip(&[
+            "link",
+            "add",
+            &sensor_if,
+            "netns",
+            &sensor.name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &peer_if,
+            "netns",
+            &peer.name,
+        ]);
         let net = Self {
             sensor_ip: format!("198.18.{n}.1"),
             peer_ip: format!("198.18.{n}.2"),
@@ -114,8 +133,25 @@ impl TestNet {
             (&net.sensor, &net.sensor_if, &net.sensor_ip, &net.sensor_ip6),
             (&net.peer, &net.peer_if, &net.peer_ip, &net.peer_ip6),
         ] {
-            ip(&["-n", &ns.name, "addr", "add", &format!("{v4}/24"), "dev", ifname]);
-            ip(&["-n", &ns.name, "addr", "add", &format!("{v6}/64"), "dev", ifname, "nodad"]);
+            ip(&[
+                "-n",
+                &ns.name,
+                "addr",
+                "add",
+                &format!("{v4}/24"),
+                "dev",
+                ifname,
+            ]);
+            ip(&[
+                "-n",
+                &ns.name,
+                "addr",
+                "add",
+                &format!("{v6}/64"),
+                "dev",
+                ifname,
+                "nodad",
+            ]);
             ip(&["-n", &ns.name, "link", "set", ifname, "up"]);
         }
         net
@@ -125,7 +161,15 @@ impl TestNet {
     #[must_use]
     pub fn sensor_mac(&self) -> String {
         let out = Command::new("ip")
-            .args(["-n", &self.sensor.name, "-j", "link", "show", "dev", &self.sensor_if])
+            .args([
+                "-n",
+                &self.sensor.name,
+                "-j",
+                "link",
+                "show",
+                "dev",
+                &self.sensor_if,
+            ])
             .output()
             .expect("ip link show");
         let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ip -j output");
@@ -164,13 +208,17 @@ impl ChildGuard {
     /// Spawns `cmd`.
     #[must_use]
     pub fn spawn(cmd: &mut Command) -> Self {
-        Self(Some(cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"))))
+        Self(Some(
+            cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}")),
+        ))
     }
 
     /// The process id.
     #[must_use]
     pub fn pid(&self) -> i32 {
-        self.0.as_ref().map_or(0, |c| i32::try_from(c.id()).unwrap_or(0))
+        self.0
+            .as_ref()
+            .map_or(0, |c| i32::try_from(c.id()).unwrap_or(0))
     }
 
     /// Sends `signal` and waits up to `limit` for the exit; kills it if it is still running.

@@ -17,7 +17,12 @@ use crate::net::{ChildGuard, NetNs};
 #[must_use]
 pub fn sensor_bin() -> PathBuf {
     std::env::var_os("SENSOR_BIN").map_or_else(
-        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/debug/sensor")),
+        || {
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../target/debug/sensor"
+            ))
+        },
         PathBuf::from,
     )
 }
@@ -85,7 +90,8 @@ impl RunningSensor {
         let inner = child.0.as_mut().expect("child");
         let out = inner.stdout.take().expect("stdout");
         let err = inner.stderr.take().expect("stderr");
-        let stdout = thread::spawn(move || BufReader::new(out).lines().map_while(Result::ok).collect());
+        let stdout =
+            thread::spawn(move || BufReader::new(out).lines().map_while(Result::ok).collect());
         let (ready_tx, ready_rx) = mpsc::channel();
         let stderr = thread::spawn(move || {
             let mut lines = Vec::new();
@@ -99,9 +105,20 @@ impl RunningSensor {
             let _ = ready_tx.send(false);
             lines
         });
-        let ready = ready_rx.recv_timeout(Duration::from_secs(60)).unwrap_or(false);
-        let sensor = Self { child, stdout, stderr, stats, dir };
-        assert!(ready, "the sensor did not become ready (see [sensor] lines above)");
+        let ready = ready_rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or(false);
+        let sensor = Self {
+            child,
+            stdout,
+            stderr,
+            stats,
+            dir,
+        };
+        assert!(
+            ready,
+            "the sensor did not become ready (see [sensor] lines above)"
+        );
         sensor
     }
 
@@ -130,14 +147,22 @@ impl RunningSensor {
         let stderr = self.stderr.join().expect("stderr reader");
         let events = lines
             .iter()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {l}")))
+            .map(|l| {
+                serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {l}"))
+            })
             .collect();
         let stats = std::fs::read_to_string(&self.stats)
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or(Value::Null);
         let _ = std::fs::remove_dir_all(&self.dir);
-        SensorRun { events, stats, stderr, clean_exit }
+        SensorRun {
+            events,
+            stats,
+            stderr,
+            clean_exit,
+        }
     }
 }
 
@@ -145,13 +170,18 @@ impl SensorRun {
     /// Events whose logtype is `portscan.query`.
     #[must_use]
     pub fn portscans(&self) -> Vec<&Value> {
-        self.events.iter().filter(|e| e["logtype"] == "portscan.query").collect()
+        self.events
+            .iter()
+            .filter(|e| e["logtype"] == "portscan.query")
+            .collect()
     }
 
     /// A kernel counter from the final statistics.
     #[must_use]
     pub fn kernel(&self, name: &str) -> u64 {
-        self.stats["kernel"][name].as_u64().unwrap_or_else(|| panic!("no counter {name} in {}", self.stats))
+        self.stats["kernel"][name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no counter {name} in {}", self.stats))
     }
 
     /// Asserts the counter identities: every packet has one outcome, every probe one fate.
@@ -165,8 +195,12 @@ impl SensorRun {
         );
         assert_eq!(
             k("probes"),
-            k("allow_listed") + k("deduplicated") + k("source_budget") + k("cpu_budget")
-                + k("records_sent") + k("ringbuf_full"),
+            k("allow_listed")
+                + k("deduplicated")
+                + k("source_budget")
+                + k("cpu_budget")
+                + k("records_sent")
+                + k("ringbuf_full"),
             "{}",
             self.stats
         );

@@ -15,7 +15,11 @@ use tests::{
 };
 
 fn options() -> LoadOptions {
-    LoadOptions { ring_buffer_bytes: 1 << 16, settings: Settings::DEFAULT, allowlist: Vec::new() }
+    LoadOptions {
+        ring_buffer_bytes: 1 << 16,
+        settings: Settings::DEFAULT,
+        allowlist: Vec::new(),
+    }
 }
 
 #[test]
@@ -43,19 +47,39 @@ fn attaches_in_generic_and_native_mode() {
 fn unknown_interface_is_a_clear_error() {
     require_root!();
     let mut loaded = load(&options()).expect("load");
-    let err = loaded.attach("no-such-if0", XdpMode::Auto).unwrap_err().to_string();
-    assert!(err.contains("no-such-if0") && err.contains("does not exist"), "{err}");
+    let err = loaded
+        .attach("no-such-if0", XdpMode::Auto)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("no-such-if0") && err.contains("does not exist"),
+        "{err}"
+    );
 }
 
 #[test]
 fn cli_mode_switch_and_clean_detach() {
     require_root!();
     let net = TestNet::new();
-    let sensor = RunningSensor::start(&net.sensor, &test_config(&net.sensor_if, &[]), &["--xdp-mode", "skb"]);
-    assert_eq!(net.xdp_mode(), Some(2), "generic mode as asked on the command line");
+    let sensor = RunningSensor::start(
+        &net.sensor,
+        &test_config(&net.sensor_if, &[]),
+        &["--xdp-mode", "skb"],
+    );
+    assert_eq!(
+        net.xdp_mode(),
+        Some(2),
+        "generic mode as asked on the command line"
+    );
     let run = sensor.stop();
     assert!(run.clean_exit, "{:?}", run.stderr);
-    assert!(run.stderr.iter().any(|l| l.contains("mode=\"skb\"") || l.contains("mode=skb")), "{:?}", run.stderr);
+    assert!(
+        run.stderr
+            .iter()
+            .any(|l| l.contains("mode=\"skb\"") || l.contains("mode=skb")),
+        "{:?}",
+        run.stderr
+    );
     assert_eq!(net.xdp_mode(), None, "detached after SIGTERM");
 }
 

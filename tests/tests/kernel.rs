@@ -24,23 +24,40 @@ fn loaded(settings: Settings, ring: u32, allow: &[&str]) -> Loaded {
 }
 
 fn no_dedup() -> Settings {
-    Settings { dedup_window_ns: 0, source_budget: 0, cpu_budget: 0, ..Settings::DEFAULT }
+    Settings {
+        dedup_window_ns: 0,
+        source_budget: 0,
+        cpu_budget: 0,
+        ..Settings::DEFAULT
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
 enum Expect {
-    Record { port: u16, kind: ProbeKind, v6: bool, vlan: u16 },
+    Record {
+        port: u16,
+        kind: ProbeKind,
+        v6: bool,
+        vlan: u16,
+    },
     Outcome(Counter),
 }
 
 fn rec(port: u16, kind: ProbeKind) -> Expect {
-    Expect::Record { port, kind, v6: false, vlan: 0 }
+    Expect::Record {
+        port,
+        kind,
+        v6: false,
+        vlan: 0,
+    }
 }
 
 /// Runs one frame and checks the verdict, the unaltered data, the record and the counters.
 fn check(prog: &mut Loaded, name: &str, frame: &[u8], expect: Expect) {
     let before = prog.counters().unwrap();
-    let out = prog.test_run(frame, 1).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let out = prog
+        .test_run(frame, 1)
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
     assert_eq!(out.retval, XDP_PASS, "{name}: verdict");
     assert_eq!(out.data, frame, "{name}: frame altered");
     let delta = prog.counters().unwrap().since(&before);
@@ -51,10 +68,19 @@ fn check(prog: &mut Loaded, name: &str, frame: &[u8], expect: Expect) {
         records.push(decode(&item).unwrap_or_else(|e| panic!("{name}: undecodable record: {e}")));
     }
     match expect {
-        Expect::Record { port, kind, v6, vlan } => {
+        Expect::Record {
+            port,
+            kind,
+            v6,
+            vlan,
+        } => {
             assert_eq!(records.len(), 1, "{name}: {records:?} {delta:?}");
             let r = records[0];
-            assert_eq!((r.dst_port, r.kind, r.src_port), (port, kind, 40_000), "{name}");
+            assert_eq!(
+                (r.dst_port, r.kind, r.src_port),
+                (port, kind, 40_000),
+                "{name}"
+            );
             assert_eq!(r.src.is_ipv6(), v6, "{name}: family");
             let want_src: std::net::IpAddr = if v6 { SRC6.into() } else { SRC4.into() };
             let want_dst: std::net::IpAddr = if v6 { DST6.into() } else { DST4.into() };
@@ -65,7 +91,11 @@ fn check(prog: &mut Loaded, name: &str, frame: &[u8], expect: Expect) {
         }
         Expect::Outcome(counter) => {
             assert!(records.is_empty(), "{name}: unexpected record {records:?}");
-            assert_eq!(delta.get(counter), 1, "{name}: expected {counter:?}, got {delta:?}");
+            assert_eq!(
+                delta.get(counter),
+                1,
+                "{name}: expected {counter:?}, got {delta:?}"
+            );
         }
     }
     assert_eq!(delta.imbalance(), None, "{name}");
@@ -75,42 +105,117 @@ fn check(prog: &mut Loaded, name: &str, frame: &[u8], expect: Expect) {
 fn well_formed_probes_give_exact_records() {
     require_root!();
     let mut p = loaded(no_dedup(), 1 << 16, &[]);
-    check(&mut p, "v4 syn", &v4_tcp(22, f::SYN), rec(22, ProbeKind::Syn));
-    check(&mut p, "v4 fin", &v4_tcp(23, f::FIN), rec(23, ProbeKind::Fin));
+    check(
+        &mut p,
+        "v4 syn",
+        &v4_tcp(22, f::SYN),
+        rec(22, ProbeKind::Syn),
+    );
+    check(
+        &mut p,
+        "v4 fin",
+        &v4_tcp(23, f::FIN),
+        rec(23, ProbeKind::Fin),
+    );
     check(&mut p, "v4 null", &v4_tcp(24, 0), rec(24, ProbeKind::Null));
-    check(&mut p, "v4 xmas", &v4_tcp(25, f::XMAS), rec(25, ProbeKind::Xmas));
-    check(&mut p, "v4 syn ecn", &v4_tcp(26, f::SYN | 0xc0), rec(26, ProbeKind::Syn));
-    check(&mut p, "v4 port 0", &v4_tcp(0, f::SYN), rec(0, ProbeKind::Syn));
-    check(&mut p, "v4 port 65535", &v4_tcp(65_535, f::SYN), rec(65_535, ProbeKind::Syn));
-    let v6 = |port, kind| Expect::Record { port, kind, v6: true, vlan: 0 };
-    check(&mut p, "v6 syn", &v6_tcp(80, f::SYN), v6(80, ProbeKind::Syn));
-    check(&mut p, "v6 xmas", &v6_tcp(81, f::XMAS), v6(81, ProbeKind::Xmas));
-    let opts = eth(ETH_IPV4, &ipv4(SRC4, DST4, 6, 40, &tcp(40_000, 27, f::SYN, 0)));
+    check(
+        &mut p,
+        "v4 xmas",
+        &v4_tcp(25, f::XMAS),
+        rec(25, ProbeKind::Xmas),
+    );
+    check(
+        &mut p,
+        "v4 syn ecn",
+        &v4_tcp(26, f::SYN | 0xc0),
+        rec(26, ProbeKind::Syn),
+    );
+    check(
+        &mut p,
+        "v4 port 0",
+        &v4_tcp(0, f::SYN),
+        rec(0, ProbeKind::Syn),
+    );
+    check(
+        &mut p,
+        "v4 port 65535",
+        &v4_tcp(65_535, f::SYN),
+        rec(65_535, ProbeKind::Syn),
+    );
+    let v6 = |port, kind| Expect::Record {
+        port,
+        kind,
+        v6: true,
+        vlan: 0,
+    };
+    check(
+        &mut p,
+        "v6 syn",
+        &v6_tcp(80, f::SYN),
+        v6(80, ProbeKind::Syn),
+    );
+    check(
+        &mut p,
+        "v6 xmas",
+        &v6_tcp(81, f::XMAS),
+        v6(81, ProbeKind::Xmas),
+    );
+    let opts = eth(
+        ETH_IPV4,
+        &ipv4(SRC4, DST4, 6, 40, &tcp(40_000, 27, f::SYN, 0)),
+    );
     check(&mut p, "v4 max options", &opts, rec(27, ProbeKind::Syn));
-    let tcp_opts = eth(ETH_IPV4, &ipv4(SRC4, DST4, 6, 0, &tcp(40_000, 28, f::SYN, 20)));
+    let tcp_opts = eth(
+        ETH_IPV4,
+        &ipv4(SRC4, DST4, 6, 0, &tcp(40_000, 28, f::SYN, 20)),
+    );
     check(&mut p, "tcp options", &tcp_opts, rec(28, ProbeKind::Syn));
     let mut padded = v4_tcp(29, f::SYN);
     padded.resize(60, 0);
     check(&mut p, "ethernet padding", &padded, rec(29, ProbeKind::Syn));
     let ip4 = ipv4(SRC4, DST4, 6, 0, &tcp(40_000, 30, f::SYN, 0));
-    check(&mut p, "802.1q", &eth_tagged(&[(ETH_8021Q, 42)], ETH_IPV4, &ip4), rec(30, ProbeKind::Syn));
+    check(
+        &mut p,
+        "802.1q",
+        &eth_tagged(&[(ETH_8021Q, 42)], ETH_IPV4, &ip4),
+        rec(30, ProbeKind::Syn),
+    );
     let qinq = eth_tagged(&[(ETH_8021AD, 100), (ETH_8021Q, 42)], ETH_IPV4, &ip4);
     check(&mut p, "qinq", &qinq, rec(30, ProbeKind::Syn));
     let mut chain = ipv6_ext(60, 0);
     chain.extend(ipv6_ext(43, 1));
     chain.extend(ipv6_ext(6, 0));
     chain.extend(tcp(40_000, 82, f::SYN, 0));
-    check(&mut p, "v6 ext chain", &eth(ETH_IPV6, &ipv6(SRC6, DST6, 0, &chain)), v6(82, ProbeKind::Syn));
+    check(
+        &mut p,
+        "v6 ext chain",
+        &eth(ETH_IPV6, &ipv6(SRC6, DST6, 0, &chain)),
+        v6(82, ProbeKind::Syn),
+    );
     let mut eight = Vec::new();
     for i in 0..8 {
         eight.extend(ipv6_ext(if i == 7 { 6 } else { 60 }, 0));
     }
     eight.extend(tcp(40_000, 83, f::SYN, 0));
-    check(&mut p, "v6 eight ext", &eth(ETH_IPV6, &ipv6(SRC6, DST6, 60, &eight)), v6(83, ProbeKind::Syn));
+    check(
+        &mut p,
+        "v6 eight ext",
+        &eth(ETH_IPV6, &ipv6(SRC6, DST6, 60, &eight)),
+        v6(83, ProbeKind::Syn),
+    );
     let mut first_frag = ipv6_fragment(6, 0, true);
     first_frag.extend(tcp(40_000, 84, f::SYN, 0));
-    check(&mut p, "v6 first fragment", &eth(ETH_IPV6, &ipv6(SRC6, DST6, 44, &first_frag)), v6(84, ProbeKind::Syn));
-    let tagged6 = eth_tagged(&[(ETH_8021Q, 7)], ETH_IPV6, &ipv6(SRC6, DST6, 6, &tcp(40_000, 85, f::SYN, 0)));
+    check(
+        &mut p,
+        "v6 first fragment",
+        &eth(ETH_IPV6, &ipv6(SRC6, DST6, 44, &first_frag)),
+        v6(84, ProbeKind::Syn),
+    );
+    let tagged6 = eth_tagged(
+        &[(ETH_8021Q, 7)],
+        ETH_IPV6,
+        &ipv6(SRC6, DST6, 6, &tcp(40_000, 85, f::SYN, 0)),
+    );
     check(&mut p, "802.1q v6", &tagged6, v6(85, ProbeKind::Syn));
     assert_eq!(p.counters().unwrap().imbalance(), None);
 }
@@ -128,19 +233,54 @@ fn ordinary_and_non_tcp_traffic_gives_no_record() {
         ("psh-ack", f::PSH | f::ACK),
         ("syn-fin", f::SYN | f::FIN),
     ] {
-        check(&mut p, name, &v4_tcp(22, flags), Expect::Outcome(Counter::OtherTcp));
-        check(&mut p, name, &v6_tcp(22, flags), Expect::Outcome(Counter::OtherTcp));
+        check(
+            &mut p,
+            name,
+            &v4_tcp(22, flags),
+            Expect::Outcome(Counter::OtherTcp),
+        );
+        check(
+            &mut p,
+            name,
+            &v6_tcp(22, flags),
+            Expect::Outcome(Counter::OtherTcp),
+        );
     }
     let non_tcp = Expect::Outcome(Counter::NonTcp);
     check(&mut p, "arp", &eth(ETH_ARP, &[0u8; 28]), non_tcp);
     check(&mut p, "lldp", &eth(0x88cc, &[0u8; 40]), non_tcp);
-    check(&mut p, "v4 udp", &eth(ETH_IPV4, &ipv4(SRC4, DST4, 17, 0, &[0u8; 16])), non_tcp);
-    check(&mut p, "v4 icmp", &eth(ETH_IPV4, &ipv4(SRC4, DST4, 1, 0, &[8u8; 16])), non_tcp);
-    check(&mut p, "v6 icmp", &eth(ETH_IPV6, &ipv6(SRC6, DST6, 58, &[0u8; 16])), non_tcp);
-    check(&mut p, "v6 no next", &eth(ETH_IPV6, &ipv6(SRC6, DST6, 59, &[])), non_tcp);
+    check(
+        &mut p,
+        "v4 udp",
+        &eth(ETH_IPV4, &ipv4(SRC4, DST4, 17, 0, &[0u8; 16])),
+        non_tcp,
+    );
+    check(
+        &mut p,
+        "v4 icmp",
+        &eth(ETH_IPV4, &ipv4(SRC4, DST4, 1, 0, &[8u8; 16])),
+        non_tcp,
+    );
+    check(
+        &mut p,
+        "v6 icmp",
+        &eth(ETH_IPV6, &ipv6(SRC6, DST6, 58, &[0u8; 16])),
+        non_tcp,
+    );
+    check(
+        &mut p,
+        "v6 no next",
+        &eth(ETH_IPV6, &ipv6(SRC6, DST6, 59, &[])),
+        non_tcp,
+    );
     let mut udp_after_ext = ipv6_ext(17, 0);
     udp_after_ext.extend([0u8; 8]);
-    check(&mut p, "v6 ext udp", &eth(ETH_IPV6, &ipv6(SRC6, DST6, 0, &udp_after_ext)), non_tcp);
+    check(
+        &mut p,
+        "v6 ext udp",
+        &eth(ETH_IPV6, &ipv6(SRC6, DST6, 0, &udp_after_ext)),
+        non_tcp,
+    );
 
     let frag = Expect::Outcome(Counter::Fragments);
     let mut later = ipv4(SRC4, DST4, 6, 0, &tcp(40_000, 22, f::SYN, 0));
@@ -149,10 +289,20 @@ fn ordinary_and_non_tcp_traffic_gives_no_record() {
     check(&mut p, "v4 later fragment", &eth(ETH_IPV4, &later), frag);
     let mut tiny_first = ipv4(SRC4, DST4, 6, 0, &tcp(40_000, 22, f::SYN, 0)[..8]);
     tiny_first[6] = 0x20; // more fragments, offset 0, only 8 bytes of TCP header (nmap -f)
-    check(&mut p, "v4 tiny first fragment", &eth(ETH_IPV4, &tiny_first), frag);
+    check(
+        &mut p,
+        "v4 tiny first fragment",
+        &eth(ETH_IPV4, &tiny_first),
+        frag,
+    );
     let mut v6_later = ipv6_fragment(6, 3, false);
     v6_later.extend([0u8; 24]);
-    check(&mut p, "v6 later fragment", &eth(ETH_IPV6, &ipv6(SRC6, DST6, 44, &v6_later)), frag);
+    check(
+        &mut p,
+        "v6 later fragment",
+        &eth(ETH_IPV6, &ipv6(SRC6, DST6, 44, &v6_later)),
+        frag,
+    );
     assert_eq!(p.counters().unwrap().imbalance(), None);
 }
 
@@ -167,12 +317,26 @@ fn malformed_frames_pass_untouched_without_records() {
     for (name, frame) in [
         ("v4", v4_tcp(22, f::SYN)),
         ("v6", v6_tcp(22, f::SYN)),
-        ("v4 options", eth(ETH_IPV4, &ipv4(SRC4, DST4, 6, 12, &tcp(40_000, 22, f::SYN, 8)))),
-        ("qinq v4", eth_tagged(&[(ETH_8021AD, 1), (ETH_8021Q, 2)], ETH_IPV4, &ip4)),
+        (
+            "v4 options",
+            eth(
+                ETH_IPV4,
+                &ipv4(SRC4, DST4, 6, 12, &tcp(40_000, 22, f::SYN, 8)),
+            ),
+        ),
+        (
+            "qinq v4",
+            eth_tagged(&[(ETH_8021AD, 1), (ETH_8021Q, 2)], ETH_IPV4, &ip4),
+        ),
         ("vlan v6", eth_tagged(&[(ETH_8021Q, 2)], ETH_IPV6, &ip6)),
     ] {
         for len in 14..frame.len() {
-            check(&mut p, &format!("{name} truncated to {len}"), &frame[..len], bad);
+            check(
+                &mut p,
+                &format!("{name} truncated to {len}"),
+                &frame[..len],
+                bad,
+            );
         }
     }
     let mutate = |base: &[u8], at: usize, value: u8| {
@@ -183,61 +347,154 @@ fn malformed_frames_pass_untouched_without_records() {
     let v4 = v4_tcp(22, f::SYN);
     check(&mut p, "v4 claims version 6", &mutate(&v4, 14, 0x65), bad);
     check(&mut p, "v4 ihl 4", &mutate(&v4, 14, 0x44), bad);
-    check(&mut p, "v4 total < ihl", &mutate(&mutate(&v4, 16, 0), 17, 19), bad);
-    check(&mut p, "v4 total < ihl + tcp", &mutate(&mutate(&v4, 16, 0), 17, 30), bad);
-    check(&mut p, "v4 total > frame", &mutate(&mutate(&v4, 16, 0), 17, 41), bad);
-    check(&mut p, "v4 total 65535", &mutate(&mutate(&v4, 16, 0xff), 17, 0xff), bad);
+    check(
+        &mut p,
+        "v4 total < ihl",
+        &mutate(&mutate(&v4, 16, 0), 17, 19),
+        bad,
+    );
+    check(
+        &mut p,
+        "v4 total < ihl + tcp",
+        &mutate(&mutate(&v4, 16, 0), 17, 30),
+        bad,
+    );
+    check(
+        &mut p,
+        "v4 total > frame",
+        &mutate(&mutate(&v4, 16, 0), 17, 41),
+        bad,
+    );
+    check(
+        &mut p,
+        "v4 total 65535",
+        &mutate(&mutate(&v4, 16, 0xff), 17, 0xff),
+        bad,
+    );
     check(&mut p, "tcp doff 4", &mutate(&v4, 14 + 20 + 12, 0x40), bad);
     check(&mut p, "tcp doff 0", &mutate(&v4, 14 + 20 + 12, 0x00), bad);
-    check(&mut p, "tcp doff past segment", &mutate(&v4, 14 + 20 + 12, 0xf0), bad);
+    check(
+        &mut p,
+        "tcp doff past segment",
+        &mutate(&v4, 14 + 20 + 12, 0xf0),
+        bad,
+    );
     check(&mut p, "v4 ihl past frame", &mutate(&v4, 14, 0x4f), bad);
     let v6 = v6_tcp(22, f::SYN);
     check(&mut p, "v6 claims version 4", &mutate(&v6, 14, 0x40), bad);
     check(&mut p, "v6 payload > frame", &mutate(&v6, 14 + 5, 21), bad);
     check(&mut p, "v6 payload < tcp", &mutate(&v6, 14 + 5, 12), bad);
-    check(&mut p, "three vlan tags", &eth_tagged(&[(ETH_8021AD, 1), (ETH_8021Q, 2), (ETH_8021Q, 3)], ETH_IPV4, &ip4), bad);
+    check(
+        &mut p,
+        "three vlan tags",
+        &eth_tagged(
+            &[(ETH_8021AD, 1), (ETH_8021Q, 2), (ETH_8021Q, 3)],
+            ETH_IPV4,
+            &ip4,
+        ),
+        bad,
+    );
     let mut nine = Vec::new();
     for i in 0..9 {
         nine.extend(ipv6_ext(if i == 8 { 6 } else { 60 }, 0));
     }
     nine.extend(tcp(40_000, 22, f::SYN, 0));
-    check(&mut p, "v6 nine ext headers", &eth(ETH_IPV6, &ipv6(SRC6, DST6, 60, &nine)), bad);
+    check(
+        &mut p,
+        "v6 nine ext headers",
+        &eth(ETH_IPV6, &ipv6(SRC6, DST6, 60, &nine)),
+        bad,
+    );
     let mut huge = ipv6_ext(6, 255);
     huge.extend(tcp(40_000, 22, f::SYN, 0));
-    check(&mut p, "v6 ext longer than frame", &mutate(&eth(ETH_IPV6, &ipv6(SRC6, DST6, 0, &huge[..40])), 14 + 5, 40), bad);
+    check(
+        &mut p,
+        "v6 ext longer than frame",
+        &mutate(
+            &eth(ETH_IPV6, &ipv6(SRC6, DST6, 0, &huge[..40])),
+            14 + 5,
+            40,
+        ),
+        bad,
+    );
     let mut long_chain = Vec::new();
     for _ in 0..8 {
         long_chain.extend(ipv6_ext(60, 20));
     }
     long_chain.extend(tcp(40_000, 22, f::SYN, 0));
-    check(&mut p, "v6 chain beyond offset cap", &eth(ETH_IPV6, &ipv6(SRC6, DST6, 60, &long_chain)), bad);
+    check(
+        &mut p,
+        "v6 chain beyond offset cap",
+        &eth(ETH_IPV6, &ipv6(SRC6, DST6, 60, &long_chain)),
+        bad,
+    );
     let counters = p.counters().unwrap();
-    assert_eq!(counters.get(Counter::RecordsSent), 0, "no malformed frame made a record");
+    assert_eq!(
+        counters.get(Counter::RecordsSent),
+        0,
+        "no malformed frame made a record"
+    );
     assert_eq!(counters.imbalance(), None);
 }
 
 #[test]
 fn allow_listed_sources_are_ignored_in_kernel() {
     require_root!();
-    let mut p = loaded(no_dedup(), 1 << 16, &["198.18.200.0/24", "2001:2:0:c8::/64"]);
+    let mut p = loaded(
+        no_dedup(),
+        1 << 16,
+        &["198.18.200.0/24", "2001:2:0:c8::/64"],
+    );
     let allowed = Expect::Outcome(Counter::AllowListed);
     check(&mut p, "v4 allowed", &v4_tcp(22, f::SYN), allowed);
     check(&mut p, "v6 allowed", &v6_tcp(22, f::SYN), allowed);
-    let other = eth(ETH_IPV4, &ipv4([198, 18, 201, 2], DST4, 6, 0, &tcp(40_000, 22, f::SYN, 0)));
+    let other = eth(
+        ETH_IPV4,
+        &ipv4([198, 18, 201, 2], DST4, 6, 0, &tcp(40_000, 22, f::SYN, 0)),
+    );
     let before = p.counters().unwrap();
     p.test_run(&other, 1).unwrap();
-    assert_eq!(p.counters().unwrap().since(&before).get(Counter::RecordsSent), 1);
+    assert_eq!(
+        p.counters()
+            .unwrap()
+            .since(&before)
+            .get(Counter::RecordsSent),
+        1
+    );
 }
 
 #[test]
 fn duplicates_are_suppressed_within_the_window() {
     require_root!();
-    let settings = Settings { dedup_window_ns: 60_000_000_000, ..no_dedup() };
+    let settings = Settings {
+        dedup_window_ns: 60_000_000_000,
+        ..no_dedup()
+    };
     let mut p = loaded(settings, 1 << 16, &[]);
-    check(&mut p, "first", &v4_tcp(22, f::SYN), rec(22, ProbeKind::Syn));
-    check(&mut p, "repeat", &v4_tcp(22, f::SYN), Expect::Outcome(Counter::Deduplicated));
-    check(&mut p, "other kind", &v4_tcp(22, f::FIN), rec(22, ProbeKind::Fin));
-    check(&mut p, "other port", &v4_tcp(23, f::SYN), rec(23, ProbeKind::Syn));
+    check(
+        &mut p,
+        "first",
+        &v4_tcp(22, f::SYN),
+        rec(22, ProbeKind::Syn),
+    );
+    check(
+        &mut p,
+        "repeat",
+        &v4_tcp(22, f::SYN),
+        Expect::Outcome(Counter::Deduplicated),
+    );
+    check(
+        &mut p,
+        "other kind",
+        &v4_tcp(22, f::FIN),
+        rec(22, ProbeKind::Fin),
+    );
+    check(
+        &mut p,
+        "other port",
+        &v4_tcp(23, f::SYN),
+        rec(23, ProbeKind::Syn),
+    );
     let out = p.test_run(&v4_tcp(22, f::SYN), 1000).unwrap();
     assert_eq!(out.retval, XDP_PASS);
     let c = p.counters().unwrap();
@@ -257,21 +514,38 @@ fn losses_are_counted_and_counters_add_up() {
     let c: CounterSnapshot = p.counters().unwrap();
     assert_eq!(c.get(Counter::Probes), 500);
     assert!(c.get(Counter::RingBufFull) > 0, "{c:?}");
-    assert_eq!(c.get(Counter::RecordsSent) + c.get(Counter::RingBufFull), 500);
+    assert_eq!(
+        c.get(Counter::RecordsSent) + c.get(Counter::RingBufFull),
+        500
+    );
     let ring = p.records.as_mut().unwrap();
     let mut drained = 0u64;
     while ring.next().is_some() {
         drained += 1;
     }
-    assert_eq!(drained, c.get(Counter::RecordsSent), "every record sent is in the ring");
+    assert_eq!(
+        drained,
+        c.get(Counter::RecordsSent),
+        "every record sent is in the ring"
+    );
     assert_eq!(c.imbalance(), None);
 
     // Budgets refuse records and say so.
-    let mut p = loaded(Settings { source_budget: 10, ..no_dedup() }, 1 << 16, &[]);
+    let mut p = loaded(
+        Settings {
+            source_budget: 10,
+            ..no_dedup()
+        },
+        1 << 16,
+        &[],
+    );
     for port in 1..=30u16 {
         p.test_run(&v4_tcp(port, f::SYN), 1).unwrap();
     }
     let c = p.counters().unwrap();
-    assert_eq!((c.get(Counter::RecordsSent), c.get(Counter::SourceBudget)), (10, 20));
+    assert_eq!(
+        (c.get(Counter::RecordsSent), c.get(Counter::SourceBudget)),
+        (10, 20)
+    );
     assert_eq!(c.imbalance(), None);
 }

@@ -18,9 +18,15 @@ use tests::{
 /// Runs `nmap` from the peer namespace against `target`, bounded to two minutes.
 fn nmap(net: &TestNet, args: &[&str], target: &str) {
     let mut cmd = net.peer.command("nmap");
-    cmd.args(["-n", "-Pn", "--max-retries", "2", "-T4"]).args(args).arg(target);
+    cmd.args(["-n", "-Pn", "--max-retries", "2", "-T4"])
+        .args(args)
+        .arg(target);
     let out = run_bounded(&mut cmd, Duration::from_secs(120));
-    assert!(out.status.success(), "nmap {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "nmap {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn ports(event: &Value) -> Vec<u16> {
@@ -28,7 +34,12 @@ fn ports(event: &Value) -> Vec<u16> {
         .as_array()
         .expect("extra.ports")
         .iter()
-        .map(|p| p.as_str().expect("ports are strings").parse().expect("numeric port"))
+        .map(|p| {
+            p.as_str()
+                .expect("ports are strings")
+                .parse()
+                .expect("numeric port")
+        })
         .collect()
 }
 
@@ -37,12 +48,27 @@ fn ports(event: &Value) -> Vec<u16> {
 fn assert_single_scan(run: &SensorRun, src: &str, dst: &str, expected: &[u16], flags: &[&str]) {
     assert!(run.clean_exit, "the sensor exited cleanly on SIGTERM");
     let scans = run.portscans();
-    assert_eq!(scans.len(), 1, "exactly one portscan.query: {:#?}", run.events);
+    assert_eq!(
+        scans.len(),
+        1,
+        "exactly one portscan.query: {:#?}",
+        run.events
+    );
     let e = scans[0];
     let keys: Vec<&str> = e.as_object().unwrap().keys().map(String::as_str).collect();
     assert_eq!(
         keys,
-        ["device", "logtype", "dst_ip", "dst_port", "src_ip", "src_port", "timestamp", "data", "extra"]
+        [
+            "device",
+            "logtype",
+            "dst_ip",
+            "dst_port",
+            "src_ip",
+            "src_port",
+            "timestamp",
+            "data",
+            "extra"
+        ]
     );
     assert_eq!(e["device"], "it-sensor");
     assert_eq!(e["src_ip"], src);
@@ -50,10 +76,22 @@ fn assert_single_scan(run: &SensorRun, src: &str, dst: &str, expected: &[u16], f
     assert_eq!(e["src_port"], 1);
     assert_eq!(e["data"], "");
     let got = ports(e);
-    assert!(got.windows(2).all(|w| w[0] < w[1]), "ports sorted ascending and distinct");
+    assert!(
+        got.windows(2).all(|w| w[0] < w[1]),
+        "ports sorted ascending and distinct"
+    );
     assert_eq!(got, expected, "every probed port, nothing else");
-    assert_eq!(e["dst_port"], u64::from(expected[0]), "dst_port is the lowest port");
-    let got_flags: Vec<&str> = e["extra"]["flags"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
+    assert_eq!(
+        e["dst_port"],
+        u64::from(expected[0]),
+        "dst_port is the lowest port"
+    );
+    let got_flags: Vec<&str> = e["extra"]["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
     assert_eq!(got_flags, flags);
     let ts = e["timestamp"].as_str().unwrap();
     assert_eq!(ts.len(), "2026-02-13 13:00:09.677008".len(), "{ts}");
@@ -113,10 +151,24 @@ fn masscan_syn_scan() {
     let sensor = RunningSensor::start(&net.sensor, &test_config(&net.sensor_if, &[]), &[]);
     let mac = net.sensor_mac();
     let mut cmd = net.peer.command("timeout");
-    cmd.args(["-s", "INT", "60", "masscan", &net.sensor_ip, "-p", "1-400", "--rate", "5000"])
-        .args(["--wait", "1", "-e", &net.peer_if, "--router-mac", &mac]);
+    cmd.args([
+        "-s",
+        "INT",
+        "60",
+        "masscan",
+        &net.sensor_ip,
+        "-p",
+        "1-400",
+        "--rate",
+        "5000",
+    ])
+    .args(["--wait", "1", "-e", &net.peer_if, "--router-mac", &mac]);
     let out = run_bounded(&mut cmd, Duration::from_secs(90));
-    assert!(out.status.success(), "masscan: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "masscan: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let run = sensor.stop();
     let expected: Vec<u16> = (1..=400).collect();
     assert_single_scan(&run, &net.peer_ip, &net.sensor_ip, &expected, &["SYN"]);
@@ -128,7 +180,9 @@ fn ordinary_connection_is_not_a_scan() {
     let net = TestNet::new();
     let sensor = RunningSensor::start(&net.sensor, &test_config(&net.sensor_if, &[]), &[]);
     let bind = format!("{}:8080", net.sensor_ip);
-    let listener = net.sensor.run(move || TcpListener::bind(bind).expect("bind"));
+    let listener = net
+        .sensor
+        .run(move || TcpListener::bind(bind).expect("bind"));
     let server = std::thread::spawn(move || {
         let (mut conn, _) = listener.accept().expect("accept");
         let mut buf = [0u8; 5];
@@ -137,7 +191,8 @@ fn ordinary_connection_is_not_a_scan() {
     });
     let target = format!("{}:8080", net.sensor_ip);
     let reply = net.peer.run(move || {
-        let mut conn = TcpStream::connect_timeout(&target.parse().unwrap(), Duration::from_secs(5)).expect("connect");
+        let mut conn = TcpStream::connect_timeout(&target.parse().unwrap(), Duration::from_secs(5))
+            .expect("connect");
         conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         conn.write_all(b"hello").expect("send");
         let mut buf = [0u8; 5];
@@ -148,9 +203,20 @@ fn ordinary_connection_is_not_a_scan() {
     server.join().expect("server");
     let run = sensor.stop();
     assert!(run.clean_exit);
-    assert!(run.portscans().is_empty(), "no port-scan event for one connection: {:?}", run.events);
-    assert_eq!(run.kernel("records_sent"), 1, "the SYN was seen, and only it");
-    assert!(run.kernel("other_tcp") >= 4, "the rest of the connection is ordinary TCP");
+    assert!(
+        run.portscans().is_empty(),
+        "no port-scan event for one connection: {:?}",
+        run.events
+    );
+    assert_eq!(
+        run.kernel("records_sent"),
+        1,
+        "the SYN was seen, and only it"
+    );
+    assert!(
+        run.kernel("other_tcp") >= 4,
+        "the rest of the connection is ordinary TCP"
+    );
     assert_eq!(run.stats["merger"]["below_threshold"], 1);
     run.assert_counters_add_up();
 }
@@ -160,7 +226,11 @@ fn allow_listed_source_produces_nothing() {
     require_root!();
     let net = TestNet::new();
     let allowed = format!("{}/24", net.peer_ip);
-    let sensor = RunningSensor::start(&net.sensor, &test_config(&net.sensor_if, &[allowed.as_str()]), &[]);
+    let sensor = RunningSensor::start(
+        &net.sensor,
+        &test_config(&net.sensor_if, &[allowed.as_str()]),
+        &[],
+    );
     nmap(&net, &["-sS", "-p", "1-300"], &net.sensor_ip);
     let run = sensor.stop();
     assert!(run.clean_exit);

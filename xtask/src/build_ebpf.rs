@@ -24,7 +24,14 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<()> {
         Command::new("cargo")
             .current_dir(&root)
             .arg(format!("+{}", setup::NIGHTLY))
-            .args(["build", "--package", "sensor-ebpf", "--bin", "sensor", "--release"])
+            .args([
+                "build",
+                "--package",
+                "sensor-ebpf",
+                "--bin",
+                "sensor",
+                "--release",
+            ])
             .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core"])
             .env_remove("RUSTC")
             .env_remove("RUSTUP_TOOLCHAIN"),
@@ -38,7 +45,9 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<()> {
     }
     // The userspace binary embeds its own build of the object (sensor/build.rs).
     let mut build = Command::new("cargo");
-    build.current_dir(&root).args(["build", "--package", "sensor"]);
+    build
+        .current_dir(&root)
+        .args(["build", "--package", "sensor"]);
     if !options.debug {
         build.arg("--release");
     }

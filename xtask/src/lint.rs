@@ -7,12 +7,30 @@ use crate::{run_cmd, setup, workspace_root};
 pub(crate) fn run() -> anyhow::Result<()> {
     setup::run()?;
     let root = workspace_root();
-    run_cmd(Command::new("cargo").current_dir(&root).args(["fmt", "--all", "--check"]))?;
     run_cmd(
         Command::new("cargo")
             .current_dir(&root)
-            .args(["clippy", "--all-targets", "--package", "sensor", "--package", "sensor-common"])
-            .args(["--package", "xtask", "--package", "tests", "--package", "benches"])
+            .args(["fmt", "--all", "--check"]),
+    )?;
+    run_cmd(
+        Command::new("cargo")
+            .current_dir(&root)
+            .args([
+                "clippy",
+                "--all-targets",
+                "--package",
+                "sensor",
+                "--package",
+                "sensor-common",
+            ])
+            .args([
+                "--package",
+                "xtask",
+                "--package",
+                "tests",
+                "--package",
+                "benches",
+            ])
             .args(["--", "-D", "warnings"]),
     )?;
     run_cmd(

@@ -2,12 +2,14 @@
 //!
 //! - `setup`: installs the eBPF toolchain (nightly `rust-src`, LLVM-matched `bpf-linker`).
 //! - `build-ebpf`: builds the XDP object, optionally copying it somewhere for `bpftool`.
+//! - `run`: builds the sensor and runs it as root with the given arguments.
 //! - `test`: the whole suite: unit tests, then the privileged integration tests.
 //! - `integration-test`: only the privileged tests (as root, or through `sudo -E`).
 //! - `lint`: rustfmt, clippy (userspace and the BPF target).
 
 mod build_ebpf;
 mod lint;
+mod run;
 mod setup;
 mod test;
 
@@ -29,6 +31,8 @@ enum Task {
     Setup,
     /// Build the XDP object (after `setup`).
     BuildEbpf(build_ebpf::Options),
+    /// Build the sensor (release) and run it as root: `cargo xtask run -- -i eth0`.
+    Run(run::Options),
     /// Run every test: unit tests, then the privileged integration tests.
     Test(test::Options),
     /// Run only the privileged integration tests.
@@ -42,6 +46,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Task::Setup => setup::run(),
         Task::BuildEbpf(options) => build_ebpf::run(&options),
+        Task::Run(options) => run::run(&options),
         Task::Test(options) => test::run_all(&options),
         Task::IntegrationTest(options) => test::run_integration(&options),
         Task::Lint => lint::run(),
@@ -70,7 +75,11 @@ pub(crate) fn output_of(cmd: &mut Command) -> anyhow::Result<String> {
     let shown = format!("{cmd:?}");
     let out = cmd.output().with_context(|| format!("spawning {shown}"))?;
     if !out.status.success() {
-        bail!("{shown} failed: {}: {}", out.status, String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "{shown} failed: {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     String::from_utf8(out.stdout).with_context(|| format!("{shown} printed non-UTF-8"))
 }

@@ -35,8 +35,11 @@ fn nightly() -> anyhow::Result<Nightly> {
         .next()
         .and_then(|m| m.trim().parse().ok())
         .ok_or_else(|| anyhow!("unparsable LLVM version `{llvm}`"))?;
-    let sysroot =
-        output_of(Command::new("rustc").arg(format!("+{NIGHTLY}")).args(["--print", "sysroot"]))?;
+    let sysroot = output_of(
+        Command::new("rustc")
+            .arg(format!("+{NIGHTLY}"))
+            .args(["--print", "sysroot"]),
+    )?;
     let lib_dir = PathBuf::from(sysroot.trim()).join("lib");
     let prefix = format!("libLLVM-{llvm_major}-rust-");
     let llvm_lib = std::fs::read_dir(&lib_dir)
@@ -51,13 +54,21 @@ fn nightly() -> anyhow::Result<Nightly> {
         .and_then(|n| n.strip_suffix(".so"))
         .ok_or_else(|| anyhow!("odd library name {llvm_lib}"))?
         .to_owned();
-    Ok(Nightly { llvm_major, llvm_lib, lib_dir })
+    Ok(Nightly {
+        llvm_major,
+        llvm_lib,
+        lib_dir,
+    })
 }
 
 fn ensure_rust_src() -> anyhow::Result<()> {
-    let installed = output_of(
-        Command::new("rustup").args(["component", "list", "--installed", "--toolchain", NIGHTLY]),
-    )?;
+    let installed = output_of(Command::new("rustup").args([
+        "component",
+        "list",
+        "--installed",
+        "--toolchain",
+        NIGHTLY,
+    ]))?;
     if installed.lines().any(|l| l.starts_with("rust-src")) {
         return Ok(());
     }
@@ -67,9 +78,15 @@ fn ensure_rust_src() -> anyhow::Result<()> {
 
 /// Whether the installed bpf-linker was built for `llvm_major` and starts (its libLLVM loads).
 fn bpf_linker_matches(llvm_major: u32) -> bool {
-    let Some(home) = cargo_home() else { return false };
-    let Ok(text) = std::fs::read_to_string(home.join(".crates2.json")) else { return false };
-    let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) else { return false };
+    let Some(home) = cargo_home() else {
+        return false;
+    };
+    let Ok(text) = std::fs::read_to_string(home.join(".crates2.json")) else {
+        return false;
+    };
+    let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return false;
+    };
     let wanted = format!("llvm-{llvm_major}");
     let built_for_llvm = json["installs"].as_object().is_some_and(|installs| {
         installs.iter().any(|(key, info)| {
@@ -80,7 +97,10 @@ fn bpf_linker_matches(llvm_major: u32) -> bool {
         })
     });
     built_for_llvm
-        && Command::new("bpf-linker").arg("--version").output().is_ok_and(|o| o.status.success())
+        && Command::new("bpf-linker")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
 }
 
 fn cargo_home() -> Option<PathBuf> {
@@ -93,7 +113,10 @@ pub(crate) fn run() -> anyhow::Result<()> {
     ensure_rust_src()?;
     let nightly = nightly()?;
     if bpf_linker_matches(nightly.llvm_major) {
-        eprintln!("xtask: bpf-linker for LLVM {} is installed", nightly.llvm_major);
+        eprintln!(
+            "xtask: bpf-linker for LLVM {} is installed",
+            nightly.llvm_major
+        );
         return Ok(());
     }
     eprintln!(
@@ -111,12 +134,22 @@ pub(crate) fn run() -> anyhow::Result<()> {
     run_cmd(
         Command::new("cargo")
             .env("RUSTFLAGS", rustflags)
-            .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION, "--locked", "--force"])
+            .args([
+                "install",
+                "bpf-linker",
+                "--version",
+                BPF_LINKER_VERSION,
+                "--locked",
+                "--force",
+            ])
             .args(["--no-default-features", "--features"])
             .arg(format!("llvm-{},no-llvm-linking", nightly.llvm_major)),
     )?;
     if !bpf_linker_matches(nightly.llvm_major) {
-        bail!("bpf-linker was installed but does not start or report LLVM {}", nightly.llvm_major);
+        bail!(
+            "bpf-linker was installed but does not start or report LLVM {}",
+            nightly.llvm_major
+        );
     }
     Ok(())
 }

@@ -24,24 +24,37 @@ pub(crate) struct Options {
 pub(crate) fn run_all(options: &Options) -> anyhow::Result<()> {
     setup::run()?;
     let root = workspace_root();
-    run_cmd(Command::new("cargo").current_dir(&root).args(["test", "--workspace", "--exclude", "tests", "--exclude", "sensor-ebpf"]))?;
+    run_cmd(Command::new("cargo").current_dir(&root).args([
+        "test",
+        "--workspace",
+        "--exclude",
+        "tests",
+        "--exclude",
+        "sensor-ebpf",
+    ]))?;
     run_integration(options)
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     output_of(Command::new("id").arg("-u")).is_ok_and(|uid| uid.trim() == "0")
 }
 
 pub(crate) fn run_integration(options: &Options) -> anyhow::Result<()> {
     setup::run()?;
     let root = workspace_root();
-    run_cmd(Command::new("cargo").current_dir(&root).args(["build", "--package", "sensor"]))?;
-    let sensor_bin = root.join("target/debug/sensor");
-    let listing = output_of(
+    run_cmd(
         Command::new("cargo")
             .current_dir(&root)
-            .args(["test", "--package", "tests", "--no-run", "--message-format=json"]),
+            .args(["build", "--package", "sensor"]),
     )?;
+    let sensor_bin = root.join("target/debug/sensor");
+    let listing = output_of(Command::new("cargo").current_dir(&root).args([
+        "test",
+        "--package",
+        "tests",
+        "--no-run",
+        "--message-format=json",
+    ]))?;
     let executables: Vec<PathBuf> = listing
         .lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())

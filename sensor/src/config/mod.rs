@@ -408,13 +408,15 @@ mod tests {
     #[test]
     fn readme_example_parses() {
         let readme = include_str!("../../../README.md");
+        let marker = "<!-- config-example -->\n```json\n";
         let start = readme
-            .find("```json\n{")
-            .expect("README has a JSON config example")
-            + 8;
+            .find(marker)
+            .expect("README has a marked config example")
+            + marker.len();
         let end = start + readme[start..].find("```").unwrap();
         let config = Config::parse(&readme[start..end], "README.md").unwrap();
-        assert!(config.unknown.is_empty());
+        assert!(config.unknown.is_empty(), "{:?}", config.unknown);
+        assert_eq!(config.whitelist_ips.len(), 3);
     }
 
     #[test]

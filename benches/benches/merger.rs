@@ -33,6 +33,7 @@ fn workload(sources: u32, ports: u16) -> Vec<Observation> {
                 dst_port: port,
                 kind: ProbeKind::Syn,
                 ifindex: 2,
+                vlan_id: 0,
             });
         }
     }

@@ -87,7 +87,7 @@ fn check(prog: &mut Loaded, name: &str, frame: &[u8], expect: Expect) {
             assert_eq!((r.src, r.dst), (want_src, want_dst), "{name}: addresses");
             assert_eq!(delta.get(Counter::Probes), 1, "{name}");
             assert_eq!(delta.get(Counter::RecordsSent), 1, "{name}");
-            let _ = vlan;
+            assert_eq!(r.vlan_id, vlan, "{name}: outer VLAN id");
         }
         Expect::Outcome(counter) => {
             assert!(records.is_empty(), "{name}: unexpected record {records:?}");
@@ -174,14 +174,20 @@ fn well_formed_probes_give_exact_records() {
     padded.resize(60, 0);
     check(&mut p, "ethernet padding", &padded, rec(29, ProbeKind::Syn));
     let ip4 = ipv4(SRC4, DST4, 6, 0, &tcp(40_000, 30, f::SYN, 0));
+    let tagged = |port, vlan| Expect::Record {
+        port,
+        kind: ProbeKind::Syn,
+        v6: false,
+        vlan,
+    };
     check(
         &mut p,
         "802.1q",
         &eth_tagged(&[(ETH_8021Q, 42)], ETH_IPV4, &ip4),
-        rec(30, ProbeKind::Syn),
+        tagged(30, 42),
     );
     let qinq = eth_tagged(&[(ETH_8021AD, 100), (ETH_8021Q, 42)], ETH_IPV4, &ip4);
-    check(&mut p, "qinq", &qinq, rec(30, ProbeKind::Syn));
+    check(&mut p, "qinq", &qinq, tagged(30, 100));
     let mut chain = ipv6_ext(60, 0);
     chain.extend(ipv6_ext(43, 1));
     chain.extend(ipv6_ext(6, 0));
@@ -216,7 +222,13 @@ fn well_formed_probes_give_exact_records() {
         ETH_IPV6,
         &ipv6(SRC6, DST6, 6, &tcp(40_000, 85, f::SYN, 0)),
     );
-    check(&mut p, "802.1q v6", &tagged6, v6(85, ProbeKind::Syn));
+    let want = Expect::Record {
+        port: 85,
+        kind: ProbeKind::Syn,
+        v6: true,
+        vlan: 7,
+    };
+    check(&mut p, "802.1q v6", &tagged6, want);
     assert_eq!(p.counters().unwrap().imbalance(), None);
 }
 

@@ -48,6 +48,7 @@ pub fn decode(bytes: &[u8]) -> Result<Observation, DecodeError> {
         dst_port: record.dst_port,
         kind,
         ifindex: record.ifindex,
+        vlan_id: record.vlan_id,
     })
 }
 
@@ -77,7 +78,7 @@ pub fn encode(obs: &Observation) -> [u8; size_of::<ScanRecord>()] {
             family::IPV6
         },
         tcp_flags: 0,
-        vlan_id: 0,
+        vlan_id: obs.vlan_id,
     };
     let mut out = [0u8; size_of::<ScanRecord>()];
     // SAFETY: `out` is exactly the size of the record; write_unaligned needs no alignment.
@@ -105,6 +106,7 @@ mod tests {
             dst_port: 22,
             kind: ProbeKind::Xmas,
             ifindex: 7,
+            vlan_id: 42,
         }
     }
 

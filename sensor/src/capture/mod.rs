@@ -30,4 +30,6 @@ pub struct Observation {
     pub kind: ProbeKind,
     /// Interface index the packet arrived on.
     pub ifindex: u32,
+    /// Outer VLAN id, 0 for untagged frames.
+    pub vlan_id: u16,
 }

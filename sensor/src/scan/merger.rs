@@ -225,6 +225,7 @@ mod tests {
             dst_port: port,
             kind,
             ifindex: 2,
+            vlan_id: 0,
         }
     }
 

@@ -2,13 +2,14 @@
 //!
 //! # Layout
 //! - [`config`]: the `trapster.conf` tree plus the sensor's own section; one validation step.
-//! - [`capture`]: the XDP program (load, attach, maps), record decoding, kernel counters and
-//!   `BPF_PROG_TEST_RUN`.
+//! - [`capture`]: the XDP program (load, attach, maps), record decoding, kernel counters,
+//!   `BPF_PROG_TEST_RUN`, and the libpcap fallback.
 //! - [`scan`]: the port-scan merger (pure, time as input) and `portscan.query` events.
 //! - [`event`]: the one [`event::Event`] type.
 //! - [`format`]: pure event-to-bytes encoders.
 //! - [`output`]: transports for encoded events.
 //! - [`agent`]: wires it all together until shutdown.
+//! - [`replay`]: runs a capture file through the same pipeline.
 //! - [`clock`], [`shutdown`]: time conversion and the shutdown signal.
 
 pub mod agent;
@@ -18,7 +19,8 @@ pub mod config;
 pub mod event;
 pub mod format;
 pub mod output;
+pub mod replay;
 pub mod scan;
 pub mod shutdown;
 
-pub use agent::{RunOptions, RunSummary, run};
+pub use agent::{CaptureMode, RunOptions, RunSummary, run};

@@ -5,7 +5,7 @@ use std::{path::PathBuf, process::ExitCode};
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use sensor::{
-    RunOptions,
+    CaptureMode, RunOptions,
     config::{Config, XdpMode},
     shutdown::{self, CancellationToken},
 };
@@ -38,9 +38,20 @@ enum Command {
         /// XDP attach mode: auto, skb or drv; overrides the configuration.
         #[arg(long)]
         xdp_mode: Option<XdpMode>,
+        /// Capture engine: xdp (default) or pcap (fallback for hosts without XDP).
+        #[arg(long, default_value = "xdp")]
+        capture: CaptureMode,
         /// Write kernel and merger counters as JSON here, periodically and at exit.
         #[arg(long)]
         stats_file: Option<PathBuf>,
+    },
+    /// Run a capture file through scan detection and print the events it produces.
+    Replay {
+        /// The pcap file.
+        file: PathBuf,
+        /// Configuration file; the embedded default when absent.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
     },
     /// Validate a configuration file and exit.
     Check {
@@ -90,10 +101,24 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Replay { file, config } => {
+            let config = load_config(config.as_ref())?;
+            let mut stdout = std::io::stdout().lock();
+            let summary = sensor::replay::replay(&config, &file, &mut stdout)
+                .with_context(|| format!("replaying {}", file.display()))?;
+            tracing::info!(
+                frames = summary.pcap.packets,
+                probes = summary.pcap.probes,
+                events = summary.events,
+                "Replay finished."
+            );
+            Ok(())
+        }
         Command::Run {
             config,
             interfaces,
             xdp_mode,
+            capture,
             stats_file,
         } => {
             let config = load_config(config.as_ref())?;
@@ -114,6 +139,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 let options = RunOptions {
                     interfaces,
                     mode: xdp_mode,
+                    capture,
                     stats_file,
                 };
                 sensor::run(config, options, token)

@@ -260,3 +260,21 @@ fn separate_sources_and_repeated_scans() {
     assert_eq!(scans[1]["extra"]["flags"], serde_json::json!(["XMAS"]));
     run.assert_counters_add_up();
 }
+
+#[test]
+fn pcap_capture_reports_the_same_scan() {
+    require_root!();
+    let net = TestNet::new();
+    let config = test_config(&net.sensor_if, &[]);
+    let sensor = RunningSensor::start(&net.sensor, &config, &["--capture", "pcap"]);
+    nmap(&net, &["-sS", "-p", "1-300"], &net.sensor_ip);
+    let run = sensor.stop();
+    assert!(run.clean_exit);
+    let scans = run.portscans();
+    assert_eq!(scans.len(), 1, "{:#?}", run.events);
+    assert_eq!(ports(scans[0]), (1..=300).collect::<Vec<_>>());
+    assert_eq!(scans[0]["extra"]["flags"], serde_json::json!(["SYN"]));
+    assert!(run.stats["kernel"].is_null(), "no XDP program in pcap mode");
+    assert!(run.stats["pcap"]["probes"].as_u64().unwrap() >= 300, "{}", run.stats);
+    assert_eq!(run.stats["pcap"]["kernel_dropped"], 0);
+}

@@ -83,3 +83,68 @@ pub fn run(prog: BorrowedFd<'_>, frame: &[u8], repeat: u32) -> Result<TestRunOut
         duration_ns: attr.duration,
     })
 }
+
+/// `BPF_F_TEST_XDP_LIVE_FRAMES`: frames are really transmitted according to the verdict.
+const BPF_F_TEST_XDP_LIVE_FRAMES: u32 = 1 << 1;
+
+/// The kernel's `struct xdp_md`, the context given to a test run.
+#[repr(C)]
+struct XdpMd {
+    data: u32,
+    data_end: u32,
+    data_meta: u32,
+    ingress_ifindex: u32,
+    rx_queue_index: u32,
+    egress_ifindex: u32,
+}
+
+/// Runs the XDP program `prog` in live-frames mode: `repeat` copies of `frame`, as if received
+/// on interface `ifindex`, in batches of `batch_size`; a program returning `XDP_TX` transmits
+/// them out of that interface. This is how the benchmark generator sends traffic. Must be
+/// called from a thread in the network namespace of `ifindex`.
+///
+/// # Errors
+/// The syscall failed (no privileges, unknown interface, kernel older than 5.18).
+pub fn run_live(
+    prog: BorrowedFd<'_>,
+    frame: &[u8],
+    ifindex: u32,
+    repeat: u32,
+    batch_size: u32,
+) -> Result<(), TestRunError> {
+    let too_big = || std::io::Error::from(std::io::ErrorKind::InvalidInput);
+    let len = u32::try_from(frame.len()).map_err(|_| too_big())?;
+    let mut ctx = XdpMd {
+        data: 0,
+        data_end: len,
+        data_meta: 0,
+        ingress_ifindex: ifindex,
+        rx_queue_index: 0,
+        egress_ifindex: 0,
+    };
+    let mut attr = TestRunAttr {
+        prog_fd: u32::try_from(prog.as_raw_fd()).map_err(|_| too_big())?,
+        data_size_in: len,
+        data_in: frame.as_ptr() as u64,
+        repeat,
+        ctx_size_in: u32::try_from(size_of::<XdpMd>()).map_err(|_| too_big())?,
+        ctx_in: (&raw mut ctx) as u64,
+        flags: BPF_F_TEST_XDP_LIVE_FRAMES,
+        batch_size,
+        ..TestRunAttr::default()
+    };
+    // SAFETY: `attr` is a valid `bpf_attr.test` whose input pointers reference live buffers of
+    // the sizes given; live mode writes no output buffer.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_TEST_RUN,
+            &raw mut attr,
+            size_of::<TestRunAttr>(),
+        )
+    };
+    if rc < 0 {
+        return Err(TestRunError(std::io::Error::last_os_error()));
+    }
+    Ok(())
+}

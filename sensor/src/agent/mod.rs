@@ -1,28 +1,24 @@
-//! The agent: loads the XDP program, attaches it, drains its ring buffer into the scan merger,
+//! The agent: starts the capture (XDP, or libpcap as a fallback), folds observations into the
+//! scan merger,
 //! and streams the resulting events to the output, until shutdown.
 //!
 //! Tasks and channels:
 //! ```text
-//! ring buffer ──(AsyncFd wakeup | drain tick)──► drain loop ─ Merger ─► mpsc<Event> ─► terminal
+//! ring buffer ──(AsyncFd wakeup | drain tick)──┐
+//! libpcap thread ──(bounded batches)────────────┴► drain loop ─ Merger ─► mpsc<Event> ─► terminal
 //!                                                    ▲ stats tick: kernel counters, loss warnings
 //! ```
 
+mod source;
+
 use std::{path::PathBuf, time::Duration};
 
-use aya::maps::{MapData, RingBuf};
 use serde_json::json;
-use tokio::{
-    io::{Interest, unix::AsyncFd},
-    sync::mpsc,
-    task::JoinHandle,
-};
+use source::Source;
+use tokio::{sync::mpsc, task::JoinHandle};
 
 use crate::{
-    capture::{
-        counters::CounterSnapshot,
-        decode::decode,
-        xdp::{self, LoadOptions, XdpError},
-    },
+    capture::{counters::CounterSnapshot, pcap::PcapError, pcap::PcapStats, xdp::XdpError},
     clock::{WallClock, monotonic_ns},
     config::{Config, XdpMode},
     output::terminal::{self, OutputError},
@@ -33,6 +29,28 @@ use crate::{
 /// Capacity of the queue between the merger and the output.
 const EVENT_QUEUE: usize = 4096;
 
+/// How packets are captured.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CaptureMode {
+    /// The XDP program (default).
+    #[default]
+    Xdp,
+    /// libpcap: the fallback for hosts without XDP; slower, loses packets earlier.
+    Pcap,
+}
+
+impl std::str::FromStr for CaptureMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "xdp" => Ok(Self::Xdp),
+            "pcap" => Ok(Self::Pcap),
+            other => Err(format!("unknown capture `{other}` (expected xdp or pcap)")),
+        }
+    }
+}
+
 /// Runtime choices made on the command line.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -40,6 +58,8 @@ pub struct RunOptions {
     pub interfaces: Vec<String>,
     /// Attach mode; `None` means the configuration's.
     pub mode: Option<XdpMode>,
+    /// Capture engine.
+    pub capture: CaptureMode,
     /// Where to write counters as JSON at every stats tick and at exit.
     pub stats_file: Option<PathBuf>,
 }
@@ -55,6 +75,9 @@ pub enum AgentError {
     /// Loading or attaching failed.
     #[error(transparent)]
     Xdp(#[from] XdpError),
+    /// libpcap failed.
+    #[error(transparent)]
+    Pcap(#[from] PcapError),
     /// The ring buffer could not be registered with the runtime.
     #[error("registering the ring buffer with the event loop failed: {0}")]
     Poll(#[source] std::io::Error),
@@ -69,8 +92,10 @@ pub enum AgentError {
 /// What a run did, reported at exit.
 #[derive(Debug, Clone)]
 pub struct RunSummary {
-    /// Final kernel counters.
-    pub kernel: CounterSnapshot,
+    /// Final kernel counters (XDP capture).
+    pub kernel: Option<CounterSnapshot>,
+    /// Final libpcap counters (pcap capture).
+    pub pcap: Option<PcapStats>,
     /// Merger counters.
     pub merger: MergerStats,
     /// Records that did not decode.
@@ -84,7 +109,8 @@ impl RunSummary {
     #[must_use]
     pub fn to_json(&self) -> serde_json::Value {
         json!({
-            "kernel": self.kernel.to_json(),
+            "kernel": self.kernel.map(|k| k.to_json()),
+            "pcap": self.pcap.map(|p| p.to_json()),
             "merger": {
                 "observations": self.merger.observations,
                 "reports": self.merger.reports,
@@ -101,7 +127,7 @@ impl RunSummary {
 /// Runs the sensor until `shutdown` is cancelled, writing events to standard output.
 ///
 /// # Errors
-/// [`AgentError`] when the program cannot be loaded or attached, or the output fails.
+/// [`AgentError`] when the capture cannot start, or the output fails.
 pub async fn run(
     config: Config,
     options: RunOptions,
@@ -132,92 +158,70 @@ where
         return Err(AgentError::NoInterface);
     }
     let xdp_cfg = &config.sensor.xdp;
-    let mut loaded = xdp::load(&LoadOptions {
-        ring_buffer_bytes: xdp_cfg.ring_buffer_bytes,
-        settings: sensor_common::Settings {
-            dedup_window_ns: xdp_cfg.dedup_window_ms.saturating_mul(1_000_000),
-            source_budget: xdp_cfg.source_budget,
-            cpu_budget: xdp_cfg.cpu_budget,
-            wakeup_bytes: xdp_cfg.wakeup_bytes,
-            allowlist_enabled: 0,
-        },
-        allowlist: config.whitelist_ips.clone(),
-    })?;
-    let mode = options.mode.unwrap_or(xdp_cfg.mode);
-    for iface in &interfaces {
-        let attached = loaded.attach(iface, mode)?;
-        tracing::info!(interface = %iface, mode = attached.as_str(), "XDP program attached.");
-    }
-    let records = loaded
-        .records
-        .take()
-        .ok_or(XdpError::MissingMap(sensor_common::RECORDS_MAP))?;
-    // SAFETY: the ring buffer owns its map fd, which stays open and unchanged for as long as the
-    // AsyncFd owns the ring buffer.
-    let mut records = unsafe { AsyncFd::register_with_interest(records, Interest::READABLE) }
-        .map_err(|e| AgentError::Poll(std::io::Error::other(e.to_string())))?;
+    let mut source = match options.capture {
+        CaptureMode::Xdp => {
+            Source::xdp(&config, &interfaces, options.mode.unwrap_or(xdp_cfg.mode))?
+        }
+        CaptureMode::Pcap => Source::pcap(&config, &interfaces)?,
+    };
 
     let (tx, rx) = mpsc::channel(EVENT_QUEUE);
     let output: JoinHandle<Result<u64, OutputError>> =
         tokio::spawn(terminal::run(rx, config.id.clone(), writer));
 
     let mut merger = Merger::new(&config.sensor.portscan);
-    let mut state = DrainState {
-        undecodable: 0,
-        reports: Vec::new(),
-        tx,
-    };
+    let mut reports = Vec::new();
     let mut drain_tick = tokio::time::interval(Duration::from_millis(xdp_cfg.drain_interval_ms));
     drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let stats_period = Duration::from_secs(xdp_cfg.stats_interval_secs.max(1));
     let mut stats_tick =
         tokio::time::interval_at(tokio::time::Instant::now() + stats_period, stats_period);
-    let mut last_counters = loaded.counters()?;
+    let mut last_counters = source.counters()?;
     tracing::info!(interfaces = ?interfaces, "Sensor ready.");
 
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
-            guard = records.readable_mut() => {
-                let mut guard = guard.map_err(AgentError::Poll)?;
-                state.drain(guard.get_inner_mut(), &mut merger).await;
-                guard.clear_ready();
+            drained = source.wait_and_drain(&mut merger, &mut reports) => {
+                drained?;
+                emit(&tx, &mut reports).await;
             }
             _ = drain_tick.tick() => {
-                state.drain(records.get_mut(), &mut merger).await;
-                merger.sweep(monotonic_ns(), &mut state.reports);
-                state.emit().await;
+                source.drain_now(&mut merger, &mut reports);
+                merger.sweep(monotonic_ns(), &mut reports);
+                emit(&tx, &mut reports).await;
             }
             _ = stats_tick.tick(), if xdp_cfg.stats_interval_secs > 0 => {
-                let now = loaded.counters()?;
-                report_counters(&now.since(&last_counters), &merger);
+                let now = source.counters()?;
+                if let (Some(now), Some(last)) = (&now, &last_counters) {
+                    report_counters(&now.since(last), &merger);
+                }
                 last_counters = now;
                 if let Some(path) = &options.stats_file {
-                    let summary = RunSummary { kernel: now, merger: merger.stats(), undecodable: state.undecodable, events: 0 };
+                    let summary = RunSummary { kernel: now, pcap: None, merger: merger.stats(), undecodable: 0, events: 0 };
                     write_stats(path, &summary);
                 }
             }
         }
     }
 
-    // Stop new records first, then take everything still in the ring, then close every scan.
-    loaded.detach_all();
-    state.drain(records.get_mut(), &mut merger).await;
-    merger.flush(&mut state.reports);
-    state.emit().await;
-    let undecodable = state.undecodable;
-    drop(state);
+    let finished = source.finish(&mut merger, &mut reports)?;
+    merger.flush(&mut reports);
+    emit(&tx, &mut reports).await;
+    drop(tx);
     let events = output.await??;
-    let kernel = loaded.counters()?;
-    report_counters(&kernel.since(&last_counters), &merger);
+    if let (Some(now), Some(last)) = (&finished.kernel, &last_counters) {
+        report_counters(&now.since(last), &merger);
+    }
     let summary = RunSummary {
-        kernel,
+        kernel: finished.kernel,
+        pcap: finished.pcap,
         merger: merger.stats(),
-        undecodable,
+        undecodable: finished.undecodable,
         events,
     };
     tracing::info!(
-        kernel = %summary.kernel.to_json(),
+        counters = %summary.to_json(),
         events = summary.events,
         scans_reported = summary.merger.reports,
         "Sensor stopped."
@@ -228,42 +232,18 @@ where
     Ok(summary)
 }
 
-/// The drain loop's state: decoded reports waiting for the output.
-struct DrainState {
-    undecodable: u64,
-    reports: Vec<ScanReport>,
-    tx: mpsc::Sender<crate::event::Event>,
-}
-
-impl DrainState {
-    /// Takes every record in the ring buffer, folds it into the merger, and emits what is due.
-    async fn drain(&mut self, ring: &mut RingBuf<MapData>, merger: &mut Merger) {
-        while let Some(item) = ring.next() {
-            match decode(&item) {
-                Ok(obs) => merger.observe(&obs, &mut self.reports),
-                Err(err) => {
-                    self.undecodable += 1;
-                    tracing::debug!(error = %err, "Undecodable record skipped.");
-                }
-            }
-        }
-        self.emit().await;
+/// Sends pending reports to the output as events, waiting for room rather than dropping.
+async fn emit(tx: &mpsc::Sender<crate::event::Event>, reports: &mut Vec<ScanReport>) {
+    if reports.is_empty() {
+        return;
     }
-
-    /// Sends pending reports to the output, waiting for room rather than dropping.
-    async fn emit(&mut self) {
-        if self.reports.is_empty() {
-            return;
-        }
-        let clock = WallClock::now();
-        for report in self.reports.drain(..) {
-            if self.tx.send(to_event(&report, &clock)).await.is_err() {
-                tracing::error!("The output stopped; a port-scan event could not be delivered.");
-            }
+    let clock = WallClock::now();
+    for report in reports.drain(..) {
+        if tx.send(to_event(&report, &clock)).await.is_err() {
+            tracing::error!("The output stopped; a port-scan event could not be delivered.");
         }
     }
 }
-
 fn report_counters(delta: &CounterSnapshot, merger: &Merger) {
     use sensor_common::Counter;
     if delta.get(Counter::RingBufFull) > 0 {

@@ -27,7 +27,7 @@ pub(super) enum Source {
     /// The XDP program and its ring buffer.
     Xdp {
         /// The loaded program (attached).
-        loaded: Loaded,
+        loaded: Box<Loaded>,
         /// The ring buffer, registered with the runtime.
         records: AsyncFd<RingBuf<MapData>>,
         /// Records that did not decode.

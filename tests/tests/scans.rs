@@ -275,6 +275,10 @@ fn pcap_capture_reports_the_same_scan() {
     assert_eq!(ports(scans[0]), (1..=300).collect::<Vec<_>>());
     assert_eq!(scans[0]["extra"]["flags"], serde_json::json!(["SYN"]));
     assert!(run.stats["kernel"].is_null(), "no XDP program in pcap mode");
-    assert!(run.stats["pcap"]["probes"].as_u64().unwrap() >= 300, "{}", run.stats);
+    assert!(
+        run.stats["pcap"]["probes"].as_u64().unwrap() >= 300,
+        "{}",
+        run.stats
+    );
     assert_eq!(run.stats["pcap"]["kernel_dropped"], 0);
 }

@@ -74,7 +74,7 @@ impl Source {
         let records = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
             .map_err(|e| AgentError::Poll(std::io::Error::other(e.to_string())))?;
         Ok(Self::Xdp {
-            loaded,
+            loaded: Box::new(loaded),
             records,
             undecodable: 0,
         })

@@ -23,11 +23,15 @@ use crate::{
 const PCAP_QUEUE: usize = 64;
 
 /// A capture source.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per agent run, never moved on a hot path"
+)]
 pub(super) enum Source {
     /// The XDP program and its ring buffer.
     Xdp {
         /// The loaded program (attached).
-        loaded: Box<Loaded>,
+        loaded: Loaded,
         /// The ring buffer, registered with the runtime.
         records: AsyncFd<RingBuf<MapData>>,
         /// Records that did not decode.
@@ -74,7 +78,7 @@ impl Source {
         let records = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
             .map_err(|e| AgentError::Poll(std::io::Error::other(e.to_string())))?;
         Ok(Self::Xdp {
-            loaded: Box::new(loaded),
+            loaded,
             records,
             undecodable: 0,
         })

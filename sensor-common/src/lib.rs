@@ -21,7 +21,7 @@ pub const RECORDS_MAP: &str = "RECORDS";
 /// rings measurably lose records at line rate on the reference machines.
 pub const RECORDS_MAP_BYTES: u32 = 16 * 1024 * 1024;
 
-/// Per-CPU array of `u64` counters, indexed by [`Counter`].
+/// Per-CPU array with one entry: `[u64; Counter::COUNT]`, indexed by [`Counter`].
 pub const COUNTERS_MAP: &str = "COUNTERS";
 
 /// LPM trie of allow-listed source networks (`whitelist_ips`): keys are a 32-bit prefix length
@@ -216,8 +216,8 @@ pub struct Settings {
     pub source_budget: u32,
     /// Records per second allowed per CPU; 0 means unlimited.
     pub cpu_budget: u32,
-    /// Pending bytes in the ring buffer that trigger a wakeup of the reader; below this the
-    /// reader drains on its own timer. 0 wakes on every record.
+    /// The reader is woken when pending bytes in the ring buffer cross this threshold; otherwise
+    /// it drains on its own timer. 0 wakes on every record.
     pub wakeup_bytes: u32,
     /// Non-zero when the allow-list holds at least one entry (saves the trie lookup otherwise).
     pub allowlist_enabled: u32,

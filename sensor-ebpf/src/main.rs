@@ -31,8 +31,9 @@ use sensor_common::{
 #[map]
 static RECORDS: RingBuf = RingBuf::with_byte_size(RECORDS_MAP_BYTES, 0);
 
+/// All counters of this CPU in one value: one map lookup per packet.
 #[map]
-static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::COUNT, 0);
+static COUNTERS: PerCpuArray<[u64; Counter::COUNT as usize]> = PerCpuArray::with_max_entries(1, 0);
 
 #[map]
 static ALLOWLIST: LpmTrie<[u8; 16], u8> = LpmTrie::with_max_entries(ALLOWLIST_MAX_ENTRIES, 0);
@@ -53,6 +54,12 @@ static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
 /// Entry point: classifies the packet, records probes, and always passes the packet on.
 #[xdp]
 pub fn sensor(ctx: XdpContext) -> u32 {
+    let Some(counters) = COUNTERS.get_ptr_mut(0) else {
+        return xdp_action::XDP_PASS;
+    };
+    // SAFETY: per-CPU value, only this CPU writes it while this program runs.
+    let counters = unsafe { &mut *counters };
+    let mut count = |counter: Counter| counters[counter as usize] += 1;
     count(Counter::Packets);
     match parse(&ctx) {
         Err(parse::Malformed) => count(Counter::ParseFailures),
@@ -67,14 +74,6 @@ pub fn sensor(ctx: XdpContext) -> u32 {
         },
     }
     xdp_action::XDP_PASS
-}
-
-#[inline(always)]
-fn count(counter: Counter) {
-    if let Some(value) = COUNTERS.get_ptr_mut(counter as u32) {
-        // SAFETY: per-CPU value, only this CPU writes it while this program runs.
-        unsafe { *value += 1 };
-    }
 }
 
 /// Decides what happens to one probe and returns the counter that records the outcome.
@@ -134,8 +133,13 @@ fn probe(ctx: &XdpContext, seg: &Segment, kind: ProbeKind) -> Counter {
         tcp_flags: seg.flags,
         vlan_id: seg.vlan_id,
     });
+    // Wake the reader once, when pending data crosses the threshold; below it (and while the
+    // reader has not caught up) it drains on its own timer. A wakeup per record costs
+    // microseconds; one per crossing is free.
     let pending = RECORDS.query(u64::from(BPF_RB_AVAIL_DATA));
-    let wake = if pending >= u64::from(settings.wakeup_bytes) {
+    let threshold = u64::from(settings.wakeup_bytes);
+    let record = size_of::<ScanRecord>() as u64 + 8;
+    let wake = if threshold == 0 || (pending >= threshold && pending < threshold + record) {
         BPF_RB_FORCE_WAKEUP
     } else {
         BPF_RB_NO_WAKEUP

@@ -6,7 +6,7 @@ use std::{
     process::Stdio,
     sync::mpsc,
     thread,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use serde_json::Value;
@@ -47,7 +47,7 @@ pub fn test_config(interface: &str, whitelist: &[&str]) -> String {
 /// A running sensor.
 pub struct RunningSensor {
     child: ChildGuard,
-    stdout: thread::JoinHandle<Vec<String>>,
+    stdout: thread::JoinHandle<Vec<(Instant, String)>>,
     stderr: thread::JoinHandle<Vec<String>>,
     stats: PathBuf,
     dir: PathBuf,
@@ -58,6 +58,8 @@ pub struct RunningSensor {
 pub struct SensorRun {
     /// Events printed on stdout, parsed.
     pub events: Vec<Value>,
+    /// When each event line arrived.
+    pub arrivals: Vec<Instant>,
     /// The final `--stats-file` contents.
     pub stats: Value,
     /// Diagnostics printed on stderr.
@@ -91,7 +93,7 @@ impl RunningSensor {
         let out = inner.stdout.take().expect("stdout");
         let err = inner.stderr.take().expect("stderr");
         let stdout =
-            thread::spawn(move || BufReader::new(out).lines().map_while(Result::ok).collect());
+            thread::spawn(move || BufReader::new(out).lines().map_while(Result::ok).map(|l| (Instant::now(), l)).collect());
         let (ready_tx, ready_rx) = mpsc::channel();
         let stderr = thread::spawn(move || {
             let mut lines = Vec::new();
@@ -145,9 +147,10 @@ impl RunningSensor {
     fn finish(self, clean_exit: bool) -> SensorRun {
         let lines = self.stdout.join().expect("stdout reader");
         let stderr = self.stderr.join().expect("stderr reader");
+        let arrivals = lines.iter().map(|(t, _)| *t).collect();
         let events = lines
             .iter()
-            .map(|l| {
+            .map(|(_, l)| {
                 serde_json::from_str(l)
                     .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {l}"))
             })
@@ -159,6 +162,7 @@ impl RunningSensor {
         let _ = std::fs::remove_dir_all(&self.dir);
         SensorRun {
             events,
+            arrivals,
             stats,
             stderr,
             clean_exit,

@@ -13,11 +13,12 @@ impl CounterSnapshot {
     ///
     /// # Errors
     /// The map lookup failed.
-    pub fn read(map: &PerCpuArray<MapData, u64>) -> Result<Self, aya::maps::MapError> {
+    pub fn read(map: &PerCpuArray<MapData, [u64; Counter::COUNT as usize]>) -> Result<Self, aya::maps::MapError> {
         let mut out = [0u64; Counter::COUNT as usize];
-        for counter in Counter::ALL {
-            let values = map.get(&(counter as u32), 0)?;
-            out[counter as usize] = values.iter().copied().fold(0u64, u64::wrapping_add);
+        for cpu in map.get(&0, 0)?.iter() {
+            for (total, value) in out.iter_mut().zip(cpu) {
+                *total = total.wrapping_add(*value);
+            }
         }
         Ok(Self(out))
     }

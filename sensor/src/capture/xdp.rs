@@ -20,6 +20,15 @@ use crate::config::{Cidr, XdpMode};
 /// The XDP object built by `build.rs`, embedded so the binary needs no other file.
 static PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sensor"));
 
+/// Benchmark-only programs built alongside the sensor program (feature `bench-programs`).
+#[cfg(feature = "bench-programs")]
+pub mod bench_programs {
+    /// The empty XDP program (`XDP_PASS`), the baseline for kernel cost.
+    pub static PASS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pass"));
+    /// The live-frames traffic generator.
+    pub static TRAFGEN: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/trafgen"));
+}
+
 /// What went wrong while loading or attaching.
 #[derive(Debug, thiserror::Error)]
 pub enum XdpError {
@@ -92,7 +101,7 @@ pub struct Loaded {
     links: Vec<XdpLinkId>,
     /// Records from the kernel.
     pub records: Option<RingBuf<MapData>>,
-    counters: PerCpuArray<MapData, u64>,
+    counters: PerCpuArray<MapData, [u64; sensor_common::Counter::COUNT as usize]>,
 }
 
 impl std::fmt::Debug for Loaded {

@@ -1,0 +1,78 @@
+//! `scanbench`: the privileged scan-detection benchmark. Run through `cargo xtask bench`.
+//!
+//! Prints the tables, writes `benches/results/scan.json` and `benches/results/scan.svg`.
+//! Traffic stays inside the benchmark's own network namespaces; every run is bounded in
+//! packets, and namespaces are deleted even on failure.
+
+use benches::{
+    e2e::{self, Path},
+    generator::Plan,
+    kernel_cost, report,
+};
+use serde_json::json;
+
+fn main() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("scanbench needs root: run `cargo xtask bench`");
+        std::process::exit(2);
+    }
+    let quick = std::env::args().any(|a| a == "--quick");
+    let out_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
+
+    let mixes = kernel_cost::run();
+    report::print_kernel(&mixes);
+
+    // 256 sources x 1,024 ports = 262,144 distinct (source, port) pairs per rate.
+    let (sources, ports) = if quick { (64, 256) } else { (256, 1_024) };
+    let rates: Vec<Option<u64>> = if quick {
+        vec![Some(100_000), None]
+    } else {
+        vec![Some(50_000), Some(100_000), Some(200_000), Some(400_000), Some(800_000), Some(1_600_000), None]
+    };
+    let mut points = Vec::new();
+    for path in [Path::Xdp, Path::Pcap] {
+        for rate in &rates {
+            let plan = Plan { sources, ports, first_port: 1, rate: *rate };
+            points.push(e2e::run(path, "rate sweep", plan));
+        }
+    }
+    report::print_points("End to end: same traffic, XDP vs libpcap", &points);
+
+    let mut extremes = vec![e2e::run(
+        Path::Xdp,
+        "65535 ports, 1 source",
+        Plan { sources: 1, ports: 65_535, first_port: 1, rate: None },
+    )];
+    if !quick {
+        extremes.push(e2e::run(
+            Path::Xdp,
+            "1M spoofed sources",
+            Plan { sources: 1_000_000, ports: 1, first_port: 80, rate: None },
+        ));
+    }
+    report::print_points("Extremes (XDP)", &extremes);
+
+    let xdp = report::lossless_rate(&points, Path::Xdp);
+    let pcap = report::lossless_rate(&points, Path::Pcap);
+    println!(
+        "\nSustained lossless rate: XDP {xdp:.0} pps, libpcap {pcap:.0} pps, ratio {:.2}x",
+        if pcap > 0.0 { xdp / pcap } else { f64::INFINITY }
+    );
+
+    let json = json!({
+        "kernel_cost": mixes.iter().map(kernel_cost::MixResult::to_json).collect::<Vec<_>>(),
+        "end_to_end": points.iter().map(e2e::Point::to_json).collect::<Vec<_>>(),
+        "extremes": extremes.iter().map(e2e::Point::to_json).collect::<Vec<_>>(),
+        "lossless_pps": {"xdp": xdp, "pcap": pcap},
+        "quick": quick,
+    });
+    if let Err(e) = std::fs::create_dir_all(&out_dir)
+        .and_then(|()| std::fs::write(out_dir.join("scan.json"), format!("{json:#}\n")))
+        .and_then(|()| std::fs::write(out_dir.join("scan.svg"), report::svg(&points)))
+    {
+        eprintln!("writing results to {}: {e}", out_dir.display());
+        std::process::exit(1);
+    }
+    println!("\nResults: {}/scan.json, {}/scan.svg", out_dir.display(), out_dir.display());
+}

@@ -118,7 +118,10 @@ impl std::fmt::Debug for Loaded {
 /// [`XdpError`] when the kernel refuses the program or a map.
 pub fn load(options: &LoadOptions) -> Result<Loaded, XdpError> {
     raise_memlock_limit();
+    // No kernel BTF: the program reads no kernel structure, so there is nothing to relocate,
+    // and parsing vmlinux BTF would cost the agent tens of MiB of memory.
     let mut ebpf = EbpfLoader::new()
+        .btf(None)
         .map_max_entries(RECORDS_MAP, options.ring_buffer_bytes)
         .load(PROGRAM)
         .map_err(|e| XdpError::Load(Box::new(e)))?;

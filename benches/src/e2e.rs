@@ -7,7 +7,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use aya::{Ebpf, EbpfLoader, programs::{Xdp, XdpMode}};
+use aya::{
+    Ebpf, EbpfLoader,
+    programs::{Xdp, XdpMode},
+};
 use sensor::capture::xdp::bench_programs;
 use serde_json::{Value, json};
 use tests::{net::TestNet, sensor::RunningSensor};
@@ -50,8 +53,10 @@ pub struct Point {
     pub achieved_pps: f64,
     /// Probes sent (one per pair).
     pub offered: u64,
-    /// Frames received by the sensor's interface.
+    /// Frames received by the sensor's interface (veth counters).
     pub delivered: u64,
+    /// Frames the capture path saw (XDP program or libpcap).
+    pub seen: u64,
     /// Distinct (source, port) pairs reported in events.
     pub reported_pairs: u64,
     /// Events written.
@@ -70,13 +75,21 @@ impl Point {
     /// Share of offered pairs that were reported.
     #[must_use]
     pub fn detection(&self) -> f64 {
-        if self.offered == 0 { 0.0 } else { self.reported_pairs as f64 / self.offered as f64 }
+        if self.offered == 0 {
+            0.0
+        } else {
+            self.reported_pairs as f64 / self.offered as f64
+        }
     }
 
     /// Agent CPU seconds per million packets offered.
     #[must_use]
     pub fn cpu_per_mpkt(&self) -> f64 {
-        if self.offered == 0 { 0.0 } else { self.cpu_seconds / (self.offered as f64 / 1e6) }
+        if self.offered == 0 {
+            0.0
+        } else {
+            self.cpu_seconds / (self.offered as f64 / 1e6)
+        }
     }
 
     /// Agent CPU in cores while the traffic lasted (CPU seconds / traffic seconds).
@@ -93,7 +106,7 @@ impl Point {
     pub fn to_json(&self) -> Value {
         json!({
             "path": self.path.name(), "scenario": self.scenario, "target_pps": self.target_pps,
-            "achieved_pps": self.achieved_pps, "offered": self.offered, "delivered": self.delivered,
+            "achieved_pps": self.achieved_pps, "offered": self.offered, "delivered": self.delivered, "seen": self.seen,
             "reported_pairs": self.reported_pairs, "detection": self.detection(), "events": self.events,
             "lost": self.lost, "cpu_seconds": self.cpu_seconds, "cpu_s_per_mpkt": self.cpu_per_mpkt(),
             "agent_cores": self.cores(), "peak_rss_kib": self.peak_rss_kib, "latency_ms": self.latency_ms,
@@ -119,7 +132,12 @@ fn cpu_seconds(pid: i32) -> f64 {
     // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
     let rest = text.rsplit_once(')').map_or("", |(_, r)| r);
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     (ticks(11) + ticks(12)) / hz.max(1.0)
@@ -135,7 +153,16 @@ fn peak_rss_kib(pid: i32) -> u64 {
 
 fn rx_packets(net: &TestNet) -> u64 {
     let out = Command::new("ip")
-        .args(["-n", &net.sensor.name, "-s", "-j", "link", "show", "dev", &net.sensor_if])
+        .args([
+            "-n",
+            &net.sensor.name,
+            "-s",
+            "-j",
+            "link",
+            "show",
+            "dev",
+            &net.sensor_if,
+        ])
         .output()
         .map(|o| o.stdout)
         .unwrap_or_default();
@@ -156,7 +183,9 @@ fn attach_pass(net: &TestNet) -> Ebpf {
             .and_then(|p| p.try_into().ok())
             .unwrap_or_else(|| panic!("no pass program"));
         program.load().unwrap_or_else(|e| panic!("{e}"));
-        program.attach(&iface, XdpMode::Driver).unwrap_or_else(|e| panic!("attach pass: {e}"));
+        program
+            .attach(&iface, XdpMode::Driver)
+            .unwrap_or_else(|e| panic!("attach pass: {e}"));
         ebpf
     })
 }
@@ -174,7 +203,12 @@ pub fn run(path: Path, scenario: &str, plan: Plan) -> Point {
     let frame = generator::template(
         generator::parse_mac(&net.sensor_mac()),
         [0x02, 0, 0, 0, 0, 0x99],
-        net.sensor_ip.split('.').filter_map(|o| o.parse().ok()).collect::<Vec<u8>>().try_into().unwrap_or([0; 4]),
+        net.sensor_ip
+            .split('.')
+            .filter_map(|o| o.parse().ok())
+            .collect::<Vec<u8>>()
+            .try_into()
+            .unwrap_or([0; 4]),
     );
     let pid = sensor.pid();
     let rx_before = rx_packets(&net);
@@ -193,6 +227,10 @@ pub fn run(path: Path, scenario: &str, plan: Plan) -> Point {
             pairs.insert((src.clone(), port.as_str().unwrap_or_default().to_owned()));
         }
     }
+    let seen = match path {
+        Path::Xdp => run.stats["kernel"]["packets"].as_u64().unwrap_or(0),
+        Path::Pcap => run.stats["pcap"]["packets"].as_u64().unwrap_or(0),
+    };
     let lost = match path {
         Path::Xdp => ["ringbuf_full", "source_budget", "cpu_budget"]
             .iter()
@@ -200,7 +238,12 @@ pub fn run(path: Path, scenario: &str, plan: Plan) -> Point {
             .sum(),
         Path::Pcap => run.stats["pcap"]["kernel_dropped"].as_u64().unwrap_or(0),
     };
-    let last_event = run.arrivals.iter().max().copied().unwrap_or_else(Instant::now);
+    let last_event = run
+        .arrivals
+        .iter()
+        .max()
+        .copied()
+        .unwrap_or_else(Instant::now);
     Point {
         path,
         scenario: scenario.to_owned(),
@@ -208,11 +251,15 @@ pub fn run(path: Path, scenario: &str, plan: Plan) -> Point {
         achieved_pps: sent.packets as f64 / sent.elapsed.as_secs_f64().max(1e-9),
         offered: sent.packets,
         delivered,
+        seen,
         reported_pairs: pairs.len() as u64,
         events: run.portscans().len() as u64,
         lost,
         cpu_seconds: cpu,
         peak_rss_kib: rss,
-        latency_ms: last_event.saturating_duration_since(sent.finished).as_secs_f64() * 1e3,
+        latency_ms: last_event
+            .saturating_duration_since(sent.finished)
+            .as_secs_f64()
+            * 1e3,
     }
 }

@@ -59,7 +59,13 @@ pub fn template(dst_mac: [u8; 6], src_mac: [u8; 6], dst_ip: [u8; 4]) -> Vec<u8> 
     frame.extend_from_slice(&dst_mac);
     frame.extend_from_slice(&src_mac);
     frame.extend_from_slice(&ETH_IPV4.to_be_bytes());
-    frame.extend_from_slice(&ipv4([240, 0, 0, 0], dst_ip, 6, 0, &tcp(40_000, 1, 0x02, 0)));
+    frame.extend_from_slice(&ipv4(
+        [240, 0, 0, 0],
+        dst_ip,
+        6,
+        0,
+        &tcp(40_000, 1, 0x02, 0),
+    ));
     frame
 }
 
@@ -85,7 +91,9 @@ pub fn send(ns: &NetNs, iface: &str, frame: Vec<u8>, plan: Plan) -> Sent {
             .unwrap_or_else(|e| panic!("loading trafgen: {e}"));
         let interval = plan.rate.map_or(0, |r| 1_000_000_000 / r.max(1));
         {
-            let map = ebpf.map_mut("GEN_CONFIG").unwrap_or_else(|| panic!("GEN_CONFIG missing"));
+            let map = ebpf
+                .map_mut("GEN_CONFIG")
+                .unwrap_or_else(|| panic!("GEN_CONFIG missing"));
             let mut config: Array<_, u64> = Array::try_from(map).unwrap_or_else(|e| panic!("{e}"));
             let values = [
                 u64::from(plan.sources),
@@ -95,26 +103,38 @@ pub fn send(ns: &NetNs, iface: &str, frame: Vec<u8>, plan: Plan) -> Sent {
                 interval,
             ];
             for (i, v) in values.into_iter().enumerate() {
-                config.set(u32::try_from(i).unwrap_or(0), v, 0).unwrap_or_else(|e| panic!("{e}"));
+                config
+                    .set(u32::try_from(i).unwrap_or(0), v, 0)
+                    .unwrap_or_else(|e| panic!("{e}"));
             }
         }
-        let state_map = ebpf.take_map("GEN_STATE").unwrap_or_else(|| panic!("GEN_STATE missing"));
+        let state_map = ebpf
+            .take_map("GEN_STATE")
+            .unwrap_or_else(|| panic!("GEN_STATE missing"));
         let state: PerCpuArray<_, [u64; 4]> =
             PerCpuArray::try_from(state_map).unwrap_or_else(|e| panic!("{e}"));
         let program: &mut Xdp = ebpf
             .program_mut("trafgen")
             .and_then(|p| p.try_into().ok())
             .unwrap_or_else(|| panic!("no trafgen program"));
-        program.load().unwrap_or_else(|e| panic!("loading trafgen: {e}"));
+        program
+            .load()
+            .unwrap_or_else(|e| panic!("loading trafgen: {e}"));
         let fd = program.fd().unwrap_or_else(|e| panic!("{e}"));
         let name = CString::new(iface.clone()).unwrap_or_default();
         // SAFETY: if_nametoindex reads a NUL-terminated string.
         let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
-        assert_ne!(ifindex, 0, "no interface {iface} in the generator namespace");
+        assert_ne!(
+            ifindex, 0,
+            "no interface {iface} in the generator namespace"
+        );
         // One CPU, so the per-CPU state walks every pair exactly once.
         pin_to_cpu(0);
         let read = || -> [u64; 4] {
-            state.get(&0, 0).map(|v| v.iter().copied().find(|s| s[0] > 0).unwrap_or([0; 4])).unwrap_or([0; 4])
+            state
+                .get(&0, 0)
+                .map(|v| v.iter().copied().find(|s| s[0] > 0).unwrap_or([0; 4]))
+                .unwrap_or([0; 4])
         };
         let deadline = Instant::now() + Duration::from_secs(120);
         let mut repeat: u32 = 1 << 20;
@@ -132,8 +152,14 @@ pub fn send(ns: &NetNs, iface: &str, frame: Vec<u8>, plan: Plan) -> Sent {
         }
         let [sent, _, first_ns, last_ns] = read();
         let (now, now_ns) = (Instant::now(), sensor::clock::monotonic_ns());
-        let finished = now.checked_sub(Duration::from_nanos(now_ns.saturating_sub(last_ns))).unwrap_or(now);
-        Sent { packets: sent, elapsed: Duration::from_nanos(last_ns.saturating_sub(first_ns).max(1)), finished }
+        let finished = now
+            .checked_sub(Duration::from_nanos(now_ns.saturating_sub(last_ns)))
+            .unwrap_or(now);
+        Sent {
+            packets: sent,
+            elapsed: Duration::from_nanos(last_ns.saturating_sub(first_ns).max(1)),
+            finished,
+        }
     })
 }
 

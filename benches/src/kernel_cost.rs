@@ -36,7 +36,11 @@ impl MixResult {
     /// Ratio sensor / empty.
     #[must_use]
     pub fn ratio(&self) -> f64 {
-        if self.empty_ns > 0.0 { self.sensor_ns / self.empty_ns } else { f64::NAN }
+        if self.empty_ns > 0.0 {
+            self.sensor_ns / self.empty_ns
+        } else {
+            f64::NAN
+        }
     }
 
     /// As JSON.
@@ -50,7 +54,10 @@ fn sensor_program(settings: Settings, allow: &[&str]) -> Loaded {
     load(&LoadOptions {
         ring_buffer_bytes: sensor_common::RECORDS_MAP_BYTES,
         settings,
-        allowlist: allow.iter().filter_map(|c| c.parse::<Cidr>().ok()).collect(),
+        allowlist: allow
+            .iter()
+            .filter_map(|c| c.parse::<Cidr>().ok())
+            .collect(),
     })
     .unwrap_or_else(|e| panic!("loading the sensor program: {e}"))
 }
@@ -59,13 +66,18 @@ fn measure(loaded: &mut Loaded, empty: &mut Xdp, frame: &[u8]) -> (f64, f64) {
     let mut sensor = Vec::new();
     let mut baseline = Vec::new();
     for _ in 0..ROUNDS {
-        let out = loaded.test_run(frame, REPEAT).unwrap_or_else(|e| panic!("test run: {e}"));
+        let out = loaded
+            .test_run(frame, REPEAT)
+            .unwrap_or_else(|e| panic!("test run: {e}"));
         sensor.push(f64::from(out.duration_ns));
         if let Some(ring) = loaded.records.as_mut() {
             while ring.next().is_some() {}
         }
-        let fd = empty.fd().unwrap_or_else(|e| panic!("empty program fd: {e}"));
-        let out = testrun::run(fd.as_fd(), frame, REPEAT).unwrap_or_else(|e| panic!("test run: {e}"));
+        let fd = empty
+            .fd()
+            .unwrap_or_else(|e| panic!("empty program fd: {e}"));
+        let out =
+            testrun::run(fd.as_fd(), frame, REPEAT).unwrap_or_else(|e| panic!("test run: {e}"));
         baseline.push(f64::from(out.duration_ns));
     }
     (median(sensor), median(baseline))
@@ -81,30 +93,59 @@ pub fn run() -> Vec<MixResult> {
         .program_mut("pass")
         .and_then(|p| p.try_into().ok())
         .unwrap_or_else(|| panic!("no `pass` program in the object"));
-    empty.load().unwrap_or_else(|e| panic!("loading the empty program: {e}"));
+    empty
+        .load()
+        .unwrap_or_else(|e| panic!("loading the empty program: {e}"));
 
     // Budgets off: the record path is measured, not the cheaper refusal path.
-    let unlimited = Settings { source_budget: 0, cpu_budget: 0, ..Settings::DEFAULT };
-    let new_probe = Settings { dedup_window_ns: 1, ..unlimited };
+    let unlimited = Settings {
+        source_budget: 0,
+        cpu_budget: 0,
+        ..Settings::DEFAULT
+    };
+    let new_probe = Settings {
+        dedup_window_ns: 1,
+        ..unlimited
+    };
     let mut payload = tcp(40_000, 443, f::ACK | f::PSH, 0);
     payload.extend_from_slice(&[0x17; 100]);
-    let established = eth(ETH_IPV4, &ipv4([198, 18, 200, 2], [198, 18, 200, 1], 6, 0, &payload));
-    let udp = eth(ETH_IPV4, &ipv4([198, 18, 200, 2], [198, 18, 200, 1], 17, 0, &[0u8; 64]));
+    let established = eth(
+        ETH_IPV4,
+        &ipv4([198, 18, 200, 2], [198, 18, 200, 1], 6, 0, &payload),
+    );
+    let udp = eth(
+        ETH_IPV4,
+        &ipv4([198, 18, 200, 2], [198, 18, 200, 1], 17, 0, &[0u8; 64]),
+    );
 
     let mixes: Vec<(&'static str, Settings, &[&str], Vec<u8>)> = vec![
         ("established TCP (ACK+data)", unlimited, &[], established),
         ("non-TCP (UDP)", unlimited, &[], udp),
         ("new-port SYN (record)", new_probe, &[], v4_tcp(22, f::SYN)),
-        ("new-port SYN IPv6 (record)", new_probe, &[], v6_tcp(22, f::SYN)),
+        (
+            "new-port SYN IPv6 (record)",
+            new_probe,
+            &[],
+            v6_tcp(22, f::SYN),
+        ),
         ("repeat SYN (dedup hit)", unlimited, &[], v4_tcp(22, f::SYN)),
-        ("allow-listed source SYN", unlimited, &["198.18.200.0/24"], v4_tcp(22, f::SYN)),
+        (
+            "allow-listed source SYN",
+            unlimited,
+            &["198.18.200.0/24"],
+            v4_tcp(22, f::SYN),
+        ),
     ];
     mixes
         .into_iter()
         .map(|(name, settings, allow, frame)| {
             let mut loaded = sensor_program(settings, allow);
             let (sensor_ns, empty_ns) = measure(&mut loaded, empty, &frame);
-            MixResult { name, sensor_ns, empty_ns }
+            MixResult {
+                name,
+                sensor_ns,
+                empty_ns,
+            }
         })
         .collect()
 }

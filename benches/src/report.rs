@@ -10,9 +10,18 @@ use crate::{
 /// Prints the kernel-cost table.
 pub fn print_kernel(mixes: &[MixResult]) {
     println!("\nKernel cost (BPF_PROG_TEST_RUN, median ns/packet, same run)");
-    println!("{:<30} {:>10} {:>10} {:>7}", "mix", "sensor", "empty", "ratio");
+    println!(
+        "{:<30} {:>10} {:>10} {:>7}",
+        "mix", "sensor", "empty", "ratio"
+    );
     for m in mixes {
-        println!("{:<30} {:>10.1} {:>10.1} {:>6.2}x", m.name, m.sensor_ns, m.empty_ns, m.ratio());
+        println!(
+            "{:<30} {:>10.1} {:>10.1} {:>6.2}x",
+            m.name,
+            m.sensor_ns,
+            m.empty_ns,
+            m.ratio()
+        );
     }
 }
 
@@ -21,16 +30,28 @@ pub fn print_points(title: &str, points: &[Point]) {
     println!("\n{title}");
     println!(
         "{:<5} {:<22} {:>10} {:>10} {:>9} {:>9} {:>8} {:>7} {:>8} {:>7} {:>9} {:>9}",
-        "path", "scenario", "target", "achieved", "offered", "reported", "detect", "lost", "cpu s/M", "cores", "rss MiB", "lat ms"
+        "path",
+        "scenario",
+        "target",
+        "achieved",
+        "offered",
+        "reported",
+        "detect",
+        "lost",
+        "cpu s/M",
+        "cores",
+        "rss MiB",
+        "lat ms"
     );
     for p in points {
         println!(
-            "{:<5} {:<22} {:>10} {:>10.0} {:>9} {:>9} {:>7.2}% {:>7} {:>8.3} {:>7.3} {:>9.1} {:>9.0}",
+            "{:<5} {:<22} {:>10} {:>10.0} {:>9} {:>9} {:>9} {:>7.2}% {:>7} {:>8.3} {:>7.3} {:>9.1} {:>9.0}",
             p.path.name(),
             p.scenario,
             p.target_pps.map_or("max".to_owned(), |r| r.to_string()),
             p.achieved_pps,
             p.offered,
+            p.seen,
             p.reported_pairs,
             p.detection() * 100.0,
             p.lost,
@@ -59,9 +80,25 @@ pub fn svg(points: &[Point]) -> String {
     let panel_w = (w - 3.0 * pad) / 2.0;
     let panel_h = h - 2.0 * pad;
     let rates: Vec<f64> = points.iter().map(|p| p.achieved_pps.max(1.0)).collect();
-    let lo = rates.iter().copied().fold(f64::INFINITY, f64::min).log10().floor();
-    let hi = rates.iter().copied().fold(0.0, f64::max).log10().ceil().max(lo + 1.0);
-    let max_cpu = points.iter().map(Point::cpu_per_mpkt).fold(0.0, f64::max).max(1e-3) * 1.1;
+    let lo = rates
+        .iter()
+        .copied()
+        .fold(f64::INFINITY, f64::min)
+        .log10()
+        .floor();
+    let hi = rates
+        .iter()
+        .copied()
+        .fold(0.0, f64::max)
+        .log10()
+        .ceil()
+        .max(lo + 1.0);
+    let max_cpu = points
+        .iter()
+        .map(Point::cpu_per_mpkt)
+        .fold(0.0, f64::max)
+        .max(1e-3)
+        * 1.1;
     let x = |rate: f64, left: f64| left + (rate.max(1.0).log10() - lo) / (hi - lo) * panel_w;
     let mut s = String::new();
     let _ = write!(
@@ -70,8 +107,18 @@ pub fn svg(points: &[Point]) -> String {
          <rect width='100%' height='100%' fill='white'/>"
     );
     let panels: [(&str, f64, Box<dyn Fn(&Point) -> f64>, f64); 2] = [
-        ("pairs reported (%)", pad, Box::new(|p: &Point| p.detection() * 100.0), 100.0),
-        ("agent CPU s per M packets", 2.0 * pad + panel_w, Box::new(Point::cpu_per_mpkt), max_cpu),
+        (
+            "pairs reported (%)",
+            pad,
+            Box::new(|p: &Point| p.detection() * 100.0),
+            100.0,
+        ),
+        (
+            "agent CPU s per M packets",
+            2.0 * pad + panel_w,
+            Box::new(Point::cpu_per_mpkt),
+            max_cpu,
+        ),
     ];
     for (title, left, value, ymax) in &panels {
         let top = pad;
@@ -98,20 +145,22 @@ pub fn svg(points: &[Point]) -> String {
         }
         let _ = write!(
             s,
-            "<text x='{}' y='{}' text-anchor='end'>{ymax:.2}</text><text x='{}' y='{}' text-anchor='end'>0</text>",
+            "<text x='{}' y='{}' text-anchor='end'>{ymax:.1}</text><text x='{}' y='{}' text-anchor='end'>{ymin:.0}</text>",
             left - 4.0,
             top + 4.0,
             left - 4.0,
             top + panel_h
         );
         for (path, color) in [(Path::Xdp, "#1f77b4"), (Path::Pcap, "#ff7f0e")] {
-            let mut series: Vec<&Point> =
-                points.iter().filter(|p| p.path == path && p.scenario == "rate sweep").collect();
+            let mut series: Vec<&Point> = points
+                .iter()
+                .filter(|p| p.path == path && p.scenario == "rate sweep")
+                .collect();
             series.sort_by(|a, b| a.achieved_pps.total_cmp(&b.achieved_pps));
             let coords: Vec<String> = series
                 .iter()
                 .map(|p| {
-                    let y = top + panel_h - (value(p) / ymax).clamp(0.0, 1.0) * panel_h;
+                    let y = top + panel_h - ((value(p) - ymin) / (ymax - ymin)).clamp(0.0, 1.0) * panel_h;
                     format!("{:.1},{:.1}", x(p.achieved_pps, *left), y)
                 })
                 .collect();

@@ -86,8 +86,11 @@ fn main() -> ExitCode {
     tune_allocator();
     let cli = Cli::parse();
     let filter = EnvFilter::try_new(&cli.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colours only on a terminal: journald and log files get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr)
         .init();
     match real_main(cli) {
@@ -169,6 +172,9 @@ mod tests {
         // The linked mimalloc (v3) defaults the purge delay to 1000 ms, a value no neighbouring
         // option has: if the enum order or the version changes, this fails and the id is rechecked.
         // SAFETY: reading an option has no preconditions.
-        assert_eq!(unsafe { libmimalloc_sys::mi_option_get(super::MI_OPTION_PURGE_DELAY) }, 1000);
+        assert_eq!(
+            unsafe { libmimalloc_sys::mi_option_get(super::MI_OPTION_PURGE_DELAY) },
+            1000
+        );
     }
 }

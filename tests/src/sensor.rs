@@ -92,8 +92,13 @@ impl RunningSensor {
         let inner = child.0.as_mut().expect("child");
         let out = inner.stdout.take().expect("stdout");
         let err = inner.stderr.take().expect("stderr");
-        let stdout =
-            thread::spawn(move || BufReader::new(out).lines().map_while(Result::ok).map(|l| (Instant::now(), l)).collect());
+        let stdout = thread::spawn(move || {
+            BufReader::new(out)
+                .lines()
+                .map_while(Result::ok)
+                .map(|l| (Instant::now(), l))
+                .collect()
+        });
         let (ready_tx, ready_rx) = mpsc::channel();
         let stderr = thread::spawn(move || {
             let mut lines = Vec::new();

@@ -6,7 +6,9 @@
 //! - `test`: the whole suite: unit tests, then the privileged integration tests.
 //! - `integration-test`: only the privileged tests (as root, or through `sudo -E`).
 //! - `lint`: rustfmt, clippy (userspace and the BPF target).
+//! - `bench`: criterion benchmarks and the privileged scan benchmark (figures, JSON, SVG).
 
+mod bench;
 mod build_ebpf;
 mod lint;
 mod run;
@@ -39,6 +41,8 @@ enum Task {
     IntegrationTest(test::Options),
     /// rustfmt and clippy on every crate, the eBPF crate included.
     Lint,
+    /// Benchmarks: criterion (userspace), then the privileged scan benchmark.
+    Bench(bench::Options),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +54,7 @@ fn main() -> ExitCode {
         Task::Test(options) => test::run_all(&options),
         Task::IntegrationTest(options) => test::run_integration(&options),
         Task::Lint => lint::run(),
+        Task::Bench(options) => bench::run(&options),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

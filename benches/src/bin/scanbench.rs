@@ -23,17 +23,37 @@ fn main() {
     let mixes = kernel_cost::run();
     report::print_kernel(&mixes);
 
-    // 256 sources x 1,024 ports = 262,144 distinct (source, port) pairs per rate.
-    let (sources, ports) = if quick { (64, 256) } else { (256, 1_024) };
+    // 256 sources, each probing enough ports for the rate to last `seconds` (sustained, well
+    // past what the libpcap buffer can absorb); "max" sends 8 M pairs as fast as possible.
+    let (sources, seconds) = if quick { (64u32, 0.5) } else { (256u32, 3.0) };
     let rates: Vec<Option<u64>> = if quick {
         vec![Some(100_000), None]
     } else {
-        vec![Some(50_000), Some(100_000), Some(200_000), Some(400_000), Some(800_000), Some(1_600_000), None]
+        vec![
+            Some(50_000),
+            Some(100_000),
+            Some(200_000),
+            Some(400_000),
+            Some(800_000),
+            Some(1_600_000),
+            None,
+        ]
+    };
+    let ports_for = |rate: Option<u64>| -> u32 {
+        let total = rate.map_or(if quick { 1_000_000.0 } else { 8_000_000.0 }, |r| {
+            r as f64 * seconds
+        });
+        ((total / f64::from(sources)).ceil() as u32).clamp(64, 65_535)
     };
     let mut points = Vec::new();
     for path in [Path::Xdp, Path::Pcap] {
         for rate in &rates {
-            let plan = Plan { sources, ports, first_port: 1, rate: *rate };
+            let plan = Plan {
+                sources,
+                ports: ports_for(*rate),
+                first_port: 1,
+                rate: *rate,
+            };
             points.push(e2e::run(path, "rate sweep", plan));
         }
     }
@@ -42,13 +62,23 @@ fn main() {
     let mut extremes = vec![e2e::run(
         Path::Xdp,
         "65535 ports, 1 source",
-        Plan { sources: 1, ports: 65_535, first_port: 1, rate: None },
+        Plan {
+            sources: 1,
+            ports: 65_535,
+            first_port: 1,
+            rate: None,
+        },
     )];
     if !quick {
         extremes.push(e2e::run(
             Path::Xdp,
             "1M spoofed sources",
-            Plan { sources: 1_000_000, ports: 1, first_port: 80, rate: None },
+            Plan {
+                sources: 1_000_000,
+                ports: 1,
+                first_port: 80,
+                rate: None,
+            },
         ));
     }
     report::print_points("Extremes (XDP)", &extremes);
@@ -57,7 +87,11 @@ fn main() {
     let pcap = report::lossless_rate(&points, Path::Pcap);
     println!(
         "\nSustained lossless rate: XDP {xdp:.0} pps, libpcap {pcap:.0} pps, ratio {:.2}x",
-        if pcap > 0.0 { xdp / pcap } else { f64::INFINITY }
+        if pcap > 0.0 {
+            xdp / pcap
+        } else {
+            f64::INFINITY
+        }
     );
 
     let json = json!({
@@ -74,5 +108,9 @@ fn main() {
         eprintln!("writing results to {}: {e}", out_dir.display());
         std::process::exit(1);
     }
-    println!("\nResults: {}/scan.json, {}/scan.svg", out_dir.display(), out_dir.display());
+    println!(
+        "\nResults: {}/scan.json, {}/scan.svg",
+        out_dir.display(),
+        out_dir.display()
+    );
 }

@@ -10,7 +10,10 @@
 //! drops the frames after XDP and the capture tap, so no RST storm caps the rate.
 #![no_std]
 #![no_main]
-#![expect(missing_docs, reason = "the #[xdp] macro emits an undocumented extern wrapper")]
+#![expect(
+    missing_docs,
+    reason = "the #[xdp] macro emits an undocumented extern wrapper"
+)]
 
 use aya_ebpf::{
     bindings::xdp_action,

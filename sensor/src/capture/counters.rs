@@ -13,7 +13,9 @@ impl CounterSnapshot {
     ///
     /// # Errors
     /// The map lookup failed.
-    pub fn read(map: &PerCpuArray<MapData, [u64; Counter::COUNT as usize]>) -> Result<Self, aya::maps::MapError> {
+    pub fn read(
+        map: &PerCpuArray<MapData, [u64; Counter::COUNT as usize]>,
+    ) -> Result<Self, aya::maps::MapError> {
         let mut out = [0u64; Counter::COUNT as usize];
         for cpu in map.get(&0, 0)?.iter() {
             for (total, value) in out.iter_mut().zip(cpu) {

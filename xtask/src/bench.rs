@@ -1,0 +1,58 @@
+//! `cargo xtask bench`: userspace criterion benchmarks, then the privileged scan benchmark
+//! (kernel cost, XDP vs libpcap end to end, extremes), printed and saved under
+//! `benches/results/`.
+
+use std::process::Command;
+
+use crate::{run_cmd, setup, test::is_root, workspace_root};
+
+/// Options of `bench`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Options {
+    /// A short run (fewer packets and rates) to check the benchmark itself works.
+    #[arg(long)]
+    quick: bool,
+    /// Skip the criterion benchmarks.
+    #[arg(long)]
+    no_criterion: bool,
+}
+
+pub(crate) fn run(options: &Options) -> anyhow::Result<()> {
+    setup::run()?;
+    let root = workspace_root();
+    if !options.no_criterion {
+        run_cmd(Command::new("cargo").current_dir(&root).args([
+            "bench",
+            "--package",
+            "benches",
+            "--bench",
+            "merger",
+        ]))?;
+    }
+    run_cmd(Command::new("cargo").current_dir(&root).args([
+        "build",
+        "--release",
+        "--package",
+        "sensor",
+        "--package",
+        "benches",
+        "--bin",
+        "sensor",
+        "--bin",
+        "scanbench",
+    ]))?;
+    let bench = root.join("target/release/scanbench");
+    let mut cmd = if is_root() {
+        Command::new(&bench)
+    } else {
+        let mut c = Command::new("sudo");
+        c.arg("-E").arg(&bench);
+        c
+    };
+    cmd.current_dir(&root)
+        .env("SENSOR_BIN", root.join("target/release/sensor"));
+    if options.quick {
+        cmd.arg("--quick");
+    }
+    run_cmd(&mut cmd)
+}

@@ -106,21 +106,30 @@ pub fn svg(points: &[Point]) -> String {
         "<svg xmlns='http://www.w3.org/2000/svg' width='{w}' height='{h}' font-family='sans-serif' font-size='12'>\
          <rect width='100%' height='100%' fill='white'/>"
     );
-    let panels: [(&str, f64, Box<dyn Fn(&Point) -> f64>, f64); 2] = [
+    let min_detect = points
+        .iter()
+        .map(|p| p.detection() * 100.0)
+        .fold(100.0, f64::min)
+        .min(90.0)
+        .floor();
+    type Value = Box<dyn Fn(&Point) -> f64>;
+    let panels: [(&str, f64, Value, f64, f64); 2] = [
         (
             "pairs reported (%)",
             pad,
             Box::new(|p: &Point| p.detection() * 100.0),
+            min_detect,
             100.0,
         ),
         (
             "agent CPU s per M packets",
             2.0 * pad + panel_w,
             Box::new(Point::cpu_per_mpkt),
+            0.0,
             max_cpu,
         ),
     ];
-    for (title, left, value, ymax) in &panels {
+    for (title, left, value, ymin, ymax) in &panels {
         let top = pad;
         let _ = write!(
             s,
@@ -160,7 +169,8 @@ pub fn svg(points: &[Point]) -> String {
             let coords: Vec<String> = series
                 .iter()
                 .map(|p| {
-                    let y = top + panel_h - ((value(p) - ymin) / (ymax - ymin)).clamp(0.0, 1.0) * panel_h;
+                    let y = top + panel_h
+                        - ((value(p) - ymin) / (ymax - ymin)).clamp(0.0, 1.0) * panel_h;
                     format!("{:.1},{:.1}", x(p.achieved_pps, *left), y)
                 })
                 .collect();

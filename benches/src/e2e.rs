@@ -190,9 +190,59 @@ fn attach_pass(net: &TestNet) -> Ebpf {
     })
 }
 
+/// The traffic of a scenario.
+#[derive(Debug, Clone, Copy)]
+pub enum Traffic {
+    /// The project's live-frames generator.
+    Generator(Plan),
+    /// `masscan` SYN scan of ports `1..=ports` at `rate` (it paces itself).
+    Masscan {
+        /// Highest port.
+        ports: u16,
+        /// Packets per second asked for.
+        rate: u64,
+    },
+    /// `nmap -sS -T5` of ports `1..=ports`.
+    Nmap {
+        /// Highest port.
+        ports: u16,
+    },
+}
+
+/// Runs a real scanner from the peer namespace, bounded in time; returns what it sent.
+fn scanner(net: &TestNet, traffic: Traffic) -> generator::Sent {
+    let (mut cmd, offered) = match traffic {
+        Traffic::Masscan { ports, rate } => {
+            let mut c = net.peer.command("timeout");
+            c.args(["-s", "INT", "120", "masscan", &net.sensor_ip, "-p", &format!("1-{ports}")])
+                .args(["--rate", &rate.to_string(), "--wait", "0", "-e", &net.peer_if])
+                .args(["--router-mac", &net.sensor_mac()]);
+            (c, u64::from(ports))
+        }
+        Traffic::Nmap { ports } => {
+            let mut c = net.peer.command("nmap");
+            c.args(["-n", "-Pn", "-sS", "-T5", "--max-retries", "0", "-p", &format!("1-{ports}")])
+                .arg(&net.sensor_ip);
+            (c, u64::from(ports))
+        }
+        Traffic::Generator(_) => unreachable!("generator traffic is sent by generator::send"),
+    };
+    let start = Instant::now();
+    let out = tests::net::run_bounded(&mut cmd, Duration::from_secs(150));
+    let finished = Instant::now();
+    assert!(out.status.success(), "scanner failed: {}", String::from_utf8_lossy(&out.stderr));
+    generator::Sent { packets: offered, elapsed: finished - start, finished }
+}
+
 /// Runs one scenario on one path and returns its figures.
 #[must_use]
 pub fn run(path: Path, scenario: &str, plan: Plan) -> Point {
+    run_traffic(path, scenario, Traffic::Generator(plan))
+}
+
+/// Runs one scenario with any traffic on one path and returns its figures.
+#[must_use]
+pub fn run_traffic(path: Path, scenario: &str, traffic: Traffic) -> Point {
     let net = TestNet::new();
     let _pass = (path == Path::Pcap).then(|| attach_pass(&net));
     let sensor = RunningSensor::start(
@@ -200,20 +250,21 @@ pub fn run(path: Path, scenario: &str, plan: Plan) -> Point {
         &bench_config(&net.sensor_if),
         &["--capture", path.name()],
     );
-    let frame = generator::template(
-        generator::parse_mac(&net.sensor_mac()),
-        [0x02, 0, 0, 0, 0, 0x99],
-        net.sensor_ip
-            .split('.')
-            .filter_map(|o| o.parse().ok())
-            .collect::<Vec<u8>>()
-            .try_into()
-            .unwrap_or([0; 4]),
-    );
     let pid = sensor.pid();
     let rx_before = rx_packets(&net);
     let cpu_before = cpu_seconds(pid);
-    let sent = generator::send(&net.peer, &net.peer_if, frame, plan);
+    let sent = match traffic {
+        Traffic::Generator(plan) => {
+            let dst: Vec<u8> = net.sensor_ip.split('.').filter_map(|o| o.parse().ok()).collect();
+            let frame = generator::template(
+                generator::parse_mac(&net.sensor_mac()),
+                [0x02, 0, 0, 0, 0, 0x99],
+                dst.try_into().unwrap_or([0; 4]),
+            );
+            generator::send(&net.peer, &net.peer_if, frame, plan)
+        }
+        other => scanner(&net, other),
+    };
     // Events come after the idle timeout and the next sweep; give them time, then stop.
     std::thread::sleep(Duration::from_millis(IDLE_TIMEOUT_MS + 1_500));
     let cpu = cpu_seconds(pid) - cpu_before;
@@ -247,7 +298,11 @@ pub fn run(path: Path, scenario: &str, plan: Plan) -> Point {
     Point {
         path,
         scenario: scenario.to_owned(),
-        target_pps: plan.rate,
+        target_pps: match traffic {
+            Traffic::Generator(plan) => plan.rate,
+            Traffic::Masscan { rate, .. } => Some(rate),
+            Traffic::Nmap { .. } => None,
+        },
         achieved_pps: sent.packets as f64 / sent.elapsed.as_secs_f64().max(1e-9),
         offered: sent.packets,
         delivered,

@@ -57,6 +57,11 @@ fn main() {
             points.push(e2e::run(path, "rate sweep", plan));
         }
     }
+    // Real scanners for realism: their own pacing, valid packets, the sensor's stack answers.
+    for path in [Path::Xdp, Path::Pcap] {
+        points.push(e2e::run_traffic(path, "masscan 1-65535", e2e::Traffic::Masscan { ports: 65_535, rate: 300_000 }));
+        points.push(e2e::run_traffic(path, "nmap -T5 1-65535", e2e::Traffic::Nmap { ports: 65_535 }));
+    }
     report::print_points("End to end: same traffic, XDP vs libpcap", &points);
 
     let mut extremes = vec![e2e::run(

@@ -214,15 +214,39 @@ fn scanner(net: &TestNet, traffic: Traffic) -> generator::Sent {
     let (mut cmd, offered) = match traffic {
         Traffic::Masscan { ports, rate } => {
             let mut c = net.peer.command("timeout");
-            c.args(["-s", "INT", "120", "masscan", &net.sensor_ip, "-p", &format!("1-{ports}")])
-                .args(["--rate", &rate.to_string(), "--wait", "0", "-e", &net.peer_if])
-                .args(["--router-mac", &net.sensor_mac()]);
+            c.args([
+                "-s",
+                "INT",
+                "120",
+                "masscan",
+                &net.sensor_ip,
+                "-p",
+                &format!("1-{ports}"),
+            ])
+            .args([
+                "--rate",
+                &rate.to_string(),
+                "--wait",
+                "0",
+                "-e",
+                &net.peer_if,
+            ])
+            .args(["--router-mac", &net.sensor_mac()]);
             (c, u64::from(ports))
         }
         Traffic::Nmap { ports } => {
             let mut c = net.peer.command("nmap");
-            c.args(["-n", "-Pn", "-sS", "-T5", "--max-retries", "0", "-p", &format!("1-{ports}")])
-                .arg(&net.sensor_ip);
+            c.args([
+                "-n",
+                "-Pn",
+                "-sS",
+                "-T5",
+                "--max-retries",
+                "0",
+                "-p",
+                &format!("1-{ports}"),
+            ])
+            .arg(&net.sensor_ip);
             (c, u64::from(ports))
         }
         Traffic::Generator(_) => unreachable!("generator traffic is sent by generator::send"),
@@ -230,8 +254,16 @@ fn scanner(net: &TestNet, traffic: Traffic) -> generator::Sent {
     let start = Instant::now();
     let out = tests::net::run_bounded(&mut cmd, Duration::from_secs(150));
     let finished = Instant::now();
-    assert!(out.status.success(), "scanner failed: {}", String::from_utf8_lossy(&out.stderr));
-    generator::Sent { packets: offered, elapsed: finished - start, finished }
+    assert!(
+        out.status.success(),
+        "scanner failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    generator::Sent {
+        packets: offered,
+        elapsed: finished - start,
+        finished,
+    }
 }
 
 /// Runs one scenario on one path and returns its figures.
@@ -255,7 +287,11 @@ pub fn run_traffic(path: Path, scenario: &str, traffic: Traffic) -> Point {
     let cpu_before = cpu_seconds(pid);
     let sent = match traffic {
         Traffic::Generator(plan) => {
-            let dst: Vec<u8> = net.sensor_ip.split('.').filter_map(|o| o.parse().ok()).collect();
+            let dst: Vec<u8> = net
+                .sensor_ip
+                .split('.')
+                .filter_map(|o| o.parse().ok())
+                .collect();
             let frame = generator::template(
                 generator::parse_mac(&net.sensor_mac()),
                 [0x02, 0, 0, 0, 0, 0x99],

@@ -103,8 +103,10 @@ pub fn run() -> Vec<MixResult> {
         cpu_budget: 0,
         ..Settings::DEFAULT
     };
+    // Every repetition takes the full record path: dedup off (with a coarse-clock window no
+    // window is shorter than one repetition).
     let new_probe = Settings {
-        dedup_window_ns: 1,
+        dedup_window_ns: 0,
         ..unlimited
     };
     let mut payload = tcp(40_000, 443, f::ACK | f::PSH, 0);

@@ -216,8 +216,8 @@ pub struct Settings {
     pub source_budget: u32,
     /// Records per second allowed per CPU; 0 means unlimited.
     pub cpu_budget: u32,
-    /// The reader is woken when pending bytes in the ring buffer cross this threshold; otherwise
-    /// it drains on its own timer. 0 wakes on every record.
+    /// The reader is woken each time a CPU has written this many bytes of records; otherwise it
+    /// drains on its own timer. 0 wakes on every record.
     pub wakeup_bytes: u32,
     /// Non-zero when the allow-list holds at least one entry (saves the trie lookup otherwise).
     pub allowlist_enabled: u32,

@@ -16,13 +16,13 @@
 mod parse;
 
 use aya_ebpf::{
-    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, xdp_action},
-    helpers::bpf_ktime_get_ns,
+    bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, xdp_action},
+    helpers::{bpf_ktime_get_coarse_ns, bpf_ktime_get_ns},
     macros::{map, xdp},
     maps::{Array, LpmTrie, PerCpuArray, RingBuf, lpm_trie::Key},
     programs::XdpContext,
 };
-use parse::{Parsed, Segment, parse};
+use parse::{Parsed, Segment, addresses, parse, ports};
 use sensor_common::{
     ALLOWLIST_MAX_ENTRIES, BUDGET_WINDOW_NS, BudgetSlot, Counter, DEDUP_SLOTS, DedupSlot,
     ProbeKind, RECORDS_MAP_BYTES, SOURCE_BUDGET_SLOTS, ScanRecord, Settings,
@@ -59,36 +59,68 @@ pub fn sensor(ctx: XdpContext) -> u32 {
     };
     // SAFETY: per-CPU value, only this CPU writes it while this program runs.
     let counters = unsafe { &mut *counters };
-    let mut count = |counter: Counter| counters[counter as usize] += 1;
-    count(Counter::Packets);
+    bump(counters, Counter::Packets);
     match parse(&ctx) {
-        Err(parse::Malformed) => count(Counter::ParseFailures),
-        Ok(Parsed::NonTcp) => count(Counter::NonTcp),
-        Ok(Parsed::Fragment) => count(Counter::Fragments),
+        Err(parse::Malformed) => bump(counters, Counter::ParseFailures),
+        Ok(Parsed::NonTcp) => bump(counters, Counter::NonTcp),
+        Ok(Parsed::Fragment) => bump(counters, Counter::Fragments),
         Ok(Parsed::Tcp(segment)) => match ProbeKind::classify(segment.flags) {
-            None => count(Counter::OtherTcp),
-            Some(kind) => {
-                count(Counter::Probes);
-                count(probe(&ctx, &segment, kind));
-            }
+            None => bump(counters, Counter::OtherTcp),
+            Some(kind) => match (addresses(&ctx, &segment), ports(&ctx, &segment)) {
+                (Ok((src, dst)), Ok((src_port, dst_port))) => {
+                    bump(counters, Counter::Probes);
+                    let p = Probe {
+                        src,
+                        dst,
+                        src_port,
+                        dst_port,
+                        kind,
+                        seg: &segment,
+                    };
+                    let sent = counters[Counter::RecordsSent as usize];
+                    let fate = probe(&ctx, &p, sent);
+                    bump(counters, fate);
+                }
+                // Bounds were checked while parsing; the verifier still wants the check.
+                _ => bump(counters, Counter::ParseFailures),
+            },
         },
     }
     xdp_action::XDP_PASS
 }
 
+/// Adds one to a counter of this CPU.
+#[inline(always)]
+fn bump(counters: &mut [u64; Counter::COUNT as usize], counter: Counter) {
+    counters[counter as usize] += 1;
+}
+
+/// The fields of one probe packet.
+struct Probe<'a> {
+    src: [u64; 2],
+    dst: [u64; 2],
+    src_port: u16,
+    dst_port: u16,
+    kind: ProbeKind,
+    seg: &'a Segment,
+}
+
 /// Decides what happens to one probe and returns the counter that records the outcome.
 #[inline(always)]
-fn probe(ctx: &XdpContext, seg: &Segment, kind: ProbeKind) -> Counter {
+fn probe(ctx: &XdpContext, p: &Probe<'_>, records_sent: u64) -> Counter {
+    let kind = p.kind;
     let settings = SETTINGS.get(0).copied().unwrap_or(Settings::DEFAULT);
     if settings.allowlist_enabled != 0 {
-        let key = Key::new(128, words_to_bytes(seg.src));
+        let key = Key::new(128, words_to_bytes(p.src));
         if ALLOWLIST.get(&key).is_some() {
             return Counter::AllowListed;
         }
     }
-    // SAFETY: bpf_ktime_get_ns has no preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
-    let dedup = dedup_slot(seg, kind);
+    // Windows of a second need no nanoseconds: the coarse clock (same base, tick resolution)
+    // is several times cheaper; records still get a precise timestamp below.
+    // SAFETY: no preconditions.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    let dedup = dedup_slot(p);
     if settings.dedup_window_ns != 0
         && let Some(slot) = dedup
     {
@@ -96,18 +128,18 @@ fn probe(ctx: &XdpContext, seg: &Segment, kind: ProbeKind) -> Counter {
         let slot = unsafe { &*slot };
         if slot.ts_ns != 0
             && now.wrapping_sub(slot.ts_ns) < settings.dedup_window_ns
-            && slot.src_addr == seg.src
-            && slot.dst_addr == seg.dst
-            && slot.dst_port == seg.dst_port
+            && slot.src_addr == p.src
+            && slot.dst_addr == p.dst
+            && slot.dst_port == p.dst_port
             && slot.kind == kind as u32
         {
             return Counter::Deduplicated;
         }
     }
     if settings.source_budget != 0 {
-        let index = hash_words(seg.src[0], seg.src[1]) & (SOURCE_BUDGET_SLOTS - 1);
+        let index = hash_words(p.src[0], p.src[1]) & (SOURCE_BUDGET_SLOTS - 1);
         if let Some(slot) = SOURCE_BUDGET.get_ptr_mut(index)
-            && !take_budget(slot, seg.src, now, settings.source_budget)
+            && !take_budget(slot, p.src, now, settings.source_budget)
         {
             return Counter::SourceBudget;
         }
@@ -118,28 +150,28 @@ fn probe(ctx: &XdpContext, seg: &Segment, kind: ProbeKind) -> Counter {
     {
         return Counter::CpuBudget;
     }
+    // SAFETY: no preconditions.
+    let stamp = unsafe { bpf_ktime_get_ns() };
     let Some(mut entry) = RECORDS.reserve::<ScanRecord>(0) else {
         return Counter::RingBufFull;
     };
     entry.write(ScanRecord {
         kind: kind as u32,
         ifindex: ctx.ingress_ifindex() as u32,
-        ts_ns: now,
-        src_addr: words_to_bytes(seg.src),
-        dst_addr: words_to_bytes(seg.dst),
-        src_port: seg.src_port,
-        dst_port: seg.dst_port,
-        family: seg.family,
-        tcp_flags: seg.flags,
-        vlan_id: seg.vlan_id,
+        ts_ns: stamp,
+        src_addr: words_to_bytes(p.src),
+        dst_addr: words_to_bytes(p.dst),
+        src_port: p.src_port,
+        dst_port: p.dst_port,
+        family: p.seg.family,
+        tcp_flags: p.seg.flags,
+        vlan_id: p.seg.vlan_id,
     });
-    // Wake the reader once, when pending data crosses the threshold; below it (and while the
-    // reader has not caught up) it drains on its own timer. A wakeup per record costs
-    // microseconds; one per crossing is free.
-    let pending = RECORDS.query(u64::from(BPF_RB_AVAIL_DATA));
-    let threshold = u64::from(settings.wakeup_bytes);
-    let record = size_of::<ScanRecord>() as u64 + 8;
-    let wake = if threshold == 0 || (pending >= threshold && pending < threshold + record) {
+    // Wake the reader once per `wakeup_bytes` of records written by this CPU; in between it
+    // drains on its own timer. A wakeup per record costs microseconds; asking the ring how
+    // much is pending costs a helper call per record; counting costs nothing.
+    let per_wakeup = u64::from(settings.wakeup_bytes) / (size_of::<ScanRecord>() as u64 + 8);
+    let wake = if per_wakeup == 0 || (records_sent + 1) % per_wakeup == 0 {
         BPF_RB_FORCE_WAKEUP
     } else {
         BPF_RB_NO_WAKEUP
@@ -149,10 +181,10 @@ fn probe(ctx: &XdpContext, seg: &Segment, kind: ProbeKind) -> Counter {
         // SAFETY: per-CPU map value, as above.
         unsafe {
             *slot = DedupSlot {
-                ts_ns: now,
-                src_addr: seg.src,
-                dst_addr: seg.dst,
-                dst_port: seg.dst_port,
+                ts_ns: stamp,
+                src_addr: p.src,
+                dst_addr: p.dst,
+                dst_port: p.dst_port,
                 reserved: 0,
                 kind: kind as u32,
             };
@@ -162,11 +194,11 @@ fn probe(ctx: &XdpContext, seg: &Segment, kind: ProbeKind) -> Counter {
 }
 
 #[inline(always)]
-fn dedup_slot(seg: &Segment, kind: ProbeKind) -> Option<*mut DedupSlot> {
+fn dedup_slot(p: &Probe<'_>) -> Option<*mut DedupSlot> {
     let h = hash_words(
-        seg.src[0] ^ seg.dst[0].rotate_left(17),
-        seg.src[1] ^ seg.dst[1].rotate_left(29),
-    ) ^ hash_words(u64::from(seg.dst_port), u64::from(kind as u32));
+        p.src[0] ^ p.dst[0].rotate_left(17),
+        p.src[1] ^ p.dst[1].rotate_left(29),
+    ) ^ hash_words(u64::from(p.dst_port), u64::from(p.kind as u32));
     DEDUP.get_ptr_mut(h & (DEDUP_SLOTS - 1))
 }
 

@@ -30,16 +30,13 @@ pub enum Parsed {
     Tcp(Segment),
 }
 
-/// The fields of a TCP segment the sensor needs.
+/// Where a TCP segment's headers are, and its flags. Addresses and ports are read only for
+/// probes ([`addresses`], [`ports`]), so ordinary traffic costs as little as possible.
 pub struct Segment {
-    /// Source address, IPv4 mapped, as two native-endian words.
-    pub src: [u64; 2],
-    /// Destination address, IPv4 mapped, as two native-endian words.
-    pub dst: [u64; 2],
-    /// TCP source port.
-    pub src_port: u16,
-    /// TCP destination port.
-    pub dst_port: u16,
+    /// Offset of the IP header.
+    pub l3: usize,
+    /// Offset of the TCP header.
+    pub l4: usize,
     /// TCP flags byte.
     pub flags: u8,
     /// `sensor_common::family` value.
@@ -59,6 +56,16 @@ fn load<T: Copy>(ctx: &XdpContext, offset: usize) -> Result<T, Malformed> {
     // SAFETY: the range [start + offset, start + offset + size_of::<T>()) was checked to lie
     // inside the packet; `read_unaligned` makes no alignment assumption.
     Ok(unsafe { ((start + offset) as *const T).read_unaligned() })
+}
+
+/// The bounds check alone: a pointer to `N` bytes at `offset`, read field by field afterwards.
+#[inline(always)]
+fn at<const N: usize>(ctx: &XdpContext, offset: usize) -> Result<*const [u8; N], Malformed> {
+    let start = ctx.data();
+    if start + offset + N > ctx.data_end() {
+        return Err(Malformed);
+    }
+    Ok((start + offset) as *const [u8; N])
 }
 
 #[inline(always)]
@@ -115,18 +122,26 @@ pub fn parse(ctx: &XdpContext) -> Result<Parsed, Malformed> {
 
 #[inline(always)]
 fn ipv4(ctx: &XdpContext, off: usize, vlan_id: u16) -> Result<Parsed, Malformed> {
-    let hdr = load::<[u8; 20]>(ctx, off)?;
-    if hdr[0] >> 4 != 4 {
+    let hdr = at::<20>(ctx, off)?;
+    // SAFETY: `at` checked that the 20 bytes lie inside the packet.
+    let (vhl, total, frag, proto) = unsafe {
+        let h = &*hdr;
+        (
+            h[0],
+            u16::from_be_bytes([h[2], h[3]]),
+            u16::from_be_bytes([h[6], h[7]]),
+            h[9],
+        )
+    };
+    if vhl >> 4 != 4 {
         return Err(Malformed);
     }
-    let ihl = usize::from(hdr[0] & 0x0f) * 4;
-    let total = usize::from(u16::from_be_bytes([hdr[2], hdr[3]]));
+    let ihl = usize::from(vhl & 0x0f) * 4;
+    let total = usize::from(total);
     if ihl < 20 || total < ihl || off + total > frame_len(ctx) {
         return Err(Malformed);
     }
-    let frag = u16::from_be_bytes([hdr[6], hdr[7]]);
-    let more_fragments = frag & 0x2000 != 0;
-    if hdr[9] != IPPROTO_TCP {
+    if proto != IPPROTO_TCP {
         return Ok(Parsed::NonTcp);
     }
     if frag & 0x1fff != 0 {
@@ -134,26 +149,17 @@ fn ipv4(ctx: &XdpContext, off: usize, vlan_id: u16) -> Result<Parsed, Malformed>
     }
     let segment_len = total - ihl;
     if segment_len < TCP_HLEN {
-        return if more_fragments {
+        return if frag & 0x2000 != 0 {
             Ok(Parsed::Fragment)
         } else {
             Err(Malformed)
         };
     }
-    let mapped = |a: [u8; 4]| {
-        [
-            0u64,
-            u64::from_ne_bytes([0, 0, 0xff, 0xff, a[0], a[1], a[2], a[3]]),
-        ]
-    };
-    let src = mapped([hdr[12], hdr[13], hdr[14], hdr[15]]);
-    let dst = mapped([hdr[16], hdr[17], hdr[18], hdr[19]]);
     tcp(
         ctx,
+        off,
         off + ihl,
         segment_len,
-        src,
-        dst,
         sensor_common::family::IPV4,
         vlan_id,
     )
@@ -171,8 +177,6 @@ fn ipv6(ctx: &XdpContext, off: usize, vlan_id: u16) -> Result<Parsed, Malformed>
         return Err(Malformed);
     }
     let mut next = byte(ctx, off + 6)?;
-    let src = load::<[u64; 2]>(ctx, off + 8)?;
-    let dst = load::<[u64; 2]>(ctx, off + 24)?;
     let mut l4 = off + IPV6_HLEN;
     let mut fragmented = false;
     let mut found = false;
@@ -220,42 +224,73 @@ fn ipv6(ctx: &XdpContext, off: usize, vlan_id: u16) -> Result<Parsed, Malformed>
             Err(Malformed)
         };
     }
-    tcp(
-        ctx,
-        l4,
-        end - l4,
-        src,
-        dst,
-        sensor_common::family::IPV6,
-        vlan_id,
-    )
+    tcp(ctx, off, l4, end - l4, sensor_common::family::IPV6, vlan_id)
 }
 
 #[inline(always)]
 fn tcp(
     ctx: &XdpContext,
+    l3: usize,
     l4: usize,
     segment_len: usize,
-    src: [u64; 2],
-    dst: [u64; 2],
     family: u8,
     vlan_id: u16,
 ) -> Result<Parsed, Malformed> {
     if l4 > MAX_L4_OFFSET {
         return Err(Malformed);
     }
-    let hdr = load::<[u8; 20]>(ctx, l4)?;
-    let data_offset = usize::from(hdr[12] >> 4) * 4;
+    let hdr = at::<20>(ctx, l4)?;
+    // SAFETY: `at` checked that the 20 bytes lie inside the packet.
+    let (doff, flags) = unsafe { ((*hdr)[12], (*hdr)[13]) };
+    let data_offset = usize::from(doff >> 4) * 4;
     if data_offset < TCP_HLEN || data_offset > segment_len {
         return Err(Malformed);
     }
     Ok(Parsed::Tcp(Segment {
-        src,
-        dst,
-        src_port: u16::from_be_bytes([hdr[0], hdr[1]]),
-        dst_port: u16::from_be_bytes([hdr[2], hdr[3]]),
-        flags: hdr[13],
+        l3,
+        l4,
+        flags,
         family,
         vlan_id,
     }))
+}
+
+/// Source and destination addresses of a parsed segment, IPv4 mapped into IPv6, as two
+/// native-endian words each.
+#[inline(always)]
+pub fn addresses(ctx: &XdpContext, seg: &Segment) -> Result<([u64; 2], [u64; 2]), Malformed> {
+    if seg.l3 > MAX_L4_OFFSET {
+        return Err(Malformed);
+    }
+    if seg.family == sensor_common::family::IPV4 {
+        let a = load::<[u8; 8]>(ctx, seg.l3 + 12)?;
+        let mapped = |a: [u8; 4]| {
+            [
+                0u64,
+                u64::from_ne_bytes([0, 0, 0xff, 0xff, a[0], a[1], a[2], a[3]]),
+            ]
+        };
+        Ok((
+            mapped([a[0], a[1], a[2], a[3]]),
+            mapped([a[4], a[5], a[6], a[7]]),
+        ))
+    } else {
+        Ok((
+            load::<[u64; 2]>(ctx, seg.l3 + 8)?,
+            load::<[u64; 2]>(ctx, seg.l3 + 24)?,
+        ))
+    }
+}
+
+/// Source and destination ports of a parsed segment.
+#[inline(always)]
+pub fn ports(ctx: &XdpContext, seg: &Segment) -> Result<(u16, u16), Malformed> {
+    if seg.l4 > MAX_L4_OFFSET {
+        return Err(Malformed);
+    }
+    let p = load::<[u8; 4]>(ctx, seg.l4)?;
+    Ok((
+        u16::from_be_bytes([p[0], p[1]]),
+        u16::from_be_bytes([p[2], p[3]]),
+    ))
 }

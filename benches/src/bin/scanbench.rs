@@ -22,6 +22,9 @@ fn main() {
 
     let mixes = kernel_cost::run();
     report::print_kernel(&mixes);
+    if std::env::args().any(|a| a == "--kernel-only") {
+        return;
+    }
 
     // 256 sources, each probing enough ports for the rate to last `seconds` (sustained, well
     // past what the libpcap buffer can absorb); "max" sends 8 M pairs as fast as possible.
@@ -59,8 +62,19 @@ fn main() {
     }
     // Real scanners for realism: their own pacing, valid packets, the sensor's stack answers.
     for path in [Path::Xdp, Path::Pcap] {
-        points.push(e2e::run_traffic(path, "masscan 1-65535", e2e::Traffic::Masscan { ports: 65_535, rate: 300_000 }));
-        points.push(e2e::run_traffic(path, "nmap -T5 1-65535", e2e::Traffic::Nmap { ports: 65_535 }));
+        points.push(e2e::run_traffic(
+            path,
+            "masscan 1-65535",
+            e2e::Traffic::Masscan {
+                ports: 65_535,
+                rate: 300_000,
+            },
+        ));
+        points.push(e2e::run_traffic(
+            path,
+            "nmap -T5 1-65535",
+            e2e::Traffic::Nmap { ports: 65_535 },
+        ));
     }
     report::print_points("End to end: same traffic, XDP vs libpcap", &points);
 

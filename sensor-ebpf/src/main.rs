@@ -181,7 +181,7 @@ fn probe(ctx: &XdpContext, p: &Probe<'_>, records_sent: u64) -> Counter {
         // SAFETY: per-CPU map value, as above.
         unsafe {
             *slot = DedupSlot {
-                ts_ns: stamp,
+                ts_ns: now,
                 src_addr: p.src,
                 dst_addr: p.dst,
                 dst_port: p.dst_port,

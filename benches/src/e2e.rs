@@ -55,7 +55,7 @@ pub struct Point {
     pub offered: u64,
     /// Frames received by the sensor's interface (veth counters).
     pub delivered: u64,
-    /// Frames the capture path saw (XDP program or libpcap).
+    /// Probe frames the capture path saw (XDP program or libpcap).
     pub seen: u64,
     /// Distinct (source, port) pairs reported in events.
     pub reported_pairs: u64,
@@ -315,8 +315,8 @@ pub fn run_traffic(path: Path, scenario: &str, traffic: Traffic) -> Point {
         }
     }
     let seen = match path {
-        Path::Xdp => run.stats["kernel"]["packets"].as_u64().unwrap_or(0),
-        Path::Pcap => run.stats["pcap"]["packets"].as_u64().unwrap_or(0),
+        Path::Xdp => run.stats["kernel"]["probes"].as_u64().unwrap_or(0),
+        Path::Pcap => run.stats["pcap"]["probes"].as_u64().unwrap_or(0),
     };
     let lost = match path {
         Path::Xdp => ["ringbuf_full", "source_budget", "cpu_budget"]

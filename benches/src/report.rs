@@ -63,14 +63,37 @@ pub fn print_points(title: &str, points: &[Point]) {
     }
 }
 
-/// Highest achieved rate at which every offered pair was reported, per path.
+/// Highest achieved rate of the rate sweep at which every offered pair was reported.
 #[must_use]
 pub fn lossless_rate(points: &[Point], path: Path) -> f64 {
-    points
-        .iter()
-        .filter(|p| p.path == path && p.offered > 0 && p.reported_pairs == p.offered)
+    sweep(points, path)
+        .filter(|p| p.offered > 0 && p.reported_pairs == p.offered)
         .map(|p| p.achieved_pps)
         .fold(0.0, f64::max)
+}
+
+/// Highest achieved rate of the rate sweep at which every probe the capture path saw was
+/// reported (losses before the capture path, in the test rig, excluded).
+#[must_use]
+pub fn complete_rate(points: &[Point], path: Path) -> f64 {
+    sweep(points, path)
+        .filter(|p| p.offered > 0 && p.reported_pairs == p.seen && p.lost == 0)
+        .map(|p| p.achieved_pps)
+        .fold(0.0, f64::max)
+}
+
+/// Agent CPU seconds per million packets at the sweep's highest achieved rate.
+#[must_use]
+pub fn cpu_at_top(points: &[Point], path: Path) -> f64 {
+    sweep(points, path)
+        .max_by(|a, b| a.achieved_pps.total_cmp(&b.achieved_pps))
+        .map_or(0.0, Point::cpu_per_mpkt)
+}
+
+fn sweep(points: &[Point], path: Path) -> impl Iterator<Item = &Point> {
+    points
+        .iter()
+        .filter(move |p| p.path == path && p.scenario == "rate sweep")
 }
 
 /// An SVG with two panels against the achieved rate (log scale): detection and agent CPU.

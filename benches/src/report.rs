@@ -29,12 +29,13 @@ pub fn print_kernel(mixes: &[MixResult]) {
 pub fn print_points(title: &str, points: &[Point]) {
     println!("\n{title}");
     println!(
-        "{:<5} {:<22} {:>10} {:>10} {:>9} {:>9} {:>8} {:>7} {:>8} {:>7} {:>9} {:>9}",
+        "{:<5} {:<22} {:>10} {:>10} {:>9} {:>9} {:>9} {:>8} {:>7} {:>8} {:>7} {:>9} {:>9}",
         "path",
         "scenario",
         "target",
         "achieved",
         "offered",
+        "seen",
         "reported",
         "detect",
         "lost",

@@ -171,7 +171,7 @@ fn probe(ctx: &XdpContext, p: &Probe<'_>, records_sent: u64) -> Counter {
     // drains on its own timer. A wakeup per record costs microseconds; asking the ring how
     // much is pending costs a helper call per record; counting costs nothing.
     let per_wakeup = u64::from(settings.wakeup_bytes) / (size_of::<ScanRecord>() as u64 + 8);
-    let wake = if per_wakeup == 0 || (records_sent + 1) % per_wakeup == 0 {
+    let wake = if per_wakeup == 0 || (records_sent + 1).is_multiple_of(per_wakeup) {
         BPF_RB_FORCE_WAKEUP
     } else {
         BPF_RB_NO_WAKEUP

@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use crate::{run_cmd, setup, test::is_root, workspace_root};
+use crate::{as_root, run_cmd, setup, workspace_root};
 
 /// Options of `bench`.
 #[derive(Debug, clap::Args)]
@@ -42,13 +42,7 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<()> {
         "scanbench",
     ]))?;
     let bench = root.join("target/release/scanbench");
-    let mut cmd = if is_root() {
-        Command::new(&bench)
-    } else {
-        let mut c = Command::new("sudo");
-        c.arg("-E").arg(&bench);
-        c
-    };
+    let mut cmd = as_root(&bench);
     cmd.current_dir(&root)
         .env("SENSOR_BIN", root.join("target/release/sensor"));
     if options.quick {

@@ -37,7 +37,7 @@ pub(crate) fn run() -> anyhow::Result<()> {
         Command::new("cargo")
             .current_dir(&root)
             .arg(format!("+{}", setup::NIGHTLY))
-            .args(["clippy", "--package", "sensor-ebpf", "--bin", "sensor"])
+            .args(["clippy", "--package", "sensor-ebpf", "--bins"])
             .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core"])
             .args(["--", "-D", "warnings"])
             .env("AYA_BUILD_SKIP", "1")

@@ -94,3 +94,15 @@ pub(crate) fn workspace_root() -> std::path::PathBuf {
     let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     here.parent().unwrap_or(here).to_path_buf()
 }
+
+/// A command running `program` as root: directly when already root, through `sudo -E`
+/// otherwise (privileged tests, benchmarks, the sensor itself).
+pub(crate) fn as_root(program: &std::path::Path) -> Command {
+    if test::is_root() {
+        Command::new(program)
+    } else {
+        let mut c = Command::new("sudo");
+        c.arg("-E").arg(program);
+        c
+    }
+}

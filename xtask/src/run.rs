@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use crate::{run_cmd, setup, test::is_root, workspace_root};
+use crate::{as_root, run_cmd, setup, workspace_root};
 
 /// Options of `run`.
 #[derive(Debug, clap::Args)]
@@ -23,12 +23,5 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<()> {
         "sensor",
     ]))?;
     let bin = root.join("target/release/sensor");
-    let mut cmd = if is_root() {
-        Command::new(&bin)
-    } else {
-        let mut c = Command::new("sudo");
-        c.arg("-E").arg(&bin);
-        c
-    };
-    run_cmd(cmd.arg("run").args(&options.args))
+    run_cmd(as_root(&bin).arg("run").args(&options.args))
 }

@@ -28,6 +28,26 @@ struct TestRunAttr {
     _pad: u32,
 }
 
+/// Issues `bpf(BPF_PROG_TEST_RUN, attr)`.
+///
+/// # Safety
+/// Every pointer in `attr` must reference a live buffer of the size given next to it.
+unsafe fn test_run_syscall(attr: &mut TestRunAttr) -> Result<(), TestRunError> {
+    // SAFETY: `attr` is a valid `bpf_attr.test`; the caller vouches for its pointers.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_TEST_RUN,
+            std::ptr::from_mut(attr),
+            size_of::<TestRunAttr>(),
+        )
+    };
+    if rc < 0 {
+        return Err(TestRunError(std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
 /// What one test run returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TestRunOutput {
@@ -63,19 +83,9 @@ pub fn run(prog: BorrowedFd<'_>, frame: &[u8], repeat: u32) -> Result<TestRunOut
         repeat,
         ..TestRunAttr::default()
     };
-    // SAFETY: `attr` is a valid, fully initialised `bpf_attr.test` whose data pointers reference
-    // live buffers of the sizes given; the kernel writes at most `data_size_out` bytes to `out`.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_TEST_RUN,
-            &raw mut attr,
-            size_of::<TestRunAttr>(),
-        )
-    };
-    if rc < 0 {
-        return Err(TestRunError(std::io::Error::last_os_error()));
-    }
+    // SAFETY: the data pointers reference live buffers of the sizes given; the kernel writes at
+    // most `data_size_out` bytes to `out`.
+    unsafe { test_run_syscall(&mut attr)? };
     out.truncate(attr.data_size_out as usize);
     Ok(TestRunOutput {
         retval: attr.retval,

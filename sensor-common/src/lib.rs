@@ -146,7 +146,7 @@ pub struct ScanRecord {
     pub kind: u32,
     /// Interface index the packet arrived on.
     pub ifindex: u32,
-    /// `bpf_ktime_get_ns()` when the packet was seen (CLOCK_MONOTONIC).
+    /// `bpf_ktime_get_coarse_ns()` when the packet was seen (CLOCK_MONOTONIC, tick resolution).
     pub ts_ns: u64,
     /// Source address; IPv4 is IPv4-mapped (`::ffff:a.b.c.d`).
     pub src_addr: [u8; 16],
@@ -173,7 +173,7 @@ const _: () = assert!(size_of::<ScanRecord>() == 56);
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DedupSlot {
-    /// When the key was last let through, `bpf_ktime_get_ns()`; 0 means empty.
+    /// When the key was last let through, `bpf_ktime_get_coarse_ns()`; 0 means empty.
     pub ts_ns: u64,
     /// Source address as two native-endian words (comparisons stay two loads).
     pub src_addr: [u64; 2],
@@ -193,7 +193,7 @@ const _: () = assert!(size_of::<DedupSlot>() == 48);
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BudgetSlot {
-    /// Start of the current window, `bpf_ktime_get_ns()`.
+    /// Start of the current window, `bpf_ktime_get_coarse_ns()`.
     pub window_start_ns: u64,
     /// Source address owning the slot as two native-endian words (unused for the CPU budget).
     pub src_addr: [u64; 2],

@@ -17,7 +17,7 @@ mod parse;
 
 use aya_ebpf::{
     bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, xdp_action},
-    helpers::{bpf_ktime_get_coarse_ns, bpf_ktime_get_ns},
+    helpers::bpf_ktime_get_coarse_ns,
     macros::{map, xdp},
     maps::{Array, LpmTrie, PerCpuArray, RingBuf, lpm_trie::Key},
     programs::XdpContext,
@@ -116,8 +116,8 @@ fn probe(ctx: &XdpContext, p: &Probe<'_>, records_sent: u64) -> Counter {
             return Counter::AllowListed;
         }
     }
-    // Windows of a second need no nanoseconds: the coarse clock (same base, tick resolution)
-    // is several times cheaper; records still get a precise timestamp below.
+    // The coarse clock (CLOCK_MONOTONIC at tick resolution, a few ms) is several times cheaper
+    // than the precise one and plenty for windows of a second and for first-probe timestamps.
     // SAFETY: no preconditions.
     let now = unsafe { bpf_ktime_get_coarse_ns() };
     let dedup = dedup_slot(p);
@@ -150,15 +150,13 @@ fn probe(ctx: &XdpContext, p: &Probe<'_>, records_sent: u64) -> Counter {
     {
         return Counter::CpuBudget;
     }
-    // SAFETY: no preconditions.
-    let stamp = unsafe { bpf_ktime_get_ns() };
     let Some(mut entry) = RECORDS.reserve::<ScanRecord>(0) else {
         return Counter::RingBufFull;
     };
     entry.write(ScanRecord {
         kind: kind as u32,
         ifindex: ctx.ingress_ifindex() as u32,
-        ts_ns: stamp,
+        ts_ns: now,
         src_addr: words_to_bytes(p.src),
         dst_addr: words_to_bytes(p.dst),
         src_port: p.src_port,

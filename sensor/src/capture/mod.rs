@@ -17,7 +17,7 @@ use sensor_common::ProbeKind;
 /// One probe packet, as userspace sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Observation {
-    /// CLOCK_MONOTONIC time the kernel saw the packet, ns.
+    /// CLOCK_MONOTONIC time the kernel saw the packet, ns (tick resolution for XDP records).
     pub ts_ns: u64,
     /// Source address (IPv4 as plain IPv4).
     pub src: IpAddr,

@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use crate::{as_root, run_cmd, setup, workspace_root};
+use crate::{as_root, run_cmd, setup, target_dir, workspace_root};
 
 /// Options of `bench`.
 #[derive(Debug, clap::Args)]
@@ -41,10 +41,10 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<()> {
         "--bin",
         "scanbench",
     ]))?;
-    let bench = root.join("target/release/scanbench");
+    let bench = target_dir().join("release/scanbench");
     let mut cmd = as_root(&bench);
     cmd.current_dir(&root)
-        .env("SENSOR_BIN", root.join("target/release/sensor"));
+        .env("SENSOR_BIN", target_dir().join("release/sensor"));
     if options.quick {
         cmd.arg("--quick");
     }

@@ -4,7 +4,7 @@ use std::{path::PathBuf, process::Command};
 
 use anyhow::Context as _;
 
-use crate::{run_cmd, setup, workspace_root};
+use crate::{run_cmd, setup, target_dir, workspace_root};
 
 /// Options of `build-ebpf`.
 #[derive(Debug, clap::Args)]
@@ -36,7 +36,7 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<()> {
             .env_remove("RUSTC")
             .env_remove("RUSTUP_TOOLCHAIN"),
     )?;
-    let object = root.join("target/bpfel-unknown-none/release/sensor");
+    let object = target_dir().join("bpfel-unknown-none/release/sensor");
     eprintln!("xtask: XDP object at {}", object.display());
     if let Some(out) = &options.out {
         std::fs::copy(&object, out)

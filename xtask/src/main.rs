@@ -106,3 +106,9 @@ pub(crate) fn as_root(program: &std::path::Path) -> Command {
         c
     }
 }
+
+/// Cargo's target directory: `CARGO_TARGET_DIR` when set, `<workspace>/target` otherwise.
+pub(crate) fn target_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace_root().join("target"), std::path::PathBuf::from)
+}

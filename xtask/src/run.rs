@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use crate::{as_root, run_cmd, setup, workspace_root};
+use crate::{as_root, run_cmd, setup, target_dir, workspace_root};
 
 /// Options of `run`.
 #[derive(Debug, clap::Args)]
@@ -22,6 +22,6 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<()> {
         "--package",
         "sensor",
     ]))?;
-    let bin = root.join("target/release/sensor");
+    let bin = target_dir().join("release/sensor");
     run_cmd(as_root(&bin).arg("run").args(&options.args))
 }

@@ -8,7 +8,7 @@ use std::{path::PathBuf, process::Command};
 
 use anyhow::{Context as _, anyhow};
 
-use crate::{output_of, run_cmd, setup, workspace_root};
+use crate::{output_of, run_cmd, setup, target_dir, workspace_root};
 
 /// Options of the test tasks.
 #[derive(Debug, clap::Args)]
@@ -47,7 +47,7 @@ pub(crate) fn run_integration(options: &Options) -> anyhow::Result<()> {
             .current_dir(&root)
             .args(["build", "--package", "sensor"]),
     )?;
-    let sensor_bin = root.join("target/debug/sensor");
+    let sensor_bin = target_dir().join("debug/sensor");
     let listing = output_of(Command::new("cargo").current_dir(&root).args([
         "test",
         "--package",

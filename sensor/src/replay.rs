@@ -10,7 +10,7 @@ use crate::{
     capture::pcap::{PcapError, PcapStats, read_file},
     clock::WallClock,
     config::Config,
-    format::community,
+    format::{self, FormatError},
     scan::{Merger, MergerStats, to_event},
 };
 
@@ -38,8 +38,8 @@ pub enum ReplayError {
     #[error("writing events failed: {0}")]
     Io(#[from] std::io::Error),
     /// An event could not be encoded.
-    #[error("encoding an event failed: {0}")]
-    Format(#[from] serde_json::Error),
+    #[error(transparent)]
+    Format(#[from] FormatError),
 }
 
 /// Replays `path`, writing one JSON line per event to `out`.
@@ -66,8 +66,14 @@ pub fn replay(
     // File timestamps are wall-clock nanoseconds since the epoch.
     let clock = WallClock::anchored(DateTime::UNIX_EPOCH, 0);
     let mut buf = BytesMut::new();
+    let ctx = config.format_context();
     for report in &reports {
-        community::encode(&to_event(report, &clock), &config.id, &mut buf)?;
+        format::encode(
+            config.logger.format,
+            &to_event(report, &clock),
+            &ctx,
+            &mut buf,
+        )?;
     }
     out.write_all(&buf)?;
     out.flush()?;

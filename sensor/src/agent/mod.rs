@@ -166,8 +166,12 @@ where
     };
 
     let (tx, rx) = mpsc::channel(EVENT_QUEUE);
-    let output: JoinHandle<Result<u64, OutputError>> =
-        tokio::spawn(terminal::run(rx, config.id.clone(), writer));
+    let output: JoinHandle<Result<u64, OutputError>> = tokio::spawn(terminal::run(
+        rx,
+        config.logger.format,
+        config.format_context(),
+        writer,
+    ));
 
     let mut merger = Merger::new(&config.sensor.portscan);
     let mut reports = Vec::new();

@@ -6,6 +6,8 @@ mod cidr;
 use std::{collections::BTreeMap, path::Path, time::Duration};
 
 pub use cidr::{Cidr, CidrError};
+
+use crate::format::{Format, FormatContext, Identity};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -41,7 +43,7 @@ pub struct Config {
     pub services: BTreeMap<String, Value>,
     /// Community logger block (`output`, `format`, `kwargs`, legacy `name`).
     #[serde(default)]
-    pub logger: Option<Value>,
+    pub logger: LoggerConfig,
     /// The sensor's own settings.
     #[serde(default)]
     pub sensor: SensorSection,
@@ -68,6 +70,42 @@ fn default_id() -> String {
     "trapster-1".to_owned()
 }
 
+/// The community `logger` block. Only the `terminal` output exists so far; the others are
+/// refused by name rather than silently replaced.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct LoggerConfig {
+    /// `terminal` (default).
+    #[serde(default)]
+    pub output: Option<String>,
+    /// `default` (Trapster community JSON), `trapster`, `ecs` or `cef`.
+    #[serde(default)]
+    pub format: Format,
+    /// Output options (none for `terminal`).
+    #[serde(default)]
+    pub kwargs: Value,
+    /// Legacy logger class name (`JsonLogger`), meaning the terminal output.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// `sensor.identity`: how the sensor names itself in the `trapster`, `ecs` and `cef` formats.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentityConfig {
+    /// Device name; default: `hostname`, else `id`.
+    pub device_name: Option<String>,
+    /// Device template (Trapster enterprise); default `custom`.
+    pub template: Option<String>,
+    /// Namespace id; default null.
+    pub namespace_id: Option<String>,
+    /// Namespace name; default `default`.
+    pub namespace_name: Option<String>,
+    /// `ecs.version` of the ECS format; default 8.11.0 (as Trapster).
+    pub ecs_version: Option<String>,
+    /// CEF header severity, 0–10; default 10.
+    pub cef_severity: Option<u8>,
+}
+
 /// The `sensor` section: settings Trapster does not have.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -78,6 +116,9 @@ pub struct SensorSection {
     /// Port-scan merging settings.
     #[serde(default)]
     pub portscan: PortscanConfig,
+    /// Names used by the event formats.
+    #[serde(default)]
+    pub identity: IdentityConfig,
 }
 
 /// How the XDP program is attached.
@@ -345,6 +386,27 @@ impl Config {
                 "must be at least 1".to_owned(),
             ));
         }
+        let output = self.logger.output.as_deref().unwrap_or("terminal");
+        if output != "terminal" {
+            return Err(invalid(
+                "logger.output",
+                format!("`{output}` is not available in this version; `terminal` is"),
+            ));
+        }
+        if let Some(name) = self.logger.name.as_deref()
+            && name != "JsonLogger"
+        {
+            return Err(invalid(
+                "logger.name",
+                format!("unknown logger `{name}` (JsonLogger is)"),
+            ));
+        }
+        if self.sensor.identity.cef_severity.is_some_and(|s| s > 10) {
+            return Err(invalid(
+                "sensor.identity.cef_severity",
+                "must be 0 to 10".to_owned(),
+            ));
+        }
         let allow_max = sensor_common::ALLOWLIST_MAX_ENTRIES as usize;
         if self.whitelist_ips.len() > allow_max {
             return Err(invalid(
@@ -356,6 +418,34 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// What the formats need: identity names, ECS version, CEF severity.
+    #[must_use]
+    pub fn format_context(&self) -> FormatContext {
+        let mut ctx = FormatContext::for_device(&self.id);
+        let id = &self.sensor.identity;
+        ctx.identity = Identity {
+            device_id: self.id.clone(),
+            device_name: id
+                .device_name
+                .clone()
+                .or_else(|| self.hostname.clone())
+                .unwrap_or_else(|| self.id.clone()),
+            template: Some(id.template.clone().unwrap_or_else(|| "custom".to_owned())),
+            namespace_id: id.namespace_id.clone(),
+            namespace_name: id
+                .namespace_name
+                .clone()
+                .unwrap_or_else(|| "default".to_owned()),
+        };
+        if let Some(v) = &id.ecs_version {
+            ctx.ecs_version.clone_from(v);
+        }
+        if let Some(s) = id.cef_severity {
+            ctx.cef_severity = s;
+        }
+        ctx
     }
 
     /// Interfaces the XDP program attaches to: `sensor.xdp.interfaces`, else `interface`.
@@ -482,6 +572,37 @@ mod tests {
     fn unknown_top_level_keys_are_kept_not_fatal() {
         let config = Config::parse(r#"{"future_key": 1}"#, "x").unwrap();
         assert_eq!(config.unknown, vec!["future_key".to_owned()]);
+    }
+
+    #[test]
+    fn logger_format_and_identity_are_read() {
+        let text = r#"{"id": "s1", "hostname": "files-02",
+            "logger": {"output": "terminal", "format": "cef", "kwargs": {}},
+            "sensor": {"identity": {"namespace_name": "prod", "cef_severity": 7}}}"#;
+        let config = Config::parse(text, "t").unwrap();
+        assert_eq!(config.logger.format, crate::format::Format::Cef);
+        let ctx = config.format_context();
+        assert_eq!(ctx.identity.device_name, "files-02");
+        assert_eq!(ctx.identity.namespace_name, "prod");
+        assert_eq!(ctx.cef_severity, 7);
+    }
+
+    #[test]
+    fn unavailable_outputs_and_formats_are_refused_by_name() {
+        let err = Config::parse(r#"{"logger": {"output": "redis"}}"#, "x")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("logger.output") && err.contains("redis"),
+            "{err}"
+        );
+        let err = Config::parse("{\"logger\":\n {\"format\": \"xml\"}}", "x")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("logger.format") && err.contains("line 2"),
+            "{err}"
+        );
     }
 
     #[test]

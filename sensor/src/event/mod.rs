@@ -1,7 +1,10 @@
-//! The one `Event` type for everything the sensor reports, and its vocabulary.
+//! The one `Event` type for everything the sensor reports, and its vocabulary; `kind` holds the
+//! catalogue of event kinds.
 //!
 //! Identity fields (addresses, ports) come from the packet or socket, never from attacker bytes;
 //! protocol code may only add `data` and `extra`. The logtype `<service>.<action>` is derived.
+
+pub mod kind;
 
 use std::{fmt, net::IpAddr};
 
@@ -11,7 +14,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 /// What the event reports, in Trapster's vocabulary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Action {
     /// A client connected.
     Connection,
@@ -24,6 +27,9 @@ pub enum Action {
 }
 
 impl Action {
+    /// Every action.
+    pub const ALL: [Self; 4] = [Self::Connection, Self::Data, Self::Login, Self::Query];
+
     /// Lowercase name used in logtypes.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
@@ -36,19 +42,89 @@ impl Action {
     }
 }
 
-/// The channel an event comes from (Trapster's service name, e.g. `portscan`, `ftp`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The channel an event comes from: Trapster's service names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Service {
-    /// Scan probes seen by the XDP program.
+    /// Scan probes seen by the XDP program (or libpcap).
     Portscan,
+    /// FTP.
+    Ftp,
+    /// SSH.
+    Ssh,
+    /// Telnet.
+    Telnet,
+    /// HTTP.
+    Http,
+    /// HTTPS.
+    Https,
+    /// MySQL.
+    Mysql,
+    /// PostgreSQL.
+    Postgres,
+    /// Microsoft SQL Server.
+    Mssql,
+    /// LDAP.
+    Ldap,
+    /// RDP.
+    Rdp,
+    /// VNC.
+    Vnc,
+    /// SNMP.
+    Snmp,
+    /// DNS.
+    Dns,
+    /// rsync.
+    Rsync,
 }
 
 impl Service {
-    /// Lowercase name used in logtypes.
+    /// Every service, in catalogue order.
+    pub const ALL: [Self; 15] = [
+        Self::Portscan,
+        Self::Ftp,
+        Self::Ssh,
+        Self::Telnet,
+        Self::Http,
+        Self::Https,
+        Self::Mysql,
+        Self::Postgres,
+        Self::Mssql,
+        Self::Ldap,
+        Self::Rdp,
+        Self::Vnc,
+        Self::Snmp,
+        Self::Dns,
+        Self::Rsync,
+    ];
+
+    /// Lowercase name used in logtypes (Trapster's channel).
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Portscan => "portscan",
+            Self::Ftp => "ftp",
+            Self::Ssh => "ssh",
+            Self::Telnet => "telnet",
+            Self::Http => "http",
+            Self::Https => "https",
+            Self::Mysql => "mysql",
+            Self::Postgres => "postgres",
+            Self::Mssql => "mssql",
+            Self::Ldap => "ldap",
+            Self::Rdp => "rdp",
+            Self::Vnc => "vnc",
+            Self::Snmp => "snmp",
+            Self::Dns => "dns",
+            Self::Rsync => "rsync",
+        }
+    }
+
+    /// Transport protocol, for ECS `network.transport` and CEF `proto`.
+    #[must_use]
+    pub const fn transport(self) -> &'static str {
+        match self {
+            Self::Snmp | Self::Dns => "udp",
+            _ => "tcp",
         }
     }
 }

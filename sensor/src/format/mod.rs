@@ -1,3 +1,238 @@
-//! Formats: pure functions from an [`Event`](crate::event::Event) to bytes. No I/O here.
+//! Formats: pure functions from an [`Event`] to bytes, one file each. No I/O here; framing
+//! (the trailing newline of NDJSON, syslog octet counting) is part of each encoder's contract
+//! as documented on it.
+//!
+//! - `default`: Trapster community JSON ([`community`]).
+//! - `trapster`: the enterprise/webhook envelope ([`trapster`]).
+//! - `ecs`: Elastic Common Schema ([`ecs`]).
+//! - `cef`: ArcSight Common Event Format ([`cef`]).
 
+pub mod cef;
 pub mod community;
+pub mod ecs;
+pub mod trapster;
+
+use bytes::BytesMut;
+use serde::Deserialize;
+
+use crate::event::Event;
+
+/// A format, as named in `logger.format` and in each output's `format`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// Trapster community JSON.
+    #[default]
+    Default,
+    /// Trapster enterprise envelope JSON.
+    Trapster,
+    /// Elastic Common Schema JSON.
+    Ecs,
+    /// Common Event Format text.
+    Cef,
+}
+
+impl Format {
+    /// Every format.
+    pub const ALL: [Self; 4] = [Self::Default, Self::Trapster, Self::Ecs, Self::Cef];
+}
+
+/// Who the sensor is, as the formats report it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// Device id (configuration `id`).
+    pub device_id: String,
+    /// Device name (configuration `hostname`, else `id`).
+    pub device_name: String,
+    /// Device template (Trapster enterprise); `None` is rendered as JSON null.
+    pub template: Option<String>,
+    /// Namespace id; `None` is rendered as JSON null.
+    pub namespace_id: Option<String>,
+    /// Namespace name.
+    pub namespace_name: String,
+}
+
+/// Everything a format needs besides the event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FormatContext {
+    /// The sensor's identity.
+    pub identity: Identity,
+    /// `ecs.version` written by the ECS format.
+    pub ecs_version: String,
+    /// CEF header severity (0–10).
+    pub cef_severity: u8,
+}
+
+impl FormatContext {
+    /// A context for a device id, with every other field at its default.
+    #[must_use]
+    pub fn for_device(device_id: &str) -> Self {
+        Self {
+            identity: Identity {
+                device_id: device_id.to_owned(),
+                device_name: device_id.to_owned(),
+                template: Some("custom".to_owned()),
+                namespace_id: None,
+                namespace_name: "default".to_owned(),
+            },
+            ecs_version: "8.11.0".to_owned(),
+            cef_severity: 10,
+        }
+    }
+}
+
+/// A format failed (only JSON serialisation can, and plain values never make it fail).
+#[derive(Debug, thiserror::Error)]
+pub enum FormatError {
+    /// JSON serialisation failed.
+    #[error("JSON encoding failed: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// Appends `event` in `format` to `out`, one record terminated by a newline.
+///
+/// # Errors
+/// [`FormatError`] if serialisation fails.
+pub fn encode(
+    format: Format,
+    event: &Event,
+    ctx: &FormatContext,
+    out: &mut BytesMut,
+) -> Result<(), FormatError> {
+    match format {
+        Format::Default => community::encode(event, &ctx.identity.device_id, out)?,
+        Format::Trapster => trapster::encode(event, ctx, out)?,
+        Format::Ecs => ecs::encode(event, ctx, out)?,
+        Format::Cef => cef::encode(event, ctx, out),
+    }
+    Ok(())
+}
+
+/// UTC timestamp as Trapster's envelope writes it: `2026-02-13 13:00:09.677008+00:00`.
+#[must_use]
+pub fn trapster_timestamp(event: &Event) -> String {
+    event
+        .timestamp
+        .format("%Y-%m-%d %H:%M:%S%.6f+00:00")
+        .to_string()
+}
+
+/// `data` as lowercase hex, as every Trapster format carries it.
+#[must_use]
+pub fn hex_data(event: &Event) -> String {
+    hex::encode(&event.data)
+}
+
+#[cfg(test)]
+pub(crate) mod golden {
+    //! Events shared by the format tests: one per catalogue kind plus hostile ones.
+
+    use bytes::Bytes;
+    use chrono::{TimeZone as _, Utc};
+    use serde_json::json;
+    use uuid::Uuid;
+
+    use crate::event::{Action, Event, Service, SessionIdentity, kind::CATALOGUE};
+
+    /// A deterministic event of each catalogue kind.
+    pub(crate) fn catalogue_events() -> Vec<Event> {
+        CATALOGUE
+            .iter()
+            .map(|k| Event {
+                id: Uuid::from_u128(0x2821_3110_e616_4193_a545_a98d_6198_4a18),
+                timestamp: Utc.with_ymd_and_hms(2026, 2, 13, 13, 0, 9).unwrap()
+                    + chrono::Duration::microseconds(677_008),
+                session: SessionIdentity {
+                    src_ip: "1.2.3.4".parse().unwrap(),
+                    src_port: 1,
+                    dst_ip: "5.6.7.8".parse().unwrap(),
+                    dst_port: 1,
+                },
+                service: k.logtype.service,
+                action: k.logtype.action,
+                data: Bytes::new(),
+                extra: json!({"flags": ["SYN"], "ports": ["1", "3", "25"]})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            })
+            .collect()
+    }
+
+    /// An event whose attacker-controlled fields hold every dangerous character.
+    pub(crate) fn hostile(payload: &[u8]) -> Event {
+        let text = String::from_utf8_lossy(payload).into_owned();
+        Event {
+            id: Uuid::nil(),
+            timestamp: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+            session: SessionIdentity {
+                src_ip: "2001:db8::66".parse().unwrap(),
+                src_port: 40_000,
+                dst_ip: "2001:db8::1".parse().unwrap(),
+                dst_port: 21,
+            },
+            service: Service::Ftp,
+            action: Action::Login,
+            data: Bytes::copy_from_slice(payload),
+            extra: json!({"username": text, "password": text, "banner": {"nested": text}})
+                .as_object()
+                .unwrap()
+                .clone(),
+        }
+    }
+
+    /// Payloads that break naive encoders.
+    pub(crate) const NASTY: &[&[u8]] = &[
+        b"",
+        b"admin\nCEF:0|fake|fake|1|x|y|10|src=6.6.6.6",
+        b"a|b=c\\d\r\ne",
+        b"\"},{\"injected\":true}",
+        b"\x00\x01\x1b[31m\x7f",
+        b"\xff\xfe\xc3\x28 invalid utf-8",
+        b"\xe2\x80\xa8line separator\xe2\x80\xa9",
+        b"=\\=\\\\|||",
+    ];
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::BytesMut;
+
+    use super::{Format, FormatContext, encode, golden};
+
+    fn name(format: Format) -> &'static str {
+        match format {
+            Format::Default => "default",
+            Format::Trapster => "trapster",
+            Format::Ecs => "ecs",
+            Format::Cef => "cef",
+        }
+    }
+
+    /// Every catalogue kind has a committed golden output in every format
+    /// (`UPDATE_GOLDEN=1 cargo test -p sensor golden` rewrites them after a deliberate change).
+    #[test]
+    fn golden_output_for_every_kind_in_every_format() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden");
+        let ctx = FormatContext::for_device("trapster-1");
+        for event in golden::catalogue_events() {
+            for format in Format::ALL {
+                let mut out = BytesMut::new();
+                encode(format, &event, &ctx, &mut out).unwrap();
+                let path = dir.join(format!("{}.{}", event.logtype(), name(format)));
+                if std::env::var_os("UPDATE_GOLDEN").is_some() {
+                    std::fs::write(&path, &out).unwrap();
+                }
+                let want = std::fs::read(&path).unwrap_or_else(|e| {
+                    panic!("{}: {e} (UPDATE_GOLDEN=1 creates it)", path.display())
+                });
+                assert_eq!(
+                    String::from_utf8_lossy(&out),
+                    String::from_utf8_lossy(&want),
+                    "{}",
+                    path.display()
+                );
+            }
+        }
+    }
+}

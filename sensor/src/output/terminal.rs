@@ -1,4 +1,5 @@
-//! `terminal` output: NDJSON events on standard output (or any writer, for tests).
+//! `terminal` output: one event per line on standard output (or any writer, for tests), in the
+//! configured format.
 
 use bytes::BytesMut;
 use tokio::{
@@ -6,7 +7,10 @@ use tokio::{
     sync::mpsc,
 };
 
-use crate::{event::Event, format::community};
+use crate::{
+    event::Event,
+    format::{self, Format, FormatContext, FormatError},
+};
 
 /// The output failed.
 #[derive(Debug, thiserror::Error)]
@@ -15,8 +19,8 @@ pub enum OutputError {
     #[error("writing events failed: {0}")]
     Io(#[from] std::io::Error),
     /// An event could not be encoded.
-    #[error("encoding an event failed: {0}")]
-    Format(#[from] serde_json::Error),
+    #[error(transparent)]
+    Format(#[from] FormatError),
 }
 
 /// Writes every event received on `rx` to `writer`, one line each, until the channel closes;
@@ -26,16 +30,17 @@ pub enum OutputError {
 /// [`OutputError`] when writing fails; the events not yet written are reported by the caller.
 pub async fn run<W: AsyncWrite + Unpin>(
     mut rx: mpsc::Receiver<Event>,
-    device: String,
+    format: Format,
+    ctx: FormatContext,
     mut writer: W,
 ) -> Result<u64, OutputError> {
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut written = 0u64;
     while let Some(event) = rx.recv().await {
-        community::encode(&event, &device, &mut buf)?;
+        format::encode(format, &event, &ctx, &mut buf)?;
         written += 1;
         while let Ok(event) = rx.try_recv() {
-            community::encode(&event, &device, &mut buf)?;
+            format::encode(format, &event, &ctx, &mut buf)?;
             written += 1;
             if buf.len() >= 256 * 1024 {
                 break;

@@ -1,0 +1,65 @@
+//! Events per second per core for each format (`cargo bench -p benches --bench formats`).
+#![expect(
+    missing_docs,
+    reason = "criterion_group! emits an undocumented function"
+)]
+
+use std::hint::black_box;
+
+use bytes::BytesMut;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use sensor::{
+    event::{Action, Event, Service, SessionIdentity},
+    format::{Format, FormatContext, encode},
+};
+
+fn portscan(ports: u16) -> Event {
+    let ports: Vec<serde_json::Value> = (1..=ports).map(|p| p.to_string().into()).collect();
+    let extra = serde_json::json!({"flags": ["SYN"], "ports": ports});
+    Event {
+        id: uuid::Uuid::nil(),
+        timestamp: chrono::Utc::now(),
+        session: SessionIdentity {
+            src_ip: "198.18.0.2"
+                .parse()
+                .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()),
+            src_port: 1,
+            dst_ip: "198.18.0.1"
+                .parse()
+                .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()),
+            dst_port: 1,
+        },
+        service: Service::Portscan,
+        action: Action::Query,
+        data: bytes::Bytes::new(),
+        extra: extra.as_object().cloned().unwrap_or_default(),
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let ctx = FormatContext::for_device("bench");
+    let events: Vec<Event> = (0..1_000).map(|_| portscan(20)).collect();
+    let mut group = c.benchmark_group("format_portscan_20_ports");
+    group.throughput(Throughput::Elements(events.len() as u64));
+    for (name, format) in [
+        ("default", Format::Default),
+        ("trapster", Format::Trapster),
+        ("ecs", Format::Ecs),
+        ("cef", Format::Cef),
+    ] {
+        group.bench_function(name, |b| {
+            let mut out = BytesMut::with_capacity(1 << 20);
+            b.iter(|| {
+                out.clear();
+                for e in &events {
+                    let _ = encode(format, black_box(e), &ctx, &mut out);
+                }
+                black_box(out.len())
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,62 @@
+//! The catalogue of event kinds: every `<service>.<action>` the sensor emits, with the source
+//! the README's event table names. A test checks that table against this list,
+//! and every format has a golden output for every kind.
+
+use super::{Action, LogType, Service};
+
+/// One event kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kind {
+    /// Its logtype.
+    pub logtype: LogType,
+    /// Which part of the sensor emits it, as the README's table says.
+    pub source: &'static str,
+}
+
+/// Every kind the sensor emits today, in README order. [`Service`] already names every
+/// Trapster channel, so formats handle events of services still to come.
+pub const CATALOGUE: &[Kind] = &[Kind {
+    logtype: LogType {
+        service: Service::Portscan,
+        action: Action::Query,
+    },
+    source: "XDP scan detection",
+}];
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::CATALOGUE;
+
+    #[test]
+    fn catalogue_has_no_duplicates() {
+        let names: BTreeSet<String> = CATALOGUE.iter().map(|k| k.logtype.to_string()).collect();
+        assert_eq!(names.len(), CATALOGUE.len());
+    }
+
+    #[test]
+    fn readme_event_table_matches_the_catalogue() {
+        let readme = include_str!("../../../README.md");
+        let start = readme
+            .find("| logtype | source |")
+            .expect("README has the event table");
+        let rows: Vec<(String, String)> = readme[start..]
+            .lines()
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .map(|l| {
+                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+                (cells[1].trim_matches('`').to_owned(), cells[2].to_owned())
+            })
+            .collect();
+        let expected: Vec<(String, String)> = CATALOGUE
+            .iter()
+            .map(|k| (k.logtype.to_string(), k.source.to_owned()))
+            .collect();
+        assert_eq!(
+            rows, expected,
+            "README event table and event::kind::CATALOGUE differ"
+        );
+    }
+}

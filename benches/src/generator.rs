@@ -129,7 +129,7 @@ pub fn send(ns: &NetNs, iface: &str, frame: Vec<u8>, plan: Plan) -> Sent {
             "no interface {iface} in the generator namespace"
         );
         // One CPU, so the per-CPU state walks every pair exactly once.
-        pin_to_cpu(0);
+        tests::net::pin_to_cpu(0);
         let read = || -> [u64; 4] {
             state
                 .get(&0, 0)
@@ -161,13 +161,4 @@ pub fn send(ns: &NetNs, iface: &str, frame: Vec<u8>, plan: Plan) -> Sent {
             finished,
         }
     })
-}
-
-fn pin_to_cpu(cpu: usize) {
-    // SAFETY: cpu_set_t is plain data; sched_setaffinity on the calling thread only.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set);
-    }
 }

@@ -273,3 +273,13 @@ pub fn run_bounded(cmd: &mut Command, limit: Duration) -> Output {
     let _ = watchdog.join();
     out
 }
+
+/// Pins the calling thread to `cpu` (per-CPU maps then see one CPU only).
+pub fn pin_to_cpu(cpu: usize) {
+    // SAFETY: cpu_set_t is plain data; sched_setaffinity on the calling thread only.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set);
+    }
+}

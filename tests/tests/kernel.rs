@@ -18,12 +18,7 @@ use tests::{frames::*, require_root};
 /// budgets are per CPU by design (a probe seen on another CPU may give one more record, never
 /// one less), so exact counts need a single CPU.
 fn loaded(settings: Settings, ring: u32, allow: &[&str]) -> Loaded {
-    // SAFETY: cpu_set_t is plain data; sched_setaffinity on the calling thread only.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(0, &mut set);
-        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set);
-    }
+    tests::net::pin_to_cpu(0);
     load(&LoadOptions {
         ring_buffer_bytes: ring,
         settings,

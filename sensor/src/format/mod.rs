@@ -181,6 +181,27 @@ pub(crate) mod golden {
         }
     }
 
+    /// Encodes every hostile event with `encode` and checks each result is exactly one
+    /// newline-terminated JSON document; returns the documents with their payloads.
+    pub(crate) fn hostile_json(
+        encode: impl Fn(&Event, &mut bytes::BytesMut),
+    ) -> Vec<(&'static [u8], serde_json::Value)> {
+        NASTY
+            .iter()
+            .map(|payload| {
+                let mut out = bytes::BytesMut::new();
+                encode(&hostile(payload), &mut out);
+                assert_eq!(
+                    out.iter().filter(|b| **b == b'\n').count(),
+                    1,
+                    "{payload:?}"
+                );
+                assert!(out.ends_with(b"\n"));
+                (*payload, serde_json::from_slice(&out).unwrap())
+            })
+            .collect()
+    }
+
     /// Payloads that break naive encoders.
     pub(crate) const NASTY: &[&[u8]] = &[
         b"",

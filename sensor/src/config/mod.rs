@@ -203,6 +203,9 @@ pub struct PortscanConfig {
     /// Maximum (source, destination) pairs tracked at once; the least recently active is
     /// closed (and reported if it qualifies) when a new one arrives.
     pub max_tracked: usize,
+    /// Memory the tracked port sets may hold, MiB (a full 65,536-port scan takes 8 KiB); when
+    /// reached, the least recently active pairs are closed first.
+    pub max_memory_mib: usize,
 }
 
 impl Default for PortscanConfig {
@@ -212,6 +215,7 @@ impl Default for PortscanConfig {
             idle_timeout_ms: 5_000,
             max_window_secs: 60,
             max_tracked: 65_536,
+            max_memory_mib: 64,
         }
     }
 }
@@ -378,6 +382,12 @@ impl Config {
             return Err(invalid(
                 "sensor.portscan.max_window_secs",
                 "must be longer than sensor.portscan.idle_timeout_ms".to_owned(),
+            ));
+        }
+        if scan.max_memory_mib == 0 {
+            return Err(invalid(
+                "sensor.portscan.max_memory_mib",
+                "must be at least 1".to_owned(),
             ));
         }
         if scan.max_tracked == 0 {

@@ -4,7 +4,8 @@
 //! A scan closes when it has been idle for `idle_timeout`; one still running after `max_window`
 //! is reported and continues in follow-up reports (one per window). A closed scan is reported if
 //! it probed at least `threshold` distinct ports (follow-ups: at least one new port). State is
-//! bounded: at most `max_tracked` pairs, the least recently active one is closed first.
+//! bounded: at most `max_tracked` pairs and `max_memory_mib` of port sets; when either is
+//! reached, the least recently active pair is closed first (and reported if it qualifies).
 
 use std::{net::IpAddr, num::NonZeroUsize};
 
@@ -44,7 +45,7 @@ pub struct MergerStats {
     pub follow_ups: u64,
     /// Pairs closed below the threshold (not scans).
     pub below_threshold: u64,
-    /// Pairs closed early because `max_tracked` was reached.
+    /// Pairs closed early because `max_tracked` or `max_memory_mib` was reached.
     pub evicted: u64,
 }
 
@@ -80,6 +81,9 @@ pub struct Merger {
     /// Keyed by (source, destination). foldhash: several times faster than SipHash here, and
     /// seeded per process, so spoofed sources cannot aim at one bucket chain.
     scans: LruCache<(IpAddr, IpAddr), Scan, foldhash::fast::RandomState>,
+    /// Heap bytes held by all port sets, kept below `max_port_bytes`.
+    port_bytes: usize,
+    max_port_bytes: usize,
     stats: MergerStats,
 }
 
@@ -93,6 +97,8 @@ impl Merger {
             idle_ns: u64::try_from(config.idle_timeout().as_nanos()).unwrap_or(u64::MAX),
             window_ns: u64::try_from(config.max_window().as_nanos()).unwrap_or(u64::MAX),
             scans: LruCache::with_hasher(cap, foldhash::fast::RandomState::default()),
+            port_bytes: 0,
+            max_port_bytes: config.max_memory_mib.max(1).saturating_mul(1 << 20),
             stats: MergerStats::default(),
         }
     }
@@ -101,6 +107,12 @@ impl Merger {
     #[must_use]
     pub const fn stats(&self) -> MergerStats {
         self.stats
+    }
+
+    /// Heap bytes held by the tracked port sets.
+    #[must_use]
+    pub const fn port_bytes(&self) -> usize {
+        self.port_bytes
     }
 
     /// Number of (source, destination) pairs currently tracked.
@@ -118,26 +130,42 @@ impl Merger {
             if now.saturating_sub(scan.last_ns) >= self.idle_ns {
                 // The sweep has not run since this scan went idle: close it first.
                 let old = std::mem::replace(scan, Scan::new(now));
+                self.port_bytes -= old.ports.heap_bytes();
                 Self::close(&mut self.stats, self.threshold, key, old, out);
             } else if now.saturating_sub(scan.window_start_ns) >= self.window_ns {
                 // Long scan: report this window, continue in a follow-up.
                 let old = std::mem::replace(scan, Scan::new(now));
+                self.port_bytes -= old.ports.heap_bytes();
                 let was_reported = old.reported;
                 let reported_now = Self::close(&mut self.stats, self.threshold, key, old, out);
                 scan.reported = was_reported || reported_now;
             }
+            let before = scan.ports.heap_bytes();
             scan.ports.insert(obs.dst_port);
+            self.port_bytes = self.port_bytes + scan.ports.heap_bytes() - before;
             scan.kinds |= 1 << (obs.kind as u32);
             scan.last_ns = scan.last_ns.max(now);
             scan.first_ns = scan.first_ns.min(now);
-            return;
+        } else {
+            let mut scan = Scan::new(now);
+            scan.ports.insert(obs.dst_port);
+            scan.kinds |= 1 << (obs.kind as u32);
+            self.port_bytes += scan.ports.heap_bytes();
+            if let Some((old_key, old)) = self.scans.push(key, scan)
+                && old_key != key
+            {
+                self.port_bytes -= old.ports.heap_bytes();
+                self.stats.evicted += 1;
+                Self::close(&mut self.stats, self.threshold, old_key, old, out);
+            }
         }
-        let mut scan = Scan::new(now);
-        scan.ports.insert(obs.dst_port);
-        scan.kinds |= 1 << (obs.kind as u32);
-        if let Some((old_key, old)) = self.scans.push(key, scan)
-            && old_key != key
-        {
+        // Memory bound: close the least recently active scans (reporting those that qualify)
+        // until the port sets fit again. The scan just updated is the most recent, so it stays.
+        while self.port_bytes > self.max_port_bytes && self.scans.len() > 1 {
+            let Some((old_key, old)) = self.scans.pop_lru() else {
+                break;
+            };
+            self.port_bytes -= old.ports.heap_bytes();
             self.stats.evicted += 1;
             Self::close(&mut self.stats, self.threshold, old_key, old, out);
         }
@@ -150,6 +178,7 @@ impl Merger {
                 break;
             }
             if let Some((key, scan)) = self.scans.pop_lru() {
+                self.port_bytes -= scan.ports.heap_bytes();
                 Self::close(&mut self.stats, self.threshold, key, scan, out);
             }
         }
@@ -158,6 +187,7 @@ impl Merger {
     /// Closes every scan (at shutdown); reports are appended to `out`.
     pub fn flush(&mut self, out: &mut Vec<ScanReport>) {
         while let Some((key, scan)) = self.scans.pop_lru() {
+            self.port_bytes -= scan.ports.heap_bytes();
             Self::close(&mut self.stats, self.threshold, key, scan, out);
         }
     }
@@ -215,6 +245,7 @@ mod tests {
             idle_timeout_ms: 5_000,
             max_window_secs: 60,
             max_tracked: 4,
+            max_memory_mib: 64,
         }
     }
 
@@ -375,6 +406,37 @@ mod tests {
         assert_eq!(out.len(), 1, "the real scan survives eviction as a report");
         assert_eq!(out[0].src, "198.18.1.1".parse::<IpAddr>().unwrap());
         assert_eq!(m.stats().evicted, 6);
+    }
+
+    #[test]
+    fn port_memory_is_bounded_and_full_scans_are_still_reported() {
+        // 400 sources each probing 5,000 ports (dense sets, 8 KiB each) would need 3.2 MiB; a
+        // 1 MiB budget keeps at most 128 of them, closing (and reporting) the oldest.
+        let cfg = PortscanConfig {
+            max_tracked: 10_000,
+            max_memory_mib: 1,
+            ..config()
+        };
+        let mut m = Merger::new(&cfg);
+        let mut out = Vec::new();
+        for s in 0..400u32 {
+            let src = IpAddr::from(std::net::Ipv4Addr::from(0xc612_0000 | s));
+            for port in 1..=5_000u16 {
+                m.observe(
+                    &Observation {
+                        src,
+                        ..obs("198.18.1.1", port, ProbeKind::Syn, u64::from(s))
+                    },
+                    &mut out,
+                );
+                assert!(m.port_bytes() <= (1 << 20) + 8192);
+            }
+        }
+        assert!(m.tracked() <= 128, "{}", m.tracked());
+        m.flush(&mut out);
+        assert_eq!(m.port_bytes(), 0);
+        assert_eq!(out.len(), 400, "every full scan reported once");
+        assert!(out.iter().all(|r| r.ports.len() == 5_000));
     }
 
     #[test]

@@ -58,6 +58,15 @@ impl PortSet {
         }
     }
 
+    /// Heap memory held by the set, in bytes.
+    #[must_use]
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            Self::Sparse(ports) => ports.capacity() * size_of::<u16>(),
+            Self::Dense(..) => size_of::<[u64; 1024]>(),
+        }
+    }
+
     /// Whether the set is empty.
     #[must_use]
     pub fn is_empty(&self) -> bool {

@@ -7,7 +7,7 @@
 //! - [`scan`]: the port-scan merger (pure, time as input) and `portscan.query` events.
 //! - [`event`]: the one [`event::Event`] type.
 //! - [`format`]: pure event-to-bytes encoders.
-//! - [`output`]: transports for encoded events.
+//! - [`output`]: transports for encoded events and the fan-out with a queue per output.
 //! - [`agent`]: wires it all together until shutdown.
 //! - [`replay`]: runs a capture file through the same pipeline.
 //! - [`clock`], [`shutdown`]: time conversion and the shutdown signal.

@@ -282,3 +282,49 @@ fn pcap_capture_reports_the_same_scan() {
     );
     assert_eq!(run.stats["pcap"]["kernel_dropped"], 0);
 }
+
+#[test]
+fn several_outputs_receive_the_same_scan() {
+    require_root!();
+    let net = TestNet::new();
+    let dir = std::env::temp_dir().join(format!("{}-outputs", net.sensor.name));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ecs_path = dir.join("events.ecs.ndjson");
+    let mut config: Value = serde_json::from_str(&test_config(&net.sensor_if, &[])).unwrap();
+    config["outputs"] = serde_json::json!([
+        {"name": "console", "transport": {"type": "terminal"}},
+        {"name": "siem", "format": "ecs", "transport": {"type": "file", "path": ecs_path}}
+    ]);
+    let sensor = RunningSensor::start(&net.sensor, &config.to_string(), &[]);
+    nmap(&net, &["-sS", "-p", "1-100"], &net.sensor_ip);
+    let run = sensor.stop();
+    assert!(run.clean_exit);
+    let scans = run.portscans();
+    assert_eq!(scans.len(), 1, "{:#?}", run.events);
+    let ecs_text = std::fs::read_to_string(&ecs_path).unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    let ecs: Vec<Value> = ecs_text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(ecs.len(), 1, "{ecs_text}");
+    assert_eq!(ecs[0]["event"]["action"], "portscan.query");
+    assert_eq!(ecs[0]["source"]["ip"], net.peer_ip.as_str());
+    assert_eq!(
+        ecs[0]["trapster"]["extra"]["ports"],
+        scans[0]["extra"]["ports"]
+    );
+    let outputs = run.stats["outputs"].as_array().unwrap();
+    assert_eq!(outputs.len(), 2);
+    for o in outputs {
+        assert_eq!(
+            (
+                o["received"].as_u64(),
+                o["sent"].as_u64(),
+                o["dropped"].as_u64()
+            ),
+            (Some(1), Some(1), Some(0)),
+            "{o}"
+        );
+    }
+}

@@ -5,7 +5,8 @@
 //! Tasks and channels:
 //! ```text
 //! ring buffer ──(AsyncFd wakeup | drain tick)──┐
-//! libpcap thread ──(bounded batches)────────────┴► drain loop ─ Merger ─► mpsc<Event> ─► terminal
+//! libpcap thread ──(bounded batches)────────────┴► drain loop ─ Merger ─► Fanout ─┬► queue ─► output task
+//!                                                                                 └► queue ─► output task
 //!                                                    ▲ stats tick: kernel counters, loss warnings
 //! ```
 
@@ -15,19 +16,19 @@ use std::{path::PathBuf, time::Duration};
 
 use serde_json::json;
 use source::Source;
-use tokio::{sync::mpsc, task::JoinHandle};
+use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
     capture::{counters::CounterSnapshot, pcap::PcapError, pcap::PcapStats, xdp::XdpError},
     clock::{WallClock, monotonic_ns},
     config::{Config, XdpMode},
-    output::terminal::{self, OutputError},
+    output::{Fanout, OutputStats},
     scan::{Merger, MergerStats, ScanReport, to_event},
     shutdown::CancellationToken,
 };
 
-/// Capacity of the queue between the merger and the output.
-const EVENT_QUEUE: usize = 4096;
+/// How long outputs may keep retrying at shutdown before what they hold counts as dropped.
+const OUTPUT_GRACE: Duration = Duration::from_secs(5);
 
 /// How packets are captured.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -81,12 +82,9 @@ pub enum AgentError {
     /// The ring buffer could not be registered with the runtime.
     #[error("registering the ring buffer with the event loop failed: {0}")]
     Poll(#[source] std::io::Error),
-    /// The output failed.
-    #[error(transparent)]
-    Output(#[from] OutputError),
-    /// The output task panicked or was cancelled.
-    #[error("the output task ended abnormally: {0}")]
-    Join(#[from] tokio::task::JoinError),
+    /// A signal handler could not be installed.
+    #[error("installing the SIGHUP handler failed: {0}")]
+    Signal(#[source] std::io::Error),
 }
 
 /// What a run did, reported at exit.
@@ -100,8 +98,10 @@ pub struct RunSummary {
     pub merger: MergerStats,
     /// Records that did not decode.
     pub undecodable: u64,
-    /// Events written by the output.
+    /// Events handed to the outputs.
     pub events: u64,
+    /// Per-output counters.
+    pub outputs: Vec<OutputStats>,
 }
 
 impl RunSummary {
@@ -120,35 +120,20 @@ impl RunSummary {
             },
             "undecodable_records": self.undecodable,
             "events": self.events,
+            "outputs": self.outputs.iter().map(OutputStats::to_json).collect::<Vec<_>>(),
         })
     }
 }
 
-/// Runs the sensor until `shutdown` is cancelled, writing events to standard output.
+/// Runs the sensor until `shutdown` is cancelled, streaming events to the configured outputs.
 ///
 /// # Errors
-/// [`AgentError`] when the capture cannot start, or the output fails.
+/// [`AgentError`] when the capture cannot start.
 pub async fn run(
     config: Config,
     options: RunOptions,
     shutdown: CancellationToken,
 ) -> Result<RunSummary, AgentError> {
-    run_with_writer(config, options, shutdown, tokio::io::stdout()).await
-}
-
-/// [`run`] with an explicit event writer.
-///
-/// # Errors
-/// As [`run`].
-pub async fn run_with_writer<W>(
-    config: Config,
-    options: RunOptions,
-    shutdown: CancellationToken,
-    writer: W,
-) -> Result<RunSummary, AgentError>
-where
-    W: tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
     let interfaces = if options.interfaces.is_empty() {
         config.xdp_interfaces()
     } else {
@@ -165,13 +150,9 @@ where
         CaptureMode::Pcap => Source::pcap(&config, &interfaces)?,
     };
 
-    let (tx, rx) = mpsc::channel(EVENT_QUEUE);
-    let output: JoinHandle<Result<u64, OutputError>> = tokio::spawn(terminal::run(
-        rx,
-        config.logger.format,
-        config.format_context(),
-        writer,
-    ));
+    let fanout = Fanout::start(&config.effective_outputs(), &config.format_context());
+    let mut hangup = signal(SignalKind::hangup()).map_err(AgentError::Signal)?;
+    let mut events = 0u64;
 
     let mut merger = Merger::new(&config.sensor.portscan);
     let mut reports = Vec::new();
@@ -188,12 +169,16 @@ where
             () = shutdown.cancelled() => break,
             drained = source.wait_and_drain(&mut merger, &mut reports) => {
                 drained?;
-                emit(&tx, &mut reports).await;
+                events += emit(&fanout, &mut reports).await;
+            }
+            _ = hangup.recv() => {
+                tracing::info!("SIGHUP: reopening output files.");
+                fanout.reopen();
             }
             _ = drain_tick.tick() => {
                 source.drain_now(&mut merger, &mut reports);
                 merger.sweep(monotonic_ns(), &mut reports);
-                emit(&tx, &mut reports).await;
+                events += emit(&fanout, &mut reports).await;
             }
             _ = stats_tick.tick(), if xdp_cfg.stats_interval_secs > 0 => {
                 let now = source.counters()?;
@@ -202,7 +187,7 @@ where
                 }
                 last_counters = now;
                 if let Some(path) = &options.stats_file {
-                    let summary = RunSummary { kernel: now, pcap: None, merger: merger.stats(), undecodable: 0, events: 0 };
+                    let summary = RunSummary { kernel: now, pcap: None, merger: merger.stats(), undecodable: 0, events, outputs: fanout.stats() };
                     write_stats(path, &summary);
                 }
             }
@@ -211,9 +196,8 @@ where
 
     let finished = source.finish(&mut merger, &mut reports)?;
     merger.flush(&mut reports);
-    emit(&tx, &mut reports).await;
-    drop(tx);
-    let events = output.await??;
+    events += emit(&fanout, &mut reports).await;
+    let outputs = fanout.finish(OUTPUT_GRACE).await;
     if let (Some(now), Some(last)) = (&finished.kernel, &last_counters) {
         report_counters(&now.since(last), &merger);
     }
@@ -223,6 +207,7 @@ where
         merger: merger.stats(),
         undecodable: finished.undecodable,
         events,
+        outputs,
     };
     tracing::info!(
         counters = %summary.to_json(),
@@ -236,17 +221,18 @@ where
     Ok(summary)
 }
 
-/// Sends pending reports to the output as events, waiting for room rather than dropping.
-async fn emit(tx: &mpsc::Sender<crate::event::Event>, reports: &mut Vec<ScanReport>) {
+/// Hands pending reports to the outputs as events; returns how many.
+async fn emit(fanout: &Fanout, reports: &mut Vec<ScanReport>) -> u64 {
     if reports.is_empty() {
-        return;
+        return 0;
     }
     let clock = WallClock::now();
+    let mut n = 0;
     for report in reports.drain(..) {
-        if tx.send(to_event(&report, &clock)).await.is_err() {
-            tracing::error!("The output stopped; a port-scan event could not be delivered.");
-        }
+        fanout.send(to_event(&report, &clock)).await;
+        n += 1;
     }
+    n
 }
 fn report_counters(delta: &CounterSnapshot, merger: &Merger) {
     use sensor_common::Counter;

@@ -7,7 +7,13 @@ use std::{collections::BTreeMap, path::Path, time::Duration};
 
 pub use cidr::{Cidr, CidrError};
 
-use crate::format::{Format, FormatContext, Identity};
+use crate::{
+    format::{Format, FormatContext, Identity},
+    output::{OutputConfig, Transport, file::FileConfig},
+};
+
+/// Where Trapster's file logger writes by default.
+const TRAPSTER_LOGFILE: &str = "/var/log/trapster-community.log";
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -44,6 +50,10 @@ pub struct Config {
     /// Community logger block (`output`, `format`, `kwargs`, legacy `name`).
     #[serde(default)]
     pub logger: LoggerConfig,
+    /// Several outputs at once, each with its own format and queue (this sensor's addition);
+    /// when absent, the community `logger` block defines the one output.
+    #[serde(default)]
+    pub outputs: Vec<OutputConfig>,
     /// The sensor's own settings.
     #[serde(default)]
     pub sensor: SensorSection,
@@ -54,7 +64,7 @@ pub struct Config {
 }
 
 /// Top-level keys of the community file and of this sensor.
-const KNOWN_KEYS: [&str; 9] = [
+const KNOWN_KEYS: [&str; 10] = [
     "id",
     "description",
     "interface",
@@ -63,6 +73,7 @@ const KNOWN_KEYS: [&str; 9] = [
     "domain",
     "services",
     "logger",
+    "outputs",
     "sensor",
 ];
 
@@ -70,8 +81,9 @@ fn default_id() -> String {
     "trapster-1".to_owned()
 }
 
-/// The community `logger` block. Only the `terminal` output exists so far; the others are
-/// refused by name rather than silently replaced.
+/// The community `logger` block: `output` `terminal` or `file` (kwargs `logfile`, `mode`), or a
+/// legacy `name` (`JsonLogger`, `FileLogger`, `EcsLogger`). `api` and `redis` do not exist yet
+/// and are refused by name rather than silently replaced.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct LoggerConfig {
     /// `terminal` (default).
@@ -396,20 +408,17 @@ impl Config {
                 "must be at least 1".to_owned(),
             ));
         }
-        let output = self.logger.output.as_deref().unwrap_or("terminal");
-        if output != "terminal" {
-            return Err(invalid(
-                "logger.output",
-                format!("`{output}` is not available in this version; `terminal` is"),
-            ));
+        if self.outputs.is_empty() {
+            self.logger_output()
+                .map_err(|(field, message)| invalid(field, message))?;
         }
-        if let Some(name) = self.logger.name.as_deref()
-            && name != "JsonLogger"
-        {
-            return Err(invalid(
-                "logger.name",
-                format!("unknown logger `{name}` (JsonLogger is)"),
-            ));
+        for (i, output) in self.outputs.iter().enumerate() {
+            if output.queue_size == 0 {
+                return Err(invalid(
+                    "outputs[].queue_size",
+                    format!("output {i}: must be at least 1"),
+                ));
+            }
         }
         if self.sensor.identity.cef_severity.is_some_and(|s| s > 10) {
             return Err(invalid(
@@ -428,6 +437,53 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// The outputs to run: the `outputs` list, or the one the community `logger` block names.
+    #[must_use]
+    pub fn effective_outputs(&self) -> Vec<OutputConfig> {
+        if !self.outputs.is_empty() {
+            return self.outputs.clone();
+        }
+        // Validated at parse time; the fallback only guards a hand-built Config.
+        self.logger_output().map_or_else(
+            |_| vec![OutputConfig::new(Format::Default, Transport::Terminal)],
+            |o| vec![o],
+        )
+    }
+
+    fn logger_output(&self) -> Result<OutputConfig, (&'static str, String)> {
+        let logger = &self.logger;
+        let kwargs = &logger.kwargs;
+        let kwarg = |key: &str| kwargs.get(key).and_then(Value::as_str).map(str::to_owned);
+        let file = || {
+            Transport::File(FileConfig {
+                path: kwarg("logfile")
+                    .unwrap_or_else(|| TRAPSTER_LOGFILE.to_owned())
+                    .into(),
+                mode: kwarg("mode"),
+            })
+        };
+        if let Some(name) = logger.name.as_deref() {
+            return match name {
+                "JsonLogger" => Ok(OutputConfig::new(Format::Default, Transport::Terminal)),
+                "EcsLogger" => Ok(OutputConfig::new(Format::Ecs, Transport::Terminal)),
+                "FileLogger" => Ok(OutputConfig::new(logger.format, file())),
+                "ApiLogger" | "RedisLogger" => Err((
+                    "logger.name",
+                    format!("`{name}` is not available in this version"),
+                )),
+                other => Err(("logger.name", format!("unknown logger `{other}`"))),
+            };
+        }
+        match logger.output.as_deref().unwrap_or("terminal") {
+            "terminal" => Ok(OutputConfig::new(logger.format, Transport::Terminal)),
+            "file" => Ok(OutputConfig::new(logger.format, file())),
+            other => Err((
+                "logger.output",
+                format!("`{other}` is not available in this version; `terminal` and `file` are"),
+            )),
+        }
     }
 
     /// What the formats need: identity names, ECS version, CEF severity.
@@ -611,6 +667,58 @@ mod tests {
             .to_string();
         assert!(
             err.contains("logger.format") && err.contains("line 2"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn community_logger_blocks_become_outputs() {
+        use crate::output::Transport;
+        let file = Config::parse(
+            r#"{"logger": {"output": "file", "format": "ecs", "kwargs": {"logfile": "/tmp/t.log", "mode": "640"}}}"#,
+            "x",
+        )
+        .unwrap();
+        let outputs = file.effective_outputs();
+        assert_eq!(outputs.len(), 1);
+        assert_eq!(outputs[0].format, crate::format::Format::Ecs);
+        let Transport::File(f) = &outputs[0].transport else {
+            panic!("{outputs:?}")
+        };
+        assert_eq!(f.path, std::path::Path::new("/tmp/t.log"));
+        let legacy =
+            Config::parse(r#"{"logger": {"name": "FileLogger", "kwargs": {}}}"#, "x").unwrap();
+        let Transport::File(f) = &legacy.effective_outputs()[0].transport else {
+            panic!()
+        };
+        assert_eq!(
+            f.path,
+            std::path::Path::new("/var/log/trapster-community.log")
+        );
+        let ecs = Config::parse(r#"{"logger": {"name": "EcsLogger", "kwargs": {}}}"#, "x").unwrap();
+        assert_eq!(
+            ecs.effective_outputs()[0].format,
+            crate::format::Format::Ecs
+        );
+    }
+
+    #[test]
+    fn the_outputs_list_configures_several_outputs() {
+        let text = r#"{"outputs": [
+            {"name": "console", "transport": {"type": "terminal"}},
+            {"format": "cef", "when_full": "drop_newest", "queue_size": 100,
+             "transport": {"type": "file", "path": "/var/log/sensor.cef"}}
+        ]}"#;
+        let config = Config::parse(text, "x").unwrap();
+        let outputs = config.effective_outputs();
+        assert_eq!(outputs.len(), 2);
+        assert_eq!(outputs[1].format, crate::format::Format::Cef);
+        assert_eq!(outputs[1].when_full, crate::output::WhenFull::DropNewest);
+        let err = Config::parse(r#"{"outputs": [{"transport": {"type": "file"}}]}"#, "x")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("outputs[0].transport") && err.contains("path"),
             "{err}"
         );
     }

@@ -1,3 +1,96 @@
-//! Outputs: transports that deliver encoded events. They never see an unencoded format choice.
+//! Outputs: transports that deliver encoded events, one file each, plus the fan-out that gives
+//! every output its own bounded queue and task, so a slow or dead output never blocks detection
+//! or the other outputs. What happens when a queue is full is each output's choice
+//! ([`WhenFull`]), and every drop is counted.
 
+pub mod fanout;
+pub mod file;
 pub mod terminal;
+
+use serde::Deserialize;
+
+use crate::format::{Format, FormatError};
+
+pub use fanout::{Fanout, OutputStats};
+
+/// What an output does when its queue is full.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenFull {
+    /// Wait for room: detection slows down rather than lose an event (the kernel ring buffer
+    /// absorbs the wait, and counts what it cannot).
+    #[default]
+    Block,
+    /// Drop the new event and count it.
+    DropNewest,
+}
+
+/// The transport of an output.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Transport {
+    /// Standard output.
+    Terminal,
+    /// A file, appended to, reopened on SIGHUP (logrotate).
+    File(file::FileConfig),
+}
+
+impl Transport {
+    /// Lowercase name.
+    #[must_use]
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            Self::Terminal => "terminal",
+            Self::File(_) => "file",
+        }
+    }
+}
+
+fn default_queue_size() -> usize {
+    4096
+}
+
+/// One entry of the `outputs` list.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputConfig {
+    /// Name used in logs and statistics; default: the transport's kind and position.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Event format.
+    #[serde(default)]
+    pub format: Format,
+    /// Events queued for this output before `when_full` applies.
+    #[serde(default = "default_queue_size")]
+    pub queue_size: usize,
+    /// Full-queue policy.
+    #[serde(default)]
+    pub when_full: WhenFull,
+    /// Where the events go.
+    pub transport: Transport,
+}
+
+impl OutputConfig {
+    /// An output with default queue settings.
+    #[must_use]
+    pub fn new(format: Format, transport: Transport) -> Self {
+        Self {
+            name: None,
+            format,
+            queue_size: default_queue_size(),
+            when_full: WhenFull::Block,
+            transport,
+        }
+    }
+}
+
+/// An output failed in a way that ends it.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    /// Writing failed (closed pipe, full disk).
+    #[error("writing events failed: {0}")]
+    Io(#[from] std::io::Error),
+    /// An event could not be encoded.
+    #[error(transparent)]
+    Format(#[from] FormatError),
+}

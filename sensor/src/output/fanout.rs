@@ -1,0 +1,376 @@
+//! The fan-out: one bounded queue and one task per output. Sending applies each output's
+//! [`WhenFull`] policy; every stage counts what it received, sent, retried and dropped.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use bytes::BytesMut;
+use serde_json::{Value, json};
+use tokio::{
+    sync::{broadcast, mpsc},
+    task::JoinHandle,
+};
+use tokio_util::sync::CancellationToken;
+
+use super::{OutputConfig, Transport, WhenFull, file::FileOutput, terminal};
+use crate::{
+    event::Event,
+    format::{self, FormatContext},
+};
+
+/// Counters of one output.
+#[derive(Debug, Default)]
+struct Counters {
+    received: AtomicU64,
+    sent: AtomicU64,
+    retried: AtomicU64,
+    dropped: AtomicU64,
+}
+
+/// A snapshot of one output's counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputStats {
+    /// Output name.
+    pub name: String,
+    /// Transport kind.
+    pub kind: &'static str,
+    /// Events accepted into its queue.
+    pub received: u64,
+    /// Events written.
+    pub sent: u64,
+    /// Write retries.
+    pub retried: u64,
+    /// Events dropped: queue full under `drop_newest`, or given up at shutdown.
+    pub dropped: u64,
+}
+
+impl OutputStats {
+    /// As JSON.
+    #[must_use]
+    pub fn to_json(&self) -> Value {
+        json!({"name": self.name, "type": self.kind, "received": self.received, "sent": self.sent,
+               "retried": self.retried, "dropped": self.dropped})
+    }
+}
+
+struct Handle {
+    name: String,
+    kind: &'static str,
+    when_full: WhenFull,
+    tx: mpsc::Sender<Arc<Event>>,
+    counters: Arc<Counters>,
+    task: JoinHandle<()>,
+}
+
+impl Handle {
+    fn stats(&self) -> OutputStats {
+        let c = &self.counters;
+        OutputStats {
+            name: self.name.clone(),
+            kind: self.kind,
+            received: c.received.load(Ordering::Relaxed),
+            sent: c.sent.load(Ordering::Relaxed),
+            retried: c.retried.load(Ordering::Relaxed),
+            dropped: c.dropped.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Every configured output, each behind its own queue and task.
+pub struct Fanout {
+    handles: Vec<Handle>,
+    reopen: broadcast::Sender<()>,
+    give_up: CancellationToken,
+}
+
+impl std::fmt::Debug for Fanout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fanout")
+            .field("outputs", &self.handles.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Fanout {
+    /// Starts one task per output. Must be called inside a tokio runtime.
+    #[must_use]
+    pub fn start(outputs: &[OutputConfig], ctx: &FormatContext) -> Self {
+        let (reopen, _) = broadcast::channel(4);
+        let give_up = CancellationToken::new();
+        let handles = outputs
+            .iter()
+            .enumerate()
+            .map(|(i, cfg)| {
+                let name = cfg
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("{}-{i}", cfg.transport.kind()));
+                let (tx, rx) = mpsc::channel(cfg.queue_size.max(1));
+                let counters = Arc::new(Counters::default());
+                let task = tokio::spawn(run_output(
+                    cfg.clone(),
+                    name.clone(),
+                    ctx.clone(),
+                    rx,
+                    reopen.subscribe(),
+                    counters.clone(),
+                    give_up.clone(),
+                ));
+                Handle {
+                    name,
+                    kind: cfg.transport.kind(),
+                    when_full: cfg.when_full,
+                    tx,
+                    counters,
+                    task,
+                }
+            })
+            .collect();
+        Self {
+            handles,
+            reopen,
+            give_up,
+        }
+    }
+
+    /// Hands `event` to every output, applying each one's full-queue policy.
+    pub async fn send(&self, event: Event) {
+        let event = Arc::new(event);
+        for h in &self.handles {
+            let accepted = match h.when_full {
+                WhenFull::Block => h.tx.send(event.clone()).await.is_ok(),
+                WhenFull::DropNewest => match h.tx.try_send(event.clone()) {
+                    Ok(()) => true,
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        let dropped = h.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                        if dropped.is_power_of_two() {
+                            tracing::warn!(output = %h.name, dropped = dropped + 1, "Output queue full: events dropped.");
+                        }
+                        continue;
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => false,
+                },
+            };
+            if accepted {
+                h.counters.received.fetch_add(1, Ordering::Relaxed);
+            } else {
+                h.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(output = %h.name, "Output stopped; event dropped.");
+            }
+        }
+    }
+
+    /// Asks file outputs to reopen their files (SIGHUP, after logrotate).
+    pub fn reopen(&self) {
+        let _ = self.reopen.send(());
+    }
+
+    /// Current counters of every output.
+    #[must_use]
+    pub fn stats(&self) -> Vec<OutputStats> {
+        self.handles.iter().map(Handle::stats).collect()
+    }
+
+    /// Closes the queues and lets every output drain; after `grace`, outputs still failing
+    /// give up and count what they could not deliver as dropped.
+    pub async fn finish(self, grace: Duration) -> Vec<OutputStats> {
+        let Self {
+            handles, give_up, ..
+        } = self;
+        let mut tasks = Vec::new();
+        let mut rest = Vec::new();
+        for Handle {
+            name,
+            kind,
+            when_full,
+            tx,
+            counters,
+            task,
+        } in handles
+        {
+            drop(tx);
+            tasks.push(task);
+            rest.push((name, kind, when_full, counters));
+        }
+        let cancel = give_up.clone();
+        let timer = tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            cancel.cancel();
+        });
+        for task in tasks {
+            if let Err(err) = task.await {
+                tracing::error!(error = %err, "An output task ended abnormally.");
+            }
+        }
+        timer.abort();
+        rest.into_iter()
+            .map(|(name, kind, _, c)| OutputStats {
+                name,
+                kind,
+                received: c.received.load(Ordering::Relaxed),
+                sent: c.sent.load(Ordering::Relaxed),
+                retried: c.retried.load(Ordering::Relaxed),
+                dropped: c.dropped.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+}
+
+/// A transport ready to write.
+enum Sink {
+    Stdout(tokio::io::Stdout),
+    File(FileOutput),
+}
+
+async fn run_output(
+    cfg: OutputConfig,
+    name: String,
+    ctx: FormatContext,
+    mut rx: mpsc::Receiver<Arc<Event>>,
+    mut reopen: broadcast::Receiver<()>,
+    counters: Arc<Counters>,
+    give_up: CancellationToken,
+) {
+    let mut sink = match &cfg.transport {
+        Transport::Terminal => Sink::Stdout(tokio::io::stdout()),
+        Transport::File(file) => Sink::File(FileOutput::new(file.clone())),
+    };
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    loop {
+        let first = tokio::select! {
+            event = rx.recv() => match event {
+                Some(event) => event,
+                None => break,
+            },
+            Ok(()) = reopen.recv() => {
+                if let Sink::File(file) = &mut sink {
+                    file.reopen().await;
+                    tracing::info!(output = %name, "File reopened.");
+                }
+                continue;
+            }
+        };
+        buf.clear();
+        let mut batch = 0u64;
+        let mut next = Some(first);
+        while let Some(event) = next {
+            match format::encode(cfg.format, &event, &ctx, &mut buf) {
+                Ok(()) => batch += 1,
+                Err(err) => {
+                    counters.dropped.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(output = %name, error = %err, "Event could not be encoded; dropped.");
+                }
+            }
+            next = if buf.len() < 256 * 1024 {
+                rx.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        let written = match &mut sink {
+            Sink::Stdout(out) => terminal::write(out, &buf)
+                .await
+                .map(|()| 0)
+                .map_err(|e| e.to_string()),
+            Sink::File(file) => file
+                .write(&buf, &name, &give_up)
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        match written {
+            Ok(retries) => {
+                counters.sent.fetch_add(batch, Ordering::Relaxed);
+                counters.retried.fetch_add(retries, Ordering::Relaxed);
+            }
+            Err(err) => {
+                counters.dropped.fetch_add(batch, Ordering::Relaxed);
+                tracing::error!(output = %name, events = batch, error = %err, "Events could not be written; dropped.");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::Fanout;
+    use crate::{
+        format::{Format, FormatContext, golden},
+        output::{OutputConfig, Transport, WhenFull, file::FileConfig},
+    };
+
+    fn file_output(path: &std::path::Path, format: Format) -> OutputConfig {
+        OutputConfig::new(
+            format,
+            Transport::File(FileConfig {
+                path: path.to_path_buf(),
+                mode: None,
+            }),
+        )
+    }
+
+    #[tokio::test]
+    async fn several_outputs_each_get_every_event_in_their_format() {
+        let dir = std::env::temp_dir().join(format!("sensor-fanout-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (a, b) = (dir.join("a.ndjson"), dir.join("b.cef"));
+        let fanout = Fanout::start(
+            &[
+                file_output(&a, Format::Default),
+                file_output(&b, Format::Cef),
+            ],
+            &FormatContext::for_device("s1"),
+        );
+        for event in golden::catalogue_events().into_iter().cycle().take(100) {
+            fanout.send(event).await;
+        }
+        let stats = fanout.finish(Duration::from_secs(5)).await;
+        assert!(
+            stats
+                .iter()
+                .all(|s| s.received == 100 && s.sent == 100 && s.dropped == 0),
+            "{stats:?}"
+        );
+        assert_eq!(std::fs::read_to_string(&a).unwrap().lines().count(), 100);
+        let cef = std::fs::read_to_string(&b).unwrap();
+        assert_eq!(cef.lines().count(), 100);
+        assert!(cef.lines().all(|l| l.starts_with("CEF:0|")));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dead_output_drops_and_counts_without_blocking_the_others() {
+        let dir = std::env::temp_dir().join(format!("sensor-fanout-dead-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good.ndjson");
+        let mut dead = file_output(
+            std::path::Path::new("/nonexistent-dir/events"),
+            Format::Default,
+        );
+        dead.queue_size = 10;
+        dead.when_full = WhenFull::DropNewest;
+        let fanout = Fanout::start(
+            &[dead, file_output(&good, Format::Default)],
+            &FormatContext::for_device("s1"),
+        );
+        for event in golden::catalogue_events().into_iter().cycle().take(50) {
+            fanout.send(event).await;
+        }
+        let stats = fanout.finish(Duration::from_secs(2)).await;
+        let (dead, good_stats) = (&stats[0], &stats[1]);
+        assert_eq!(good_stats.sent, 50);
+        assert_eq!(dead.sent, 0);
+        // Queue of 10 plus the batch in flight; the rest were refused at once, and what was
+        // queued is given up after the grace period: every event is accounted for as dropped.
+        assert!(dead.received <= 11, "{dead:?}");
+        assert_eq!(dead.dropped, 50, "{dead:?}");
+        assert_eq!(std::fs::read_to_string(&good).unwrap().lines().count(), 50);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

@@ -7,10 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use aya::{
-    Ebpf, EbpfLoader,
-    programs::{Xdp, XdpMode},
-};
+use aya::{Ebpf, programs::XdpMode};
 use sensor::capture::xdp::bench_programs;
 use serde_json::{Value, json};
 use tests::{net::TestNet, sensor::RunningSensor};
@@ -175,15 +172,8 @@ fn rx_packets(net: &TestNet) -> u64 {
 fn attach_pass(net: &TestNet) -> Ebpf {
     let iface = net.sensor_if.clone();
     net.sensor.run(move || {
-        let mut ebpf = EbpfLoader::new()
-            .load(bench_programs::PASS)
-            .unwrap_or_else(|e| panic!("loading pass: {e}"));
-        let program: &mut Xdp = ebpf
-            .program_mut("pass")
-            .and_then(|p| p.try_into().ok())
-            .unwrap_or_else(|| panic!("no pass program"));
-        program.load().unwrap_or_else(|e| panic!("{e}"));
-        program
+        let mut ebpf = crate::load_xdp(bench_programs::PASS, "pass");
+        crate::xdp(&mut ebpf, "pass")
             .attach(&iface, XdpMode::Driver)
             .unwrap_or_else(|e| panic!("attach pass: {e}"));
         ebpf

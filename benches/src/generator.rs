@@ -8,11 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use aya::{
-    EbpfLoader,
-    maps::{Array, PerCpuArray},
-    programs::Xdp,
-};
+use aya::maps::{Array, PerCpuArray};
 use sensor::capture::{testrun, xdp::bench_programs};
 use tests::{
     frames::{ETH_IPV4, ipv4, tcp},
@@ -86,9 +82,7 @@ pub fn parse_mac(text: &str) -> [u8; 6] {
 pub fn send(ns: &NetNs, iface: &str, frame: Vec<u8>, plan: Plan) -> Sent {
     let iface = iface.to_owned();
     ns.run(move || {
-        let mut ebpf = EbpfLoader::new()
-            .load(bench_programs::TRAFGEN)
-            .unwrap_or_else(|e| panic!("loading trafgen: {e}"));
+        let mut ebpf = crate::load_xdp(bench_programs::TRAFGEN, "trafgen");
         let interval = plan.rate.map_or(0, |r| 1_000_000_000 / r.max(1));
         {
             let map = ebpf
@@ -113,13 +107,7 @@ pub fn send(ns: &NetNs, iface: &str, frame: Vec<u8>, plan: Plan) -> Sent {
             .unwrap_or_else(|| panic!("GEN_STATE missing"));
         let state: PerCpuArray<_, [u64; 4]> =
             PerCpuArray::try_from(state_map).unwrap_or_else(|e| panic!("{e}"));
-        let program: &mut Xdp = ebpf
-            .program_mut("trafgen")
-            .and_then(|p| p.try_into().ok())
-            .unwrap_or_else(|| panic!("no trafgen program"));
-        program
-            .load()
-            .unwrap_or_else(|e| panic!("loading trafgen: {e}"));
+        let program = crate::xdp(&mut ebpf, "trafgen");
         let fd = program.fd().unwrap_or_else(|e| panic!("{e}"));
         let name = CString::new(iface.clone()).unwrap_or_default();
         // SAFETY: if_nametoindex reads a NUL-terminated string.

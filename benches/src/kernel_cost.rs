@@ -2,7 +2,7 @@
 
 use std::os::fd::AsFd as _;
 
-use aya::{EbpfLoader, programs::Xdp};
+use aya::programs::Xdp;
 use sensor::{
     capture::{
         testrun,
@@ -86,16 +86,8 @@ fn measure(loaded: &mut Loaded, empty: &mut Xdp, frame: &[u8]) -> (f64, f64) {
 /// Runs every mix and returns the figures.
 #[must_use]
 pub fn run() -> Vec<MixResult> {
-    let mut empty_obj = EbpfLoader::new()
-        .load(bench_programs::PASS)
-        .unwrap_or_else(|e| panic!("loading the empty program: {e}"));
-    let empty: &mut Xdp = empty_obj
-        .program_mut("pass")
-        .and_then(|p| p.try_into().ok())
-        .unwrap_or_else(|| panic!("no `pass` program in the object"));
-    empty
-        .load()
-        .unwrap_or_else(|e| panic!("loading the empty program: {e}"));
+    let mut empty_obj = crate::load_xdp(bench_programs::PASS, "pass");
+    let empty = crate::xdp(&mut empty_obj, "pass");
 
     // Budgets off: the record path is measured, not the cheaper refusal path.
     let unlimited = Settings {

@@ -25,3 +25,22 @@ pub fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
 }
+
+/// Loads an embedded object and its XDP program `name` into the kernel; panics with the reason.
+#[must_use]
+pub fn load_xdp(object: &[u8], name: &str) -> aya::Ebpf {
+    let mut ebpf = aya::EbpfLoader::new()
+        .load(object)
+        .unwrap_or_else(|e| panic!("loading the `{name}` object: {e}"));
+    xdp(&mut ebpf, name)
+        .load()
+        .unwrap_or_else(|e| panic!("loading the `{name}` program: {e}"));
+    ebpf
+}
+
+/// The XDP program `name` of a loaded object; panics if it is missing.
+pub fn xdp<'a>(ebpf: &'a mut aya::Ebpf, name: &str) -> &'a mut aya::programs::Xdp {
+    ebpf.program_mut(name)
+        .and_then(|p| p.try_into().ok())
+        .unwrap_or_else(|| panic!("no XDP program `{name}` in the object"))
+}

@@ -234,12 +234,4 @@ fn words_to_bytes(words: [u64; 2]) -> [u8; 16] {
     ]
 }
 
-#[cfg(not(test))]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    loop {}
-}
-
-#[unsafe(link_section = "license")]
-#[unsafe(no_mangle)]
-static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
+sensor_ebpf::xdp_object!();

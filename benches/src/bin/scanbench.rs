@@ -19,6 +19,8 @@ fn main() {
     }
     let quick = std::env::args().any(|a| a == "--quick");
     let out_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
+    // A quick run never replaces the figures the README quotes.
+    let stem = if quick { "scan-quick" } else { "scan" };
 
     let mixes = kernel_cost::run();
     report::print_kernel(&mixes);
@@ -138,8 +140,8 @@ fn main() {
         "quick": quick,
     });
     if let Err(e) = std::fs::create_dir_all(&out_dir)
-        .and_then(|()| std::fs::write(out_dir.join("scan.json"), format!("{json:#}\n")))
-        .and_then(|()| std::fs::write(out_dir.join("scan.svg"), report::svg(&points)))
+        .and_then(|()| std::fs::write(out_dir.join(format!("{stem}.json")), format!("{json:#}\n")))
+        .and_then(|()| std::fs::write(out_dir.join(format!("{stem}.svg")), report::svg(&points)))
     {
         eprintln!("writing results to {}: {e}", out_dir.display());
         std::process::exit(1);

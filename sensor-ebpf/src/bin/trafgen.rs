@@ -88,12 +88,4 @@ pub fn trafgen(ctx: XdpContext) -> u32 {
     xdp_action::XDP_TX
 }
 
-#[cfg(not(test))]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    loop {}
-}
-
-#[unsafe(link_section = "license")]
-#[unsafe(no_mangle)]
-static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
+sensor_ebpf::xdp_object!();

@@ -146,9 +146,5 @@ fn main() {
         eprintln!("writing results to {}: {e}", out_dir.display());
         std::process::exit(1);
     }
-    println!(
-        "\nResults: {}/scan.json, {}/scan.svg",
-        out_dir.display(),
-        out_dir.display()
-    );
+    println!("\nResults: {0}/{stem}.json, {0}/{stem}.svg", out_dir.display());
 }

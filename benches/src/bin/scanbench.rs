@@ -146,5 +146,8 @@ fn main() {
         eprintln!("writing results to {}: {e}", out_dir.display());
         std::process::exit(1);
     }
-    println!("\nResults: {0}/{stem}.json, {0}/{stem}.svg", out_dir.display());
+    println!(
+        "\nResults: {0}/{stem}.json, {0}/{stem}.svg",
+        out_dir.display()
+    );
 }

@@ -303,6 +303,21 @@ impl Config {
                 mode: kwarg("mode"),
             })
         };
+        let redis = || {
+            let port = kwargs
+                .get("port")
+                .and_then(Value::as_u64)
+                .and_then(|p| u16::try_from(p).ok());
+            Transport::Redis(crate::output::redis::RedisConfig {
+                host: kwarg("host").unwrap_or_else(|| "localhost".to_owned()),
+                port: port.unwrap_or(6379),
+                db: 0,
+                username: None,
+                password: None,
+                command: crate::output::redis::RedisCommand::Zadd,
+                key: "events".to_owned(),
+            })
+        };
         if let Some(name) = logger.name.as_deref() {
             return match name {
                 "JsonLogger" => Ok(OutputConfig::new(Format::Default, Transport::Terminal)),
@@ -318,9 +333,12 @@ impl Config {
         match logger.output.as_deref().unwrap_or("terminal") {
             "terminal" => Ok(OutputConfig::new(logger.format, Transport::Terminal)),
             "file" => Ok(OutputConfig::new(logger.format, file())),
+            "redis" => Ok(OutputConfig::new(logger.format, redis())),
             other => Err((
                 "logger.output",
-                format!("`{other}` is not available in this version; `terminal` and `file` are"),
+                format!(
+                    "`{other}` is not available in this version; `terminal`, `file` and `redis` are"
+                ),
             )),
         }
     }

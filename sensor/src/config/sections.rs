@@ -8,9 +8,10 @@ use serde_json::Value;
 
 use crate::format::Format;
 
-/// The community `logger` block: `output` `terminal` or `file` (kwargs `logfile`, `mode`), or a
-/// legacy `name` (`JsonLogger`, `FileLogger`, `EcsLogger`). `api` and `redis` do not exist yet
-/// and are refused by name rather than silently replaced.
+/// The community `logger` block: `output` `terminal`, `file` (kwargs `logfile`, `mode`) or
+/// `redis` (kwargs `host`, `port`), or a legacy `name` (`JsonLogger`, `FileLogger`,
+/// `EcsLogger`, `RedisLogger`). `api` does not exist yet and is refused by name rather than
+/// silently replaced.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct LoggerConfig {
     /// `terminal` (default).

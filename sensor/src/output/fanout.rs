@@ -17,7 +17,7 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
-use super::{OutputConfig, Transport, WhenFull, file::FileOutput, terminal};
+use super::{OutputConfig, Transport, WhenFull, file::FileOutput, redis::RedisOutput, terminal};
 use crate::{
     event::Event,
     format::{self, FormatContext},
@@ -225,6 +225,7 @@ impl Fanout {
 enum Sink {
     Stdout(tokio::io::Stdout),
     File(FileOutput),
+    Redis(Box<RedisOutput>),
 }
 
 async fn run_output(
@@ -239,7 +240,10 @@ async fn run_output(
     let mut sink = match &cfg.transport {
         Transport::Terminal => Sink::Stdout(tokio::io::stdout()),
         Transport::File(file) => Sink::File(FileOutput::new(file.clone())),
+        Transport::Redis(redis) => Sink::Redis(Box::new(RedisOutput::new(redis.clone()))),
     };
+    // Where each record of the batch starts in `buf`, and its event's Unix time (Redis scores).
+    let mut records: Vec<(usize, f64)> = Vec::new();
     let mut buf = BytesMut::with_capacity(64 * 1024);
     loop {
         let first = tokio::select! {
@@ -256,11 +260,17 @@ async fn run_output(
             }
         };
         buf.clear();
+        records.clear();
         let mut batch = 0u64;
         let mut next = Some(first);
         while let Some(event) = next {
+            let start = buf.len();
             match format::encode(cfg.format, &event, &ctx, &mut buf) {
-                Ok(()) => batch += 1,
+                Ok(()) => {
+                    batch += 1;
+                    let micros = event.timestamp.timestamp_micros();
+                    records.push((start, micros as f64 / 1e6));
+                }
                 Err(err) => {
                     counters.dropped.fetch_add(1, Ordering::Relaxed);
                     tracing::error!(output = %name, error = %err, "Event could not be encoded; dropped.");
@@ -281,6 +291,23 @@ async fn run_output(
                 .write(&buf, &name, &give_up)
                 .await
                 .map_err(|e| e.to_string()),
+            Sink::Redis(redis) => {
+                // Each record without its trailing newline, with its score.
+                let members: Vec<(f64, &[u8])> = records
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (start, score))| {
+                        let end = records.get(i + 1).map_or(buf.len(), |(next, _)| *next);
+                        (
+                            *score,
+                            buf[*start..end]
+                                .strip_suffix(b"\n")
+                                .unwrap_or(&buf[*start..end]),
+                        )
+                    })
+                    .collect();
+                redis.write(&members, &name, &give_up).await
+            }
         };
         match written {
             Ok(retries) => {

@@ -5,6 +5,7 @@
 
 pub mod fanout;
 pub mod file;
+pub mod redis;
 pub mod terminal;
 
 use serde::Deserialize;
@@ -33,6 +34,8 @@ pub enum Transport {
     Terminal,
     /// A file, appended to, reopened on SIGHUP (logrotate).
     File(file::FileConfig),
+    /// A Redis server (ZADD by default, as Trapster community).
+    Redis(redis::RedisConfig),
 }
 
 impl Transport {
@@ -42,6 +45,7 @@ impl Transport {
         match self {
             Self::Terminal => "terminal",
             Self::File(_) => "file",
+            Self::Redis(_) => "redis",
         }
     }
 }

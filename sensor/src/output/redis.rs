@@ -1,0 +1,240 @@
+//! `redis` output: by default `ZADD events <unix-ts> <event>`, as Trapster community's Redis
+//! logger does; also `RPUSH`/`LPUSH <key> <event>`, `XADD <key> * event <event>` and
+//! `PUBLISH <key> <event>`. One pipeline per batch. A failed batch is kept and retried with
+//! exponential backoff and jitter (0.5 s doubling to 30 s) until it is delivered or the output
+//! gives up at shutdown; events keep queueing meanwhile, under the output's full-queue policy.
+//! The password never appears in a log line or an error (connections are built from parts,
+//! never from a URL, and the configuration's `Debug` redacts it).
+//!
+//! Not yet: TLS to Redis, and a disk spool that survives a restart.
+
+use std::{fmt, time::Duration};
+
+use redis::{
+    AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, RedisConnectionInfo,
+    aio::MultiplexedConnection,
+};
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+/// A secret string: deserialised like a string, never shown.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for the one place that needs it.
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+/// The Redis command each event is written with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RedisCommand {
+    /// `ZADD <key> <unix-ts> <event>` (Trapster community).
+    #[default]
+    Zadd,
+    /// `RPUSH <key> <event>`.
+    Rpush,
+    /// `LPUSH <key> <event>`.
+    Lpush,
+    /// `XADD <key> * event <event>`.
+    Xadd,
+    /// `PUBLISH <key> <event>`.
+    Publish,
+}
+
+fn default_host() -> String {
+    "localhost".to_owned()
+}
+
+const fn default_port() -> u16 {
+    6379
+}
+
+fn default_key() -> String {
+    "events".to_owned()
+}
+
+/// `transport: {"type": "redis", ...}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// Server host.
+    #[serde(default = "default_host")]
+    pub host: String,
+    /// Server port.
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// Database number.
+    #[serde(default)]
+    pub db: i64,
+    /// ACL user name.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password (`AUTH`).
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// Command.
+    #[serde(default)]
+    pub command: RedisCommand,
+    /// Key (sorted set, list, stream) or channel.
+    #[serde(default = "default_key")]
+    pub key: String,
+}
+
+/// A Redis output with its (lazily opened) connection.
+pub struct RedisOutput {
+    config: RedisConfig,
+    conn: Option<MultiplexedConnection>,
+}
+
+impl fmt::Debug for RedisOutput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisOutput")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// First retry delay; doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+/// Longest retry delay.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// `base` plus up to 25 % jitter, so many sensors do not retry in lockstep.
+pub(crate) fn jittered(base: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    base + base.mul_f64(f64::from(nanos % 1000) / 4000.0)
+}
+
+impl RedisOutput {
+    /// Prepares the output; connecting happens on first write.
+    #[must_use]
+    pub const fn new(config: RedisConfig) -> Self {
+        Self { config, conn: None }
+    }
+
+    async fn connection(&mut self) -> redis::RedisResult<&mut MultiplexedConnection> {
+        if self.conn.is_none() {
+            let info = ConnectionInfo {
+                addr: ConnectionAddr::Tcp(self.config.host.clone(), self.config.port),
+                redis: RedisConnectionInfo {
+                    db: self.config.db,
+                    username: self.config.username.clone(),
+                    password: self.config.password.as_ref().map(|p| p.expose().to_owned()),
+                    ..RedisConnectionInfo::default()
+                },
+            };
+            let client = redis::Client::open(info)?;
+            let timeouts = AsyncConnectionConfig::new()
+                .set_connection_timeout(Duration::from_secs(5))
+                .set_response_timeout(Duration::from_secs(10));
+            self.conn = Some(
+                client
+                    .get_multiplexed_async_connection_with_config(&timeouts)
+                    .await?,
+            );
+        }
+        self.conn
+            .as_mut()
+            .ok_or_else(|| redis::RedisError::from((redis::ErrorKind::IoError, "not connected")))
+    }
+
+    fn pipeline(&self, records: &[(f64, &[u8])]) -> redis::Pipeline {
+        let mut pipe = redis::pipe();
+        let key = &self.config.key;
+        for (score, member) in records {
+            match self.config.command {
+                RedisCommand::Zadd => pipe.cmd("ZADD").arg(key).arg(*score).arg(*member),
+                RedisCommand::Rpush => pipe.cmd("RPUSH").arg(key).arg(*member),
+                RedisCommand::Lpush => pipe.cmd("LPUSH").arg(key).arg(*member),
+                RedisCommand::Xadd => pipe.cmd("XADD").arg(key).arg("*").arg("event").arg(*member),
+                RedisCommand::Publish => pipe.cmd("PUBLISH").arg(key).arg(*member),
+            };
+            pipe.ignore();
+        }
+        pipe
+    }
+
+    /// Writes `records` (score = Unix time in seconds, member = encoded event without its
+    /// newline), retrying until delivered or `give_up` fires. Returns the number of retries, or
+    /// the last error (password-free) when it gave up.
+    pub async fn write(
+        &mut self,
+        records: &[(f64, &[u8])],
+        name: &str,
+        give_up: &CancellationToken,
+    ) -> Result<u64, String> {
+        let pipe = self.pipeline(records);
+        let mut retries = 0u64;
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            let result = match self.connection().await {
+                Ok(conn) => pipe.query_async::<()>(conn).await,
+                Err(err) => Err(err),
+            };
+            match result {
+                Ok(()) => {
+                    if retries > 0 {
+                        tracing::info!(output = name, retries, "Redis output delivering again.");
+                    }
+                    return Ok(retries);
+                }
+                Err(err) => {
+                    self.conn = None;
+                    let shown = err.to_string();
+                    if retries == 0 {
+                        tracing::warn!(output = name, host = %self.config.host, port = self.config.port, error = %shown, "Redis write failed; retrying with backoff.");
+                    }
+                    retries += 1;
+                    tokio::select! {
+                        () = give_up.cancelled() => return Err(shown),
+                        () = tokio::time::sleep(jittered(backoff)) => {}
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{RedisConfig, Secret, jittered};
+
+    #[test]
+    fn the_password_is_never_shown() {
+        let config: RedisConfig =
+            serde_json::from_str(r#"{"host": "10.0.0.5", "password": "hunter2-secret"}"#).unwrap();
+        assert_eq!(config.password, Some(Secret("hunter2-secret".into())));
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert_eq!(config.key, "events");
+        assert_eq!(config.port, 6379);
+    }
+
+    #[test]
+    fn jitter_stays_within_a_quarter() {
+        for _ in 0..100 {
+            let d = jittered(Duration::from_secs(4));
+            assert!(
+                d >= Duration::from_secs(4) && d <= Duration::from_secs(5),
+                "{d:?}"
+            );
+        }
+    }
+}

@@ -512,12 +512,24 @@ mod tests {
 
     #[test]
     fn unavailable_outputs_and_formats_are_refused_by_name() {
-        let err = Config::parse(r#"{"logger": {"output": "redis"}}"#, "x")
+        let err = Config::parse(r#"{"logger": {"output": "api"}}"#, "x")
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("logger.output") && err.contains("redis"),
+            err.contains("logger.output") && err.contains("api"),
             "{err}"
+        );
+        let redis = Config::parse(
+            r#"{"logger": {"output": "redis", "kwargs": {"host": "10.1.2.3", "port": 6380}}}"#,
+            "x",
+        )
+        .unwrap();
+        let crate::output::Transport::Redis(r) = &redis.effective_outputs()[0].transport else {
+            panic!("not redis")
+        };
+        assert_eq!(
+            (r.host.as_str(), r.port, r.key.as_str()),
+            ("10.1.2.3", 6380, "events")
         );
         let err = Config::parse("{\"logger\":\n {\"format\": \"xml\"}}", "x")
             .unwrap_err()

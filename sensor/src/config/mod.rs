@@ -318,6 +318,17 @@ impl Config {
                 key: "events".to_owned(),
             })
         };
+        let api = || {
+            let url = kwarg("url")
+                .ok_or(("logger.kwargs.url", "the api output needs a url".to_owned()))?;
+            let headers = kwargs
+                .get("headers")
+                .cloned()
+                .unwrap_or(Value::Object(serde_json::Map::new()));
+            serde_json::from_value(serde_json::json!({"url": url, "headers": headers}))
+                .map(Transport::Api)
+                .map_err(|e| ("logger.kwargs", e.to_string()))
+        };
         if let Some(name) = logger.name.as_deref() {
             return match name {
                 "JsonLogger" => Ok(OutputConfig::new(Format::Default, Transport::Terminal)),
@@ -334,11 +345,10 @@ impl Config {
             "terminal" => Ok(OutputConfig::new(logger.format, Transport::Terminal)),
             "file" => Ok(OutputConfig::new(logger.format, file())),
             "redis" => Ok(OutputConfig::new(logger.format, redis())),
+            "api" => Ok(OutputConfig::new(logger.format, api()?)),
             other => Err((
                 "logger.output",
-                format!(
-                    "`{other}` is not available in this version; `terminal`, `file` and `redis` are"
-                ),
+                format!("unknown output `{other}` (terminal, file, api or redis)"),
             )),
         }
     }
@@ -511,14 +521,27 @@ mod tests {
     }
 
     #[test]
-    fn unavailable_outputs_and_formats_are_refused_by_name() {
+    fn bad_outputs_and_formats_are_refused_by_name() {
         let err = Config::parse(r#"{"logger": {"output": "api"}}"#, "x")
             .unwrap_err()
             .to_string();
+        assert!(err.contains("logger.kwargs.url"), "{err}");
+        let err = Config::parse(r#"{"logger": {"output": "carrier-pigeon"}}"#, "x")
+            .unwrap_err()
+            .to_string();
         assert!(
-            err.contains("logger.output") && err.contains("api"),
+            err.contains("logger.output") && err.contains("carrier-pigeon"),
             "{err}"
         );
+        let api = Config::parse(
+            r#"{"logger": {"output": "api", "kwargs": {"url": "https://siem.example/in", "headers": {"X-Key": "k"}}}}"#,
+            "x",
+        )
+        .unwrap();
+        assert!(matches!(
+            api.effective_outputs()[0].transport,
+            crate::output::Transport::Api(_)
+        ));
         let redis = Config::parse(
             r#"{"logger": {"output": "redis", "kwargs": {"host": "10.1.2.3", "port": 6380}}}"#,
             "x",

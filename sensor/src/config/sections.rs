@@ -8,10 +8,9 @@ use serde_json::Value;
 
 use crate::format::Format;
 
-/// The community `logger` block: `output` `terminal`, `file` (kwargs `logfile`, `mode`) or
-/// `redis` (kwargs `host`, `port`), or a legacy `name` (`JsonLogger`, `FileLogger`,
-/// `EcsLogger`, `RedisLogger`). `api` does not exist yet and is refused by name rather than
-/// silently replaced.
+/// The community `logger` block: `output` `terminal`, `file` (kwargs `logfile`, `mode`),
+/// `redis` (kwargs `host`, `port`) or `api` (kwargs `url`, `headers`), or a legacy `name`
+/// (`JsonLogger`, `FileLogger`, `EcsLogger`, `RedisLogger`, `ApiLogger`).
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct LoggerConfig {
     /// `terminal` (default).

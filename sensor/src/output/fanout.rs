@@ -17,7 +17,10 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
-use super::{OutputConfig, Transport, WhenFull, file::FileOutput, redis::RedisOutput, terminal};
+use super::{
+    OutputConfig, Transport, WhenFull, api::ApiOutput, file::FileOutput, redis::RedisOutput,
+    terminal,
+};
 use crate::{
     event::Event,
     format::{self, FormatContext},
@@ -226,6 +229,7 @@ enum Sink {
     Stdout(tokio::io::Stdout),
     File(FileOutput),
     Redis(Box<RedisOutput>),
+    Api(Box<ApiOutput>),
 }
 
 async fn run_output(
@@ -241,6 +245,7 @@ async fn run_output(
         Transport::Terminal => Sink::Stdout(tokio::io::stdout()),
         Transport::File(file) => Sink::File(FileOutput::new(file.clone())),
         Transport::Redis(redis) => Sink::Redis(Box::new(RedisOutput::new(redis.clone()))),
+        Transport::Api(api) => Sink::Api(Box::new(ApiOutput::new(api.clone(), &name))),
     };
     // Where each record of the batch starts in `buf`, and its event's Unix time (Redis scores).
     let mut records: Vec<(usize, f64)> = Vec::new();
@@ -282,36 +287,39 @@ async fn run_output(
                 None
             };
         }
-        let written = match &mut sink {
+        // Each record without its trailing newline, with its event's Unix time.
+        let members: Vec<(f64, &[u8])> = records
+            .iter()
+            .enumerate()
+            .map(|(i, (start, score))| {
+                let end = records.get(i + 1).map_or(buf.len(), |(next, _)| *next);
+                let record = &buf[*start..end];
+                (*score, record.strip_suffix(b"\n").unwrap_or(record))
+            })
+            .collect();
+        // (retries, events the receiver refused) or the error that made the output give up.
+        let written: Result<(u64, u64), String> = match &mut sink {
             Sink::Stdout(out) => terminal::write(out, &buf)
                 .await
-                .map(|()| 0)
+                .map(|()| (0, 0))
                 .map_err(|e| e.to_string()),
             Sink::File(file) => file
                 .write(&buf, &name, &give_up)
                 .await
+                .map(|r| (r, 0))
                 .map_err(|e| e.to_string()),
-            Sink::Redis(redis) => {
-                // Each record without its trailing newline, with its score.
-                let members: Vec<(f64, &[u8])> = records
-                    .iter()
-                    .enumerate()
-                    .map(|(i, (start, score))| {
-                        let end = records.get(i + 1).map_or(buf.len(), |(next, _)| *next);
-                        (
-                            *score,
-                            buf[*start..end]
-                                .strip_suffix(b"\n")
-                                .unwrap_or(&buf[*start..end]),
-                        )
-                    })
-                    .collect();
-                redis.write(&members, &name, &give_up).await
+            Sink::Redis(redis) => redis.write(&members, &name, &give_up).await.map(|r| (r, 0)),
+            Sink::Api(api) => {
+                let bodies: Vec<&[u8]> = members.iter().map(|(_, m)| *m).collect();
+                api.write(&bodies, &name, &give_up)
+                    .await
+                    .map(|d| (d.retries, d.refused))
             }
         };
         match written {
-            Ok(retries) => {
-                counters.sent.fetch_add(batch, Ordering::Relaxed);
+            Ok((retries, refused)) => {
+                counters.sent.fetch_add(batch - refused, Ordering::Relaxed);
+                counters.dropped.fetch_add(refused, Ordering::Relaxed);
                 counters.retried.fetch_add(retries, Ordering::Relaxed);
             }
             Err(err) => {

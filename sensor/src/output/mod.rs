@@ -3,9 +3,11 @@
 //! or the other outputs. What happens when a queue is full is each output's choice
 //! ([`WhenFull`]), and every drop is counted.
 
+pub mod api;
 pub mod fanout;
 pub mod file;
 pub mod redis;
+pub mod secret;
 pub mod terminal;
 
 use serde::Deserialize;
@@ -36,6 +38,8 @@ pub enum Transport {
     File(file::FileConfig),
     /// A Redis server (ZADD by default, as Trapster community).
     Redis(redis::RedisConfig),
+    /// An HTTP(S) collector.
+    Api(api::ApiConfig),
 }
 
 impl Transport {
@@ -46,6 +50,7 @@ impl Transport {
             Self::Terminal => "terminal",
             Self::File(_) => "file",
             Self::Redis(_) => "redis",
+            Self::Api(_) => "api",
         }
     }
 }

@@ -1,0 +1,363 @@
+//! The `api` output against a local HTTP receiver started here on loopback, which can answer
+//! 200, 429, 503 or 400 and can start late: batching, gzip, headers, retries, refusals, and
+//! no secret (URL key, header token) in anything logged, at trace level.
+#![expect(clippy::unwrap_used, reason = "test helpers fail loudly on purpose")]
+
+use std::{
+    collections::VecDeque,
+    io::Read as _,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use chrono::{TimeZone as _, Utc};
+use sensor::{
+    event::{Action, Event, Service, SessionIdentity},
+    format::{Format, FormatContext},
+    output::{Fanout, OutputConfig, Transport},
+};
+use tokio::{
+    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    net::TcpListener,
+};
+
+/// One request as the receiver saw it.
+#[derive(Debug, Clone)]
+struct Request {
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Request {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A receiver answering from a script of statuses (then 200).
+#[derive(Clone, Default)]
+struct Receiver {
+    requests: Arc<Mutex<Vec<Request>>>,
+    script: Arc<Mutex<VecDeque<u16>>>,
+}
+
+impl Receiver {
+    async fn serve(&self, listener: TcpListener) {
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else {
+                return;
+            };
+            let me = self.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    // Read one request head and body (keep-alive).
+                    let head_end = loop {
+                        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break p + 4;
+                        }
+                        let mut chunk = [0u8; 4096];
+                        match conn.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+                    let headers: Vec<(String, String)> = head
+                        .lines()
+                        .skip(1)
+                        .filter_map(|l| l.split_once(':'))
+                        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+                        .collect();
+                    let len: usize = headers
+                        .iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                        .and_then(|(_, v)| v.parse().ok())
+                        .unwrap_or(0);
+                    while buf.len() < head_end + len {
+                        let mut chunk = [0u8; 65536];
+                        match conn.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let mut body = buf[head_end..head_end + len].to_vec();
+                    buf.drain(..head_end + len);
+                    let gzip = headers
+                        .iter()
+                        .any(|(k, v)| k.eq_ignore_ascii_case("content-encoding") && v == "gzip");
+                    if gzip {
+                        let mut plain = Vec::new();
+                        flate2::read::GzDecoder::new(&body[..])
+                            .read_to_end(&mut plain)
+                            .unwrap();
+                        body = plain;
+                    }
+                    let status = me.script.lock().unwrap().pop_front().unwrap_or(200);
+                    me.requests.lock().unwrap().push(Request { headers, body });
+                    let extra = if status == 429 {
+                        "Retry-After: 1\r\n"
+                    } else {
+                        ""
+                    };
+                    let reply = format!("HTTP/1.1 {status} X\r\n{extra}Content-Length: 0\r\n\r\n");
+                    if conn.write_all(reply.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    }
+
+    fn requests(&self) -> Vec<Request> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+async fn start_receiver(script: &[u16]) -> (Receiver, SocketAddr) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let receiver = Receiver::default();
+    receiver.script.lock().unwrap().extend(script);
+    let r = receiver.clone();
+    tokio::spawn(async move { r.serve(listener).await });
+    (receiver, addr)
+}
+
+fn api(url: &str, extra: serde_json::Value) -> OutputConfig {
+    let mut transport = serde_json::json!({"type": "api", "url": url,
+        "headers": {"Authorization": "Bearer HDR-SECRET-TOKEN"}});
+    for (k, v) in extra.as_object().unwrap() {
+        transport[k] = v.clone();
+    }
+    let transport: Transport = serde_json::from_value(transport).unwrap();
+    OutputConfig::new(Format::Trapster, transport)
+}
+
+fn event(n: u16) -> Event {
+    Event {
+        id: uuid::Uuid::from_u128(u128::from(n)),
+        timestamp: Utc.with_ymd_and_hms(2026, 2, 13, 13, 0, 9).unwrap(),
+        session: SessionIdentity {
+            src_ip: "198.18.0.2".parse().unwrap(),
+            src_port: 1,
+            dst_ip: "198.18.0.1".parse().unwrap(),
+            dst_port: n,
+        },
+        service: Service::Portscan,
+        action: Action::Query,
+        data: Bytes::new(),
+        extra: serde_json::json!({"flags": ["SYN"], "ports": [n.to_string()]})
+            .as_object()
+            .unwrap()
+            .clone(),
+    }
+}
+
+fn ids(requests: &[Request]) -> Vec<u128> {
+    requests
+        .iter()
+        .flat_map(|r| {
+            let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_else(|_| {
+                // NDJSON
+                serde_json::Value::Array(
+                    r.body
+                        .split(|b| *b == b'\n')
+                        .filter(|l| !l.is_empty())
+                        .map(|l| serde_json::from_slice(l).unwrap())
+                        .collect(),
+                )
+            });
+            match v {
+                serde_json::Value::Array(items) => items,
+                one => vec![one],
+            }
+        })
+        .map(|e| {
+            uuid::Uuid::parse_str(e["id"].as_str().unwrap())
+                .unwrap()
+                .as_u128()
+        })
+        .collect()
+}
+
+async fn deliver(
+    config: OutputConfig,
+    events: u16,
+    grace: Duration,
+) -> Vec<sensor::output::OutputStats> {
+    let fanout = Fanout::start(&[config], &FormatContext::for_device("s1"));
+    for n in 1..=events {
+        fanout.send(event(n)).await;
+    }
+    fanout.finish(grace).await
+}
+
+#[tokio::test]
+async fn one_event_per_request_with_headers() {
+    let (rx, addr) = start_receiver(&[]).await;
+    let stats = deliver(
+        api(&format!("http://{addr}/events"), serde_json::json!({})),
+        5,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!((stats[0].sent, stats[0].dropped), (5, 0), "{stats:?}");
+    let requests = rx.requests();
+    assert_eq!(requests.len(), 5);
+    assert_eq!(ids(&requests), (1..=5).collect::<Vec<_>>());
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.header("authorization") == Some("Bearer HDR-SECRET-TOKEN"))
+    );
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.header("content-type") == Some("application/json"))
+    );
+    let first: serde_json::Value = serde_json::from_slice(&requests[0].body).unwrap();
+    assert_eq!(first["logtype"], "portscan.query");
+    assert_eq!(first["action"], "event_new");
+}
+
+#[tokio::test]
+async fn gzip_arrays_and_ndjson_batches_keep_every_event_in_order() {
+    for mode in ["array", "ndjson"] {
+        let (rx, addr) = start_receiver(&[]).await;
+        let cfg = api(
+            &format!("http://{addr}/bulk"),
+            serde_json::json!({"batch": mode, "max_batch": 8, "gzip": true}),
+        );
+        let stats = deliver(cfg, 20, Duration::from_secs(10)).await;
+        assert_eq!(stats[0].sent, 20, "{mode}: {stats:?}");
+        let requests = rx.requests();
+        assert!(requests.len() >= 3, "{mode}: at most 8 events per request");
+        assert!(
+            requests
+                .iter()
+                .all(|r| r.header("content-encoding") == Some("gzip"))
+        );
+        assert_eq!(ids(&requests), (1..=20).collect::<Vec<_>>(), "{mode}");
+    }
+}
+
+#[tokio::test]
+async fn retries_on_503_and_honours_429_retry_after() {
+    let (rx, addr) = start_receiver(&[503, 429]).await;
+    let started = Instant::now();
+    let stats = deliver(
+        api(&format!("http://{addr}/e"), serde_json::json!({})),
+        3,
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!((stats[0].sent, stats[0].dropped), (3, 0), "{stats:?}");
+    assert_eq!(stats[0].retried, 2);
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After: 1 was honoured"
+    );
+    assert_eq!(ids(&rx.requests()), vec![1, 1, 1, 2, 3]);
+}
+
+#[tokio::test]
+async fn other_4xx_is_not_retried_and_is_counted() {
+    let (rx, addr) = start_receiver(&[400, 400]).await;
+    let stats = deliver(
+        api(&format!("http://{addr}/e"), serde_json::json!({})),
+        4,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(
+        (stats[0].sent, stats[0].dropped, stats[0].retried),
+        (2, 2, 0),
+        "{stats:?}"
+    );
+    assert_eq!(rx.requests().len(), 4, "each refused event was sent once");
+}
+
+#[tokio::test]
+async fn a_receiver_that_starts_late_gets_everything_in_order() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let cfg = api(
+        &format!("http://127.0.0.1:{port}/e"),
+        serde_json::json!({"batch": "ndjson"}),
+    );
+    let fanout = Fanout::start(&[cfg], &FormatContext::for_device("s1"));
+    for n in 1..=30 {
+        fanout.send(event(n)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    let rx = Receiver::default();
+    let r = rx.clone();
+    tokio::spawn(async move { r.serve(listener).await });
+    let stats = fanout.finish(Duration::from_secs(60)).await;
+    assert_eq!((stats[0].sent, stats[0].dropped), (30, 0), "{stats:?}");
+    assert!(stats[0].retried > 0);
+    assert_eq!(ids(&rx.requests()), (1..=30).collect::<Vec<_>>());
+}
+
+/// Logs at trace level, from this crate and from the HTTP stack, never show the URL's key or
+/// the header token, even while deliveries fail.
+#[test]
+fn no_secret_in_logs_at_trace_level() {
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buf {
+        fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(data);
+            Ok(data.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let logs = Buf::default();
+    let writer = logs.clone();
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .try_init()
+        .ok();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (_rx, addr) = start_receiver(&[503, 503, 400]).await;
+        let url = format!("http://{addr}/e?key=URL-SECRET-KEY");
+        deliver(api(&url, serde_json::json!({})), 1, Duration::from_secs(10)).await;
+        // And a receiver that is not there at all.
+        deliver(
+            api(
+                "http://127.0.0.1:9/e?key=URL-SECRET-KEY",
+                serde_json::json!({}),
+            ),
+            1,
+            Duration::from_secs(2),
+        )
+        .await;
+    });
+    let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    assert!(
+        text.contains("retrying"),
+        "the failures were logged: {text}"
+    );
+    assert!(!text.contains("URL-SECRET-KEY"), "URL key leaked:\n{text}");
+    assert!(
+        !text.contains("HDR-SECRET-TOKEN"),
+        "header token leaked:\n{text}"
+    );
+}

@@ -361,3 +361,128 @@ fn no_secret_in_logs_at_trace_level() {
         "header token leaked:\n{text}"
     );
 }
+
+fn spooled(url: &str, dir: &std::path::Path, max_bytes: u64) -> OutputConfig {
+    let mut cfg = api(url, serde_json::json!({}));
+    cfg.spool = Some(
+        serde_json::from_value(serde_json::json!({"dir": dir, "max_bytes": max_bytes})).unwrap(),
+    );
+    cfg
+}
+
+fn spool_dir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("sensor-api-spool-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn listen(port: u16) -> Receiver {
+    let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    let rx = Receiver::default();
+    let r = rx.clone();
+    tokio::spawn(async move { r.serve(listener).await });
+    rx
+}
+
+#[tokio::test]
+async fn spooled_events_survive_a_restart_and_arrive_in_order_once() {
+    let dir = spool_dir("restart");
+    let port = closed_port();
+    let url = format!("http://127.0.0.1:{port}/e");
+    // First run: the receiver is down the whole time.
+    let first = Fanout::start(
+        &[spooled(&url, &dir, 1 << 20)],
+        &FormatContext::for_device("s1"),
+    );
+    for n in 1..=20 {
+        first.send(event(n)).await;
+    }
+    let stats = first.finish(Duration::from_secs(1)).await;
+    assert_eq!(
+        (stats[0].spooled, stats[0].sent, stats[0].dropped),
+        (20, 0, 0),
+        "{stats:?}"
+    );
+    // Second run: the receiver is back; old events first, then new ones.
+    let rx = listen(port).await;
+    let second = Fanout::start(
+        &[spooled(&url, &dir, 1 << 20)],
+        &FormatContext::for_device("s1"),
+    );
+    for n in 21..=25 {
+        second.send(event(n)).await;
+    }
+    let stats = second.finish(Duration::from_secs(30)).await;
+    assert_eq!((stats[0].sent, stats[0].dropped), (25, 0), "{stats:?}");
+    assert_eq!(ids(&rx.requests()), (1..=25).collect::<Vec<_>>());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test]
+async fn a_full_spool_drops_and_counts_exactly() {
+    let dir = spool_dir("full");
+    let port = closed_port();
+    let url = format!("http://127.0.0.1:{port}/e");
+    let first = Fanout::start(
+        &[spooled(&url, &dir, 8_000)],
+        &FormatContext::for_device("s1"),
+    );
+    for n in 1..=100 {
+        first.send(event(n)).await;
+    }
+    let a = first.finish(Duration::from_secs(1)).await;
+    assert!(a[0].dropped > 0 && a[0].spooled > 0, "{a:?}");
+    assert_eq!(a[0].spooled + a[0].dropped, 100, "{a:?}");
+    let rx = listen(port).await;
+    let second = Fanout::start(
+        &[spooled(&url, &dir, 8_000)],
+        &FormatContext::for_device("s1"),
+    );
+    let b = second.finish(Duration::from_secs(30)).await;
+    let got = ids(&rx.requests());
+    assert_eq!(got.len() as u64, a[0].spooled, "{b:?}");
+    assert_eq!(
+        got,
+        (1..=u128::from(a[0].spooled as u16)).collect::<Vec<_>>(),
+        "the oldest were kept, in order"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The receiver is away for more than a minute while events keep coming; when it is back,
+/// every event arrives, in order, once.
+#[tokio::test]
+async fn a_receiver_down_for_a_minute_loses_nothing() {
+    let dir = spool_dir("minute");
+    let port = closed_port();
+    let url = format!("http://127.0.0.1:{port}/e");
+    let fanout = Fanout::start(
+        &[spooled(&url, &dir, 1 << 20)],
+        &FormatContext::for_device("s1"),
+    );
+    let started = Instant::now();
+    let mut n = 0u16;
+    while started.elapsed() < Duration::from_secs(62) {
+        n += 1;
+        fanout.send(event(n)).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let rx = listen(port).await;
+    let stats = fanout.finish(Duration::from_secs(60)).await;
+    assert_eq!(
+        (stats[0].sent, stats[0].dropped),
+        (u64::from(n), 0),
+        "{stats:?}"
+    );
+    assert!(stats[0].retried > 0);
+    assert_eq!(ids(&rx.requests()), (1..=u128::from(n)).collect::<Vec<_>>());
+    std::fs::remove_dir_all(&dir).ok();
+}

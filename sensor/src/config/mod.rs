@@ -252,6 +252,14 @@ impl Config {
                 .map_err(|(field, message)| invalid(field, message))?;
         }
         for (i, output) in self.outputs.iter().enumerate() {
+            if output.spool.is_some()
+                && matches!(output.transport, Transport::Terminal | Transport::File(_))
+            {
+                return Err(invalid(
+                    "outputs[].spool",
+                    format!("output {i}: a spool applies to redis and api outputs only"),
+                ));
+            }
             if output.queue_size == 0 {
                 return Err(invalid(
                     "outputs[].queue_size",

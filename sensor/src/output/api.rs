@@ -80,9 +80,7 @@ pub struct ApiOutput {
     shown: String,
 }
 
-/// First retry delay; doubles up to [`MAX_BACKOFF`].
-const FIRST_BACKOFF: Duration = Duration::from_millis(500);
-/// Longest retry delay (and longest `Retry-After` honoured).
+/// Longest `Retry-After` honoured.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 enum Outcome {
@@ -193,6 +191,40 @@ impl ApiOutput {
         }
     }
 
+    /// Events per request: 1 in `single` mode, `max_batch` otherwise.
+    #[must_use]
+    pub fn per_request(&self) -> usize {
+        match self.config.batch {
+            BatchMode::Single => 1,
+            BatchMode::Array | BatchMode::Ndjson => self.config.max_batch.max(1),
+        }
+    }
+
+    /// One attempt at delivering `records` (at most [`Self::per_request`] of them, one request).
+    /// `Ok` carries how many the collector refused (not to be retried).
+    ///
+    /// # Errors
+    /// A retryable failure: the delay the collector asked for, if any, and a URL-free reason.
+    pub async fn try_write(
+        &self,
+        records: &[&[u8]],
+        name: &str,
+    ) -> Result<u64, (Option<Duration>, String)> {
+        let client = self.client.clone().map_err(|e| (None, e))?;
+        let mut refused = 0;
+        for (body, events, content_type) in self.bodies(records) {
+            match self.post(&client, &body, content_type).await {
+                Outcome::Delivered => {}
+                Outcome::Refused(status) => {
+                    refused += events as u64;
+                    tracing::error!(output = name, url = %self.shown, status, events, "Collector refused the events (no retry for this status); dropped.");
+                }
+                Outcome::Retry(after, why) => return Err((after, why)),
+            }
+        }
+        Ok(refused)
+    }
+
     /// Delivers `records` (encoded events without their newlines), retrying each request until
     /// it is delivered, refused, or `give_up` fires (then the last error, URL-free, is returned).
     pub async fn write(
@@ -201,20 +233,17 @@ impl ApiOutput {
         name: &str,
         give_up: &CancellationToken,
     ) -> Result<Delivery, String> {
-        let client = self.client.clone()?;
         let mut delivery = Delivery::default();
-        for (body, events, content_type) in self.bodies(records) {
-            let mut backoff = FIRST_BACKOFF;
+        for chunk in records.chunks(self.per_request()) {
+            let mut backoff = super::redis::first_backoff();
             let mut attempts = 0u64;
             loop {
-                match self.post(&client, &body, content_type).await {
-                    Outcome::Delivered => break,
-                    Outcome::Refused(status) => {
-                        delivery.refused += events as u64;
-                        tracing::error!(output = name, url = %self.shown, status, events, "Collector refused the events (no retry for this status); dropped.");
+                match self.try_write(chunk, name).await {
+                    Ok(refused) => {
+                        delivery.refused += refused;
                         break;
                     }
-                    Outcome::Retry(after, why) => {
+                    Err((after, why)) => {
                         if attempts == 0 {
                             tracing::warn!(output = name, url = %self.shown, error = %why, "Delivery failed; retrying with backoff.");
                         }
@@ -225,7 +254,7 @@ impl ApiOutput {
                             () = give_up.cancelled() => return Err(why),
                             () = tokio::time::sleep(wait) => {}
                         }
-                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        backoff = super::redis::next_backoff(backoff);
                     }
                 }
             }

@@ -18,7 +18,11 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    OutputConfig, Transport, WhenFull, api::ApiOutput, file::FileOutput, redis::RedisOutput,
+    OutputConfig, Transport, WhenFull,
+    api::ApiOutput,
+    file::FileOutput,
+    redis::{RedisOutput, first_backoff, jittered, next_backoff},
+    spool::Spool,
     terminal,
 };
 use crate::{
@@ -33,6 +37,7 @@ struct Counters {
     sent: AtomicU64,
     retried: AtomicU64,
     dropped: AtomicU64,
+    spooled: AtomicU64,
 }
 
 /// A snapshot of one output's counters.
@@ -48,8 +53,10 @@ pub struct OutputStats {
     pub sent: u64,
     /// Write retries.
     pub retried: u64,
-    /// Events dropped: queue full under `drop_newest`, or given up at shutdown.
+    /// Events dropped: queue or spool full, refused by the receiver, or given up at shutdown.
     pub dropped: u64,
+    /// Events written to the disk spool.
+    pub spooled: u64,
 }
 
 impl OutputStats {
@@ -57,7 +64,7 @@ impl OutputStats {
     #[must_use]
     pub fn to_json(&self) -> Value {
         json!({"name": self.name, "type": self.kind, "received": self.received, "sent": self.sent,
-               "retried": self.retried, "dropped": self.dropped})
+               "retried": self.retried, "dropped": self.dropped, "spooled": self.spooled})
     }
 }
 
@@ -80,6 +87,7 @@ impl Handle {
             sent: c.sent.load(Ordering::Relaxed),
             retried: c.retried.load(Ordering::Relaxed),
             dropped: c.dropped.load(Ordering::Relaxed),
+            spooled: c.spooled.load(Ordering::Relaxed),
         }
     }
 }
@@ -219,6 +227,7 @@ impl Fanout {
                 sent: c.sent.load(Ordering::Relaxed),
                 retried: c.retried.load(Ordering::Relaxed),
                 dropped: c.dropped.load(Ordering::Relaxed),
+                spooled: c.spooled.load(Ordering::Relaxed),
             })
             .collect()
     }
@@ -247,6 +256,16 @@ async fn run_output(
         Transport::Redis(redis) => Sink::Redis(Box::new(RedisOutput::new(redis.clone()))),
         Transport::Api(api) => Sink::Api(Box::new(ApiOutput::new(api.clone(), &name))),
     };
+    if let (Some(spool), Sink::Redis(_) | Sink::Api(_)) = (&cfg.spool, &sink) {
+        match Spool::open(&spool.dir, spool.max_bytes) {
+            Ok(spool) => {
+                return run_spooled(sink, spool, cfg, name, ctx, rx, counters, give_up).await;
+            }
+            Err(err) => {
+                tracing::error!(output = %name, dir = %spool.dir.display(), error = %err, "Cannot open the spool; delivering without it.");
+            }
+        }
+    }
     // Where each record of the batch starts in `buf`, and its event's Unix time (Redis scores).
     let mut records: Vec<(usize, f64)> = Vec::new();
     let mut buf = BytesMut::with_capacity(64 * 1024);
@@ -328,6 +347,173 @@ async fn run_output(
             }
         }
     }
+}
+
+/// The output loop with a disk spool: every batch is appended to the spool, and delivery always
+/// takes the oldest spooled records first, so order holds across outages and restarts. At
+/// shutdown, what is still spooled stays on disk for the next start (not dropped).
+#[expect(clippy::too_many_arguments, reason = "one private loop, called once")]
+async fn run_spooled(
+    mut sink: Sink,
+    mut spool: Spool,
+    cfg: OutputConfig,
+    name: String,
+    ctx: FormatContext,
+    mut rx: mpsc::Receiver<Arc<Event>>,
+    counters: Arc<Counters>,
+    shutdown: CancellationToken,
+) {
+    if !spool.is_empty() {
+        tracing::info!(output = %name, bytes = spool.pending_bytes(), "Delivering events spooled before the last stop.");
+    }
+    let per_request = match &sink {
+        Sink::Api(api) => api.per_request(),
+        _ => 100,
+    };
+    let mut backoff = first_backoff();
+    let mut next_try = tokio::time::Instant::now();
+    let mut failing = false;
+    let mut dropped_full = 0u64;
+    let mut closed = false;
+    let mut buf = BytesMut::new();
+    loop {
+        // Deliver from the spool when a try is due.
+        if !spool.is_empty() && tokio::time::Instant::now() >= next_try {
+            let (batch, bytes) = match spool.peek(per_request) {
+                Ok(b) => b,
+                Err(err) => {
+                    tracing::error!(output = %name, error = %err, "Reading the spool failed.");
+                    next_try = tokio::time::Instant::now() + Duration::from_secs(1);
+                    continue;
+                }
+            };
+            let refs: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
+            let attempt = match &mut sink {
+                Sink::Api(api) => api.try_write(&refs, &name).await,
+                Sink::Redis(redis) => {
+                    let now = chrono::Utc::now().timestamp_micros() as f64 / 1e6;
+                    let scored: Vec<(f64, &[u8])> = refs
+                        .iter()
+                        .map(|r| (score_of(r).unwrap_or(now), *r))
+                        .collect();
+                    redis
+                        .try_write(&scored)
+                        .await
+                        .map(|()| 0)
+                        .map_err(|e| (None, e))
+                }
+                Sink::Stdout(_) | Sink::File(_) => Ok(0),
+            };
+            match attempt {
+                Ok(refused) => {
+                    if let Err(err) = spool.commit(bytes) {
+                        tracing::error!(output = %name, error = %err, "Updating the spool cursor failed; events may be delivered twice.");
+                    }
+                    counters
+                        .sent
+                        .fetch_add(batch.len() as u64 - refused, Ordering::Relaxed);
+                    counters.dropped.fetch_add(refused, Ordering::Relaxed);
+                    backoff = first_backoff();
+                    if failing {
+                        failing = false;
+                        tracing::info!(output = %name, "Output delivering again.");
+                    }
+                    if spool.is_empty() && dropped_full > 0 {
+                        tracing::warn!(output = %name, dropped = dropped_full, "Output recovered; events were dropped while its spool was full.");
+                        dropped_full = 0;
+                    }
+                    continue;
+                }
+                Err((after, why)) => {
+                    if !failing {
+                        failing = true;
+                        tracing::warn!(output = %name, error = %why, "Delivery failed; events are spooled and retried with backoff.");
+                    }
+                    counters.retried.fetch_add(1, Ordering::Relaxed);
+                    next_try =
+                        tokio::time::Instant::now() + after.unwrap_or_else(|| jittered(backoff));
+                    backoff = next_backoff(backoff);
+                }
+            }
+        }
+        if closed && (spool.is_empty() || shutdown.is_cancelled()) {
+            break;
+        }
+        let wait = if spool.is_empty() {
+            Duration::from_secs(3600)
+        } else {
+            next_try.saturating_duration_since(tokio::time::Instant::now())
+        };
+        tokio::select! {
+            event = rx.recv(), if !closed => {
+                let Some(first) = event else {
+                    closed = true;
+                    continue;
+                };
+                buf.clear();
+                let mut starts = Vec::new();
+                let mut next = Some(first);
+                while let Some(event) = next {
+                    let start = buf.len();
+                    match format::encode(cfg.format, &event, &ctx, &mut buf) {
+                        Ok(()) => starts.push(start),
+                        Err(err) => {
+                            counters.dropped.fetch_add(1, Ordering::Relaxed);
+                            tracing::error!(output = %name, error = %err, "Event could not be encoded; dropped.");
+                        }
+                    }
+                    next = if starts.len() < 1024 { rx.try_recv().ok() } else { None };
+                }
+                let lines: Vec<&[u8]> = starts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| {
+                        let end = starts.get(i + 1).copied().unwrap_or(buf.len());
+                        buf[*s..end].strip_suffix(b"\n").unwrap_or(&buf[*s..end])
+                    })
+                    .collect();
+                let stored = match spool.push(&lines) {
+                    Ok(n) => n,
+                    Err(err) => {
+                        tracing::error!(output = %name, error = %err, "Writing to the spool failed.");
+                        0
+                    }
+                };
+                counters.spooled.fetch_add(stored as u64, Ordering::Relaxed);
+                let lost = (lines.len() - stored) as u64;
+                if lost > 0 {
+                    counters.dropped.fetch_add(lost, Ordering::Relaxed);
+                    if dropped_full == 0 {
+                        tracing::warn!(output = %name, "Spool full: new events are dropped and counted until the output recovers.");
+                    }
+                    dropped_full += lost;
+                }
+            }
+            () = tokio::time::sleep(wait) => {}
+            () = shutdown.cancelled(), if closed => {}
+        }
+    }
+    if !spool.is_empty() {
+        tracing::warn!(output = %name, bytes = spool.pending_bytes(), "Stopping with undelivered events in the spool; they are delivered at the next start.");
+    }
+}
+
+/// The Unix-time score of a spooled record: its `timestamp` field when it is JSON with one.
+fn score_of(record: &[u8]) -> Option<f64> {
+    let v: Value = serde_json::from_slice(record).ok()?;
+    let ts = v
+        .get("timestamp")
+        .or_else(|| v.get("@timestamp"))?
+        .as_str()?;
+    let parsed = chrono::NaiveDateTime::parse_from_str(
+        ts.trim_end_matches("+00:00").trim_end_matches('Z'),
+        "%Y-%m-%d %H:%M:%S%.f",
+    )
+    .or_else(|_| {
+        chrono::NaiveDateTime::parse_from_str(ts.trim_end_matches('Z'), "%Y-%m-%dT%H:%M:%S%.f")
+    })
+    .ok()?;
+    Some(parsed.and_utc().timestamp_micros() as f64 / 1e6)
 }
 
 #[cfg(test)]

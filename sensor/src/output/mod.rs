@@ -8,6 +8,7 @@ pub mod fanout;
 pub mod file;
 pub mod redis;
 pub mod secret;
+pub mod spool;
 pub mod terminal;
 
 use serde::Deserialize;
@@ -77,6 +78,26 @@ pub struct OutputConfig {
     pub when_full: WhenFull,
     /// Where the events go.
     pub transport: Transport,
+    /// Disk spool for `redis` and `api`: every event is written there first and delivered from
+    /// there, in order, surviving restarts.
+    #[serde(default)]
+    pub spool: Option<SpoolConfig>,
+}
+
+const fn default_spool_bytes() -> u64 {
+    256 * 1024 * 1024
+}
+
+/// `spool: {"dir": ..., "max_bytes": 268435456}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpoolConfig {
+    /// Directory of this output's spool (one per output).
+    pub dir: std::path::PathBuf,
+    /// Most undelivered data kept, bytes (default 256 MiB); beyond it new events are dropped
+    /// and counted.
+    #[serde(default = "default_spool_bytes")]
+    pub max_bytes: u64,
 }
 
 impl OutputConfig {
@@ -89,6 +110,7 @@ impl OutputConfig {
             queue_size: default_queue_size(),
             when_full: WhenFull::Block,
             transport,
+            spool: None,
         }
     }
 }

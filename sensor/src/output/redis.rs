@@ -151,33 +151,42 @@ impl RedisOutput {
         pipe
     }
 
-    /// Writes `records` (score = Unix time in seconds, member = encoded event without its
-    /// newline), retrying until delivered or `give_up` fires. Returns the number of retries, or
-    /// the last error (password-free) when it gave up.
+    /// One attempt at writing `records` (score = Unix time in seconds, member = encoded event
+    /// without its newline); the error text never holds the password.
+    ///
+    /// # Errors
+    /// The connection or the pipeline failed.
+    pub async fn try_write(&mut self, records: &[(f64, &[u8])]) -> Result<(), String> {
+        let pipe = self.pipeline(records);
+        let result = match self.connection().await {
+            Ok(conn) => pipe.query_async::<()>(conn).await,
+            Err(err) => Err(err),
+        };
+        result.map_err(|err| {
+            self.conn = None;
+            err.to_string()
+        })
+    }
+
+    /// Writes `records`, retrying with backoff until delivered or `give_up` fires. Returns the
+    /// number of retries, or the last error (password-free) when it gave up.
     pub async fn write(
         &mut self,
         records: &[(f64, &[u8])],
         name: &str,
         give_up: &CancellationToken,
     ) -> Result<u64, String> {
-        let pipe = self.pipeline(records);
         let mut retries = 0u64;
         let mut backoff = FIRST_BACKOFF;
         loop {
-            let result = match self.connection().await {
-                Ok(conn) => pipe.query_async::<()>(conn).await,
-                Err(err) => Err(err),
-            };
-            match result {
+            match self.try_write(records).await {
                 Ok(()) => {
                     if retries > 0 {
                         tracing::info!(output = name, retries, "Redis output delivering again.");
                     }
                     return Ok(retries);
                 }
-                Err(err) => {
-                    self.conn = None;
-                    let shown = err.to_string();
+                Err(shown) => {
                     if retries == 0 {
                         tracing::warn!(output = name, host = %self.config.host, port = self.config.port, error = %shown, "Redis write failed; retrying with backoff.");
                     }
@@ -186,11 +195,21 @@ impl RedisOutput {
                         () = give_up.cancelled() => return Err(shown),
                         () = tokio::time::sleep(jittered(backoff)) => {}
                     }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    backoff = next_backoff(backoff);
                 }
             }
         }
     }
+}
+
+/// The next retry delay after `backoff`.
+pub(crate) fn next_backoff(backoff: Duration) -> Duration {
+    (backoff * 2).min(MAX_BACKOFF)
+}
+
+/// The first retry delay.
+pub(crate) const fn first_backoff() -> Duration {
+    FIRST_BACKOFF
 }
 
 #[cfg(test)]

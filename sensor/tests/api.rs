@@ -486,3 +486,37 @@ async fn a_receiver_down_for_a_minute_loses_nothing() {
     assert_eq!(ids(&rx.requests()), (1..=u128::from(n)).collect::<Vec<_>>());
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[tokio::test]
+async fn drops_are_reported_as_a_degraded_event_once_the_output_is_back() {
+    let dir = spool_dir("degraded");
+    let port = closed_port();
+    let url = format!("http://127.0.0.1:{port}/e");
+    let fanout = Fanout::start(
+        &[spooled(&url, &dir, 8_000)],
+        &FormatContext::for_device("s1"),
+    );
+    for n in 1..=100 {
+        fanout.send(event(n)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rx = listen(port).await;
+    let stats = fanout.finish(Duration::from_secs(40)).await;
+    let s = &stats[0];
+    assert!(s.dropped > 0, "{s:?}");
+    let requests = rx.requests();
+    let bodies: Vec<serde_json::Value> = requests
+        .iter()
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    let last = bodies.last().unwrap();
+    assert_eq!(last["logtype"], "sensor.degraded", "{last}");
+    assert_eq!(last["extra"]["dropped"], s.dropped, "{last}");
+    assert_eq!(last["extra"]["reason"], "spool full");
+    assert_eq!(
+        bodies.len() as u64 + s.dropped,
+        101,
+        "every event delivered or counted, plus the report"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -15,13 +15,22 @@ pub struct Kind {
 
 /// Every kind the sensor emits today, in README order. [`Service`] already names every
 /// Trapster channel, so formats handle events of services still to come.
-pub const CATALOGUE: &[Kind] = &[Kind {
-    logtype: LogType {
-        service: Service::Portscan,
-        action: Action::Query,
+pub const CATALOGUE: &[Kind] = &[
+    Kind {
+        logtype: LogType {
+            service: Service::Portscan,
+            action: Action::Query,
+        },
+        source: "XDP scan detection",
     },
-    source: "XDP scan detection",
-}];
+    Kind {
+        logtype: LogType {
+            service: Service::Sensor,
+            action: Action::Degraded,
+        },
+        source: "output delivery",
+    },
+];
 
 #[cfg(test)]
 mod tests {

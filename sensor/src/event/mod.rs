@@ -24,11 +24,19 @@ pub enum Action {
     Login,
     /// A client asked for something (a request, a scan).
     Query,
+    /// The sensor itself lost events (an output's spool was full); reported once it recovers.
+    Degraded,
 }
 
 impl Action {
     /// Every action.
-    pub const ALL: [Self; 4] = [Self::Connection, Self::Data, Self::Login, Self::Query];
+    pub const ALL: [Self; 5] = [
+        Self::Connection,
+        Self::Data,
+        Self::Login,
+        Self::Query,
+        Self::Degraded,
+    ];
 
     /// Lowercase name used in logtypes.
     #[must_use]
@@ -38,6 +46,7 @@ impl Action {
             Self::Data => "data",
             Self::Login => "login",
             Self::Query => "query",
+            Self::Degraded => "degraded",
         }
     }
 }
@@ -75,11 +84,13 @@ pub enum Service {
     Dns,
     /// rsync.
     Rsync,
+    /// The sensor itself (health events).
+    Sensor,
 }
 
 impl Service {
     /// Every service, in catalogue order.
-    pub const ALL: [Self; 15] = [
+    pub const ALL: [Self; 16] = [
         Self::Portscan,
         Self::Ftp,
         Self::Ssh,
@@ -95,6 +106,7 @@ impl Service {
         Self::Snmp,
         Self::Dns,
         Self::Rsync,
+        Self::Sensor,
     ];
 
     /// Lowercase name used in logtypes (Trapster's channel).
@@ -116,6 +128,7 @@ impl Service {
             Self::Snmp => "snmp",
             Self::Dns => "dns",
             Self::Rsync => "rsync",
+            Self::Sensor => "sensor",
         }
     }
 

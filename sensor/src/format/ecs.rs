@@ -12,6 +12,7 @@ use crate::event::{Action, Event, Service, display_ip};
 fn categories(event: &Event) -> (Vec<&'static str>, Vec<&'static str>, &'static str) {
     let web = matches!(event.service, Service::Http | Service::Https);
     match (event.service, event.action) {
+        (_, Action::Degraded) => (vec!["host"], vec!["info"], "failure"),
         (Service::Portscan, _) => (
             vec!["intrusion_detection", "network"],
             vec!["info"],

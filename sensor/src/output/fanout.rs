@@ -420,6 +420,15 @@ async fn run_spooled(
                     }
                     if spool.is_empty() && dropped_full > 0 {
                         tracing::warn!(output = %name, dropped = dropped_full, "Output recovered; events were dropped while its spool was full.");
+                        // Tell the receiver too, through this output, in its format.
+                        buf.clear();
+                        let event = degraded_event(&name, dropped_full);
+                        if format::encode(cfg.format, &event, &ctx, &mut buf).is_ok() {
+                            let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
+                            if spool.push(&[line]).is_ok_and(|n| n == 1) {
+                                counters.spooled.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
                         dropped_full = 0;
                     }
                     continue;
@@ -495,6 +504,26 @@ async fn run_spooled(
     }
     if !spool.is_empty() {
         tracing::warn!(output = %name, bytes = spool.pending_bytes(), "Stopping with undelivered events in the spool; they are delivered at the next start.");
+    }
+}
+
+/// The `sensor.degraded` event reporting `dropped` events lost by output `name`.
+fn degraded_event(name: &str, dropped: u64) -> Event {
+    let unspecified = std::net::IpAddr::from([0, 0, 0, 0]);
+    let extra = json!({"output": name, "dropped": dropped, "reason": "spool full"});
+    Event {
+        id: uuid::Uuid::new_v4(),
+        timestamp: chrono::Utc::now(),
+        session: crate::event::SessionIdentity {
+            src_ip: unspecified,
+            src_port: 0,
+            dst_ip: unspecified,
+            dst_port: 0,
+        },
+        service: crate::event::Service::Sensor,
+        action: crate::event::Action::Degraded,
+        data: bytes::Bytes::new(),
+        extra: extra.as_object().cloned().unwrap_or_default(),
     }
 }
 

@@ -249,3 +249,85 @@ async fn passwords_authenticate_and_never_leak_into_errors() {
     );
     assert!(format!("{wrong:?}").contains("***"));
 }
+
+/// Writes a CA and a server certificate for 127.0.0.1 signed by it; returns (ca, cert, key).
+fn tls_files(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let server_params =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .unwrap();
+    let server_key = rcgen::KeyPair::generate().unwrap();
+    let server = server_params.signed_by(&server_key, &ca, &ca_key).unwrap();
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    );
+    std::fs::write(&paths.0, ca.pem()).unwrap();
+    std::fs::write(&paths.1, server.pem()).unwrap();
+    std::fs::write(&paths.2, server_key.serialize_pem()).unwrap();
+    paths
+}
+
+#[tokio::test]
+async fn tls_is_verified_against_the_configured_ca() {
+    if !have_redis() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("sensor-redis-tls-{}", std::process::id()));
+    let (ca, cert, key) = tls_files(&dir);
+    let port = free_port();
+    let mut cmd = Command::new("redis-server");
+    cmd.args([
+        "--port",
+        "0",
+        "--tls-port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+    ])
+    .arg("--tls-cert-file")
+    .arg(&cert)
+    .arg("--tls-key-file")
+    .arg(&key)
+    .arg("--tls-ca-cert-file")
+    .arg(&ca)
+    .args(["--tls-auth-clients", "no"])
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    let _server = Server(cmd.spawn().expect("spawn redis-server"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "redis-server (TLS) did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = |extra: serde_json::Value| {
+        let mut cfg =
+            serde_json::json!({"host": "127.0.0.1", "port": port, "tls": true, "command": "rpush"});
+        for (k, v) in extra.as_object().unwrap() {
+            cfg[k] = v.clone();
+        }
+        sensor::output::redis::RedisOutput::new(serde_json::from_value(cfg).unwrap())
+    };
+    // Verified against our CA: delivered.
+    let mut verified = output(serde_json::json!({"ca_file": ca}));
+    verified.try_write(&[(1.0, b"{\"n\":1}")]).await.unwrap();
+    // The system roots do not know our CA: refused.
+    let mut unknown = output(serde_json::json!({}));
+    assert!(unknown.try_write(&[(1.0, b"{\"n\":2}")]).await.is_err());
+    // Told to skip verification: delivered.
+    let mut insecure = output(serde_json::json!({"insecure": true}));
+    insecure.try_write(&[(1.0, b"{\"n\":3}")]).await.unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -324,6 +324,11 @@ impl Config {
                 password: None,
                 command: crate::output::redis::RedisCommand::Zadd,
                 key: "events".to_owned(),
+                tls: false,
+                ca_file: None,
+                client_cert_file: None,
+                client_key_file: None,
+                insecure: false,
             })
         };
         let api = || {

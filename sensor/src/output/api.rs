@@ -4,9 +4,8 @@
 //! `Retry-After`) and 5xx; any other 4xx is not retried: the batch is dropped, counted and
 //! logged with the status. TLS certificates are verified unless `insecure` is set, which logs a
 //! warning naming the output at every start. The URL's query and path and every header value are
-//! treated as secrets: logs show only the scheme, host and port.
-//!
-//! Not yet: a disk spool that survives a restart.
+//! treated as secrets: logs show only the scheme, host and port. With a spool configured, the
+//! fan-out delivers from disk through [`ApiOutput::try_write`].
 
 use std::{collections::BTreeMap, io::Write as _, time::Duration};
 

@@ -1,12 +1,13 @@
 //! `redis` output: by default `ZADD events <unix-ts> <event>`, as Trapster community's Redis
 //! logger does; also `RPUSH`/`LPUSH <key> <event>`, `XADD <key> * event <event>` and
-//! `PUBLISH <key> <event>`. One pipeline per batch. A failed batch is kept and retried with
-//! exponential backoff and jitter (0.5 s doubling to 30 s) until it is delivered or the output
-//! gives up at shutdown; events keep queueing meanwhile, under the output's full-queue policy.
+//! `PUBLISH <key> <event>`. One pipeline per batch. A failed batch is retried with exponential
+//! backoff and jitter (0.5 s doubling to 30 s); with a spool configured, the fan-out delivers
+//! from disk through [`RedisOutput::try_write`].
 //! The password never appears in a log line or an error (connections are built from parts,
 //! never from a URL, and the configuration's `Debug` redacts it).
 //!
-//! Not yet: TLS to Redis, and a disk spool that survives a restart.
+//! TLS (`tls: true`) verifies the server against the system roots or `ca_file`, optionally with
+//! a client certificate; `insecure` skips verification and says so at every start.
 
 use std::{fmt, time::Duration};
 
@@ -73,6 +74,21 @@ pub struct RedisConfig {
     /// Key (sorted set, list, stream) or channel.
     #[serde(default = "default_key")]
     pub key: String,
+    /// Connect with TLS (`rediss`), verifying the server certificate.
+    #[serde(default)]
+    pub tls: bool,
+    /// PEM file of the CA that signed the server certificate (default: the system's roots).
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// PEM files of a client certificate and key (mutual TLS).
+    #[serde(default)]
+    pub client_cert_file: Option<std::path::PathBuf>,
+    /// See `client_cert_file`.
+    #[serde(default)]
+    pub client_key_file: Option<std::path::PathBuf>,
+    /// Skip certificate verification (logged as a warning at every start).
+    #[serde(default)]
+    pub insecure: bool,
 }
 
 /// A Redis output with its (lazily opened) connection.
@@ -105,22 +121,66 @@ pub(crate) fn jittered(base: Duration) -> Duration {
 impl RedisOutput {
     /// Prepares the output; connecting happens on first write.
     #[must_use]
-    pub const fn new(config: RedisConfig) -> Self {
+    pub fn new(config: RedisConfig) -> Self {
+        if config.tls && config.insecure {
+            tracing::warn!(host = %config.host, port = config.port, "TLS certificate verification is OFF for this Redis output (insecure: true).");
+        }
         Self { config, conn: None }
+    }
+
+    fn client(&self) -> redis::RedisResult<redis::Client> {
+        let addr = if self.config.tls {
+            ConnectionAddr::TcpTls {
+                host: self.config.host.clone(),
+                port: self.config.port,
+                insecure: self.config.insecure,
+                tls_params: None,
+            }
+        } else {
+            ConnectionAddr::Tcp(self.config.host.clone(), self.config.port)
+        };
+        let info = ConnectionInfo {
+            addr,
+            redis: RedisConnectionInfo {
+                db: self.config.db,
+                username: self.config.username.clone(),
+                password: self.config.password.as_ref().map(|p| p.expose().to_owned()),
+                ..RedisConnectionInfo::default()
+            },
+        };
+        let read = |path: &std::path::Path| {
+            std::fs::read(path).map_err(|e| {
+                redis::RedisError::from((
+                    redis::ErrorKind::InvalidClientConfig,
+                    "cannot read a TLS file",
+                    format!("{}: {e}", path.display()),
+                ))
+            })
+        };
+        let client_tls = match (&self.config.client_cert_file, &self.config.client_key_file) {
+            (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
+                client_cert: read(cert)?,
+                client_key: read(key)?,
+            }),
+            _ => None,
+        };
+        let root_cert = self.config.ca_file.as_deref().map(read).transpose()?;
+        if self.config.tls && (root_cert.is_some() || client_tls.is_some()) {
+            redis::Client::build_with_tls(
+                info,
+                redis::TlsCertificates {
+                    client_tls,
+                    root_cert,
+                },
+            )
+        } else {
+            redis::Client::open(info)
+        }
     }
 
     async fn connection(&mut self) -> redis::RedisResult<&mut MultiplexedConnection> {
         if self.conn.is_none() {
-            let info = ConnectionInfo {
-                addr: ConnectionAddr::Tcp(self.config.host.clone(), self.config.port),
-                redis: RedisConnectionInfo {
-                    db: self.config.db,
-                    username: self.config.username.clone(),
-                    password: self.config.password.as_ref().map(|p| p.expose().to_owned()),
-                    ..RedisConnectionInfo::default()
-                },
-            };
-            let client = redis::Client::open(info)?;
+            let client = self.client()?;
             let timeouts = AsyncConnectionConfig::new()
                 .set_connection_timeout(Duration::from_secs(5))
                 .set_response_timeout(Duration::from_secs(10));

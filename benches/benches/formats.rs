@@ -61,5 +61,44 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+criterion_group!(benches, bench, file_output);
 criterion_main!(benches);
+
+/// Events per second through the fan-out into the `file` output (encode + queue + append).
+fn file_output(c: &mut Criterion) {
+    use sensor::output::{Fanout, OutputConfig, Transport, file::FileConfig};
+    let dir = std::env::temp_dir().join(format!("sensor-bench-file-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    let path = dir.join("events.ndjson");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build();
+    let Ok(runtime) = runtime else { return };
+    let ctx = FormatContext::for_device("bench");
+    let events: Vec<Event> = (0..10_000).map(|_| portscan(20)).collect();
+    let mut group = c.benchmark_group("file_output_portscan_20_ports");
+    group.throughput(Throughput::Elements(events.len() as u64));
+    group.sample_size(10);
+    group.bench_function("default", |b| {
+        b.iter(|| {
+            let _ = std::fs::remove_file(&path);
+            runtime.block_on(async {
+                let output = OutputConfig::new(
+                    Format::Default,
+                    Transport::File(FileConfig {
+                        path: path.clone(),
+                        mode: None,
+                    }),
+                );
+                let fanout = Fanout::start(&[output], &ctx);
+                for e in &events {
+                    fanout.send(e.clone()).await;
+                }
+                black_box(fanout.finish(std::time::Duration::from_secs(30)).await)
+            })
+        });
+    });
+    group.finish();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -236,6 +236,7 @@ async fn passwords_authenticate_and_never_leak_into_errors() {
             serde_json::json!({"host": "127.0.0.1", "port": port, "password": "wrong-pass-xyz"}),
         )
         .unwrap(),
+        "wrong-password",
     );
     let give_up = tokio_util::sync::CancellationToken::new();
     give_up.cancel();
@@ -318,7 +319,7 @@ async fn tls_is_verified_against_the_configured_ca() {
         for (k, v) in extra.as_object().unwrap() {
             cfg[k] = v.clone();
         }
-        sensor::output::redis::RedisOutput::new(serde_json::from_value(cfg).unwrap())
+        sensor::output::redis::RedisOutput::new(serde_json::from_value(cfg).unwrap(), "tls-test")
     };
     // Verified against our CA: delivered.
     let mut verified = output(serde_json::json!({"ca_file": ca}));

@@ -217,8 +217,11 @@ mod tests {
     fn hostile_bytes_stay_one_json_line() {
         let ctx = FormatContext::for_device("s1");
         for (payload, v) in golden::hostile_json(|e, out| encode(e, &ctx, out).unwrap()) {
-            assert_eq!(v["trapster"]["data"], hex::encode(payload));
-            assert_eq!(v["user"]["name"], String::from_utf8_lossy(payload).as_ref());
+            assert_eq!(v["trapster"]["data"], hex::encode(&payload));
+            assert_eq!(
+                v["user"]["name"],
+                String::from_utf8_lossy(&payload).as_ref()
+            );
         }
     }
 }

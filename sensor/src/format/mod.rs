@@ -181,23 +181,41 @@ pub(crate) mod golden {
         }
     }
 
-    /// Encodes every hostile event with `encode` and checks each result is exactly one
-    /// newline-terminated JSON document; returns the documents with their payloads.
+    /// The hostile payloads plus 300 pseudo-random byte strings (any byte, up to 96 long).
+    pub(crate) fn payloads() -> Vec<Vec<u8>> {
+        let mut out: Vec<Vec<u8>> = NASTY.iter().map(|p| p.to_vec()).collect();
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for n in 0..300 {
+            let mut p = Vec::new();
+            for _ in 0..(n % 97) {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                p.push(seed.to_le_bytes()[3]);
+            }
+            out.push(p);
+        }
+        out
+    }
+
+    /// Encodes every hostile and random event with `encode` and checks each result is exactly
+    /// one newline-terminated JSON document; returns the documents with their payloads.
     pub(crate) fn hostile_json(
         encode: impl Fn(&Event, &mut bytes::BytesMut),
-    ) -> Vec<(&'static [u8], serde_json::Value)> {
-        NASTY
-            .iter()
+    ) -> Vec<(Vec<u8>, serde_json::Value)> {
+        payloads()
+            .into_iter()
             .map(|payload| {
                 let mut out = bytes::BytesMut::new();
-                encode(&hostile(payload), &mut out);
+                encode(&hostile(&payload), &mut out);
                 assert_eq!(
                     out.iter().filter(|b| **b == b'\n').count(),
                     1,
                     "{payload:?}"
                 );
                 assert!(out.ends_with(b"\n"));
-                (*payload, serde_json::from_slice(&out).unwrap())
+                let v = serde_json::from_slice(&out).unwrap();
+                (payload, v)
             })
             .collect()
     }

@@ -204,10 +204,10 @@ mod tests {
     fn hostile_bytes_stay_one_json_line() {
         let ctx = FormatContext::for_device("s1");
         for (payload, v) in golden::hostile_json(|e, out| encode(e, &ctx, out).unwrap()) {
-            assert_eq!(v["data"], hex::encode(payload));
+            assert_eq!(v["data"], hex::encode(&payload));
             assert_eq!(
                 v["extra"]["username"],
-                String::from_utf8_lossy(payload).as_ref()
+                String::from_utf8_lossy(&payload).as_ref()
             );
         }
     }

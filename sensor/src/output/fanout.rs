@@ -253,7 +253,7 @@ async fn run_output(
     let mut sink = match &cfg.transport {
         Transport::Terminal => Sink::Stdout(tokio::io::stdout()),
         Transport::File(file) => Sink::File(FileOutput::new(file.clone())),
-        Transport::Redis(redis) => Sink::Redis(Box::new(RedisOutput::new(redis.clone()))),
+        Transport::Redis(redis) => Sink::Redis(Box::new(RedisOutput::new(redis.clone(), &name))),
         Transport::Api(api) => Sink::Api(Box::new(ApiOutput::new(api.clone(), &name))),
     };
     if let (Some(spool), Sink::Redis(_) | Sink::Api(_)) = (&cfg.spool, &sink) {

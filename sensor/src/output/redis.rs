@@ -121,9 +121,9 @@ pub(crate) fn jittered(base: Duration) -> Duration {
 impl RedisOutput {
     /// Prepares the output; connecting happens on first write.
     #[must_use]
-    pub fn new(config: RedisConfig) -> Self {
+    pub fn new(config: RedisConfig, name: &str) -> Self {
         if config.tls && config.insecure {
-            tracing::warn!(host = %config.host, port = config.port, "TLS certificate verification is OFF for this Redis output (insecure: true).");
+            tracing::warn!(output = name, host = %config.host, port = config.port, "TLS certificate verification is OFF for this output (insecure: true).");
         }
         Self { config, conn: None }
     }

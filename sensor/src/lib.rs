@@ -5,6 +5,7 @@
 //! - [`capture`]: the XDP program (load, attach, maps), record decoding, kernel counters,
 //!   `BPF_PROG_TEST_RUN`, and the libpcap fallback.
 //! - [`scan`]: the port-scan merger (pure, time as input) and `portscan.query` events.
+//! - [`services`]: the emulated services (FTP, Telnet, SSH, HTTP/HTTPS, MySQL, PostgreSQL).
 //! - [`event`]: the one [`event::Event`] type.
 //! - [`format`]: pure event-to-bytes encoders.
 //! - [`output`]: transports for encoded events and the fan-out with a queue per output.
@@ -21,6 +22,7 @@ pub mod format;
 pub mod output;
 pub mod replay;
 pub mod scan;
+pub mod services;
 pub mod shutdown;
 
 pub use agent::{CaptureMode, RunOptions, RunSummary, run};

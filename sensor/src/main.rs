@@ -48,7 +48,8 @@ enum Command {
         /// XDP attach mode: auto, skb or drv; overrides the configuration.
         #[arg(long)]
         xdp_mode: Option<XdpMode>,
-        /// Capture engine: xdp (default) or pcap (fallback for hosts without XDP).
+        /// Capture engine: xdp (default), pcap (fallback for hosts without XDP), or none (the
+        /// emulated services only).
         #[arg(long, default_value = "xdp")]
         capture: CaptureMode,
         /// Write kernel and merger counters as JSON here, periodically and at exit.

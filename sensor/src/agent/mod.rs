@@ -16,7 +16,10 @@ use std::{path::PathBuf, time::Duration};
 
 use serde_json::json;
 use source::Source;
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    sync::mpsc,
+};
 
 use crate::{
     capture::{counters::CounterSnapshot, pcap::PcapError, pcap::PcapStats, xdp::XdpError},
@@ -26,6 +29,11 @@ use crate::{
     scan::{Merger, MergerStats, ScanReport, to_event},
     shutdown::CancellationToken,
 };
+
+/// Events from the services waiting for the outputs; sessions wait when it is full.
+const SERVICE_QUEUE: usize = 4_096;
+/// How long sessions may take to end at shutdown.
+const SERVICE_GRACE: Duration = Duration::from_secs(2);
 
 /// How long outputs may keep retrying at shutdown before what they hold counts as dropped.
 const OUTPUT_GRACE: Duration = Duration::from_secs(5);
@@ -38,6 +46,8 @@ pub enum CaptureMode {
     Xdp,
     /// libpcap: the fallback for hosts without XDP; slower, loses packets earlier.
     Pcap,
+    /// No packet capture: the emulated services only (no scan detection).
+    None,
 }
 
 impl std::str::FromStr for CaptureMode {
@@ -47,7 +57,10 @@ impl std::str::FromStr for CaptureMode {
         match s {
             "xdp" => Ok(Self::Xdp),
             "pcap" => Ok(Self::Pcap),
-            other => Err(format!("unknown capture `{other}` (expected xdp or pcap)")),
+            "none" => Ok(Self::None),
+            other => Err(format!(
+                "unknown capture `{other}` (expected xdp, pcap or none)"
+            )),
         }
     }
 }
@@ -82,6 +95,9 @@ pub enum AgentError {
     /// The ring buffer could not be registered with the runtime.
     #[error("registering the ring buffer with the event loop failed: {0}")]
     Poll(#[source] std::io::Error),
+    /// An emulated service could not start.
+    #[error(transparent)]
+    Services(#[from] crate::services::ServiceError),
     /// A signal handler could not be installed.
     #[error("installing the SIGHUP handler failed: {0}")]
     Signal(#[source] std::io::Error),
@@ -102,6 +118,8 @@ pub struct RunSummary {
     pub events: u64,
     /// Per-output counters.
     pub outputs: Vec<OutputStats>,
+    /// Emulated-service counters (connections admitted, refused, timed out, ...).
+    pub services: serde_json::Value,
 }
 
 impl RunSummary {
@@ -121,6 +139,7 @@ impl RunSummary {
             "undecodable_records": self.undecodable,
             "events": self.events,
             "outputs": self.outputs.iter().map(OutputStats::to_json).collect::<Vec<_>>(),
+            "services": self.services,
         })
     }
 }
@@ -139,15 +158,18 @@ pub async fn run(
     } else {
         options.interfaces.clone()
     };
-    if interfaces.is_empty() {
+    if interfaces.is_empty() && options.capture != CaptureMode::None {
         return Err(AgentError::NoInterface);
     }
     let xdp_cfg = &config.sensor.xdp;
+    let (sink, mut service_events) = mpsc::channel(SERVICE_QUEUE);
+    let services = crate::services::start(&config, sink, &shutdown).await?;
     let mut source = match options.capture {
         CaptureMode::Xdp => {
             Source::xdp(&config, &interfaces, options.mode.unwrap_or(xdp_cfg.mode))?
         }
         CaptureMode::Pcap => Source::pcap(&config, &interfaces)?,
+        CaptureMode::None => Source::Off,
     };
 
     let fanout = Fanout::start(&config.effective_outputs(), &config.format_context());
@@ -171,6 +193,10 @@ pub async fn run(
                 drained?;
                 events += emit(&fanout, &mut reports).await;
             }
+            Some(event) = service_events.recv() => {
+                fanout.send(event).await;
+                events += 1;
+            }
             _ = hangup.recv() => {
                 tracing::info!("SIGHUP: reopening output files.");
                 fanout.reopen();
@@ -187,13 +213,30 @@ pub async fn run(
                 }
                 last_counters = now;
                 if let Some(path) = &options.stats_file {
-                    let summary = RunSummary { kernel: now, pcap: None, merger: merger.stats(), undecodable: 0, events, outputs: fanout.stats() };
+                    let summary = RunSummary { kernel: now, pcap: None, merger: merger.stats(), undecodable: 0, events, outputs: fanout.stats(), services: services.counters().to_json() };
                     write_stats(path, &summary);
                 }
             }
         }
     }
 
+    // Sessions end now; what they emitted on the way out still reaches the outputs.
+    let service_counters = services.counters();
+    let stopping = services.stop(SERVICE_GRACE);
+    tokio::pin!(stopping);
+    loop {
+        tokio::select! {
+            () = &mut stopping => break,
+            Some(event) = service_events.recv() => {
+                fanout.send(event).await;
+                events += 1;
+            }
+        }
+    }
+    while let Ok(event) = service_events.try_recv() {
+        fanout.send(event).await;
+        events += 1;
+    }
     let finished = source.finish(&mut merger, &mut reports)?;
     merger.flush(&mut reports);
     events += emit(&fanout, &mut reports).await;
@@ -208,6 +251,7 @@ pub async fn run(
         undecodable: finished.undecodable,
         events,
         outputs,
+        services: service_counters.to_json(),
     };
     tracing::info!(
         counters = %summary.to_json(),

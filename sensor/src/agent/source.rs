@@ -44,6 +44,8 @@ pub(super) enum Source {
         /// Batches from all of them.
         rx: mpsc::Receiver<Vec<Observation>>,
     },
+    /// No capture: the emulated services only.
+    Off,
 }
 
 impl Source {
@@ -120,6 +122,7 @@ impl Source {
                 // Every capture thread ended: wait for shutdown without spinning.
                 None => std::future::pending().await,
             },
+            Self::Off => std::future::pending().await,
         }
         Ok(())
     }
@@ -139,6 +142,7 @@ impl Source {
                     batch.iter().for_each(|o| merger.observe(o, reports));
                 }
             }
+            Self::Off => {}
         }
     }
 
@@ -146,7 +150,7 @@ impl Source {
     pub(super) fn counters(&self) -> Result<Option<CounterSnapshot>, AgentError> {
         match self {
             Self::Xdp { loaded, .. } => Ok(Some(loaded.counters()?)),
-            Self::Pcap { .. } => Ok(None),
+            Self::Pcap { .. } | Self::Off => Ok(None),
         }
     }
 
@@ -157,6 +161,11 @@ impl Source {
         reports: &mut Vec<ScanReport>,
     ) -> Result<Finished, AgentError> {
         match self {
+            Self::Off => Ok(Finished {
+                kernel: None,
+                pcap: None,
+                undecodable: 0,
+            }),
             Self::Xdp {
                 mut loaded,
                 mut records,

@@ -4,7 +4,7 @@
 mod cidr;
 mod sections;
 
-use std::{collections::BTreeMap, path::Path};
+use std::path::Path;
 
 pub use cidr::{Cidr, CidrError};
 pub use sections::{
@@ -47,10 +47,9 @@ pub struct Config {
     /// Domain presented by emulated services (Trapster `domain`).
     #[serde(default)]
     pub domain: Option<String>,
-    /// Emulated services, per protocol a list of instances (Trapster `services`); kept as
-    /// parsed JSON until the services are implemented.
+    /// Emulated services, per protocol a list of instances (Trapster `services`).
     #[serde(default)]
-    pub services: BTreeMap<String, Value>,
+    pub services: crate::services::ServicesSection,
     /// Community logger block (`output`, `format`, `kwargs`, legacy `name`).
     #[serde(default)]
     pub logger: LoggerConfig,
@@ -420,7 +419,8 @@ mod tests {
   "interface": "",
   "services": {
     "ftp": [ { "port": 2121, "username": null, "password": null, "banner": "Microsoft FTP Service" } ],
-    "ssh": [ { "port": 2222, "version": "SSH-2.0-OpenSSH_8.1p1 Debian-1", "banner": null, "users": {} } ]
+    "ssh": [ { "port": 2222, "version": "SSH-2.0-OpenSSH_8.1p1 Debian-1", "banner": null, "users": {} } ],
+    "vnc": [ { "port": 5901, "version": "RFB_38" } ]
   },
   "logger": { "name": "JsonLogger", "kwargs": {} }
 }"#;
@@ -430,7 +430,12 @@ mod tests {
         let config = Config::parse(COMMUNITY, "trapster.conf").unwrap();
         assert_eq!(config.id, "trapster-1");
         assert_eq!(config.whitelist_ips.len(), 1);
-        assert!(config.services.contains_key("ftp"));
+        assert_eq!(config.services.ftp.len(), 1);
+        assert_eq!(
+            config.services.ftp[0].banner.as_deref(),
+            Some("Microsoft FTP Service")
+        );
+        assert!(config.services.other.contains_key("vnc"));
         assert_eq!(config.sensor.portscan.threshold, 3);
         assert!(config.xdp_interfaces().is_empty());
     }

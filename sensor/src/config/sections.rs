@@ -58,6 +58,9 @@ pub struct SensorSection {
     /// Names used by the event formats.
     #[serde(default)]
     pub identity: IdentityConfig,
+    /// Limits and state of the emulated services.
+    #[serde(default)]
+    pub services: crate::services::ServiceLimits,
 }
 
 /// How the XDP program is attached.

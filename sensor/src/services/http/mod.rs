@@ -1,0 +1,560 @@
+//! HTTP and HTTPS with Trapster skins.
+//!
+//! ```text
+//! C: GET / HTTP/1.1 / Host: 192.0.2.10 / User-Agent: curl/7.88.1
+//! S: HTTP/1.1 200 OK / Date / Server: Apache/2.4.62 (Debian) / ... / Apache2 Debian Default Page
+//!                                -> http.query {"skin":"default_apache","method":"GET",
+//!                                   "target":"/","headers":{...},"status_code":200}
+//! C: POST /login (username=admin&password=admin)
+//!                                -> http.login {..., "username":"admin","password":"admin"}
+//! ```
+//! `nmap -sV` reports `Apache httpd 2.4.62 ((Debian))` for `default_apache`, `Microsoft IIS
+//! httpd 10.0` for `default_iis`, and HTTPS as `ssl/http` with the same product (TLS with a
+//! self-signed certificate for the configured `common_name`, kept in the state directory).
+//!
+//! Requests are parsed by hand within the session limits (line length, header bytes, body
+//! size), answered with the reason phrases, `Date`, `Server` and header order of the imitated
+//! server, and logged one event per request: `http.login` when the request carries credentials
+//! (Basic authentication, or a form or JSON body with a user/password field), `http.query`
+//! otherwise; the body's raw bytes are the event's `data`.
+
+mod builtin;
+pub mod request;
+pub mod skin;
+
+use std::{collections::HashMap, sync::Arc};
+
+use base64::Engine;
+use serde_json::{Map, Value};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::TlsAcceptor;
+
+use self::{
+    request::{ReadError, Request, read_request},
+    skin::{Skin, Style, TemplateRequest},
+};
+use super::{
+    Context, ServiceError,
+    config::HttpConfig,
+    listen::Handler,
+    session::{Conn, Session, SessionError},
+    tls::{self, Subject},
+};
+
+/// Requests served on one connection before it is closed (Apache's `MaxKeepAliveRequests`).
+const MAX_REQUESTS: usize = 100;
+
+const USER_KEYS: &[&str] = &[
+    "username",
+    "user",
+    "login",
+    "account",
+    "email",
+    "j_username",
+    "user[login]",
+    "uname",
+    "log",
+    "usr",
+];
+const PASSWORD_KEYS: &[&str] = &[
+    "password",
+    "pass",
+    "passwd",
+    "pwd",
+    "credential",
+    "j_password",
+    "user[password]",
+    "secretkey",
+    "secret",
+];
+
+struct Http {
+    skin: Arc<Skin>,
+    basic_auth: bool,
+    username: Option<String>,
+    password: Option<String>,
+    tls: Option<TlsAcceptor>,
+}
+
+impl std::fmt::Debug for Http {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Http")
+            .field("skin", &self.skin.name)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The session handler for one HTTP (`tls` false) or HTTPS instance.
+///
+/// # Errors
+/// [`ServiceError::Setup`] when the skin or the certificate cannot be loaded.
+pub fn handler(config: &HttpConfig, ctx: &Context, tls: bool) -> Result<Handler, ServiceError> {
+    let service = if tls { "https" } else { "http" };
+    let setup = |message: String| ServiceError::Setup {
+        service,
+        port: config.port,
+        message,
+    };
+    let skin_name = config.skin.as_deref().unwrap_or("default_apache");
+    let skin = skin::load(skin_name, &ctx.limits.skin_dirs, &ctx.hostname)
+        .map_err(|e| setup(e.to_string()))?;
+    let acceptor = if tls {
+        let subject = Subject {
+            common_name: config
+                .common_name
+                .clone()
+                .filter(|c| !c.is_empty())
+                .unwrap_or_else(|| ctx.hostname.clone()),
+            organization: config.organization_name.clone(),
+            country: config.country_name.clone(),
+            state: config.state_or_province_name.clone(),
+            locality: config.locality_name.clone(),
+        };
+        let server = tls::server_config(
+            &ctx.state_dir(),
+            &format!("https-{}", config.port),
+            &subject,
+            &[b"http/1.1"],
+        )
+        .map_err(|e| setup(e.to_string()))?;
+        Some(TlsAcceptor::from(server))
+    } else {
+        None
+    };
+    let http = Arc::new(Http {
+        skin,
+        basic_auth: config.basic_auth,
+        username: config.username.clone(),
+        password: config.password.clone(),
+        tls: acceptor,
+    });
+    Ok(Arc::new(move |session, stream| {
+        let http = Arc::clone(&http);
+        Box::pin(async move {
+            match &http.tls {
+                None => {
+                    let conn = Conn::new(stream, session.limits());
+                    serve(&http, session, conn).await
+                }
+                Some(acceptor) => {
+                    let wait = session.limits().handshake_timeout();
+                    let tls = match tokio::time::timeout(wait, acceptor.accept(stream)).await {
+                        Err(_) => return Err(SessionError::HandshakeTimeout),
+                        Ok(result) => result?,
+                    };
+                    let conn = Conn::new(tls, session.limits());
+                    serve(&http, session, conn).await
+                }
+            }
+        })
+    }))
+}
+
+/// The reason phrase the imitated servers send.
+#[must_use]
+pub const fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        411 => "Length Required",
+        413 => "Request Entity Too Large",
+        414 => "Request-URI Too Long",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        _ => "Unknown",
+    }
+}
+
+const fn hex_val(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => match (hex_val(bytes[i + 1]), hex_val(bytes[i + 2])) {
+                (Some(high), Some(low)) => {
+                    out.push(high << 4 | low);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Pairs of an `application/x-www-form-urlencoded` text, decoded.
+#[must_use]
+pub fn form_pairs(text: &str) -> Vec<(String, String)> {
+    text.split('&')
+        .filter(|p| !p.is_empty())
+        .take(256)
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+/// Credentials in a request body: form fields or a flat JSON object.
+#[must_use]
+pub fn body_credentials(body: &[u8]) -> (Option<String>, Option<String>) {
+    let text = String::from_utf8_lossy(body);
+    let trimmed = text.trim_start();
+    let pairs: Vec<(String, String)> = if trimmed.starts_with('{') {
+        match serde_json::from_str::<Value>(trimmed) {
+            Ok(Value::Object(map)) => map
+                .into_iter()
+                .filter_map(|(k, v)| match v {
+                    Value::String(s) => Some((k, s)),
+                    Value::Number(n) => Some((k, n.to_string())),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    } else {
+        form_pairs(&text)
+    };
+    let find = |keys: &[&str]| {
+        pairs
+            .iter()
+            .find(|(k, _)| keys.contains(&k.to_ascii_lowercase().as_str()))
+            .map(|(_, v)| v.clone())
+    };
+    (find(USER_KEYS), find(PASSWORD_KEYS))
+}
+
+/// `Authorization: Basic` credentials.
+#[must_use]
+pub fn basic_credentials(request: &Request) -> Option<(String, String)> {
+    let value = request.header("authorization")?;
+    let (scheme, token) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(token.trim())
+        .ok()?;
+    let text = String::from_utf8_lossy(&decoded).into_owned();
+    let (user, password) = text.split_once(':').unwrap_or((&text, ""));
+    Some((user.to_owned(), password.to_owned()))
+}
+
+fn template_request(request: &Request, session: &Session, secure: bool) -> TemplateRequest {
+    let headers: HashMap<String, String> = request
+        .headers
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+        .collect();
+    let host = request.header("host").map(str::to_owned);
+    let identity = session.identity();
+    let host_name = host
+        .as_deref()
+        .map(|h| {
+            if h.starts_with('[') {
+                h.split_once(']')
+                    .map_or(h, |(a, _)| a)
+                    .trim_start_matches('[')
+            } else {
+                h.split_once(':').map_or(h, |(a, _)| a)
+            }
+        })
+        .filter(|h| !h.is_empty())
+        .map_or_else(|| identity.dst_ip.to_string(), str::to_owned);
+    let cookies = request
+        .header("cookie")
+        .map(|c| {
+            c.split(';')
+                .filter_map(|p| p.trim().split_once('='))
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let scheme = if secure { "https" } else { "http" };
+    let with_body = matches!(request.method.as_str(), "POST" | "PUT" | "PATCH");
+    TemplateRequest {
+        url: format!(
+            "{scheme}://{}{}",
+            host.clone().unwrap_or_else(|| identity.dst_ip.to_string()),
+            request.target
+        ),
+        path: request.path().to_owned(),
+        method: request.method.clone(),
+        headers,
+        body: with_body.then(|| String::from_utf8_lossy(&request.body).into_owned()),
+        remote: identity.src_ip.to_string(),
+        cookies,
+        query_string: form_pairs(request.query()).into_iter().collect(),
+        content_type: request.header("content-type").map(str::to_owned),
+        host,
+        secure,
+        scheme: scheme.to_owned(),
+        path_qs: request.target.clone(),
+        host_name,
+        port: identity.dst_port,
+    }
+}
+
+/// Serialises a response with the imitated server's standard headers, in its order.
+#[must_use]
+pub fn render(
+    style: Style,
+    skin_headers: &[(String, String)],
+    response: &skin::Response,
+    head_only: bool,
+    keep_alive: bool,
+) -> Vec<u8> {
+    let mut headers: Vec<(String, String)> = Vec::new();
+    for (k, v) in skin_headers.iter().chain(response.headers.iter()) {
+        headers.retain(|(name, _)| !name.eq_ignore_ascii_case(k));
+        headers.push((k.clone(), v.clone()));
+    }
+    let mut take = |name: &str| {
+        headers
+            .iter()
+            .position(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|i| headers.remove(i).1)
+    };
+    let server = take("server");
+    let content_type = take("content-type").unwrap_or_else(|| "text/html".to_owned());
+    let date = chrono::Utc::now()
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string();
+    let length = response.body.len().to_string();
+    let no_body = head_only || matches!(response.status, 204 | 304);
+    let mut ordered: Vec<(String, String)> = Vec::new();
+    let mut push = |k: &str, v: String| ordered.push((k.to_owned(), v));
+    match style {
+        Style::Apache => {
+            push("Date", date);
+            if let Some(s) = server {
+                push("Server", s);
+            }
+            headers.drain(..).for_each(|(k, v)| push(&k, v));
+            push("Content-Length", length);
+            if keep_alive {
+                push("Keep-Alive", "timeout=5, max=100".to_owned());
+                push("Connection", "Keep-Alive".to_owned());
+            } else {
+                push("Connection", "close".to_owned());
+            }
+            push("Content-Type", content_type);
+        }
+        Style::Iis => {
+            push("Content-Type", content_type);
+            if let Some(s) = server {
+                push("Server", s);
+            }
+            headers.drain(..).for_each(|(k, v)| push(&k, v));
+            push("Date", date);
+            if !keep_alive {
+                push("Connection", "close".to_owned());
+            }
+            push("Content-Length", length);
+        }
+        Style::Nginx => {
+            if let Some(s) = server {
+                push("Server", s);
+            }
+            push("Date", date);
+            push("Content-Type", content_type);
+            push("Content-Length", length);
+            push(
+                "Connection",
+                if keep_alive { "keep-alive" } else { "close" }.to_owned(),
+            );
+            headers.drain(..).for_each(|(k, v)| push(&k, v));
+        }
+    }
+    let mut out = format!(
+        "HTTP/1.1 {} {}\r\n",
+        response.status,
+        reason(response.status)
+    )
+    .into_bytes();
+    for (k, v) in ordered {
+        // Header values come from the skin; strip line breaks so none can split the head.
+        let v: String = v.chars().filter(|c| *c != '\r' && *c != '\n').collect();
+        out.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    if !no_body {
+        out.extend_from_slice(&response.body);
+    }
+    out
+}
+
+fn bad_request(style: Style, status: u16) -> Vec<u8> {
+    let body = match style {
+        Style::Iis => format!("<h1>{}</h1>", reason(status)),
+        _ => format!(
+            "<!DOCTYPE HTML PUBLIC \"-//IETF//DTD HTML 2.0//EN\">\n<html><head>\n<title>{status} {r}</title>\n</head><body>\n<h1>{r}</h1>\n<p>Your browser sent a request that this server could not understand.<br />\n</p>\n</body></html>\n",
+            r = reason(status)
+        ),
+    };
+    format!(
+        "HTTP/1.1 {status} {}\r\nDate: {}\r\nContent-Length: {}\r\nConnection: close\r\nContent-Type: text/html; charset=iso-8859-1\r\n\r\n{body}",
+        reason(status),
+        chrono::Utc::now().format("%a, %d %b %Y %H:%M:%S GMT"),
+        body.len()
+    )
+    .into_bytes()
+}
+
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    http: &Http,
+    mut session: Session,
+    mut conn: Conn<S>,
+) -> Result<(), SessionError> {
+    let secure = http.tls.is_some();
+    for _ in 0..MAX_REQUESTS {
+        let request = match read_request(&mut conn, &session).await {
+            Ok(request) => request,
+            Err(ReadError::Session(err)) => return Err(err),
+            Err(ReadError::Bad(why)) => {
+                session.data(conn.buffered()).await;
+                conn.write_all(&bad_request(http.skin.style, 400), &session)
+                    .await?;
+                return Err(SessionError::Protocol(why.to_owned()));
+            }
+            Err(ReadError::UriTooLong) => {
+                conn.write_all(&bad_request(http.skin.style, 414), &session)
+                    .await?;
+                return Err(SessionError::Protocol("URI too long".to_owned()));
+            }
+            Err(ReadError::TooLarge) => {
+                conn.write_all(&bad_request(http.skin.style, 413), &session)
+                    .await?;
+                return Err(SessionError::BufferFull(session.limits().max_buffer_bytes));
+            }
+        };
+        session.handshake_done();
+        let keep_alive = request.keep_alive();
+        let tpl = template_request(&request, &session, secure);
+        let basic = basic_credentials(&request);
+        let authorised = !http.basic_auth
+            || basic.as_ref().is_some_and(|(u, p)| {
+                http.username.as_deref() == Some(u.as_str())
+                    && http.password.as_deref() == Some(p.as_str())
+            });
+        let mut response = if authorised {
+            http.skin
+                .respond(&request.method, request.path(), request.query(), &tpl)
+        } else {
+            let mut r = http.skin.error(401, &tpl);
+            r.headers.push((
+                "WWW-Authenticate".to_owned(),
+                "Basic realm=\"Restricted Area\"".to_owned(),
+            ));
+            r
+        };
+        if response.status == 401
+            && !response
+                .headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("www-authenticate"))
+            && http.basic_auth
+        {
+            response.headers.push((
+                "WWW-Authenticate".to_owned(),
+                "Basic realm=\"Restricted Area\"".to_owned(),
+            ));
+        }
+        let mut extra = Map::new();
+        extra.insert("skin".to_owned(), Value::String(http.skin.name.clone()));
+        extra.insert("method".to_owned(), Value::String(request.method.clone()));
+        extra.insert("target".to_owned(), Value::String(request.target.clone()));
+        let headers: Map<String, Value> = request
+            .headers
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), Value::String(v.clone())))
+            .collect();
+        extra.insert("headers".to_owned(), Value::Object(headers));
+        extra.insert("status_code".to_owned(), Value::from(response.status));
+        let (mut user, mut password) = body_credentials(&request.body);
+        if let Some((u, p)) = basic {
+            extra.insert("auth".to_owned(), Value::String("basic".to_owned()));
+            user = Some(u);
+            password = Some(p);
+        }
+        let is_login = user.is_some() || password.is_some();
+        if let Some(u) = user {
+            extra.insert("username".to_owned(), Value::String(u));
+        }
+        if let Some(p) = password {
+            extra.insert("password".to_owned(), Value::String(p));
+        }
+        if is_login {
+            session.login(&request.body, extra).await;
+        } else {
+            session.query(&request.body, extra).await;
+        }
+        let bytes = render(
+            http.skin.style,
+            &http.skin.headers,
+            &response,
+            request.method == "HEAD",
+            keep_alive,
+        );
+        conn.write_all(&bytes, &session).await?;
+        if !keep_alive {
+            conn.shutdown().await;
+            return Ok(());
+        }
+    }
+    conn.shutdown().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{body_credentials, form_pairs};
+
+    #[test]
+    fn credentials_come_from_forms_and_json() {
+        assert_eq!(
+            body_credentials(b"username=admin&password=p%40ss+word&x=1"),
+            (Some("admin".to_owned()), Some("p@ss word".to_owned()))
+        );
+        assert_eq!(
+            body_credentials(br#"{"login":"root","pwd":"toor"}"#),
+            (Some("root".to_owned()), Some("toor".to_owned()))
+        );
+        assert_eq!(body_credentials(b"\xff\xfe%%%"), (None, None));
+        assert_eq!(
+            form_pairs("a=%zz&b=%4"),
+            vec![
+                ("a".to_owned(), "%zz".to_owned()),
+                ("b".to_owned(), "%4".to_owned())
+            ]
+        );
+    }
+}

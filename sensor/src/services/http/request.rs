@@ -1,0 +1,199 @@
+//! HTTP/1.x request parsing over a bounded [`Conn`]: request line, headers, and a body framed by
+//! `Content-Length` or chunked encoding, each within the session's limits.
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::services::session::{Conn, Session, SessionError};
+
+/// Most header lines accepted in one request.
+const MAX_HEADERS: usize = 100;
+
+/// One parsed request.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    /// Method, as sent.
+    pub method: String,
+    /// Request target (path and query), as sent.
+    pub target: String,
+    /// `HTTP/1.0` or `HTTP/1.1`.
+    pub version: String,
+    /// Headers in order, names as sent.
+    pub headers: Vec<(String, String)>,
+    /// Body (decoded when chunked).
+    pub body: Bytes,
+}
+
+/// Why a request could not be read; each maps to the status a server would answer.
+#[derive(Debug)]
+pub enum ReadError {
+    /// The connection ended or broke; nothing to answer.
+    Session(SessionError),
+    /// Malformed request: 400.
+    Bad(&'static str),
+    /// Request line too long: 414.
+    UriTooLong,
+    /// Body larger than the buffer limit: 413.
+    TooLarge,
+}
+
+impl From<SessionError> for ReadError {
+    fn from(err: SessionError) -> Self {
+        match err {
+            SessionError::LineTooLong(_) => Self::Bad("line too long"),
+            other => Self::Session(other),
+        }
+    }
+}
+
+impl Request {
+    /// The first value of a header (case-insensitive name).
+    #[must_use]
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Path without the query.
+    #[must_use]
+    pub fn path(&self) -> &str {
+        self.target.split_once('?').map_or(&self.target, |(p, _)| p)
+    }
+
+    /// The query string, if any.
+    #[must_use]
+    pub fn query(&self) -> &str {
+        self.target.split_once('?').map_or("", |(_, q)| q)
+    }
+
+    /// Whether the connection stays open after the response.
+    #[must_use]
+    pub fn keep_alive(&self) -> bool {
+        let connection = self.header("connection").map(str::to_ascii_lowercase);
+        match self.version.as_str() {
+            "HTTP/1.1" => connection.as_deref() != Some("close"),
+            _ => connection.as_deref() == Some("keep-alive"),
+        }
+    }
+}
+
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn trim_eol(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// Reads one request.
+///
+/// # Errors
+/// [`ReadError`]: the session's error, or the status to answer.
+pub async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Conn<S>,
+    session: &Session,
+) -> Result<Request, ReadError> {
+    let mut line = conn.read_line(session).await?;
+    // Robust servers ignore empty lines before a request (RFC 9112 section 2.2).
+    for _ in 0..4 {
+        if !trim_eol(&line).is_empty() {
+            break;
+        }
+        line = conn.read_line(session).await?;
+    }
+    let text = String::from_utf8_lossy(trim_eol(&line)).into_owned();
+    let mut parts = text.split(' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(ReadError::Bad("malformed request line"));
+    };
+    if !is_token(method) || target.is_empty() || !matches!(version, "HTTP/1.0" | "HTTP/1.1") {
+        return Err(ReadError::Bad("malformed request line"));
+    }
+    let mut request = Request {
+        method: method.to_owned(),
+        target: target.to_owned(),
+        version: version.to_owned(),
+        ..Request::default()
+    };
+    let mut header_bytes = 0;
+    loop {
+        let line = conn.read_line(session).await?;
+        header_bytes += line.len();
+        if header_bytes > session.limits().max_buffer_bytes {
+            return Err(ReadError::TooLarge);
+        }
+        let line = trim_eol(&line);
+        if line.is_empty() {
+            break;
+        }
+        if request.headers.len() >= MAX_HEADERS {
+            return Err(ReadError::Bad("too many headers"));
+        }
+        let text = String::from_utf8_lossy(line);
+        let Some((name, value)) = text.split_once(':') else {
+            return Err(ReadError::Bad("header without colon"));
+        };
+        if !is_token(name) {
+            return Err(ReadError::Bad("bad header name"));
+        }
+        request
+            .headers
+            .push((name.to_owned(), value.trim().to_owned()));
+    }
+    let max = session.limits().max_buffer_bytes;
+    let chunked = request
+        .header("transfer-encoding")
+        .is_some_and(|te| te.to_ascii_lowercase().contains("chunked"));
+    if chunked {
+        request.body = read_chunked(conn, session, max).await?;
+    } else if let Some(len) = request.header("content-length") {
+        let len: usize = len
+            .trim()
+            .parse()
+            .map_err(|_| ReadError::Bad("bad content-length"))?;
+        if len > max {
+            return Err(ReadError::TooLarge);
+        }
+        request.body = conn.read_exact(len, session).await?;
+    }
+    Ok(request)
+}
+
+async fn read_chunked<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Conn<S>,
+    session: &Session,
+    max: usize,
+) -> Result<Bytes, ReadError> {
+    let mut body = BytesMut::new();
+    loop {
+        let line = conn.read_line(session).await?;
+        let text = String::from_utf8_lossy(trim_eol(&line)).into_owned();
+        let size_text = text.split(';').next().unwrap_or("").trim();
+        let size =
+            usize::from_str_radix(size_text, 16).map_err(|_| ReadError::Bad("bad chunk size"))?;
+        if size == 0 {
+            // Trailers, up to the empty line.
+            for _ in 0..MAX_HEADERS {
+                if trim_eol(&conn.read_line(session).await?).is_empty() {
+                    return Ok(body.freeze());
+                }
+            }
+            return Err(ReadError::Bad("too many trailers"));
+        }
+        if body.len() + size > max {
+            return Err(ReadError::TooLarge);
+        }
+        body.extend_from_slice(&conn.read_exact(size, session).await?);
+        let end = conn.read_line(session).await?;
+        if !trim_eol(&end).is_empty() {
+            return Err(ReadError::Bad("chunk without CRLF"));
+        }
+    }
+}

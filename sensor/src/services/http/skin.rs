@@ -1,0 +1,664 @@
+//! HTTP skins in Trapster's layout, so existing Trapster skins load unchanged:
+//!
+//! ```text
+//! <skin>/config.yaml   name, description, headers, endpoints (ordered regexes), default, errors
+//! <skin>/templates/    rendered Jinja-compatibly (minijinja), with `request`, `random()`,
+//!                      `get_current_time()`; a `---\nstatus_code: N\n---` front matter sets
+//!                      the status
+//! <skin>/files/        static files, served for GET when no endpoint matches
+//! ```
+//! Endpoint patterns must match the whole path (Python `re.fullmatch`) and may use look-around
+//! (fancy-regex), as Trapster's own skins do. This sensor adds one optional key,
+//! `server_style` (`apache`, `iis`, `nginx`), for the order of the standard headers.
+
+use std::{
+    collections::HashMap,
+    path::{Component, Path, PathBuf},
+    sync::Arc,
+};
+
+use fancy_regex::Regex;
+use minijinja::{AutoEscape, Environment, Value as TplValue};
+use serde_norway::Value as Yaml;
+use sha2::{Digest, Sha256};
+
+use super::builtin;
+
+/// Which server the skin imitates: decides the order of the standard headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// Apache httpd.
+    Apache,
+    /// Microsoft IIS.
+    Iis,
+    /// nginx.
+    Nginx,
+}
+
+/// One response rule of an endpoint.
+#[derive(Debug, Clone, Default)]
+pub struct Rule {
+    /// Method it answers; `None` answers any (the `default` rule).
+    pub method: Option<String>,
+    /// Status; from the template's front matter or 200 when absent.
+    pub status_code: Option<u16>,
+    /// Template under `templates/`.
+    pub file: Option<String>,
+    /// Literal body.
+    pub content: Option<String>,
+    /// Extra headers.
+    pub headers: Vec<(String, String)>,
+    /// Query parameters that must all fully match.
+    pub query: Vec<(String, Regex)>,
+}
+
+#[derive(Debug)]
+struct Endpoint {
+    pattern: Regex,
+    rules: Vec<Rule>,
+}
+
+/// Where a skin's files come from.
+#[derive(Debug, Clone)]
+enum Files {
+    Dir(PathBuf),
+    Builtin(&'static str),
+}
+
+impl Files {
+    fn read(&self, rel: &str) -> Option<Vec<u8>> {
+        let rel = safe_relative(rel)?;
+        match self {
+            Self::Dir(root) => {
+                let path = root.join(&rel);
+                let canonical = path.canonicalize().ok()?;
+                let root = root.canonicalize().ok()?;
+                if !canonical.starts_with(&root) || !canonical.is_file() {
+                    return None;
+                }
+                std::fs::read(canonical).ok()
+            }
+            Self::Builtin(skin) => builtin::file(skin, &rel.to_string_lossy()).map(<[u8]>::to_vec),
+        }
+    }
+}
+
+/// `rel` as a relative path without `..`, or `None`.
+fn safe_relative(rel: &str) -> Option<PathBuf> {
+    let path = Path::new(rel.trim_start_matches('/'));
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(part) => out.push(part),
+            Component::CurDir => {}
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+/// A loaded skin.
+#[derive(Debug)]
+pub struct Skin {
+    /// Folder name.
+    pub name: String,
+    /// Header order.
+    pub style: Style,
+    /// Headers on every response.
+    pub headers: Vec<(String, String)>,
+    endpoints: Vec<Endpoint>,
+    /// Response when nothing matches.
+    pub default: Rule,
+    errors: HashMap<u16, Rule>,
+    files: Files,
+    env: Environment<'static>,
+}
+
+/// A skin that does not load.
+#[derive(Debug, thiserror::Error)]
+#[error("skin `{skin}`: {message}")]
+pub struct SkinError {
+    skin: String,
+    message: String,
+}
+
+/// What a template sees of the request.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TemplateRequest {
+    /// Full URL.
+    pub url: String,
+    /// Path.
+    pub path: String,
+    /// Method.
+    pub method: String,
+    /// Headers, lowercased names.
+    pub headers: HashMap<String, String>,
+    /// Body as text (lossy), for POST/PUT/PATCH.
+    pub body: Option<String>,
+    /// Client address.
+    pub remote: String,
+    /// Cookies.
+    pub cookies: HashMap<String, String>,
+    /// Query parameters.
+    pub query_string: HashMap<String, String>,
+    /// `Content-Type` header.
+    pub content_type: Option<String>,
+    /// `Host` header.
+    pub host: Option<String>,
+    /// HTTPS or not.
+    pub secure: bool,
+    /// `http` or `https`.
+    pub scheme: String,
+    /// Path and query.
+    pub path_qs: String,
+    /// Host name without port (for Apache's server signature).
+    pub host_name: String,
+    /// Local port.
+    pub port: u16,
+}
+
+/// Finds `name` in `dirs` (users' skins first), then among the built-in skins.
+///
+/// # Errors
+/// [`SkinError`] when no such skin exists or it does not load.
+pub fn load(name: &str, dirs: &[PathBuf], hostname: &str) -> Result<Arc<Skin>, SkinError> {
+    let err = |message: String| SkinError {
+        skin: name.to_owned(),
+        message,
+    };
+    if safe_relative(name).is_none_or(|p| p.components().count() != 1) {
+        return Err(err("not a plain folder name".to_owned()));
+    }
+    for dir in dirs {
+        let root = dir.join(name);
+        if root.join("config.yaml").is_file() {
+            let text = std::fs::read_to_string(root.join("config.yaml"))
+                .map_err(|e| err(format!("config.yaml: {e}")))?;
+            return parse(name, &text, Files::Dir(root), hostname).map(Arc::new);
+        }
+    }
+    let Some(skin) = builtin::NAMES.iter().find(|n| **n == name) else {
+        return Err(err(format!(
+            "not found in {dirs:?} nor among the built-in skins ({})",
+            builtin::NAMES.join(", ")
+        )));
+    };
+    let text = builtin::file(skin, "config.yaml")
+        .ok_or_else(|| err("built-in skin without config.yaml".to_owned()))?;
+    parse(
+        name,
+        &String::from_utf8_lossy(text),
+        Files::Builtin(skin),
+        hostname,
+    )
+    .map(Arc::new)
+}
+
+fn yaml_str(v: &Yaml) -> Option<String> {
+    match v {
+        Yaml::String(s) => Some(s.clone()),
+        Yaml::Number(n) => Some(n.to_string()),
+        Yaml::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn headers_of(v: Option<&Yaml>) -> Vec<(String, String)> {
+    let Some(Yaml::Mapping(map)) = v else {
+        return Vec::new();
+    };
+    map.iter()
+        .filter_map(|(k, v)| Some((yaml_str(k)?, yaml_str(v)?)))
+        .collect()
+}
+
+fn rule_of(v: &Yaml, at: &str) -> Result<Rule, String> {
+    let Yaml::Mapping(map) = v else {
+        return Err(format!("{at}: expected a mapping"));
+    };
+    let get = |key: &str| map.get(Yaml::String(key.to_owned()));
+    let status_code = match get("status_code") {
+        None | Some(Yaml::Null) => None,
+        Some(s) => Some(
+            yaml_str(s)
+                .and_then(|s| s.parse::<u16>().ok())
+                .filter(|c| (100..=599).contains(c))
+                .ok_or_else(|| format!("{at}.status_code: not an HTTP status"))?,
+        ),
+    };
+    let mut query = Vec::new();
+    if let Some(Yaml::Mapping(q)) = get("query") {
+        for (k, v) in q {
+            let (Some(name), Some(pattern)) = (yaml_str(k), yaml_str(v)) else {
+                continue;
+            };
+            let re = Regex::new(&format!("^(?:{pattern})$"))
+                .map_err(|e| format!("{at}.query.{name}: {e}"))?;
+            query.push((name, re));
+        }
+    }
+    Ok(Rule {
+        method: get("method")
+            .and_then(yaml_str)
+            .map(|m| m.to_ascii_uppercase()),
+        status_code,
+        file: get("file").and_then(yaml_str),
+        content: get("content").and_then(yaml_str),
+        headers: headers_of(get("headers")),
+        query,
+    })
+}
+
+fn parse(name: &str, text: &str, files: Files, hostname: &str) -> Result<Skin, SkinError> {
+    let err = |message: String| SkinError {
+        skin: name.to_owned(),
+        message,
+    };
+    let doc: Yaml = serde_norway::from_str(text).map_err(|e| err(format!("config.yaml: {e}")))?;
+    let Yaml::Mapping(top) = &doc else {
+        return Err(err("config.yaml: expected a mapping".to_owned()));
+    };
+    let get = |key: &str| top.get(Yaml::String(key.to_owned()));
+    let style = match get("server_style").and_then(yaml_str).as_deref() {
+        Some("iis") => Style::Iis,
+        Some("nginx") => Style::Nginx,
+        _ => Style::Apache,
+    };
+    let mut endpoints = Vec::new();
+    if let Some(Yaml::Sequence(list)) = get("endpoints") {
+        for (i, item) in list.iter().enumerate() {
+            let Yaml::Mapping(map) = item else {
+                return Err(err(format!(
+                    "endpoints[{i}]: expected `\"/path\": [rules]`"
+                )));
+            };
+            for (route, rules) in map {
+                let route = yaml_str(route)
+                    .ok_or_else(|| err(format!("endpoints[{i}]: route is not a string")))?;
+                let pattern = Regex::new(&format!("^(?:{route})$"))
+                    .map_err(|e| err(format!("endpoints[{i}] `{route}`: {e}")))?;
+                let at = format!("endpoints[{i}] `{route}`");
+                let rules = match rules {
+                    Yaml::Sequence(seq) => seq
+                        .iter()
+                        .map(|r| rule_of(r, &at))
+                        .collect::<Result<Vec<_>, _>>(),
+                    single => rule_of(single, &at).map(|r| vec![r]),
+                }
+                .map_err(err)?;
+                endpoints.push(Endpoint { pattern, rules });
+            }
+        }
+    }
+    let default = match get("default") {
+        Some(v) => rule_of(v, "default").map_err(err)?,
+        None => Rule {
+            status_code: Some(404),
+            ..Rule::default()
+        },
+    };
+    let mut errors = HashMap::new();
+    if let Some(Yaml::Mapping(map)) = get("errors") {
+        for (code, rule) in map {
+            if let Some(code) = yaml_str(code).and_then(|c| c.parse::<u16>().ok()) {
+                errors.insert(code, rule_of(rule, "errors").map_err(err)?);
+            }
+        }
+    }
+    Ok(Skin {
+        name: name.to_owned(),
+        style,
+        headers: headers_of(get("headers")),
+        endpoints,
+        default,
+        errors,
+        env: environment(files.clone(), hostname),
+        files,
+    })
+}
+
+fn environment(files: Files, hostname: &str) -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_auto_escape_callback(|_| AutoEscape::Html);
+    env.set_loader(move |name| {
+        Ok(files
+            .read(&format!("templates/{name}"))
+            .map(|b| String::from_utf8_lossy(&b).into_owned()))
+    });
+    env.add_global("hostname", TplValue::from(hostname.to_owned()));
+    env.add_function("random", random);
+    env.add_function("get_current_time", || {
+        chrono::Utc::now()
+            .format("%a, %d %b %Y %H:%M:%S GMT")
+            .to_string()
+    });
+    env
+}
+
+/// Trapster's `random(seed=None, alphabet=hex, length=36)`: a string stable for a given seed.
+fn random(
+    seed: Option<TplValue>,
+    kwargs: minijinja::value::Kwargs,
+) -> Result<String, minijinja::Error> {
+    let alphabet: String = kwargs
+        .get::<Option<String>>("alphabet")?
+        .unwrap_or_else(|| "0123456789abcdef".to_owned());
+    let length = kwargs
+        .get::<Option<usize>>("length")?
+        .unwrap_or(36)
+        .min(4096);
+    kwargs.assert_all_used()?;
+    let chars: Vec<char> = alphabet.chars().collect();
+    if chars.is_empty() {
+        return Ok(String::new());
+    }
+    let seed = seed.map_or_else(|| uuid::Uuid::new_v4().to_string(), |s| s.to_string());
+    let mut out = String::with_capacity(length);
+    let mut block = Sha256::digest(seed.as_bytes());
+    let mut i = 0;
+    while out.len() < length {
+        if i == block.len() {
+            block = Sha256::digest(block);
+            i = 0;
+        }
+        out.push(chars[usize::from(block[i]) % chars.len()]);
+        i += 1;
+    }
+    Ok(out)
+}
+
+/// What to answer.
+#[derive(Debug)]
+pub struct Response {
+    /// Status.
+    pub status: u16,
+    /// Headers from the skin and the rule.
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: Vec<u8>,
+    /// Whether a configured endpoint (not a static file or the default) answered.
+    pub matched: bool,
+}
+
+fn parse_query(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (k.to_owned(), v.to_owned())
+        })
+        .collect()
+}
+
+impl Skin {
+    /// The rule answering `method path?query`, as Trapster chooses it.
+    fn find(&self, method: &str, path: &str, query: &str) -> Option<&Rule> {
+        let params = parse_query(query);
+        for endpoint in &self.endpoints {
+            if !endpoint.pattern.is_match(path).unwrap_or(false) {
+                continue;
+            }
+            let candidates: Vec<&Rule> = endpoint
+                .rules
+                .iter()
+                .filter(|r| r.method.as_deref().is_none_or(|m| m == method))
+                .collect();
+            if candidates.is_empty() {
+                continue;
+            }
+            if !params.is_empty() {
+                let with_query = candidates.iter().find(|r| {
+                    !r.query.is_empty()
+                        && r.query.iter().all(|(name, re)| {
+                            params
+                                .iter()
+                                .find(|(k, _)| k == name)
+                                .is_some_and(|(_, v)| re.is_match(v).unwrap_or(false))
+                        })
+                });
+                if let Some(rule) = with_query {
+                    return Some(rule);
+                }
+            }
+            if let Some(rule) = candidates.iter().find(|r| r.query.is_empty()) {
+                return Some(rule);
+            }
+        }
+        None
+    }
+
+    /// Renders `rule`'s body: (status from front matter, body).
+    fn body_of(&self, rule: &Rule, request: &TemplateRequest) -> (Option<u16>, Vec<u8>, bool) {
+        if let Some(content) = &rule.content {
+            return (None, content.clone().into_bytes(), true);
+        }
+        let Some(file) = &rule.file else {
+            return (None, Vec::new(), true);
+        };
+        let Ok(template) = self.env.get_template(file) else {
+            return (Some(404), Vec::new(), false);
+        };
+        let rendered = match template.render(minijinja::context! { request => request }) {
+            Ok(text) => text,
+            Err(err) => {
+                tracing::debug!(skin = %self.name, template = %file, error = %err, "template failed");
+                return (Some(500), Vec::new(), false);
+            }
+        };
+        let (front, body) = front_matter(&rendered);
+        (front, body.into_bytes(), true)
+    }
+
+    /// Builds the response to a request.
+    #[must_use]
+    pub fn respond(
+        &self,
+        method: &str,
+        path: &str,
+        query: &str,
+        request: &TemplateRequest,
+    ) -> Response {
+        let lookup = if method == "HEAD" { "GET" } else { method };
+        if let Some(rule) = self
+            .find(method, path, query)
+            .or_else(|| self.find(lookup, path, query))
+        {
+            let (front, body, _) = self.body_of(rule, request);
+            return Response {
+                status: rule.status_code.or(front).unwrap_or(200),
+                headers: rule.headers.clone(),
+                body,
+                matched: true,
+            };
+        }
+        if lookup == "GET" {
+            let rel = if path.ends_with('/') {
+                format!("files{path}index.html")
+            } else {
+                format!("files{path}")
+            };
+            if let Some(body) = self.files.read(&rel) {
+                return Response {
+                    status: 200,
+                    headers: vec![("Content-Type".to_owned(), mime(&rel).to_owned())],
+                    body,
+                    matched: false,
+                };
+            }
+        }
+        self.rule_response(&self.default, 404, request)
+    }
+
+    /// The response for an error status (`errors` block, else `<code>.html`, else empty).
+    #[must_use]
+    pub fn error(&self, status: u16, request: &TemplateRequest) -> Response {
+        let fallback = Rule {
+            file: Some(format!("{status}.html")),
+            ..Rule::default()
+        };
+        let rule = self.errors.get(&status).unwrap_or(&fallback);
+        let mut response = self.rule_response(rule, status, request);
+        response.status = status;
+        response
+    }
+
+    fn rule_response(&self, rule: &Rule, status: u16, request: &TemplateRequest) -> Response {
+        let (_, body, found) = self.body_of(rule, request);
+        Response {
+            status: rule.status_code.unwrap_or(status),
+            headers: rule.headers.clone(),
+            body: if found { body } else { Vec::new() },
+            matched: false,
+        }
+    }
+}
+
+/// Splits a `---\nkey: value\n---` block off a rendered template; returns its status code.
+fn front_matter(rendered: &str) -> (Option<u16>, String) {
+    let Some(rest) = rendered.strip_prefix("---") else {
+        return (None, rendered.to_owned());
+    };
+    let Some((header, body)) = rest.split_once("---") else {
+        return (None, rendered.to_owned());
+    };
+    let status = header.lines().find_map(|line| {
+        let (k, v) = line.split_once(':')?;
+        (k.trim() == "status_code").then(|| v.trim().parse().ok())?
+    });
+    (status, body.trim().to_owned())
+}
+
+/// Content type by extension, for static files.
+#[must_use]
+pub fn mime(path: &str) -> &'static str {
+    let ext = path
+        .rsplit_once('.')
+        .map_or("", |(_, e)| e)
+        .to_ascii_lowercase();
+    match ext.as_str() {
+        "html" | "htm" => "text/html",
+        "css" => "text/css",
+        "js" => "application/javascript",
+        "json" | "webmanifest" => "application/json",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "svg" => "image/svg+xml",
+        "ico" => "image/x-icon",
+        "woff" => "font/woff",
+        "woff2" => "font/woff2",
+        "txt" => "text/plain",
+        "xml" => "application/xml",
+        _ => "application/octet-stream",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::{TemplateRequest, front_matter, load, safe_relative};
+
+    fn request(path: &str) -> TemplateRequest {
+        TemplateRequest {
+            url: format!("http://h{path}"),
+            path: path.to_owned(),
+            method: "GET".to_owned(),
+            headers: HashMap::new(),
+            body: None,
+            remote: "192.0.2.1".to_owned(),
+            cookies: HashMap::new(),
+            query_string: HashMap::new(),
+            content_type: None,
+            host: Some("h".to_owned()),
+            secure: false,
+            scheme: "http".to_owned(),
+            path_qs: path.to_owned(),
+            host_name: "h".to_owned(),
+            port: 80,
+        }
+    }
+
+    #[test]
+    fn builtin_skins_load_and_answer() {
+        for name in super::builtin::NAMES {
+            let skin = load(name, &[], "fw01").unwrap();
+            let r = skin.respond("GET", "/", "", &request("/"));
+            assert!(matches!(r.status, 200 | 302), "{name}: {}", r.status);
+            let missing = skin.respond("GET", "/nope", "", &request("/nope"));
+            assert_eq!(missing.status, 404, "{name}");
+            assert!(!missing.body.is_empty(), "{name}: 404 page");
+        }
+    }
+
+    #[test]
+    fn login_portal_renders_the_failure_with_front_matter() {
+        let skin = load("appliance_login", &[], "fw01").unwrap();
+        let mut req = request("/login");
+        req.method = "POST".to_owned();
+        let r = skin.respond("POST", "/login", "", &req);
+        assert_eq!(r.status, 200);
+        let body = String::from_utf8(r.body).unwrap();
+        assert!(body.contains("Authentication failed"), "{body}");
+        assert!(body.contains("fw01"));
+        let css = skin.respond(
+            "GET",
+            "/static/portal.css",
+            "",
+            &request("/static/portal.css"),
+        );
+        assert_eq!(css.status, 200);
+    }
+
+    #[test]
+    fn traversal_and_odd_names_are_refused() {
+        assert!(safe_relative("../etc/passwd").is_none());
+        assert!(safe_relative("/a/../../b").is_none());
+        assert!(load("../x", &[], "h").is_err());
+        assert!(load("nosuchskin", &[], "h").is_err());
+        let skin = load("appliance_login", &[], "h").unwrap();
+        let r = skin.respond("GET", "/../config.yaml", "", &request("/"));
+        assert_eq!(r.status, 404);
+    }
+
+    #[test]
+    fn front_matter_sets_the_status() {
+        assert_eq!(
+            front_matter("---\nstatus_code: 500\n---\nbody"),
+            (Some(500), "body".to_owned())
+        );
+        assert_eq!(front_matter("plain"), (None, "plain".to_owned()));
+    }
+
+    #[test]
+    fn trapster_skin_with_lookahead_and_query_rules_loads() {
+        let dir = std::env::temp_dir().join(format!("skin-{}", uuid::Uuid::new_v4()));
+        let root = dir.join("fortilike");
+        std::fs::create_dir_all(root.join("templates")).unwrap();
+        std::fs::write(
+            root.join("config.yaml"),
+            "name: fortilike\nheaders:\n  X-Frame-Options: SAMEORIGIN\nendpoints:\n  - \"/api/v1/user\":\n    - method: GET\n      query:\n        id: '([0-9]+)'\n      status_code: 200\n      file: user.j2\n  - \"/(?!(static|favicon)($|/))(.*)\":\n    - method: GET\n      status_code: 200\n      content: 'index'\ndefault:\n  status_code: 404\n",
+        )
+        .unwrap();
+        std::fs::write(
+            root.join("templates/user.j2"),
+            "{\"id\": \"{{ request.query_string.id }}\"}",
+        )
+        .unwrap();
+        let skin = load("fortilike", std::slice::from_ref(&dir), "h").unwrap();
+        let mut req = request("/api/v1/user");
+        req.query_string.insert("id".to_owned(), "42".to_owned());
+        let r = skin.respond("GET", "/api/v1/user", "id=42", &req);
+        assert_eq!(String::from_utf8(r.body).unwrap(), r#"{"id": "42"}"#);
+        assert_eq!(
+            skin.respond("GET", "/anything", "", &request("/")).status,
+            200
+        );
+        assert_eq!(
+            skin.respond("GET", "/static/x", "", &request("/")).status,
+            404
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

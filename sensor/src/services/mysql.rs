@@ -1,0 +1,379 @@
+//! MySQL client/server protocol 4.1+: the server greeting, the client's handshake response, and
+//! a request to resend the password in cleartext.
+//!
+//! ```text
+//! S: greeting (protocol 10, "8.0.36", thread id, 20-byte scramble, mysql_native_password)
+//! C: handshake response (user "root", 20-byte auth response, database, client attributes)
+//! S: auth switch request: mysql_clear_password
+//! C: "s3cret\0"                   (clients that allow the cleartext plugin)
+//!                                 -> mysql.login {"username":"root","password":"s3cret",
+//!                                    "hashcat":"$mysqlna$<scramble>*<response>", ...}
+//! S: ERR 1045 (28000) Access denied for user 'root'@'192.0.2.7' (using password: YES)
+//! ```
+//! `nmap -sV` reports `MySQL <version>`: its NULL probe matches the greeting's protocol byte and
+//! version string (`^.\0\0\0\x0a(8\.[-_~.+\w]+)\0...\0`, the thread id's high byte is zero).
+//!
+//! The hashed response is logged in hashcat's `-m 11200` form, so a defender can check it
+//! against known passwords. The greeting never offers TLS, so clients send credentials in a
+//! form the sensor can read.
+
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde_json::{Map, Value};
+
+use super::{
+    Context,
+    config::MysqlConfig,
+    listen::Handler,
+    session::{Conn, Session, SessionError, lossy},
+};
+
+const DEFAULT_VERSION: &str = "8.0.36";
+const DEFAULT_PLUGIN: &str = "mysql_native_password";
+/// Largest packet accepted from a client before authentication (a handshake response is small).
+const MAX_PACKET: usize = 16 * 1024;
+
+const CLIENT_CONNECT_WITH_DB: u32 = 1 << 3;
+const CLIENT_PROTOCOL_41: u32 = 1 << 9;
+const CLIENT_SSL: u32 = 1 << 11;
+const CLIENT_SECURE_CONNECTION: u32 = 1 << 15;
+const CLIENT_PLUGIN_AUTH: u32 = 1 << 19;
+const CLIENT_CONNECT_ATTRS: u32 = 1 << 20;
+const CLIENT_PLUGIN_AUTH_LENENC: u32 = 1 << 21;
+/// What the greeting offers: everything a MySQL 8.0 server offers except TLS.
+const SERVER_CAPABILITIES: u32 = 0x01ff_ffff & !CLIENT_SSL;
+
+#[derive(Debug)]
+struct Mysql {
+    version: String,
+    plugin: String,
+    ask_cleartext: bool,
+}
+
+/// The session handler for one MySQL instance.
+#[must_use]
+pub fn handler(config: &MysqlConfig, _ctx: &Context) -> Handler {
+    let mysql = Arc::new(Mysql {
+        version: config
+            .version
+            .clone()
+            .unwrap_or_else(|| DEFAULT_VERSION.to_owned()),
+        plugin: config
+            .auth_plugin
+            .clone()
+            .unwrap_or_else(|| DEFAULT_PLUGIN.to_owned()),
+        ask_cleartext: config.ask_cleartext.unwrap_or(true),
+    });
+    Arc::new(move |session, stream| {
+        let mysql = Arc::clone(&mysql);
+        Box::pin(async move { serve(&mysql, session, stream).await })
+    })
+}
+
+/// Builds the server greeting (packet payload).
+fn greeting(version: &str, plugin: &str, thread_id: u32, scramble: &[u8; 20]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(96);
+    p.push(10);
+    p.extend_from_slice(version.as_bytes());
+    p.push(0);
+    p.extend_from_slice(&(thread_id & 0x00ff_ffff).to_le_bytes());
+    p.extend_from_slice(&scramble[..8]);
+    p.push(0);
+    let [c0, c1, c2, c3] = SERVER_CAPABILITIES.to_le_bytes();
+    p.extend_from_slice(&[c0, c1]);
+    p.push(if version.starts_with('8') { 0xff } else { 0x21 });
+    p.extend_from_slice(&2u16.to_le_bytes());
+    p.extend_from_slice(&[c2, c3]);
+    p.push(21);
+    p.extend_from_slice(&[0; 10]);
+    p.extend_from_slice(&scramble[8..]);
+    p.push(0);
+    p.extend_from_slice(plugin.as_bytes());
+    p.push(0);
+    p
+}
+
+/// A random scramble of printable bytes without NUL, as servers send.
+fn scramble() -> [u8; 20] {
+    let mut out = [0u8; 20];
+    let random = uuid::Uuid::new_v4().into_bytes();
+    let more = uuid::Uuid::new_v4().into_bytes();
+    for (i, b) in out.iter_mut().enumerate() {
+        let r = if i < 16 { random[i] } else { more[i - 16] };
+        *b = 0x21 + (r % 0x5e);
+    }
+    out
+}
+
+fn packet(seq: u8, payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len()).unwrap_or(0).to_le_bytes();
+    let mut out = Vec::with_capacity(payload.len() + 4);
+    out.extend_from_slice(&len[..3]);
+    out.push(seq);
+    out.extend_from_slice(payload);
+    out
+}
+
+async fn read_packet<S>(conn: &mut Conn<S>, session: &Session) -> Result<(u8, Bytes), SessionError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let header = conn.read_exact(4, session).await?;
+    let len = usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;
+    if len > MAX_PACKET {
+        return Err(SessionError::Protocol(format!("packet of {len} bytes")));
+    }
+    let body = conn.read_exact(len, session).await?;
+    Ok((header[3], body))
+}
+
+/// What a handshake response says.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct HandshakeResponse {
+    /// Capability flags.
+    pub capabilities: u32,
+    /// User name.
+    pub username: Vec<u8>,
+    /// Authentication response.
+    pub auth_response: Vec<u8>,
+    /// Database, if any.
+    pub database: Option<Vec<u8>>,
+    /// Client's authentication plugin, if any.
+    pub plugin: Option<Vec<u8>>,
+    /// Connection attributes (`_client_name`, `program_name`, ...).
+    pub attributes: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.buf.len() < n {
+            return None;
+        }
+        let (head, tail) = self.buf.split_at(n);
+        self.buf = tail;
+        Some(head)
+    }
+
+    fn cstr(&mut self) -> Option<&'a [u8]> {
+        let end = self.buf.iter().position(|&b| b == 0)?;
+        let s = self.take(end)?;
+        self.take(1)?;
+        Some(s)
+    }
+
+    fn lenenc(&mut self) -> Option<u64> {
+        let first = *self.take(1)?.first()?;
+        let width = match first {
+            0..=0xfa => return Some(u64::from(first)),
+            0xfc => 2,
+            0xfd => 3,
+            0xfe => 8,
+            _ => return None,
+        };
+        let bytes = self.take(width)?;
+        Some(
+            bytes
+                .iter()
+                .rev()
+                .fold(0u64, |acc, &b| (acc << 8) | u64::from(b)),
+        )
+    }
+
+    fn lenenc_bytes(&mut self) -> Option<&'a [u8]> {
+        let n = usize::try_from(self.lenenc()?).ok()?;
+        self.take(n)
+    }
+}
+
+/// Parses a `HandshakeResponse41`; `None` when it is malformed.
+#[must_use]
+pub fn parse_handshake_response(payload: &[u8]) -> Option<HandshakeResponse> {
+    let mut r = Reader { buf: payload };
+    let caps = r.take(4)?;
+    let capabilities = u32::from_le_bytes([caps[0], caps[1], caps[2], caps[3]]);
+    if capabilities & CLIENT_PROTOCOL_41 == 0 {
+        return None;
+    }
+    r.take(4 + 1 + 23)?;
+    let username = r.cstr()?.to_vec();
+    let auth_response = if capabilities & CLIENT_PLUGIN_AUTH_LENENC != 0 {
+        r.lenenc_bytes()?.to_vec()
+    } else if capabilities & CLIENT_SECURE_CONNECTION != 0 {
+        let n = usize::from(*r.take(1)?.first()?);
+        r.take(n)?.to_vec()
+    } else {
+        r.cstr()?.to_vec()
+    };
+    let mut out = HandshakeResponse {
+        capabilities,
+        username,
+        auth_response,
+        ..HandshakeResponse::default()
+    };
+    if capabilities & CLIENT_CONNECT_WITH_DB != 0 {
+        out.database = r.cstr().map(<[u8]>::to_vec);
+    }
+    if capabilities & CLIENT_PLUGIN_AUTH != 0 {
+        out.plugin = r.cstr().map(<[u8]>::to_vec);
+    }
+    if capabilities & CLIENT_CONNECT_ATTRS != 0
+        && let Some(all) = r.lenenc_bytes()
+    {
+        let mut a = Reader { buf: all };
+        while !a.buf.is_empty() && out.attributes.len() < 64 {
+            let (Some(k), Some(v)) = (a.lenenc_bytes(), a.lenenc_bytes()) else {
+                break;
+            };
+            out.attributes.push((k.to_vec(), v.to_vec()));
+        }
+    }
+    Some(out)
+}
+
+fn error_packet(seq: u8, code: u16, state: &str, message: &str) -> Vec<u8> {
+    let mut p = BytesMut::new();
+    p.put_u8(0xff);
+    p.put_u16_le(code);
+    p.put_u8(b'#');
+    p.put_slice(state.as_bytes());
+    p.put_slice(message.as_bytes());
+    packet(seq, &p)
+}
+
+async fn serve(
+    mysql: &Mysql,
+    mut session: Session,
+    stream: tokio::net::TcpStream,
+) -> Result<(), SessionError> {
+    let mut conn = Conn::new(stream, session.limits());
+    let salt = scramble();
+    let thread_id = u32::from_le_bytes(
+        uuid::Uuid::new_v4().into_bytes()[..4]
+            .try_into()
+            .unwrap_or_default(),
+    ) % 50_000
+        + 8;
+    conn.write_all(
+        &packet(
+            0,
+            &greeting(&mysql.version, &mysql.plugin, thread_id, &salt),
+        ),
+        &session,
+    )
+    .await?;
+    let (seq, payload) = read_packet(&mut conn, &session).await?;
+    let Some(hello) = parse_handshake_response(&payload) else {
+        session.data(&payload).await;
+        conn.write_all(
+            &error_packet(seq.wrapping_add(1), 1043, "08S01", "Bad handshake"),
+            &session,
+        )
+        .await?;
+        return Ok(());
+    };
+    session.handshake_done();
+    let mut extra = Map::new();
+    let username = lossy(&hello.username);
+    extra.insert("username".to_owned(), Value::String(username.clone()));
+    let plugin = hello.plugin.as_deref().map(lossy);
+    if let Some(plugin) = &plugin {
+        extra.insert("auth_plugin".to_owned(), Value::String(plugin.clone()));
+    }
+    extra.insert(
+        "auth_response".to_owned(),
+        Value::String(hex::encode(&hello.auth_response)),
+    );
+    if hello.auth_response.len() == 20 && plugin.as_deref().is_none_or(|p| p == DEFAULT_PLUGIN) {
+        extra.insert(
+            "hashcat".to_owned(),
+            Value::String(format!(
+                "$mysqlna${}*{}",
+                hex::encode(salt),
+                hex::encode(&hello.auth_response)
+            )),
+        );
+    }
+    if let Some(db) = &hello.database {
+        extra.insert("database".to_owned(), Value::String(lossy(db)));
+    }
+    if !hello.attributes.is_empty() {
+        let attrs: Map<String, Value> = hello
+            .attributes
+            .iter()
+            .map(|(k, v)| (lossy(k), Value::String(lossy(v))))
+            .collect();
+        extra.insert("client_attributes".to_owned(), Value::Object(attrs));
+    }
+    let mut seq = seq.wrapping_add(1);
+    let using_password = !hello.auth_response.is_empty();
+    if mysql.ask_cleartext && using_password {
+        let mut switch = vec![0xfe];
+        switch.extend_from_slice(b"mysql_clear_password\0");
+        conn.write_all(&packet(seq, &switch), &session).await?;
+        match read_packet(&mut conn, &session).await {
+            Ok((client_seq, clear)) => {
+                seq = client_seq.wrapping_add(1);
+                let password = clear.strip_suffix(&[0]).unwrap_or(&clear);
+                extra.insert("password".to_owned(), Value::String(lossy(password)));
+            }
+            Err(err) => {
+                session.login(&[], extra).await;
+                return Err(err);
+            }
+        }
+    }
+    session.login(&[], extra).await;
+    let ip = session.identity().src_ip;
+    let message = format!(
+        "Access denied for user '{}'@'{ip}' (using password: {})",
+        username.chars().take(64).collect::<String>(),
+        if using_password { "YES" } else { "NO" }
+    );
+    conn.write_all(&error_packet(seq, 1045, "28000", &message), &session)
+        .await?;
+    conn.shutdown().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{greeting, parse_handshake_response};
+
+    #[test]
+    fn greeting_matches_what_nmap_expects() {
+        let g = greeting("8.0.36", "mysql_native_password", 0x1234, &[b'a'; 20]);
+        assert_eq!(g[0], 10);
+        assert!(g[1..].starts_with(b"8.0.36\0"));
+        // Thread id: three bytes and a zero.
+        assert_eq!(&g[8..12], &[0x34, 0x12, 0, 0]);
+        assert!(g.ends_with(b"mysql_native_password\0"));
+    }
+
+    #[test]
+    fn handshake_responses_parse_and_garbage_does_not() {
+        let mut p = Vec::new();
+        let caps: u32 = (1 << 9) | (1 << 15) | (1 << 19) | (1 << 3) | (1 << 21) | (1 << 20);
+        p.extend_from_slice(&caps.to_le_bytes());
+        p.extend_from_slice(&[0; 4 + 1 + 23]);
+        p.extend_from_slice(b"root\0");
+        p.push(3);
+        p.extend_from_slice(b"abc");
+        p.extend_from_slice(b"db\0mysql_native_password\0");
+        p.extend_from_slice(&[6, 1, b'k', 3, b'v', b'v', b'v']);
+        let r = parse_handshake_response(&p).unwrap();
+        assert_eq!(r.username, b"root");
+        assert_eq!(r.auth_response, b"abc");
+        assert_eq!(r.database.as_deref(), Some(&b"db"[..]));
+        assert_eq!(r.attributes, vec![(b"k".to_vec(), b"vvv".to_vec())]);
+        for cut in 0..p.len() - 12 {
+            // Truncations never panic; most are refused.
+            let _ = parse_handshake_response(&p[..cut]);
+        }
+        assert!(parse_handshake_response(&[0xff; 3]).is_none());
+    }
+}

@@ -1,0 +1,300 @@
+//! PostgreSQL frontend/backend protocol 3.0 up to authentication, with TLS.
+//!
+//! ```text
+//! C: SSLRequest                   (sslmode=prefer or require; absent with disable)
+//! S: S, then a TLS handshake with the sensor's certificate
+//! C: StartupMessage user=postgres database=prod application_name=psql
+//! S: AuthenticationCleartextPassword
+//! C: PasswordMessage "s3cret"     -> postgres.login {"username":"postgres","password":"s3cret",
+//!                                    "database":"prod","application_name":"psql","tls":true}
+//! S: ErrorResponse FATAL 28P01 password authentication failed for user "postgres"
+//! ```
+//! `nmap -sV` reports `PostgreSQL DB`: its SMB probe is answered as PostgreSQL 15 answers an
+//! unknown protocol version (`unsupported frontend protocol 65363.19778`).
+//!
+//! The first message decides, whatever order the client picks: an SSLRequest, a GSSENCRequest
+//! (declined), a CancelRequest (closed) or the startup message itself, so `sslmode=disable`
+//! clients, which start with the startup message, are logged like the others.
+
+use std::sync::Arc;
+
+use bytes::{BufMut, BytesMut};
+use serde_json::{Map, Value};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::TlsAcceptor;
+
+use super::{
+    Context, ServiceError,
+    config::PostgresConfig,
+    listen::Handler,
+    session::{Conn, Session, SessionError, lossy},
+    tls::{self, Subject},
+};
+
+const PROTOCOL_3: u32 = 196_608;
+const SSL_REQUEST: u32 = 80_877_103;
+const GSSENC_REQUEST: u32 = 80_877_104;
+const CANCEL_REQUEST: u32 = 80_877_102;
+/// PostgreSQL refuses startup packets longer than this.
+const MAX_STARTUP: usize = 10_000;
+
+struct Postgres {
+    version: String,
+    tls: Option<TlsAcceptor>,
+}
+
+impl std::fmt::Debug for Postgres {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Postgres")
+            .field("version", &self.version)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+/// The session handler for one PostgreSQL instance.
+///
+/// # Errors
+/// [`ServiceError::Setup`] when the certificate cannot be generated or loaded.
+pub fn handler(config: &PostgresConfig, ctx: &Context) -> Result<Handler, ServiceError> {
+    let tls = if config.ssl.unwrap_or(true) {
+        let subject = Subject {
+            common_name: ctx.hostname.clone(),
+            ..Subject::default()
+        };
+        let server = tls::server_config(
+            &ctx.state_dir(),
+            &format!("postgres-{}", config.port),
+            &subject,
+            &[],
+        )
+        .map_err(|err| ServiceError::Setup {
+            service: "postgres",
+            port: config.port,
+            message: err.to_string(),
+        })?;
+        Some(TlsAcceptor::from(server))
+    } else {
+        None
+    };
+    let pg = Arc::new(Postgres {
+        version: config.version.clone().unwrap_or_else(|| "15.8".to_owned()),
+        tls,
+    });
+    Ok(Arc::new(move |session, stream| {
+        let pg = Arc::clone(&pg);
+        Box::pin(async move { serve(&pg, session, stream).await })
+    }))
+}
+
+/// An `ErrorResponse` as the server builds it.
+fn error_response(code: &str, message: &str, file: &str, line: &str, routine: &str) -> Vec<u8> {
+    let mut body = BytesMut::new();
+    for (tag, value) in [
+        (b'S', "FATAL"),
+        (b'V', "FATAL"),
+        (b'C', code),
+        (b'M', message),
+        (b'F', file),
+        (b'L', line),
+        (b'R', routine),
+    ] {
+        body.put_u8(tag);
+        body.put_slice(value.as_bytes());
+        body.put_u8(0);
+    }
+    body.put_u8(0);
+    message_bytes(b'E', &body)
+}
+
+fn message_bytes(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 5);
+    out.push(tag);
+    out.extend_from_slice(&u32::try_from(body.len() + 4).unwrap_or(0).to_be_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+/// Reads a length-prefixed startup-phase packet: (code, body after the code).
+async fn read_startup<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Conn<S>,
+    session: &Session,
+) -> Result<(u32, bytes::Bytes), SessionError> {
+    let head = conn.read_exact(8, session).await?;
+    let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+    let code = u32::from_be_bytes([head[4], head[5], head[6], head[7]]);
+    if !(8..=MAX_STARTUP).contains(&len) {
+        return Err(SessionError::Protocol(format!(
+            "startup packet of {len} bytes"
+        )));
+    }
+    let body = conn.read_exact(len - 8, session).await?;
+    Ok((code, body))
+}
+
+/// Startup parameters: `key\0value\0 ... \0`.
+#[must_use]
+pub fn parse_parameters(body: &[u8]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut parts = body.split(|&b| b == 0);
+    while let (Some(k), Some(v)) = (parts.next(), parts.next()) {
+        if k.is_empty() || out.len() >= 64 {
+            break;
+        }
+        out.push((lossy(k), lossy(v)));
+    }
+    out
+}
+
+async fn serve(
+    pg: &Postgres,
+    session: Session,
+    stream: tokio::net::TcpStream,
+) -> Result<(), SessionError> {
+    let mut conn = Conn::new(stream, session.limits());
+    loop {
+        let (code, body) = match read_startup(&mut conn, &session).await {
+            Err(SessionError::Protocol(_)) => {
+                // As the server does for garbage: log what came and close.
+                session.data(conn.buffered()).await;
+                return Ok(());
+            }
+            other => other?,
+        };
+        match code {
+            SSL_REQUEST => {
+                if let Some(acceptor) = &pg.tls {
+                    conn.write_all(b"S", &session).await?;
+                    let (stream, _) = conn.into_parts();
+                    let wait = session.limits().handshake_timeout();
+                    let tls = match tokio::time::timeout(wait, acceptor.accept(stream)).await {
+                        Err(_) => return Err(SessionError::HandshakeTimeout),
+                        Ok(result) => result?,
+                    };
+                    let conn = Conn::new(tls, session.limits());
+                    return startup(pg, session, conn, None).await;
+                }
+                conn.write_all(b"N", &session).await?;
+            }
+            GSSENC_REQUEST => conn.write_all(b"N", &session).await?,
+            CANCEL_REQUEST => return Ok(()),
+            PROTOCOL_3 => {
+                return startup(pg, session, conn, Some(body)).await;
+            }
+            other => {
+                let message = format!(
+                    "unsupported frontend protocol {}.{}: server supports 3.0 to 3.0",
+                    other >> 16,
+                    other & 0xffff
+                );
+                session.data(&body).await;
+                conn.write_all(
+                    &error_response(
+                        "0A000",
+                        &message,
+                        "postmaster.c",
+                        "2194",
+                        "ProcessStartupPacket",
+                    ),
+                    &session,
+                )
+                .await?;
+                return Ok(());
+            }
+        }
+    }
+}
+
+async fn startup<S: AsyncRead + AsyncWrite + Unpin>(
+    pg: &Postgres,
+    mut session: Session,
+    mut conn: Conn<S>,
+    plain_startup: Option<bytes::Bytes>,
+) -> Result<(), SessionError> {
+    // Without TLS the startup message was read already; after TLS it comes now.
+    let tls = plain_startup.is_none();
+    let (code, body) = match plain_startup {
+        Some(body) => (PROTOCOL_3, body),
+        None => read_startup(&mut conn, &session).await?,
+    };
+    if code != PROTOCOL_3 {
+        return Err(SessionError::Protocol(format!("startup code {code}")));
+    }
+    session.handshake_done();
+    let params = parse_parameters(&body);
+    let get = |key: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+    };
+    let user = get("user").unwrap_or_default();
+    let mut extra = Map::new();
+    extra.insert("username".to_owned(), Value::String(user.clone()));
+    conn.write_all(&message_bytes(b'R', &3u32.to_be_bytes()), &session)
+        .await?;
+    let head = conn.read_exact(5, &session).await?;
+    let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+    if head[0] != b'p' || !(4..=MAX_STARTUP).contains(&len) {
+        session.data(&head).await;
+        return Ok(());
+    }
+    let password = conn.read_exact(len - 4, &session).await?;
+    let password = password.strip_suffix(&[0]).unwrap_or(&password);
+    extra.insert("password".to_owned(), Value::String(lossy(password)));
+    for key in ["database", "application_name", "client_encoding"] {
+        if let Some(v) = get(key) {
+            extra.insert(key.to_owned(), Value::String(v));
+        }
+    }
+    extra.insert("tls".to_owned(), Value::Bool(tls));
+    extra.insert(
+        "server_version".to_owned(),
+        Value::String(pg.version.clone()),
+    );
+    session.login(&[], extra).await;
+    let message = format!(
+        "password authentication failed for user \"{}\"",
+        user.chars().take(64).collect::<String>()
+    );
+    conn.write_all(
+        &error_response("28P01", &message, "auth.c", "323", "auth_failed"),
+        &session,
+    )
+    .await?;
+    conn.shutdown().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{error_response, parse_parameters};
+
+    #[test]
+    fn parameters_parse_and_stop_at_the_terminator() {
+        let p = parse_parameters(b"user\0bob\0database\0db\0\0junk");
+        assert_eq!(
+            p,
+            vec![
+                ("user".to_owned(), "bob".to_owned()),
+                ("database".to_owned(), "db".to_owned())
+            ]
+        );
+        assert!(parse_parameters(b"").is_empty());
+        assert!(parse_parameters(b"user").is_empty());
+    }
+
+    #[test]
+    fn unsupported_protocol_answer_matches_nmap() {
+        let e = error_response(
+            "0A000",
+            "unsupported frontend protocol 65363.19778: server supports 3.0 to 3.0",
+            "postmaster.c",
+            "2188",
+            "ProcessStartupPacket",
+        );
+        assert_eq!(e[0], b'E');
+        let text = String::from_utf8_lossy(&e);
+        assert!(text.contains("\0VFATAL\0C0A000\0Munsupported frontend protocol 65363"));
+    }
+}

@@ -1,0 +1,168 @@
+//! Self-signed certificates for the TLS services (HTTPS, PostgreSQL): generated once with the
+//! configured subject and kept in the state directory, so a sensor presents the same certificate
+//! across restarts as a real server would.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use chrono::Datelike;
+use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair};
+use rustls::{
+    ServerConfig,
+    pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject},
+};
+
+/// The subject of a generated certificate.
+#[derive(Debug, Clone, Default)]
+pub struct Subject {
+    /// CN, also the DNS subject alternative name.
+    pub common_name: String,
+    /// O.
+    pub organization: Option<String>,
+    /// C.
+    pub country: Option<String>,
+    /// ST.
+    pub state: Option<String>,
+    /// L.
+    pub locality: Option<String>,
+}
+
+/// A certificate could not be made or loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// Reading or writing the state directory failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// Generation failed.
+    #[error("generating a certificate for {0}: {1}")]
+    Generate(String, rcgen::Error),
+    /// The stored files do not form a usable certificate and key.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Loads `<name>.crt`/`<name>.key` from `dir`, generating them first if missing, and returns a
+/// TLS server configuration offering `alpn` protocols.
+///
+/// # Errors
+/// [`TlsError`] naming the file.
+pub fn server_config(
+    dir: &Path,
+    name: &str,
+    subject: &Subject,
+    alpn: &[&[u8]],
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let cert_path = dir.join(format!("{name}.crt"));
+    let key_path = dir.join(format!("{name}.key"));
+    if !cert_path.exists() || !key_path.exists() {
+        generate(dir, &cert_path, &key_path, subject)?;
+    }
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| TlsError::Io { path, source }
+    };
+    let cert_pem = std::fs::read(&cert_path).map_err(io(&cert_path))?;
+    let key_pem = std::fs::read(&key_path).map_err(io(&key_path))?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|err| TlsError::Invalid {
+            path: cert_path.clone(),
+            message: err.to_string(),
+        })?;
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|err| TlsError::Invalid {
+        path: key_path.clone(),
+        message: err.to_string(),
+    })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|err| TlsError::Invalid {
+            path: cert_path.clone(),
+            message: err.to_string(),
+        })?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|err| TlsError::Invalid {
+            path: cert_path.clone(),
+            message: err.to_string(),
+        })?;
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(config))
+}
+
+fn generate(
+    dir: &Path,
+    cert_path: &Path,
+    key_path: &Path,
+    subject: &Subject,
+) -> Result<(), TlsError> {
+    let gen_err = |err| TlsError::Generate(subject.common_name.clone(), err);
+    std::fs::create_dir_all(dir).map_err(|source| TlsError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut params = CertificateParams::new(vec![subject.common_name.clone()]).map_err(gen_err)?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, subject.common_name.as_str());
+    let optional = [
+        (DnType::OrganizationName, &subject.organization),
+        (DnType::CountryName, &subject.country),
+        (DnType::StateOrProvinceName, &subject.state),
+        (DnType::LocalityName, &subject.locality),
+    ];
+    for (kind, value) in optional {
+        if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
+            dn.push(kind, v);
+        }
+    }
+    params.distinguished_name = dn;
+    let today = chrono::Utc::now().date_naive();
+    let (year, month, day) = (
+        today.year(),
+        u8::try_from(today.month()).unwrap_or(1),
+        u8::try_from(today.day()).unwrap_or(1),
+    );
+    params.not_before = rcgen::date_time_ymd(year, month, day);
+    params.not_after = rcgen::date_time_ymd(year + 10, month, day.min(28));
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(gen_err)?;
+    let cert = params.self_signed(&key).map_err(gen_err)?;
+    write_private(key_path, key.serialize_pem().as_bytes())?;
+    std::fs::write(cert_path, cert.pem()).map_err(|source| TlsError::Io {
+        path: cert_path.to_path_buf(),
+        source,
+    })?;
+    tracing::info!(certificate = %cert_path.display(), common_name = %subject.common_name, "Generated a self-signed certificate.");
+    Ok(())
+}
+
+/// Writes a secret file readable by its owner only.
+///
+/// # Errors
+/// [`TlsError::Io`].
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
+    use std::{io::Write, os::unix::fs::OpenOptionsExt};
+    let io = |source| TlsError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    file.write_all(bytes).map_err(io)
+}

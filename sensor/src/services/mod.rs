@@ -19,6 +19,7 @@ pub mod listen;
 pub mod mysql;
 pub mod postgres;
 pub mod session;
+pub mod ssh;
 pub mod telnet;
 pub mod tls;
 
@@ -172,6 +173,9 @@ pub async fn start(
     }
     for c in &section.telnet {
         planned.push((Service::Telnet, c.port, telnet::handler(c, &ctx)));
+    }
+    for c in &section.ssh {
+        planned.push((Service::Ssh, c.port, ssh::handler(c, &ctx)?));
     }
     for c in &section.http {
         planned.push((Service::Http, c.port, http::handler(c, &ctx, false)?));

@@ -35,6 +35,8 @@ const SB: u8 = 250;
 const SE: u8 = 240;
 const NEGOTIATION: [u8; 12] = [IAC, 251, 1, IAC, 251, 3, IAC, 253, 24, IAC, 253, 31];
 const ATTEMPTS: usize = 3;
+/// Empty user names tolerated before the device hangs up.
+const MAX_EMPTY_LINES: usize = 10;
 
 /// What the device says at each step.
 #[derive(Debug)]
@@ -100,9 +102,22 @@ async fn serve(
     hello.extend_from_slice(profile.greeting.as_bytes());
     hello.extend_from_slice(profile.user_prompt.as_bytes());
     conn.write_all(&hello, &session).await?;
-    for _ in 0..ATTEMPTS {
+    let mut empty_lines = 0;
+    let mut attempts = 0;
+    while attempts < ATTEMPTS {
         let username = input.next_line(&mut conn, &session, true).await?;
         session.handshake_done();
+        if username.is_empty() {
+            // A bare Enter (or the second half of a CR CR LF): devices prompt again.
+            empty_lines += 1;
+            if empty_lines > MAX_EMPTY_LINES {
+                break;
+            }
+            conn.write_all(profile.user_prompt.as_bytes(), &session)
+                .await?;
+            continue;
+        }
+        attempts += 1;
         conn.write_all(profile.password_prompt.as_bytes(), &session)
             .await?;
         let password = input.next_line(&mut conn, &session, false).await?;

@@ -1,7 +1,6 @@
 //! The emulated services against the real clients users have (curl, lftp, telnet, ssh with
 //! sshpass, mariadb, psql, openssl) and against `nmap -sV`, on loopback. Each test compares the
 //! exact events produced (full JSON, run-dependent fields masked).
-#![expect(clippy::unwrap_used, reason = "test helpers fail loudly on purpose")]
 
 mod harness;
 

@@ -182,6 +182,10 @@ pub struct ServiceLimits {
     pub session_timeout_secs: u64,
     /// Raw client bytes kept in one event's `data` (hex); longer input is cut and flagged.
     pub max_data_bytes: usize,
+    /// Events one session may emit; the last one allowed carries `extra.events_capped`, later
+    /// ones are counted (`events_suppressed`) and dropped, so one client cannot flood the
+    /// outputs with a line-per-event protocol.
+    pub max_events_per_session: usize,
     /// Directory for generated host keys and certificates, created if missing.
     pub state_dir: PathBuf,
     /// Extra directories searched for HTTP skins, before the built-in ones.
@@ -199,6 +203,7 @@ impl Default for ServiceLimits {
             idle_timeout_secs: 60,
             session_timeout_secs: 600,
             max_data_bytes: 4 * 1024,
+            max_events_per_session: 256,
             state_dir: PathBuf::from("/var/lib/trapster-sensor"),
             skin_dirs: Vec::new(),
         }

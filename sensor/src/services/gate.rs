@@ -30,6 +30,8 @@ pub struct ServiceCounters {
     pub protocol_errors: AtomicU64,
     /// Events not delivered because the pipeline had shut down.
     pub events_lost: AtomicU64,
+    /// Events dropped because their session reached `max_events_per_session`.
+    pub events_suppressed: AtomicU64,
 }
 
 impl ServiceCounters {
@@ -45,6 +47,7 @@ impl ServiceCounters {
             "timeouts": get(&self.timeouts),
             "protocol_errors": get(&self.protocol_errors),
             "events_lost": get(&self.events_lost),
+            "events_suppressed": get(&self.events_suppressed),
         })
     }
 }

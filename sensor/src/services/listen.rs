@@ -232,9 +232,11 @@ pub async fn accept_loop(
         let shared_task = shared.clone();
         shared.tracker.spawn(async move {
             let _permit = permit;
-            session.connection().await;
-            let run = handler(session, stream);
             let limit = shared_task.limits.session_timeout();
+            let run = async move {
+                session.connection().await;
+                handler(session, stream).await
+            };
             let outcome = tokio::select! {
                 () = shared_task.shutdown.cancelled() => return,
                 outcome = tokio::time::timeout(limit, run) => outcome,

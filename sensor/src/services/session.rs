@@ -8,7 +8,10 @@
 //! bounded amount of memory and time.
 
 use std::{
-    sync::{Arc, atomic::Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::Duration,
 };
 
@@ -88,6 +91,7 @@ pub struct Session {
     counters: Arc<ServiceCounters>,
     handshake_deadline: Option<Instant>,
     silent: bool,
+    emitted: AtomicUsize,
 }
 
 impl Session {
@@ -112,6 +116,7 @@ impl Session {
             counters,
             handshake_deadline,
             silent,
+            emitted: AtomicUsize::new(0),
         }
     }
 
@@ -165,6 +170,17 @@ impl Session {
     pub async fn emit(&self, action: Action, data: &[u8], mut extra: Map<String, Value>) {
         if self.silent {
             return;
+        }
+        let n = self.emitted.fetch_add(1, Ordering::Relaxed) + 1;
+        let cap = self.limits.max_events_per_session;
+        if n > cap {
+            self.counters
+                .events_suppressed
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if n == cap {
+            extra.insert("events_capped".to_owned(), Value::Bool(true));
         }
         let cap = self.limits.max_data_bytes;
         let kept = if data.len() > cap {

@@ -30,6 +30,153 @@ pub const CATALOGUE: &[Kind] = &[
         },
         source: "output delivery",
     },
+    Kind {
+        logtype: LogType {
+            service: Service::Ftp,
+            action: Action::Connection,
+        },
+        source: "FTP service",
+    },
+    Kind {
+        logtype: LogType {
+            service: Service::Ftp,
+            action: Action::Data,
+        },
+        source: "FTP service",
+    },
+    Kind {
+        logtype: LogType {
+            service: Service::Ftp,
+            action: Action::Login,
+        },
+        source: "FTP service",
+    },
+    Kind {
+        logtype: LogType {
+            service: Service::Telnet,
+            action: Action::Connection,
+        },
+        source: "Telnet service",
+    },
+    Kind {
+        logtype: LogType {
+            service: Service::Telnet,
+            action: Action::Login,
+        },
+        source: "Telnet service",
+    },
+    Kind {
+        logtype: LogType {
+            service: Service::Ssh,
+            action: Action::Connection,
+        },
+        source: "SSH service",
+    },
+    Kind {
+        logtype: LogType {
+            service: Service::Ssh,
+            action: Action::Login,
+        },
+        source: "SSH service",
+    },
+    Kind {
+        logtype: LogType {
+            service: Service::Http,
+            action: Action::Connection,
+        },
+        source: "HTTP service",
+    },
+    Kind {
+        logtype: LogType {
+            service: Service::Http,
+            action: Action::Data,
+        },
+        source: "HTTP service",
+    },
+    Kind {
+        logtype: LogType {
+            service: Service::Http,
+            action: Action::Query,
+        },
+        source: "HTTP service",
+    },
+    Kind {
+        logtype: LogType {
+            service: Service::Http,
+            action: Action::Login,
+        },
+        source: "HTTP service",
+    },
+    Kind {
+        logtype: LogType {
+            service: Service::Https,
+            action: Action::Connection,
+        },
+        source: "HTTPS service",
+    },
+    Kind {
+        logtype: LogType {
+            service: Service::Https,
+            action: Action::Data,
+        },
+        source: "HTTPS service",
+    },
+    Kind {
+        logtype: LogType {
+            service: Service::Https,
+            action: Action::Query,
+        },
+        source: "HTTPS service",
+    },
+    Kind {
+        logtype: LogType {
+            service: Service::Https,
+            action: Action::Login,
+        },
+        source: "HTTPS service",
+    },
+    Kind {
+        logtype: LogType {
+            service: Service::Mysql,
+            action: Action::Connection,
+        },
+        source: "MySQL service",
+    },
+    Kind {
+        logtype: LogType {
+            service: Service::Mysql,
+            action: Action::Data,
+        },
+        source: "MySQL service",
+    },
+    Kind {
+        logtype: LogType {
+            service: Service::Mysql,
+            action: Action::Login,
+        },
+        source: "MySQL service",
+    },
+    Kind {
+        logtype: LogType {
+            service: Service::Postgres,
+            action: Action::Connection,
+        },
+        source: "PostgreSQL service",
+    },
+    Kind {
+        logtype: LogType {
+            service: Service::Postgres,
+            action: Action::Data,
+        },
+        source: "PostgreSQL service",
+    },
+    Kind {
+        logtype: LogType {
+            service: Service::Postgres,
+            action: Action::Login,
+        },
+        source: "PostgreSQL service",
+    },
 ];
 
 #[cfg(test)]

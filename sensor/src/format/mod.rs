@@ -150,13 +150,39 @@ pub(crate) mod golden {
                 },
                 service: k.logtype.service,
                 action: k.logtype.action,
-                data: Bytes::new(),
-                extra: json!({"flags": ["SYN"], "ports": ["1", "3", "25"]})
+                data: match k.logtype.action {
+                    Action::Data | Action::Login if k.logtype.service != Service::Portscan => {
+                        Bytes::from_static(b"PASS admin\r\n")
+                    }
+                    _ => Bytes::new(),
+                },
+                extra: example_extra(k.logtype.service, k.logtype.action)
                     .as_object()
                     .unwrap()
                     .clone(),
             })
             .collect()
+    }
+
+    /// A typical `extra` for a kind.
+    fn example_extra(service: Service, action: Action) -> serde_json::Value {
+        match (service, action) {
+            (Service::Portscan, _) => json!({"flags": ["SYN"], "ports": ["1", "3", "25"]}),
+            (Service::Sensor, _) => {
+                json!({"output": "siem", "dropped": 12, "reason": "spool full"})
+            }
+            (Service::Http | Service::Https, Action::Query | Action::Login) => json!({
+                "skin": "default_apache", "method": "POST", "target": "/login",
+                "headers": {"host": "5.6.7.8", "user-agent": "curl/8.5.0"}, "status_code": 200,
+                "username": "admin", "password": "admin",
+                "session_id": "0b7e1c52-8d1c-4c59-9a43-5f0f3a2f7d10"
+            }),
+            (_, Action::Login) => json!({
+                "username": "admin", "password": "admin",
+                "session_id": "0b7e1c52-8d1c-4c59-9a43-5f0f3a2f7d10"
+            }),
+            _ => json!({"session_id": "0b7e1c52-8d1c-4c59-9a43-5f0f3a2f7d10"}),
+        }
     }
 
     /// An event whose attacker-controlled fields hold every dangerous character.

@@ -266,6 +266,53 @@ impl Config {
                 ));
             }
         }
+        let limits = &self.sensor.services;
+        for (field, value) in [
+            ("sensor.services.max_connections", limits.max_connections),
+            (
+                "sensor.services.max_connections_per_source",
+                limits.max_connections_per_source,
+            ),
+            ("sensor.services.max_buffer_bytes", limits.max_buffer_bytes),
+            ("sensor.services.max_line_bytes", limits.max_line_bytes),
+            (
+                "sensor.services.max_events_per_session",
+                limits.max_events_per_session,
+            ),
+        ] {
+            if value == 0 {
+                return Err(invalid(field, "must be at least 1".to_owned()));
+            }
+        }
+        for (field, value) in [
+            (
+                "sensor.services.handshake_timeout_secs",
+                limits.handshake_timeout_secs,
+            ),
+            (
+                "sensor.services.idle_timeout_secs",
+                limits.idle_timeout_secs,
+            ),
+            (
+                "sensor.services.session_timeout_secs",
+                limits.session_timeout_secs,
+            ),
+        ] {
+            if value == 0 {
+                return Err(invalid(field, "must be at least 1 second".to_owned()));
+            }
+        }
+        let ports = self.services.ports();
+        for (i, (service, port)) in ports.iter().enumerate() {
+            if *port != 0
+                && let Some((other, _)) = ports[..i].iter().find(|(_, p)| p == port)
+            {
+                return Err(invalid(
+                    "services",
+                    format!("{service} and {other} both use port {port}"),
+                ));
+            }
+        }
         if self.sensor.identity.cef_severity.is_some_and(|s| s > 10) {
             return Err(invalid(
                 "sensor.identity.cef_severity",
@@ -424,6 +471,22 @@ mod tests {
   },
   "logger": { "name": "JsonLogger", "kwargs": {} }
 }"#;
+
+    #[test]
+    fn service_mistakes_are_named() {
+        let dup = r#"{"services": {"ftp": [{"port": 21}], "http": [{"port": 21}]}}"#;
+        let err = Config::parse(dup, "t").unwrap_err().to_string();
+        assert!(err.contains("http and ftp both use port 21"), "{err}");
+        let zero = r#"{"sensor": {"services": {"idle_timeout_secs": 0}}}"#;
+        let err = Config::parse(zero, "t").unwrap_err().to_string();
+        assert!(err.contains("sensor.services.idle_timeout_secs"), "{err}");
+        let typo = r#"{"services": {"ssh": [{"port": "twenty-two"}]}}"#;
+        let err = Config::parse(typo, "t").unwrap_err().to_string();
+        assert!(err.contains("services.ssh[0].port"), "{err}");
+        let unknown = r#"{"sensor": {"services": {"max_conns": 3}}}"#;
+        let err = Config::parse(unknown, "t").unwrap_err().to_string();
+        assert!(err.contains("max_conns"), "{err}");
+    }
 
     #[test]
     fn community_file_is_accepted_unchanged() {

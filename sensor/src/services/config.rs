@@ -41,6 +41,20 @@ pub struct ServicesSection {
 }
 
 impl ServicesSection {
+    /// (service, port) of every emulated instance, in configuration order.
+    #[must_use]
+    pub fn ports(&self) -> Vec<(&'static str, u16)> {
+        let mut out = Vec::new();
+        out.extend(self.ftp.iter().map(|c| ("ftp", c.port)));
+        out.extend(self.telnet.iter().map(|c| ("telnet", c.port)));
+        out.extend(self.ssh.iter().map(|c| ("ssh", c.port)));
+        out.extend(self.http.iter().map(|c| ("http", c.port)));
+        out.extend(self.https.iter().map(|c| ("https", c.port)));
+        out.extend(self.mysql.iter().map(|c| ("mysql", c.port)));
+        out.extend(self.postgres.iter().map(|c| ("postgres", c.port)));
+        out
+    }
+
     /// How many instances are configured for the protocols this version emulates.
     #[must_use]
     pub fn emulated(&self) -> usize {

@@ -86,7 +86,7 @@ fn run_with_services_only_streams_their_events_and_stops_cleanly() {
             state.display()
         ),
     );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sensor"))
+    let child = Command::new(env!("CARGO_BIN_EXE_sensor"))
         .args(["run", "--capture", "none", "-c", path.to_str().unwrap()])
         .env("NO_COLOR", "1")
         .stdout(std::process::Stdio::piped())

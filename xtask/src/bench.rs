@@ -1,5 +1,6 @@
 //! `cargo xtask bench`: userspace criterion benchmarks, then the privileged scan benchmark
-//! (kernel cost, XDP vs libpcap end to end, extremes), printed and saved under
+//! (kernel cost, XDP vs libpcap end to end, extremes), then the emulated-service benchmark
+//! (sessions per second, memory with 5,000 idle connections), printed and saved under
 //! `benches/results/`.
 
 use std::process::Command;
@@ -40,6 +41,8 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<()> {
         "sensor",
         "--bin",
         "scanbench",
+        "--bin",
+        "servicebench",
     ]))?;
     let bench = target_dir().join("release/scanbench");
     let mut cmd = as_root(&bench);
@@ -48,5 +51,14 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<()> {
     if options.quick {
         cmd.arg("--quick");
     }
-    run_cmd(&mut cmd)
+    run_cmd(&mut cmd)?;
+    // The emulated services: sessions per second and memory with 5,000 idle connections.
+    let mut services = Command::new(target_dir().join("release/servicebench"));
+    services
+        .current_dir(&root)
+        .env("SENSOR_BIN", target_dir().join("release/sensor"));
+    if options.quick {
+        services.arg("--quick");
+    }
+    run_cmd(&mut services)
 }

@@ -73,7 +73,10 @@ impl Kind {
 }
 
 fn port_of(base: u16, kind: Kind) -> u16 {
-    base + Kind::ALL.iter().position(|k| *k == kind).map_or(0, |i| i as u16)
+    base + Kind::ALL
+        .iter()
+        .position(|k| *k == kind)
+        .map_or(0, |i| i as u16)
 }
 
 /// Accepts any certificate: the sensor's is self-signed.
@@ -180,7 +183,10 @@ async fn session(kind: Kind, addr: SocketAddr, tls: &tokio_rustls::TlsConnector)
                 let Ok(mut s) = tls.connect(name, s).await else {
                     return false;
                 };
-                if s.write_all(b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n").await.is_err() {
+                if s.write_all(b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+                    .await
+                    .is_err()
+                {
                     return false;
                 }
                 read_to_end(&mut s).await;
@@ -211,7 +217,9 @@ async fn session(kind: Kind, addr: SocketAddr, tls: &tokio_rustls::TlsConnector)
                     }
                     Kind::Http => {
                         let _ = s
-                            .write_all(b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+                            .write_all(
+                                b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n",
+                            )
                             .await;
                     }
                     Kind::Mysql => {
@@ -324,7 +332,10 @@ fn start_sensor(bin: &Path, base: u16) -> Sensor {
 async fn wait_listening(addr: SocketAddr) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while TcpStream::connect(addr).await.is_err() {
-        assert!(Instant::now() < deadline, "the sensor never listened on {addr}");
+        assert!(
+            Instant::now() < deadline,
+            "the sensor never listened on {addr}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -333,10 +344,8 @@ async fn wait_listening(addr: SocketAddr) {
 async fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     raise_fd_limit();
-    let bin = std::env::var_os("SENSOR_BIN").map_or_else(
-        || PathBuf::from("target/release/sensor"),
-        PathBuf::from,
-    );
+    let bin = std::env::var_os("SENSOR_BIN")
+        .map_or_else(|| PathBuf::from("target/release/sensor"), PathBuf::from);
     let base = 42_100;
     let sensor = start_sensor(&bin, base);
     for kind in Kind::ALL {
@@ -358,7 +367,10 @@ async fn main() {
     let tls = tokio_rustls::TlsConnector::from(Arc::new(tls_config));
 
     println!("service benchmark: {CLIENTS} concurrent clients, {duration:?} per service, loopback");
-    println!("{:<10} {:>12} {:>12} {:>10}", "service", "sessions/s", "sessions", "logged");
+    println!(
+        "{:<10} {:>12} {:>12} {:>10}",
+        "service", "sessions/s", "sessions", "logged"
+    );
     let mut rows = Vec::new();
     for kind in Kind::ALL {
         let addr = SocketAddr::from(([127, 0, 0, 1], port_of(base, kind)));
@@ -392,7 +404,10 @@ async fn main() {
             logged = count_events(&sensor.log, &logtype) - before;
         }
         let rate = sessions as f64 / elapsed;
-        println!("{:<10} {rate:>12.0} {sessions:>12} {logged:>10}", kind.name());
+        println!(
+            "{:<10} {rate:>12.0} {sessions:>12} {logged:>10}",
+            kind.name()
+        );
         rows.push(json!({"service": kind.name(), "sessions_per_sec": rate.round(), "sessions": sessions, "logged": logged}));
     }
 
@@ -428,9 +443,18 @@ async fn main() {
         "idle_connections": IDLE_CONNECTIONS,
         "kib_per_idle_connection": (per_conn * 10.0).round() / 10.0,
     });
-    let name = if quick { "services-quick.json" } else { "services.json" };
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("results").join(name);
-    let _ = std::fs::write(&path, serde_json::to_string_pretty(&report).unwrap_or_default());
+    let name = if quick {
+        "services-quick.json"
+    } else {
+        "services.json"
+    };
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("results")
+        .join(name);
+    let _ = std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&report).unwrap_or_default(),
+    );
     println!("written: {}", path.display());
     drop(sensor);
 }

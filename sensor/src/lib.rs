@@ -7,6 +7,7 @@
 //! - [`scan`]: the port-scan merger (pure, time as input) and `portscan.query` events.
 //! - [`services`]: the emulated services (FTP, Telnet, SSH, HTTP/HTTPS, MySQL, PostgreSQL).
 //! - [`event`]: the one [`event::Event`] type.
+//! - [`incident`]: events folded into incidents per source, with escalating severity.
 //! - [`format`]: pure event-to-bytes encoders.
 //! - [`output`]: transports for encoded events and the fan-out with a queue per output.
 //! - [`agent`]: wires it all together until shutdown.
@@ -19,6 +20,7 @@ pub mod clock;
 pub mod config;
 pub mod event;
 pub mod format;
+pub mod incident;
 pub mod output;
 pub mod replay;
 pub mod scan;

@@ -25,6 +25,8 @@ use crate::{
     capture::{counters::CounterSnapshot, pcap::PcapError, pcap::PcapStats, xdp::XdpError},
     clock::{WallClock, monotonic_ns},
     config::{Config, XdpMode},
+    event::Event,
+    incident::Tracker,
     output::{Fanout, OutputStats},
     scan::{Merger, MergerStats, ScanReport, to_event},
     shutdown::CancellationToken,
@@ -177,6 +179,7 @@ pub async fn run(
     let mut events = 0u64;
 
     let mut merger = Merger::new(&config.sensor.portscan);
+    let mut incidents = Tracker::new(&config.sensor.incidents);
     let mut reports = Vec::new();
     let mut drain_tick = tokio::time::interval(Duration::from_millis(xdp_cfg.drain_interval_ms));
     drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -191,10 +194,10 @@ pub async fn run(
             () = shutdown.cancelled() => break,
             drained = source.wait_and_drain(&mut merger, &mut reports) => {
                 drained?;
-                events += emit(&fanout, &mut reports).await;
+                events += emit(&fanout, &mut incidents, &mut reports).await;
             }
             Some(event) = service_events.recv() => {
-                fanout.send(event).await;
+                deliver(&fanout, &mut incidents, event).await;
                 events += 1;
             }
             _ = hangup.recv() => {
@@ -204,7 +207,8 @@ pub async fn run(
             _ = drain_tick.tick() => {
                 source.drain_now(&mut merger, &mut reports);
                 merger.sweep(monotonic_ns(), &mut reports);
-                events += emit(&fanout, &mut reports).await;
+                incidents.sweep(monotonic_ns());
+                events += emit(&fanout, &mut incidents, &mut reports).await;
             }
             _ = stats_tick.tick(), if xdp_cfg.stats_interval_secs > 0 => {
                 let now = source.counters()?;
@@ -228,18 +232,18 @@ pub async fn run(
         tokio::select! {
             () = &mut stopping => break,
             Some(event) = service_events.recv() => {
-                fanout.send(event).await;
+                deliver(&fanout, &mut incidents, event).await;
                 events += 1;
             }
         }
     }
     while let Ok(event) = service_events.try_recv() {
-        fanout.send(event).await;
+        deliver(&fanout, &mut incidents, event).await;
         events += 1;
     }
     let finished = source.finish(&mut merger, &mut reports)?;
     merger.flush(&mut reports);
-    events += emit(&fanout, &mut reports).await;
+    events += emit(&fanout, &mut incidents, &mut reports).await;
     let outputs = fanout.finish(OUTPUT_GRACE).await;
     if let (Some(now), Some(last)) = (&finished.kernel, &last_counters) {
         report_counters(&now.since(last), &merger);
@@ -266,17 +270,35 @@ pub async fn run(
 }
 
 /// Hands pending reports to the outputs as events; returns how many.
-async fn emit(fanout: &Fanout, reports: &mut Vec<ScanReport>) -> u64 {
+async fn emit(fanout: &Fanout, incidents: &mut Tracker, reports: &mut Vec<ScanReport>) -> u64 {
     if reports.is_empty() {
         return 0;
     }
     let clock = WallClock::now();
     let mut n = 0;
     for report in reports.drain(..) {
-        fanout.send(to_event(&report, &clock)).await;
+        deliver(fanout, incidents, to_event(&report, &clock)).await;
         n += 1;
     }
     n
+}
+
+/// Sends an event, folds it into its source's incident, and sends the incident message when
+/// the incident is new or its severity rose.
+async fn deliver(fanout: &Fanout, incidents: &mut Tracker, event: Event) {
+    let incident = incidents.observe(&event, monotonic_ns());
+    fanout.send(event).await;
+    if let Some(incident) = incident {
+        tracing::info!(
+            incident = %incident.id,
+            action = incident.action.as_str(),
+            severity = incident.severity.as_str(),
+            source = %incident.src_ip,
+            "{}",
+            incident.description
+        );
+        fanout.send(incident).await;
+    }
 }
 fn report_counters(delta: &CounterSnapshot, merger: &Merger) {
     use sensor_common::Counter;

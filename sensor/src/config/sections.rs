@@ -61,6 +61,9 @@ pub struct SensorSection {
     /// Limits and state of the emulated services.
     #[serde(default)]
     pub services: crate::services::ServiceLimits,
+    /// How events fold into incidents.
+    #[serde(default)]
+    pub incidents: crate::incident::IncidentConfig,
 }
 
 /// How the XDP program is attached.

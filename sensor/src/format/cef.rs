@@ -17,6 +17,20 @@ pub const VENDOR: &str = "Ballpoint";
 /// CEF device product.
 pub const PRODUCT: &str = "Trapster";
 
+/// A header field, escaped.
+pub(crate) fn escape_header(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    header(&mut out, text);
+    out
+}
+
+/// An extension value, escaped.
+pub(crate) fn escape_extension(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    value(&mut out, text);
+    out
+}
+
 /// Escapes a header field.
 fn header(out: &mut String, text: &str) {
     for c in text.chars() {

@@ -18,7 +18,7 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    OutputConfig, Transport, WhenFull,
+    Filter, Message, OutputConfig, Transport, WhenFull,
     api::ApiOutput,
     file::FileOutput,
     redis::{RedisOutput, first_backoff, jittered, next_backoff},
@@ -72,7 +72,8 @@ struct Handle {
     name: String,
     kind: &'static str,
     when_full: WhenFull,
-    tx: mpsc::Sender<Arc<Event>>,
+    tx: mpsc::Sender<Arc<Message>>,
+    filter: Filter,
     counters: Arc<Counters>,
     task: JoinHandle<()>,
 }
@@ -134,6 +135,7 @@ impl Fanout {
                 ));
                 Handle {
                     name,
+                    filter: cfg.filter(),
                     kind: cfg.transport.kind(),
                     when_full: cfg.when_full,
                     tx,
@@ -149,10 +151,14 @@ impl Fanout {
         }
     }
 
-    /// Hands `event` to every output, applying each one's full-queue policy.
-    pub async fn send(&self, event: Event) {
-        let event = Arc::new(event);
+    /// Hands a message (an event or an incident) to every output that takes it, applying each
+    /// one's full-queue policy.
+    pub async fn send(&self, message: impl Into<Message>) {
+        let event = Arc::new(message.into());
         for h in &self.handles {
+            if !h.filter.accepts(&event) {
+                continue;
+            }
             let accepted = match h.when_full {
                 WhenFull::Block => h.tx.send(event.clone()).await.is_ok(),
                 WhenFull::DropNewest => match h.tx.try_send(event.clone()) {
@@ -202,6 +208,7 @@ impl Fanout {
             tx,
             counters,
             task,
+            ..
         } in handles
         {
             drop(tx);
@@ -245,7 +252,7 @@ async fn run_output(
     cfg: OutputConfig,
     name: String,
     ctx: FormatContext,
-    mut rx: mpsc::Receiver<Arc<Event>>,
+    mut rx: mpsc::Receiver<Arc<Message>>,
     mut reopen: broadcast::Receiver<()>,
     counters: Arc<Counters>,
     give_up: CancellationToken,
@@ -289,10 +296,10 @@ async fn run_output(
         let mut next = Some(first);
         while let Some(event) = next {
             let start = buf.len();
-            match format::encode(cfg.format, &event, &ctx, &mut buf) {
+            match event.encode(cfg.format, &ctx, &mut buf) {
                 Ok(()) => {
                     batch += 1;
-                    let micros = event.timestamp.timestamp_micros();
+                    let micros = event.timestamp().timestamp_micros();
                     records.push((start, micros as f64 / 1e6));
                 }
                 Err(err) => {
@@ -359,7 +366,7 @@ async fn run_spooled(
     cfg: OutputConfig,
     name: String,
     ctx: FormatContext,
-    mut rx: mpsc::Receiver<Arc<Event>>,
+    mut rx: mpsc::Receiver<Arc<Message>>,
     counters: Arc<Counters>,
     shutdown: CancellationToken,
 ) {
@@ -464,7 +471,7 @@ async fn run_spooled(
                 let mut next = Some(first);
                 while let Some(event) = next {
                     let start = buf.len();
-                    match format::encode(cfg.format, &event, &ctx, &mut buf) {
+                    match event.encode(cfg.format, &ctx, &mut buf) {
                         Ok(()) => starts.push(start),
                         Err(err) => {
                             counters.dropped.fetch_add(1, Ordering::Relaxed);

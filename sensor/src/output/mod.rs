@@ -6,6 +6,7 @@
 pub mod api;
 pub mod fanout;
 pub mod file;
+pub mod message;
 pub mod redis;
 pub mod secret;
 pub mod spool;
@@ -16,6 +17,7 @@ use serde::Deserialize;
 use crate::format::{Format, FormatError};
 
 pub use fanout::{Fanout, OutputStats};
+pub use message::{Filter, Message, Receive};
 
 /// What an output does when its queue is full.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -44,6 +46,15 @@ pub enum Transport {
 }
 
 impl Transport {
+    /// What this transport receives unless the output says otherwise: chat and mail get
+    /// incidents only, so a scan never floods a channel or a mailbox.
+    #[must_use]
+    pub const fn default_receive(&self) -> Receive {
+        match self {
+            Self::Terminal | Self::File(_) | Self::Redis(_) | Self::Api(_) => Receive::Events,
+        }
+    }
+
     /// Lowercase name.
     #[must_use]
     pub const fn kind(&self) -> &'static str {
@@ -82,6 +93,13 @@ pub struct OutputConfig {
     /// there, in order, surviving restarts.
     #[serde(default)]
     pub spool: Option<SpoolConfig>,
+    /// `events`, `incidents` or `both`; default `incidents` for chat and email outputs,
+    /// `events` for the others.
+    #[serde(default)]
+    pub receive: Option<Receive>,
+    /// Messages below this severity (`low`, `medium`, `high`, `critical`) are not sent here.
+    #[serde(default)]
+    pub min_severity: crate::incident::Severity,
 }
 
 const fn default_spool_bytes() -> u64 {
@@ -111,6 +129,19 @@ impl OutputConfig {
             when_full: WhenFull::Block,
             transport,
             spool: None,
+            receive: None,
+            min_severity: crate::incident::Severity::Low,
+        }
+    }
+
+    /// Which messages this output takes.
+    #[must_use]
+    pub fn filter(&self) -> Filter {
+        Filter {
+            receive: self
+                .receive
+                .unwrap_or_else(|| self.transport.default_receive()),
+            min_severity: self.min_severity,
         }
     }
 }

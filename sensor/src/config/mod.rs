@@ -252,7 +252,7 @@ impl Config {
         }
         for (i, output) in self.outputs.iter().enumerate() {
             if output.spool.is_some()
-                && matches!(output.transport, Transport::Terminal | Transport::File(_))
+                && (matches!(output.transport, Transport::Terminal | Transport::File(_)))
             {
                 return Err(invalid(
                     "outputs[].spool",

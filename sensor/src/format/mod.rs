@@ -8,6 +8,7 @@
 //! - `cef`: ArcSight Common Event Format ([`cef`]).
 
 pub mod cef;
+pub mod chat;
 pub mod community;
 pub mod ecs;
 pub mod trapster;

@@ -25,6 +25,10 @@ pub enum BatchMode {
     Array,
     /// Newline-delimited events per request.
     Ndjson,
+    /// Events one after the other, newline-separated, as `application/json` (Splunk HEC).
+    Concatenated,
+    /// `{"jsons": ["<event>", ...]}`: each event as a JSON string (Sekoia.io's `/jsons`).
+    Jsons,
 }
 
 const fn default_timeout() -> u64 {
@@ -59,6 +63,15 @@ pub struct ApiConfig {
     /// Per-request timeout, seconds.
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
+    /// Signs each body with HMAC-SHA256 under this key, in `signature_header`.
+    #[serde(default)]
+    pub hmac_secret: Option<Secret>,
+    /// Header of the signature (`sha256=<hex>`); default `X-Trapster-Signature-256`.
+    #[serde(default)]
+    pub signature_header: Option<String>,
+    /// Least time between two requests, ms (chat webhooks: about one message per second).
+    #[serde(default)]
+    pub min_interval_ms: u64,
 }
 
 /// What one delivery did.
@@ -74,6 +87,8 @@ pub struct Delivery {
 #[derive(Debug)]
 pub struct ApiOutput {
     config: ApiConfig,
+    /// When the last request was sent, for `min_interval_ms`.
+    last_request: std::sync::Mutex<Option<tokio::time::Instant>>,
     client: Result<reqwest::Client, String>,
     /// `scheme://host:port`, the only part of the URL ever logged.
     shown: String,
@@ -113,6 +128,7 @@ impl ApiOutput {
             .map_err(|e| format!("building the HTTP client: {}", without_url(&e)));
         Self {
             config,
+            last_request: std::sync::Mutex::new(None),
             client,
             shown,
         }
@@ -124,38 +140,63 @@ impl ApiOutput {
                 .iter()
                 .map(|r| (r.to_vec(), 1, "application/json"))
                 .collect(),
-            BatchMode::Array | BatchMode::Ndjson => records
-                .chunks(self.config.max_batch.max(1))
-                .map(|chunk| {
-                    let mut body = Vec::new();
-                    if self.config.batch == BatchMode::Array {
-                        body.push(b'[');
-                        for (i, r) in chunk.iter().enumerate() {
-                            if i > 0 {
-                                body.push(b',');
+            BatchMode::Array | BatchMode::Ndjson | BatchMode::Concatenated | BatchMode::Jsons => {
+                records
+                    .chunks(self.config.max_batch.max(1))
+                    .map(|chunk| {
+                        let mut body = Vec::new();
+                        if self.config.batch == BatchMode::Jsons {
+                            let strings: Vec<String> = chunk
+                                .iter()
+                                .map(|r| String::from_utf8_lossy(r).into_owned())
+                                .collect();
+                            let wrapped = serde_json::json!({ "jsons": strings });
+                            body = serde_json::to_vec(&wrapped).unwrap_or_default();
+                            (body, chunk.len(), "application/json")
+                        } else if self.config.batch == BatchMode::Array {
+                            body.push(b'[');
+                            for (i, r) in chunk.iter().enumerate() {
+                                if i > 0 {
+                                    body.push(b',');
+                                }
+                                body.extend_from_slice(r);
                             }
-                            body.extend_from_slice(r);
+                            body.push(b']');
+                            (body, chunk.len(), "application/json")
+                        } else {
+                            for r in chunk {
+                                body.extend_from_slice(r);
+                                body.push(b'\n');
+                            }
+                            let content_type = if self.config.batch == BatchMode::Concatenated {
+                                "application/json"
+                            } else {
+                                "application/x-ndjson"
+                            };
+                            (body, chunk.len(), content_type)
                         }
-                        body.push(b']');
-                        (body, chunk.len(), "application/json")
-                    } else {
-                        for r in chunk {
-                            body.extend_from_slice(r);
-                            body.push(b'\n');
-                        }
-                        (body, chunk.len(), "application/x-ndjson")
-                    }
-                })
-                .collect(),
+                    })
+                    .collect()
+            }
         }
     }
 
     async fn post(&self, client: &reqwest::Client, body: &[u8], content_type: &str) -> Outcome {
+        self.pace().await;
         let mut request = client
             .post(self.config.url.expose())
             .header("Content-Type", content_type);
         for (name, value) in &self.config.headers {
             request = request.header(name, value.expose());
+        }
+        if let Some(key) = &self.config.hmac_secret {
+            let header = self
+                .config
+                .signature_header
+                .as_deref()
+                .unwrap_or("X-Trapster-Signature-256");
+            let mac = hmac_sha256(key.expose().as_bytes(), body);
+            request = request.header(header, format!("sha256={}", hex::encode(mac)));
         }
         let body = if self.config.gzip {
             let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -190,12 +231,33 @@ impl ApiOutput {
         }
     }
 
+    /// Waits until `min_interval_ms` has passed since the previous request.
+    async fn pace(&self) {
+        let interval = Duration::from_millis(self.config.min_interval_ms);
+        if interval.is_zero() {
+            return;
+        }
+        let wait = {
+            let mut last = self
+                .last_request
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let now = tokio::time::Instant::now();
+            let next = last.map_or(now, |t| (t + interval).max(now));
+            *last = Some(next);
+            next
+        };
+        tokio::time::sleep_until(wait).await;
+    }
+
     /// Events per request: 1 in `single` mode, `max_batch` otherwise.
     #[must_use]
     pub fn per_request(&self) -> usize {
         match self.config.batch {
             BatchMode::Single => 1,
-            BatchMode::Array | BatchMode::Ndjson => self.config.max_batch.max(1),
+            BatchMode::Array | BatchMode::Ndjson | BatchMode::Concatenated | BatchMode::Jsons => {
+                self.config.max_batch.max(1)
+            }
         }
     }
 
@@ -276,5 +338,49 @@ fn without_url(err: &reqwest::Error) -> String {
     match std::error::Error::source(err) {
         Some(source) => format!("{kind}: {source}"),
         None => kind.to_owned(),
+    }
+}
+
+/// HMAC-SHA256 (RFC 2104) of `message` under `key`.
+#[must_use]
+pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    use sha2::{Digest as _, Sha256};
+    let mut block = [0u8; 64];
+    if key.len() > 64 {
+        block[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let mut inner = Sha256::new();
+    inner.update(block.map(|b| b ^ 0x36));
+    inner.update(message);
+    let mut outer = Sha256::new();
+    outer.update(block.map(|b| b ^ 0x5c));
+    outer.update(inner.finalize());
+    outer.finalize().into()
+}
+
+#[cfg(test)]
+mod hmac_tests {
+    use super::hmac_sha256;
+
+    #[test]
+    fn rfc_4231_test_cases() {
+        assert_eq!(
+            hex::encode(hmac_sha256(&[0x0b; 20], b"Hi There")),
+            "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"
+        );
+        assert_eq!(
+            hex::encode(hmac_sha256(b"Jefe", b"what do ya want for nothing?")),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        // A key longer than the block is hashed first (test case 6).
+        assert_eq!(
+            hex::encode(hmac_sha256(
+                &[0xaa; 131],
+                b"Test Using Larger Than Block-Size Key - Hash Key First"
+            )),
+            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
+        );
     }
 }

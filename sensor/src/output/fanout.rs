@@ -240,12 +240,64 @@ impl Fanout {
     }
 }
 
+/// What each message becomes in the request or record.
+enum Body {
+    /// The output's format.
+    Format(format::Format),
+    /// A Splunk HEC event object.
+    Hec(format::chat::HecMeta),
+    /// A Slack message.
+    Slack,
+    /// A Teams Adaptive Card message.
+    Teams,
+    /// A syslog message (header and payload).
+    Syslog(Box<super::syslog::SyslogConfig>),
+}
+
+impl Body {
+    fn of(cfg: &OutputConfig) -> Self {
+        match &cfg.transport {
+            Transport::SplunkHec(hec) => Self::Hec(hec.meta()),
+            Transport::Slack(_) => Self::Slack,
+            Transport::Teams(_) => Self::Teams,
+            Transport::Syslog(cfg) => Self::Syslog(Box::new(cfg.clone())),
+            // Sekoia's Trapster parser and webhook receivers read the enterprise envelope.
+            Transport::Sekoia(_) | Transport::Webhook(_) => Self::Format(format::Format::Trapster),
+            _ => Self::Format(cfg.format),
+        }
+    }
+
+    fn encode(
+        &self,
+        message: &Message,
+        ctx: &FormatContext,
+        out: &mut BytesMut,
+    ) -> Result<(), format::FormatError> {
+        match self {
+            Self::Format(f) => message.encode(*f, ctx, out),
+            Self::Hec(meta) => format::chat::hec(message, ctx, meta, out),
+            Self::Syslog(cfg) => super::syslog::frame(message, cfg, ctx, out),
+            Self::Slack => {
+                format::chat::slack(message, ctx, out)?;
+                out.extend_from_slice(b"\n");
+                Ok(())
+            }
+            Self::Teams => {
+                format::chat::teams(message, ctx, out)?;
+                out.extend_from_slice(b"\n");
+                Ok(())
+            }
+        }
+    }
+}
+
 /// A transport ready to write.
 enum Sink {
     Stdout(tokio::io::Stdout),
     File(FileOutput),
     Redis(Box<RedisOutput>),
     Api(Box<ApiOutput>),
+    Syslog(Box<super::syslog::SyslogOutput>),
 }
 
 async fn run_output(
@@ -261,9 +313,19 @@ async fn run_output(
         Transport::Terminal => Sink::Stdout(tokio::io::stdout()),
         Transport::File(file) => Sink::File(FileOutput::new(file.clone())),
         Transport::Redis(redis) => Sink::Redis(Box::new(RedisOutput::new(redis.clone(), &name))),
-        Transport::Api(api) => Sink::Api(Box::new(ApiOutput::new(api.clone(), &name))),
+        Transport::Syslog(syslog) => {
+            Sink::Syslog(Box::new(super::syslog::SyslogOutput::new(syslog.clone())))
+        }
+        other => match other.http() {
+            Some(api) => Sink::Api(Box::new(ApiOutput::new(api, &name))),
+            None => {
+                tracing::error!(output = %name, "Transport without a writer; events are dropped.");
+                return;
+            }
+        },
     };
-    if let (Some(spool), Sink::Redis(_) | Sink::Api(_)) = (&cfg.spool, &sink) {
+    let body = Body::of(&cfg);
+    if let (Some(spool), Sink::Redis(_) | Sink::Api(_) | Sink::Syslog(_)) = (&cfg.spool, &sink) {
         match Spool::open(&spool.dir, spool.max_bytes) {
             Ok(spool) => {
                 return run_spooled(sink, spool, cfg, name, ctx, rx, counters, give_up).await;
@@ -296,7 +358,7 @@ async fn run_output(
         let mut next = Some(first);
         while let Some(event) = next {
             let start = buf.len();
-            match event.encode(cfg.format, &ctx, &mut buf) {
+            match body.encode(&event, &ctx, &mut buf) {
                 Ok(()) => {
                     batch += 1;
                     let micros = event.timestamp().timestamp_micros();
@@ -341,6 +403,13 @@ async fn run_output(
                     .await
                     .map(|d| (d.retries, d.refused))
             }
+            Sink::Syslog(syslog) => {
+                let records: Vec<&[u8]> = members.iter().map(|(_, m)| *m).collect();
+                syslog
+                    .write(&records, &name, &give_up)
+                    .await
+                    .map(|r| (r, 0))
+            }
         };
         match written {
             Ok((retries, refused)) => {
@@ -373,6 +442,7 @@ async fn run_spooled(
     if !spool.is_empty() {
         tracing::info!(output = %name, bytes = spool.pending_bytes(), "Delivering events spooled before the last stop.");
     }
+    let body = Body::of(&cfg);
     let per_request = match &sink {
         Sink::Api(api) => api.per_request(),
         _ => 100,
@@ -409,6 +479,11 @@ async fn run_spooled(
                         .map(|()| 0)
                         .map_err(|e| (None, e))
                 }
+                Sink::Syslog(syslog) => syslog
+                    .try_write(&refs)
+                    .await
+                    .map(|()| 0)
+                    .map_err(|e| (None, e)),
                 Sink::Stdout(_) | Sink::File(_) => Ok(0),
             };
             match attempt {
@@ -430,7 +505,7 @@ async fn run_spooled(
                         // Tell the receiver too, through this output, in its format.
                         buf.clear();
                         let event = degraded_event(&name, dropped_full);
-                        if format::encode(cfg.format, &event, &ctx, &mut buf).is_ok() {
+                        if body.encode(&Message::Event(event), &ctx, &mut buf).is_ok() {
                             let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
                             if spool.push(&[line]).is_ok_and(|n| n == 1) {
                                 counters.spooled.fetch_add(1, Ordering::Relaxed);
@@ -471,7 +546,7 @@ async fn run_spooled(
                 let mut next = Some(first);
                 while let Some(event) = next {
                     let start = buf.len();
-                    match event.encode(cfg.format, &ctx, &mut buf) {
+                    match body.encode(&event, &ctx, &mut buf) {
                         Ok(()) => starts.push(start),
                         Err(err) => {
                             counters.dropped.fetch_add(1, Ordering::Relaxed);

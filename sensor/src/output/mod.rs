@@ -6,10 +6,12 @@
 pub mod api;
 pub mod fanout;
 pub mod file;
+pub mod integrations;
 pub mod message;
 pub mod redis;
 pub mod secret;
 pub mod spool;
+pub mod syslog;
 pub mod terminal;
 
 use serde::Deserialize;
@@ -43,6 +45,19 @@ pub enum Transport {
     Redis(redis::RedisConfig),
     /// An HTTP(S) collector.
     Api(api::ApiConfig),
+    /// Splunk HTTP Event Collector.
+    #[serde(rename = "splunk_hec")]
+    SplunkHec(integrations::HecConfig),
+    /// Sekoia.io HTTP intake.
+    Sekoia(integrations::SekoiaConfig),
+    /// Slack incoming webhook.
+    Slack(integrations::ChatConfig),
+    /// Microsoft Teams Workflows webhook.
+    Teams(integrations::ChatConfig),
+    /// Custom HTTP webhook (envelope JSON, optional HMAC signature).
+    Webhook(integrations::WebhookConfig),
+    /// Syslog over UDP, TCP or TLS (CEF or JSON payload).
+    Syslog(syslog::SyslogConfig),
 }
 
 impl Transport {
@@ -51,7 +66,8 @@ impl Transport {
     #[must_use]
     pub const fn default_receive(&self) -> Receive {
         match self {
-            Self::Terminal | Self::File(_) | Self::Redis(_) | Self::Api(_) => Receive::Events,
+            Self::Slack(_) | Self::Teams(_) => Receive::Incidents,
+            _ => Receive::Events,
         }
     }
 
@@ -63,6 +79,25 @@ impl Transport {
             Self::File(_) => "file",
             Self::Redis(_) => "redis",
             Self::Api(_) => "api",
+            Self::SplunkHec(_) => "splunk_hec",
+            Self::Sekoia(_) => "sekoia",
+            Self::Slack(_) => "slack",
+            Self::Teams(_) => "teams",
+            Self::Webhook(_) => "webhook",
+            Self::Syslog(_) => "syslog",
+        }
+    }
+
+    /// The HTTP configuration behind HTTP-based transports.
+    #[must_use]
+    pub fn http(&self) -> Option<api::ApiConfig> {
+        match self {
+            Self::Api(c) => Some(c.clone()),
+            Self::SplunkHec(c) => Some(c.api()),
+            Self::Sekoia(c) => Some(c.api()),
+            Self::Slack(c) | Self::Teams(c) => Some(c.api()),
+            Self::Webhook(c) => Some(c.api()),
+            Self::Terminal | Self::File(_) | Self::Redis(_) | Self::Syslog(_) => None,
         }
     }
 }

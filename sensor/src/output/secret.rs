@@ -11,6 +11,12 @@ use serde::Deserialize;
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a value.
+    #[must_use]
+    pub const fn new(value: String) -> Self {
+        Self(value)
+    }
+
     /// The secret itself, for the one place that needs it.
     #[must_use]
     pub fn expose(&self) -> &str {

@@ -56,6 +56,16 @@ enum Command {
         #[arg(long)]
         stats_file: Option<PathBuf>,
     },
+    /// Send a test incident (`incident_test`) through one or every output and print what each
+    /// receiver answered.
+    SendTest {
+        /// Configuration file (trapster.conf); the embedded default when absent.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// Only the output with this name (default: every output).
+        #[arg(short, long)]
+        output: Option<String>,
+    },
     /// Run a capture file through scan detection and print the events it produces.
     Replay {
         /// The pcap file.
@@ -114,6 +124,54 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 parsed.whitelist_ips.len(),
                 parsed.xdp_interfaces()
             );
+            Ok(())
+        }
+        Command::SendTest { config, output } => {
+            let config = load_config(config.as_ref())?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            let outputs = config.effective_outputs();
+            let ctx = config.format_context();
+            let names: Vec<String> = outputs
+                .iter()
+                .enumerate()
+                .map(|(i, o)| {
+                    o.name
+                        .clone()
+                        .unwrap_or_else(|| format!("{}-{i}", o.transport.kind()))
+                })
+                .collect();
+            if let Some(wanted) = &output
+                && !names.contains(wanted)
+            {
+                anyhow::bail!("no output named `{wanted}` (outputs: {})", names.join(", "));
+            }
+            let mut failed = 0;
+            for (cfg, name) in outputs.iter().zip(&names) {
+                if output.as_ref().is_some_and(|w| w != name) {
+                    continue;
+                }
+                let answer = runtime.block_on(async {
+                    tokio::time::timeout(
+                        std::time::Duration::from_secs(30),
+                        sensor::output::probe::send_test(cfg, name, &ctx),
+                    )
+                    .await
+                    .unwrap_or_else(|_| Err("no answer within 30 s".to_owned()))
+                });
+                match answer {
+                    Ok(text) => println!("{name} ({}): OK: {text}", cfg.transport.kind()),
+                    Err(err) => {
+                        failed += 1;
+                        println!("{name} ({}): FAILED: {err}", cfg.transport.kind());
+                    }
+                }
+            }
+            if failed > 0 {
+                anyhow::bail!("{failed} output(s) failed the test");
+            }
             Ok(())
         }
         Command::Replay { file, config } => {

@@ -252,11 +252,14 @@ impl Config {
         }
         for (i, output) in self.outputs.iter().enumerate() {
             if output.spool.is_some()
-                && (matches!(output.transport, Transport::Terminal | Transport::File(_)))
+                && matches!(
+                    output.transport,
+                    Transport::Terminal | Transport::File(_) | Transport::Email(_)
+                )
             {
                 return Err(invalid(
                     "outputs[].spool",
-                    format!("output {i}: a spool applies to redis and api outputs only"),
+                    format!("output {i}: terminal, file and email outputs have no spool"),
                 ));
             }
             if output.queue_size == 0 {

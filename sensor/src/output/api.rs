@@ -250,6 +250,42 @@ impl ApiOutput {
         tokio::time::sleep_until(wait).await;
     }
 
+    /// Sends one record as its own request and returns the receiver's answer (status and the
+    /// start of its body), for `sensor send-test`.
+    ///
+    /// # Errors
+    /// A connection failure (URL-free).
+    pub async fn probe(&self, record: &[u8]) -> Result<String, String> {
+        let client = self.client.clone()?;
+        let Some((body, _, content_type)) = self.bodies(&[record]).into_iter().next() else {
+            return Err("nothing to send".to_owned());
+        };
+        let mut request = client
+            .post(self.config.url.expose())
+            .header("Content-Type", content_type);
+        for (name, value) in &self.config.headers {
+            request = request.header(name, value.expose());
+        }
+        if let Some(key) = &self.config.hmac_secret {
+            let header = self
+                .config
+                .signature_header
+                .as_deref()
+                .unwrap_or("X-Trapster-Signature-256");
+            let mac = hmac_sha256(key.expose().as_bytes(), &body);
+            request = request.header(header, format!("sha256={}", hex::encode(mac)));
+        }
+        let response = request
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| without_url(&e))?;
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        let text: String = text.chars().filter(|c| !c.is_control()).take(300).collect();
+        Ok(format!("{} from {}: {text}", status, self.shown))
+    }
+
     /// Events per request: 1 in `single` mode, `max_batch` otherwise.
     #[must_use]
     pub fn per_request(&self) -> usize {

@@ -241,7 +241,7 @@ impl Fanout {
 }
 
 /// What each message becomes in the request or record.
-enum Body {
+pub(crate) enum Body {
     /// The output's format.
     Format(format::Format),
     /// A Splunk HEC event object.
@@ -255,19 +255,21 @@ enum Body {
 }
 
 impl Body {
-    fn of(cfg: &OutputConfig) -> Self {
+    pub(crate) fn of(cfg: &OutputConfig) -> Self {
         match &cfg.transport {
             Transport::SplunkHec(hec) => Self::Hec(hec.meta()),
             Transport::Slack(_) => Self::Slack,
             Transport::Teams(_) => Self::Teams,
             Transport::Syslog(cfg) => Self::Syslog(Box::new(cfg.clone())),
             // Sekoia's Trapster parser and webhook receivers read the enterprise envelope.
-            Transport::Sekoia(_) | Transport::Webhook(_) => Self::Format(format::Format::Trapster),
+            Transport::Sekoia(_) | Transport::Webhook(_) | Transport::Email(_) => {
+                Self::Format(format::Format::Trapster)
+            }
             _ => Self::Format(cfg.format),
         }
     }
 
-    fn encode(
+    pub(crate) fn encode(
         &self,
         message: &Message,
         ctx: &FormatContext,
@@ -298,6 +300,7 @@ enum Sink {
     Redis(Box<RedisOutput>),
     Api(Box<ApiOutput>),
     Syslog(Box<super::syslog::SyslogOutput>),
+    Email(Box<super::email::EmailOutput>),
 }
 
 async fn run_output(
@@ -316,6 +319,11 @@ async fn run_output(
         Transport::Syslog(syslog) => {
             Sink::Syslog(Box::new(super::syslog::SyslogOutput::new(syslog.clone())))
         }
+        Transport::Email(email) => Sink::Email(Box::new(super::email::EmailOutput::new(
+            email.clone(),
+            &name,
+            &ctx.identity.device_name,
+        ))),
         other => match other.http() {
             Some(api) => Sink::Api(Box::new(ApiOutput::new(api, &name))),
             None => {
@@ -410,6 +418,10 @@ async fn run_output(
                     .await
                     .map(|r| (r, 0))
             }
+            Sink::Email(email) => {
+                let records: Vec<&[u8]> = members.iter().map(|(_, m)| *m).collect();
+                email.write(&records, &name, &give_up).await.map(|r| (r, 0))
+            }
         };
         match written {
             Ok((retries, refused)) => {
@@ -484,7 +496,7 @@ async fn run_spooled(
                     .await
                     .map(|()| 0)
                     .map_err(|e| (None, e)),
-                Sink::Stdout(_) | Sink::File(_) => Ok(0),
+                Sink::Stdout(_) | Sink::File(_) | Sink::Email(_) => Ok(0),
             };
             match attempt {
                 Ok(refused) => {

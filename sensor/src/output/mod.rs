@@ -4,10 +4,13 @@
 //! ([`WhenFull`]), and every drop is counted.
 
 pub mod api;
+pub mod email;
 pub mod fanout;
 pub mod file;
+pub mod insecure;
 pub mod integrations;
 pub mod message;
+pub mod probe;
 pub mod redis;
 pub mod secret;
 pub mod spool;
@@ -58,6 +61,8 @@ pub enum Transport {
     Webhook(integrations::WebhookConfig),
     /// Syslog over UDP, TCP or TLS (CEF or JSON payload).
     Syslog(syslog::SyslogConfig),
+    /// Mail over SMTP: one per new incident, plus an optional digest.
+    Email(email::EmailConfig),
 }
 
 impl Transport {
@@ -66,7 +71,7 @@ impl Transport {
     #[must_use]
     pub const fn default_receive(&self) -> Receive {
         match self {
-            Self::Slack(_) | Self::Teams(_) => Receive::Incidents,
+            Self::Slack(_) | Self::Teams(_) | Self::Email(_) => Receive::Incidents,
             _ => Receive::Events,
         }
     }
@@ -85,6 +90,7 @@ impl Transport {
             Self::Teams(_) => "teams",
             Self::Webhook(_) => "webhook",
             Self::Syslog(_) => "syslog",
+            Self::Email(_) => "email",
         }
     }
 
@@ -97,7 +103,9 @@ impl Transport {
             Self::Sekoia(c) => Some(c.api()),
             Self::Slack(c) | Self::Teams(c) => Some(c.api()),
             Self::Webhook(c) => Some(c.api()),
-            Self::Terminal | Self::File(_) | Self::Redis(_) | Self::Syslog(_) => None,
+            Self::Terminal | Self::File(_) | Self::Redis(_) | Self::Syslog(_) | Self::Email(_) => {
+                None
+            }
         }
     }
 }

@@ -72,6 +72,9 @@ pub struct ApiConfig {
     /// Least time between two requests, ms (chat webhooks: about one message per second).
     #[serde(default)]
     pub min_interval_ms: u64,
+    /// PEM CA bundle trusted in addition to the system roots (an internal CA).
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// What one delivery did.
@@ -121,11 +124,30 @@ impl ApiOutput {
         if config.insecure {
             tracing::warn!(output = name, url = %shown, "TLS certificate verification is OFF for this output (insecure: true).");
         }
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(Duration::from_secs(config.timeout_secs.max(1)))
-            .danger_accept_invalid_certs(config.insecure)
-            .build()
-            .map_err(|e| format!("building the HTTP client: {}", without_url(&e)));
+            .danger_accept_invalid_certs(config.insecure);
+        let mut ca_error = None;
+        if let Some(ca) = &config.ca_file {
+            match std::fs::read(ca)
+                .map_err(|e| e.to_string())
+                .and_then(|pem| {
+                    reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| e.to_string())
+                }) {
+                Ok(certs) => {
+                    for cert in certs {
+                        builder = builder.add_root_certificate(cert);
+                    }
+                }
+                Err(e) => ca_error = Some(format!("{}: {e}", ca.display())),
+            }
+        }
+        let client = match ca_error {
+            Some(e) => Err(e),
+            None => builder
+                .build()
+                .map_err(|e| format!("building the HTTP client: {}", without_url(&e))),
+        };
         Self {
             config,
             last_request: std::sync::Mutex::new(None),

@@ -47,6 +47,9 @@ pub struct HecConfig {
     /// Skip certificate verification (warned at start).
     #[serde(default)]
     pub insecure: bool,
+    /// PEM CA bundle trusted in addition to the system roots.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
     /// Request timeout, seconds.
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
@@ -89,6 +92,7 @@ impl HecConfig {
             hmac_secret: None,
             signature_header: None,
             min_interval_ms: 0,
+            ca_file: self.ca_file.clone(),
         }
     }
 }
@@ -105,6 +109,9 @@ pub struct SekoiaConfig {
     /// Skip certificate verification (warned at start).
     #[serde(default)]
     pub insecure: bool,
+    /// PEM CA bundle trusted in addition to the system roots.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
     /// Request timeout, seconds.
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
@@ -133,6 +140,7 @@ impl SekoiaConfig {
             hmac_secret: None,
             signature_header: None,
             min_interval_ms: 0,
+            ca_file: self.ca_file.clone(),
         }
     }
 }
@@ -149,6 +157,9 @@ pub struct ChatConfig {
     /// Skip certificate verification (warned at start).
     #[serde(default)]
     pub insecure: bool,
+    /// PEM CA bundle trusted in addition to the system roots.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
     /// Request timeout, seconds.
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
@@ -169,6 +180,7 @@ impl ChatConfig {
             hmac_secret: None,
             signature_header: None,
             min_interval_ms: self.min_interval_ms,
+            ca_file: self.ca_file.clone(),
         }
     }
 }
@@ -194,6 +206,9 @@ pub struct WebhookConfig {
     /// Skip certificate verification (warned at start).
     #[serde(default)]
     pub insecure: bool,
+    /// PEM CA bundle trusted in addition to the system roots.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
     /// Request timeout, seconds.
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
@@ -218,6 +233,7 @@ impl WebhookConfig {
                     .unwrap_or_else(|| "X-Trapster-Signature-256".to_owned()),
             ),
             min_interval_ms: self.min_interval_ms,
+            ca_file: self.ca_file.clone(),
         }
     }
 }

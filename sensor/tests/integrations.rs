@@ -1,0 +1,443 @@
+//! SIEM, chat and webhook outputs against a local HTTPS receiver started here (loopback, a CA
+//! of its own): Splunk HEC, Sekoia.io, Slack, Teams and a signed custom webhook. The receiver
+//! checks paths, headers and bodies against each product's documented format and answers with
+//! scripted statuses (200, 202, 429, 503, 403). Tokens never appear in logs.
+#![expect(clippy::unwrap_used, reason = "test helpers fail loudly on purpose")]
+
+use std::{
+    io::Read as _,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use chrono::Utc;
+use sensor::{
+    event::{Action, Event, Service, SessionIdentity},
+    format::FormatContext,
+    incident::{Incident, IncidentAction, Severity},
+    output::{Fanout, OutputConfig, api::hmac_sha256},
+};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+#[derive(Debug, Clone)]
+struct Request {
+    at: Instant,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Request {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body, gunzipped when it says so.
+    fn plain_body(&self) -> Vec<u8> {
+        if self.header("content-encoding") == Some("gzip") {
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(&self.body[..])
+                .read_to_end(&mut out)
+                .unwrap();
+            out
+        } else {
+            self.body.clone()
+        }
+    }
+}
+
+struct Receiver {
+    addr: SocketAddr,
+    ca: std::path::PathBuf,
+    requests: Arc<Mutex<Vec<Request>>>,
+}
+
+/// An HTTPS receiver answering each request with the next status of `script` (then 200).
+async fn receiver(script: &[(u16, &'static str)]) -> Receiver {
+    let dir = std::env::temp_dir().join(format!("sensor-int-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let params =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+    let ca_path = dir.join("ca.pem");
+    std::fs::write(&ca_path, ca.pem()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![cert.der().clone()],
+        rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+    )
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let script = Arc::new(Mutex::new(script.to_vec()));
+    let seen = Arc::clone(&requests);
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            let seen = Arc::clone(&seen);
+            let script = Arc::clone(&script);
+            tokio::spawn(async move {
+                let Ok(mut s) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                loop {
+                    let Some(req) = read_request(&mut s).await else {
+                        return;
+                    };
+                    seen.lock().unwrap().push(req);
+                    let (status, extra) = {
+                        let mut script = script.lock().unwrap();
+                        if script.is_empty() {
+                            (200, "")
+                        } else {
+                            script.remove(0)
+                        }
+                    };
+                    let body = format!("{{\"text\":\"status {status}\",\"code\":0}}");
+                    let reply = format!(
+                        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra}\r\n{body}",
+                        body.len()
+                    );
+                    if s.write_all(reply.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Receiver {
+        addr,
+        ca: ca_path,
+        requests,
+    }
+}
+
+async fn read_request<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> Option<Request> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if s.read(&mut byte).await.ok()? == 0 {
+            return None;
+        }
+        head.push(byte[0]);
+    }
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let mut lines = text.split("\r\n");
+    let path = lines.next()?.split(' ').nth(1)?.to_owned();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).await.ok()?;
+    Some(Request {
+        at: Instant::now(),
+        path,
+        headers,
+        body,
+    })
+}
+
+fn output(transport: Value) -> OutputConfig {
+    serde_json::from_value(json!({"name": "under-test", "transport": transport, "receive": "both"}))
+        .unwrap()
+}
+
+fn login_event(user: &str) -> Event {
+    Event {
+        id: uuid::Uuid::new_v4(),
+        timestamp: Utc::now(),
+        session: SessionIdentity {
+            src_ip: "198.51.100.7".parse().unwrap(),
+            src_port: 50_000,
+            dst_ip: "192.0.2.10".parse().unwrap(),
+            dst_port: 22,
+        },
+        service: Service::Ssh,
+        action: Action::Login,
+        data: bytes::Bytes::new(),
+        extra: json!({"username": user, "password": "x"})
+            .as_object()
+            .unwrap()
+            .clone(),
+    }
+}
+
+fn incident() -> Incident {
+    Incident {
+        id: uuid::Uuid::new_v4(),
+        action: IncidentAction::Created,
+        channel: "ssh".to_owned(),
+        category: "login".to_owned(),
+        description: "Login attempt on SSH".to_owned(),
+        src_ip: "198.51.100.7".parse().unwrap(),
+        src_port: Some(50_000),
+        dst_ip: Some("192.0.2.10".parse().unwrap()),
+        dst_port: Some(22),
+        start_time: Utc::now(),
+        end_time: Utc::now(),
+        events_count: 3,
+        acknowledged: false,
+        severity: Severity::High,
+        login_services: vec!["ssh".to_owned()],
+    }
+}
+
+async fn wait_for(rx: &Receiver, n: usize, limit: Duration) -> Vec<Request> {
+    let deadline = Instant::now() + limit;
+    while rx.requests.lock().unwrap().len() < n && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    rx.requests.lock().unwrap().clone()
+}
+
+fn ctx() -> FormatContext {
+    FormatContext::for_device("sensor-int")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn splunk_hec_batches_gzip_and_retries_busy_but_not_bad_tokens() {
+    let rx = receiver(&[(503, "")]).await;
+    let out = output(json!({
+        "type": "splunk_hec", "url": format!("https://127.0.0.1:{}", rx.addr.port()),
+        "token": "HEC-SECRET-TOKEN", "index": "deception", "ca_file": rx.ca
+    }));
+    let fanout = Fanout::start(&[out], &ctx());
+    fanout.send(login_event("root")).await;
+    fanout.send(incident()).await;
+    let stats = fanout.finish(Duration::from_secs(20)).await;
+    assert_eq!((stats[0].sent, stats[0].dropped), (2, 0), "{stats:?}");
+    assert!(stats[0].retried >= 1, "503 is retried");
+    let requests = wait_for(&rx, 2, Duration::from_secs(5)).await;
+    let last = requests.last().unwrap();
+    assert_eq!(last.path, "/services/collector/event");
+    assert_eq!(
+        last.header("authorization"),
+        Some("Splunk HEC-SECRET-TOKEN")
+    );
+    assert_eq!(last.header("content-encoding"), Some("gzip"));
+    let body = String::from_utf8(last.plain_body()).unwrap();
+    let objects: Vec<Value> = serde_json::Deserializer::from_str(&body)
+        .into_iter::<Value>()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(objects.len(), 2);
+    for o in &objects {
+        for key in ["time", "host", "source", "sourcetype", "index", "event"] {
+            assert!(o.get(key).is_some(), "{key} in {o}");
+        }
+        assert_eq!(o["index"], "deception");
+        assert_eq!(o["host"], "sensor-int");
+    }
+    assert_eq!(objects[0]["event"]["logtype"], "ssh.login");
+    assert_eq!(objects[1]["event"]["action"], "incident_created");
+    assert_eq!(objects[1]["event"]["type"], 2);
+
+    // A bad token (403) is not retried: the batch is dropped and counted.
+    let rx = receiver(&[(403, "")]).await;
+    let out = output(json!({
+        "type": "splunk_hec", "url": format!("https://127.0.0.1:{}", rx.addr.port()),
+        "token": "WRONG", "ca_file": rx.ca
+    }));
+    let fanout = Fanout::start(&[out], &ctx());
+    fanout.send(login_event("root")).await;
+    let stats = fanout.finish(Duration::from_secs(10)).await;
+    assert_eq!(
+        (stats[0].sent, stats[0].dropped, stats[0].retried),
+        (0, 1, 0)
+    );
+    assert_eq!(wait_for(&rx, 1, Duration::from_secs(2)).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sekoia_intake_gets_envelopes_as_json_strings_with_its_key() {
+    let rx = receiver(&[(202, "")]).await;
+    let out = output(json!({
+        "type": "sekoia", "url": format!("https://localhost:{}", rx.addr.port()),
+        "intake_key": "SEKOIA-SECRET-KEY", "ca_file": rx.ca
+    }));
+    let fanout = Fanout::start(&[out], &ctx());
+    fanout.send(login_event("admin")).await;
+    fanout.send(incident()).await;
+    let stats = fanout.finish(Duration::from_secs(10)).await;
+    assert_eq!(stats[0].sent, 2);
+    let requests = wait_for(&rx, 1, Duration::from_secs(5)).await;
+    let r = &requests[0];
+    assert_eq!(r.path, "/jsons");
+    assert_eq!(r.header("x-sekoiaio-intake-key"), Some("SEKOIA-SECRET-KEY"));
+    let body: Value = serde_json::from_slice(&r.body).unwrap();
+    let jsons = body["jsons"].as_array().unwrap();
+    assert_eq!(jsons.len(), 2);
+    let event: Value = serde_json::from_str(jsons[0].as_str().unwrap()).unwrap();
+    // What Sekoia's Trapster parser reads.
+    assert_eq!(event["device"]["name"], "sensor-int");
+    assert_eq!(event["channel"], "ssh");
+    assert_eq!(event["category"], "login");
+    assert_eq!(event["extra"]["username"], "admin");
+    let inc: Value = serde_json::from_str(jsons[1].as_str().unwrap()).unwrap();
+    assert_eq!(inc["action"], "incident_created");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slack_gets_paced_escaped_messages_and_honours_retry_after() {
+    let rx = receiver(&[(429, "Retry-After: 2\r\n")]).await;
+    let out: OutputConfig = serde_json::from_value(json!({
+        "transport": {"type": "slack", "webhook_url": format!("https://127.0.0.1:{}/services/T0/B0/SLACK-SECRET", rx.addr.port()), "ca_file": rx.ca}
+    }))
+    .unwrap();
+    let fanout = Fanout::start(&[out], &ctx());
+    // Events are not for chat by default: only the incidents arrive.
+    fanout.send(login_event("<!channel> & `rm`")).await;
+    let mut hostile = incident();
+    hostile.description = "<!channel> *bold* & `code`".to_owned();
+    fanout.send(hostile).await;
+    fanout.send(incident()).await;
+    let stats = fanout.finish(Duration::from_secs(20)).await;
+    assert_eq!((stats[0].received, stats[0].sent), (2, 2), "{stats:?}");
+    let requests = wait_for(&rx, 3, Duration::from_secs(10)).await;
+    assert_eq!(requests.len(), 3, "one 429, then two messages");
+    assert!(
+        requests[1].at - requests[0].at >= Duration::from_millis(1_900),
+        "Retry-After honoured"
+    );
+    assert!(
+        requests[2].at - requests[1].at >= Duration::from_millis(900),
+        "about one message per second"
+    );
+    let body: Value = serde_json::from_slice(&requests[1].body).unwrap();
+    let text = body["text"].as_str().unwrap();
+    assert!(
+        text.contains("&lt;!channel&gt;") && text.contains("&amp;"),
+        "{text}"
+    );
+    // mrkdwn fields are escaped; the header is plain_text, which Slack never parses.
+    for field in body["blocks"][1]["fields"].as_array().unwrap() {
+        assert_eq!(field["type"], "mrkdwn");
+        assert!(!field["text"].as_str().unwrap().contains("<!"), "{field}");
+    }
+    assert_eq!(body["blocks"][0]["text"]["type"], "plain_text");
+    assert_eq!(body["blocks"][0]["type"], "header");
+    assert_eq!(body["blocks"][1]["type"], "section");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn teams_gets_an_adaptive_card() {
+    let rx = receiver(&[(202, "")]).await;
+    let out: OutputConfig = serde_json::from_value(json!({
+        "transport": {"type": "teams", "webhook_url": format!("https://127.0.0.1:{}/workflows/TEAMS-SECRET", rx.addr.port()), "ca_file": rx.ca}
+    }))
+    .unwrap();
+    let fanout = Fanout::start(&[out], &ctx());
+    fanout.send(incident()).await;
+    let stats = fanout.finish(Duration::from_secs(10)).await;
+    assert_eq!(stats[0].sent, 1);
+    let requests = wait_for(&rx, 1, Duration::from_secs(5)).await;
+    let body: Value = serde_json::from_slice(&requests[0].body).unwrap();
+    assert_eq!(body["type"], "message");
+    let attachment = &body["attachments"][0];
+    assert_eq!(
+        attachment["contentType"],
+        "application/vnd.microsoft.card.adaptive"
+    );
+    assert_eq!(attachment["content"]["type"], "AdaptiveCard");
+    assert_eq!(attachment["content"]["body"][1]["type"], "FactSet");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn custom_webhook_is_signed_with_hmac_sha256() {
+    let rx = receiver(&[]).await;
+    let out = output(json!({
+        "type": "webhook", "url": format!("https://127.0.0.1:{}/hook", rx.addr.port()),
+        "headers": {"X-Api-Key": "HOOK-SECRET-HEADER"}, "hmac_secret": "shared-key", "ca_file": rx.ca
+    }));
+    let fanout = Fanout::start(&[out], &ctx());
+    fanout.send(incident()).await;
+    fanout.finish(Duration::from_secs(10)).await;
+    let requests = wait_for(&rx, 1, Duration::from_secs(5)).await;
+    let r = &requests[0];
+    let want = format!(
+        "sha256={}",
+        hex::encode(hmac_sha256(b"shared-key", &r.body))
+    );
+    assert_eq!(r.header("x-trapster-signature-256"), Some(want.as_str()));
+    assert_eq!(r.header("x-api-key"), Some("HOOK-SECRET-HEADER"));
+    let body: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(body["action"], "incident_created");
+    assert_eq!(body["device"]["id"], "sensor-int");
+}
+
+#[test]
+fn tokens_never_appear_in_logs() {
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buf {
+        fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(data);
+            Ok(data.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let logs = Buf::default();
+    let writer = logs.clone();
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .try_init()
+        .ok();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let rx = receiver(&[(503, ""), (503, ""), (401, "")]).await;
+        let outputs = vec![
+            output(json!({"type": "splunk_hec", "url": format!("https://127.0.0.1:{}", rx.addr.port()), "token": "HEC-SECRET-TOKEN", "ca_file": rx.ca})),
+            output(json!({"type": "sekoia", "url": "https://127.0.0.1:9", "intake_key": "SEKOIA-SECRET-KEY"})),
+            output(json!({"type": "slack", "webhook_url": "https://127.0.0.1:9/services/SLACK-SECRET"})),
+            output(json!({"type": "webhook", "url": "https://127.0.0.1:9/h?k=HOOK-SECRET-QUERY", "hmac_secret": "HMAC-SECRET"})),
+        ];
+        let fanout = Fanout::start(&outputs, &ctx());
+        fanout.send(incident()).await;
+        fanout.finish(Duration::from_secs(4)).await;
+    });
+    let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    assert!(text.contains("retrying"), "failures were logged: {text}");
+    for secret in [
+        "HEC-SECRET-TOKEN",
+        "SEKOIA-SECRET-KEY",
+        "SLACK-SECRET",
+        "HOOK-SECRET-QUERY",
+        "HMAC-SECRET",
+    ] {
+        assert!(!text.contains(secret), "{secret} leaked:\n{text}");
+    }
+}

@@ -1,8 +1,8 @@
 //! ArcSight Common Event Format (`cef`):
 //! `CEF:0|Ballpoint|Trapster|<version>|<channel>|<category>|<severity>|<extensions>`, the header
 //! Trapster's syslog integration sends, so SIEM rules written for it match. Header fields escape
-//! `\` and `|`; extension values escape `\`, `=`, and CR/LF as `\r`/`\n`; other C0 control
-//! characters become spaces. Extensions come in a fixed order. One line, newline-terminated.
+//! `\` and `|`; extension values escape `\`, `=`, and CR/LF as `\r`/`\n`; other control
+//! characters (C0, DEL, C1) become spaces. Extensions come in a fixed order. One line, newline-terminated.
 
 use std::fmt::Write as _;
 
@@ -38,7 +38,7 @@ fn header(out: &mut String, text: &str) {
             '\\' => out.push_str("\\\\"),
             '|' => out.push_str("\\|"),
             '\r' | '\n' => out.push(' '),
-            c if c < ' ' => out.push(' '),
+            c if c.is_control() => out.push(' '),
             c => out.push(c),
         }
     }
@@ -52,7 +52,7 @@ fn value(out: &mut String, text: &str) {
             '=' => out.push_str("\\="),
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
-            c if c < ' ' => out.push(' '),
+            c if c.is_control() => out.push(' '),
             c => out.push(c),
         }
     }
@@ -125,12 +125,26 @@ pub fn line(event: &Event, ctx: &FormatContext) -> String {
     ext(
         &mut ext_s,
         "cs2",
-        &Value::Object(event.extra.clone()).to_string(),
+        &ascii_controls(&Value::Object(event.extra.clone()).to_string()),
     );
     ext(&mut ext_s, "cs3Label", "data");
     ext(&mut ext_s, "cs3", &hex_data(event));
     s.push_str(ext_s.trim_start());
     s
+}
+
+/// JSON text with every control character still raw in it (DEL, C1) written as a `\uXXXX`
+/// escape, so the CEF layer has nothing to replace and the JSON round-trips exactly.
+fn ascii_controls(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if c.is_control() {
+            let _ = write!(out, "\\u{:04x}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Appends `event` as one CEF line to `out`.
@@ -263,7 +277,7 @@ mod tests {
             let cleaned: String = text_value
                 .chars()
                 .map(|c| {
-                    if c < ' ' && c != '\n' && c != '\r' {
+                    if c.is_control() && c != '\n' && c != '\r' {
                         ' '
                     } else {
                         c

@@ -1,0 +1,233 @@
+//! The email output against a real SMTP server (aiosmtpd, Debian `python3-aiosmtpd`) started
+//! here on loopback with STARTTLS and AUTH required: the incident mail arrives over TLS,
+//! authenticated, with a subject naming severity, source and service, and text and HTML parts;
+//! `sensor send-test` prints the server's answer. The password never appears in logs.
+#![expect(clippy::unwrap_used, reason = "test helpers fail loudly on purpose")]
+
+use std::{
+    io::BufRead as _,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use base64::Engine as _;
+use chrono::Utc;
+use sensor::{
+    format::FormatContext,
+    incident::{Incident, IncidentAction, Severity},
+    output::{Fanout, OutputConfig},
+};
+use serde_json::{Value, json};
+
+struct Smtp {
+    child: Child,
+    dir: PathBuf,
+    port: u16,
+    ca: PathBuf,
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn smtp_server() -> Smtp {
+    let dir = std::env::temp_dir().join(format!("sensor-smtp-{}", uuid::Uuid::new_v4()));
+    let mail = dir.join("mail");
+    std::fs::create_dir_all(&mail).unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let params =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(dir.join("server.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/smtp_server.py");
+    let mut child = Command::new("/usr/bin/python3")
+        .arg(script)
+        .arg(port.to_string())
+        .arg(dir.join("server.pem"))
+        .arg(dir.join("server.key"))
+        .arg(&mail)
+        .args(["sensor", "MAIL-SECRET-PASSWORD"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("python3 with aiosmtpd (Debian python3-aiosmtpd)");
+    let mut ready = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    assert_eq!(ready.trim(), "ready");
+    let ca = dir.join("ca.pem");
+    Smtp {
+        child,
+        dir,
+        port,
+        ca,
+    }
+}
+
+fn email_output(smtp: &Smtp) -> Value {
+    json!({
+        "name": "mail",
+        "transport": {
+            "type": "email", "host": "127.0.0.1", "port": smtp.port,
+            "username": "sensor", "password": "MAIL-SECRET-PASSWORD",
+            "from": "sensor@corp.example", "to": ["soc@corp.example", "oncall@corp.example"],
+            "ca_file": smtp.ca
+        }
+    })
+}
+
+fn wait_mail(smtp: &Smtp, n: usize) -> Vec<(String, Value)> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut mails: Vec<PathBuf> = std::fs::read_dir(smtp.dir.join("mail"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+            .collect();
+        mails.sort();
+        if mails.len() >= n || Instant::now() > deadline {
+            return mails
+                .iter()
+                .map(|p| {
+                    let meta = std::fs::read_to_string(p.with_extension("json")).unwrap();
+                    (
+                        std::fs::read_to_string(p).unwrap(),
+                        serde_json::from_str(&meta).unwrap(),
+                    )
+                })
+                .collect();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The decoded body of the part with this content type.
+fn part(mail: &str, content_type: &str) -> String {
+    let start = mail.find(&format!("Content-Type: {content_type}")).unwrap();
+    let rest = &mail[start..];
+    let body_start = rest.find("\r\n\r\n").unwrap() + 4;
+    let body_end = rest[body_start..].find("\r\n--").unwrap() + body_start;
+    let b64: String = rest[body_start..body_end].split_whitespace().collect();
+    String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn incident_mail_goes_over_starttls_with_auth() {
+    let smtp = smtp_server();
+    let out: OutputConfig = serde_json::from_value(email_output(&smtp)).unwrap();
+    let fanout = Fanout::start(&[out], &FormatContext::for_device("fw01"));
+    let incident = Incident {
+        id: uuid::Uuid::new_v4(),
+        action: IncidentAction::Created,
+        channel: "ssh".to_owned(),
+        category: "login".to_owned(),
+        description: "Login attempt on SSH".to_owned(),
+        src_ip: "198.51.100.7".parse().unwrap(),
+        src_port: Some(50_000),
+        dst_ip: Some("192.0.2.10".parse().unwrap()),
+        dst_port: Some(22),
+        start_time: Utc::now(),
+        end_time: Utc::now(),
+        events_count: 2,
+        acknowledged: false,
+        severity: Severity::High,
+        login_services: vec!["ssh".to_owned()],
+    };
+    fanout.send(incident.clone()).await;
+    // An update is not mailed without a digest.
+    let mut updated = incident.clone();
+    updated.action = IncidentAction::Updated;
+    updated.severity = Severity::Critical;
+    fanout.send(updated).await;
+    let stats = fanout.finish(Duration::from_secs(20)).await;
+    assert_eq!((stats[0].sent, stats[0].dropped), (2, 0), "{stats:?}");
+    let mails = wait_mail(&smtp, 1);
+    assert_eq!(mails.len(), 1);
+    let (mail, meta) = &mails[0];
+    assert_eq!(meta["tls"], true);
+    assert_eq!(meta["authenticated"], true);
+    assert_eq!(meta["mail_from"], "sensor@corp.example");
+    assert_eq!(
+        meta["rcpt_tos"],
+        json!(["soc@corp.example", "oncall@corp.example"])
+    );
+    assert!(
+        mail.contains(
+            "\r\nSubject: [Trapster sensor] HIGH: Login attempt on SSH from 198.51.100.7 (ssh)\r\n"
+        ),
+        "{mail}"
+    );
+    assert!(mail.contains("Content-Type: multipart/alternative;"));
+    let text = part(mail, "text/plain");
+    assert!(
+        text.contains("Source: 198.51.100.7") && text.contains("Events: 2"),
+        "{text}"
+    );
+    let html = part(mail, "text/html");
+    assert!(
+        html.contains("<th align=\"left\">Severity</th><td>HIGH</td>"),
+        "{html}"
+    );
+}
+
+#[test]
+fn send_test_prints_the_servers_answer_and_keeps_the_password_out() {
+    let smtp = smtp_server();
+    let config = json!({"id": "fw01", "outputs": [email_output(&smtp)]});
+    let path = smtp.dir.join("sensor.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sensor"))
+        .args(["send-test", "-c", path.to_str().unwrap(), "-o", "mail"])
+        .env("RUST_LOG", "trace")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("mail (email): OK: accepted by 127.0.0.1: 250 OK queued as test-0"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("MAIL-SECRET-PASSWORD") && !stderr.contains("MAIL-SECRET-PASSWORD"));
+    let mails = wait_mail(&smtp, 1);
+    assert!(
+        mails[0]
+            .0
+            .contains("Subject: [Trapster sensor] HIGH: Test incident from 192.0.2.1 (test)"),
+        "{}",
+        mails[0].0
+    );
+    // A wrong name is an error that lists the outputs.
+    let out = Command::new(env!("CARGO_BIN_EXE_sensor"))
+        .args(["send-test", "-c", path.to_str().unwrap(), "-o", "nope"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no output named `nope` (outputs: mail)")
+    );
+}

@@ -193,6 +193,70 @@ async fn incident_mail_goes_over_starttls_with_auth() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn updates_go_into_a_digest_mail() {
+    let smtp = smtp_server();
+    let mut cfg = email_output(&smtp);
+    cfg["transport"]["digest_interval_secs"] = json!(1);
+    let out: OutputConfig = serde_json::from_value(cfg).unwrap();
+    let fanout = Fanout::start(&[out], &FormatContext::for_device("fw01"));
+    let mut incident = Incident {
+        id: uuid::Uuid::new_v4(),
+        action: IncidentAction::Created,
+        channel: "ftp".to_owned(),
+        category: "connection".to_owned(),
+        description: "Connection to FTP".to_owned(),
+        src_ip: "203.0.113.5".parse().unwrap(),
+        src_port: Some(41_000),
+        dst_ip: Some("192.0.2.10".parse().unwrap()),
+        dst_port: Some(21),
+        start_time: Utc::now(),
+        end_time: Utc::now(),
+        events_count: 1,
+        acknowledged: false,
+        severity: Severity::Low,
+        login_services: Vec::new(),
+    };
+    fanout.send(incident.clone()).await;
+    for (severity, description) in [
+        (Severity::Medium, "Data sent to FTP"),
+        (Severity::High, "Login attempt on FTP"),
+    ] {
+        incident.action = IncidentAction::Updated;
+        incident.severity = severity;
+        incident.description = description.to_owned();
+        fanout.send(incident.clone()).await;
+    }
+    // The digest goes out on its timer, without waiting for another message.
+    let mails = tokio::task::spawn_blocking(move || {
+        let mails = wait_mail(&smtp, 2);
+        (mails, smtp)
+    })
+    .await
+    .unwrap();
+    let (mails, _smtp) = mails;
+    assert_eq!(mails.len(), 2, "one mail for the new incident, one digest");
+    assert!(
+        mails[0]
+            .0
+            .contains("Subject: [Trapster sensor] LOW: Connection to FTP from 203.0.113.5 (ftp)")
+    );
+    assert!(
+        mails[1]
+            .0
+            .contains("Subject: [Trapster sensor] digest: 2 messages"),
+        "{}",
+        mails[1].0
+    );
+    let text = part(&mails[1].0, "text/plain");
+    assert!(
+        text.contains("MEDIUM: Data sent to FTP") && text.contains("HIGH: Login attempt on FTP"),
+        "{text}"
+    );
+    let stats = fanout.finish(Duration::from_secs(10)).await;
+    assert_eq!(stats[0].dropped, 0);
+}
+
 #[test]
 fn send_test_prints_the_servers_answer_and_keeps_the_password_out() {
     let smtp = smtp_server();

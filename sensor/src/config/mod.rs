@@ -252,14 +252,11 @@ impl Config {
         }
         for (i, output) in self.outputs.iter().enumerate() {
             if output.spool.is_some()
-                && matches!(
-                    output.transport,
-                    Transport::Terminal | Transport::File(_) | Transport::Email(_)
-                )
+                && matches!(output.transport, Transport::Terminal | Transport::File(_))
             {
                 return Err(invalid(
                     "outputs[].spool",
-                    format!("output {i}: terminal, file and email outputs have no spool"),
+                    format!("output {i}: terminal and file outputs have no spool"),
                 ));
             }
             if output.queue_size == 0 {

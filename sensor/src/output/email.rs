@@ -19,6 +19,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::{redis::jittered, secret::Secret};
 
+/// Most messages held for one digest.
+const MAX_DIGEST: usize = 10_000;
+
 /// Connection security.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -465,18 +468,9 @@ impl EmailOutput {
         Ok(format!("250 {}", clean(&answer, 200)))
     }
 
-    /// Handles a batch of envelopes (JSON records): a mail per new incident or test, the rest
-    /// into the digest (or ignored without one); retries each mail with backoff until
-    /// `give_up`. Returns the retries.
-    ///
-    /// # Errors
-    /// The last failure, once `give_up` fired.
-    pub async fn write(
-        &mut self,
-        records: &[&[u8]],
-        name: &str,
-        give_up: &CancellationToken,
-    ) -> Result<u64, String> {
+    /// The mails a batch of envelopes (JSON records) calls for: one per new incident or test;
+    /// the rest goes to the digest (or nowhere without one).
+    fn mails_for(&mut self, records: &[&[u8]]) -> Vec<Mail> {
         let prefix = self.prefix();
         let mut mails = Vec::new();
         for r in records {
@@ -487,39 +481,95 @@ impl EmailOutput {
             if matches!(action.as_str(), "incident_created" | "incident_test") {
                 mails.push(compose(&envelope, &prefix));
             } else if self.config.digest_interval_secs.is_some()
-                && self.pending_digest.len() < 10_000
+                && self.pending_digest.len() < MAX_DIGEST
             {
                 self.pending_digest.push(envelope);
             }
         }
-        if let Some(secs) = self.config.digest_interval_secs
-            && !self.pending_digest.is_empty()
-            && self.last_digest.elapsed() >= Duration::from_secs(secs)
-        {
-            mails.push(digest(&std::mem::take(&mut self.pending_digest), &prefix));
-            self.last_digest = tokio::time::Instant::now();
+        mails
+    }
+
+    /// Whether a digest should go out now (`force`: at shutdown, whatever the interval).
+    #[must_use]
+    pub fn digest_due(&self, force: bool) -> bool {
+        self.config.digest_interval_secs.is_some_and(|secs| {
+            !self.pending_digest.is_empty()
+                && (force || self.last_digest.elapsed() >= Duration::from_secs(secs))
+        })
+    }
+
+    /// Sends the digest if it is due, retrying with backoff until `give_up`.
+    ///
+    /// # Errors
+    /// The last failure, once `give_up` fired (the digest is then lost and logged).
+    pub async fn flush_digest(
+        &mut self,
+        force: bool,
+        name: &str,
+        give_up: &CancellationToken,
+    ) -> Result<u64, String> {
+        if !self.digest_due(force) {
+            return Ok(0);
         }
+        let mail = digest(&std::mem::take(&mut self.pending_digest), &self.prefix());
+        self.last_digest = tokio::time::Instant::now();
+        self.send_retrying(&mail, name, give_up).await
+    }
+
+    async fn send_retrying(
+        &self,
+        mail: &Mail,
+        name: &str,
+        give_up: &CancellationToken,
+    ) -> Result<u64, String> {
+        let mut backoff = super::redis::first_backoff();
         let mut retries = 0;
-        for mail in &mails {
-            let mut backoff = super::redis::first_backoff();
-            loop {
-                match self.send(mail).await {
-                    Ok(_) => break,
-                    Err(why) => {
-                        if retries == 0 {
-                            tracing::warn!(output = name, server = %self.config.host, error = %why, "Sending mail failed; retrying with backoff.");
-                        }
-                        retries += 1;
-                        tokio::select! {
-                            () = give_up.cancelled() => return Err(why),
-                            () = tokio::time::sleep(jittered(backoff)) => {}
-                        }
-                        backoff = super::redis::next_backoff(backoff);
+        loop {
+            match self.send(mail).await {
+                Ok(_) => return Ok(retries),
+                Err(why) => {
+                    if retries == 0 {
+                        tracing::warn!(output = name, server = %self.config.host, error = %why, "Sending mail failed; retrying with backoff.");
                     }
+                    retries += 1;
+                    tokio::select! {
+                        () = give_up.cancelled() => return Err(why),
+                        () = tokio::time::sleep(jittered(backoff)) => {}
+                    }
+                    backoff = super::redis::next_backoff(backoff);
                 }
             }
         }
+    }
+
+    /// Handles a batch: a mail per new incident or test, each retried with backoff until
+    /// `give_up`; the rest into the digest. Returns the retries.
+    ///
+    /// # Errors
+    /// The last failure, once `give_up` fired.
+    pub async fn write(
+        &mut self,
+        records: &[&[u8]],
+        name: &str,
+        give_up: &CancellationToken,
+    ) -> Result<u64, String> {
+        let mut retries = 0;
+        for mail in self.mails_for(records) {
+            retries += self.send_retrying(&mail, name, give_up).await?;
+        }
+        retries += self.flush_digest(false, name, give_up).await?;
         Ok(retries)
+    }
+
+    /// One attempt at the mails a batch calls for (the spool retries the batch).
+    ///
+    /// # Errors
+    /// The failing step and the server's answer.
+    pub async fn try_write(&mut self, records: &[&[u8]]) -> Result<(), String> {
+        for mail in self.mails_for(records) {
+            self.send(&mail).await?;
+        }
+        Ok(())
     }
 }
 

@@ -333,7 +333,9 @@ async fn run_output(
         },
     };
     let body = Body::of(&cfg);
-    if let (Some(spool), Sink::Redis(_) | Sink::Api(_) | Sink::Syslog(_)) = (&cfg.spool, &sink) {
+    if let (Some(spool), Sink::Redis(_) | Sink::Api(_) | Sink::Syslog(_) | Sink::Email(_)) =
+        (&cfg.spool, &sink)
+    {
         match Spool::open(&spool.dir, spool.max_bytes) {
             Ok(spool) => {
                 return run_spooled(sink, spool, cfg, name, ctx, rx, counters, give_up).await;
@@ -343,6 +345,11 @@ async fn run_output(
             }
         }
     }
+    // Email digests go out on time even when nothing else arrives.
+    let has_digest =
+        matches!(&cfg.transport, Transport::Email(e) if e.digest_interval_secs.is_some());
+    let mut digest_tick = tokio::time::interval(Duration::from_secs(1));
+    digest_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Where each record of the batch starts in `buf`, and its event's Unix time (Redis scores).
     let mut records: Vec<(usize, f64)> = Vec::new();
     let mut buf = BytesMut::with_capacity(64 * 1024);
@@ -356,6 +363,14 @@ async fn run_output(
                 if let Sink::File(file) = &mut sink {
                     file.reopen().await;
                     tracing::info!(output = %name, "File reopened.");
+                }
+                continue;
+            }
+            _ = digest_tick.tick(), if has_digest => {
+                if let Sink::Email(email) = &mut sink
+                    && let Err(err) = email.flush_digest(false, &name, &give_up).await
+                {
+                    tracing::error!(output = %name, error = %err, "The digest mail could not be sent; dropped.");
                 }
                 continue;
             }
@@ -435,6 +450,12 @@ async fn run_output(
             }
         }
     }
+    // At shutdown, what waits for the next digest goes out now.
+    if let Sink::Email(email) = &mut sink
+        && let Err(err) = email.flush_digest(true, &name, &give_up).await
+    {
+        tracing::error!(output = %name, error = %err, "The last digest mail could not be sent; dropped.");
+    }
 }
 
 /// The output loop with a disk spool: every batch is appended to the spool, and delivery always
@@ -457,6 +478,7 @@ async fn run_spooled(
     let body = Body::of(&cfg);
     let per_request = match &sink {
         Sink::Api(api) => api.per_request(),
+        Sink::Email(_) => 1,
         _ => 100,
     };
     let mut backoff = first_backoff();
@@ -496,7 +518,12 @@ async fn run_spooled(
                     .await
                     .map(|()| 0)
                     .map_err(|e| (None, e)),
-                Sink::Stdout(_) | Sink::File(_) | Sink::Email(_) => Ok(0),
+                Sink::Email(email) => email
+                    .try_write(&refs)
+                    .await
+                    .map(|()| 0)
+                    .map_err(|e| (None, e)),
+                Sink::Stdout(_) | Sink::File(_) => Ok(0),
             };
             match attempt {
                 Ok(refused) => {

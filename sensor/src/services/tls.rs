@@ -166,3 +166,29 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
         .map_err(io)?;
     file.write_all(bytes).map_err(io)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Subject, server_config};
+
+    #[test]
+    fn the_certificate_is_generated_once_and_kept() {
+        let dir = std::env::temp_dir().join(format!("tls-{}", uuid::Uuid::new_v4()));
+        let subject = Subject {
+            common_name: "intranet.corp.example".to_owned(),
+            organization: Some("Corp".to_owned()),
+            ..Subject::default()
+        };
+        server_config(&dir, "https-443", &subject, &[b"http/1.1"]).unwrap();
+        let first = std::fs::read(dir.join("https-443.crt")).unwrap();
+        server_config(&dir, "https-443", &subject, &[]).unwrap();
+        assert_eq!(std::fs::read(dir.join("https-443.crt")).unwrap(), first);
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(dir.join("https-443.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "the key is private");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

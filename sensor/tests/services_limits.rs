@@ -205,8 +205,8 @@ async fn global_cap_closes_excess_connections_at_once() {
         let (out, took) = read_until_closed(&mut extra, Duration::from_secs(5)).await;
         assert!(out.is_empty() && took < Duration::from_secs(1), "{took:?}");
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(2);
-    while h.counters()["rejected_global"] != 1 && std::time::Instant::now() < deadline {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while h.counters()["rejected_global"] != 1 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(h.counters()["rejected_global"], 1);
@@ -231,8 +231,8 @@ async fn per_source_cap_closes_excess_connections_at_once() {
         let (out, _) = read_until_closed(&mut c, Duration::from_secs(2)).await;
         assert!(out.is_empty());
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(2);
-    while h.counters()["rejected_source"] != 1 && std::time::Instant::now() < deadline {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while h.counters()["rejected_source"] != 1 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(h.counters()["rejected_source"], 1);

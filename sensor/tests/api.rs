@@ -3,6 +3,8 @@
 //! no secret (URL key, header token) in anything logged, at trace level.
 #![expect(clippy::unwrap_used, reason = "test helpers fail loudly on purpose")]
 
+mod support;
+
 use std::{
     collections::VecDeque,
     io::Read as _,
@@ -312,25 +314,7 @@ async fn a_receiver_that_starts_late_gets_everything_in_order() {
 /// the header token, even while deliveries fail.
 #[test]
 fn no_secret_in_logs_at_trace_level() {
-    #[derive(Clone, Default)]
-    struct Buf(Arc<Mutex<Vec<u8>>>);
-    impl std::io::Write for Buf {
-        fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(data);
-            Ok(data.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let logs = Buf::default();
-    let writer = logs.clone();
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .try_init()
-        .ok();
+    let logs = support::LogCapture::install();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -350,7 +334,7 @@ fn no_secret_in_logs_at_trace_level() {
         )
         .await;
     });
-    let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    let text = logs.text();
     assert!(
         text.contains("retrying"),
         "the failures were logged: {text}"

@@ -4,6 +4,8 @@
 //! `sensor send-test` prints the server's answer. The password never appears in logs.
 #![expect(clippy::unwrap_used, reason = "test helpers fail loudly on purpose")]
 
+mod support;
+
 use std::{
     io::BufRead as _,
     path::PathBuf,
@@ -39,18 +41,7 @@ fn smtp_server() -> Smtp {
     let dir = std::env::temp_dir().join(format!("sensor-smtp-{}", uuid::Uuid::new_v4()));
     let mail = dir.join("mail");
     std::fs::create_dir_all(&mail).unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let params =
-        rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-            .unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
-    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
-    std::fs::write(dir.join("server.pem"), cert.pem()).unwrap();
-    std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
+    let _pki = support::Pki::new(&dir);
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -4,6 +4,8 @@
 //! hostile events: attacker strings full of `|`, `=`, `\`, newlines and invalid UTF-8.
 #![expect(clippy::unwrap_used, reason = "test helpers fail loudly on purpose")]
 
+mod support;
+
 use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
@@ -52,16 +54,7 @@ fn free_udp_port() -> u16 {
 fn rsyslog(udp: u16, tcp: u16, tls: u16) -> Rsyslog {
     let dir = std::env::temp_dir().join(format!("sensor-rsyslog-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
-    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
-    std::fs::write(dir.join("server.pem"), cert.pem()).unwrap();
-    std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
+    let _pki = support::Pki::new(&dir);
     let d = dir.display();
     let conf = format!(
         r#"global(workDirectory="{d}" maxMessageSize="64k"

@@ -205,21 +205,7 @@ impl ApiOutput {
 
     async fn post(&self, client: &reqwest::Client, body: &[u8], content_type: &str) -> Outcome {
         self.pace().await;
-        let mut request = client
-            .post(self.config.url.expose())
-            .header("Content-Type", content_type);
-        for (name, value) in &self.config.headers {
-            request = request.header(name, value.expose());
-        }
-        if let Some(key) = &self.config.hmac_secret {
-            let header = self
-                .config
-                .signature_header
-                .as_deref()
-                .unwrap_or("X-Trapster-Signature-256");
-            let mac = hmac_sha256(key.expose().as_bytes(), body);
-            request = request.header(header, format!("sha256={}", hex::encode(mac)));
-        }
+        let mut request = self.request(client, body, content_type);
         let body = if self.config.gzip {
             let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
             if enc.write_all(body).is_err() {
@@ -253,6 +239,32 @@ impl ApiOutput {
         }
     }
 
+    /// A POST of `body` with the configured headers and, with `hmac_secret`, its signature
+    /// (computed over the body as sent, before any gzip).
+    fn request(
+        &self,
+        client: &reqwest::Client,
+        body: &[u8],
+        content_type: &str,
+    ) -> reqwest::RequestBuilder {
+        let mut request = client
+            .post(self.config.url.expose())
+            .header("Content-Type", content_type);
+        for (name, value) in &self.config.headers {
+            request = request.header(name, value.expose());
+        }
+        if let Some(key) = &self.config.hmac_secret {
+            let header = self
+                .config
+                .signature_header
+                .as_deref()
+                .unwrap_or("X-Trapster-Signature-256");
+            let mac = hmac_sha256(key.expose().as_bytes(), body);
+            request = request.header(header, format!("sha256={}", hex::encode(mac)));
+        }
+        request
+    }
+
     /// Waits until `min_interval_ms` has passed since the previous request.
     async fn pace(&self) {
         let interval = Duration::from_millis(self.config.min_interval_ms);
@@ -282,22 +294,8 @@ impl ApiOutput {
         let Some((body, _, content_type)) = self.bodies(&[record]).into_iter().next() else {
             return Err("nothing to send".to_owned());
         };
-        let mut request = client
-            .post(self.config.url.expose())
-            .header("Content-Type", content_type);
-        for (name, value) in &self.config.headers {
-            request = request.header(name, value.expose());
-        }
-        if let Some(key) = &self.config.hmac_secret {
-            let header = self
-                .config
-                .signature_header
-                .as_deref()
-                .unwrap_or("X-Trapster-Signature-256");
-            let mac = hmac_sha256(key.expose().as_bytes(), &body);
-            request = request.header(header, format!("sha256={}", hex::encode(mac)));
-        }
-        let response = request
+        let response = self
+            .request(&client, &body, content_type)
             .body(body)
             .send()
             .await

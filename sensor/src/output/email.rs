@@ -6,7 +6,7 @@
 //! The mail is built from the enterprise envelope ([`compose`], a pure function); the SMTP
 //! dialogue is this file's small client.
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
 use base64::Engine as _;
 use serde::Deserialize;
@@ -329,34 +329,6 @@ impl std::fmt::Debug for EmailOutput {
     }
 }
 
-fn connector(cfg: &EmailConfig) -> Result<tokio_rustls::TlsConnector, String> {
-    use rustls::pki_types::{CertificateDer, pem::PemObject as _};
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?;
-    let config = if cfg.insecure {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(super::insecure::AnyCertificate))
-            .with_no_client_auth()
-    } else {
-        let ca = cfg
-            .ca_file
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("/etc/ssl/certs/ca-certificates.crt"));
-        let pem = std::fs::read(&ca).map_err(|e| format!("{}: {e}", ca.display()))?;
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(&pem) {
-            roots
-                .add(cert.map_err(|e| e.to_string())?)
-                .map_err(|e| e.to_string())?;
-        }
-        builder.with_root_certificates(roots).with_no_client_auth()
-    };
-    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
-}
-
 impl EmailOutput {
     /// A sender; it connects for each mail.
     #[must_use]
@@ -367,7 +339,7 @@ impl EmailOutput {
                 "TLS certificate verification is OFF for this output (insecure: true)."
             );
         }
-        let tls = connector(&config);
+        let tls = super::tls_client::connector(config.ca_file.as_deref(), None, config.insecure);
         Self {
             config,
             tls,

@@ -7,7 +7,6 @@ pub mod api;
 pub mod email;
 pub mod fanout;
 pub mod file;
-pub mod insecure;
 pub mod integrations;
 pub mod message;
 pub mod probe;
@@ -16,6 +15,7 @@ pub mod secret;
 pub mod spool;
 pub mod syslog;
 pub mod terminal;
+pub mod tls_client;
 
 use serde::Deserialize;
 

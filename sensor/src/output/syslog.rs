@@ -8,7 +8,7 @@
 //! characters, and with octet counting the length prefix frames any byte anyway. A UDP message
 //! longer than `max_message_bytes` is truncated (RFC 5426 section 3.2), never split.
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
 use bytes::{BufMut as _, BytesMut};
 use chrono::SecondsFormat;
@@ -237,47 +237,17 @@ impl std::fmt::Debug for SyslogOutput {
     }
 }
 
-fn tls_connector(cfg: &SyslogConfig) -> Result<tokio_rustls::TlsConnector, String> {
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject as _};
-    let ca = cfg
-        .ca_file
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("/etc/ssl/certs/ca-certificates.crt"));
-    let pem = std::fs::read(&ca).map_err(|e| format!("{}: {e}", ca.display()))?;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&pem) {
-        let cert = cert.map_err(|e| format!("{}: {e}", ca.display()))?;
-        roots
-            .add(cert)
-            .map_err(|e| format!("{}: {e}", ca.display()))?;
-    }
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_root_certificates(roots);
-    let config = match (&cfg.client_cert_file, &cfg.client_key_file) {
-        (Some(cert), Some(key)) => {
-            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-                .and_then(Iterator::collect)
-                .map_err(|e| format!("{}: {e}", cert.display()))?;
-            let key =
-                PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| e.to_string())?
-        }
-        _ => builder.with_no_client_auth(),
-    };
-    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
-}
-
 impl SyslogOutput {
     /// A transport; it connects at the first write.
     #[must_use]
     pub fn new(config: SyslogConfig) -> Self {
-        let tls = (config.protocol == Protocol::Tls).then(|| tls_connector(&config));
+        let tls = (config.protocol == Protocol::Tls).then(|| {
+            let client = config
+                .client_cert_file
+                .as_deref()
+                .zip(config.client_key_file.as_deref());
+            super::tls_client::connector(config.ca_file.as_deref(), client, false)
+        });
         Self {
             config,
             conn: None,

@@ -1,0 +1,115 @@
+//! Helpers shared by the tests that start real receivers: a throw-away PKI and a log capture.
+#![allow(dead_code, reason = "each test file uses part of the helpers")]
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+};
+
+/// Files of a test PKI: a CA and a server certificate for 127.0.0.1 and localhost.
+pub struct Pki {
+    /// The CA certificate (PEM), for the client's `ca_file`.
+    pub ca: PathBuf,
+    /// The server certificate (PEM).
+    pub cert: PathBuf,
+    /// The server key (PEM, PKCS#8).
+    pub key: PathBuf,
+}
+
+impl Pki {
+    /// Writes `ca.pem`, `server.pem` and `server.key` into `dir`.
+    ///
+    /// # Panics
+    /// When the files cannot be written.
+    #[must_use]
+    pub fn new(dir: &Path) -> Self {
+        std::fs::create_dir_all(dir).expect("pki dir");
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_key = rcgen::KeyPair::generate().expect("ca key");
+        let ca = ca_params.self_signed(&ca_key).expect("ca");
+        let params =
+            rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+                .expect("server params");
+        let key = rcgen::KeyPair::generate().expect("server key");
+        let cert = params.signed_by(&key, &ca, &ca_key).expect("server cert");
+        let pki = Self {
+            ca: dir.join("ca.pem"),
+            cert: dir.join("server.pem"),
+            key: dir.join("server.key"),
+        };
+        std::fs::write(&pki.ca, ca.pem()).expect("write ca");
+        std::fs::write(&pki.cert, cert.pem()).expect("write cert");
+        std::fs::write(&pki.key, key.serialize_pem()).expect("write key");
+        pki
+    }
+
+    /// A rustls server configuration with the server certificate.
+    ///
+    /// # Panics
+    /// When the files do not load.
+    #[must_use]
+    pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject as _};
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&self.cert)
+            .expect("cert")
+            .collect::<Result<_, _>>()
+            .expect("cert");
+        let key = PrivateKeyDer::from_pem_file(&self.key).expect("key");
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("server config");
+        Arc::new(config)
+    }
+}
+
+/// Everything logged through `tracing`, at trace level, for secret checks.
+#[derive(Clone, Default)]
+pub struct LogCapture(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogCapture {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LogCapture {
+    /// Installs a global trace-level subscriber writing here (once per test binary).
+    #[must_use]
+    pub fn install() -> Self {
+        let logs = Self::default();
+        let writer = logs.clone();
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .try_init()
+            .ok();
+        logs
+    }
+
+    /// What was logged so far.
+    #[must_use]
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(
+            &self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+        .into_owned()
+    }
+}

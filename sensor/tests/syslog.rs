@@ -1,6 +1,7 @@
 //! The syslog output against a real rsyslogd (Debian `rsyslog` + `rsyslog-gnutls`) started here
-//! on loopback: CEF over UDP, TCP (newline framing) and TLS (octet counting, certificate
-//! verified against the test's CA) received intact. A CEF parser recovers every field of
+//! on loopback: CEF over UDP, TCP (newline framing), TLS (octet counting, certificate
+//! verified against the test's CA) and TLS with a client certificate rsyslog requires
+//! (`x509/certvalid`) received intact. A CEF parser recovers every field of
 //! hostile events: attacker strings full of `|`, `=`, `\`, newlines and invalid UTF-8.
 #![expect(clippy::unwrap_used, reason = "test helpers fail loudly on purpose")]
 
@@ -51,7 +52,7 @@ fn free_udp_port() -> u16 {
 }
 
 /// Starts rsyslogd with a UDP, a TCP and a TLS input, each written raw to its own file.
-fn rsyslog(udp: u16, tcp: u16, tls: u16) -> Rsyslog {
+fn rsyslog(udp: u16, tcp: u16, tls: u16, mtls: u16) -> Rsyslog {
     let dir = std::env::temp_dir().join(format!("sensor-rsyslog-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     let _pki = support::Pki::new(&dir);
@@ -68,6 +69,9 @@ input(type="imudp" address="127.0.0.1" port="{udp}" ruleset="udp")
 input(type="imtcp" address="127.0.0.1" port="{tcp}" ruleset="tcp")
 input(type="imtcp" address="127.0.0.1" port="{tls}" ruleset="tls"
       streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode="anon")
+input(type="imtcp" address="127.0.0.1" port="{mtls}" ruleset="mtls"
+      streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode="x509/certvalid")
+ruleset(name="mtls") {{ action(type="omfile" file="{d}/mtls.log" template="raw") }}
 ruleset(name="udp") {{ action(type="omfile" file="{d}/udp.log" template="raw") }}
 ruleset(name="tcp") {{ action(type="omfile" file="{d}/tcp.log" template="raw") }}
 ruleset(name="tls") {{ action(type="omfile" file="{d}/tls.log" template="raw") }}
@@ -85,7 +89,7 @@ ruleset(name="tls") {{ action(type="omfile" file="{d}/tls.log" template="raw") }
         .expect("rsyslogd (Debian packages rsyslog rsyslog-gnutls)");
     // Wait for the TCP inputs to listen.
     let deadline = Instant::now() + Duration::from_secs(15);
-    for port in [tcp, tls] {
+    for port in [tcp, tls, mtls] {
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
                 Instant::now() < deadline,
@@ -190,13 +194,16 @@ fn wait_lines(path: &Path, n: usize) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cef_over_udp_tcp_and_tls_reaches_rsyslog_intact() {
-    let (udp, tcp, tls) = (free_udp_port(), free_port(), free_port());
-    let server = rsyslog(udp, tcp, tls);
+    let (udp, tcp, tls, mtls) = (free_udp_port(), free_port(), free_port(), free_port());
+    let server = rsyslog(udp, tcp, tls, mtls);
     let ca = server.dir.join("ca.pem");
+    let (client_cert, client_key) = (server.dir.join("client.pem"), server.dir.join("client.key"));
     let outputs: Vec<OutputConfig> = vec![
         serde_json::from_value(json!({"name": "udp", "transport": {"type": "syslog", "host": "127.0.0.1", "port": udp}})).unwrap(),
         serde_json::from_value(json!({"name": "tcp", "transport": {"type": "syslog", "host": "127.0.0.1", "port": tcp, "protocol": "tcp", "framing": "newline"}})).unwrap(),
         serde_json::from_value(json!({"name": "tls", "transport": {"type": "syslog", "host": "localhost", "port": tls, "protocol": "tls", "ca_file": ca, "rfc": "rfc3164"}})).unwrap(),
+        // rsyslog requires a client certificate signed by the CA on this input.
+        serde_json::from_value(json!({"name": "mtls", "transport": {"type": "syslog", "host": "localhost", "port": mtls, "protocol": "tls", "ca_file": ca, "client_cert_file": client_cert, "client_key_file": client_key}})).unwrap(),
     ];
     let fanout = Fanout::start(&outputs, &FormatContext::for_device("sensor-syslog"));
     let events: Vec<Event> = NASTY
@@ -211,7 +218,7 @@ async fn cef_over_udp_tcp_and_tls_reaches_rsyslog_intact() {
     for s in &stats {
         assert_eq!((s.sent, s.dropped), (NASTY.len() as u64, 0), "{s:?}");
     }
-    for name in ["udp", "tcp", "tls"] {
+    for name in ["udp", "tcp", "tls", "mtls"] {
         let lines = wait_lines(&server.dir.join(format!("{name}.log")), NASTY.len());
         assert_eq!(lines.len(), NASTY.len(), "{name}: {lines:#?}");
         for (line, event) in lines.iter().zip(&events) {

@@ -14,6 +14,10 @@ pub struct Pki {
     pub cert: PathBuf,
     /// The server key (PEM, PKCS#8).
     pub key: PathBuf,
+    /// A client certificate signed by the same CA (PEM).
+    pub client_cert: PathBuf,
+    /// Its key (PEM, PKCS#8).
+    pub client_key: PathBuf,
 }
 
 impl Pki {
@@ -33,11 +37,21 @@ impl Pki {
                 .expect("server params");
         let key = rcgen::KeyPair::generate().expect("server key");
         let cert = params.signed_by(&key, &ca, &ca_key).expect("server cert");
+        let client_params =
+            rcgen::CertificateParams::new(vec!["sensor.test".to_owned()]).expect("client params");
+        let client_key = rcgen::KeyPair::generate().expect("client key");
+        let client = client_params
+            .signed_by(&client_key, &ca, &ca_key)
+            .expect("client cert");
         let pki = Self {
             ca: dir.join("ca.pem"),
             cert: dir.join("server.pem"),
             key: dir.join("server.key"),
+            client_cert: dir.join("client.pem"),
+            client_key: dir.join("client.key"),
         };
+        std::fs::write(&pki.client_cert, client.pem()).expect("write client cert");
+        std::fs::write(&pki.client_key, client_key.serialize_pem()).expect("write client key");
         std::fs::write(&pki.ca, ca.pem()).expect("write ca");
         std::fs::write(&pki.cert, cert.pem()).expect("write cert");
         std::fs::write(&pki.key, key.serialize_pem()).expect("write key");

@@ -205,6 +205,13 @@ async fn cef_over_udp_tcp_and_tls_reaches_rsyslog_intact() {
         // rsyslog requires a client certificate signed by the CA on this input.
         serde_json::from_value(json!({"name": "mtls", "transport": {"type": "syslog", "host": "localhost", "port": mtls, "protocol": "tls", "ca_file": ca, "client_cert_file": client_cert, "client_key_file": client_key}})).unwrap(),
     ];
+    // Without the client certificate that input refuses the connection: nothing may count as
+    // delivered.
+    let refused: OutputConfig = serde_json::from_value(json!({"name": "refused", "transport": {"type": "syslog", "host": "localhost", "port": mtls, "protocol": "tls", "ca_file": ca}})).unwrap();
+    let fanout = Fanout::start(&[refused], &FormatContext::for_device("sensor-syslog"));
+    fanout.send(hostile(0, b"x")).await;
+    let stats = fanout.finish(Duration::from_secs(2)).await;
+    assert_eq!((stats[0].sent, stats[0].dropped), (0, 1), "{stats:?}");
     let fanout = Fanout::start(&outputs, &FormatContext::for_device("sensor-syslog"));
     let events: Vec<Event> = NASTY
         .iter()

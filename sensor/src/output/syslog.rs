@@ -14,7 +14,7 @@ use bytes::{BufMut as _, BytesMut};
 use chrono::SecondsFormat;
 use serde::Deserialize;
 use tokio::{
-    io::{AsyncWrite, AsyncWriteExt as _},
+    io::{AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _},
     net::{TcpStream, UdpSocket},
 };
 use tokio_util::sync::CancellationToken;
@@ -24,6 +24,9 @@ use crate::{
     format::{Format, FormatContext, FormatError},
     incident::Severity,
 };
+
+/// How long a new TLS connection is watched for a refusal before the first message.
+const REFUSAL_WAIT: Duration = Duration::from_millis(200);
 
 /// Transport protocol.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -306,10 +309,20 @@ impl SyslogOutput {
                     .unwrap_or_else(|| self.config.host.clone());
                 let name =
                     rustls::pki_types::ServerName::try_from(name).map_err(|e| e.to_string())?;
-                let tls = tokio::time::timeout(timeout, connector.connect(name, tcp))
+                let mut tls = tokio::time::timeout(timeout, connector.connect(name, tcp))
                     .await
                     .map_err(|_| "TLS handshake timeout".to_owned())?
                     .map_err(|e| format!("TLS: {e}"))?;
+                // With TLS 1.3 a receiver refuses the client (no certificate, a wrong one) only
+                // after the client's handshake is done: wait briefly for that refusal, so
+                // messages are not written into a connection that is already being closed.
+                let mut probe = [0u8; 1];
+                match tokio::time::timeout(REFUSAL_WAIT, tls.read(&mut probe)).await {
+                    Ok(Ok(0)) => return Err("the receiver closed the TLS connection after the handshake (does it require a client certificate?)".to_owned()),
+                    Ok(Err(e)) => return Err(format!("TLS: {e}")),
+                    // Receivers do not send anything: silence is the normal case.
+                    Ok(Ok(_)) | Err(_) => {}
+                }
                 Ok(Conn::Tls(Box::new(tls)))
             }
         }

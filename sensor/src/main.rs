@@ -118,11 +118,20 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         Command::Check { config } => {
             let parsed = load_config(Some(&config))?;
             println!(
-                "{}: OK (device `{}`, {} allow-listed networks, XDP on {:?})",
+                "{}: OK (device `{}`, {} allow-listed networks, XDP on {:?}, {} emulated services: {}, {} outputs)",
                 config.display(),
                 parsed.id,
                 parsed.whitelist_ips.len(),
-                parsed.xdp_interfaces()
+                parsed.xdp_interfaces(),
+                parsed.services.emulated(),
+                parsed
+                    .services
+                    .ports()
+                    .iter()
+                    .map(|(s, p)| format!("{s}/{p}"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                parsed.effective_outputs().len()
             );
             Ok(())
         }

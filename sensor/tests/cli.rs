@@ -34,6 +34,7 @@ fn check_accepts_the_community_file() {
     let (ok, stdout, stderr) = sensor(&["check", "-c", path.to_str().unwrap()]);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("OK"), "{stdout}");
+    assert!(stdout.contains("1 emulated services: ftp/2121"), "{stdout}");
 }
 
 #[test]
@@ -63,6 +64,7 @@ fn run_without_an_interface_says_how_to_name_one() {
     assert!(!ok);
     assert!(stdout.is_empty());
     assert!(stderr.contains("-i IFACE"), "{stderr}");
+    assert!(stderr.contains("--capture none"), "{stderr}");
 }
 
 fn free_port() -> u16 {

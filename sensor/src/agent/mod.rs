@@ -85,7 +85,8 @@ pub struct RunOptions {
 pub enum AgentError {
     /// Nothing to attach to.
     #[error(
-        "no interface to watch: name one with -i IFACE or set `interface` in the configuration"
+        "no interface to watch: name one with -i IFACE or set `interface` in the configuration \
+         (or run the emulated services alone with --capture none)"
     )]
     NoInterface,
     /// Loading or attaching failed.

@@ -233,9 +233,20 @@ impl Tracker {
         if event.service == Service::Sensor {
             return None;
         }
-        self.sweep(now_ns);
         let src = event.session.src_ip;
         let severity = Severity::of_event(event);
+        // Only this source's incident is checked for idleness here (O(1) per event); the agent
+        // sweeps all of them on its drain tick, and a full tracker sweeps before evicting.
+        if self
+            .open
+            .get(&src)
+            .is_some_and(|o| now_ns.saturating_sub(o.last_ns) >= self.idle_ns())
+        {
+            self.open.remove(&src);
+        }
+        if !self.open.contains_key(&src) && self.open.len() >= self.max_tracked {
+            self.sweep(now_ns);
+        }
         if !self.open.contains_key(&src) && self.open.len() >= self.max_tracked {
             let oldest = self
                 .open
@@ -308,9 +319,13 @@ impl Tracker {
 
     /// Closes incidents idle for longer than the timeout.
     pub fn sweep(&mut self, now_ns: u64) {
-        let idle = u64::try_from(self.idle.as_nanos()).unwrap_or(u64::MAX);
+        let idle = self.idle_ns();
         self.open
             .retain(|_, o| now_ns.saturating_sub(o.last_ns) < idle);
+    }
+
+    fn idle_ns(&self) -> u64 {
+        u64::try_from(self.idle.as_nanos()).unwrap_or(u64::MAX)
     }
 }
 

@@ -469,12 +469,8 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             http.skin
                 .respond(&request.method, request.path(), request.query(), &tpl)
         } else {
-            let mut r = http.skin.error(401, &tpl);
-            r.headers.push((
-                "WWW-Authenticate".to_owned(),
-                "Basic realm=\"Restricted Area\"".to_owned(),
-            ));
-            r
+            // The challenge header is added below, as for any 401 under basic_auth.
+            http.skin.error(401, &tpl)
         };
         if response.status == 401
             && !response

@@ -77,6 +77,26 @@ pub struct ApiConfig {
     pub ca_file: Option<std::path::PathBuf>,
 }
 
+impl ApiConfig {
+    /// One event per request to `url`, every other option at its default.
+    #[must_use]
+    pub fn to(url: Secret) -> Self {
+        Self {
+            url,
+            headers: BTreeMap::new(),
+            batch: BatchMode::Single,
+            max_batch: default_max_batch(),
+            gzip: false,
+            insecure: false,
+            timeout_secs: default_timeout(),
+            hmac_secret: None,
+            signature_header: None,
+            min_interval_ms: 0,
+            ca_file: None,
+        }
+    }
+}
+
 /// What one delivery did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Delivery {

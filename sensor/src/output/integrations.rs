@@ -82,17 +82,13 @@ impl HecConfig {
             Secret::new(format!("Splunk {}", self.token.expose())),
         );
         ApiConfig {
-            url: Secret::new(format!("{base}/services/collector/event")),
             headers,
             batch: BatchMode::Concatenated,
-            max_batch: 100,
             gzip: self.gzip,
             insecure: self.insecure,
             timeout_secs: self.timeout_secs,
-            hmac_secret: None,
-            signature_header: None,
-            min_interval_ms: 0,
             ca_file: self.ca_file.clone(),
+            ..ApiConfig::to(Secret::new(format!("{base}/services/collector/event")))
         }
     }
 }
@@ -130,17 +126,12 @@ impl SekoiaConfig {
         let mut headers = BTreeMap::new();
         headers.insert("X-SEKOIAIO-INTAKE-KEY".to_owned(), self.intake_key.clone());
         ApiConfig {
-            url: Secret::new(format!("{base}/jsons")),
             headers,
             batch: BatchMode::Jsons,
-            max_batch: 100,
-            gzip: false,
             insecure: self.insecure,
             timeout_secs: self.timeout_secs,
-            hmac_secret: None,
-            signature_header: None,
-            min_interval_ms: 0,
             ca_file: self.ca_file.clone(),
+            ..ApiConfig::to(Secret::new(format!("{base}/jsons")))
         }
     }
 }
@@ -170,17 +161,11 @@ impl ChatConfig {
     #[must_use]
     pub fn api(&self) -> ApiConfig {
         ApiConfig {
-            url: self.webhook_url.clone(),
-            headers: BTreeMap::new(),
-            batch: BatchMode::Single,
-            max_batch: 1,
-            gzip: false,
             insecure: self.insecure,
             timeout_secs: self.timeout_secs,
-            hmac_secret: None,
-            signature_header: None,
             min_interval_ms: self.min_interval_ms,
             ca_file: self.ca_file.clone(),
+            ..ApiConfig::to(self.webhook_url.clone())
         }
     }
 }
@@ -219,11 +204,7 @@ impl WebhookConfig {
     #[must_use]
     pub fn api(&self) -> ApiConfig {
         ApiConfig {
-            url: self.url.clone(),
             headers: self.headers.clone(),
-            batch: BatchMode::Single,
-            max_batch: 1,
-            gzip: false,
             insecure: self.insecure,
             timeout_secs: self.timeout_secs,
             hmac_secret: self.hmac_secret.clone(),
@@ -234,6 +215,7 @@ impl WebhookConfig {
             ),
             min_interval_ms: self.min_interval_ms,
             ca_file: self.ca_file.clone(),
+            ..ApiConfig::to(self.url.clone())
         }
     }
 }

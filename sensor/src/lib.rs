@@ -1,6 +1,7 @@
 //! A Trapster-compatible honeypot sensor with XDP scan detection.
 //!
 //! # Layout
+//! - [`net`]: address-or-CIDR entries and the one notion of a source (IPv4 /32, IPv6 /64).
 //! - [`config`]: the `trapster.conf` tree plus the sensor's own section; one validation step.
 //! - [`capture`]: the XDP program (load, attach, maps), record decoding, kernel counters,
 //!   `BPF_PROG_TEST_RUN`, and the libpcap fallback.
@@ -21,6 +22,7 @@ pub mod config;
 pub mod event;
 pub mod format;
 pub mod incident;
+pub mod net;
 pub mod output;
 pub mod replay;
 pub mod scan;

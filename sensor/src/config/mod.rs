@@ -1,12 +1,11 @@
 //! Configuration: the community `trapster.conf` JSON, accepted as is, plus the sensor's own
 //! `sensor` section. One tree, one parse step that names the field, line and column of any error.
 
-mod cidr;
 mod sections;
 
 use std::path::Path;
 
-pub use cidr::{Cidr, CidrError};
+pub use crate::net::{Cidr, CidrError, SourcePrefix};
 pub use sections::{
     IdentityConfig, LoggerConfig, PortscanConfig, SensorSection, XdpConfig, XdpMode,
 };
@@ -245,6 +244,9 @@ impl Config {
                 "sensor.portscan.max_tracked",
                 "must be at least 1".to_owned(),
             ));
+        }
+        if let Err(err) = self.sensor.source_prefix.validate() {
+            return Err(invalid("sensor.source_prefix", err.to_string()));
         }
         if self.outputs.is_empty() {
             self.logger_output()

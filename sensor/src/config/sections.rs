@@ -64,6 +64,10 @@ pub struct SensorSection {
     /// How events fold into incidents.
     #[serde(default)]
     pub incidents: crate::incident::IncidentConfig,
+    /// What one source is, for every per-source limit and for incidents: IPv4 /32 and IPv6 /64
+    /// by default.
+    #[serde(default)]
+    pub source_prefix: crate::net::SourcePrefix,
 }
 
 /// How the XDP program is attached.

@@ -28,6 +28,8 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<()> {
             "benches",
             "--bench",
             "merger",
+            "--bench",
+            "incidents",
         ]))?;
     }
     run_cmd(Command::new("cargo").current_dir(&root).args([

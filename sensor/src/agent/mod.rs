@@ -180,7 +180,7 @@ pub async fn run(
     let mut events = 0u64;
 
     let mut merger = Merger::new(&config.sensor.portscan);
-    let mut incidents = Tracker::new(&config.sensor.incidents);
+    let mut incidents = Tracker::new(&config.sensor.incidents, config.sensor.source_prefix);
     let mut reports = Vec::new();
     let mut drain_tick = tokio::time::interval(Duration::from_millis(xdp_cfg.drain_interval_ms));
     drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -161,3 +161,42 @@ fn run_names_the_service_and_port_it_cannot_bind() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_capture_that_cannot_start_still_takes_the_ordered_shutdown() {
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("sensor-cli-err-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (events, stats) = (dir.join("events.ndjson"), dir.join("stats.json"));
+    let config = temp_file(
+        "capture-error.conf",
+        &format!(
+            r#"{{"id": "s1", "interface": "",
+                "services": {{"ftp": [{{"port": {port}}}]}},
+                "outputs": [{{"name": "events", "transport": {{"type": "file", "path": "{}"}}}}]}}"#,
+            events.display()
+        ),
+    );
+    let (ok, _, stderr) = sensor(&[
+        "run",
+        "-c",
+        config.to_str().unwrap(),
+        "--capture",
+        "pcap",
+        "-i",
+        "sensor-none0",
+        "--stats-file",
+        stats.to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("sensor-none0"), "{stderr}");
+    assert!(stderr.contains("Sensor stopped."), "{stderr}");
+    // The shutdown ran: the services let go of their port, and the final counters were written.
+    std::net::TcpListener::bind(("127.0.0.1", port)).expect("the FTP port is free again");
+    let stats: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    assert_eq!(stats["outputs"][0]["name"], "events", "{stats}");
+    assert_eq!(stats["events"], 0, "{stats}");
+    assert!(stats["services"]["accepted"].is_u64(), "{stats}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -1,34 +1,44 @@
-//! The agent: starts the capture (XDP, or libpcap as a fallback), folds observations into the
-//! scan merger,
-//! and streams the resulting events to the output, until shutdown.
+//! The agent: starts the outputs, the emulated services and the capture (XDP, or libpcap as a
+//! fallback), folds observations into the scan merger, and streams the resulting events to the
+//! outputs, until shutdown.
 //!
 //! Tasks and channels:
 //! ```text
 //! ring buffer ──(AsyncFd wakeup | drain tick)──┐
-//! libpcap thread ──(bounded batches)────────────┴► drain loop ─ Merger ─► Fanout ─┬► queue ─► output task
-//!                                                                                 └► queue ─► output task
+//! libpcap thread ──(bounded batches)────────────┴► drain loop ─ Merger ─► Pipeline ─► Fanout ─┬► queue ─► output task
+//! service sessions ──(bounded channel)──────────────────────────────────┘ (incidents)       └► queue ─► output task
 //!                                                    ▲ stats tick: kernel counters, loss warnings
 //! ```
+//!
+//! Every exit, a signal or an error, takes the same ordered shutdown ([`Running::stop`]): stop
+//! accepting connections and end the sessions (their last events still flow), stop the capture
+//! (detach, so no record arrives after the last read) and fold in what it still holds, flush the
+//! merger, close the incidents, then let the outputs drain within their deadline. An error is
+//! returned only after that.
 
+mod pipeline;
 mod source;
+mod stats;
 
 use std::{path::PathBuf, time::Duration};
 
-use serde_json::json;
+use pipeline::Pipeline;
 use source::Source;
+pub use stats::RunSummary;
 use tokio::{
     signal::unix::{SignalKind, signal},
     sync::mpsc,
 };
 
 use crate::{
-    capture::{counters::CounterSnapshot, pcap::PcapError, pcap::PcapStats, xdp::XdpError},
-    clock::{WallClock, monotonic_ns},
+    capture::{counters::CounterSnapshot, pcap::PcapError, xdp::XdpError},
+    clock::monotonic_ns,
     config::{Config, XdpMode},
     event::Event,
     incident::Tracker,
-    output::{Fanout, OutputStats},
-    scan::{Merger, MergerStats, ScanReport, to_event},
+    output::Fanout,
+    scan::Merger,
+    services::Services,
     shutdown::CancellationToken,
 };
 
@@ -106,51 +116,11 @@ pub enum AgentError {
     Signal(#[source] std::io::Error),
 }
 
-/// What a run did, reported at exit.
-#[derive(Debug, Clone)]
-pub struct RunSummary {
-    /// Final kernel counters (XDP capture).
-    pub kernel: Option<CounterSnapshot>,
-    /// Final libpcap counters (pcap capture).
-    pub pcap: Option<PcapStats>,
-    /// Merger counters.
-    pub merger: MergerStats,
-    /// Records that did not decode.
-    pub undecodable: u64,
-    /// Events handed to the outputs.
-    pub events: u64,
-    /// Per-output counters.
-    pub outputs: Vec<OutputStats>,
-    /// Emulated-service counters (connections admitted, refused, timed out, ...).
-    pub services: serde_json::Value,
-}
-
-impl RunSummary {
-    /// As JSON, for `--stats-file`.
-    #[must_use]
-    pub fn to_json(&self) -> serde_json::Value {
-        json!({
-            "kernel": self.kernel.map(|k| k.to_json()),
-            "pcap": self.pcap.map(|p| p.to_json()),
-            "merger": {
-                "observations": self.merger.observations,
-                "reports": self.merger.reports,
-                "follow_ups": self.merger.follow_ups,
-                "below_threshold": self.merger.below_threshold,
-                "evicted": self.merger.evicted,
-            },
-            "undecodable_records": self.undecodable,
-            "events": self.events,
-            "outputs": self.outputs.iter().map(OutputStats::to_json).collect::<Vec<_>>(),
-            "services": self.services,
-        })
-    }
-}
-
 /// Runs the sensor until `shutdown` is cancelled, streaming events to the configured outputs.
 ///
 /// # Errors
-/// [`AgentError`] when the capture cannot start.
+/// [`AgentError`] when a stage cannot start or the capture fails; what had started is shut down
+/// in order first, so events already detected still reach the outputs.
 pub async fn run(
     config: Config,
     options: RunOptions,
@@ -164,166 +134,203 @@ pub async fn run(
     if interfaces.is_empty() && options.capture != CaptureMode::None {
         return Err(AgentError::NoInterface);
     }
-    let xdp_cfg = &config.sensor.xdp;
-    let (sink, mut service_events) = mpsc::channel(SERVICE_QUEUE);
-    let services = crate::services::start(&config, sink, &shutdown).await?;
-    let mut source = match options.capture {
-        CaptureMode::Xdp => {
-            Source::xdp(&config, &interfaces, options.mode.unwrap_or(xdp_cfg.mode))?
-        }
-        CaptureMode::Pcap => Source::pcap(&config, &interfaces)?,
-        CaptureMode::None => Source::Off,
-    };
-
-    let fanout = Fanout::start(&config.effective_outputs(), &config.format_context());
     let mut hangup = signal(SignalKind::hangup()).map_err(AgentError::Signal)?;
-    let mut events = 0u64;
-
-    let mut merger = Merger::new(&config.sensor.portscan);
-    let mut incidents = Tracker::new(&config.sensor.incidents, config.sensor.source_prefix);
-    let mut reports = Vec::new();
-    let mut drain_tick = tokio::time::interval(Duration::from_millis(xdp_cfg.drain_interval_ms));
-    drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let stats_period = Duration::from_secs(xdp_cfg.stats_interval_secs.max(1));
-    let mut stats_tick =
-        tokio::time::interval_at(tokio::time::Instant::now() + stats_period, stats_period);
-    let mut last_counters = source.counters()?;
-    tracing::info!(interfaces = ?interfaces, "Sensor ready.");
-
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            drained = source.wait_and_drain(&mut merger, &mut reports) => {
-                drained?;
-                events += emit(&fanout, &mut incidents, &mut reports).await;
-            }
-            Some(event) = service_events.recv() => {
-                deliver(&fanout, &mut incidents, event).await;
-                events += 1;
-            }
-            _ = hangup.recv() => {
-                tracing::info!("SIGHUP: reopening output files.");
-                fanout.reopen();
-            }
-            _ = drain_tick.tick() => {
-                source.drain_now(&mut merger, &mut reports);
-                merger.sweep(monotonic_ns(), &mut reports);
-                incidents.sweep(monotonic_ns());
-                events += emit(&fanout, &mut incidents, &mut reports).await;
-            }
-            _ = stats_tick.tick(), if xdp_cfg.stats_interval_secs > 0 => {
-                let now = source.counters()?;
-                if let (Some(now), Some(last)) = (&now, &last_counters) {
-                    report_counters(&now.since(last), &merger);
-                }
-                last_counters = now;
-                if let Some(path) = &options.stats_file {
-                    let summary = RunSummary { kernel: now, pcap: None, merger: merger.stats(), undecodable: 0, events, outputs: fanout.stats(), services: services.counters().to_json() };
-                    write_stats(path, &summary);
-                }
-            }
-        }
-    }
-
-    // Sessions end now; what they emitted on the way out still reaches the outputs.
-    let service_counters = services.counters();
-    let stopping = services.stop(SERVICE_GRACE);
-    tokio::pin!(stopping);
-    loop {
-        tokio::select! {
-            () = &mut stopping => break,
-            Some(event) = service_events.recv() => {
-                deliver(&fanout, &mut incidents, event).await;
-                events += 1;
-            }
-        }
-    }
-    while let Ok(event) = service_events.try_recv() {
-        deliver(&fanout, &mut incidents, event).await;
-        events += 1;
-    }
-    let finished = source.finish(&mut merger, &mut reports)?;
-    merger.flush(&mut reports);
-    events += emit(&fanout, &mut incidents, &mut reports).await;
-    let outputs = fanout.finish(OUTPUT_GRACE).await;
-    if let (Some(now), Some(last)) = (&finished.kernel, &last_counters) {
-        report_counters(&now.since(last), &merger);
-    }
-    let summary = RunSummary {
-        kernel: finished.kernel,
-        pcap: finished.pcap,
-        merger: merger.stats(),
-        undecodable: finished.undecodable,
-        events,
-        outputs,
-        services: service_counters.to_json(),
-    };
-    tracing::info!(
-        counters = %summary.to_json(),
-        events = summary.events,
-        scans_reported = summary.merger.reports,
-        "Sensor stopped."
+    // Outputs first: every later stage has somewhere to send what it sees.
+    let fanout = Fanout::start(&config.effective_outputs(), &config.format_context());
+    let pipeline = Pipeline::new(
+        fanout,
+        Tracker::new(&config.sensor.incidents, config.sensor.source_prefix),
     );
-    if let Some(path) = &options.stats_file {
-        write_stats(path, &summary);
+    let (sink, service_events) = mpsc::channel(SERVICE_QUEUE);
+    let mut running = Running {
+        pipeline,
+        merger: Merger::new(&config.sensor.portscan),
+        services: None,
+        service_events,
+        source: Source::Off,
+        stats_file: options.stats_file.clone(),
+    };
+    let started = async {
+        running.services = Some(crate::services::start(&config, sink, &shutdown).await?);
+        running.source = match options.capture {
+            CaptureMode::Xdp => Source::xdp(
+                &config,
+                &interfaces,
+                options.mode.unwrap_or(config.sensor.xdp.mode),
+            )?,
+            CaptureMode::Pcap => Source::pcap(&config, &interfaces)?,
+            CaptureMode::None => Source::Off,
+        };
+        Ok::<(), AgentError>(())
     }
-    Ok(summary)
+    .await;
+    let outcome = match started {
+        Ok(()) => {
+            tracing::info!(interfaces = ?interfaces, "Sensor ready.");
+            running
+                .run_until(
+                    &config,
+                    &shutdown,
+                    &mut hangup,
+                    options.stats_file.as_deref(),
+                )
+                .await
+        }
+        Err(err) => Err(err),
+    };
+    if let Err(err) = &outcome {
+        tracing::error!(error = %err, "Stopping after an error; events detected so far are delivered first.");
+    }
+    let summary = running.stop().await;
+    outcome.map(|()| summary)
 }
 
-/// Hands pending reports to the outputs as events; returns how many.
-async fn emit(fanout: &Fanout, incidents: &mut Tracker, reports: &mut Vec<ScanReport>) -> u64 {
-    if reports.is_empty() {
-        return 0;
-    }
-    let clock = WallClock::now();
-    let mut n = 0;
-    for report in reports.drain(..) {
-        deliver(fanout, incidents, to_event(&report, &clock)).await;
-        n += 1;
-    }
-    n
+/// Every stage of a run; [`Running::stop`] takes them down in order.
+struct Running {
+    pipeline: Pipeline,
+    merger: Merger,
+    services: Option<Services>,
+    service_events: mpsc::Receiver<Event>,
+    source: Source,
+    stats_file: Option<PathBuf>,
 }
 
-/// Sends an event, folds it into its source's incident, and sends the incident message when
-/// the incident is new or its severity rose.
-async fn deliver(fanout: &Fanout, incidents: &mut Tracker, event: Event) {
-    let incident = incidents.observe(&event, monotonic_ns());
-    fanout.send(event).await;
-    if let Some(incident) = incident {
+impl Running {
+    /// The main loop, until `shutdown` or a capture error.
+    async fn run_until(
+        &mut self,
+        config: &Config,
+        shutdown: &CancellationToken,
+        hangup: &mut tokio::signal::unix::Signal,
+        stats_file: Option<&std::path::Path>,
+    ) -> Result<(), AgentError> {
+        let xdp_cfg = &config.sensor.xdp;
+        let mut drain_tick =
+            tokio::time::interval(Duration::from_millis(xdp_cfg.drain_interval_ms));
+        drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let stats_period = Duration::from_secs(xdp_cfg.stats_interval_secs.max(1));
+        let mut stats_tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + stats_period, stats_period);
+        let mut last_counters = self.source.counters()?;
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                drained = self.source.wait_and_drain(&mut self.merger, &mut self.pipeline.reports) => {
+                    drained?;
+                    self.pipeline.emit_reports().await;
+                }
+                Some(event) = self.service_events.recv() => {
+                    self.pipeline.deliver(event).await;
+                }
+                _ = hangup.recv() => {
+                    tracing::info!("SIGHUP: reopening output files.");
+                    self.pipeline.fanout.reopen();
+                }
+                _ = drain_tick.tick() => {
+                    self.source.drain_now(&mut self.merger, &mut self.pipeline.reports);
+                    self.merger.sweep(monotonic_ns(), &mut self.pipeline.reports);
+                    self.pipeline.sweep_incidents();
+                    self.pipeline.emit_reports().await;
+                }
+                _ = stats_tick.tick(), if xdp_cfg.stats_interval_secs > 0 => {
+                    let now = self.source.counters()?;
+                    if let (Some(now), Some(last)) = (&now, &last_counters) {
+                        stats::report_counters(&now.since(last), &self.merger);
+                    }
+                    if let Some(path) = stats_file {
+                        stats::write_stats(path, &self.summary(now, None, 0));
+                    }
+                    last_counters = now;
+                }
+            }
+        }
+    }
+
+    fn summary(
+        &self,
+        kernel: Option<CounterSnapshot>,
+        pcap: Option<crate::capture::pcap::PcapStats>,
+        undecodable: u64,
+    ) -> RunSummary {
+        RunSummary {
+            kernel,
+            pcap,
+            merger: self.merger.stats(),
+            undecodable,
+            events: self.pipeline.events,
+            outputs: self.pipeline.fanout.stats(),
+            services: self
+                .services
+                .as_ref()
+                .map_or(serde_json::Value::Null, |s| s.counters().to_json()),
+        }
+    }
+
+    /// The ordered shutdown every exit takes; returns the final counters.
+    async fn stop(self) -> RunSummary {
+        let Self {
+            mut pipeline,
+            mut merger,
+            services,
+            mut service_events,
+            source,
+            stats_file,
+        } = self;
+        // 1. Stop accepting and end the sessions; what they emit on the way out still flows.
+        let service_counters = services.as_ref().map(Services::counters);
+        if let Some(services) = services {
+            let stopping = services.stop(SERVICE_GRACE);
+            tokio::pin!(stopping);
+            loop {
+                tokio::select! {
+                    () = &mut stopping => break,
+                    Some(event) = service_events.recv() => pipeline.deliver(event).await,
+                }
+            }
+        }
+        service_events.close();
+        while let Ok(event) = service_events.try_recv() {
+            pipeline.deliver(event).await;
+        }
+        // 2. Stop the capture (detach first) and fold in every record it still holds.
+        let finished = match source.finish(&mut merger, &mut pipeline.reports) {
+            Ok(finished) => finished,
+            Err(err) => {
+                tracing::error!(error = %err, "Stopping the capture failed; its final counters are missing.");
+                source::Finished {
+                    kernel: None,
+                    pcap: None,
+                    undecodable: 0,
+                }
+            }
+        };
+        // 3. Flush the merger: scans still open are reported now.
+        merger.flush(&mut pipeline.reports);
+        pipeline.emit_reports().await;
+        // 4. Close the incidents (nothing is sent: an incident simply ends with the run).
+        let open_incidents = pipeline.incidents.len();
+        // 5. Let the outputs drain within their deadline; what they cannot deliver is counted.
+        let Pipeline { fanout, events, .. } = pipeline;
+        let outputs = fanout.finish(OUTPUT_GRACE).await;
+        let summary = RunSummary {
+            kernel: finished.kernel,
+            pcap: finished.pcap,
+            merger: merger.stats(),
+            undecodable: finished.undecodable,
+            events,
+            outputs,
+            services: service_counters.map_or(serde_json::Value::Null, |c| c.to_json()),
+        };
         tracing::info!(
-            incident = %incident.id,
-            action = incident.action.as_str(),
-            severity = incident.severity.as_str(),
-            source = %incident.src_ip,
-            "{}",
-            incident.description
+            counters = %summary.to_json(),
+            events = summary.events,
+            scans_reported = summary.merger.reports,
+            open_incidents,
+            "Sensor stopped."
         );
-        fanout.send(incident).await;
-    }
-}
-fn report_counters(delta: &CounterSnapshot, merger: &Merger) {
-    use sensor_common::Counter;
-    if delta.get(Counter::RingBufFull) > 0 {
-        tracing::warn!(
-            lost = delta.get(Counter::RingBufFull),
-            "Ring buffer full: probe records lost; raise sensor.xdp.ring_buffer_bytes."
-        );
-    }
-    if delta.get(Counter::SourceBudget) + delta.get(Counter::CpuBudget) > 0 {
-        tracing::warn!(
-            source_budget = delta.get(Counter::SourceBudget),
-            cpu_budget = delta.get(Counter::CpuBudget),
-            "Record budget exceeded: probes not recorded."
-        );
-    }
-    tracing::debug!(kernel = %delta.to_json(), tracked = merger.tracked(), "Counters.");
-}
-
-fn write_stats(path: &std::path::Path, summary: &RunSummary) {
-    let text = summary.to_json().to_string();
-    let tmp = path.with_extension("tmp");
-    let result = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path));
-    if let Err(err) = result {
-        tracing::warn!(path = %path.display(), error = %err, "Writing the stats file failed.");
+        if let Some(path) = &stats_file {
+            stats::write_stats(path, &summary);
+        }
+        summary
     }
 }

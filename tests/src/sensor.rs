@@ -135,6 +135,20 @@ impl RunningSensor {
         self.child.pid()
     }
 
+    /// The `--stats-file` as the sensor last wrote it (every stats tick), if it has yet.
+    #[must_use]
+    pub fn stats_now(&self) -> Option<Value> {
+        std::fs::read_to_string(&self.stats)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+    }
+
+    /// A scratch folder of this run (removed when the run is collected).
+    #[must_use]
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
     /// Sends SIGTERM, waits (at most 30 s) and collects events, counters and diagnostics.
     #[must_use]
     pub fn stop(mut self) -> SensorRun {

@@ -118,10 +118,23 @@ fn a_blackholed_output_drops_and_counts_while_the_file_output_gets_everything() 
 
     // A real SYN scan of 1,000 ports.
     let mut nmap = net.peer.command("nmap");
-    nmap.args(["-n", "-Pn", "-sS", "--max-retries", "1", "-T4", "-p", "1-1000"])
-        .arg(&net.sensor_ip);
+    nmap.args([
+        "-n",
+        "-Pn",
+        "-sS",
+        "--max-retries",
+        "1",
+        "-T4",
+        "-p",
+        "1-1000",
+    ])
+    .arg(&net.sensor_ip);
     let out = run_bounded(&mut nmap, Duration::from_secs(180));
-    assert!(out.status.success(), "nmap: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "nmap: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let scan_done = Instant::now();
 
     // 500 real FTP logins with distinct passwords.
@@ -239,6 +252,10 @@ fn a_blackholed_output_drops_and_counts_while_the_file_output_gets_everything() 
         "{}",
         run.stats
     );
-    assert_eq!(degraded["extra"]["dropped"].as_u64(), Some(dropped), "{degraded}");
+    assert_eq!(
+        degraded["extra"]["dropped"].as_u64(),
+        Some(dropped),
+        "{degraded}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -1,4 +1,5 @@
-//! Address-or-CIDR entries of `whitelist_ips`, IPv4 and IPv6, normalised to 128-bit prefixes.
+//! Address-or-CIDR entries of `whitelist_ips`, IPv4 and IPv6, parsed and normalised with
+//! `ipnet`, and mapped to the 128-bit prefixes of the kernel's allow-list trie.
 
 use std::{
     fmt,
@@ -6,6 +7,7 @@ use std::{
     str::FromStr,
 };
 
+use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
 
 /// A network: an address and a prefix length. A bare address is a host (`/32` or `/128`).
@@ -39,20 +41,17 @@ impl Cidr {
         }
     }
 
+    /// As an `ipnet` network.
+    #[must_use]
+    pub fn to_net(self) -> IpNet {
+        // The prefix was checked against the family when the entry was parsed.
+        IpNet::new(self.addr, self.prefix).unwrap_or_else(|_| IpNet::from(self.addr))
+    }
+
     /// Whether `ip` lies inside the network (IPv4-mapped IPv6 addresses match IPv4 networks).
     #[must_use]
     pub fn contains(self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V4(v4) => v4.to_ipv6_mapped(),
-            IpAddr::V6(v6) => v6,
-        };
-        let (net, prefix) = self.to_mapped();
-        let mask = if prefix == 0 {
-            0
-        } else {
-            u128::MAX << (128 - prefix)
-        };
-        u128::from(ip) & mask == u128::from(net) & mask
+        self.to_net().contains(&ip.to_canonical())
     }
 }
 
@@ -61,39 +60,23 @@ impl FromStr for Cidr {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
-        let (addr, prefix) = match s.split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (s, None),
-        };
-        let addr: IpAddr = addr.parse().map_err(|_| CidrError::Address(s.to_owned()))?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            None => max,
-            Some(p) => p
-                .parse::<u8>()
-                .ok()
-                .filter(|p| *p <= max)
-                .ok_or_else(|| CidrError::Prefix(s.to_owned()))?,
-        };
-        let addr = match addr {
-            IpAddr::V4(v4) => {
-                let mask = if prefix == 0 {
-                    0
-                } else {
-                    u32::MAX << (32 - prefix)
-                };
-                IpAddr::V4((u32::from(v4) & mask).into())
-            }
-            IpAddr::V6(v6) => {
-                let mask = if prefix == 0 {
-                    0
-                } else {
-                    u128::MAX << (128 - prefix)
-                };
-                IpAddr::V6((u128::from(v6) & mask).into())
+        let net = match s.split_once('/') {
+            None => IpNet::from(
+                s.parse::<IpAddr>()
+                    .map_err(|_| CidrError::Address(s.to_owned()))?,
+            ),
+            Some((addr, _)) => {
+                addr.parse::<IpAddr>()
+                    .map_err(|_| CidrError::Address(s.to_owned()))?;
+                s.parse::<IpNet>()
+                    .map_err(|_| CidrError::Prefix(s.to_owned()))?
             }
         };
-        Ok(Self { addr, prefix })
+        let net = net.trunc();
+        Ok(Self {
+            addr: net.network(),
+            prefix: net.prefix_len(),
+        })
     }
 }
 

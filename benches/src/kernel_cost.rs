@@ -58,6 +58,7 @@ fn sensor_program(settings: Settings, allow: &[&str]) -> Loaded {
             .iter()
             .filter_map(|c| c.parse::<Cidr>().ok())
             .collect(),
+        ..LoadOptions::default()
     })
     .unwrap_or_else(|e| panic!("loading the sensor program: {e}"))
 }

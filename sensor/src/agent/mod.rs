@@ -179,7 +179,8 @@ pub async fn run(
     let mut hangup = signal(SignalKind::hangup()).map_err(AgentError::Signal)?;
     let mut events = 0u64;
 
-    let mut merger = Merger::new(&config.sensor.portscan);
+    let mut merger =
+        Merger::new(&config.sensor.portscan).with_source_prefix(config.sensor.source_prefix);
     let mut incidents = Tracker::new(&config.sensor.incidents);
     let mut reports = Vec::new();
     let mut drain_tick = tokio::time::interval(Duration::from_millis(xdp_cfg.drain_interval_ms));
@@ -193,7 +194,7 @@ pub async fn run(
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
-            drained = source.wait_and_drain(&mut merger, &mut reports) => {
+            drained = source.wait_and_drain(xdp_cfg.drain_batch, &mut merger, &mut reports) => {
                 drained?;
                 events += emit(&fanout, &mut incidents, &mut reports).await;
             }
@@ -206,19 +207,20 @@ pub async fn run(
                 fanout.reopen();
             }
             _ = drain_tick.tick() => {
-                source.drain_now(&mut merger, &mut reports);
+                source.drain(xdp_cfg.drain_batch, &mut merger, &mut reports);
                 merger.sweep(monotonic_ns(), &mut reports);
                 incidents.sweep(monotonic_ns());
                 events += emit(&fanout, &mut incidents, &mut reports).await;
             }
             _ = stats_tick.tick(), if xdp_cfg.stats_interval_secs > 0 => {
-                let now = source.counters()?;
+                let current = source.stats()?;
+                let now = current.kernel;
                 if let (Some(now), Some(last)) = (&now, &last_counters) {
                     report_counters(&now.since(last), &merger);
                 }
                 last_counters = now;
                 if let Some(path) = &options.stats_file {
-                    let summary = RunSummary { kernel: now, pcap: None, merger: merger.stats(), undecodable: 0, events, outputs: fanout.stats(), services: services.counters().to_json() };
+                    let summary = RunSummary { kernel: now, pcap: current.pcap, merger: merger.stats(), undecodable: current.undecodable, events, outputs: fanout.stats(), services: services.counters().to_json() };
                     write_stats(path, &summary);
                 }
             }

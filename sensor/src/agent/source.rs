@@ -1,4 +1,8 @@
 //! Where observations come from while the agent runs: the XDP ring buffer or live libpcap.
+//!
+//! Draining is bounded: each turn of the agent's loop folds at most `sensor.xdp.drain_batch`
+//! records, so shutdown, service events and statistics interleave with draining under any
+//! load; a turn that hit its budget makes the next one yield and drain again at once.
 
 use aya::maps::{MapData, RingBuf};
 use tokio::{
@@ -21,6 +25,8 @@ use crate::{
 
 /// Depth of the queue between the pcap thread and the agent, in batches of up to 1024.
 const PCAP_QUEUE: usize = 64;
+/// Batch size of the final drains at shutdown (nothing else is left to interleave with).
+const FINISH_BATCH: usize = 65_536;
 
 /// A capture source.
 #[expect(
@@ -36,6 +42,8 @@ pub(super) enum Source {
         records: AsyncFd<RingBuf<MapData>>,
         /// Records that did not decode.
         undecodable: u64,
+        /// The last drain stopped at its budget.
+        more: bool,
     },
     /// libpcap on each interface, through a bounded channel.
     Pcap {
@@ -43,6 +51,10 @@ pub(super) enum Source {
         captures: Vec<LiveCapture>,
         /// Batches from all of them.
         rx: mpsc::Receiver<Vec<Observation>>,
+        /// What a bounded drain left of the current batch.
+        carry: std::vec::IntoIter<Observation>,
+        /// The last drain stopped at its budget.
+        more: bool,
     },
     /// No capture: the emulated services only.
     Off,
@@ -63,9 +75,11 @@ impl Source {
                 source_budget: xdp.source_budget,
                 cpu_budget: xdp.cpu_budget,
                 wakeup_bytes: xdp.wakeup_bytes,
-                allowlist_enabled: 0,
+                ..sensor_common::Settings::DEFAULT
             },
             allowlist: config.whitelist_ips.clone(),
+            maps: xdp.map_request(),
+            source_prefix: config.sensor.source_prefix,
         })?;
         for iface in interfaces {
             let attached = loaded.attach(iface, mode)?;
@@ -83,6 +97,7 @@ impl Source {
             loaded,
             records,
             undecodable: 0,
+            more: false,
         })
     }
 
@@ -98,51 +113,90 @@ impl Source {
             )?);
             tracing::info!(interface = %iface, "libpcap capture started.");
         }
-        Ok(Self::Pcap { captures, rx })
+        Ok(Self::Pcap {
+            captures,
+            rx,
+            carry: Vec::new().into_iter(),
+            more: false,
+        })
     }
 
-    /// Waits until observations are available and folds them into the merger.
+    /// Waits until observations are available, then folds at most `budget` of them into the
+    /// merger. When the previous turn left more pending it only yields to the runtime first
+    /// (other branches of the agent's loop run, no readiness wait, no spin).
     pub(super) async fn wait_and_drain(
         &mut self,
+        budget: usize,
         merger: &mut Merger,
         reports: &mut Vec<ScanReport>,
-    ) -> Result<(), AgentError> {
+    ) -> Result<Drained, AgentError> {
+        if self.more_pending() {
+            tokio::task::yield_now().await;
+            return Ok(self.drain(budget, merger, reports));
+        }
         match self {
             Self::Xdp {
                 records,
                 undecodable,
+                more,
                 ..
             } => {
                 let mut guard = records.readable_mut().await.map_err(AgentError::Poll)?;
-                drain_ring(guard.get_inner_mut(), merger, reports, undecodable);
+                let drained =
+                    drain_ring(guard.get_inner_mut(), budget, merger, reports, undecodable);
+                // Readiness is edge-triggered: clear it now; what the budget left in the ring
+                // is taken by the next turns (`more`), later records wake us or the drain tick.
                 guard.clear_ready();
+                *more = drained.more;
+                Ok(drained)
             }
-            Self::Pcap { rx, .. } => match rx.recv().await {
-                Some(batch) => batch.iter().for_each(|o| merger.observe(o, reports)),
+            Self::Pcap { rx, carry, .. } => match rx.recv().await {
+                Some(batch) => {
+                    *carry = batch.into_iter();
+                    Ok(self.drain(budget, merger, reports))
+                }
                 // Every capture thread ended: wait for shutdown without spinning.
                 None => std::future::pending().await,
             },
             Self::Off => std::future::pending().await,
         }
-        Ok(())
     }
 
-    /// Folds whatever is available now (drain tick).
-    pub(super) fn drain_now(&mut self, merger: &mut Merger, reports: &mut Vec<ScanReport>) {
+    /// Whether the last drain stopped at its budget with observations still waiting.
+    const fn more_pending(&self) -> bool {
+        match self {
+            Self::Xdp { more, .. } | Self::Pcap { more, .. } => *more,
+            Self::Off => false,
+        }
+    }
+
+    /// Folds at most `budget` observations available now into the merger, without waiting
+    /// (drain tick, and the turns after one that hit its budget).
+    pub(super) fn drain(
+        &mut self,
+        budget: usize,
+        merger: &mut Merger,
+        reports: &mut Vec<ScanReport>,
+    ) -> Drained {
         match self {
             Self::Xdp {
                 records,
                 undecodable,
+                more,
                 ..
             } => {
-                drain_ring(records.get_mut(), merger, reports, undecodable);
+                let drained = drain_ring(records.get_mut(), budget, merger, reports, undecodable);
+                *more = drained.more;
+                drained
             }
-            Self::Pcap { rx, .. } => {
-                while let Ok(batch) = rx.try_recv() {
-                    batch.iter().for_each(|o| merger.observe(o, reports));
-                }
+            Self::Pcap {
+                rx, carry, more, ..
+            } => {
+                let drained = drain_pcap(rx, carry, budget, merger, reports);
+                *more = drained.more;
+                drained
             }
-            Self::Off => {}
+            Self::Off => Drained::default(),
         }
     }
 
@@ -152,6 +206,34 @@ impl Source {
             Self::Xdp { loaded, .. } => Ok(Some(loaded.counters()?)),
             Self::Pcap { .. } | Self::Off => Ok(None),
         }
+    }
+
+    /// The counters of whichever engine runs, as of now (stats tick): kernel counters for XDP,
+    /// libpcap's (drops included, read from libpcap at every capture poll) for pcap.
+    pub(super) fn stats(&self) -> Result<SourceStats, AgentError> {
+        Ok(match self {
+            Self::Xdp {
+                loaded,
+                undecodable,
+                ..
+            } => SourceStats {
+                kernel: Some(loaded.counters()?),
+                pcap: None,
+                undecodable: *undecodable,
+            },
+            Self::Pcap { captures, .. } => {
+                let mut total = PcapStats::default();
+                for capture in captures {
+                    total.add(&capture.stats());
+                }
+                SourceStats {
+                    kernel: None,
+                    pcap: Some(total),
+                    undecodable: 0,
+                }
+            }
+            Self::Off => SourceStats::default(),
+        })
     }
 
     /// Stops capturing, folds in everything still queued, and returns the final counters.
@@ -170,17 +252,32 @@ impl Source {
                 mut loaded,
                 mut records,
                 mut undecodable,
+                ..
             } => {
-                // Stop new records first, then take everything still in the ring.
+                // Stop new records first, then take everything still in the ring: it holds a
+                // bounded number of records and no more arrive.
                 loaded.detach_all();
-                drain_ring(records.get_mut(), merger, reports, &mut undecodable);
+                while drain_ring(
+                    records.get_mut(),
+                    FINISH_BATCH,
+                    merger,
+                    reports,
+                    &mut undecodable,
+                )
+                .more
+                {}
                 Ok(Finished {
                     kernel: Some(loaded.counters()?),
                     pcap: None,
                     undecodable,
                 })
             }
-            Self::Pcap { captures, mut rx } => {
+            Self::Pcap {
+                captures,
+                mut rx,
+                mut carry,
+                ..
+            } => {
                 captures.iter().for_each(LiveCapture::request_stop);
                 // Keep draining while a thread may be blocked on the full channel; each one
                 // ends within one poll interval.
@@ -188,15 +285,11 @@ impl Source {
                 while !captures.iter().all(LiveCapture::is_finished)
                     && std::time::Instant::now() < deadline
                 {
-                    while let Ok(batch) = rx.try_recv() {
-                        batch.iter().for_each(|o| merger.observe(o, reports));
-                    }
+                    while drain_pcap(&mut rx, &mut carry, FINISH_BATCH, merger, reports).more {}
                     std::thread::sleep(std::time::Duration::from_millis(2));
                 }
                 rx.close();
-                while let Ok(batch) = rx.try_recv() {
-                    batch.iter().for_each(|o| merger.observe(o, reports));
-                }
+                while drain_pcap(&mut rx, &mut carry, FINISH_BATCH, merger, reports).more {}
                 let mut total = PcapStats::default();
                 for capture in captures {
                     total.add(&capture.join()?);
@@ -211,6 +304,23 @@ impl Source {
     }
 }
 
+/// What one bounded drain did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Drained {
+    /// Records or observations taken.
+    pub(super) taken: usize,
+    /// Whether the budget ran out with more possibly waiting.
+    pub(super) more: bool,
+}
+
+/// Counters of the running source, for the stats tick.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct SourceStats {
+    pub(super) kernel: Option<CounterSnapshot>,
+    pub(super) pcap: Option<PcapStats>,
+    pub(super) undecodable: u64,
+}
+
 /// Final counters of a source.
 pub(super) struct Finished {
     pub(super) kernel: Option<CounterSnapshot>,
@@ -218,19 +328,56 @@ pub(super) struct Finished {
     pub(super) undecodable: u64,
 }
 
+/// Takes at most `budget` records from the ring.
 fn drain_ring(
     ring: &mut RingBuf<MapData>,
+    budget: usize,
     merger: &mut Merger,
     reports: &mut Vec<ScanReport>,
     undecodable: &mut u64,
-) {
-    while let Some(item) = ring.next() {
+) -> Drained {
+    let mut taken = 0;
+    while taken < budget {
+        let Some(item) = ring.next() else {
+            return Drained { taken, more: false };
+        };
+        taken += 1;
         match decode(&item) {
             Ok(obs) => merger.observe(&obs, reports),
             Err(err) => {
-                *undecodable += 1;
+                *undecodable = undecodable.saturating_add(1);
                 tracing::debug!(error = %err, "Undecodable record skipped.");
             }
         }
+    }
+    // The ring cannot be peeked: a full budget means "maybe more", and an empty next turn
+    // costs one lookup.
+    Drained { taken, more: true }
+}
+
+/// Takes at most `budget` observations: first what is left of the current batch, then further
+/// batches from the capture threads.
+fn drain_pcap(
+    rx: &mut mpsc::Receiver<Vec<Observation>>,
+    carry: &mut std::vec::IntoIter<Observation>,
+    budget: usize,
+    merger: &mut Merger,
+    reports: &mut Vec<ScanReport>,
+) -> Drained {
+    let mut taken = 0;
+    while taken < budget {
+        if let Some(obs) = carry.next() {
+            merger.observe(&obs, reports);
+            taken += 1;
+            continue;
+        }
+        match rx.try_recv() {
+            Ok(batch) => *carry = batch.into_iter(),
+            Err(_) => return Drained { taken, more: false },
+        }
+    }
+    Drained {
+        taken,
+        more: carry.len() > 0 || !rx.is_empty(),
     }
 }

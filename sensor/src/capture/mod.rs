@@ -1,12 +1,14 @@
 //! Capture: getting probe observations out of the kernel.
 //!
-//! `xdp` loads and attaches the XDP program and owns its maps; `decode` turns ring-buffer
-//! records into [`Observation`]s; `pcap` is the libpcap fallback and file reader; `counters` reads the kernel's per-CPU counters; `testrun`
-//! runs the loaded program on hand-made frames (`BPF_PROG_TEST_RUN`) for tests and benchmarks.
+//! `xdp` loads and attaches the XDP program and owns its maps; `sizing` chooses the map sizes at
+//! load time; `decode` turns ring-buffer records into [`Observation`]s; `pcap` is the libpcap
+//! fallback and file reader; `counters` reads the kernel's per-CPU counters; `testrun` runs the
+//! loaded program on hand-made frames (`BPF_PROG_TEST_RUN`) for tests and benchmarks.
 
 pub mod counters;
 pub mod decode;
 pub mod pcap;
+pub mod sizing;
 pub mod testrun;
 pub mod xdp;
 

@@ -7,6 +7,7 @@ use sensor::{
     capture::{
         counters::CounterSnapshot,
         decode::decode,
+        ring::drain_ring,
         testrun::XDP_PASS,
         xdp::{LoadOptions, Loaded, load},
     },
@@ -722,6 +723,28 @@ fn the_source_budget_is_shared_by_all_cpus() {
         "{cpus} CPUs"
     );
     assert_eq!(c.imbalance(), None);
+}
+
+#[test]
+fn the_ring_drains_in_bounded_batches() {
+    require_root!();
+    let mut p = loaded(no_dedup(), 1 << 16, &[]);
+    for port in 1..=300u16 {
+        p.test_run(&v4_tcp(port, f::SYN), 1).unwrap();
+    }
+    assert_eq!(p.counters().unwrap().get(Counter::RecordsSent), 300);
+    let ring = p.records.as_mut().unwrap();
+    let mut ports = Vec::new();
+    let mut turns = Vec::new();
+    for _ in 0..10 {
+        let d = drain_ring(ring, 128, |r| ports.push(r.unwrap().dst_port));
+        turns.push((d.taken, d.more));
+        if !d.more {
+            break;
+        }
+    }
+    assert_eq!(turns, vec![(128, true), (128, true), (44, false)]);
+    assert_eq!(ports, (1..=300).collect::<Vec<u16>>());
 }
 
 #[test]

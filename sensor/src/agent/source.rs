@@ -13,10 +13,12 @@ use tokio::{
 use super::AgentError;
 use crate::{
     capture::{
-        Observation,
+        Drained, Observation,
         counters::CounterSnapshot,
-        decode::decode,
+        decode::DecodeError,
         pcap::{LiveCapture, PcapStats},
+        queue::BatchQueue,
+        ring::drain_ring,
         xdp::{LoadOptions, Loaded, XdpError, load},
     },
     config::{Config, XdpMode},
@@ -50,11 +52,11 @@ pub(super) enum Source {
         /// One capture thread per interface.
         captures: Vec<LiveCapture>,
         /// Batches from all of them.
-        rx: mpsc::Receiver<Vec<Observation>>,
-        /// What a bounded drain left of the current batch.
-        carry: std::vec::IntoIter<Observation>,
+        queue: BatchQueue,
         /// The last drain stopped at its budget.
         more: bool,
+        /// libpcap drops already warned about.
+        warned_drops: u64,
     },
     /// No capture: the emulated services only.
     Off,
@@ -115,9 +117,9 @@ impl Source {
         }
         Ok(Self::Pcap {
             captures,
-            rx,
-            carry: Vec::new().into_iter(),
+            queue: BatchQueue::new(rx),
             more: false,
+            warned_drops: 0,
         })
     }
 
@@ -142,22 +144,23 @@ impl Source {
                 ..
             } => {
                 let mut guard = records.readable_mut().await.map_err(AgentError::Poll)?;
-                let drained =
-                    drain_ring(guard.get_inner_mut(), budget, merger, reports, undecodable);
+                let drained = drain_ring(guard.get_inner_mut(), budget, |r| {
+                    fold(r, merger, reports, undecodable);
+                });
                 // Readiness is edge-triggered: clear it now; what the budget left in the ring
                 // is taken by the next turns (`more`), later records wake us or the drain tick.
                 guard.clear_ready();
                 *more = drained.more;
                 Ok(drained)
             }
-            Self::Pcap { rx, carry, .. } => match rx.recv().await {
-                Some(batch) => {
-                    *carry = batch.into_iter();
+            Self::Pcap { queue, .. } => {
+                if queue.wait().await {
                     Ok(self.drain(budget, merger, reports))
+                } else {
+                    // Every capture thread ended: wait for shutdown without spinning.
+                    std::future::pending().await
                 }
-                // Every capture thread ended: wait for shutdown without spinning.
-                None => std::future::pending().await,
-            },
+            }
             Self::Off => std::future::pending().await,
         }
     }
@@ -185,14 +188,14 @@ impl Source {
                 more,
                 ..
             } => {
-                let drained = drain_ring(records.get_mut(), budget, merger, reports, undecodable);
+                let drained = drain_ring(records.get_mut(), budget, |r| {
+                    fold(r, merger, reports, undecodable);
+                });
                 *more = drained.more;
                 drained
             }
-            Self::Pcap {
-                rx, carry, more, ..
-            } => {
-                let drained = drain_pcap(rx, carry, budget, merger, reports);
+            Self::Pcap { queue, more, .. } => {
+                let drained = queue.drain(budget, |o| merger.observe(o, reports));
                 *more = drained.more;
                 drained
             }
@@ -209,8 +212,9 @@ impl Source {
     }
 
     /// The counters of whichever engine runs, as of now (stats tick): kernel counters for XDP,
-    /// libpcap's (drops included, read from libpcap at every capture poll) for pcap.
-    pub(super) fn stats(&self) -> Result<SourceStats, AgentError> {
+    /// libpcap's (drops included, read from libpcap at every capture poll) for pcap. New
+    /// libpcap drops are warned about here.
+    pub(super) fn stats(&mut self) -> Result<SourceStats, AgentError> {
         Ok(match self {
             Self::Xdp {
                 loaded,
@@ -221,10 +225,24 @@ impl Source {
                 pcap: None,
                 undecodable: *undecodable,
             },
-            Self::Pcap { captures, .. } => {
+            Self::Pcap {
+                captures,
+                warned_drops,
+                ..
+            } => {
                 let mut total = PcapStats::default();
-                for capture in captures {
+                for capture in captures.iter() {
                     total.add(&capture.stats());
+                }
+                let dropped = total.kernel_dropped.saturating_add(total.if_dropped);
+                if dropped > *warned_drops {
+                    tracing::warn!(
+                        dropped = dropped - *warned_drops,
+                        kernel_dropped = total.kernel_dropped,
+                        if_dropped = total.if_dropped,
+                        "libpcap dropped frames: the capture buffer or the interface overflowed."
+                    );
+                    *warned_drops = dropped;
                 }
                 SourceStats {
                     kernel: None,
@@ -257,13 +275,9 @@ impl Source {
                 // Stop new records first, then take everything still in the ring: it holds a
                 // bounded number of records and no more arrive.
                 loaded.detach_all();
-                while drain_ring(
-                    records.get_mut(),
-                    FINISH_BATCH,
-                    merger,
-                    reports,
-                    &mut undecodable,
-                )
+                while drain_ring(records.get_mut(), FINISH_BATCH, |r| {
+                    fold(r, merger, reports, &mut undecodable);
+                })
                 .more
                 {}
                 Ok(Finished {
@@ -274,8 +288,7 @@ impl Source {
             }
             Self::Pcap {
                 captures,
-                mut rx,
-                mut carry,
+                mut queue,
                 ..
             } => {
                 captures.iter().for_each(LiveCapture::request_stop);
@@ -285,11 +298,17 @@ impl Source {
                 while !captures.iter().all(LiveCapture::is_finished)
                     && std::time::Instant::now() < deadline
                 {
-                    while drain_pcap(&mut rx, &mut carry, FINISH_BATCH, merger, reports).more {}
+                    while queue
+                        .drain(FINISH_BATCH, |o| merger.observe(o, reports))
+                        .more
+                    {}
                     std::thread::sleep(std::time::Duration::from_millis(2));
                 }
-                rx.close();
-                while drain_pcap(&mut rx, &mut carry, FINISH_BATCH, merger, reports).more {}
+                queue.close();
+                while queue
+                    .drain(FINISH_BATCH, |o| merger.observe(o, reports))
+                    .more
+                {}
                 let mut total = PcapStats::default();
                 for capture in captures {
                     total.add(&capture.join()?);
@@ -302,15 +321,6 @@ impl Source {
             }
         }
     }
-}
-
-/// What one bounded drain did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(super) struct Drained {
-    /// Records or observations taken.
-    pub(super) taken: usize,
-    /// Whether the budget ran out with more possibly waiting.
-    pub(super) more: bool,
 }
 
 /// Counters of the running source, for the stats tick.
@@ -328,56 +338,18 @@ pub(super) struct Finished {
     pub(super) undecodable: u64,
 }
 
-/// Takes at most `budget` records from the ring.
-fn drain_ring(
-    ring: &mut RingBuf<MapData>,
-    budget: usize,
+/// Folds one decoded record into the merger, or counts it as undecodable.
+fn fold(
+    record: Result<Observation, DecodeError>,
     merger: &mut Merger,
     reports: &mut Vec<ScanReport>,
     undecodable: &mut u64,
-) -> Drained {
-    let mut taken = 0;
-    while taken < budget {
-        let Some(item) = ring.next() else {
-            return Drained { taken, more: false };
-        };
-        taken += 1;
-        match decode(&item) {
-            Ok(obs) => merger.observe(&obs, reports),
-            Err(err) => {
-                *undecodable = undecodable.saturating_add(1);
-                tracing::debug!(error = %err, "Undecodable record skipped.");
-            }
+) {
+    match record {
+        Ok(obs) => merger.observe(&obs, reports),
+        Err(err) => {
+            *undecodable = undecodable.saturating_add(1);
+            tracing::debug!(error = %err, "Undecodable record skipped.");
         }
-    }
-    // The ring cannot be peeked: a full budget means "maybe more", and an empty next turn
-    // costs one lookup.
-    Drained { taken, more: true }
-}
-
-/// Takes at most `budget` observations: first what is left of the current batch, then further
-/// batches from the capture threads.
-fn drain_pcap(
-    rx: &mut mpsc::Receiver<Vec<Observation>>,
-    carry: &mut std::vec::IntoIter<Observation>,
-    budget: usize,
-    merger: &mut Merger,
-    reports: &mut Vec<ScanReport>,
-) -> Drained {
-    let mut taken = 0;
-    while taken < budget {
-        if let Some(obs) = carry.next() {
-            merger.observe(&obs, reports);
-            taken += 1;
-            continue;
-        }
-        match rx.try_recv() {
-            Ok(batch) => *carry = batch.into_iter(),
-            Err(_) => return Drained { taken, more: false },
-        }
-    }
-    Drained {
-        taken,
-        more: carry.len() > 0 || !rx.is_empty(),
     }
 }

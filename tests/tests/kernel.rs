@@ -16,9 +16,10 @@ use sensor::{
 use sensor_common::{Counter, ProbeKind, Settings, tcp_flags as f};
 use tests::{frames::*, require_root};
 
-/// Loads the program for a test, with the test thread pinned to one CPU: deduplication and
-/// budgets are per CPU by design (a probe seen on another CPU may give one more record, never
-/// one less), so exact counts need a single CPU.
+/// Loads the program for a test, with the test thread pinned to one CPU: deduplication and the
+/// CPU budget are per CPU by design (a probe seen on another CPU may give one more record,
+/// never one less), so exact counts need a single CPU. The source budget is shared by all CPUs
+/// (see `the_source_budget_is_shared_by_all_cpus`).
 fn loaded(settings: Settings, ring: u32, allow: &[&str]) -> Loaded {
     tests::net::pin_to_cpu(0);
     load(&LoadOptions {

@@ -353,3 +353,103 @@ fn fold(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        net::{IpAddr, Ipv4Addr},
+        sync::{
+            Arc,
+            atomic::{AtomicBool, Ordering},
+        },
+    };
+
+    use sensor_common::ProbeKind;
+    use tokio::sync::mpsc;
+
+    use super::Source;
+    use crate::{
+        capture::{Drained, Observation, queue::BatchQueue},
+        config::PortscanConfig,
+        scan::Merger,
+    };
+
+    fn batch(n: u16) -> Vec<Observation> {
+        (0..n)
+            .map(|i| Observation {
+                ts_ns: u64::from(i),
+                src: IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2)),
+                dst: IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)),
+                src_port: 40_000,
+                dst_port: i,
+                kind: ProbeKind::Syn,
+                ifindex: 0,
+                vlan_id: 0,
+            })
+            .collect()
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_turn_that_hit_its_budget_lets_other_tasks_run_before_the_next() {
+        let (tx, rx) = mpsc::channel(8);
+        for _ in 0..3 {
+            tx.try_send(batch(1_000)).unwrap();
+        }
+        let mut source = Source::Pcap {
+            captures: Vec::new(),
+            queue: BatchQueue::new(rx),
+            more: false,
+            warned_drops: 0,
+        };
+        let mut merger = Merger::new(&PortscanConfig::default());
+        let mut reports = Vec::new();
+        let first = source
+            .wait_and_drain(1_024, &mut merger, &mut reports)
+            .await
+            .unwrap();
+        assert_eq!(
+            first,
+            Drained {
+                taken: 1_024,
+                more: true
+            }
+        );
+        // On a single-threaded runtime the spawned task only runs when the drain loop yields.
+        let ran = Arc::new(AtomicBool::new(false));
+        let flag = ran.clone();
+        let other = tokio::spawn(async move { flag.store(true, Ordering::Relaxed) });
+        let second = source
+            .wait_and_drain(1_024, &mut merger, &mut reports)
+            .await
+            .unwrap();
+        assert!(
+            ran.load(Ordering::Relaxed),
+            "the pending turn yielded first"
+        );
+        assert_eq!(
+            second,
+            Drained {
+                taken: 1_024,
+                more: true
+            }
+        );
+        let third = source
+            .wait_and_drain(1_024, &mut merger, &mut reports)
+            .await
+            .unwrap();
+        assert_eq!(
+            third,
+            Drained {
+                taken: 952,
+                more: false
+            }
+        );
+        assert_eq!(merger.stats().observations, 3_000);
+        other.await.unwrap();
+        // Nothing pending: a drain tick takes nothing and asks for no further turn.
+        assert_eq!(
+            source.drain(1_024, &mut merger, &mut reports),
+            Drained::default()
+        );
+    }
+}

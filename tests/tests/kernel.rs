@@ -727,6 +727,41 @@ fn the_source_budget_is_shared_by_all_cpus() {
 }
 
 #[test]
+fn concurrent_cpus_stay_within_the_documented_slack() {
+    require_root!();
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let limit = 1_000u32;
+    let mut p = loaded(budget(limit), 1 << 20, &[]);
+    let prog = p.program_fd().unwrap();
+    let frame = v4_tcp(22, f::SYN);
+    let started = std::time::Instant::now();
+    // Every CPU at once, 50,000 probes each from the same source.
+    std::thread::scope(|scope| {
+        for cpu in 0..cpus {
+            let (prog, frame) = (&prog, &frame);
+            scope.spawn(move || {
+                tests::net::pin_to_cpu(cpu);
+                sensor::capture::testrun::run(std::os::fd::AsFd::as_fd(prog), frame, 50_000)
+                    .unwrap();
+            });
+        }
+    });
+    // A window lasts one second from its first probe: a run that took longer may have opened
+    // more windows, each with its own budget (and slack).
+    let windows = started.elapsed().as_secs() + 1;
+    let c = p.counters().unwrap();
+    let probes = 50_000 * u64::try_from(cpus).unwrap();
+    let slack = u64::try_from(cpus).unwrap() - 1;
+    let sent = c.get(Counter::RecordsSent);
+    assert_eq!(c.get(Counter::Probes), probes);
+    assert!(
+        sent >= u64::from(limit) && sent <= (u64::from(limit) + slack) * windows,
+        "{sent} records from {cpus} CPUs in {windows} window(s), limit {limit}"
+    );
+    assert_eq!(c.imbalance(), None);
+}
+
+#[test]
 fn the_ring_drains_in_bounded_batches() {
     require_root!();
     let mut p = loaded(no_dedup(), 1 << 16, &[]);

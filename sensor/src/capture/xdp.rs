@@ -358,6 +358,22 @@ impl Loaded {
         })
     }
 
+    /// A duplicate of the program's fd, for running it from several threads at once with
+    /// [`super::testrun::run`] (tests and benchmarks).
+    ///
+    /// # Errors
+    /// The program is missing or the fd could not be duplicated.
+    pub fn program_fd(&mut self) -> Result<std::os::fd::OwnedFd, XdpError> {
+        let program = xdp_program(&mut self.ebpf)?;
+        let fd = program.fd().map_err(XdpError::Program)?;
+        fd.as_fd().try_clone_to_owned().map_err(|e| {
+            XdpError::Program(ProgramError::SyscallError(aya::sys::SyscallError {
+                call: "dup",
+                io_error: e,
+            }))
+        })
+    }
+
     /// Runs the program on one frame with `BPF_PROG_TEST_RUN` (tests and benchmarks).
     ///
     /// # Errors

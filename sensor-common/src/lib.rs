@@ -255,6 +255,9 @@ pub struct Settings {
 // Layout extended deliberately with load-time map sizes, the source prefix and the hash seed
 // (was 24 bytes).
 const _: () = assert!(size_of::<Settings>() == 72);
+const _: () = assert!(core::mem::offset_of!(Settings, dedup_slot_mask) == 24);
+const _: () = assert!(core::mem::offset_of!(Settings, source_mask_v4) == 32);
+const _: () = assert!(core::mem::offset_of!(Settings, hash_seed) == 64);
 
 impl Settings {
     /// Defaults used when userspace has not written the map (all-zero map value means: no

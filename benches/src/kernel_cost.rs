@@ -58,6 +58,7 @@ fn sensor_program(settings: Settings, allow: &[&str]) -> Loaded {
             .iter()
             .filter_map(|c| c.parse::<Cidr>().ok())
             .collect(),
+        ..LoadOptions::default()
     })
     .unwrap_or_else(|e| panic!("loading the sensor program: {e}"))
 }
@@ -101,6 +102,12 @@ pub fn run() -> Vec<MixResult> {
         dedup_window_ns: 0,
         ..unlimited
     };
+    // The same record path plus the shared per-source budget (atomic fetch-add and, once per
+    // window, compare-and-swap), with a limit no run reaches.
+    let budgeted = Settings {
+        source_budget: u32::MAX,
+        ..new_probe
+    };
     let mut payload = tcp(40_000, 443, f::ACK | f::PSH, 0);
     payload.extend_from_slice(&[0x17; 100]);
     let established = eth(
@@ -121,6 +128,12 @@ pub fn run() -> Vec<MixResult> {
             new_probe,
             &[],
             v6_tcp(22, f::SYN),
+        ),
+        (
+            "new-port SYN + source budget",
+            budgeted,
+            &[],
+            v4_tcp(22, f::SYN),
         ),
         ("repeat SYN (dedup hit)", unlimited, &[], v4_tcp(22, f::SYN)),
         (

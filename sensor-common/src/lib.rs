@@ -31,14 +31,24 @@ pub const ALLOWLIST_MAP: &str = "ALLOWLIST";
 pub const ALLOWLIST_MAX_ENTRIES: u32 = 4096;
 
 /// Per-CPU direct-mapped cache that suppresses repeated identical probes, of [`DedupSlot`]s.
+///
+/// Its size is chosen at load time (`sensor.xdp.dedup_slots`, reduced to fit
+/// `sensor.xdp.max_map_memory_mib` on hosts with many CPUs); the kernel masks slot indexes with
+/// [`Settings::dedup_slot_mask`].
 pub const DEDUP_MAP: &str = "DEDUP";
-/// Number of slots in [`DEDUP_MAP`] per CPU (a power of two).
+/// Number of slots per CPU of [`DEDUP_MAP`] compiled into the object (a power of two); the
+/// loader overrides it.
 pub const DEDUP_SLOTS: u32 = 1 << 16;
 
-/// Per-CPU direct-mapped table of per-source record budgets, of [`BudgetSlot`]s.
+/// Shared (not per-CPU) direct-mapped table of per-source record budgets, of [`BudgetSlot`]s,
+/// updated with atomic operations: one budget per source whichever CPU its packets reach.
+///
+/// Its size is chosen at load time (`sensor.xdp.source_slots`); the kernel masks slot indexes
+/// with [`Settings::source_slot_mask`].
 pub const SOURCE_BUDGET_MAP: &str = "SOURCE_BUDGET";
-/// Number of slots in [`SOURCE_BUDGET_MAP`] per CPU (a power of two).
-pub const SOURCE_BUDGET_SLOTS: u32 = 1 << 14;
+/// Number of slots of [`SOURCE_BUDGET_MAP`] compiled into the object (a power of two); the
+/// loader overrides it.
+pub const SOURCE_BUDGET_SLOTS: u32 = 1 << 16;
 
 /// Per-CPU single-slot array holding the CPU-wide record budget, of [`BudgetSlot`].
 pub const CPU_BUDGET_MAP: &str = "CPU_BUDGET";
@@ -189,21 +199,28 @@ pub struct DedupSlot {
 
 const _: () = assert!(size_of::<DedupSlot>() == 48);
 
-/// A records-per-second budget window, per source (direct-mapped) or per CPU.
+/// A records-per-second budget window, per source (direct-mapped, shared by all CPUs) or per CPU.
+///
+/// In [`SOURCE_BUDGET_MAP`] a slot is a bucket: every source whose key hashes to it shares its
+/// budget (a collision makes the bound stricter, never looser; the hash is seeded at load time
+/// with [`Settings::hash_seed`], so collisions cannot be aimed). `window_start_ns` and `count`
+/// are 64-bit so that the kernel can update them with atomic instructions.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BudgetSlot {
     /// Start of the current window, `bpf_ktime_get_coarse_ns()`.
     pub window_start_ns: u64,
-    /// Source address owning the slot as two native-endian words (unused for the CPU budget).
+    /// Source key (address masked to its prefix) that opened the current window, as two
+    /// native-endian words; diagnostics only (unused for the CPU budget).
     pub src_addr: [u64; 2],
-    /// Records let through in the current window.
-    pub count: u32,
-    /// Reserved, zero.
-    pub reserved: u32,
+    /// Records let through (or asked for) in the current window.
+    pub count: u64,
 }
 
+// Layout changed deliberately with the shared budget (count widened to 64 bits for atomics,
+// replacing `count: u32` + `reserved: u32`): same size, `count` at the same offset.
 const _: () = assert!(size_of::<BudgetSlot>() == 32);
+const _: () = assert!(core::mem::offset_of!(BudgetSlot, count) == 24);
 
 /// Runtime knobs of the XDP program, written by userspace into [`SETTINGS_MAP`] before attach.
 #[repr(C)]
@@ -212,7 +229,7 @@ pub struct Settings {
     /// Identical probes (source, destination, port, kind) within this window produce one record.
     /// 0 disables deduplication.
     pub dedup_window_ns: u64,
-    /// Records per second allowed per source per CPU; 0 means unlimited.
+    /// Records per second allowed per source (all CPUs together); 0 means unlimited.
     pub source_budget: u32,
     /// Records per second allowed per CPU; 0 means unlimited.
     pub cpu_budget: u32,
@@ -221,9 +238,26 @@ pub struct Settings {
     pub wakeup_bytes: u32,
     /// Non-zero when the allow-list holds at least one entry (saves the trie lookup otherwise).
     pub allowlist_enabled: u32,
+    /// Slots of [`DEDUP_MAP`] per CPU minus one (the map size is a power of two chosen at load).
+    pub dedup_slot_mask: u32,
+    /// Slots of [`SOURCE_BUDGET_MAP`] minus one (a power of two chosen at load).
+    pub source_slot_mask: u32,
+    /// Mask turning an IPv4 (IPv4-mapped) source address into its source key, as two
+    /// native-endian words (see [`Settings::source_mask`]); `/32` by default.
+    pub source_mask_v4: [u64; 2],
+    /// Mask turning an IPv6 source address into its source key; `/64` by default.
+    pub source_mask_v6: [u64; 2],
+    /// Seed of the slot hashes, random per load (the loader draws one when this is 0), so that
+    /// colliding keys cannot be chosen.
+    pub hash_seed: u64,
 }
 
-const _: () = assert!(size_of::<Settings>() == 24);
+// Layout extended deliberately with load-time map sizes, the source prefix and the hash seed
+// (was 24 bytes).
+const _: () = assert!(size_of::<Settings>() == 72);
+const _: () = assert!(core::mem::offset_of!(Settings, dedup_slot_mask) == 24);
+const _: () = assert!(core::mem::offset_of!(Settings, source_mask_v4) == 32);
+const _: () = assert!(core::mem::offset_of!(Settings, hash_seed) == 64);
 
 impl Settings {
     /// Defaults used when userspace has not written the map (all-zero map value means: no
@@ -234,7 +268,30 @@ impl Settings {
         cpu_budget: 0,
         wakeup_bytes: 64 * 1024,
         allowlist_enabled: 0,
+        dedup_slot_mask: DEDUP_SLOTS - 1,
+        source_slot_mask: SOURCE_BUDGET_SLOTS - 1,
+        source_mask_v4: Self::source_mask(96 + 32),
+        source_mask_v6: Self::source_mask(64),
+        hash_seed: 0,
     };
+
+    /// The mask keeping the first `bits` bits (of 128, clamped) of a 16-byte address, as the
+    /// two native-endian words the kernel compares. An IPv4 `/n` is `/(96 + n)` of its
+    /// IPv4-mapped form.
+    #[must_use]
+    pub const fn source_mask(bits: u32) -> [u64; 2] {
+        let bits = if bits > 128 { 128 } else { bits };
+        let mask: u128 = if bits == 0 {
+            0
+        } else {
+            u128::MAX << (128 - bits)
+        };
+        let b = mask.to_be_bytes();
+        [
+            u64::from_ne_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
+            u64::from_ne_bytes([b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]]),
+        ]
+    }
 }
 
 /// Index of each per-CPU counter in [`COUNTERS_MAP`].
@@ -328,7 +385,32 @@ mod user {
 
 #[cfg(test)]
 mod tests {
-    use super::{Counter, ProbeKind, tcp_flags};
+    use super::{Counter, ProbeKind, Settings, tcp_flags};
+
+    fn to_bytes(words: [u64; 2]) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        out[..8].copy_from_slice(&words[0].to_ne_bytes());
+        out[8..].copy_from_slice(&words[1].to_ne_bytes());
+        out
+    }
+
+    #[test]
+    fn source_masks_keep_the_leading_bits_of_the_address_bytes() {
+        let v6 = to_bytes(Settings::source_mask(64));
+        assert_eq!(
+            v6,
+            [
+                0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0
+            ]
+        );
+        let v4_24 = to_bytes(Settings::source_mask(96 + 24));
+        assert_eq!(&v4_24[..15], &[0xff; 15]);
+        assert_eq!(v4_24[15], 0);
+        assert_eq!(to_bytes(Settings::source_mask(0)), [0; 16]);
+        assert_eq!(to_bytes(Settings::source_mask(200)), [0xff; 16]);
+        assert_eq!(to_bytes(Settings::source_mask(12))[..2], [0xff, 0xf0]);
+        assert_eq!(Settings::DEFAULT.source_mask_v4, Settings::source_mask(128));
+    }
 
     #[test]
     fn classification_matches_nmap_probe_types() {

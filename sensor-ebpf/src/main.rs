@@ -2,17 +2,26 @@
 //!
 //! Sees every packet on the interface, classifies TCP probes (SYN, FIN, NULL, XMAS), skips
 //! allow-listed sources, suppresses repeated identical probes, enforces per-source and per-CPU
-//! record budgets and sends one [`ScanRecord`] per remaining probe over a ring buffer. It never
+//! record budgets and sends one [`ScanRecord`] per remaining probe over a ring buffer.
+//!
+//! Map sizes are chosen by the loader at load time; slot indexes are masked with the masks in
+//! [`Settings`], and every array lookup is bounds-checked by the kernel helper, so a mask that
+//! disagreed with the map size could only make a lookup miss (counted as a record sent without
+//! deduplication or budget), never read out of bounds. The per-source budget lives in one map
+//! shared by all CPUs and is updated with atomic instructions: a source spraying packets across
+//! every RX queue still gets one budget. It never
 //! drops or alters traffic: every path returns `XDP_PASS`. Every packet lands in exactly one of
 //! the outcome counters, and every probe in exactly one of the record counters (see
 //! [`Counter`]), so nothing is lost without being counted.
 #![no_std]
 #![no_main]
+#![feature(asm_experimental_arch)]
 #![expect(
     missing_docs,
     reason = "the #[xdp] macro emits an undocumented extern wrapper"
 )]
 
+mod atomic;
 mod parse;
 
 use aya_ebpf::{
@@ -25,7 +34,7 @@ use aya_ebpf::{
 use parse::{Parsed, Segment, addresses, parse, ports};
 use sensor_common::{
     ALLOWLIST_MAX_ENTRIES, BUDGET_WINDOW_NS, BudgetSlot, Counter, DEDUP_SLOTS, DedupSlot,
-    ProbeKind, RECORDS_MAP_BYTES, SOURCE_BUDGET_SLOTS, ScanRecord, Settings,
+    ProbeKind, RECORDS_MAP_BYTES, SOURCE_BUDGET_SLOTS, ScanRecord, Settings, family,
 };
 
 #[map]
@@ -41,9 +50,9 @@ static ALLOWLIST: LpmTrie<[u8; 16], u8> = LpmTrie::with_max_entries(ALLOWLIST_MA
 #[map]
 static DEDUP: PerCpuArray<DedupSlot> = PerCpuArray::with_max_entries(DEDUP_SLOTS, 0);
 
+/// Shared by all CPUs: one budget per source, updated atomically.
 #[map]
-static SOURCE_BUDGET: PerCpuArray<BudgetSlot> =
-    PerCpuArray::with_max_entries(SOURCE_BUDGET_SLOTS, 0);
+static SOURCE_BUDGET: Array<BudgetSlot> = Array::with_max_entries(SOURCE_BUDGET_SLOTS, 0);
 
 #[map]
 static CPU_BUDGET: PerCpuArray<BudgetSlot> = PerCpuArray::with_max_entries(1, 0);
@@ -120,7 +129,7 @@ fn probe(ctx: &XdpContext, p: &Probe<'_>, records_sent: u64) -> Counter {
     // than the precise one and plenty for windows of a second and for first-probe timestamps.
     // SAFETY: no preconditions.
     let now = unsafe { bpf_ktime_get_coarse_ns() };
-    let dedup = dedup_slot(p);
+    let dedup = dedup_slot(p, &settings);
     if settings.dedup_window_ns != 0
         && let Some(slot) = dedup
     {
@@ -137,16 +146,22 @@ fn probe(ctx: &XdpContext, p: &Probe<'_>, records_sent: u64) -> Counter {
         }
     }
     if settings.source_budget != 0 {
-        let index = hash_words(p.src[0], p.src[1]) & (SOURCE_BUDGET_SLOTS - 1);
+        let mask = if p.seg.family == family::IPV4 {
+            settings.source_mask_v4
+        } else {
+            settings.source_mask_v6
+        };
+        let key = [p.src[0] & mask[0], p.src[1] & mask[1]];
+        let index = hash_words(key[0] ^ settings.hash_seed, key[1]) & settings.source_slot_mask;
         if let Some(slot) = SOURCE_BUDGET.get_ptr_mut(index)
-            && !take_budget(slot, p.src, now, settings.source_budget)
+            && !take_shared_budget(slot, key, now, settings.source_budget)
         {
             return Counter::SourceBudget;
         }
     }
     if settings.cpu_budget != 0
         && let Some(slot) = CPU_BUDGET.get_ptr_mut(0)
-        && !take_budget(slot, [0, 0], now, settings.cpu_budget)
+        && !take_cpu_budget(slot, now, settings.cpu_budget)
     {
         return Counter::CpuBudget;
     }
@@ -192,36 +207,71 @@ fn probe(ctx: &XdpContext, p: &Probe<'_>, records_sent: u64) -> Counter {
 }
 
 #[inline(always)]
-fn dedup_slot(p: &Probe<'_>) -> Option<*mut DedupSlot> {
+fn dedup_slot(p: &Probe<'_>, settings: &Settings) -> Option<*mut DedupSlot> {
     let h = hash_words(
-        p.src[0] ^ p.dst[0].rotate_left(17),
+        p.src[0] ^ p.dst[0].rotate_left(17) ^ settings.hash_seed,
         p.src[1] ^ p.dst[1].rotate_left(29),
     ) ^ hash_words(u64::from(p.dst_port), u64::from(p.kind as u32));
-    DEDUP.get_ptr_mut(h & (DEDUP_SLOTS - 1))
+    DEDUP.get_ptr_mut(h & settings.dedup_slot_mask)
 }
 
-/// Counts one record against a budget window; false when the window's budget is spent.
+/// Counts one record against a shared per-source budget window; false when it is spent.
+///
+/// The window is renewed by the one CPU whose compare-and-swap of `window_start_ns` succeeds;
+/// it then clears the count. Increments other CPUs make between that swap and the clear are
+/// forgotten, so a window may let through up to one extra record per other CPU: the bound is
+/// `limit + possible CPUs - 1` records per source per window, whatever the number of RX queues.
 #[inline(always)]
-fn take_budget(slot: *mut BudgetSlot, src: [u64; 2], now: u64, limit: u32) -> bool {
+fn take_shared_budget(slot: *mut BudgetSlot, key: [u64; 2], now: u64, limit: u32) -> bool {
+    // SAFETY: `slot` is a live, 8-byte aligned map value; every CPU accesses these two words
+    // only through atomic operations.
+    unsafe {
+        let start = &raw mut (*slot).window_start_ns;
+        let count = &raw mut (*slot).count;
+        let begun = atomic::load(start);
+        if now.wrapping_sub(begun) >= BUDGET_WINDOW_NS
+            && atomic::compare_exchange(start, begun, now)
+        {
+            atomic::store(count, 0);
+            // A torn owner is harmless: the program never reads it.
+            (&raw mut (*slot).src_addr).write_volatile(key);
+        }
+        atomic::fetch_add(count, 1) < u64::from(limit)
+    }
+}
+
+/// Counts one record against this CPU's budget window; false when the window's budget is spent.
+#[inline(always)]
+fn take_cpu_budget(slot: *mut BudgetSlot, now: u64, limit: u32) -> bool {
     // SAFETY: per-CPU map value; no other writer while this program runs on this CPU.
     let slot = unsafe { &mut *slot };
-    if slot.src_addr != src || now.wrapping_sub(slot.window_start_ns) >= BUDGET_WINDOW_NS {
-        slot.src_addr = src;
+    if now.wrapping_sub(slot.window_start_ns) >= BUDGET_WINDOW_NS {
         slot.window_start_ns = now;
         slot.count = 0;
     }
-    if slot.count >= limit {
+    if slot.count >= u64::from(limit) {
         return false;
     }
     slot.count += 1;
     true
 }
 
-/// Cheap multiplicative mix of two words into 32 bits.
+/// Mixes two words into 32 bits. Every input bit reaches every output bit (two rounds of the
+/// murmur3 64-bit finaliser): slot indexes are low bits, and IPv6 prefixes differ in high ones.
 #[inline(always)]
 fn hash_words(a: u64, b: u64) -> u32 {
-    let x = (a ^ b.rotate_left(32)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    (x >> 32) as u32 ^ x as u32
+    let x = fmix64(a.wrapping_add(fmix64(b)));
+    (x ^ (x >> 32)) as u32
+}
+
+/// The murmur3 64-bit finaliser.
+#[inline(always)]
+const fn fmix64(mut x: u64) -> u64 {
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^ (x >> 33)
 }
 
 #[inline(always)]

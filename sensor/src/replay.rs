@@ -52,7 +52,8 @@ pub fn replay(
     out: &mut impl Write,
 ) -> Result<ReplaySummary, ReplayError> {
     let (observations, pcap) = read_file(path, &config.whitelist_ips)?;
-    let mut merger = Merger::new(&config.sensor.portscan);
+    let mut merger =
+        Merger::new(&config.sensor.portscan).with_source_prefix(config.sensor.source_prefix);
     let mut reports = Vec::new();
     let mut last_sweep = 0u64;
     for obs in &observations {

@@ -149,6 +149,27 @@ impl RunningSensor {
         &self.dir
     }
 
+    /// Waits (at most `limit`, polling every 100 ms) until the `--stats-file` written by a
+    /// stats tick of the running sensor satisfies `want`; returns it, or the last one read.
+    #[must_use]
+    pub fn wait_for_stats(&self, limit: Duration, want: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + limit;
+        let mut last = Value::Null;
+        while Instant::now() < deadline {
+            if let Some(v) = std::fs::read_to_string(&self.stats)
+                .ok()
+                .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            {
+                if want(&v) {
+                    return v;
+                }
+                last = v;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        last
+    }
+
     /// Sends SIGTERM, waits (at most 30 s) and collects events, counters and diagnostics.
     #[must_use]
     pub fn stop(mut self) -> SensorRun {

@@ -18,7 +18,7 @@ fn options() -> LoadOptions {
     LoadOptions {
         ring_buffer_bytes: 1 << 16,
         settings: Settings::DEFAULT,
-        allowlist: Vec::new(),
+        ..LoadOptions::default()
     }
 }
 

@@ -1,11 +1,13 @@
 //! The XDP program itself, run by the kernel on hand-built frames with `BPF_PROG_TEST_RUN`:
 //! every frame passes unaltered, well-formed probes give exactly the right record, and
-//! malformed or odd frames give none. Counters add up after every frame.
+//! malformed or odd frames give none. Counters add up after every frame. The per-source budget
+//! holds across CPUs and across the addresses of one IPv6 /64; maps are sized at load.
 
 use sensor::{
     capture::{
         counters::CounterSnapshot,
         decode::decode,
+        ring::drain_ring,
         testrun::XDP_PASS,
         xdp::{LoadOptions, Loaded, load},
     },
@@ -14,24 +16,29 @@ use sensor::{
 use sensor_common::{Counter, ProbeKind, Settings, tcp_flags as f};
 use tests::{frames::*, require_root};
 
-/// Loads the program for a test, with the test thread pinned to one CPU: deduplication and
-/// budgets are per CPU by design (a probe seen on another CPU may give one more record, never
-/// one less), so exact counts need a single CPU.
+/// Loads the program for a test, with the test thread pinned to one CPU: deduplication and the
+/// CPU budget are per CPU by design (a probe seen on another CPU may give one more record,
+/// never one less), so exact counts need a single CPU. The source budget is shared by all CPUs
+/// (see `the_source_budget_is_shared_by_all_cpus`).
 fn loaded(settings: Settings, ring: u32, allow: &[&str]) -> Loaded {
     tests::net::pin_to_cpu(0);
     load(&LoadOptions {
         ring_buffer_bytes: ring,
         settings,
         allowlist: allow.iter().map(|c| c.parse::<Cidr>().unwrap()).collect(),
+        ..LoadOptions::default()
     })
     .expect("load the XDP program (root, BPF-capable kernel)")
 }
 
+/// Settings with deduplication and budgets off, and a fixed hash seed: which keys share a slot
+/// is then the same on every run, so exact counts cannot flake on a rare collision.
 fn no_dedup() -> Settings {
     Settings {
         dedup_window_ns: 0,
         source_budget: 0,
         cpu_budget: 0,
+        hash_seed: 0x005e_ed0f_7e57,
         ..Settings::DEFAULT
     }
 }
@@ -564,4 +571,276 @@ fn losses_are_counted_and_counters_add_up() {
         (10, 20)
     );
     assert_eq!(c.imbalance(), None);
+}
+
+/// A SYN from `src` (IPv6) to port `port`.
+fn v6_syn_from(src: [u8; 16], port: u16) -> Vec<u8> {
+    eth(ETH_IPV6, &ipv6(src, DST6, 6, &tcp(40_000, port, f::SYN, 0)))
+}
+
+/// An address of 2001:db8:1:`subnet`::/64 with interface id `host`.
+fn in_subnet(subnet: u16, host: u64) -> [u8; 16] {
+    let mut a = [0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    a[6..8].copy_from_slice(&subnet.to_be_bytes());
+    a[8..].copy_from_slice(&host.to_be_bytes());
+    a
+}
+
+fn budget(limit: u32) -> Settings {
+    Settings {
+        source_budget: limit,
+        ..no_dedup()
+    }
+}
+
+fn drain(p: &mut Loaded) -> Vec<sensor::capture::Observation> {
+    let ring = p.records.as_mut().expect("ring");
+    let mut out = Vec::new();
+    while let Some(item) = ring.next() {
+        out.push(decode(&item).unwrap());
+    }
+    out
+}
+
+#[test]
+fn one_v6_slash_64_spraying_many_addresses_gets_one_budget() {
+    require_root!();
+    let mut p = loaded(budget(10), 1 << 16, &[]);
+    // 200 probes, each from another address of the same /64 and to another port.
+    for i in 0..200u16 {
+        let src = in_subnet(2, u64::from(i) * 0x0101_0101 + 1);
+        p.test_run(&v6_syn_from(src, i + 1), 1).unwrap();
+    }
+    let c = p.counters().unwrap();
+    assert_eq!(
+        (
+            c.get(Counter::Probes),
+            c.get(Counter::RecordsSent),
+            c.get(Counter::SourceBudget)
+        ),
+        (200, 10, 190)
+    );
+    assert_eq!(c.imbalance(), None);
+    let records = drain(&mut p);
+    assert_eq!(records.len(), 10);
+    assert_eq!(
+        records.iter().map(|r| r.dst_port).collect::<Vec<_>>(),
+        (1..=10).collect::<Vec<u16>>(),
+        "the first ten probes got the budget"
+    );
+}
+
+#[test]
+fn two_v6_slash_64s_get_two_budgets() {
+    require_root!();
+    let mut p = loaded(budget(10), 1 << 16, &[]);
+    for i in 0..50u16 {
+        for subnet in [2, 3] {
+            let src = in_subnet(subnet, u64::from(i) + 1);
+            p.test_run(&v6_syn_from(src, i + 1), 1).unwrap();
+        }
+    }
+    let c = p.counters().unwrap();
+    assert_eq!(
+        (
+            c.get(Counter::Probes),
+            c.get(Counter::RecordsSent),
+            c.get(Counter::SourceBudget)
+        ),
+        (100, 20, 80)
+    );
+    assert_eq!(c.imbalance(), None);
+    let records = drain(&mut p);
+    for subnet in [2u16, 3] {
+        let from_subnet = records
+            .iter()
+            .filter(|r| match r.src {
+                std::net::IpAddr::V6(v6) => v6.segments()[3] == subnet,
+                std::net::IpAddr::V4(_) => false,
+            })
+            .count();
+        assert_eq!(from_subnet, 10, "subnet {subnet}");
+    }
+}
+
+#[test]
+fn the_source_prefix_comes_from_the_configuration() {
+    require_root!();
+    tests::net::pin_to_cpu(0);
+    // With IPv6 sources at /128 every address is its own source.
+    let mut p = load(&LoadOptions {
+        ring_buffer_bytes: 1 << 16,
+        settings: budget(10),
+        source_prefix: sensor::config::SourcePrefix {
+            ipv4: 24,
+            ipv6: 128,
+        },
+        ..LoadOptions::default()
+    })
+    .unwrap();
+    for i in 0..30u16 {
+        p.test_run(&v6_syn_from(in_subnet(2, u64::from(i) + 1), 1), 1)
+            .unwrap();
+    }
+    assert_eq!(p.counters().unwrap().get(Counter::RecordsSent), 30);
+    // IPv4 at /24: two addresses of 198.18.0.0/24 share one budget; 198.18.1.2 has its own.
+    for i in 0..20u16 {
+        for src in [[198, 18, 0, 2], [198, 18, 0, 3], [198, 18, 1, 2]] {
+            let frame = eth(
+                ETH_IPV4,
+                &ipv4(src, DST4, 6, 0, &tcp(40_000, i + 1, f::SYN, 0)),
+            );
+            p.test_run(&frame, 1).unwrap();
+        }
+    }
+    let c = p.counters().unwrap();
+    assert_eq!(
+        (c.get(Counter::RecordsSent), c.get(Counter::SourceBudget)),
+        (30 + 20, 40)
+    );
+    assert_eq!(c.imbalance(), None);
+}
+
+#[test]
+fn the_source_budget_is_shared_by_all_cpus() {
+    require_root!();
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let mut p = loaded(budget(10), 1 << 16, &[]);
+    // The same source on every CPU in turn (BPF_PROG_TEST_RUN runs on the calling CPU): one
+    // budget in total, not one per CPU. Sequential runs leave no room for the documented
+    // reset race, so the bound is exact.
+    for cpu in 0..cpus {
+        tests::net::pin_to_cpu(cpu);
+        for port in 1..=20u16 {
+            p.test_run(&v4_tcp(port, f::SYN), 1).unwrap();
+        }
+    }
+    tests::net::pin_to_cpu(0);
+    let c = p.counters().unwrap();
+    let probes = 20 * u64::try_from(cpus).unwrap();
+    assert_eq!(
+        (c.get(Counter::RecordsSent), c.get(Counter::SourceBudget)),
+        (10, probes - 10),
+        "{cpus} CPUs"
+    );
+    assert_eq!(c.imbalance(), None);
+}
+
+#[test]
+fn concurrent_cpus_stay_within_the_documented_slack() {
+    require_root!();
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let limit = 1_000u32;
+    let mut p = loaded(budget(limit), 1 << 20, &[]);
+    let prog = p.program_fd().unwrap();
+    let frame = v4_tcp(22, f::SYN);
+    let started = std::time::Instant::now();
+    // Every CPU at once, 50,000 probes each from the same source.
+    std::thread::scope(|scope| {
+        for cpu in 0..cpus {
+            let (prog, frame) = (&prog, &frame);
+            scope.spawn(move || {
+                tests::net::pin_to_cpu(cpu);
+                sensor::capture::testrun::run(std::os::fd::AsFd::as_fd(prog), frame, 50_000)
+                    .unwrap();
+            });
+        }
+    });
+    // A window lasts one second from its first probe: a run that took longer may have opened
+    // more windows, each with its own budget (and slack).
+    let windows = started.elapsed().as_secs() + 1;
+    let c = p.counters().unwrap();
+    let probes = 50_000 * u64::try_from(cpus).unwrap();
+    let slack = u64::try_from(cpus).unwrap() - 1;
+    let sent = c.get(Counter::RecordsSent);
+    assert_eq!(c.get(Counter::Probes), probes);
+    assert!(
+        sent >= u64::from(limit) && sent <= (u64::from(limit) + slack) * windows,
+        "{sent} records from {cpus} CPUs in {windows} window(s), limit {limit}"
+    );
+    assert_eq!(c.imbalance(), None);
+}
+
+#[test]
+fn the_ring_drains_in_bounded_batches() {
+    require_root!();
+    let mut p = loaded(no_dedup(), 1 << 16, &[]);
+    for port in 1..=300u16 {
+        p.test_run(&v4_tcp(port, f::SYN), 1).unwrap();
+    }
+    assert_eq!(p.counters().unwrap().get(Counter::RecordsSent), 300);
+    let ring = p.records.as_mut().unwrap();
+    let mut ports = Vec::new();
+    let mut turns = Vec::new();
+    for _ in 0..10 {
+        let d = drain_ring(ring, 128, |r| ports.push(r.unwrap().dst_port));
+        turns.push((d.taken, d.more));
+        if !d.more {
+            break;
+        }
+    }
+    assert_eq!(turns, vec![(128, true), (128, true), (44, false)]);
+    assert_eq!(ports, (1..=300).collect::<Vec<u16>>());
+}
+
+#[test]
+fn maps_are_sized_at_load_from_the_request() {
+    require_root!();
+    tests::net::pin_to_cpu(0);
+    let mut p = load(&LoadOptions {
+        // Room for all 4,000 records: nobody drains the ring during the test.
+        ring_buffer_bytes: 1 << 20,
+        settings: Settings {
+            dedup_window_ns: 60_000_000_000,
+            ..no_dedup()
+        },
+        maps: sensor::capture::sizing::MapRequest {
+            dedup_slots: 1024,
+            source_slots: 1024,
+            max_bytes: 64 << 20,
+        },
+        ..LoadOptions::default()
+    })
+    .unwrap();
+    let plan = p.map_plan();
+    assert_eq!((plan.dedup_slots, plan.source_slots), (1024, 1024));
+    let online = std::thread::available_parallelism().map_or(1, usize::from);
+    assert!(usize::try_from(plan.possible_cpus).unwrap() >= online);
+    // The small cache still deduplicates: 2,000 distinct probes, then the same 2,000 again.
+    // Each repeat hits its own slot unless another of the 2,000 overwrote it since, so some,
+    // but not all, repeats are suppressed, and every probe is accounted for.
+    for round in 0..2 {
+        for port in 1..=2_000u16 {
+            p.test_run(&v4_tcp(port, f::SYN), 1).unwrap();
+        }
+        let c = p.counters().unwrap();
+        assert_eq!(c.imbalance(), None, "round {round}");
+    }
+    let c = p.counters().unwrap();
+    assert_eq!(c.get(Counter::Probes), 4_000);
+    assert_eq!(
+        c.get(Counter::RecordsSent) + c.get(Counter::Deduplicated),
+        4_000
+    );
+    assert!(
+        c.get(Counter::Deduplicated) > 0 && c.get(Counter::Deduplicated) < 2_000,
+        "{c:?}"
+    );
+    drop(p);
+    let refused = load(&LoadOptions {
+        maps: sensor::capture::sizing::MapRequest {
+            dedup_slots: 1000,
+            ..sensor::capture::sizing::MapRequest::default()
+        },
+        ..LoadOptions::default()
+    });
+    assert!(
+        matches!(
+            refused,
+            Err(sensor::capture::xdp::XdpError::Sizing(
+                sensor::capture::sizing::SizingError::Slots { .. }
+            ))
+        ),
+        "{refused:?}"
+    );
 }

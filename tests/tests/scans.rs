@@ -268,6 +268,14 @@ fn pcap_capture_reports_the_same_scan() {
     let config = test_config(&net.sensor_if, &[]);
     let sensor = RunningSensor::start(&net.sensor, &config, &["--capture", "pcap"]);
     nmap(&net, &["-sS", "-p", "1-300"], &net.sensor_ip);
+    // The stats tick (every second in the test configuration) reports libpcap's figures while
+    // the sensor runs, not only at exit.
+    let ticked = sensor.wait_for_stats(Duration::from_secs(5), |s| {
+        s["pcap"]["probes"].as_u64().is_some_and(|p| p >= 300)
+    });
+    assert_eq!(ticked["pcap"]["kernel_dropped"], 0, "{ticked}");
+    assert_eq!(ticked["pcap"]["if_dropped"], 0, "{ticked}");
+    assert!(ticked["kernel"].is_null(), "{ticked}");
     let run = sensor.stop();
     assert!(run.clean_exit);
     let scans = run.portscans();

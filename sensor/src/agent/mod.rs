@@ -144,7 +144,8 @@ pub async fn run(
     let (sink, service_events) = mpsc::channel(SERVICE_QUEUE);
     let mut running = Running {
         pipeline,
-        merger: Merger::new(&config.sensor.portscan),
+        merger: Merger::new(&config.sensor.portscan)
+            .with_source_prefix(config.sensor.source_prefix),
         services: None,
         service_events,
         source: Source::Off,
@@ -215,7 +216,7 @@ impl Running {
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
-                drained = self.source.wait_and_drain(&mut self.merger, &mut self.pipeline.reports) => {
+                drained = self.source.wait_and_drain(xdp_cfg.drain_batch, &mut self.merger, &mut self.pipeline.reports) => {
                     drained?;
                     self.pipeline.emit_reports().await;
                 }
@@ -227,20 +228,20 @@ impl Running {
                     self.pipeline.fanout.reopen();
                 }
                 _ = drain_tick.tick() => {
-                    self.source.drain_now(&mut self.merger, &mut self.pipeline.reports);
+                    self.source.drain(xdp_cfg.drain_batch, &mut self.merger, &mut self.pipeline.reports);
                     self.merger.sweep(monotonic_ns(), &mut self.pipeline.reports);
                     self.pipeline.sweep_incidents();
                     self.pipeline.emit_reports().await;
                 }
                 _ = stats_tick.tick(), if xdp_cfg.stats_interval_secs > 0 => {
-                    let now = self.source.counters()?;
-                    if let (Some(now), Some(last)) = (&now, &last_counters) {
+                    let current = self.source.stats()?;
+                    if let (Some(now), Some(last)) = (&current.kernel, &last_counters) {
                         stats::report_counters(&now.since(last), &self.merger);
                     }
                     if let Some(path) = stats_file {
-                        stats::write_stats(path, &self.summary(now, None, 0));
+                        stats::write_stats(path, &self.summary(current.kernel, current.pcap, current.undecodable));
                     }
-                    last_counters = now;
+                    last_counters = current.kernel;
                 }
             }
         }

@@ -1,4 +1,8 @@
 //! Where observations come from while the agent runs: the XDP ring buffer or live libpcap.
+//!
+//! Draining is bounded: each turn of the agent's loop folds at most `sensor.xdp.drain_batch`
+//! records, so shutdown, service events and statistics interleave with draining under any
+//! load; a turn that hit its budget makes the next one yield and drain again at once.
 
 use aya::maps::{MapData, RingBuf};
 use tokio::{
@@ -9,10 +13,12 @@ use tokio::{
 use super::AgentError;
 use crate::{
     capture::{
-        Observation,
+        Drained, Observation,
         counters::CounterSnapshot,
-        decode::decode,
+        decode::DecodeError,
         pcap::{LiveCapture, PcapStats},
+        queue::BatchQueue,
+        ring::drain_ring,
         xdp::{LoadOptions, Loaded, XdpError, load},
     },
     config::{Config, XdpMode},
@@ -21,6 +27,8 @@ use crate::{
 
 /// Depth of the queue between the pcap thread and the agent, in batches of up to 1024.
 const PCAP_QUEUE: usize = 64;
+/// Batch size of the final drains at shutdown (nothing else is left to interleave with).
+const FINISH_BATCH: usize = 65_536;
 
 /// A capture source.
 #[expect(
@@ -36,13 +44,19 @@ pub(super) enum Source {
         records: AsyncFd<RingBuf<MapData>>,
         /// Records that did not decode.
         undecodable: u64,
+        /// The last drain stopped at its budget.
+        more: bool,
     },
     /// libpcap on each interface, through a bounded channel.
     Pcap {
         /// One capture thread per interface.
         captures: Vec<LiveCapture>,
         /// Batches from all of them.
-        rx: mpsc::Receiver<Vec<Observation>>,
+        queue: BatchQueue,
+        /// The last drain stopped at its budget.
+        more: bool,
+        /// libpcap drops already warned about.
+        warned_drops: u64,
     },
     /// No capture: the emulated services only.
     Off,
@@ -63,9 +77,11 @@ impl Source {
                 source_budget: xdp.source_budget,
                 cpu_budget: xdp.cpu_budget,
                 wakeup_bytes: xdp.wakeup_bytes,
-                allowlist_enabled: 0,
+                ..sensor_common::Settings::DEFAULT
             },
             allowlist: config.whitelist_ips.clone(),
+            maps: xdp.map_request(),
+            source_prefix: config.sensor.source_prefix,
         })?;
         for iface in interfaces {
             let attached = loaded.attach(iface, mode)?;
@@ -83,6 +99,7 @@ impl Source {
             loaded,
             records,
             undecodable: 0,
+            more: false,
         })
     }
 
@@ -98,51 +115,91 @@ impl Source {
             )?);
             tracing::info!(interface = %iface, "libpcap capture started.");
         }
-        Ok(Self::Pcap { captures, rx })
+        Ok(Self::Pcap {
+            captures,
+            queue: BatchQueue::new(rx),
+            more: false,
+            warned_drops: 0,
+        })
     }
 
-    /// Waits until observations are available and folds them into the merger.
+    /// Waits until observations are available, then folds at most `budget` of them into the
+    /// merger. When the previous turn left more pending it only yields to the runtime first
+    /// (other branches of the agent's loop run, no readiness wait, no spin).
     pub(super) async fn wait_and_drain(
         &mut self,
+        budget: usize,
         merger: &mut Merger,
         reports: &mut Vec<ScanReport>,
-    ) -> Result<(), AgentError> {
+    ) -> Result<Drained, AgentError> {
+        if self.more_pending() {
+            tokio::task::yield_now().await;
+            return Ok(self.drain(budget, merger, reports));
+        }
         match self {
             Self::Xdp {
                 records,
                 undecodable,
+                more,
                 ..
             } => {
                 let mut guard = records.readable_mut().await.map_err(AgentError::Poll)?;
-                drain_ring(guard.get_inner_mut(), merger, reports, undecodable);
+                let drained = drain_ring(guard.get_inner_mut(), budget, |r| {
+                    fold(r, merger, reports, undecodable);
+                });
+                // Readiness is edge-triggered: clear it now; what the budget left in the ring
+                // is taken by the next turns (`more`), later records wake us or the drain tick.
                 guard.clear_ready();
+                *more = drained.more;
+                Ok(drained)
             }
-            Self::Pcap { rx, .. } => match rx.recv().await {
-                Some(batch) => batch.iter().for_each(|o| merger.observe(o, reports)),
-                // Every capture thread ended: wait for shutdown without spinning.
-                None => std::future::pending().await,
-            },
+            Self::Pcap { queue, .. } => {
+                if queue.wait().await {
+                    Ok(self.drain(budget, merger, reports))
+                } else {
+                    // Every capture thread ended: wait for shutdown without spinning.
+                    std::future::pending().await
+                }
+            }
             Self::Off => std::future::pending().await,
         }
-        Ok(())
     }
 
-    /// Folds whatever is available now (drain tick).
-    pub(super) fn drain_now(&mut self, merger: &mut Merger, reports: &mut Vec<ScanReport>) {
+    /// Whether the last drain stopped at its budget with observations still waiting.
+    const fn more_pending(&self) -> bool {
+        match self {
+            Self::Xdp { more, .. } | Self::Pcap { more, .. } => *more,
+            Self::Off => false,
+        }
+    }
+
+    /// Folds at most `budget` observations available now into the merger, without waiting
+    /// (drain tick, and the turns after one that hit its budget).
+    pub(super) fn drain(
+        &mut self,
+        budget: usize,
+        merger: &mut Merger,
+        reports: &mut Vec<ScanReport>,
+    ) -> Drained {
         match self {
             Self::Xdp {
                 records,
                 undecodable,
+                more,
                 ..
             } => {
-                drain_ring(records.get_mut(), merger, reports, undecodable);
+                let drained = drain_ring(records.get_mut(), budget, |r| {
+                    fold(r, merger, reports, undecodable);
+                });
+                *more = drained.more;
+                drained
             }
-            Self::Pcap { rx, .. } => {
-                while let Ok(batch) = rx.try_recv() {
-                    batch.iter().for_each(|o| merger.observe(o, reports));
-                }
+            Self::Pcap { queue, more, .. } => {
+                let drained = queue.drain(budget, |o| merger.observe(o, reports));
+                *more = drained.more;
+                drained
             }
-            Self::Off => {}
+            Self::Off => Drained::default(),
         }
     }
 
@@ -152,6 +209,49 @@ impl Source {
             Self::Xdp { loaded, .. } => Ok(Some(loaded.counters()?)),
             Self::Pcap { .. } | Self::Off => Ok(None),
         }
+    }
+
+    /// The counters of whichever engine runs, as of now (stats tick): kernel counters for XDP,
+    /// libpcap's (drops included, read from libpcap at every capture poll) for pcap. New
+    /// libpcap drops are warned about here.
+    pub(super) fn stats(&mut self) -> Result<SourceStats, AgentError> {
+        Ok(match self {
+            Self::Xdp {
+                loaded,
+                undecodable,
+                ..
+            } => SourceStats {
+                kernel: Some(loaded.counters()?),
+                pcap: None,
+                undecodable: *undecodable,
+            },
+            Self::Pcap {
+                captures,
+                warned_drops,
+                ..
+            } => {
+                let mut total = PcapStats::default();
+                for capture in captures.iter() {
+                    total.add(&capture.stats());
+                }
+                let dropped = total.kernel_dropped.saturating_add(total.if_dropped);
+                if dropped > *warned_drops {
+                    tracing::warn!(
+                        dropped = dropped - *warned_drops,
+                        kernel_dropped = total.kernel_dropped,
+                        if_dropped = total.if_dropped,
+                        "libpcap dropped frames: the capture buffer or the interface overflowed."
+                    );
+                    *warned_drops = dropped;
+                }
+                SourceStats {
+                    kernel: None,
+                    pcap: Some(total),
+                    undecodable: 0,
+                }
+            }
+            Self::Off => SourceStats::default(),
+        })
     }
 
     /// Stops capturing, folds in everything still queued, and returns the final counters.
@@ -170,17 +270,27 @@ impl Source {
                 mut loaded,
                 mut records,
                 mut undecodable,
+                ..
             } => {
-                // Stop new records first, then take everything still in the ring.
+                // Stop new records first, then take everything still in the ring: it holds a
+                // bounded number of records and no more arrive.
                 loaded.detach_all();
-                drain_ring(records.get_mut(), merger, reports, &mut undecodable);
+                while drain_ring(records.get_mut(), FINISH_BATCH, |r| {
+                    fold(r, merger, reports, &mut undecodable);
+                })
+                .more
+                {}
                 Ok(Finished {
                     kernel: Some(loaded.counters()?),
                     pcap: None,
                     undecodable,
                 })
             }
-            Self::Pcap { captures, mut rx } => {
+            Self::Pcap {
+                captures,
+                mut queue,
+                ..
+            } => {
                 captures.iter().for_each(LiveCapture::request_stop);
                 // Keep draining while a thread may be blocked on the full channel; each one
                 // ends within one poll interval.
@@ -188,15 +298,17 @@ impl Source {
                 while !captures.iter().all(LiveCapture::is_finished)
                     && std::time::Instant::now() < deadline
                 {
-                    while let Ok(batch) = rx.try_recv() {
-                        batch.iter().for_each(|o| merger.observe(o, reports));
-                    }
+                    while queue
+                        .drain(FINISH_BATCH, |o| merger.observe(o, reports))
+                        .more
+                    {}
                     std::thread::sleep(std::time::Duration::from_millis(2));
                 }
-                rx.close();
-                while let Ok(batch) = rx.try_recv() {
-                    batch.iter().for_each(|o| merger.observe(o, reports));
-                }
+                queue.close();
+                while queue
+                    .drain(FINISH_BATCH, |o| merger.observe(o, reports))
+                    .more
+                {}
                 let mut total = PcapStats::default();
                 for capture in captures {
                     total.add(&capture.join()?);
@@ -211,6 +323,14 @@ impl Source {
     }
 }
 
+/// Counters of the running source, for the stats tick.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct SourceStats {
+    pub(super) kernel: Option<CounterSnapshot>,
+    pub(super) pcap: Option<PcapStats>,
+    pub(super) undecodable: u64,
+}
+
 /// Final counters of a source.
 pub(super) struct Finished {
     pub(super) kernel: Option<CounterSnapshot>,
@@ -218,19 +338,118 @@ pub(super) struct Finished {
     pub(super) undecodable: u64,
 }
 
-fn drain_ring(
-    ring: &mut RingBuf<MapData>,
+/// Folds one decoded record into the merger, or counts it as undecodable.
+fn fold(
+    record: Result<Observation, DecodeError>,
     merger: &mut Merger,
     reports: &mut Vec<ScanReport>,
     undecodable: &mut u64,
 ) {
-    while let Some(item) = ring.next() {
-        match decode(&item) {
-            Ok(obs) => merger.observe(&obs, reports),
-            Err(err) => {
-                *undecodable += 1;
-                tracing::debug!(error = %err, "Undecodable record skipped.");
-            }
+    match record {
+        Ok(obs) => merger.observe(&obs, reports),
+        Err(err) => {
+            *undecodable = undecodable.saturating_add(1);
+            tracing::debug!(error = %err, "Undecodable record skipped.");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        net::{IpAddr, Ipv4Addr},
+        sync::{
+            Arc,
+            atomic::{AtomicBool, Ordering},
+        },
+    };
+
+    use sensor_common::ProbeKind;
+    use tokio::sync::mpsc;
+
+    use super::Source;
+    use crate::{
+        capture::{Drained, Observation, queue::BatchQueue},
+        config::PortscanConfig,
+        scan::Merger,
+    };
+
+    fn batch(n: u16) -> Vec<Observation> {
+        (0..n)
+            .map(|i| Observation {
+                ts_ns: u64::from(i),
+                src: IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2)),
+                dst: IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)),
+                src_port: 40_000,
+                dst_port: i,
+                kind: ProbeKind::Syn,
+                ifindex: 0,
+                vlan_id: 0,
+            })
+            .collect()
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_turn_that_hit_its_budget_lets_other_tasks_run_before_the_next() {
+        let (tx, rx) = mpsc::channel(8);
+        for _ in 0..3 {
+            tx.try_send(batch(1_000)).unwrap();
+        }
+        let mut source = Source::Pcap {
+            captures: Vec::new(),
+            queue: BatchQueue::new(rx),
+            more: false,
+            warned_drops: 0,
+        };
+        let mut merger = Merger::new(&PortscanConfig::default());
+        let mut reports = Vec::new();
+        let first = source
+            .wait_and_drain(1_024, &mut merger, &mut reports)
+            .await
+            .unwrap();
+        assert_eq!(
+            first,
+            Drained {
+                taken: 1_024,
+                more: true
+            }
+        );
+        // On a single-threaded runtime the spawned task only runs when the drain loop yields.
+        let ran = Arc::new(AtomicBool::new(false));
+        let flag = ran.clone();
+        let other = tokio::spawn(async move { flag.store(true, Ordering::Relaxed) });
+        let second = source
+            .wait_and_drain(1_024, &mut merger, &mut reports)
+            .await
+            .unwrap();
+        assert!(
+            ran.load(Ordering::Relaxed),
+            "the pending turn yielded first"
+        );
+        assert_eq!(
+            second,
+            Drained {
+                taken: 1_024,
+                more: true
+            }
+        );
+        let third = source
+            .wait_and_drain(1_024, &mut merger, &mut reports)
+            .await
+            .unwrap();
+        assert_eq!(
+            third,
+            Drained {
+                taken: 952,
+                more: false
+            }
+        );
+        assert_eq!(merger.stats().observations, 3_000);
+        other.await.unwrap();
+        // Nothing pending: a drain tick takes nothing and asks for no further turn.
+        assert_eq!(
+            source.drain(1_024, &mut merger, &mut reports),
+            Drained::default()
+        );
     }
 }

@@ -1,4 +1,7 @@
 //! The kernel program's per-CPU counters, summed over CPUs.
+//!
+//! Every figure comes from the kernel, so all arithmetic on them saturates: a sum never wraps
+//! and a delta never goes negative (a counter below its earlier value, after a reload, gives 0).
 
 use aya::maps::{MapData, PerCpuArray};
 use sensor_common::Counter;
@@ -19,7 +22,7 @@ impl CounterSnapshot {
         let mut out = [0u64; Counter::COUNT as usize];
         for cpu in map.get(&0, 0)?.iter() {
             for (total, value) in out.iter_mut().zip(cpu) {
-                *total = total.wrapping_add(*value);
+                *total = total.saturating_add(*value);
             }
         }
         Ok(Self(out))
@@ -31,12 +34,12 @@ impl CounterSnapshot {
         self.0[counter as usize]
     }
 
-    /// Growth since `earlier`.
+    /// Growth since `earlier` (0 for a counter that went down).
     #[must_use]
     pub fn since(&self, earlier: &Self) -> Self {
         let mut out = [0u64; Counter::COUNT as usize];
-        for (i, v) in out.iter_mut().enumerate() {
-            *v = self.0[i].wrapping_sub(earlier.0[i]);
+        for ((v, now), then) in out.iter_mut().zip(&self.0).zip(&earlier.0) {
+            *v = now.saturating_sub(*then);
         }
         Self(out)
     }
@@ -45,8 +48,15 @@ impl CounterSnapshot {
     #[must_use]
     pub const fn lost(&self) -> u64 {
         self.get(Counter::RingBufFull)
-            + self.get(Counter::SourceBudget)
-            + self.get(Counter::CpuBudget)
+            .saturating_add(self.get(Counter::SourceBudget))
+            .saturating_add(self.get(Counter::CpuBudget))
+    }
+
+    /// Sum of some counters; `None` if it would overflow (an impossible kernel figure).
+    fn sum(&self, counters: &[Counter]) -> Option<u64> {
+        counters
+            .iter()
+            .try_fold(0u64, |acc, c| acc.checked_add(self.get(*c)))
     }
 
     /// Checks the two identities documented on [`Counter`]; `None` when they hold, otherwise a
@@ -54,33 +64,31 @@ impl CounterSnapshot {
     #[must_use]
     pub fn imbalance(&self) -> Option<String> {
         use Counter as C;
-        let outcomes = [
+        let Some(outcomes) = self.sum(&[
             C::ParseFailures,
             C::NonTcp,
             C::Fragments,
             C::OtherTcp,
             C::Probes,
-        ]
-        .iter()
-        .map(|c| self.get(*c))
-        .sum::<u64>();
+        ]) else {
+            return Some("packet outcomes overflow".to_owned());
+        };
         if outcomes != self.get(C::Packets) {
             return Some(format!(
                 "packets {} != outcomes {outcomes}",
                 self.get(C::Packets)
             ));
         }
-        let fates = [
+        let Some(fates) = self.sum(&[
             C::AllowListed,
             C::Deduplicated,
             C::SourceBudget,
             C::CpuBudget,
             C::RecordsSent,
             C::RingBufFull,
-        ]
-        .iter()
-        .map(|c| self.get(*c))
-        .sum::<u64>();
+        ]) else {
+            return Some("probe fates overflow".to_owned());
+        };
         if fates != self.get(C::Probes) {
             return Some(format!("probes {} != fates {fates}", self.get(C::Probes)));
         }
@@ -126,5 +134,20 @@ mod tests {
         a.0[0] = 5;
         b.0[0] = 12;
         assert_eq!(b.since(&a).get(Counter::Packets), 7);
+        // A counter that went down (program reloaded) gives no growth, not 2^64 - 7.
+        assert_eq!(a.since(&b).get(Counter::Packets), 0);
+    }
+
+    #[test]
+    fn kernel_figures_never_wrap() {
+        let mut s = CounterSnapshot::default();
+        s.0[Counter::RingBufFull as usize] = u64::MAX;
+        s.0[Counter::SourceBudget as usize] = 5;
+        assert_eq!(s.lost(), u64::MAX);
+        s.0[Counter::Probes as usize] = u64::MAX;
+        s.0[Counter::Packets as usize] = u64::MAX;
+        assert_eq!(s.imbalance().as_deref(), Some("probe fates overflow"));
+        s.0[Counter::OtherTcp as usize] = 1;
+        assert_eq!(s.imbalance().as_deref(), Some("packet outcomes overflow"));
     }
 }

@@ -1,4 +1,6 @@
-//! Decoding of ring-buffer records into [`Observation`]s; anything odd is rejected, not trusted.
+//! Decoding of ring-buffer records into [`Observation`]s; anything odd is rejected, not trusted:
+//! the size, the probe kind, the family and the VLAN id are checked, and consumers of the
+//! timestamp (the merger) only use saturating arithmetic on it.
 
 use std::net::{IpAddr, Ipv6Addr};
 
@@ -18,7 +20,13 @@ pub enum DecodeError {
     /// Unknown address family.
     #[error("unknown address family {0}")]
     Family(u8),
+    /// A VLAN id wider than the 12 bits of a tag.
+    #[error("VLAN id {0} exceeds 4095")]
+    Vlan(u16),
 }
+
+/// Largest VLAN id (12 bits).
+const MAX_VLAN_ID: u16 = 0x0fff;
 
 /// Decodes one ring-buffer record.
 ///
@@ -40,6 +48,9 @@ pub fn decode(bytes: &[u8]) -> Result<Observation, DecodeError> {
         ),
         other => return Err(DecodeError::Family(other)),
     };
+    if record.vlan_id > MAX_VLAN_ID {
+        return Err(DecodeError::Vlan(record.vlan_id));
+    }
     Ok(Observation {
         ts_ns: record.ts_ns,
         src,
@@ -136,5 +147,9 @@ mod tests {
         let mut bad_family = good;
         bad_family[std::mem::offset_of!(ScanRecord, family)] = 5;
         assert_eq!(decode(&bad_family), Err(DecodeError::Family(5)));
+        let mut bad_vlan = good;
+        let at = std::mem::offset_of!(ScanRecord, vlan_id);
+        bad_vlan[at..at + 2].copy_from_slice(&0x1000u16.to_ne_bytes());
+        assert_eq!(decode(&bad_vlan), Err(DecodeError::Vlan(0x1000)));
     }
 }

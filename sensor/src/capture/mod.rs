@@ -1,12 +1,18 @@
 //! Capture: getting probe observations out of the kernel.
 //!
-//! `xdp` loads and attaches the XDP program and owns its maps; `decode` turns ring-buffer
-//! records into [`Observation`]s; `pcap` is the libpcap fallback and file reader; `counters` reads the kernel's per-CPU counters; `testrun`
-//! runs the loaded program on hand-made frames (`BPF_PROG_TEST_RUN`) for tests and benchmarks.
+//! `xdp` loads and attaches the XDP program and owns its maps; `sizing` chooses the map sizes at
+//! load time; `ring` drains the ring buffer in bounded batches; `decode` turns ring-buffer
+//! records into [`Observation`]s; `pcap` is the libpcap fallback and file reader, `queue` the
+//! bounded channel from its capture threads; `counters` reads the kernel's per-CPU counters;
+//! `testrun` runs the loaded program on hand-made frames (`BPF_PROG_TEST_RUN`) for tests and
+//! benchmarks. Both engines are drained in bounded batches ([`Drained`]).
 
 pub mod counters;
 pub mod decode;
 pub mod pcap;
+pub mod queue;
+pub mod ring;
+pub mod sizing;
 pub mod testrun;
 pub mod xdp;
 
@@ -33,4 +39,14 @@ pub struct Observation {
     pub ifindex: u32,
     /// Outer VLAN id, 0 for untagged frames.
     pub vlan_id: u16,
+}
+
+/// What one bounded drain of a capture source did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Drained {
+    /// Records or observations taken.
+    pub taken: usize,
+    /// Whether the budget ran out with more possibly waiting: the caller should drain again
+    /// soon (after yielding), without waiting for readiness.
+    pub more: bool,
 }

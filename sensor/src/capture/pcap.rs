@@ -5,7 +5,7 @@
 use std::{
     net::IpAddr,
     sync::{
-        Arc,
+        Arc, Mutex, PoisonError,
         atomic::{AtomicBool, Ordering},
     },
     time::Duration,
@@ -97,26 +97,27 @@ pub struct PcapStats {
 impl PcapStats {
     /// Counts one classified frame.
     pub fn count(&mut self, c: &Classified) {
-        self.packets += 1;
+        let bump = |v: &mut u64| *v = v.saturating_add(1);
+        bump(&mut self.packets);
         match c {
-            Classified::Probe(_) => self.probes += 1,
-            Classified::AllowListed => self.allow_listed += 1,
-            Classified::OtherTcp => self.other_tcp += 1,
-            Classified::NonTcp => self.non_tcp += 1,
-            Classified::Malformed => self.malformed += 1,
+            Classified::Probe(_) => bump(&mut self.probes),
+            Classified::AllowListed => bump(&mut self.allow_listed),
+            Classified::OtherTcp => bump(&mut self.other_tcp),
+            Classified::NonTcp => bump(&mut self.non_tcp),
+            Classified::Malformed => bump(&mut self.malformed),
         }
     }
 
-    /// Adds another capture's counters.
+    /// Adds another capture's counters (saturating).
     pub fn add(&mut self, other: &Self) {
-        self.packets += other.packets;
-        self.probes += other.probes;
-        self.allow_listed += other.allow_listed;
-        self.other_tcp += other.other_tcp;
-        self.non_tcp += other.non_tcp;
-        self.malformed += other.malformed;
-        self.kernel_dropped += other.kernel_dropped;
-        self.if_dropped += other.if_dropped;
+        self.packets = self.packets.saturating_add(other.packets);
+        self.probes = self.probes.saturating_add(other.probes);
+        self.allow_listed = self.allow_listed.saturating_add(other.allow_listed);
+        self.other_tcp = self.other_tcp.saturating_add(other.other_tcp);
+        self.non_tcp = self.non_tcp.saturating_add(other.non_tcp);
+        self.malformed = self.malformed.saturating_add(other.malformed);
+        self.kernel_dropped = self.kernel_dropped.saturating_add(other.kernel_dropped);
+        self.if_dropped = self.if_dropped.saturating_add(other.if_dropped);
     }
 
     /// As JSON.
@@ -143,10 +144,32 @@ pub enum PcapError {
     },
 }
 
+/// libpcap's drop counters are 32-bit and wrap; this folds successive readings into 64-bit
+/// totals (a reading below the previous one is a wrap, not a negative count).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DropTotals {
+    last_dropped: u32,
+    last_if_dropped: u32,
+}
+
+impl DropTotals {
+    /// Folds one `pcap_stats` reading into `stats`.
+    pub fn update(&mut self, dropped: u32, if_dropped: u32, stats: &mut PcapStats) {
+        let grown = dropped.wrapping_sub(self.last_dropped);
+        let if_grown = if_dropped.wrapping_sub(self.last_if_dropped);
+        stats.kernel_dropped = stats.kernel_dropped.saturating_add(u64::from(grown));
+        stats.if_dropped = stats.if_dropped.saturating_add(u64::from(if_grown));
+        self.last_dropped = dropped;
+        self.last_if_dropped = if_dropped;
+    }
+}
+
 /// A live capture running on its own thread, sending batches of observations.
 #[derive(Debug)]
 pub struct LiveCapture {
     stop: Arc<AtomicBool>,
+    /// Counters as of the thread's last poll, drops included.
+    live: Arc<Mutex<PcapStats>>,
     thread: std::thread::JoinHandle<Result<PcapStats, PcapError>>,
 }
 
@@ -178,13 +201,24 @@ impl LiveCapture {
             .map_err(err)?;
         cap.filter("tcp or (vlan and tcp)", true).map_err(err)?;
         let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let live = Arc::new(Mutex::new(PcapStats::default()));
+        let shared = Shared {
+            stop: stop.clone(),
+            live: live.clone(),
+        };
         let name = iface.to_owned();
         let thread = std::thread::Builder::new()
             .name("pcap-capture".to_owned())
-            .spawn(move || capture_loop(cap, &name, &allowlist, &tx, &flag))
+            .spawn(move || capture_loop(cap, &name, &allowlist, &tx, &shared))
             .map_err(|e| err(pcap::Error::IoError(e.kind())))?;
-        Ok(Self { stop, thread })
+        Ok(Self { stop, live, thread })
+    }
+
+    /// Counters as of the capture thread's last poll (at most one poll interval old), libpcap's
+    /// drop counters included: what the stats tick reports.
+    #[must_use]
+    pub fn stats(&self) -> PcapStats {
+        *self.live.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Asks the thread to stop after its current poll (20 ms at most) and its last batch.
@@ -212,19 +246,41 @@ impl LiveCapture {
     }
 }
 
+/// What the capture thread shares with its [`LiveCapture`].
+struct Shared {
+    stop: Arc<AtomicBool>,
+    live: Arc<Mutex<PcapStats>>,
+}
+
+impl Shared {
+    /// Reads libpcap's drop counters into `stats` and publishes the result.
+    fn publish(
+        &self,
+        cap: &mut pcap::Capture<pcap::Active>,
+        drops: &mut DropTotals,
+        stats: &mut PcapStats,
+    ) {
+        if let Ok(s) = cap.stats() {
+            drops.update(s.dropped, s.if_dropped, stats);
+        }
+        *self.live.lock().unwrap_or_else(PoisonError::into_inner) = *stats;
+    }
+}
+
 fn capture_loop(
     mut cap: pcap::Capture<pcap::Active>,
     name: &str,
     allowlist: &[Cidr],
     tx: &tokio::sync::mpsc::Sender<Vec<Observation>>,
-    stop: &AtomicBool,
+    shared: &Shared,
 ) -> Result<PcapStats, PcapError> {
     use std::os::fd::AsRawFd as _;
     let fd = cap.as_raw_fd();
     let mut stats = PcapStats::default();
+    let mut drops = DropTotals::default();
     let mut batch = Vec::with_capacity(1024);
     loop {
-        let stopping = stop.load(Ordering::Relaxed);
+        let stopping = shared.stop.load(Ordering::Relaxed);
         let mut pfd = libc::pollfd {
             fd,
             events: libc::POLLIN,
@@ -253,6 +309,9 @@ fn capture_loop(
                 }
             }
         }
+        // One getsockopt per poll (every 20 ms or 1024 probes): the stats tick always sees
+        // current drop figures, not only the final ones.
+        shared.publish(&mut cap, &mut drops, &mut stats);
         if !batch.is_empty() {
             let full = std::mem::replace(&mut batch, Vec::with_capacity(1024));
             if tx.blocking_send(full).is_err() {
@@ -263,10 +322,7 @@ fn capture_loop(
             break;
         }
     }
-    if let Ok(s) = cap.stats() {
-        stats.kernel_dropped = u64::from(s.dropped);
-        stats.if_dropped = u64::from(s.if_dropped);
-    }
+    shared.publish(&mut cap, &mut drops, &mut stats);
     Ok(stats)
 }
 
@@ -311,7 +367,30 @@ pub fn read_file(
 mod tests {
     use sensor_common::ProbeKind;
 
-    use super::{Classified, classify};
+    use super::{Classified, DropTotals, PcapStats, classify};
+
+    #[test]
+    fn drop_counters_accumulate_across_readings_and_wraps() {
+        let mut drops = DropTotals::default();
+        let mut stats = PcapStats::default();
+        drops.update(10, 1, &mut stats);
+        drops.update(25, 1, &mut stats);
+        assert_eq!((stats.kernel_dropped, stats.if_dropped), (25, 1));
+        // libpcap's 32-bit counter wrapped: 5 + (2^32 - 25) more drops, not a negative count.
+        drops.update(5, 3, &mut stats);
+        assert_eq!(
+            stats.kernel_dropped,
+            25 + (u64::from(u32::MAX) - 25 + 1) + 5
+        );
+        assert_eq!(stats.if_dropped, 3);
+        let mut full = PcapStats {
+            packets: u64::MAX,
+            ..PcapStats::default()
+        };
+        full.count(&Classified::OtherTcp);
+        full.add(&full.clone());
+        assert_eq!((full.packets, full.other_tcp), (u64::MAX, 2));
+    }
 
     fn frame(flags: u8, src: [u8; 4]) -> Vec<u8> {
         let mut f = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2, 0x08, 0x00];

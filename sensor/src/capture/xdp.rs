@@ -11,11 +11,18 @@ use aya::{
     programs::{ProgramError, Xdp, XdpMode as AyaXdpMode, xdp::XdpLinkId},
 };
 use sensor_common::{
-    ALLOWLIST_MAP, COUNTERS_MAP, PROGRAM_NAME, RECORDS_MAP, SETTINGS_MAP, Settings,
+    ALLOWLIST_MAP, COUNTERS_MAP, DEDUP_MAP, PROGRAM_NAME, RECORDS_MAP, SETTINGS_MAP,
+    SOURCE_BUDGET_MAP, Settings,
 };
 
-use super::counters::CounterSnapshot;
-use crate::config::{Cidr, XdpMode};
+use super::{
+    counters::CounterSnapshot,
+    sizing::{MapPlan, MapRequest, SizingError, plan},
+};
+use crate::{
+    config::{Cidr, XdpMode},
+    net::SourcePrefix,
+};
 
 /// The XDP object built by `build.rs`, embedded so the binary needs no other file.
 static PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sensor"));
@@ -35,6 +42,17 @@ pub enum XdpError {
     /// The kernel refused the object (verifier, missing privileges, BTF, ...).
     #[error("loading the XDP program failed (needs root or CAP_BPF + CAP_NET_ADMIN): {0}")]
     Load(#[from] Box<aya::EbpfError>),
+    /// The possible CPUs of the host could not be read.
+    #[error("reading the possible CPUs ({path}) failed: {source}")]
+    PossibleCpus {
+        /// The file read.
+        path: &'static str,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The map sizes asked for cannot be met.
+    #[error(transparent)]
+    Sizing(#[from] SizingError),
     /// A map the agent needs is not in the object.
     #[error("map `{0}` is missing from the XDP object")]
     MissingMap(&'static str),
@@ -69,10 +87,28 @@ pub enum XdpError {
 pub struct LoadOptions {
     /// Ring buffer size in bytes.
     pub ring_buffer_bytes: u32,
-    /// Runtime knobs written to the settings map.
+    /// Runtime knobs written to the settings map; [`load`] fills in the slot masks, the source
+    /// masks and `allowlist_enabled` itself, and a random hash seed unless one is given (tests
+    /// fix it so that slot collisions are reproducible).
     pub settings: Settings,
     /// Allow-listed source networks.
     pub allowlist: Vec<Cidr>,
+    /// Map sizes wanted.
+    pub maps: MapRequest,
+    /// What one source is for the kernel's per-source budget.
+    pub source_prefix: SourcePrefix,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            ring_buffer_bytes: sensor_common::RECORDS_MAP_BYTES,
+            settings: Settings::DEFAULT,
+            allowlist: Vec::new(),
+            maps: MapRequest::default(),
+            source_prefix: SourcePrefix::default(),
+        }
+    }
 }
 
 /// The mode an attachment actually got.
@@ -102,6 +138,7 @@ pub struct Loaded {
     /// Records from the kernel.
     pub records: Option<RingBuf<MapData>>,
     counters: PerCpuArray<MapData, [u64; sensor_common::Counter::COUNT as usize]>,
+    plan: MapPlan,
 }
 
 impl std::fmt::Debug for Loaded {
@@ -118,18 +155,34 @@ impl std::fmt::Debug for Loaded {
 /// [`XdpError`] when the kernel refuses the program or a map.
 pub fn load(options: &LoadOptions) -> Result<Loaded, XdpError> {
     raise_memlock_limit();
+    let cpus =
+        aya::util::nr_cpus().map_err(|(path, source)| XdpError::PossibleCpus { path, source })?;
+    let plan = plan(&options.maps, u32::try_from(cpus).unwrap_or(u32::MAX))?;
+    tracing::info!(
+        possible_cpus = plan.possible_cpus,
+        dedup_slots_per_cpu = plan.dedup_slots,
+        dedup_bytes = plan.dedup_bytes(),
+        source_slots = plan.source_slots,
+        source_bytes = plan.source_bytes(),
+        ring_buffer_bytes = options.ring_buffer_bytes,
+        total_bytes = plan
+            .bounded_bytes()
+            .saturating_add(u64::from(options.ring_buffer_bytes)),
+        "Kernel maps sized."
+    );
     // No kernel BTF: the program reads no kernel structure, so there is nothing to relocate,
     // and parsing vmlinux BTF would cost the agent tens of MiB of memory.
     let mut ebpf = EbpfLoader::new()
         .btf(None)
         .map_max_entries(RECORDS_MAP, options.ring_buffer_bytes)
+        .map_max_entries(DEDUP_MAP, plan.dedup_slots)
+        .map_max_entries(SOURCE_BUDGET_MAP, plan.source_slots)
         .load(PROGRAM)
         .map_err(|e| XdpError::Load(Box::new(e)))?;
     let program = xdp_program(&mut ebpf)?;
     program.load().map_err(XdpError::Program)?;
 
-    let mut settings = options.settings;
-    settings.allowlist_enabled = u32::from(!options.allowlist.is_empty());
+    let settings = kernel_settings(options, &plan);
     {
         let map = ebpf
             .map_mut(SETTINGS_MAP)
@@ -181,7 +234,25 @@ pub fn load(options: &LoadOptions) -> Result<Loaded, XdpError> {
         links: Vec::new(),
         records: Some(records),
         counters,
+        plan,
     })
+}
+
+/// The settings written to the kernel: the caller's knobs plus what only the loader knows.
+fn kernel_settings(options: &LoadOptions, plan: &MapPlan) -> Settings {
+    let prefix = options.source_prefix;
+    Settings {
+        allowlist_enabled: u32::from(!options.allowlist.is_empty()),
+        dedup_slot_mask: plan.dedup_slots.saturating_sub(1),
+        source_slot_mask: plan.source_slots.saturating_sub(1),
+        source_mask_v4: Settings::source_mask(96 + u32::from(prefix.ipv4.min(32))),
+        source_mask_v6: Settings::source_mask(u32::from(prefix.ipv6.min(128))),
+        hash_seed: match options.settings.hash_seed {
+            0 => rand::random(),
+            fixed => fixed,
+        },
+        ..options.settings
+    }
 }
 
 fn xdp_program(ebpf: &mut Ebpf) -> Result<&mut Xdp, XdpError> {
@@ -270,6 +341,12 @@ impl Loaded {
         }
     }
 
+    /// The map sizes chosen at load.
+    #[must_use]
+    pub const fn map_plan(&self) -> MapPlan {
+        self.plan
+    }
+
     /// Current kernel counters, summed over CPUs.
     ///
     /// # Errors
@@ -278,6 +355,22 @@ impl Loaded {
         CounterSnapshot::read(&self.counters).map_err(|source| XdpError::Map {
             name: COUNTERS_MAP,
             source,
+        })
+    }
+
+    /// A duplicate of the program's fd, for running it from several threads at once with
+    /// [`super::testrun::run`] (tests and benchmarks).
+    ///
+    /// # Errors
+    /// The program is missing or the fd could not be duplicated.
+    pub fn program_fd(&mut self) -> Result<std::os::fd::OwnedFd, XdpError> {
+        let program = xdp_program(&mut self.ebpf)?;
+        let fd = program.fd().map_err(XdpError::Program)?;
+        fd.as_fd().try_clone_to_owned().map_err(|e| {
+            XdpError::Program(ProgramError::SyscallError(aya::sys::SyscallError {
+                call: "dup",
+                io_error: e,
+            }))
         })
     }
 

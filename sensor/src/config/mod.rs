@@ -11,6 +11,7 @@ pub use sections::{
 };
 
 use crate::{
+    capture::sizing,
     format::{Format, FormatContext, Identity},
     output::{OutputConfig, Transport, file::FileConfig},
 };
@@ -203,6 +204,35 @@ impl Config {
             return Err(invalid(
                 "sensor.xdp.drain_interval_ms",
                 format!("{} is outside 1..=1000", xdp.drain_interval_ms),
+            ));
+        }
+        for (field, value, min, max) in [
+            (
+                "sensor.xdp.dedup_slots",
+                xdp.dedup_slots,
+                sizing::MIN_DEDUP_SLOTS,
+                sizing::MAX_DEDUP_SLOTS,
+            ),
+            (
+                "sensor.xdp.source_slots",
+                xdp.source_slots,
+                sizing::MIN_SOURCE_SLOTS,
+                sizing::MAX_SOURCE_SLOTS,
+            ),
+        ] {
+            if let Err(err) = sizing::check_slots(field, value, min, max) {
+                return Err(invalid(field, err.to_string()));
+            }
+        }
+        // The bound must hold the budget table and the smallest cache of one CPU; whether it
+        // fits this host's CPUs is checked (and logged) when the maps are created.
+        if let Err(err) = sizing::plan(&xdp.map_request(), 1) {
+            return Err(invalid("sensor.xdp.max_map_memory_mib", err.to_string()));
+        }
+        if xdp.drain_batch == 0 || xdp.drain_batch > 1 << 20 {
+            return Err(invalid(
+                "sensor.xdp.drain_batch",
+                format!("{} is outside 1..=1048576", xdp.drain_batch),
             ));
         }
         if scan.threshold == 0 {
@@ -582,6 +612,42 @@ mod tests {
         let text = r#"{"sensor": {"xdp": {"dedup_window_ms": 5000}, "portscan": {"idle_timeout_ms": 5000}}}"#;
         let err = Config::parse(text, "x").unwrap_err().to_string();
         assert!(err.contains("sensor.xdp.dedup_window_ms"), "{err}");
+    }
+
+    #[test]
+    fn map_sizes_and_drain_batch_are_checked_by_name() {
+        let config = Config::parse("{}", "x").unwrap();
+        let xdp = &config.sensor.xdp;
+        assert_eq!(
+            (
+                xdp.dedup_slots,
+                xdp.source_slots,
+                xdp.max_map_memory_mib,
+                xdp.drain_batch
+            ),
+            (65_536, 65_536, 64, 4_096)
+        );
+        for (text, field) in [
+            (r#"{"dedup_slots": 3000}"#, "sensor.xdp.dedup_slots"),
+            (r#"{"dedup_slots": 512}"#, "sensor.xdp.dedup_slots"),
+            (r#"{"source_slots": 0}"#, "sensor.xdp.source_slots"),
+            (r#"{"source_slots": 33554432}"#, "sensor.xdp.source_slots"),
+            (
+                r#"{"max_map_memory_mib": 1}"#,
+                "sensor.xdp.max_map_memory_mib",
+            ),
+            (r#"{"drain_batch": 0}"#, "sensor.xdp.drain_batch"),
+        ] {
+            let text = format!(r#"{{"sensor": {{"xdp": {text}}}}}"#);
+            let err = Config::parse(&text, "x").unwrap_err();
+            let ConfigError::Invalid { field: got, .. } = &err else {
+                panic!("{text}: {err}")
+            };
+            assert_eq!(*got, field, "{text}: {err}");
+        }
+        let ok = r#"{"sensor": {"xdp": {"dedup_slots": 1024, "source_slots": 1024,
+            "max_map_memory_mib": 1, "drain_batch": 1}}}"#;
+        assert_eq!(Config::parse(ok, "x").unwrap().sensor.xdp.drain_batch, 1);
     }
 
     #[test]

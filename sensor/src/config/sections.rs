@@ -110,7 +110,8 @@ pub struct XdpConfig {
     pub ring_buffer_bytes: u32,
     /// Identical probes (source, destination, port, kind) within this window give one record.
     pub dedup_window_ms: u64,
-    /// Records per second allowed per source and CPU (0: unlimited).
+    /// Records per second allowed per source, all CPUs together (0: unlimited). A source is
+    /// the address masked to `sensor.source_prefix` (IPv4 /32, IPv6 /64 by default).
     pub source_budget: u32,
     /// Records per second allowed per CPU (0: unlimited).
     pub cpu_budget: u32,
@@ -120,6 +121,18 @@ pub struct XdpConfig {
     pub drain_interval_ms: u64,
     /// Kernel counters are logged this often (0: only at exit).
     pub stats_interval_secs: u64,
+    /// Deduplication slots per CPU at most (a power of two, 1024 to 4,194,304); fewer on hosts
+    /// where `max_map_memory_mib` would be exceeded.
+    pub dedup_slots: u32,
+    /// Slots of the per-source budget table shared by all CPUs (a power of two, 1024 to
+    /// 16,777,216).
+    pub source_slots: u32,
+    /// Memory the deduplication cache (per CPU) and the source-budget table may take together,
+    /// MiB; the loader shrinks the cache per CPU to fit.
+    pub max_map_memory_mib: u32,
+    /// Records (XDP) or observations (libpcap) folded in per turn of the agent's loop, so
+    /// that shutdown, service events and statistics interleave with draining under any load.
+    pub drain_batch: usize,
 }
 
 impl Default for XdpConfig {
@@ -134,6 +147,10 @@ impl Default for XdpConfig {
             wakeup_bytes: 64 * 1024,
             drain_interval_ms: 20,
             stats_interval_secs: 60,
+            dedup_slots: sensor_common::DEDUP_SLOTS,
+            source_slots: sensor_common::SOURCE_BUDGET_SLOTS,
+            max_map_memory_mib: 64,
+            drain_batch: 4_096,
         }
     }
 }
@@ -165,6 +182,18 @@ impl Default for PortscanConfig {
             max_window_secs: 60,
             max_tracked: 65_536,
             max_memory_mib: 64,
+        }
+    }
+}
+
+impl XdpConfig {
+    /// The map sizes asked of the loader.
+    #[must_use]
+    pub fn map_request(&self) -> crate::capture::sizing::MapRequest {
+        crate::capture::sizing::MapRequest {
+            dedup_slots: self.dedup_slots,
+            source_slots: self.source_slots,
+            max_bytes: u64::from(self.max_map_memory_mib).saturating_mul(1 << 20),
         }
     }
 }

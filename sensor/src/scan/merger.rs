@@ -1,5 +1,9 @@
 //! Folds probe observations into one report per (source, destination) scan.
 //!
+//! A source is [`SourcePrefix::key`] of the address (IPv4 /32, IPv6 /64 by default), the one
+//! notion of source the kernel budget, the services and the incidents use: a sweep rotating
+//! addresses inside one IPv6 /64 is one scan, reported with the first address seen.
+//!
 //! Pure: time is an input (monotonic nanoseconds from the records), so tests are deterministic.
 //! A scan closes when it has been idle for `idle_timeout`; one still running after `max_window`
 //! is reported and continues in follow-up reports (one per window). A closed scan is reported if
@@ -13,7 +17,11 @@ use lru::LruCache;
 use sensor_common::ProbeKind;
 
 use super::PortSet;
-use crate::{capture::Observation, config::PortscanConfig};
+use crate::{
+    capture::Observation,
+    config::PortscanConfig,
+    net::{SourceKey, SourcePrefix},
+};
 
 /// A scan ready to be reported.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +59,8 @@ pub struct MergerStats {
 
 #[derive(Debug)]
 struct Scan {
+    /// First address seen from the source in this report.
+    src: IpAddr,
     ports: PortSet,
     kinds: u8,
     window_start_ns: u64,
@@ -60,8 +70,9 @@ struct Scan {
 }
 
 impl Scan {
-    fn new(now: u64) -> Self {
+    fn new(src: IpAddr, now: u64) -> Self {
         Self {
+            src,
             ports: PortSet::default(),
             kinds: 0,
             window_start_ns: now,
@@ -78,9 +89,10 @@ pub struct Merger {
     threshold: usize,
     idle_ns: u64,
     window_ns: u64,
-    /// Keyed by (source, destination). foldhash: several times faster than SipHash here, and
-    /// seeded per process, so spoofed sources cannot aim at one bucket chain.
-    scans: LruCache<(IpAddr, IpAddr), Scan, foldhash::fast::RandomState>,
+    /// Keyed by (source key, destination). foldhash: several times faster than SipHash here,
+    /// and seeded per process, so spoofed sources cannot aim at one bucket chain.
+    scans: LruCache<(SourceKey, IpAddr), Scan, foldhash::fast::RandomState>,
+    source_prefix: SourcePrefix,
     /// Heap bytes held by all port sets, kept below `max_port_bytes`.
     port_bytes: usize,
     max_port_bytes: usize,
@@ -97,10 +109,19 @@ impl Merger {
             idle_ns: u64::try_from(config.idle_timeout().as_nanos()).unwrap_or(u64::MAX),
             window_ns: u64::try_from(config.max_window().as_nanos()).unwrap_or(u64::MAX),
             scans: LruCache::with_hasher(cap, foldhash::fast::RandomState::default()),
+            source_prefix: SourcePrefix::default(),
             port_bytes: 0,
             max_port_bytes: config.max_memory_mib.max(1).saturating_mul(1 << 20),
             stats: MergerStats::default(),
         }
+    }
+
+    /// The same merger with sources masked to `prefix` (`sensor.source_prefix`) instead of the
+    /// default IPv4 /32, IPv6 /64.
+    #[must_use]
+    pub const fn with_source_prefix(mut self, prefix: SourcePrefix) -> Self {
+        self.source_prefix = prefix;
+        self
     }
 
     /// Counters so far.
@@ -123,40 +144,43 @@ impl Merger {
 
     /// Folds one observation in; reports that became due are appended to `out`.
     pub fn observe(&mut self, obs: &Observation, out: &mut Vec<ScanReport>) {
-        self.stats.observations += 1;
+        self.stats.observations = self.stats.observations.saturating_add(1);
         let now = obs.ts_ns;
-        let key = (obs.src, obs.dst);
+        let key = (self.source_prefix.key(obs.src), obs.dst);
         if let Some(scan) = self.scans.get_mut(&key) {
             if now.saturating_sub(scan.last_ns) >= self.idle_ns {
                 // The sweep has not run since this scan went idle: close it first.
-                let old = std::mem::replace(scan, Scan::new(now));
-                self.port_bytes -= old.ports.heap_bytes();
-                Self::close(&mut self.stats, self.threshold, key, old, out);
+                let old = std::mem::replace(scan, Scan::new(obs.src, now));
+                self.port_bytes = self.port_bytes.saturating_sub(old.ports.heap_bytes());
+                Self::close(&mut self.stats, self.threshold, key.1, old, out);
             } else if now.saturating_sub(scan.window_start_ns) >= self.window_ns {
-                // Long scan: report this window, continue in a follow-up.
-                let old = std::mem::replace(scan, Scan::new(now));
-                self.port_bytes -= old.ports.heap_bytes();
+                // Long scan: report this window, continue in a follow-up (same first address).
+                let old = std::mem::replace(scan, Scan::new(scan.src, now));
+                self.port_bytes = self.port_bytes.saturating_sub(old.ports.heap_bytes());
                 let was_reported = old.reported;
-                let reported_now = Self::close(&mut self.stats, self.threshold, key, old, out);
+                let reported_now = Self::close(&mut self.stats, self.threshold, key.1, old, out);
                 scan.reported = was_reported || reported_now;
             }
             let before = scan.ports.heap_bytes();
             scan.ports.insert(obs.dst_port);
-            self.port_bytes = self.port_bytes + scan.ports.heap_bytes() - before;
+            self.port_bytes = self
+                .port_bytes
+                .saturating_add(scan.ports.heap_bytes())
+                .saturating_sub(before);
             scan.kinds |= 1 << (obs.kind as u32);
             scan.last_ns = scan.last_ns.max(now);
             scan.first_ns = scan.first_ns.min(now);
         } else {
-            let mut scan = Scan::new(now);
+            let mut scan = Scan::new(obs.src, now);
             scan.ports.insert(obs.dst_port);
             scan.kinds |= 1 << (obs.kind as u32);
-            self.port_bytes += scan.ports.heap_bytes();
+            self.port_bytes = self.port_bytes.saturating_add(scan.ports.heap_bytes());
             if let Some((old_key, old)) = self.scans.push(key, scan)
                 && old_key != key
             {
-                self.port_bytes -= old.ports.heap_bytes();
+                self.port_bytes = self.port_bytes.saturating_sub(old.ports.heap_bytes());
                 self.stats.evicted += 1;
-                Self::close(&mut self.stats, self.threshold, old_key, old, out);
+                Self::close(&mut self.stats, self.threshold, old_key.1, old, out);
             }
         }
         // Memory bound: close the least recently active scans (reporting those that qualify)
@@ -165,9 +189,9 @@ impl Merger {
             let Some((old_key, old)) = self.scans.pop_lru() else {
                 break;
             };
-            self.port_bytes -= old.ports.heap_bytes();
+            self.port_bytes = self.port_bytes.saturating_sub(old.ports.heap_bytes());
             self.stats.evicted += 1;
-            Self::close(&mut self.stats, self.threshold, old_key, old, out);
+            Self::close(&mut self.stats, self.threshold, old_key.1, old, out);
         }
     }
 
@@ -177,18 +201,18 @@ impl Merger {
             if now_ns.saturating_sub(scan.last_ns) < self.idle_ns {
                 break;
             }
-            if let Some((key, scan)) = self.scans.pop_lru() {
-                self.port_bytes -= scan.ports.heap_bytes();
-                Self::close(&mut self.stats, self.threshold, key, scan, out);
+            if let Some(((_, dst), scan)) = self.scans.pop_lru() {
+                self.port_bytes = self.port_bytes.saturating_sub(scan.ports.heap_bytes());
+                Self::close(&mut self.stats, self.threshold, dst, scan, out);
             }
         }
     }
 
     /// Closes every scan (at shutdown); reports are appended to `out`.
     pub fn flush(&mut self, out: &mut Vec<ScanReport>) {
-        while let Some((key, scan)) = self.scans.pop_lru() {
-            self.port_bytes -= scan.ports.heap_bytes();
-            Self::close(&mut self.stats, self.threshold, key, scan, out);
+        while let Some(((_, dst), scan)) = self.scans.pop_lru() {
+            self.port_bytes = self.port_bytes.saturating_sub(scan.ports.heap_bytes());
+            Self::close(&mut self.stats, self.threshold, dst, scan, out);
         }
     }
 
@@ -196,7 +220,7 @@ impl Merger {
     fn close(
         stats: &mut MergerStats,
         threshold: usize,
-        (src, dst): (IpAddr, IpAddr),
+        dst: IpAddr,
         scan: Scan,
         out: &mut Vec<ScanReport>,
     ) -> bool {
@@ -212,7 +236,7 @@ impl Merger {
             stats.follow_ups += 1;
         }
         out.push(ScanReport {
-            src,
+            src: scan.src,
             dst,
             ports: scan.ports.to_vec(),
             kinds: ProbeKind::ALL
@@ -331,6 +355,59 @@ mod tests {
         let v6 = out.iter().find(|r| r.src.is_ipv6()).unwrap();
         assert_eq!(v6.ports, vec![101, 102, 103]);
         assert_eq!(v6.kinds, vec![ProbeKind::Null]);
+    }
+
+    #[test]
+    fn a_sweep_rotating_addresses_inside_one_v6_slash_64_is_one_scan() {
+        let mut m = Merger::new(&config());
+        let mut items = Vec::new();
+        for p in 1..=40u16 {
+            // A new address of 2001:db8:1:2::/64 for every port, and one probe from the next
+            // /64 for each of the first three ports.
+            items.push(obs(
+                &format!("2001:db8:1:2:{p:x}::{p:x}"),
+                p,
+                ProbeKind::Syn,
+                u64::from(p) * MS,
+            ));
+            if p <= 3 {
+                items.push(obs("2001:db8:1:3::1", p, ProbeKind::Syn, u64::from(p) * MS));
+            }
+        }
+        assert!(run(&mut m, &items).is_empty());
+        assert_eq!(m.tracked(), 2);
+        let mut out = Vec::new();
+        m.flush(&mut out);
+        out.sort_by_key(|r| r.ports.len());
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].src, "2001:db8:1:3::1".parse::<IpAddr>().unwrap());
+        assert_eq!(out[0].ports, vec![1, 2, 3]);
+        assert_eq!(
+            out[1].src,
+            "2001:db8:1:2:1::1".parse::<IpAddr>().unwrap(),
+            "the first address seen"
+        );
+        assert_eq!(out[1].ports, (1..=40).collect::<Vec<u16>>());
+    }
+
+    #[test]
+    fn v4_sources_stay_per_address_unless_the_prefix_says_otherwise() {
+        let items: Vec<_> = (1..=3u16)
+            .map(|p| obs(&format!("198.18.1.{p}"), p, ProbeKind::Syn, u64::from(p)))
+            .collect();
+        let mut m = Merger::new(&config());
+        run(&mut m, &items);
+        assert_eq!(m.tracked(), 3);
+        let mut out = Vec::new();
+        m.flush(&mut out);
+        assert!(out.is_empty(), "three single-port probes are no scan");
+        let prefix = crate::net::SourcePrefix { ipv4: 24, ipv6: 64 };
+        let mut m = Merger::new(&config()).with_source_prefix(prefix);
+        run(&mut m, &items);
+        m.flush(&mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].src, "198.18.1.1".parse::<IpAddr>().unwrap());
+        assert_eq!(out[0].ports, vec![1, 2, 3]);
     }
 
     #[test]

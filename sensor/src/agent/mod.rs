@@ -166,7 +166,7 @@ pub async fn run(
     }
     let xdp_cfg = &config.sensor.xdp;
     let (sink, mut service_events) = mpsc::channel(SERVICE_QUEUE);
-    let services = crate::services::start(&config, sink, &shutdown).await?;
+    let services = crate::services::start(&config.services_plan(), sink, &shutdown).await?;
     let mut source = match options.capture {
         CaptureMode::Xdp => {
             Source::xdp(&config, &interfaces, options.mode.unwrap_or(xdp_cfg.mode))?

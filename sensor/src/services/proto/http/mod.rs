@@ -25,6 +25,7 @@ pub mod skin;
 use std::{collections::HashMap, sync::Arc};
 
 use base64::Engine;
+use serde::Deserialize;
 use serde_json::{Map, Value};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::TlsAcceptor;
@@ -33,12 +34,14 @@ use self::{
     request::{ReadError, Request, read_request},
     skin::{Skin, Style, TemplateRequest},
 };
-use super::{
+use crate::services::{
     Context, ServiceError,
-    config::HttpConfig,
-    listen::Handler,
-    session::{Conn, Session, SessionError},
-    tls::{self, Subject},
+    framework::{
+        conn::Conn,
+        session::{Session, SessionError},
+        tcp::{Handler, TcpProtocol},
+        tls::{self, Subject},
+    },
 };
 
 /// Requests served on one connection before it is closed (Apache's `MaxKeepAliveRequests`).
@@ -68,7 +71,7 @@ const PASSWORD_KEYS: &[&str] = &[
     "secret",
 ];
 
-struct Http {
+struct HttpServer {
     skin: Arc<Skin>,
     basic_auth: bool,
     username: Option<String>,
@@ -76,7 +79,7 @@ struct Http {
     tls: Option<TlsAcceptor>,
 }
 
-impl std::fmt::Debug for Http {
+impl std::fmt::Debug for HttpServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Http")
             .field("skin", &self.skin.name)
@@ -85,17 +88,66 @@ impl std::fmt::Debug for Http {
     }
 }
 
-/// The session handler for one HTTP (`tls` false) or HTTPS instance.
-///
-/// # Errors
-/// [`ServiceError::Setup`] when the skin or the certificate cannot be loaded.
-pub fn handler(config: &HttpConfig, ctx: &Context, tls: bool) -> Result<Handler, ServiceError> {
-    let service = if tls { "https" } else { "http" };
-    let setup = |message: String| ServiceError::Setup {
-        service,
-        port: config.port,
-        message,
-    };
+/// An HTTP or HTTPS instance.
+#[derive(Debug, Clone, Deserialize)]
+pub struct HttpConfig {
+    /// Skin: a folder name under the skin directories; default `default_apache`.
+    #[serde(default)]
+    pub skin: Option<String>,
+    /// Ask for HTTP Basic authentication on every request.
+    #[serde(default)]
+    pub basic_auth: bool,
+    /// User accepted by Basic authentication.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password accepted by Basic authentication.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Certificate subject (HTTPS): common name; default the host name.
+    #[serde(default)]
+    pub common_name: Option<String>,
+    /// Certificate subject: organisation.
+    #[serde(default)]
+    pub organization_name: Option<String>,
+    /// Certificate subject: country (two letters).
+    #[serde(default)]
+    pub country_name: Option<String>,
+    /// Certificate subject: state or province.
+    #[serde(default)]
+    pub state_or_province_name: Option<String>,
+    /// Certificate subject: locality.
+    #[serde(default)]
+    pub locality_name: Option<String>,
+}
+
+/// HTTP.
+#[derive(Debug)]
+pub struct Http;
+
+/// HTTPS: HTTP over TLS with a self-signed certificate.
+#[derive(Debug)]
+pub struct Https;
+
+impl TcpProtocol for Http {
+    type Config = HttpConfig;
+
+    /// Loads the skin (from disk for a skin folder: this runs on the blocking pool).
+    fn handler(config: HttpConfig, ctx: &Context) -> Result<Handler, ServiceError> {
+        handler(&config, ctx, false)
+    }
+}
+
+impl TcpProtocol for Https {
+    type Config = HttpConfig;
+
+    /// Loads the skin and generates (once) or loads the certificate.
+    fn handler(config: HttpConfig, ctx: &Context) -> Result<Handler, ServiceError> {
+        handler(&config, ctx, true)
+    }
+}
+
+fn handler(config: &HttpConfig, ctx: &Context, tls: bool) -> Result<Handler, ServiceError> {
+    let setup = |message: String| ctx.setup_error(message);
     let skin_name = config.skin.as_deref().unwrap_or("default_apache");
     let skin = skin::load(skin_name, &ctx.limits.skin_dirs, &ctx.hostname, &ctx.domain)
         .map_err(|e| setup(e.to_string()))?;
@@ -113,7 +165,7 @@ pub fn handler(config: &HttpConfig, ctx: &Context, tls: bool) -> Result<Handler,
         };
         let server = tls::server_config(
             &ctx.state_dir(),
-            &format!("https-{}", config.port),
+            &format!("https-{}", ctx.port),
             &subject,
             &[b"http/1.1"],
         )
@@ -122,7 +174,7 @@ pub fn handler(config: &HttpConfig, ctx: &Context, tls: bool) -> Result<Handler,
     } else {
         None
     };
-    let http = Arc::new(Http {
+    let http = Arc::new(HttpServer {
         skin,
         basic_auth: config.basic_auth,
         username: config.username.clone(),
@@ -430,7 +482,7 @@ fn bad_request(style: Style, status: u16) -> Vec<u8> {
 }
 
 async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
-    http: &Http,
+    http: &HttpServer,
     mut session: Session,
     mut conn: Conn<S>,
 ) -> Result<(), SessionError> {

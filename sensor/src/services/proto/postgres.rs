@@ -19,16 +19,19 @@
 use std::sync::Arc;
 
 use bytes::{BufMut, BytesMut};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::TlsAcceptor;
 
-use super::{
+use crate::services::{
     Context, ServiceError,
-    config::PostgresConfig,
-    listen::Handler,
-    session::{Conn, Session, SessionError, lossy},
-    tls::{self, Subject},
+    framework::{
+        conn::Conn,
+        session::{Session, SessionError, lossy},
+        tcp::{Handler, TcpProtocol},
+        tls::{self, Subject},
+    },
 };
 
 const PROTOCOL_3: u32 = 196_608;
@@ -38,12 +41,12 @@ const CANCEL_REQUEST: u32 = 80_877_102;
 /// PostgreSQL refuses startup packets longer than this.
 const MAX_STARTUP: usize = 10_000;
 
-struct Postgres {
+struct PostgresServer {
     version: String,
     tls: Option<TlsAcceptor>,
 }
 
-impl std::fmt::Debug for Postgres {
+impl std::fmt::Debug for PostgresServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Postgres")
             .field("version", &self.version)
@@ -52,39 +55,51 @@ impl std::fmt::Debug for Postgres {
     }
 }
 
-/// The session handler for one PostgreSQL instance.
-///
-/// # Errors
-/// [`ServiceError::Setup`] when the certificate cannot be generated or loaded.
-pub fn handler(config: &PostgresConfig, ctx: &Context) -> Result<Handler, ServiceError> {
-    let tls = if config.ssl.unwrap_or(true) {
-        let subject = Subject {
-            common_name: ctx.hostname.clone(),
-            ..Subject::default()
+/// A PostgreSQL instance.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PostgresConfig {
+    /// `server_version` reported; default `15.8`.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Accept TLS (`SSLRequest`), so that `sslmode=require` clients log in too; default true.
+    #[serde(default)]
+    pub ssl: Option<bool>,
+}
+
+/// The PostgreSQL protocol.
+#[derive(Debug)]
+pub struct Postgres;
+
+impl TcpProtocol for Postgres {
+    type Config = PostgresConfig;
+
+    /// Generates (once) or loads the certificate when TLS is on.
+    fn handler(config: PostgresConfig, ctx: &Context) -> Result<Handler, ServiceError> {
+        let tls = if config.ssl.unwrap_or(true) {
+            let subject = Subject {
+                common_name: ctx.hostname.clone(),
+                ..Subject::default()
+            };
+            let server = tls::server_config(
+                &ctx.state_dir(),
+                &format!("postgres-{}", ctx.port),
+                &subject,
+                &[],
+            )
+            .map_err(|err| ctx.setup_error(err.to_string()))?;
+            Some(TlsAcceptor::from(server))
+        } else {
+            None
         };
-        let server = tls::server_config(
-            &ctx.state_dir(),
-            &format!("postgres-{}", config.port),
-            &subject,
-            &[],
-        )
-        .map_err(|err| ServiceError::Setup {
-            service: "postgres",
-            port: config.port,
-            message: err.to_string(),
-        })?;
-        Some(TlsAcceptor::from(server))
-    } else {
-        None
-    };
-    let pg = Arc::new(Postgres {
-        version: config.version.clone().unwrap_or_else(|| "15.8".to_owned()),
-        tls,
-    });
-    Ok(Arc::new(move |session, stream| {
-        let pg = Arc::clone(&pg);
-        Box::pin(async move { serve(&pg, session, stream).await })
-    }))
+        let pg = Arc::new(PostgresServer {
+            version: config.version.unwrap_or_else(|| "15.8".to_owned()),
+            tls,
+        });
+        Ok(Arc::new(move |session, stream| {
+            let pg = Arc::clone(&pg);
+            Box::pin(async move { serve(&pg, session, stream).await })
+        }))
+    }
 }
 
 /// An `ErrorResponse` as the server builds it.
@@ -147,7 +162,7 @@ pub fn parse_parameters(body: &[u8]) -> Vec<(String, String)> {
 }
 
 async fn serve(
-    pg: &Postgres,
+    pg: &PostgresServer,
     session: Session,
     stream: tokio::net::TcpStream,
 ) -> Result<(), SessionError> {
@@ -206,7 +221,7 @@ async fn serve(
 }
 
 async fn startup<S: AsyncRead + AsyncWrite + Unpin>(
-    pg: &Postgres,
+    pg: &PostgresServer,
     mut session: Session,
     mut conn: Conn<S>,
     plain_startup: Option<bytes::Bytes>,

@@ -20,13 +20,16 @@
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::{
-    Context,
-    config::MysqlConfig,
-    listen::Handler,
-    session::{Conn, Session, SessionError, lossy},
+use crate::services::{
+    Context, ServiceError,
+    framework::{
+        conn::Conn,
+        session::{Session, SessionError, lossy},
+        tcp::{Handler, TcpProtocol},
+    },
 };
 
 const DEFAULT_VERSION: &str = "8.0.36";
@@ -45,30 +48,47 @@ const CLIENT_PLUGIN_AUTH_LENENC: u32 = 1 << 21;
 const SERVER_CAPABILITIES: u32 = 0x01ff_ffff & !CLIENT_SSL;
 
 #[derive(Debug)]
-struct Mysql {
+struct MysqlServer {
     version: String,
     plugin: String,
     ask_cleartext: bool,
 }
 
-/// The session handler for one MySQL instance.
-#[must_use]
-pub fn handler(config: &MysqlConfig, _ctx: &Context) -> Handler {
-    let mysql = Arc::new(Mysql {
-        version: config
-            .version
-            .clone()
-            .unwrap_or_else(|| DEFAULT_VERSION.to_owned()),
-        plugin: config
-            .auth_plugin
-            .clone()
-            .unwrap_or_else(|| DEFAULT_PLUGIN.to_owned()),
-        ask_cleartext: config.ask_cleartext.unwrap_or(true),
-    });
-    Arc::new(move |session, stream| {
-        let mysql = Arc::clone(&mysql);
-        Box::pin(async move { serve(&mysql, session, stream).await })
-    })
+/// A MySQL instance.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MysqlConfig {
+    /// Server version announced; default `8.0.36`.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Authentication plugin announced; default `mysql_native_password`.
+    #[serde(default)]
+    pub auth_plugin: Option<String>,
+    /// After the hashed response, ask the client to resend its password in cleartext
+    /// (`mysql_clear_password`); clients that allow it reveal the password. Default true.
+    #[serde(default)]
+    pub ask_cleartext: Option<bool>,
+}
+
+/// The MySQL protocol.
+#[derive(Debug)]
+pub struct Mysql;
+
+impl TcpProtocol for Mysql {
+    type Config = MysqlConfig;
+
+    fn handler(config: MysqlConfig, _ctx: &Context) -> Result<Handler, ServiceError> {
+        let mysql = Arc::new(MysqlServer {
+            version: config.version.unwrap_or_else(|| DEFAULT_VERSION.to_owned()),
+            plugin: config
+                .auth_plugin
+                .unwrap_or_else(|| DEFAULT_PLUGIN.to_owned()),
+            ask_cleartext: config.ask_cleartext.unwrap_or(true),
+        });
+        Ok(Arc::new(move |session, stream| {
+            let mysql = Arc::clone(&mysql);
+            Box::pin(async move { serve(&mysql, session, stream).await })
+        }))
+    }
 }
 
 /// Builds the server greeting (packet payload).
@@ -246,7 +266,7 @@ fn error_packet(seq: u8, code: u16, state: &str, message: &str) -> Vec<u8> {
 }
 
 async fn serve(
-    mysql: &Mysql,
+    mysql: &MysqlServer,
     mut session: Session,
     stream: tokio::net::TcpStream,
 ) -> Result<(), SessionError> {

@@ -19,13 +19,16 @@
 
 use std::sync::Arc;
 
+use serde::Deserialize;
 use serde_json::Value;
 
-use super::{
-    Context,
-    config::FtpConfig,
-    listen::Handler,
-    session::{Conn, Session, SessionError, extra, lossy},
+use crate::services::{
+    Context, ServiceError,
+    framework::{
+        conn::Conn,
+        session::{Session, SessionError, extra, lossy},
+        tcp::{Handler, TcpProtocol},
+    },
 };
 
 const DEFAULT_BANNER: &str = "Microsoft FTP Service";
@@ -34,31 +37,48 @@ const FEAT: &str = "211-Extended features supported:\r\n LANG EN*\r\n UTF8\r\n A
 
 /// The FTP instance's settings, resolved.
 #[derive(Debug)]
-struct Ftp {
+struct FtpServer {
     banner: String,
     username: Option<String>,
     password: Option<String>,
 }
 
-/// The session handler for one FTP instance.
-#[must_use]
-pub fn handler(config: &FtpConfig, _ctx: &Context) -> Handler {
-    let ftp = Arc::new(Ftp {
-        banner: config
-            .banner
-            .clone()
-            .unwrap_or_else(|| DEFAULT_BANNER.to_owned()),
-        username: config.username.clone(),
-        password: config.password.clone(),
-    });
-    Arc::new(move |session, stream| {
-        let ftp = Arc::clone(&ftp);
-        Box::pin(async move { serve(&ftp, session, stream).await })
-    })
+/// An FTP instance.
+#[derive(Debug, Clone, Deserialize)]
+pub struct FtpConfig {
+    /// Greeting after `220 `; default `Microsoft FTP Service`.
+    #[serde(default)]
+    pub banner: Option<String>,
+    /// Accepted user (Trapster `username`); when null every login fails.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Accepted password.
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+/// The FTP protocol.
+#[derive(Debug)]
+pub struct Ftp;
+
+impl TcpProtocol for Ftp {
+    type Config = FtpConfig;
+
+    fn handler(config: FtpConfig, _ctx: &Context) -> Result<Handler, ServiceError> {
+        let ftp = Arc::new(FtpServer {
+            banner: config.banner.unwrap_or_else(|| DEFAULT_BANNER.to_owned()),
+            username: config.username,
+            password: config.password,
+        });
+        Ok(Arc::new(move |session, stream| {
+            let ftp = Arc::clone(&ftp);
+            Box::pin(async move { serve(&ftp, session, stream).await })
+        }))
+    }
 }
 
 async fn serve(
-    ftp: &Ftp,
+    ftp: &FtpServer,
     mut session: Session,
     stream: tokio::net::TcpStream,
 ) -> Result<(), SessionError> {

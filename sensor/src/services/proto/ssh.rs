@@ -40,15 +40,17 @@ use russh::{
         Session as RusshSession,
     },
 };
+use serde::Deserialize;
 use serde_json::{Map, Value};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::{
+use crate::services::{
     Context, ServiceError,
-    config::SshConfig,
-    listen::Handler,
-    session::{Session, SessionError},
-    tls::write_private,
+    framework::{
+        session::{Session, SessionError},
+        tcp::{Handler, TcpProtocol},
+        tls::write_private,
+    },
 };
 
 const DEFAULT_VERSION: &str = "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u7";
@@ -144,26 +146,45 @@ fn host_keys(dir: &Path, port: u16) -> Result<Vec<PrivateKey>, String> {
 }
 
 #[derive(Debug)]
-struct Ssh {
+struct SshServer {
     config: Arc<Config>,
     users: BTreeMap<String, String>,
     banner: Option<String>,
     hostname: String,
 }
 
-/// The session handler for one SSH instance.
-///
-/// # Errors
-/// [`ServiceError::Setup`] when the host keys cannot be loaded or generated.
-pub fn handler(config: &SshConfig, ctx: &Context) -> Result<Handler, ServiceError> {
-    let keys = host_keys(&ctx.state_dir(), config.port).map_err(|message| ServiceError::Setup {
-        service: "ssh",
-        port: config.port,
-        message,
-    })?;
+/// An SSH instance.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SshConfig {
+    /// Identification string sent first; default `SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u7`.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Pre-authentication banner, if any.
+    #[serde(default)]
+    pub banner: Option<String>,
+    /// Accepted user/password pairs (Trapster `users`); logins always fail when empty.
+    #[serde(default)]
+    pub users: BTreeMap<String, String>,
+}
+
+/// The SSH protocol.
+#[derive(Debug)]
+pub struct Ssh;
+
+impl TcpProtocol for Ssh {
+    type Config = SshConfig;
+
+    /// Loads the host keys, generating the missing ones (RSA 3072 takes a while: this runs on
+    /// the blocking pool, never on the runtime).
+    fn handler(config: SshConfig, ctx: &Context) -> Result<Handler, ServiceError> {
+        handler(config, ctx)
+    }
+}
+
+fn handler(config: SshConfig, ctx: &Context) -> Result<Handler, ServiceError> {
+    let keys = host_keys(&ctx.state_dir(), ctx.port).map_err(|message| ctx.setup_error(message))?;
     let version = config
         .version
-        .clone()
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| DEFAULT_VERSION.to_owned());
     let mut methods = MethodSet::empty();
@@ -189,10 +210,10 @@ pub fn handler(config: &SshConfig, ctx: &Context) -> Result<Handler, ServiceErro
         nodelay: true,
         ..Config::default()
     };
-    let ssh = Arc::new(Ssh {
+    let ssh = Arc::new(SshServer {
         config: Arc::new(russh_config),
-        users: config.users.clone(),
-        banner: config.banner.clone().filter(|b| !b.is_empty()),
+        users: config.users,
+        banner: config.banner.filter(|b| !b.is_empty()),
         hostname: ctx.hostname.clone(),
     });
     Ok(Arc::new(move |session, stream| {
@@ -202,7 +223,7 @@ pub fn handler(config: &SshConfig, ctx: &Context) -> Result<Handler, ServiceErro
 }
 
 async fn serve(
-    ssh: &Ssh,
+    ssh: &SshServer,
     session: Session,
     stream: tokio::net::TcpStream,
 ) -> Result<(), SessionError> {

@@ -20,14 +20,17 @@
 
 use std::sync::Arc;
 
+use serde::Deserialize;
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::{
-    Context,
-    config::TelnetConfig,
-    listen::Handler,
-    session::{Conn, Session, SessionError, extra, lossy},
+use crate::services::{
+    Context, ServiceError,
+    framework::{
+        conn::Conn,
+        session::{Session, SessionError, extra, lossy},
+        tcp::{Handler, TcpProtocol},
+    },
 };
 
 const IAC: u8 = 255;
@@ -78,17 +81,31 @@ fn leak_prompt(prompt: String) -> &'static str {
     Box::leak(prompt.into_boxed_str())
 }
 
-/// The session handler for one Telnet instance.
-#[must_use]
-pub fn handler(config: &TelnetConfig, ctx: &Context) -> Handler {
-    let profile = Arc::new(profile(
-        config.version.as_deref().unwrap_or(""),
-        &ctx.hostname,
-    ));
-    Arc::new(move |session, stream| {
-        let profile = Arc::clone(&profile);
-        Box::pin(async move { serve(&profile, session, stream).await })
-    })
+/// A Telnet instance.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TelnetConfig {
+    /// The device imitated (Trapster `version`): `Cisco IOS`, `D-Link DSL router`, ...
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
+/// The Telnet protocol.
+#[derive(Debug)]
+pub struct Telnet;
+
+impl TcpProtocol for Telnet {
+    type Config = TelnetConfig;
+
+    fn handler(config: TelnetConfig, ctx: &Context) -> Result<Handler, ServiceError> {
+        let profile = Arc::new(profile(
+            config.version.as_deref().unwrap_or(""),
+            &ctx.hostname,
+        ));
+        Ok(Arc::new(move |session, stream| {
+            let profile = Arc::clone(&profile);
+            Box::pin(async move { serve(&profile, session, stream).await })
+        }))
+    }
 }
 
 async fn serve(

@@ -4,7 +4,10 @@
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::services::session::{Conn, Session, SessionError};
+use crate::services::framework::{
+    conn::Conn,
+    session::{Session, SessionError},
+};
 
 /// Most header lines accepted in one request.
 const MAX_HEADERS: usize = 100;

@@ -139,7 +139,7 @@ enum Refused {
 }
 
 /// The bytes a pseudo-session may have sent in all, having received `received`.
-fn reply_budget(limits: &ServiceLimits, received: u64) -> u64 {
+pub(super) fn reply_budget(limits: &ServiceLimits, received: u64) -> u64 {
     let allowance = u64::try_from(limits.udp_reply_allowance_bytes).unwrap_or(u64::MAX);
     received
         .saturating_mul(u64::from(limits.udp_reply_factor))
@@ -155,14 +155,14 @@ struct Bucket {
 
 /// Per-source reply rate (token buckets), bounded in size.
 #[derive(Debug)]
-struct Rates {
+pub(super) struct Rates {
     per_sec: u64,
     max: usize,
     buckets: HashMap<SourceKey, Bucket>,
 }
 
 impl Rates {
-    fn new(per_sec: u32, max: usize) -> Self {
+    pub(super) fn new(per_sec: u32, max: usize) -> Self {
         Self {
             per_sec: u64::from(per_sec),
             max,
@@ -184,7 +184,7 @@ impl Rates {
     }
 
     /// Takes one reply's token for `source`; false when it has none (or no bucket can be kept).
-    fn take(&mut self, source: SourceKey, now: Instant) -> bool {
+    pub(super) fn take(&mut self, source: SourceKey, now: Instant) -> bool {
         let capacity = self.capacity();
         let current = match self.buckets.get(&source) {
             Some(bucket) => self.refill(*bucket, now),
@@ -212,7 +212,7 @@ impl Rates {
     }
 
     /// Forgets buckets that have refilled (they are the same as no bucket).
-    fn sweep(&mut self, now: Instant) {
+    pub(super) fn sweep(&mut self, now: Instant) {
         let capacity = self.capacity();
         let full: Vec<SourceKey> = self
             .buckets

@@ -15,7 +15,8 @@
 //! Every command line becomes an `ftp.data` event with its raw bytes (as Trapster does).
 //! Commands are read line by line from a buffer, so a client that pipelines `USER` and `PASS`
 //! in one segment is logged exactly like one that waits for each reply. Data connections are
-//! never opened: transfer commands get `425`.
+//! never opened: transfer commands get `425`. A line longer than `max_line_bytes` is logged as
+//! `ftp.data` (its first bytes) and ends the session.
 
 use std::sync::Arc;
 
@@ -88,7 +89,14 @@ async fn serve(
     let mut user: Option<String> = None;
     let mut logged_in = false;
     loop {
-        let line = conn.read_line(&session).await?;
+        let line = match conn.read_line(&session).await {
+            Err(SessionError::LineTooLong(max)) => {
+                // What came of the overlong line is logged; the session ends.
+                session.data(conn.buffered()).await;
+                return Err(SessionError::LineTooLong(max));
+            }
+            other => other?,
+        };
         session.handshake_done();
         session.data(&line).await;
         let text = lossy(&line);

@@ -135,13 +135,39 @@ fn packet(seq: u8, payload: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The payload length a packet header announces (3 bytes, little-endian: at most 16 MiB - 1).
+#[must_use]
+pub fn packet_length(header: [u8; 4]) -> usize {
+    let [b0, b1, b2, _] = header;
+    usize::from(b0) | usize::from(b1) << 8 | usize::from(b2) << 16
+}
+
+/// Reads one packet: (sequence id, payload). A packet larger than [`MAX_PACKET`] is answered
+/// as MySQL answers one over `max_allowed_packet` (ERR 1153), logged as `mysql.data` with its
+/// header, and ends the session.
 async fn read_packet<S>(conn: &mut Conn<S>, session: &Session) -> Result<(u8, Bytes), SessionError>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    let header = conn.read_exact(4, session).await?;
-    let len = usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;
+    let head = conn.read_exact(4, session).await?;
+    let header: [u8; 4] = head
+        .as_ref()
+        .try_into()
+        .map_err(|_| SessionError::Protocol("short packet header".to_owned()))?;
+    let len = packet_length(header);
     if len > MAX_PACKET {
+        session.data(&header).await;
+        let [.., seq] = header;
+        conn.write_all(
+            &error_packet(
+                seq.wrapping_add(1),
+                1153,
+                "08S01",
+                "Got a packet bigger than 'max_allowed_packet' bytes",
+            ),
+            session,
+        )
+        .await?;
         return Err(SessionError::Protocol(format!("packet of {len} bytes")));
     }
     let body = conn.read_exact(len, session).await?;

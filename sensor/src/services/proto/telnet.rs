@@ -16,7 +16,9 @@
 //! Input is parsed as a byte stream, whatever its segmentation: option negotiation (`IAC`
 //! sequences, subnegotiations) is stripped, `IAC IAC` is a literal 0xff, backspace and DEL edit
 //! the line, and CR LF, CR NUL or a bare LF ends it. So char-at-a-time clients and line-mode
-//! clients (the `telnet` client reading from a pipe, scripts) give the same credentials.
+//! clients (the `telnet` client reading from a pipe, scripts) give the same credentials. A line
+//! or a subnegotiation longer than `max_line_bytes` is logged as `telnet.data` (the bytes of the
+//! read that broke it) and ends the session.
 
 use std::sync::Arc;
 
@@ -218,7 +220,7 @@ impl LineParser {
             }
             State::Option => self.state = State::Data,
             State::Sub => {
-                self.sub_len += 1;
+                self.sub_len = self.sub_len.saturating_add(1);
                 if self.sub_len > self.max_line {
                     return Err(SessionError::LineTooLong(self.max_line));
                 }
@@ -272,9 +274,17 @@ impl LineParser {
             let mut echo = Vec::new();
             let mut done = None;
             for (i, &byte) in chunk.iter().enumerate() {
-                if let Step::Line(line) = self.feed(byte, &mut echo)? {
-                    done = Some((i + 1, line));
-                    break;
+                match self.feed(byte, &mut echo) {
+                    Ok(Step::Line(line)) => {
+                        done = Some((i + 1, line));
+                        break;
+                    }
+                    Ok(Step::More) => {}
+                    Err(err) => {
+                        // An overlong line or subnegotiation: logged, and the session ends.
+                        session.data(&chunk).await;
+                        return Err(err);
+                    }
                 }
             }
             if echo_on && !echo.is_empty() {

@@ -481,6 +481,35 @@ fn bad_request(style: Style, status: u16) -> Vec<u8> {
     .into_bytes()
 }
 
+/// The skin's response: computed in place for a built-in skin, on the blocking pool for a skin
+/// folder (templates and static files are read from disk), so no session task blocks on a file.
+async fn answer(
+    skin: &Arc<Skin>,
+    request: &Request,
+    tpl: TemplateRequest,
+    authorised: bool,
+) -> Result<skin::Response, SessionError> {
+    let run = move |skin: &Skin, method: &str, path: &str, query: &str| {
+        if authorised {
+            skin.respond(method, path, query, &tpl)
+        } else {
+            skin.error(401, &tpl)
+        }
+    };
+    if !skin.reads_files() {
+        return Ok(run(skin, &request.method, request.path(), request.query()));
+    }
+    let skin = Arc::clone(skin);
+    let (method, path, query) = (
+        request.method.clone(),
+        request.path().to_owned(),
+        request.query().to_owned(),
+    );
+    tokio::task::spawn_blocking(move || run(&skin, &method, &path, &query))
+        .await
+        .map_err(|err| SessionError::Io(std::io::Error::other(err)))
+}
+
 async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     http: &HttpServer,
     mut session: Session,
@@ -517,13 +546,8 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 http.username.as_deref() == Some(u.as_str())
                     && http.password.as_deref() == Some(p.as_str())
             });
-        let mut response = if authorised {
-            http.skin
-                .respond(&request.method, request.path(), request.query(), &tpl)
-        } else {
-            // The challenge header is added below, as for any 401 under basic_auth.
-            http.skin.error(401, &tpl)
-        };
+        // The challenge header is added below, as for any 401 under basic_auth.
+        let mut response = answer(&http.skin, &request, tpl, authorised).await?;
         if response.status == 401
             && !response
                 .headers

@@ -405,6 +405,13 @@ fn parse_query(query: &str) -> Vec<(String, String)> {
 }
 
 impl Skin {
+    /// Whether answering reads files (a skin folder on disk; built-in skins are in memory):
+    /// such a skin is answered on the blocking pool.
+    #[must_use]
+    pub const fn reads_files(&self) -> bool {
+        matches!(self.files, Files::Dir(_))
+    }
+
     /// The rule answering `method path?query`, as Trapster chooses it.
     fn find(&self, method: &str, path: &str, query: &str) -> Option<&Rule> {
         let params = parse_query(query);

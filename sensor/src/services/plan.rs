@@ -293,3 +293,72 @@ impl ServiceLimits {
         Duration::from_secs(self.session_timeout_secs)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::{SectionError, ServicesSection};
+
+    fn section(value: serde_json::Value) -> ServicesSection {
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn error(value: serde_json::Value) -> SectionError {
+        section(value).check().unwrap_err()
+    }
+
+    #[test]
+    fn instances_take_the_registry_default_port_and_aliases() {
+        let s = section(json!({
+            "postgresql": [{}],
+            "ftp": [{"port": 2121}, {}],
+            "vnc": [{"port": 5900}],
+        }));
+        s.check().unwrap();
+        assert_eq!(
+            s.ports(),
+            vec![("ftp", 2121), ("ftp", 21), ("postgres", 5432)]
+        );
+        assert_eq!(s.emulated(), 3);
+        assert_eq!(s.unknown().collect::<Vec<_>>(), vec!["vnc"]);
+        assert_eq!(s.listed("ftp").len(), 2);
+        assert!(s.listed("telnet").is_empty());
+    }
+
+    #[test]
+    fn mistakes_name_the_field() {
+        assert_eq!(
+            error(json!({"ssh": [{"port": 22}, {"port": "twenty-two"}]})).field,
+            "services.ssh[1].port"
+        );
+        assert_eq!(
+            error(json!({"ssh": [{"users": {"root": 5}}]})).field,
+            "services.ssh[0].users.root"
+        );
+        assert_eq!(
+            error(json!({"ftp": {"port": 21}})),
+            SectionError {
+                field: "services.ftp".to_owned(),
+                message: "expected a list of instances".to_owned()
+            }
+        );
+        assert_eq!(error(json!({"ftp": [21]})).field, "services.ftp[0]");
+        assert_eq!(
+            error(json!({"telnet": [{"port": 70000}]})).field,
+            "services.telnet[0].port"
+        );
+    }
+
+    #[test]
+    fn two_tcp_instances_on_one_port_are_refused_port_zero_is_not() {
+        let err = error(json!({"ftp": [{"port": 8080}], "http": [{"port": 8080}]}));
+        assert_eq!(err.field, "services");
+        assert_eq!(err.message, "http and ftp both use port 8080");
+        let err = error(json!({"http": [{}], "https": [{"port": 80}]}));
+        assert_eq!(err.message, "https and http both use port 80");
+        section(json!({"ftp": [{"port": 0}], "http": [{"port": 0}]}))
+            .check()
+            .unwrap();
+    }
+}

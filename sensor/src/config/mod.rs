@@ -290,6 +290,7 @@ impl Config {
                 "sensor.services.max_events_per_session",
                 limits.max_events_per_session,
             ),
+            ("sensor.services.udp_max_sessions", limits.udp_max_sessions),
         ] {
             if value == 0 {
                 return Err(invalid(field, "must be at least 1".to_owned()));
@@ -312,6 +313,12 @@ impl Config {
             if value == 0 {
                 return Err(invalid(field, "must be at least 1 second".to_owned()));
             }
+        }
+        if limits.udp_idle_timeout_ms == 0 {
+            return Err(invalid(
+                "sensor.services.udp_idle_timeout_ms",
+                "must be at least 1 ms".to_owned(),
+            ));
         }
         self.services
             .check()
@@ -501,6 +508,11 @@ mod tests {
         let zero = r#"{"sensor": {"services": {"idle_timeout_secs": 0}}}"#;
         let err = Config::parse(zero, "t").unwrap_err().to_string();
         assert!(err.contains("sensor.services.idle_timeout_secs"), "{err}");
+        for field in ["udp_idle_timeout_ms", "udp_max_sessions"] {
+            let zero = format!(r#"{{"sensor": {{"services": {{"{field}": 0}}}}}}"#);
+            let err = Config::parse(&zero, "t").unwrap_err().to_string();
+            assert!(err.contains(&format!("sensor.services.{field}")), "{err}");
+        }
         let typo = r#"{"services": {"ssh": [{"port": "twenty-two"}]}}"#;
         let err = Config::parse(typo, "t").unwrap_err().to_string();
         assert!(err.contains("services.ssh[0].port"), "{err}");

@@ -71,7 +71,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
         let (wait, on_timeout) = session.read_deadline();
         self.buf.reserve(room.min(16 * 1024));
-        let limit = room.min(self.buf.capacity() - self.buf.len());
+        let limit = room.min(self.buf.capacity().saturating_sub(self.buf.len()));
         let mut chunk = (&mut self.stream).take(limit as u64);
         match tokio::time::timeout(wait, chunk.read_buf(&mut self.buf)).await {
             Err(_) => Err(on_timeout),
@@ -89,8 +89,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     pub async fn read_line(&mut self, session: &Session) -> Result<Bytes, SessionError> {
         let mut scanned = 0;
         loop {
-            if let Some(pos) = self.buf[scanned..].iter().position(|&b| b == b'\n') {
-                let end = scanned + pos + 1;
+            let unscanned = self.buf.get(scanned..).unwrap_or(&[]);
+            if let Some(pos) = unscanned.iter().position(|&b| b == b'\n') {
+                let end = scanned.saturating_add(pos).saturating_add(1);
                 if end > self.max_line {
                     return Err(SessionError::LineTooLong(self.max_line));
                 }

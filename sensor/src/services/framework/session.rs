@@ -167,7 +167,10 @@ impl Session {
         if self.silent {
             return;
         }
-        let n = self.emitted.fetch_add(1, Ordering::Relaxed) + 1;
+        let n = self
+            .emitted
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1);
         let cap = self.limits.max_events_per_session;
         if n > cap {
             self.counters

@@ -19,20 +19,23 @@
 //! otherwise; the body's raw bytes are the event's `data`.
 
 mod builtin;
+pub mod credentials;
 pub mod request;
+pub mod response;
 pub mod skin;
 
 use std::{collections::HashMap, sync::Arc};
 
-use base64::Engine;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::TlsAcceptor;
 
 use self::{
+    credentials::{basic_credentials, body_credentials, form_pairs},
     request::{ReadError, Request, read_request},
-    skin::{Skin, Style, TemplateRequest},
+    response::{bad_request, render},
+    skin::{Skin, TemplateRequest},
 };
 use crate::services::{
     Context, ServiceError,
@@ -46,30 +49,6 @@ use crate::services::{
 
 /// Requests served on one connection before it is closed (Apache's `MaxKeepAliveRequests`).
 const MAX_REQUESTS: usize = 100;
-
-const USER_KEYS: &[&str] = &[
-    "username",
-    "user",
-    "login",
-    "account",
-    "email",
-    "j_username",
-    "user[login]",
-    "uname",
-    "log",
-    "usr",
-];
-const PASSWORD_KEYS: &[&str] = &[
-    "password",
-    "pass",
-    "passwd",
-    "pwd",
-    "credential",
-    "j_password",
-    "user[password]",
-    "secretkey",
-    "secret",
-];
 
 struct HttpServer {
     skin: Arc<Skin>,
@@ -203,123 +182,6 @@ fn handler(config: &HttpConfig, ctx: &Context, tls: bool) -> Result<Handler, Ser
     }))
 }
 
-/// The reason phrase the imitated servers send.
-#[must_use]
-pub const fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        201 => "Created",
-        204 => "No Content",
-        301 => "Moved Permanently",
-        302 => "Found",
-        303 => "See Other",
-        304 => "Not Modified",
-        307 => "Temporary Redirect",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        411 => "Length Required",
-        413 => "Request Entity Too Large",
-        414 => "Request-URI Too Long",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        _ => "Unknown",
-    }
-}
-
-const fn hex_val(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => match (hex_val(bytes[i + 1]), hex_val(bytes[i + 2])) {
-                (Some(high), Some(low)) => {
-                    out.push(high << 4 | low);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Pairs of an `application/x-www-form-urlencoded` text, decoded.
-#[must_use]
-pub fn form_pairs(text: &str) -> Vec<(String, String)> {
-    text.split('&')
-        .filter(|p| !p.is_empty())
-        .take(256)
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect()
-}
-
-/// Credentials in a request body: form fields or a flat JSON object.
-#[must_use]
-pub fn body_credentials(body: &[u8]) -> (Option<String>, Option<String>) {
-    let text = String::from_utf8_lossy(body);
-    let trimmed = text.trim_start();
-    let pairs: Vec<(String, String)> = if trimmed.starts_with('{') {
-        match serde_json::from_str::<Value>(trimmed) {
-            Ok(Value::Object(map)) => map
-                .into_iter()
-                .filter_map(|(k, v)| match v {
-                    Value::String(s) => Some((k, s)),
-                    Value::Number(n) => Some((k, n.to_string())),
-                    _ => None,
-                })
-                .collect(),
-            _ => Vec::new(),
-        }
-    } else {
-        form_pairs(&text)
-    };
-    let find = |keys: &[&str]| {
-        pairs
-            .iter()
-            .find(|(k, _)| keys.contains(&k.to_ascii_lowercase().as_str()))
-            .map(|(_, v)| v.clone())
-    };
-    (find(USER_KEYS), find(PASSWORD_KEYS))
-}
-
-/// `Authorization: Basic` credentials.
-#[must_use]
-pub fn basic_credentials(request: &Request) -> Option<(String, String)> {
-    let value = request.header("authorization")?;
-    let (scheme, token) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(token.trim())
-        .ok()?;
-    let text = String::from_utf8_lossy(&decoded).into_owned();
-    let (user, password) = text.split_once(':').unwrap_or((&text, ""));
-    Some((user.to_owned(), password.to_owned()))
-}
-
 fn template_request(request: &Request, session: &Session, secure: bool) -> TemplateRequest {
     let headers: HashMap<String, String> = request
         .headers
@@ -373,112 +235,6 @@ fn template_request(request: &Request, session: &Session, secure: bool) -> Templ
         host_name,
         port: identity.dst_port,
     }
-}
-
-/// Serialises a response with the imitated server's standard headers, in its order.
-#[must_use]
-pub fn render(
-    style: Style,
-    skin_headers: &[(String, String)],
-    response: &skin::Response,
-    head_only: bool,
-    keep_alive: bool,
-) -> Vec<u8> {
-    let mut headers: Vec<(String, String)> = Vec::new();
-    for (k, v) in skin_headers.iter().chain(response.headers.iter()) {
-        headers.retain(|(name, _)| !name.eq_ignore_ascii_case(k));
-        headers.push((k.clone(), v.clone()));
-    }
-    let mut take = |name: &str| {
-        headers
-            .iter()
-            .position(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|i| headers.remove(i).1)
-    };
-    let server = take("server");
-    let content_type = take("content-type").unwrap_or_else(|| "text/html".to_owned());
-    let date = chrono::Utc::now()
-        .format("%a, %d %b %Y %H:%M:%S GMT")
-        .to_string();
-    let length = response.body.len().to_string();
-    let no_body = head_only || matches!(response.status, 204 | 304);
-    let mut ordered: Vec<(String, String)> = Vec::new();
-    let mut push = |k: &str, v: String| ordered.push((k.to_owned(), v));
-    match style {
-        Style::Apache => {
-            push("Date", date);
-            if let Some(s) = server {
-                push("Server", s);
-            }
-            headers.drain(..).for_each(|(k, v)| push(&k, v));
-            push("Content-Length", length);
-            if keep_alive {
-                push("Keep-Alive", "timeout=5, max=100".to_owned());
-                push("Connection", "Keep-Alive".to_owned());
-            } else {
-                push("Connection", "close".to_owned());
-            }
-            push("Content-Type", content_type);
-        }
-        Style::Iis => {
-            push("Content-Type", content_type);
-            if let Some(s) = server {
-                push("Server", s);
-            }
-            headers.drain(..).for_each(|(k, v)| push(&k, v));
-            push("Date", date);
-            if !keep_alive {
-                push("Connection", "close".to_owned());
-            }
-            push("Content-Length", length);
-        }
-        Style::Nginx => {
-            if let Some(s) = server {
-                push("Server", s);
-            }
-            push("Date", date);
-            push("Content-Type", content_type);
-            push("Content-Length", length);
-            push(
-                "Connection",
-                if keep_alive { "keep-alive" } else { "close" }.to_owned(),
-            );
-            headers.drain(..).for_each(|(k, v)| push(&k, v));
-        }
-    }
-    let mut out = format!(
-        "HTTP/1.1 {} {}\r\n",
-        response.status,
-        reason(response.status)
-    )
-    .into_bytes();
-    for (k, v) in ordered {
-        // Header values come from the skin; strip line breaks so none can split the head.
-        let v: String = v.chars().filter(|c| *c != '\r' && *c != '\n').collect();
-        out.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
-    }
-    out.extend_from_slice(b"\r\n");
-    if !no_body {
-        out.extend_from_slice(&response.body);
-    }
-    out
-}
-
-fn bad_request(style: Style, status: u16) -> Vec<u8> {
-    let body = match style {
-        Style::Iis => format!("<h1>{}</h1>", reason(status)),
-        _ => format!(
-            "<!DOCTYPE HTML PUBLIC \"-//IETF//DTD HTML 2.0//EN\">\n<html><head>\n<title>{status} {r}</title>\n</head><body>\n<h1>{r}</h1>\n<p>Your browser sent a request that this server could not understand.<br />\n</p>\n</body></html>\n",
-            r = reason(status)
-        ),
-    };
-    format!(
-        "HTTP/1.1 {status} {}\r\nDate: {}\r\nContent-Length: {}\r\nConnection: close\r\nContent-Type: text/html; charset=iso-8859-1\r\n\r\n{body}",
-        reason(status),
-        chrono::Utc::now().format("%a, %d %b %Y %H:%M:%S GMT"),
-        body.len()
-    )
-    .into_bytes()
 }
 
 /// The skin's response: computed in place for a built-in skin, on the blocking pool for a skin
@@ -604,29 +360,4 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     }
     conn.shutdown().await;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{body_credentials, form_pairs};
-
-    #[test]
-    fn credentials_come_from_forms_and_json() {
-        assert_eq!(
-            body_credentials(b"username=admin&password=p%40ss+word&x=1"),
-            (Some("admin".to_owned()), Some("p@ss word".to_owned()))
-        );
-        assert_eq!(
-            body_credentials(br#"{"login":"root","pwd":"toor"}"#),
-            (Some("root".to_owned()), Some("toor".to_owned()))
-        );
-        assert_eq!(body_credentials(b"\xff\xfe%%%"), (None, None));
-        assert_eq!(
-            form_pairs("a=%zz&b=%4"),
-            vec![
-                ("a".to_owned(), "%zz".to_owned()),
-                ("b".to_owned(), "%4".to_owned())
-            ]
-        );
-    }
 }

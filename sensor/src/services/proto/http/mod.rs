@@ -20,9 +20,12 @@
 
 mod builtin;
 pub mod credentials;
+pub mod files;
 pub mod request;
 pub mod response;
 pub mod skin;
+#[cfg(test)]
+mod skin_tests;
 
 use std::{collections::HashMap, sync::Arc};
 

@@ -6,6 +6,7 @@
 
 pub mod conn;
 pub mod gate;
+mod pktinfo;
 pub mod session;
 pub mod tcp;
 pub mod tls;

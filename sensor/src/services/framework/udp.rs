@@ -19,8 +19,9 @@
 //! - one source (all its peers together) gets at most `udp_replies_per_source_per_sec`
 //!   replies per second (token bucket, burst of one second's worth).
 //!
-//! On a wildcard-bound socket the local address (`dst_ip`) is the wildcard; name an interface
-//! (`interface`) to bind its addresses and report them exactly.
+//! On a wildcard-bound socket the kernel tells each datagram's destination (`IP_PKTINFO`), so
+//! `dst_ip` is the address the client sent to; replies leave from the address the kernel routes
+//! them from.
 
 use std::{
     collections::HashMap,
@@ -34,7 +35,7 @@ use serde_json::{Map, Value};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::{net::UdpSocket, time::Instant};
 
-use super::{Shared, bind_error, gate::Permit, gate::Refusal, session::Session};
+use super::{Shared, bind_error, gate::Permit, gate::Refusal, pktinfo, session::Session};
 use crate::{
     event::{Action, Service, SessionIdentity},
     net::SourceKey,
@@ -114,6 +115,9 @@ pub fn bind(service: Service, addr: SocketAddr) -> Result<UdpSocket, ServiceErro
     }
     socket.set_reuse_address(true).map_err(err)?;
     socket.set_nonblocking(true).map_err(err)?;
+    if addr.ip().is_unspecified() {
+        pktinfo::enable(&socket, addr.is_ipv6()).map_err(err)?;
+    }
     socket.bind(&addr.into()).map_err(err)?;
     UdpSocket::from_std(socket.into()).map_err(err)
 }
@@ -296,10 +300,10 @@ pub async fn serve(socket: UdpSocket, service: Service, handler: UdpHandler, sha
                 add(&shared.counters.udp_expired, ended);
                 continue;
             }
-            received = socket.recv_from(&mut buf) => received,
+            received = pktinfo::recv(&socket, &mut buf) => received,
         };
-        let (n, peer) = match received {
-            Ok(pair) => pair,
+        let (n, peer, destination) = match received {
+            Ok(received) => received,
             Err(err) => {
                 tracing::debug!(service = service.as_str(), error = %err, "UDP receive failed.");
                 continue;
@@ -310,8 +314,10 @@ pub async fn serve(socket: UdpSocket, service: Service, handler: UdpHandler, sha
             .counters
             .udp_datagrams
             .fetch_add(1, Ordering::Relaxed);
+        // On a wildcard socket the kernel names the address the client sent to.
+        let to = SocketAddr::new(destination.unwrap_or_else(|| local.ip()), local.port());
         datagram_in(
-            &mut table, &socket, local, peer, datagram, service, &handler, &shared,
+            &mut table, &socket, to, peer, datagram, service, &handler, &shared,
         )
         .await;
     }

@@ -95,7 +95,16 @@ impl Running {
 }
 
 async fn start(limits: ServiceLimits, per_source: usize, whitelist: Vec<Cidr>) -> Running {
-    let socket = udp::bind(Service::Dns, "127.0.0.1:0".parse().unwrap()).unwrap();
+    start_on("127.0.0.1:0", limits, per_source, whitelist).await
+}
+
+async fn start_on(
+    bind: &str,
+    limits: ServiceLimits,
+    per_source: usize,
+    whitelist: Vec<Cidr>,
+) -> Running {
+    let socket = udp::bind(Service::Dns, bind.parse().unwrap()).unwrap();
     let addr = socket.local_addr().unwrap();
     let (sink, events) = mpsc::channel(1_000);
     let counters = Arc::new(ServiceCounters::default());
@@ -298,6 +307,22 @@ async fn whitelisted_sources_are_answered_but_not_reported_and_bye_ends_a_sessio
     assert_eq!(s.count("udp_sessions"), 3);
     assert_eq!(s.counters.udp_replies.load(Ordering::Relaxed), 3);
     s.stop().await;
+}
+
+#[tokio::test]
+async fn on_a_wildcard_socket_dst_ip_is_the_address_the_client_sent_to() {
+    for (wildcard, target) in [("0.0.0.0:0", "127.0.0.1"), ("[::]:0", "::1")] {
+        let mut s = start_on(wildcard, limits(), 5, Vec::new()).await;
+        assert!(s.addr.ip().is_unspecified());
+        let to = SocketAddr::new(target.parse().unwrap(), s.addr.port());
+        let c = client(target).await;
+        assert_eq!(ask(&c, to, b"where").await, b"where");
+        let connection = s.next_event().await;
+        assert_eq!(connection.session.dst_ip, to.ip(), "{wildcard}");
+        assert_eq!(connection.session.dst_port, to.port());
+        assert_eq!(connection.session.src_ip, c.local_addr().unwrap().ip());
+        s.stop().await;
+    }
 }
 
 #[test]

@@ -113,6 +113,7 @@ impl Context {
 #[derive(Debug)]
 pub struct Services {
     bound: Vec<(Service, SocketAddr)>,
+    udp: Vec<(Service, SocketAddr)>,
     counters: Arc<ServiceCounters>,
     gate: Arc<Gate>,
     tracker: TaskTracker,
@@ -121,13 +122,19 @@ pub struct Services {
 }
 
 impl Services {
-    /// Every listening address (TCP and UDP), with its service.
+    /// Every listening TCP address, with its service.
     #[must_use]
     pub fn bound(&self) -> &[(Service, SocketAddr)] {
         &self.bound
     }
 
-    /// The first address `service` listens on.
+    /// Every bound UDP address, with its service.
+    #[must_use]
+    pub fn udp_bound(&self) -> &[(Service, SocketAddr)] {
+        &self.udp
+    }
+
+    /// The first TCP address `service` listens on.
     #[must_use]
     pub fn address_of(&self, service: Service) -> Option<SocketAddr> {
         self.bound
@@ -261,26 +268,39 @@ pub async fn start(
         shutdown: stop.clone(),
     };
     let mut bound = Vec::new();
+    let mut udp_bound = Vec::new();
     let mut loops = Vec::new();
     for (service, socket) in sockets {
-        let (addr, task) = match socket {
-            Socket::Tcp(listener, handler) => (
-                listener.local_addr(),
-                tokio::spawn(tcp::accept_loop(listener, service, handler, shared.clone())),
-            ),
-            Socket::Udp(socket, handler) => (
-                socket.local_addr(),
-                tokio::spawn(udp::serve(socket, service, handler, shared.clone())),
-            ),
-        };
-        if let Ok(addr) = addr {
-            tracing::info!(service = service.as_str(), %addr, "Service listening.");
-            bound.push((service, addr));
+        match socket {
+            Socket::Tcp(listener, handler) => {
+                if let Ok(addr) = listener.local_addr() {
+                    tracing::info!(service = service.as_str(), %addr, "Service listening.");
+                    bound.push((service, addr));
+                }
+                loops.push(tokio::spawn(tcp::accept_loop(
+                    listener,
+                    service,
+                    handler,
+                    shared.clone(),
+                )));
+            }
+            Socket::Udp(socket, handler) => {
+                if let Ok(addr) = socket.local_addr() {
+                    tracing::info!(service = service.as_str(), %addr, "Service listening on UDP.");
+                    udp_bound.push((service, addr));
+                }
+                loops.push(tokio::spawn(udp::serve(
+                    socket,
+                    service,
+                    handler,
+                    shared.clone(),
+                )));
+            }
         }
-        loops.push(task);
     }
     Ok(Services {
         bound,
+        udp: udp_bound,
         counters: shared.counters,
         gate: shared.gate,
         tracker: shared.tracker,

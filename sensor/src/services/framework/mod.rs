@@ -37,7 +37,7 @@ pub struct Shared {
     pub gate: Arc<Gate>,
     /// Counters.
     pub counters: Arc<ServiceCounters>,
-    /// Sources that get no session (`whitelist_ips`).
+    /// Sources served but never reported (`whitelist_ips`).
     pub whitelist: Arc<Vec<Cidr>>,
     /// Where events go.
     pub sink: EventSink,

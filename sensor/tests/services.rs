@@ -677,3 +677,95 @@ async fn ssh_configured_user_gets_a_shell_whose_commands_are_logged() {
     h.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Host keys (RSA 3072) are generated on the blocking pool: on a single-threaded runtime the
+/// start of an SSH instance with an empty state directory is still pending after the runtime
+/// got the thread back, instead of holding it for the whole generation.
+#[tokio::test(flavor = "current_thread")]
+async fn host_key_generation_does_not_hold_the_runtime() {
+    let state = harness::temp_dir("keygen");
+    let config = json!({
+        "interface": "lo",
+        "services": {"ssh": [{"port": 0}]},
+        "sensor": {"services": {"state_dir": state}},
+    });
+    let config = sensor::config::Config::parse(&config.to_string(), "test").unwrap();
+    let plan = config.services_plan();
+    let (tx, _rx) = tokio::sync::mpsc::channel(16);
+    let token = sensor::shutdown::CancellationToken::new();
+    let start = tokio::spawn(async move { sensor::services::start(&plan, tx, &token).await });
+    // Lets the start task run up to its first await.
+    for _ in 0..3 {
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        !start.is_finished(),
+        "the start finished without giving the thread back: keys were made on the runtime"
+    );
+    let services = tokio::time::timeout(Duration::from_secs(120), start)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(state.join("ssh-0-host-rsa.key").is_file());
+    services.stop(Duration::from_secs(1)).await;
+    std::fs::remove_dir_all(state).unwrap();
+}
+
+/// A skin folder (`skin_dirs`): templates and static files are read on the blocking pool, and
+/// answered exactly.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_skin_folder_is_served_with_its_templates_and_files() {
+    let skins = harness::temp_dir("skins");
+    let root = skins.join("intranet");
+    std::fs::create_dir_all(root.join("templates")).unwrap();
+    std::fs::create_dir_all(root.join("files/static")).unwrap();
+    std::fs::write(
+        root.join("config.yaml"),
+        "name: intranet\nheaders:\n  Server: nginx\nserver_style: nginx\nendpoints:\n  - \"/\":\n    - method: GET\n      file: index.html\ndefault:\n  status_code: 404\n  content: gone\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("templates/index.html"), "hello {{ hostname }}").unwrap();
+    std::fs::write(root.join("files/static/app.css"), "body{}").unwrap();
+    let mut h = Harness::start(
+        json!({"http": [{"port": 0, "skin": "intranet"}]}),
+        json!({"skin_dirs": [skins]}),
+    )
+    .await;
+    let addr = h.addr(Service::Http);
+    let get = |path: &'static str| async move {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        tokio::time::timeout(LIMIT, s.read_to_end(&mut out))
+            .await
+            .unwrap()
+            .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        (head.lines().next().unwrap().to_owned(), body.to_owned())
+    };
+    assert_eq!(
+        get("/").await,
+        ("HTTP/1.1 200 OK".to_owned(), "hello srv01".to_owned())
+    );
+    assert_eq!(
+        get("/static/app.css").await,
+        ("HTTP/1.1 200 OK".to_owned(), "body{}".to_owned())
+    );
+    assert_eq!(
+        get("/nope").await,
+        ("HTTP/1.1 404 Not Found".to_owned(), "gone".to_owned())
+    );
+    let events = h.until(Action::Query, 3, LIMIT).await;
+    let statuses: Vec<_> = events
+        .iter()
+        .filter(|e| e.action == Action::Query)
+        .map(|e| e.extra["status_code"].clone())
+        .collect();
+    assert_eq!(statuses, vec![json!(200), json!(200), json!(404)]);
+    h.stop().await;
+    std::fs::remove_dir_all(skins).unwrap();
+}

@@ -360,3 +360,242 @@ async fn hostile_inputs_against_every_service() {
         hostile(service, config).await;
     }
 }
+
+/// Sends `bytes` on a fresh connection and reads until the server closes (bounded).
+async fn exchange(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let _ = s.write_all(bytes).await;
+    let mut out = Vec::new();
+    let read = async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(SESSION + 3), read)
+        .await
+        .expect("the server closes");
+    out
+}
+
+fn status_line(out: &[u8]) -> String {
+    let text = String::from_utf8_lossy(out);
+    text.lines().next().unwrap_or("").to_owned()
+}
+
+/// Every number an attacker sends, at and past its type's maximum: chunk sizes, content
+/// lengths, MySQL's 3-byte and PostgreSQL's int32 lengths, Telnet subnegotiations and FTP lines.
+/// Each gets the protocol's own error (and a `<service>.data` event for malformed input), the
+/// connection is closed, nothing panics or wraps, and the next client is served.
+#[tokio::test(flavor = "multi_thread")]
+async fn attacker_numbers_at_their_maximum_are_refused_and_the_next_client_is_served() {
+    let mut h = Harness::start(
+        json!({
+            "http": [{"port": 0}],
+            "mysql": [{"port": 0}],
+            "postgres": [{"port": 0, "ssl": false}],
+            "telnet": [{"port": 0}],
+            "ftp": [{"port": 0}],
+        }),
+        limits(),
+    )
+    .await;
+    let http = h.addr(Service::Http);
+    let post = |head: &str, body: &str| {
+        format!("POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{head}\r\n\r\n{body}")
+            .into_bytes()
+    };
+    let chunked = "Transfer-Encoding: chunked";
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "chunk size usize::MAX",
+            post(chunked, "ffffffffffffffff\r\n"),
+            "HTTP/1.1 413 Request Entity Too Large",
+        ),
+        (
+            "chunk size usize::MAX after a first chunk (the sum overflows)",
+            post(chunked, "5\r\nhello\r\nffffffffffffffff\r\n"),
+            "HTTP/1.1 413 Request Entity Too Large",
+        ),
+        (
+            "chunk size above usize::MAX",
+            post(chunked, "10000000000000000\r\n"),
+            "HTTP/1.1 400 Bad Request",
+        ),
+        (
+            "negative chunk size",
+            post(chunked, "-1\r\n"),
+            "HTTP/1.1 400 Bad Request",
+        ),
+        (
+            "Content-Length above u64::MAX",
+            post("Content-Length: 18446744073709551616", ""),
+            "HTTP/1.1 400 Bad Request",
+        ),
+        (
+            "Content-Length u64::MAX",
+            post("Content-Length: 18446744073709551615", ""),
+            "HTTP/1.1 413 Request Entity Too Large",
+        ),
+        (
+            "negative Content-Length",
+            post("Content-Length: -1", ""),
+            "HTTP/1.1 400 Bad Request",
+        ),
+        (
+            "signed Content-Length",
+            post("Content-Length: +5", "hello"),
+            "HTTP/1.1 400 Bad Request",
+        ),
+        (
+            "two different Content-Length headers",
+            post("Content-Length: 5\r\nContent-Length: 6", "hello!"),
+            "HTTP/1.1 400 Bad Request",
+        ),
+        (
+            "a Content-Length list that disagrees",
+            post("Content-Length: 5, 6", "hello!"),
+            "HTTP/1.1 400 Bad Request",
+        ),
+    ];
+    let bad_requests = cases
+        .iter()
+        .filter(|(_, _, status)| status.contains("400"))
+        .count();
+    for (name, request, status) in &cases {
+        let out = exchange(http, request).await;
+        assert_eq!(status_line(&out), *status, "{name}");
+        let next = exchange(http, b"GET / HTTP/1.0\r\n\r\n").await;
+        assert_eq!(status_line(&next), "HTTP/1.1 200 OK", "served after {name}");
+    }
+    // Repeating the same length is allowed (RFC 9112 6.3) and answered like a single one.
+    let single = exchange(http, &post("Content-Length: 5", "hello")).await;
+    let repeated = exchange(
+        http,
+        &post("Content-Length: 5\r\nContent-Length: 5", "hello"),
+    )
+    .await;
+    assert_eq!(status_line(&repeated), status_line(&single));
+    assert!(status_line(&single).starts_with("HTTP/1.1 "));
+    assert_ne!(status_line(&single), "HTTP/1.1 400 Bad Request");
+
+    // MySQL: the largest 3-byte length (16 MiB - 1) is over max_allowed_packet.
+    let mysql = h.addr(Service::Mysql);
+    let out = exchange(mysql, b"\xff\xff\xff\x01AAAA").await;
+    let message = b"Got a packet bigger than 'max_allowed_packet' bytes";
+    let mut err = vec![0xff, 0x81, 0x04, b'#'];
+    err.extend_from_slice(b"08S01");
+    err.extend_from_slice(message);
+    let mut expected = vec![u8::try_from(err.len()).unwrap(), 0, 0, 2];
+    expected.extend_from_slice(&err);
+    assert!(
+        out.ends_with(&expected),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+    assert_eq!(out[4], 10, "the greeting came first");
+    let mut s = TcpStream::connect(mysql).await.unwrap();
+    let mut greeting = [0u8; 5];
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut greeting))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(greeting[4], 10, "MySQL still greets");
+    drop(s);
+
+    // PostgreSQL: int32 lengths negative, short or past what the server accepts.
+    let postgres = h.addr(Service::Postgres);
+    let lengths = [i32::MAX, -1, i32::MIN, 0, 7, 10_001];
+    for len in lengths {
+        let mut packet = len.to_be_bytes().to_vec();
+        packet.extend_from_slice(&196_608u32.to_be_bytes());
+        assert!(exchange(postgres, &packet).await.is_empty(), "{len}");
+    }
+    // A password message whose length is u32::MAX.
+    let body = b"\x00\x03\x00\x00user\0bob\0\0";
+    let mut startup = u32::try_from(body.len() + 4)
+        .unwrap()
+        .to_be_bytes()
+        .to_vec();
+    startup.extend_from_slice(body);
+    let mut with_password = startup.clone();
+    with_password.extend_from_slice(b"p\xff\xff\xff\xff");
+    let out = exchange(postgres, &with_password).await;
+    assert_eq!(
+        out, b"R\x00\x00\x00\x08\x00\x00\x00\x03",
+        "only the password request"
+    );
+    let mut s = TcpStream::connect(postgres).await.unwrap();
+    s.write_all(&startup).await.unwrap();
+    let mut auth = [0u8; 9];
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut auth))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        &auth, b"R\x00\x00\x00\x08\x00\x00\x00\x03",
+        "PostgreSQL still asks"
+    );
+    drop(s);
+
+    // Telnet: a subnegotiation one byte past the line limit; FTP: a line one byte past it.
+    let telnet = h.addr(Service::Telnet);
+    let sub = [&[0xff, 0xfa, 0x18][..], &[b'x'; 1025][..]].concat();
+    let out = exchange(telnet, &sub).await;
+    assert!(
+        out.starts_with(&[0xff, 0xfb, 0x01]),
+        "negotiation, then closed"
+    );
+    let ftp = h.addr(Service::Ftp);
+    let long = [&b"USER "[..], &[b'a'; 1020][..], b"\r\n"].concat();
+    let out = exchange(ftp, &long).await;
+    assert_eq!(
+        out, b"220 Microsoft FTP Service\r\n",
+        "greeting only, then closed"
+    );
+    for (service, addr, opening) in [
+        (Service::Telnet, telnet, &[0xff, 0xfb, 0x01][..]),
+        (Service::Ftp, ftp, &b"220 "[..]),
+    ] {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let mut first = vec![0u8; opening.len()];
+        tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut first))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(first, opening, "{service:?} still answers");
+    }
+
+    let events = h
+        .drain(Duration::from_millis(500), Duration::from_secs(10))
+        .await;
+    assert_well_formed(&events);
+    let data = |service: Service| -> Vec<Vec<u8>> {
+        events
+            .iter()
+            .filter(|e| e.service == service && e.action == sensor::event::Action::Data)
+            .map(|e| e.data.to_vec())
+            .collect()
+    };
+    assert_eq!(data(Service::Http).len(), bad_requests);
+    assert_eq!(data(Service::Mysql), vec![b"\xff\xff\xff\x01".to_vec()]);
+    let mut expected_pg: Vec<Vec<u8>> = lengths
+        .iter()
+        .map(|len| [&len.to_be_bytes()[..], &196_608u32.to_be_bytes()[..]].concat())
+        .collect();
+    expected_pg.push(b"p\xff\xff\xff\xff".to_vec());
+    assert_eq!(data(Service::Postgres), expected_pg);
+    assert_eq!(data(Service::Telnet).len(), 1);
+    assert_eq!(data(Service::Ftp).len(), 1);
+    assert!(data(Service::Ftp)[0].starts_with(b"USER aaaa"));
+    // Every refused connection is counted: the HTTP cases, MySQL, PostgreSQL, Telnet and FTP.
+    let refused = cases.len() + 1 + expected_pg.len() + 2;
+    assert_eq!(
+        h.counters()["protocol_errors"],
+        json!(u64::try_from(refused).unwrap())
+    );
+    h.stop().await;
+}

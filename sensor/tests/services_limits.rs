@@ -251,10 +251,14 @@ async fn bind_errors_name_the_service_and_port() {
     });
     let config = sensor::config::Config::parse(&config.to_string(), "test").unwrap();
     let (tx, _rx) = tokio::sync::mpsc::channel(1);
-    let err = sensor::services::start(&config, tx, &sensor::shutdown::CancellationToken::new())
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = sensor::services::start(
+        &config.services_plan(),
+        tx,
+        &sensor::shutdown::CancellationToken::new(),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
     assert!(
         err.contains(&format!("mysql: cannot listen on 127.0.0.1:{port}")),
         "{err}"

@@ -47,7 +47,8 @@ pub struct Config {
     /// Domain presented by emulated services (Trapster `domain`).
     #[serde(default)]
     pub domain: Option<String>,
-    /// Emulated services, per protocol a list of instances (Trapster `services`).
+    /// Emulated services, per protocol a list of instances (Trapster `services`); each
+    /// instance is checked against its protocol in [`crate::services::registry`].
     #[serde(default)]
     pub services: crate::services::ServicesSection,
     /// Community logger block (`output`, `format`, `kwargs`, legacy `name`).
@@ -108,6 +109,14 @@ pub enum ConfigError {
         line: usize,
         /// 1-based column.
         column: usize,
+    },
+    /// An instance in the `services` block does not fit its protocol.
+    #[error("{origin}: {source}")]
+    Service {
+        /// File path, or `<embedded default>`.
+        origin: String,
+        /// The field and what is wrong with it.
+        source: crate::services::SectionError,
     },
     /// Fields are individually valid but do not fit together.
     #[error("{origin}: field `{field}`: {message}")]
@@ -311,6 +320,7 @@ impl Config {
                 "sensor.services.max_events_per_session",
                 limits.max_events_per_session,
             ),
+            ("sensor.services.udp_max_sessions", limits.udp_max_sessions),
         ] {
             if value == 0 {
                 return Err(invalid(field, "must be at least 1".to_owned()));
@@ -334,17 +344,18 @@ impl Config {
                 return Err(invalid(field, "must be at least 1 second".to_owned()));
             }
         }
-        let ports = self.services.ports();
-        for (i, (service, port)) in ports.iter().enumerate() {
-            if *port != 0
-                && let Some((other, _)) = ports[..i].iter().find(|(_, p)| p == port)
-            {
-                return Err(invalid(
-                    "services",
-                    format!("{service} and {other} both use port {port}"),
-                ));
-            }
+        if limits.udp_idle_timeout_ms == 0 {
+            return Err(invalid(
+                "sensor.services.udp_idle_timeout_ms",
+                "must be at least 1 ms".to_owned(),
+            ));
         }
+        self.services
+            .check()
+            .map_err(|source| ConfigError::Service {
+                origin: origin.to_owned(),
+                source,
+            })?;
         if self.sensor.identity.cef_severity.is_some_and(|s| s > 10) {
             return Err(invalid(
                 "sensor.identity.cef_severity",
@@ -472,6 +483,21 @@ impl Config {
         ctx
     }
 
+    /// What the emulated services start from: names presented, interface, whitelist, source
+    /// prefix, limits and the `services` block.
+    #[must_use]
+    pub fn services_plan(&self) -> crate::services::ServicesPlan {
+        crate::services::ServicesPlan {
+            hostname: self.hostname.clone().unwrap_or_default(),
+            domain: self.domain.clone().unwrap_or_default(),
+            interface: self.interface.clone(),
+            whitelist: self.whitelist_ips.clone(),
+            source_prefix: self.sensor.source_prefix,
+            limits: self.sensor.services.clone(),
+            services: self.services.clone(),
+        }
+    }
+
     /// Interfaces the XDP program attaches to: `sensor.xdp.interfaces`, else `interface`.
     #[must_use]
     pub fn xdp_interfaces(&self) -> Vec<String> {
@@ -512,6 +538,11 @@ mod tests {
         let zero = r#"{"sensor": {"services": {"idle_timeout_secs": 0}}}"#;
         let err = Config::parse(zero, "t").unwrap_err().to_string();
         assert!(err.contains("sensor.services.idle_timeout_secs"), "{err}");
+        for field in ["udp_idle_timeout_ms", "udp_max_sessions"] {
+            let zero = format!(r#"{{"sensor": {{"services": {{"{field}": 0}}}}}}"#);
+            let err = Config::parse(&zero, "t").unwrap_err().to_string();
+            assert!(err.contains(&format!("sensor.services.{field}")), "{err}");
+        }
         let typo = r#"{"services": {"ssh": [{"port": "twenty-two"}]}}"#;
         let err = Config::parse(typo, "t").unwrap_err().to_string();
         assert!(err.contains("services.ssh[0].port"), "{err}");
@@ -525,12 +556,13 @@ mod tests {
         let config = Config::parse(COMMUNITY, "trapster.conf").unwrap();
         assert_eq!(config.id, "trapster-1");
         assert_eq!(config.whitelist_ips.len(), 1);
-        assert_eq!(config.services.ftp.len(), 1);
+        assert_eq!(config.services.listed("ftp").len(), 1);
         assert_eq!(
-            config.services.ftp[0].banner.as_deref(),
-            Some("Microsoft FTP Service")
+            config.services.listed("ftp")[0]["banner"],
+            "Microsoft FTP Service"
         );
-        assert!(config.services.other.contains_key("vnc"));
+        assert_eq!(config.services.ports(), vec![("ftp", 2121), ("ssh", 2222)]);
+        assert_eq!(config.services.unknown().collect::<Vec<_>>(), vec!["vnc"]);
         assert_eq!(config.sensor.portscan.threshold, 3);
         assert!(config.xdp_interfaces().is_empty());
     }

@@ -1,37 +1,41 @@
 //! Emulated services: the decoys attackers talk to.
 //!
-//! The framework ([`listen`], [`session`], [`gate`]) binds each configured instance on the
-//! configured interface's addresses (IPv4 and IPv6), admits connections under global and
-//! per-source caps, fixes each session's identity from the socket, emits
-//! `<service>.connection`, and bounds every session in bytes and time. Protocol files
-//! (one each) only read, answer and add `extra` fields:
+//! [`start`] takes a [`ServicesPlan`] (built by the configuration; the services never read the
+//! configuration itself) and starts every instance its `services` block lists:
 //!
-//! - [`ftp`], [`telnet`], [`ssh`], [`http`] (HTTP and HTTPS with Trapster skins), [`mysql`],
-//!   [`postgres`].
+//! - [`registry`]: one line per protocol (name, channel, default port, implementation; the
+//!   implementation's trait says TCP or UDP).
+//! - [`framework`]: binding on the interface's addresses (IPv4 and IPv6), the TCP accept loop
+//!   and the UDP datagram loop (pseudo-sessions per peer, anti-reflection), the admission gate
+//!   (global and per-source caps, a source being an IPv4 address or an IPv6 /64 by default),
+//!   the session identity fixed from the socket, `<service>.connection`, the per-session event
+//!   cap, bounded reads and writes, timeouts, self-signed certificates.
+//! - [`proto`]: one file (or folder) per protocol, which only reads, answers and adds `extra`
+//!   fields: FTP, Telnet, SSH, HTTP and HTTPS with Trapster skins, MySQL, PostgreSQL.
 //!
-//! The services never open outbound connections.
+//! Handlers are built on the blocking pool (host keys, certificates and skins are generated or
+//! read there), all instances at once. The services never open outbound connections.
 
-pub mod config;
-pub mod ftp;
-pub mod gate;
-pub mod http;
-pub mod listen;
-pub mod mysql;
-pub mod postgres;
-pub mod session;
-pub mod ssh;
-pub mod telnet;
-pub mod tls;
+pub mod framework;
+pub mod plan;
+pub mod proto;
+pub mod registry;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use tokio_util::task::TaskTracker;
 
-pub use config::{ServiceLimits, ServicesSection};
-pub use gate::ServiceCounters;
-pub use session::{EventSink, Session, SessionError};
+pub use framework::{
+    gate::ServiceCounters,
+    session::{EventSink, Session, SessionError},
+};
+pub use plan::{SectionError, ServiceLimits, ServicesPlan, ServicesSection};
 
-use crate::{config::Config, event::Service, shutdown::CancellationToken};
+use self::{
+    framework::{Shared, gate::Gate, tcp, udp},
+    registry::Built,
+};
+use crate::{event::Service, shutdown::CancellationToken};
 
 /// A service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +60,9 @@ pub enum ServiceError {
         /// What is wrong.
         message: String,
     },
+    /// The `services` block does not fit the registry (a plan not checked by the configuration).
+    #[error("{0}")]
+    Section(#[from] SectionError),
     /// A service's configuration cannot be used (a skin that does not load, ...).
     #[error("{service} port {port}: {message}")]
     Setup {
@@ -68,9 +75,14 @@ pub enum ServiceError {
     },
 }
 
-/// What protocol set-up code may read: names presented to clients and where to keep state.
+/// What protocol set-up code may read: the instance it builds, names presented to clients and
+/// where to keep state.
 #[derive(Debug, Clone)]
 pub struct Context {
+    /// The instance's channel.
+    pub service: Service,
+    /// The instance's port.
+    pub port: u16,
     /// Host name presented (`hostname`, default `srv01`).
     pub hostname: String,
     /// Domain presented (`domain`, may be empty).
@@ -85,27 +97,44 @@ impl Context {
     pub fn state_dir(&self) -> PathBuf {
         self.limits.state_dir.clone()
     }
+
+    /// The error for an instance that cannot start, naming its service and port.
+    #[must_use]
+    pub fn setup_error(&self, message: String) -> ServiceError {
+        ServiceError::Setup {
+            service: self.service.as_str(),
+            port: self.port,
+            message,
+        }
+    }
 }
 
 /// The running services.
 #[derive(Debug)]
 pub struct Services {
     bound: Vec<(Service, SocketAddr)>,
+    udp: Vec<(Service, SocketAddr)>,
     counters: Arc<ServiceCounters>,
-    gate: Arc<gate::Gate>,
+    gate: Arc<Gate>,
     tracker: TaskTracker,
     stop: CancellationToken,
-    accept_loops: Vec<tokio::task::JoinHandle<()>>,
+    loops: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Services {
-    /// Every listening address, with its service.
+    /// Every listening TCP address, with its service.
     #[must_use]
     pub fn bound(&self) -> &[(Service, SocketAddr)] {
         &self.bound
     }
 
-    /// The first address `service` listens on.
+    /// Every bound UDP address, with its service.
+    #[must_use]
+    pub fn udp_bound(&self) -> &[(Service, SocketAddr)] {
+        &self.udp
+    }
+
+    /// The first TCP address `service` listens on.
     #[must_use]
     pub fn address_of(&self, service: Service) -> Option<SocketAddr> {
         self.bound
@@ -130,7 +159,7 @@ impl Services {
     pub async fn stop(self, grace: Duration) {
         self.stop.cancel();
         self.tracker.close();
-        for handle in self.accept_loops {
+        for handle in self.loops {
             let _ignored = handle.await;
         }
         if tokio::time::timeout(grace, self.tracker.wait())
@@ -142,65 +171,71 @@ impl Services {
     }
 }
 
-/// Binds every configured service and starts accepting; events go to `sink`.
+/// Binds every instance the plan lists and starts serving; events go to `sink`.
 ///
 /// # Errors
 /// [`ServiceError`] naming the service and port that cannot start; nothing is left listening.
 pub async fn start(
-    config: &Config,
+    plan: &ServicesPlan,
     sink: EventSink,
     shutdown: &CancellationToken,
 ) -> Result<Services, ServiceError> {
-    let section = &config.services;
-    for name in section.other.keys() {
+    for name in plan.services.unknown() {
         tracing::warn!(
             service = %name,
             "This protocol is not emulated by this version; its instances are ignored."
         );
     }
-    let limits = Arc::new(config.sensor.services.clone());
-    let ctx = Context {
-        hostname: config
-            .hostname
-            .clone()
-            .unwrap_or_else(|| "srv01".to_owned()),
-        domain: config.domain.clone().unwrap_or_default(),
-        limits: Arc::clone(&limits),
+    let limits = Arc::new(plan.limits.clone());
+    let hostname = if plan.hostname.is_empty() {
+        "srv01".to_owned()
+    } else {
+        plan.hostname.clone()
     };
-    let mut planned: Vec<(Service, u16, listen::Handler)> = Vec::new();
-    for c in &section.ftp {
-        planned.push((Service::Ftp, c.port, ftp::handler(c, &ctx)));
+    // Every handler is built on the blocking pool (RSA host keys, certificates, skin files),
+    // all instances at once.
+    let mut builds = Vec::new();
+    for instance in plan.services.instances()? {
+        let protocol = instance.protocol;
+        let ctx = Context {
+            service: protocol.service,
+            port: instance.port,
+            hostname: hostname.clone(),
+            domain: plan.domain.clone(),
+            limits: Arc::clone(&limits),
+        };
+        let settings = instance.settings.clone();
+        let task = tokio::task::spawn_blocking(move || protocol.build(&settings, &ctx));
+        builds.push((protocol, instance.port, task));
     }
-    for c in &section.telnet {
-        planned.push((Service::Telnet, c.port, telnet::handler(c, &ctx)));
-    }
-    for c in &section.ssh {
-        planned.push((Service::Ssh, c.port, ssh::handler(c, &ctx)?));
-    }
-    for c in &section.http {
-        planned.push((Service::Http, c.port, http::handler(c, &ctx, false)?));
-    }
-    for c in &section.https {
-        planned.push((Service::Https, c.port, http::handler(c, &ctx, true)?));
-    }
-    for c in &section.mysql {
-        planned.push((Service::Mysql, c.port, mysql::handler(c, &ctx)));
-    }
-    for c in &section.postgres {
-        planned.push((Service::Postgres, c.port, postgres::handler(c, &ctx)?));
+    let mut planned: Vec<(Service, u16, Built)> = Vec::new();
+    for (protocol, port, task) in builds {
+        let built = task.await.map_err(|err| ServiceError::Setup {
+            service: protocol.name,
+            port,
+            message: format!("set-up did not finish: {err}"),
+        })??;
+        planned.push((protocol.service, port, built));
     }
 
     let addresses = if planned.is_empty() {
         Vec::new()
     } else {
-        listen::bind_addresses(&config.interface)?
+        framework::bind_addresses(&plan.interface)?
     };
-    let mut listeners = Vec::new();
-    for (service, port, handler) in planned {
+    let mut sockets = Vec::new();
+    for (service, port, built) in planned {
         for ip in &addresses {
             let addr = SocketAddr::new(*ip, port);
-            match listen::bind(service, addr) {
-                Ok(listener) => listeners.push((service, listener, Arc::clone(&handler))),
+            let bound = match &built {
+                Built::Tcp(handler) => tcp::bind(service, addr)
+                    .map(|listener| Socket::Tcp(listener, Arc::clone(handler))),
+                Built::Udp(handler) => {
+                    udp::bind(service, addr).map(|socket| Socket::Udp(socket, Arc::clone(handler)))
+                }
+            };
+            match bound {
+                Ok(socket) => sockets.push((service, socket)),
                 // A host without IPv6 still serves IPv4 on the wildcard.
                 Err(ServiceError::Bind { source, .. })
                     if ip.is_ipv6()
@@ -219,35 +254,63 @@ pub async fn start(
     }
 
     let stop = shutdown.child_token();
-    let shared = listen::Shared {
+    let shared = Shared {
         limits: Arc::clone(&limits),
-        gate: gate::Gate::new(limits.max_connections, limits.max_connections_per_source),
+        gate: Gate::new(
+            limits.max_connections,
+            limits.max_connections_per_source,
+            plan.source_prefix,
+        ),
         counters: Arc::new(ServiceCounters::default()),
-        whitelist: Arc::new(config.whitelist_ips.clone()),
+        whitelist: Arc::new(plan.whitelist.clone()),
         sink,
         tracker: TaskTracker::new(),
         shutdown: stop.clone(),
     };
     let mut bound = Vec::new();
-    let mut accept_loops = Vec::new();
-    for (service, listener, handler) in listeners {
-        if let Ok(addr) = listener.local_addr() {
-            tracing::info!(service = service.as_str(), %addr, "Service listening.");
-            bound.push((service, addr));
+    let mut udp_bound = Vec::new();
+    let mut loops = Vec::new();
+    for (service, socket) in sockets {
+        match socket {
+            Socket::Tcp(listener, handler) => {
+                if let Ok(addr) = listener.local_addr() {
+                    tracing::info!(service = service.as_str(), %addr, "Service listening.");
+                    bound.push((service, addr));
+                }
+                loops.push(tokio::spawn(tcp::accept_loop(
+                    listener,
+                    service,
+                    handler,
+                    shared.clone(),
+                )));
+            }
+            Socket::Udp(socket, handler) => {
+                if let Ok(addr) = socket.local_addr() {
+                    tracing::info!(service = service.as_str(), %addr, "Service listening on UDP.");
+                    udp_bound.push((service, addr));
+                }
+                loops.push(tokio::spawn(udp::serve(
+                    socket,
+                    service,
+                    handler,
+                    shared.clone(),
+                )));
+            }
         }
-        accept_loops.push(tokio::spawn(listen::accept_loop(
-            listener,
-            service,
-            handler,
-            shared.clone(),
-        )));
     }
     Ok(Services {
         bound,
+        udp: udp_bound,
         counters: shared.counters,
         gate: shared.gate,
         tracker: shared.tracker,
         stop,
-        accept_loops,
+        loops,
     })
+}
+
+/// A bound socket and the handler that serves it.
+enum Socket {
+    Tcp(tokio::net::TcpListener, tcp::Handler),
+    Udp(tokio::net::UdpSocket, udp::UdpHandler),
 }

@@ -61,7 +61,7 @@ impl Harness {
         let config = Config::parse(&config.to_string(), "test").expect("config");
         let (tx, events) = mpsc::channel(100_000);
         let token = CancellationToken::new();
-        let services = services::start(&config, tx, &token)
+        let services = services::start(&config.services_plan(), tx, &token)
             .await
             .expect("services start");
         Self {

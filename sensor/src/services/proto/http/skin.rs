@@ -11,18 +11,17 @@
 //! (fancy-regex), as Trapster's own skins do. This sensor adds one optional key,
 //! `server_style` (`apache`, `iis`, `nginx`), for the order of the standard headers.
 
-use std::{
-    collections::HashMap,
-    path::{Component, Path, PathBuf},
-    sync::Arc,
-};
+use std::{collections::HashMap, path::PathBuf, sync::Arc};
 
 use fancy_regex::Regex;
 use minijinja::{AutoEscape, Environment, Value as TplValue};
 use serde_norway::Value as Yaml;
 use sha2::{Digest, Sha256};
 
-use super::builtin;
+use super::{
+    builtin,
+    files::{Files, mime, safe_relative},
+};
 
 /// Which server the skin imitates: decides the order of the standard headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,45 +55,6 @@ pub struct Rule {
 struct Endpoint {
     pattern: Regex,
     rules: Vec<Rule>,
-}
-
-/// Where a skin's files come from.
-#[derive(Debug, Clone)]
-enum Files {
-    Dir(PathBuf),
-    Builtin(&'static str),
-}
-
-impl Files {
-    fn read(&self, rel: &str) -> Option<Vec<u8>> {
-        let rel = safe_relative(rel)?;
-        match self {
-            Self::Dir(root) => {
-                let path = root.join(&rel);
-                let canonical = path.canonicalize().ok()?;
-                let root = root.canonicalize().ok()?;
-                if !canonical.starts_with(&root) || !canonical.is_file() {
-                    return None;
-                }
-                std::fs::read(canonical).ok()
-            }
-            Self::Builtin(skin) => builtin::file(skin, &rel.to_string_lossy()).map(<[u8]>::to_vec),
-        }
-    }
-}
-
-/// `rel` as a relative path without `..`, or `None`.
-fn safe_relative(rel: &str) -> Option<PathBuf> {
-    let path = Path::new(rel.trim_start_matches('/'));
-    let mut out = PathBuf::new();
-    for c in path.components() {
-        match c {
-            Component::Normal(part) => out.push(part),
-            Component::CurDir => {}
-            _ => return None,
-        }
-    }
-    Some(out)
 }
 
 /// A loaded skin.
@@ -405,6 +365,13 @@ fn parse_query(query: &str) -> Vec<(String, String)> {
 }
 
 impl Skin {
+    /// Whether answering reads files (a skin folder on disk; built-in skins are in memory):
+    /// such a skin is answered on the blocking pool.
+    #[must_use]
+    pub const fn reads_files(&self) -> bool {
+        matches!(self.files, Files::Dir(_))
+    }
+
     /// The rule answering `method path?query`, as Trapster chooses it.
     fn find(&self, method: &str, path: &str, query: &str) -> Option<&Rule> {
         let params = parse_query(query);
@@ -528,7 +495,7 @@ impl Skin {
 }
 
 /// Splits a `---\nkey: value\n---` block off a rendered template; returns its status code.
-fn front_matter(rendered: &str) -> (Option<u16>, String) {
+pub(super) fn front_matter(rendered: &str) -> (Option<u16>, String) {
     let Some(rest) = rendered.strip_prefix("---") else {
         return (None, rendered.to_owned());
     };
@@ -540,138 +507,4 @@ fn front_matter(rendered: &str) -> (Option<u16>, String) {
         (k.trim() == "status_code").then(|| v.trim().parse().ok())?
     });
     (status, body.trim().to_owned())
-}
-
-/// Content type by extension, for static files.
-#[must_use]
-pub fn mime(path: &str) -> &'static str {
-    let ext = path
-        .rsplit_once('.')
-        .map_or("", |(_, e)| e)
-        .to_ascii_lowercase();
-    match ext.as_str() {
-        "html" | "htm" => "text/html",
-        "css" => "text/css",
-        "js" => "application/javascript",
-        "json" | "webmanifest" => "application/json",
-        "png" => "image/png",
-        "jpg" | "jpeg" => "image/jpeg",
-        "gif" => "image/gif",
-        "svg" => "image/svg+xml",
-        "ico" => "image/x-icon",
-        "woff" => "font/woff",
-        "woff2" => "font/woff2",
-        "txt" => "text/plain",
-        "xml" => "application/xml",
-        _ => "application/octet-stream",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::collections::HashMap;
-
-    use super::{TemplateRequest, front_matter, load, safe_relative};
-
-    fn request(path: &str) -> TemplateRequest {
-        TemplateRequest {
-            url: format!("http://h{path}"),
-            path: path.to_owned(),
-            method: "GET".to_owned(),
-            headers: HashMap::new(),
-            body: None,
-            remote: "192.0.2.1".to_owned(),
-            cookies: HashMap::new(),
-            query_string: HashMap::new(),
-            content_type: None,
-            host: Some("h".to_owned()),
-            secure: false,
-            scheme: "http".to_owned(),
-            path_qs: path.to_owned(),
-            host_name: "h".to_owned(),
-            port: 80,
-        }
-    }
-
-    #[test]
-    fn builtin_skins_load_and_answer() {
-        for name in super::builtin::NAMES {
-            let skin = load(name, &[], "fw01", "corp.local").unwrap();
-            let r = skin.respond("GET", "/", "", &request("/"));
-            assert!(matches!(r.status, 200 | 302), "{name}: {}", r.status);
-            let missing = skin.respond("GET", "/nope", "", &request("/nope"));
-            assert_eq!(missing.status, 404, "{name}");
-            assert!(!missing.body.is_empty(), "{name}: 404 page");
-        }
-    }
-
-    #[test]
-    fn login_portal_renders_the_failure_with_front_matter() {
-        let skin = load("appliance_login", &[], "fw01", "corp.local").unwrap();
-        let mut req = request("/login");
-        req.method = "POST".to_owned();
-        let r = skin.respond("POST", "/login", "", &req);
-        assert_eq!(r.status, 200);
-        let body = String::from_utf8(r.body).unwrap();
-        assert!(body.contains("Authentication failed"), "{body}");
-        assert!(body.contains("fw01"));
-        let css = skin.respond(
-            "GET",
-            "/static/portal.css",
-            "",
-            &request("/static/portal.css"),
-        );
-        assert_eq!(css.status, 200);
-    }
-
-    #[test]
-    fn traversal_and_odd_names_are_refused() {
-        assert!(safe_relative("../etc/passwd").is_none());
-        assert!(safe_relative("/a/../../b").is_none());
-        assert!(load("../x", &[], "h", "corp.local").is_err());
-        assert!(load("nosuchskin", &[], "h", "corp.local").is_err());
-        let skin = load("appliance_login", &[], "h", "corp.local").unwrap();
-        let r = skin.respond("GET", "/../config.yaml", "", &request("/"));
-        assert_eq!(r.status, 404);
-    }
-
-    #[test]
-    fn front_matter_sets_the_status() {
-        assert_eq!(
-            front_matter("---\nstatus_code: 500\n---\nbody"),
-            (Some(500), "body".to_owned())
-        );
-        assert_eq!(front_matter("plain"), (None, "plain".to_owned()));
-    }
-
-    #[test]
-    fn trapster_skin_with_lookahead_and_query_rules_loads() {
-        let dir = std::env::temp_dir().join(format!("skin-{}", uuid::Uuid::new_v4()));
-        let root = dir.join("fortilike");
-        std::fs::create_dir_all(root.join("templates")).unwrap();
-        std::fs::write(
-            root.join("config.yaml"),
-            "name: fortilike\nheaders:\n  X-Frame-Options: SAMEORIGIN\nendpoints:\n  - \"/api/v1/user\":\n    - method: GET\n      query:\n        id: '([0-9]+)'\n      status_code: 200\n      file: user.j2\n  - \"/(?!(static|favicon)($|/))(.*)\":\n    - method: GET\n      status_code: 200\n      content: 'index'\ndefault:\n  status_code: 404\n",
-        )
-        .unwrap();
-        std::fs::write(
-            root.join("templates/user.j2"),
-            "{\"id\": \"{{ request.query_string.id }}\"}",
-        )
-        .unwrap();
-        let skin = load("fortilike", std::slice::from_ref(&dir), "h", "corp.local").unwrap();
-        let mut req = request("/api/v1/user");
-        req.query_string.insert("id".to_owned(), "42".to_owned());
-        let r = skin.respond("GET", "/api/v1/user", "id=42", &req);
-        assert_eq!(String::from_utf8(r.body).unwrap(), r#"{"id": "42"}"#);
-        assert_eq!(
-            skin.respond("GET", "/anything", "", &request("/")).status,
-            200
-        );
-        assert_eq!(
-            skin.respond("GET", "/static/x", "", &request("/")).status,
-            404
-        );
-        std::fs::remove_dir_all(dir).unwrap();
-    }
 }

@@ -20,13 +20,16 @@
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::{
-    Context,
-    config::MysqlConfig,
-    listen::Handler,
-    session::{Conn, Session, SessionError, lossy},
+use crate::services::{
+    Context, ServiceError,
+    framework::{
+        conn::Conn,
+        session::{Session, SessionError, lossy},
+        tcp::{Handler, TcpProtocol},
+    },
 };
 
 const DEFAULT_VERSION: &str = "8.0.36";
@@ -45,30 +48,47 @@ const CLIENT_PLUGIN_AUTH_LENENC: u32 = 1 << 21;
 const SERVER_CAPABILITIES: u32 = 0x01ff_ffff & !CLIENT_SSL;
 
 #[derive(Debug)]
-struct Mysql {
+struct MysqlServer {
     version: String,
     plugin: String,
     ask_cleartext: bool,
 }
 
-/// The session handler for one MySQL instance.
-#[must_use]
-pub fn handler(config: &MysqlConfig, _ctx: &Context) -> Handler {
-    let mysql = Arc::new(Mysql {
-        version: config
-            .version
-            .clone()
-            .unwrap_or_else(|| DEFAULT_VERSION.to_owned()),
-        plugin: config
-            .auth_plugin
-            .clone()
-            .unwrap_or_else(|| DEFAULT_PLUGIN.to_owned()),
-        ask_cleartext: config.ask_cleartext.unwrap_or(true),
-    });
-    Arc::new(move |session, stream| {
-        let mysql = Arc::clone(&mysql);
-        Box::pin(async move { serve(&mysql, session, stream).await })
-    })
+/// A MySQL instance.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MysqlConfig {
+    /// Server version announced; default `8.0.36`.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Authentication plugin announced; default `mysql_native_password`.
+    #[serde(default)]
+    pub auth_plugin: Option<String>,
+    /// After the hashed response, ask the client to resend its password in cleartext
+    /// (`mysql_clear_password`); clients that allow it reveal the password. Default true.
+    #[serde(default)]
+    pub ask_cleartext: Option<bool>,
+}
+
+/// The MySQL protocol.
+#[derive(Debug)]
+pub struct Mysql;
+
+impl TcpProtocol for Mysql {
+    type Config = MysqlConfig;
+
+    fn handler(config: MysqlConfig, _ctx: &Context) -> Result<Handler, ServiceError> {
+        let mysql = Arc::new(MysqlServer {
+            version: config.version.unwrap_or_else(|| DEFAULT_VERSION.to_owned()),
+            plugin: config
+                .auth_plugin
+                .unwrap_or_else(|| DEFAULT_PLUGIN.to_owned()),
+            ask_cleartext: config.ask_cleartext.unwrap_or(true),
+        });
+        Ok(Arc::new(move |session, stream| {
+            let mysql = Arc::clone(&mysql);
+            Box::pin(async move { serve(&mysql, session, stream).await })
+        }))
+    }
 }
 
 /// Builds the server greeting (packet payload).
@@ -115,13 +135,39 @@ fn packet(seq: u8, payload: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The payload length a packet header announces (3 bytes, little-endian: at most 16 MiB - 1).
+#[must_use]
+pub fn packet_length(header: [u8; 4]) -> usize {
+    let [b0, b1, b2, _] = header;
+    usize::from(b0) | usize::from(b1) << 8 | usize::from(b2) << 16
+}
+
+/// Reads one packet: (sequence id, payload). A packet larger than [`MAX_PACKET`] is answered
+/// as MySQL answers one over `max_allowed_packet` (ERR 1153), logged as `mysql.data` with its
+/// header, and ends the session.
 async fn read_packet<S>(conn: &mut Conn<S>, session: &Session) -> Result<(u8, Bytes), SessionError>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    let header = conn.read_exact(4, session).await?;
-    let len = usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;
+    let head = conn.read_exact(4, session).await?;
+    let header: [u8; 4] = head
+        .as_ref()
+        .try_into()
+        .map_err(|_| SessionError::Protocol("short packet header".to_owned()))?;
+    let len = packet_length(header);
     if len > MAX_PACKET {
+        session.data(&header).await;
+        let [.., seq] = header;
+        conn.write_all(
+            &error_packet(
+                seq.wrapping_add(1),
+                1153,
+                "08S01",
+                "Got a packet bigger than 'max_allowed_packet' bytes",
+            ),
+            session,
+        )
+        .await?;
         return Err(SessionError::Protocol(format!("packet of {len} bytes")));
     }
     let body = conn.read_exact(len, session).await?;
@@ -246,7 +292,7 @@ fn error_packet(seq: u8, code: u16, state: &str, message: &str) -> Vec<u8> {
 }
 
 async fn serve(
-    mysql: &Mysql,
+    mysql: &MysqlServer,
     mut session: Session,
     stream: tokio::net::TcpStream,
 ) -> Result<(), SessionError> {

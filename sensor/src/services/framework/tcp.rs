@@ -1,27 +1,27 @@
 //! Listening sockets and the accept loop shared by every TCP service: whitelist, admission
 //! gate, the `connection` event, the session timeout, and clean cancellation at shutdown.
+//! A TCP protocol implements [`TcpProtocol`]: from its settings, a [`Handler`] that runs one
+//! session over an accepted stream.
 
 use std::{
     future::Future,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    net::SocketAddr,
     pin::Pin,
     sync::{Arc, atomic::Ordering},
 };
 
+use serde::de::DeserializeOwned;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_util::task::TaskTracker;
 
 use super::{
-    ServiceError,
-    config::ServiceLimits,
-    gate::{Gate, Refusal, ServiceCounters},
-    session::{EventSink, Session, SessionError},
+    Shared, bind_error,
+    gate::Refusal,
+    session::{Session, SessionError},
 };
 use crate::{
-    config::Cidr,
     event::{Service, SessionIdentity},
-    shutdown::CancellationToken,
+    services::{Context, ServiceError},
 };
 
 /// A protocol's session handler: runs one session to its end.
@@ -31,106 +31,18 @@ pub type Handler = Arc<
         + Sync,
 >;
 
-/// Everything the accept loops share.
-#[derive(Debug, Clone)]
-pub struct Shared {
-    /// Limits in force.
-    pub limits: Arc<ServiceLimits>,
-    /// Admission gate.
-    pub gate: Arc<Gate>,
-    /// Counters.
-    pub counters: Arc<ServiceCounters>,
-    /// Sources that get no session (`whitelist_ips`).
-    pub whitelist: Arc<Vec<Cidr>>,
-    /// Where events go.
-    pub sink: EventSink,
-    /// Sessions in flight, awaited at shutdown.
-    pub tracker: TaskTracker,
-    /// Shutdown.
-    pub shutdown: CancellationToken,
-}
+/// A protocol served over TCP.
+pub trait TcpProtocol {
+    /// An instance's settings (its entry in the `services` list; unknown keys are ignored, `port`
+    /// is read by the framework).
+    type Config: DeserializeOwned;
 
-/// The addresses services bind on: every address of `interface`, or the IPv4 and IPv6
-/// wildcards when it is empty.
-///
-/// # Errors
-/// [`ServiceError::Interface`] when the interface does not exist or has no usable address.
-pub fn bind_addresses(interface: &str) -> Result<Vec<IpAddr>, ServiceError> {
-    if interface.is_empty() {
-        return Ok(vec![
-            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-        ]);
-    }
-    let found = interface_addresses(interface).map_err(|err| ServiceError::Interface {
-        interface: interface.to_owned(),
-        message: err.to_string(),
-    })?;
-    // Link-local IPv6 addresses need a scope id and are not reachable from other subnets.
-    let usable: Vec<IpAddr> = found
-        .into_iter()
-        .filter(|ip| match ip {
-            IpAddr::V6(v6) => !v6.is_unicast_link_local(),
-            IpAddr::V4(_) => true,
-        })
-        .collect();
-    if usable.is_empty() {
-        return Err(ServiceError::Interface {
-            interface: interface.to_owned(),
-            message: "no IPv4 or global IPv6 address on this interface".to_owned(),
-        });
-    }
-    Ok(usable)
-}
-
-fn interface_addresses(name: &str) -> std::io::Result<Vec<IpAddr>> {
-    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs fills `head` with a list freed below with freeifaddrs.
-    if unsafe { libc::getifaddrs(&raw mut head) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let mut out = Vec::new();
-    let mut exists = false;
-    let mut cursor = head;
-    while !cursor.is_null() {
-        // SAFETY: `cursor` is a node of the list getifaddrs returned, not yet freed.
-        let entry = unsafe { &*cursor };
-        cursor = entry.ifa_next;
-        if entry.ifa_name.is_null() {
-            continue;
-        }
-        // SAFETY: ifa_name is a NUL-terminated C string owned by the list.
-        let entry_name = unsafe { std::ffi::CStr::from_ptr(entry.ifa_name) };
-        if entry_name.to_bytes() != name.as_bytes() {
-            continue;
-        }
-        exists = true;
-        if entry.ifa_addr.is_null() {
-            continue;
-        }
-        // SAFETY: ifa_addr points to a sockaddr whose family tells its real type.
-        let family = i32::from(unsafe { (*entry.ifa_addr).sa_family });
-        if family == libc::AF_INET {
-            // SAFETY: the family is AF_INET, so this is a sockaddr_in.
-            let sin = unsafe { &*entry.ifa_addr.cast::<libc::sockaddr_in>() };
-            out.push(IpAddr::V4(Ipv4Addr::from(u32::from_be(
-                sin.sin_addr.s_addr,
-            ))));
-        } else if family == libc::AF_INET6 {
-            // SAFETY: the family is AF_INET6, so this is a sockaddr_in6.
-            let sin6 = unsafe { &*entry.ifa_addr.cast::<libc::sockaddr_in6>() };
-            out.push(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)));
-        }
-    }
-    // SAFETY: `head` came from getifaddrs and is freed once.
-    unsafe { libc::freeifaddrs(head) };
-    if !exists {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            "no such interface",
-        ));
-    }
-    Ok(out)
+    /// Builds the session handler of one instance. Runs on the blocking pool, so it may read
+    /// files and generate keys.
+    ///
+    /// # Errors
+    /// [`ServiceError::Setup`] (see [`Context::setup_error`]) when the instance cannot start.
+    fn handler(config: Self::Config, ctx: &Context) -> Result<Handler, ServiceError>;
 }
 
 /// Binds a listening socket for `service` on `addr`.
@@ -139,18 +51,7 @@ fn interface_addresses(name: &str) -> std::io::Result<Vec<IpAddr>> {
 /// [`ServiceError::Bind`] naming the service, address and port, with a hint for the two
 /// common causes.
 pub fn bind(service: Service, addr: SocketAddr) -> Result<TcpListener, ServiceError> {
-    let err = |source: std::io::Error| ServiceError::Bind {
-        service: service.as_str(),
-        addr,
-        hint: match source.kind() {
-            std::io::ErrorKind::PermissionDenied => {
-                " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
-            }
-            std::io::ErrorKind::AddrInUse => " (another program listens on this port)",
-            _ => "",
-        },
-        source,
-    };
+    let err = |source: std::io::Error| bind_error(service.as_str(), addr, source);
     let domain = if addr.is_ipv4() {
         Domain::IPV4
     } else {
@@ -210,7 +111,7 @@ pub async fn accept_loop(
         shared.counters.accepted.fetch_add(1, Ordering::Relaxed);
         // Whitelisted sources (the company's own scanners) are served like anyone else, so the
         // decoy looks the same to them, but their sessions emit nothing.
-        let silent = shared.whitelist.iter().any(|c| c.contains(src_ip));
+        let silent = shared.is_whitelisted(src_ip);
         if silent {
             shared.counters.whitelisted.fetch_add(1, Ordering::Relaxed);
         }

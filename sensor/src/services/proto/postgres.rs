@@ -19,16 +19,19 @@
 use std::sync::Arc;
 
 use bytes::{BufMut, BytesMut};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::TlsAcceptor;
 
-use super::{
+use crate::services::{
     Context, ServiceError,
-    config::PostgresConfig,
-    listen::Handler,
-    session::{Conn, Session, SessionError, lossy},
-    tls::{self, Subject},
+    framework::{
+        conn::Conn,
+        session::{Session, SessionError, lossy},
+        tcp::{Handler, TcpProtocol},
+        tls::{self, Subject},
+    },
 };
 
 const PROTOCOL_3: u32 = 196_608;
@@ -38,12 +41,12 @@ const CANCEL_REQUEST: u32 = 80_877_102;
 /// PostgreSQL refuses startup packets longer than this.
 const MAX_STARTUP: usize = 10_000;
 
-struct Postgres {
+struct PostgresServer {
     version: String,
     tls: Option<TlsAcceptor>,
 }
 
-impl std::fmt::Debug for Postgres {
+impl std::fmt::Debug for PostgresServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Postgres")
             .field("version", &self.version)
@@ -52,39 +55,51 @@ impl std::fmt::Debug for Postgres {
     }
 }
 
-/// The session handler for one PostgreSQL instance.
-///
-/// # Errors
-/// [`ServiceError::Setup`] when the certificate cannot be generated or loaded.
-pub fn handler(config: &PostgresConfig, ctx: &Context) -> Result<Handler, ServiceError> {
-    let tls = if config.ssl.unwrap_or(true) {
-        let subject = Subject {
-            common_name: ctx.hostname.clone(),
-            ..Subject::default()
+/// A PostgreSQL instance.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PostgresConfig {
+    /// `server_version` reported; default `15.8`.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Accept TLS (`SSLRequest`), so that `sslmode=require` clients log in too; default true.
+    #[serde(default)]
+    pub ssl: Option<bool>,
+}
+
+/// The PostgreSQL protocol.
+#[derive(Debug)]
+pub struct Postgres;
+
+impl TcpProtocol for Postgres {
+    type Config = PostgresConfig;
+
+    /// Generates (once) or loads the certificate when TLS is on.
+    fn handler(config: PostgresConfig, ctx: &Context) -> Result<Handler, ServiceError> {
+        let tls = if config.ssl.unwrap_or(true) {
+            let subject = Subject {
+                common_name: ctx.hostname.clone(),
+                ..Subject::default()
+            };
+            let server = tls::server_config(
+                &ctx.state_dir(),
+                &format!("postgres-{}", ctx.port),
+                &subject,
+                &[],
+            )
+            .map_err(|err| ctx.setup_error(err.to_string()))?;
+            Some(TlsAcceptor::from(server))
+        } else {
+            None
         };
-        let server = tls::server_config(
-            &ctx.state_dir(),
-            &format!("postgres-{}", config.port),
-            &subject,
-            &[],
-        )
-        .map_err(|err| ServiceError::Setup {
-            service: "postgres",
-            port: config.port,
-            message: err.to_string(),
-        })?;
-        Some(TlsAcceptor::from(server))
-    } else {
-        None
-    };
-    let pg = Arc::new(Postgres {
-        version: config.version.clone().unwrap_or_else(|| "15.8".to_owned()),
-        tls,
-    });
-    Ok(Arc::new(move |session, stream| {
-        let pg = Arc::clone(&pg);
-        Box::pin(async move { serve(&pg, session, stream).await })
-    }))
+        let pg = Arc::new(PostgresServer {
+            version: config.version.unwrap_or_else(|| "15.8".to_owned()),
+            tls,
+        });
+        Ok(Arc::new(move |session, stream| {
+            let pg = Arc::clone(&pg);
+            Box::pin(async move { serve(&pg, session, stream).await })
+        }))
+    }
 }
 
 /// An `ErrorResponse` as the server builds it.
@@ -115,21 +130,41 @@ fn message_bytes(tag: u8, body: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Reads a length-prefixed startup-phase packet: (code, body after the code).
+/// The body length a message's int32 length announces (the length counts itself and, for
+/// startup packets, the code: `header` bytes), when it is within `header..=MAX_STARTUP`.
+/// Negative lengths (the high bit set) and lengths shorter than the header are `None`.
+#[must_use]
+pub fn body_length(length: [u8; 4], header: usize) -> Option<usize> {
+    let len = usize::try_from(i32::from_be_bytes(length)).ok()?;
+    if len > MAX_STARTUP {
+        return None;
+    }
+    len.checked_sub(header)
+}
+
+/// Reads a length-prefixed startup-phase packet: (code, body after the code). A length out of
+/// range (negative, shorter than the header, longer than PostgreSQL accepts) is logged as
+/// `postgres.data` with the 8 bytes received and ends the session, as the server closes on an
+/// "invalid length of startup packet".
 async fn read_startup<S: AsyncRead + AsyncWrite + Unpin>(
     conn: &mut Conn<S>,
     session: &Session,
 ) -> Result<(u32, bytes::Bytes), SessionError> {
     let head = conn.read_exact(8, session).await?;
-    let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
-    let code = u32::from_be_bytes([head[4], head[5], head[6], head[7]]);
-    if !(8..=MAX_STARTUP).contains(&len) {
-        return Err(SessionError::Protocol(format!(
-            "startup packet of {len} bytes"
-        )));
-    }
-    let body = conn.read_exact(len - 8, session).await?;
-    Ok((code, body))
+    let Some((length, code)) = head.split_first_chunk::<4>() else {
+        return Err(SessionError::Protocol("short startup header".to_owned()));
+    };
+    let code: [u8; 4] = code
+        .try_into()
+        .map_err(|_| SessionError::Protocol("short startup header".to_owned()))?;
+    let Some(len) = body_length(*length, 8) else {
+        session.data(&head).await;
+        return Err(SessionError::Protocol(
+            "invalid length of startup packet".to_owned(),
+        ));
+    };
+    let body = conn.read_exact(len, session).await?;
+    Ok((u32::from_be_bytes(code), body))
 }
 
 /// Startup parameters: `key\0value\0 ... \0`.
@@ -147,20 +182,13 @@ pub fn parse_parameters(body: &[u8]) -> Vec<(String, String)> {
 }
 
 async fn serve(
-    pg: &Postgres,
+    pg: &PostgresServer,
     session: Session,
     stream: tokio::net::TcpStream,
 ) -> Result<(), SessionError> {
     let mut conn = Conn::new(stream, session.limits());
     loop {
-        let (code, body) = match read_startup(&mut conn, &session).await {
-            Err(SessionError::Protocol(_)) => {
-                // As the server does for garbage: log what came and close.
-                session.data(conn.buffered()).await;
-                return Ok(());
-            }
-            other => other?,
-        };
+        let (code, body) = read_startup(&mut conn, &session).await?;
         match code {
             SSL_REQUEST => {
                 if let Some(acceptor) = &pg.tls {
@@ -206,7 +234,7 @@ async fn serve(
 }
 
 async fn startup<S: AsyncRead + AsyncWrite + Unpin>(
-    pg: &Postgres,
+    pg: &PostgresServer,
     mut session: Session,
     mut conn: Conn<S>,
     plain_startup: Option<bytes::Bytes>,
@@ -234,12 +262,20 @@ async fn startup<S: AsyncRead + AsyncWrite + Unpin>(
     conn.write_all(&message_bytes(b'R', &3u32.to_be_bytes()), &session)
         .await?;
     let head = conn.read_exact(5, &session).await?;
-    let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
-    if head[0] != b'p' || !(4..=MAX_STARTUP).contains(&len) {
+    let len = match head.split_first() {
+        Some((b'p', length)) => length
+            .try_into()
+            .ok()
+            .and_then(|length: [u8; 4]| body_length(length, 4)),
+        _ => None,
+    };
+    let Some(len) = len else {
         session.data(&head).await;
-        return Ok(());
-    }
-    let password = conn.read_exact(len - 4, &session).await?;
+        return Err(SessionError::Protocol(
+            "invalid password message".to_owned(),
+        ));
+    };
+    let password = conn.read_exact(len, &session).await?;
     let password = password.strip_suffix(&[0]).unwrap_or(&password);
     extra.insert("password".to_owned(), Value::String(lossy(password)));
     for key in ["database", "application_name", "client_encoding"] {
@@ -268,7 +304,21 @@ async fn startup<S: AsyncRead + AsyncWrite + Unpin>(
 
 #[cfg(test)]
 mod tests {
-    use super::{error_response, parse_parameters};
+    use super::{MAX_STARTUP, body_length, error_response, parse_parameters};
+
+    #[test]
+    fn int32_lengths_are_refused_when_negative_short_or_huge() {
+        let be = |n: i32| n.to_be_bytes();
+        assert_eq!(body_length(be(8), 8), Some(0));
+        assert_eq!(body_length(be(4), 4), Some(0));
+        assert_eq!(body_length(be(100), 8), Some(92));
+        let max = i32::try_from(MAX_STARTUP).unwrap();
+        assert_eq!(body_length(be(max), 8), Some(MAX_STARTUP - 8));
+        for bad in [max + 1, i32::MAX, -1, i32::MIN, 0, 7] {
+            assert_eq!(body_length(be(bad), 8), None, "{bad}");
+        }
+        assert_eq!(body_length(be(3), 4), None);
+    }
 
     #[test]
     fn parameters_parse_and_stop_at_the_terminator() {

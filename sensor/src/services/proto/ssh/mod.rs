@@ -19,10 +19,12 @@
 //! (or `exec`) where every command is logged as `ssh.query` and answered as a fresh Debian
 //! system would answer the first commands intruders type (`id`, `uname -a`, `whoami`, ...).
 
+mod keys;
+pub mod shell;
+
 use std::{
     borrow::Cow,
     collections::BTreeMap,
-    path::Path,
     pin::Pin,
     sync::{
         Arc, Mutex, PoisonError,
@@ -32,138 +34,71 @@ use std::{
 };
 
 use russh::{
-    Channel, ChannelId, MethodKind, MethodSet, Preferred, Pty, SshId, cipher, compression, kex,
-    keys::{Algorithm, EcdsaCurve, HashAlg, PrivateKey, ssh_key::LineEnding},
-    mac,
+    Channel, ChannelId, MethodKind, MethodSet, Preferred, Pty, SshId,
+    keys::HashAlg,
     server::{
         Auth, ChannelOpenHandle, Config, Handler as RusshHandler, Msg, PublicKeyOffer,
         Session as RusshSession,
     },
 };
+use serde::Deserialize;
 use serde_json::{Map, Value};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::{
+use crate::services::{
     Context, ServiceError,
-    config::SshConfig,
-    listen::Handler,
-    session::{Session, SessionError},
-    tls::write_private,
+    framework::{
+        session::{Session, SessionError},
+        tcp::{Handler, TcpProtocol},
+    },
 };
+
+use self::keys::{CIPHERS, COMPRESSION, KEX, MACS, host_key_algorithms, host_keys};
 
 const DEFAULT_VERSION: &str = "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u7";
 /// OpenSSH's `MaxAuthTries`.
 const MAX_AUTH_TRIES: usize = 6;
 
-const KEX: &[kex::Name] = &[
-    kex::CURVE25519,
-    kex::CURVE25519_PRE_RFC_8731,
-    kex::ECDH_SHA2_NISTP256,
-    kex::ECDH_SHA2_NISTP384,
-    kex::ECDH_SHA2_NISTP521,
-    kex::DH_GEX_SHA256,
-    kex::DH_G16_SHA512,
-    kex::DH_G18_SHA512,
-    kex::DH_G14_SHA256,
-    kex::EXTENSION_OPENSSH_STRICT_KEX_AS_SERVER,
-];
-const CIPHERS: &[cipher::Name] = &[
-    cipher::CHACHA20_POLY1305,
-    cipher::AES_128_CTR,
-    cipher::AES_192_CTR,
-    cipher::AES_256_CTR,
-    cipher::AES_128_GCM,
-    cipher::AES_256_GCM,
-];
-const MACS: &[mac::Name] = &[
-    mac::HMAC_SHA256_ETM,
-    mac::HMAC_SHA512_ETM,
-    mac::HMAC_SHA1_ETM,
-    mac::HMAC_SHA256,
-    mac::HMAC_SHA512,
-    mac::HMAC_SHA1,
-];
-const COMPRESSION: &[compression::Name] = &[compression::NONE, compression::ZLIB_LEGACY];
-
-fn host_key_algorithms() -> Vec<Algorithm> {
-    vec![
-        Algorithm::Rsa {
-            hash: Some(HashAlg::Sha512),
-        },
-        Algorithm::Rsa {
-            hash: Some(HashAlg::Sha256),
-        },
-        Algorithm::Ecdsa {
-            curve: EcdsaCurve::NistP256,
-        },
-        Algorithm::Ed25519,
-    ]
-}
-
-/// Loads the host keys from `dir`, generating the missing ones.
-fn host_keys(dir: &Path, port: u16) -> Result<Vec<PrivateKey>, String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let kinds = [
-        ("rsa", Algorithm::Rsa { hash: None }),
-        (
-            "ecdsa",
-            Algorithm::Ecdsa {
-                curve: EcdsaCurve::NistP256,
-            },
-        ),
-        ("ed25519", Algorithm::Ed25519),
-    ];
-    let mut keys = Vec::new();
-    for (name, algorithm) in kinds {
-        let path = dir.join(format!("ssh-{port}-host-{name}.key"));
-        let key = if path.exists() {
-            let text =
-                std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            PrivateKey::from_openssh(&text).map_err(|e| format!("{}: {e}", path.display()))?
-        } else {
-            let mut rng = rand::rng();
-            let key = match algorithm {
-                Algorithm::Rsa { .. } => {
-                    let pair = russh::keys::ssh_key::private::RsaKeypair::random(&mut rng, 3072)
-                        .map_err(|e| format!("generating an RSA host key: {e}"))?;
-                    PrivateKey::from(pair)
-                }
-                other => PrivateKey::random(&mut rng, other)
-                    .map_err(|e| format!("generating a {name} host key: {e}"))?,
-            };
-            let text = key
-                .to_openssh(LineEnding::LF)
-                .map_err(|e| format!("encoding the {name} host key: {e}"))?;
-            write_private(&path, text.as_bytes()).map_err(|e| e.to_string())?;
-            tracing::info!(key = %path.display(), "Generated an SSH host key.");
-            key
-        };
-        keys.push(key);
-    }
-    Ok(keys)
-}
-
 #[derive(Debug)]
-struct Ssh {
+struct SshServer {
     config: Arc<Config>,
     users: BTreeMap<String, String>,
     banner: Option<String>,
     hostname: String,
 }
 
-/// The session handler for one SSH instance.
-///
-/// # Errors
-/// [`ServiceError::Setup`] when the host keys cannot be loaded or generated.
-pub fn handler(config: &SshConfig, ctx: &Context) -> Result<Handler, ServiceError> {
-    let keys = host_keys(&ctx.state_dir(), config.port).map_err(|message| ServiceError::Setup {
-        service: "ssh",
-        port: config.port,
-        message,
-    })?;
+/// An SSH instance.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SshConfig {
+    /// Identification string sent first; default `SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u7`.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Pre-authentication banner, if any.
+    #[serde(default)]
+    pub banner: Option<String>,
+    /// Accepted user/password pairs (Trapster `users`); logins always fail when empty.
+    #[serde(default)]
+    pub users: BTreeMap<String, String>,
+}
+
+/// The SSH protocol.
+#[derive(Debug)]
+pub struct Ssh;
+
+impl TcpProtocol for Ssh {
+    type Config = SshConfig;
+
+    /// Loads the host keys, generating the missing ones (RSA 3072 takes a while: this runs on
+    /// the blocking pool, never on the runtime).
+    fn handler(config: SshConfig, ctx: &Context) -> Result<Handler, ServiceError> {
+        handler(config, ctx)
+    }
+}
+
+fn handler(config: SshConfig, ctx: &Context) -> Result<Handler, ServiceError> {
+    let keys = host_keys(&ctx.state_dir(), ctx.port).map_err(|message| ctx.setup_error(message))?;
     let version = config
         .version
-        .clone()
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| DEFAULT_VERSION.to_owned());
     let mut methods = MethodSet::empty();
@@ -189,10 +124,10 @@ pub fn handler(config: &SshConfig, ctx: &Context) -> Result<Handler, ServiceErro
         nodelay: true,
         ..Config::default()
     };
-    let ssh = Arc::new(Ssh {
+    let ssh = Arc::new(SshServer {
         config: Arc::new(russh_config),
-        users: config.users.clone(),
-        banner: config.banner.clone().filter(|b| !b.is_empty()),
+        users: config.users,
+        banner: config.banner.filter(|b| !b.is_empty()),
         hostname: ctx.hostname.clone(),
     });
     Ok(Arc::new(move |session, stream| {
@@ -202,7 +137,7 @@ pub fn handler(config: &SshConfig, ctx: &Context) -> Result<Handler, ServiceErro
 }
 
 async fn serve(
-    ssh: &Ssh,
+    ssh: &SshServer,
     session: Session,
     stream: tokio::net::TcpStream,
 ) -> Result<(), SessionError> {
@@ -494,77 +429,22 @@ impl RusshHandler for SshSession {
 }
 
 impl SshSession {
-    fn prompt(&self) -> String {
-        let user = self.user.as_deref().unwrap_or("root");
-        let sign = if user == "root" { '#' } else { '$' };
-        format!("{user}@{}:~{sign} ", self.hostname)
+    fn user(&self) -> &str {
+        self.user.as_deref().unwrap_or("root")
     }
 
-    /// Logs a command as `ssh.query` and answers as a Debian shell would for the few commands
-    /// an intruder types first; everything else is not found.
+    fn prompt(&self) -> String {
+        shell::prompt(self.user(), &self.hostname)
+    }
+
+    /// Logs a command as `ssh.query` and answers it as the Debian shell would.
     async fn run(&self, command: &str, mode: &str) -> (String, u32) {
-        let user = self.user.clone().unwrap_or_else(|| "root".to_owned());
+        let user = self.user();
         let mut extra = Map::new();
-        extra.insert("username".to_owned(), Value::String(user.clone()));
+        extra.insert("username".to_owned(), Value::String(user.to_owned()));
         extra.insert("command".to_owned(), Value::String(command.to_owned()));
         extra.insert("mode".to_owned(), Value::String(mode.to_owned()));
         self.session.query(command.as_bytes(), extra).await;
-        let program = command.split_whitespace().next().unwrap_or("");
-        let home = if user == "root" {
-            "/root".to_owned()
-        } else {
-            format!("/home/{user}")
-        };
-        let (uid, groups) = if user == "root" {
-            (0, "0(root)".to_owned())
-        } else {
-            (1000, format!("1000({user}),27(sudo)"))
-        };
-        match program {
-            "whoami" => (format!("{user}\n"), 0),
-            "id" => (
-                format!("uid={uid}({user}) gid={uid}({user}) groups={groups}\n"),
-                0,
-            ),
-            "pwd" => (format!("{home}\n"), 0),
-            "hostname" => (format!("{}\n", self.hostname), 0),
-            "uname" if command.contains("-a") => (
-                format!(
-                    "Linux {} 6.1.0-28-amd64 #1 SMP PREEMPT_DYNAMIC Debian 6.1.119-1 (2024-11-22) x86_64 GNU/Linux\n",
-                    self.hostname
-                ),
-                0,
-            ),
-            "uname" => ("Linux\n".to_owned(), 0),
-            "cat" => {
-                let file = command.split_whitespace().nth(1).unwrap_or("");
-                match file {
-                    "/etc/passwd" => (
-                        format!(
-                            "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\nbin:x:2:2:bin:/bin:/usr/sbin/nologin\nsys:x:3:3:sys:/dev:/usr/sbin/nologin\nwww-data:x:33:33:www-data:/var/www:/usr/sbin/nologin\nsshd:x:104:65534::/run/sshd:/usr/sbin/nologin\n{user}:x:{uid}:{uid}:{user},,,:{home}:/bin/bash\n"
-                        ),
-                        0,
-                    ),
-                    "/etc/os-release" => (
-                        "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nVERSION=\"12 (bookworm)\"\nVERSION_CODENAME=bookworm\nID=debian\n".to_owned(),
-                        0,
-                    ),
-                    "" => (String::new(), 0),
-                    other => {
-                        let shown: String = other.chars().filter(|c| !c.is_control()).take(128).collect();
-                        (format!("cat: {shown}: No such file or directory\n"), 1)
-                    }
-                }
-            }
-            "ls" | "cd" | "echo" | "true" | "export" | "history" | "clear" => (String::new(), 0),
-            _ => {
-                let shown: String = program
-                    .chars()
-                    .filter(|c| !c.is_control())
-                    .take(64)
-                    .collect();
-                (format!("-bash: {shown}: command not found\n"), 127)
-            }
-        }
+        shell::answer(command, user, &self.hostname)
     }
 }

@@ -4,7 +4,10 @@
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::services::session::{Conn, Session, SessionError};
+use crate::services::framework::{
+    conn::Conn,
+    session::{Session, SessionError},
+};
 
 /// Most header lines accepted in one request.
 const MAX_HEADERS: usize = 100;
@@ -122,10 +125,10 @@ pub async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(
         version: version.to_owned(),
         ..Request::default()
     };
-    let mut header_bytes = 0;
+    let mut header_bytes: usize = 0;
     loop {
         let line = conn.read_line(session).await?;
-        header_bytes += line.len();
+        header_bytes = header_bytes.saturating_add(line.len());
         if header_bytes > session.limits().max_buffer_bytes {
             return Err(ReadError::TooLarge);
         }
@@ -153,17 +156,54 @@ pub async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(
         .is_some_and(|te| te.to_ascii_lowercase().contains("chunked"));
     if chunked {
         request.body = read_chunked(conn, session, max).await?;
-    } else if let Some(len) = request.header("content-length") {
-        let len: usize = len
-            .trim()
-            .parse()
-            .map_err(|_| ReadError::Bad("bad content-length"))?;
+    } else if let Some(len) = content_length(&request.headers)? {
         if len > max {
             return Err(ReadError::TooLarge);
         }
         request.body = conn.read_exact(len, session).await?;
     }
     Ok(request)
+}
+
+/// The body length the `Content-Length` headers give (RFC 9112 section 6.3): digits only, no
+/// sign, no overflow; several headers or a list must all say the same, or the request is
+/// refused (two lengths are how requests are smuggled past a proxy).
+///
+/// # Errors
+/// [`ReadError::Bad`] for a malformed, overflowing or conflicting length.
+pub fn content_length(headers: &[(String, String)]) -> Result<Option<usize>, ReadError> {
+    let mut found: Option<usize> = None;
+    let values = headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .flat_map(|(_, v)| v.split(','));
+    for value in values {
+        let value = value.trim();
+        if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ReadError::Bad("bad content-length"));
+        }
+        let len: usize = value
+            .parse()
+            .map_err(|_| ReadError::Bad("content-length overflows"))?;
+        match found {
+            Some(seen) if seen != len => return Err(ReadError::Bad("conflicting content-length")),
+            _ => found = Some(len),
+        }
+    }
+    Ok(found)
+}
+
+/// A chunk-size line's size (hex, extensions after `;` ignored).
+///
+/// # Errors
+/// [`ReadError::Bad`] when it is not hex or does not fit a `usize`.
+pub fn chunk_size(line: &[u8]) -> Result<usize, ReadError> {
+    let text = String::from_utf8_lossy(trim_eol(line)).into_owned();
+    let size_text = text.split(';').next().unwrap_or("").trim();
+    if size_text.is_empty() || !size_text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ReadError::Bad("bad chunk size"));
+    }
+    usize::from_str_radix(size_text, 16).map_err(|_| ReadError::Bad("chunk size overflows"))
 }
 
 async fn read_chunked<S: AsyncRead + AsyncWrite + Unpin>(
@@ -174,10 +214,7 @@ async fn read_chunked<S: AsyncRead + AsyncWrite + Unpin>(
     let mut body = BytesMut::new();
     loop {
         let line = conn.read_line(session).await?;
-        let text = String::from_utf8_lossy(trim_eol(&line)).into_owned();
-        let size_text = text.split(';').next().unwrap_or("").trim();
-        let size =
-            usize::from_str_radix(size_text, 16).map_err(|_| ReadError::Bad("bad chunk size"))?;
+        let size = chunk_size(&line)?;
         if size == 0 {
             // Trailers, up to the empty line.
             for _ in 0..MAX_HEADERS {
@@ -187,13 +224,92 @@ async fn read_chunked<S: AsyncRead + AsyncWrite + Unpin>(
             }
             return Err(ReadError::Bad("too many trailers"));
         }
-        if body.len() + size > max {
+        if body.len().checked_add(size).is_none_or(|total| total > max) {
             return Err(ReadError::TooLarge);
         }
         body.extend_from_slice(&conn.read_exact(size, session).await?);
         let end = conn.read_line(session).await?;
         if !trim_eol(&end).is_empty() {
             return Err(ReadError::Bad("chunk without CRLF"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ReadError, chunk_size, content_length};
+
+    fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn bad(result: Result<impl std::fmt::Debug, ReadError>) -> &'static str {
+        match result {
+            Err(ReadError::Bad(why)) => why,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn content_lengths_are_digits_that_fit_and_agree() {
+        assert_eq!(content_length(&headers(&[])).unwrap(), None);
+        assert_eq!(
+            content_length(&headers(&[("Content-Length", "42")])).unwrap(),
+            Some(42)
+        );
+        assert_eq!(
+            content_length(&headers(&[
+                ("content-length", "7"),
+                ("CONTENT-LENGTH", "7")
+            ]))
+            .unwrap(),
+            Some(7)
+        );
+        assert_eq!(
+            content_length(&headers(&[("Content-Length", "18446744073709551615")])).unwrap(),
+            Some(usize::MAX)
+        );
+        assert_eq!(
+            bad(content_length(&headers(&[(
+                "Content-Length",
+                "18446744073709551616"
+            )]))),
+            "content-length overflows"
+        );
+        for value in ["-1", "+5", "0x10", "", " ", "5 5", "1e3"] {
+            assert_eq!(
+                bad(content_length(&headers(&[("Content-Length", value)]))),
+                "bad content-length",
+                "{value:?}"
+            );
+        }
+        assert_eq!(
+            bad(content_length(&headers(&[
+                ("Content-Length", "5"),
+                ("Content-Length", "6")
+            ]))),
+            "conflicting content-length"
+        );
+        assert_eq!(
+            bad(content_length(&headers(&[("Content-Length", "5, 6")]))),
+            "conflicting content-length"
+        );
+    }
+
+    #[test]
+    fn chunk_sizes_are_hex_that_fits() {
+        assert_eq!(chunk_size(b"1a\r\n").unwrap(), 26);
+        assert_eq!(chunk_size(b"0;ext=1\r\n").unwrap(), 0);
+        assert_eq!(chunk_size(b"ffffffffffffffff\r\n").unwrap(), usize::MAX);
+        assert_eq!(
+            bad(chunk_size(b"10000000000000000\r\n")),
+            "chunk size overflows"
+        );
+        for line in [&b"\r\n"[..], b"-1\r\n", b"+1\r\n", b"zz\r\n", b"0x10\r\n"] {
+            assert_eq!(bad(chunk_size(line)), "bad chunk size", "{line:?}");
         }
     }
 }

@@ -16,18 +16,23 @@
 //! Input is parsed as a byte stream, whatever its segmentation: option negotiation (`IAC`
 //! sequences, subnegotiations) is stripped, `IAC IAC` is a literal 0xff, backspace and DEL edit
 //! the line, and CR LF, CR NUL or a bare LF ends it. So char-at-a-time clients and line-mode
-//! clients (the `telnet` client reading from a pipe, scripts) give the same credentials.
+//! clients (the `telnet` client reading from a pipe, scripts) give the same credentials. A line
+//! or a subnegotiation longer than `max_line_bytes` is logged as `telnet.data` (the bytes of the
+//! read that broke it) and ends the session.
 
 use std::sync::Arc;
 
+use serde::Deserialize;
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::{
-    Context,
-    config::TelnetConfig,
-    listen::Handler,
-    session::{Conn, Session, SessionError, extra, lossy},
+use crate::services::{
+    Context, ServiceError,
+    framework::{
+        conn::Conn,
+        session::{Session, SessionError, extra, lossy},
+        tcp::{Handler, TcpProtocol},
+    },
 };
 
 const IAC: u8 = 255;
@@ -78,17 +83,31 @@ fn leak_prompt(prompt: String) -> &'static str {
     Box::leak(prompt.into_boxed_str())
 }
 
-/// The session handler for one Telnet instance.
-#[must_use]
-pub fn handler(config: &TelnetConfig, ctx: &Context) -> Handler {
-    let profile = Arc::new(profile(
-        config.version.as_deref().unwrap_or(""),
-        &ctx.hostname,
-    ));
-    Arc::new(move |session, stream| {
-        let profile = Arc::clone(&profile);
-        Box::pin(async move { serve(&profile, session, stream).await })
-    })
+/// A Telnet instance.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TelnetConfig {
+    /// The device imitated (Trapster `version`): `Cisco IOS`, `D-Link DSL router`, ...
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
+/// The Telnet protocol.
+#[derive(Debug)]
+pub struct Telnet;
+
+impl TcpProtocol for Telnet {
+    type Config = TelnetConfig;
+
+    fn handler(config: TelnetConfig, ctx: &Context) -> Result<Handler, ServiceError> {
+        let profile = Arc::new(profile(
+            config.version.as_deref().unwrap_or(""),
+            &ctx.hostname,
+        ));
+        Ok(Arc::new(move |session, stream| {
+            let profile = Arc::clone(&profile);
+            Box::pin(async move { serve(&profile, session, stream).await })
+        }))
+    }
 }
 
 async fn serve(
@@ -201,7 +220,7 @@ impl LineParser {
             }
             State::Option => self.state = State::Data,
             State::Sub => {
-                self.sub_len += 1;
+                self.sub_len = self.sub_len.saturating_add(1);
                 if self.sub_len > self.max_line {
                     return Err(SessionError::LineTooLong(self.max_line));
                 }
@@ -255,9 +274,17 @@ impl LineParser {
             let mut echo = Vec::new();
             let mut done = None;
             for (i, &byte) in chunk.iter().enumerate() {
-                if let Step::Line(line) = self.feed(byte, &mut echo)? {
-                    done = Some((i + 1, line));
-                    break;
+                match self.feed(byte, &mut echo) {
+                    Ok(Step::Line(line)) => {
+                        done = Some((i + 1, line));
+                        break;
+                    }
+                    Ok(Step::More) => {}
+                    Err(err) => {
+                        // An overlong line or subnegotiation: logged, and the session ends.
+                        session.data(&chunk).await;
+                        return Err(err);
+                    }
                 }
             }
             if echo_on && !echo.is_empty() {

@@ -10,77 +10,77 @@ const FILES: &[(&str, &str, &[u8])] = &[
     (
         "appliance_login",
         "config.yaml",
-        include_bytes!("../../../skins/appliance_login/config.yaml"),
+        include_bytes!("../../../../skins/appliance_login/config.yaml"),
     ),
     (
         "appliance_login",
         "files/static/portal.css",
-        include_bytes!("../../../skins/appliance_login/files/static/portal.css"),
+        include_bytes!("../../../../skins/appliance_login/files/static/portal.css"),
     ),
     (
         "appliance_login",
         "templates/404.html",
-        include_bytes!("../../../skins/appliance_login/templates/404.html"),
+        include_bytes!("../../../../skins/appliance_login/templates/404.html"),
     ),
     (
         "appliance_login",
         "templates/login.html",
-        include_bytes!("../../../skins/appliance_login/templates/login.html"),
+        include_bytes!("../../../../skins/appliance_login/templates/login.html"),
     ),
     (
         "appliance_login",
         "templates/login_failed.html",
-        include_bytes!("../../../skins/appliance_login/templates/login_failed.html"),
+        include_bytes!("../../../../skins/appliance_login/templates/login_failed.html"),
     ),
     (
         "default_apache",
         "config.yaml",
-        include_bytes!("../../../skins/default_apache/config.yaml"),
+        include_bytes!("../../../../skins/default_apache/config.yaml"),
     ),
     (
         "default_apache",
         "templates/401.html",
-        include_bytes!("../../../skins/default_apache/templates/401.html"),
+        include_bytes!("../../../../skins/default_apache/templates/401.html"),
     ),
     (
         "default_apache",
         "templates/403.html",
-        include_bytes!("../../../skins/default_apache/templates/403.html"),
+        include_bytes!("../../../../skins/default_apache/templates/403.html"),
     ),
     (
         "default_apache",
         "templates/404.html",
-        include_bytes!("../../../skins/default_apache/templates/404.html"),
+        include_bytes!("../../../../skins/default_apache/templates/404.html"),
     ),
     (
         "default_apache",
         "templates/index.html",
-        include_bytes!("../../../skins/default_apache/templates/index.html"),
+        include_bytes!("../../../../skins/default_apache/templates/index.html"),
     ),
     (
         "default_iis",
         "config.yaml",
-        include_bytes!("../../../skins/default_iis/config.yaml"),
+        include_bytes!("../../../../skins/default_iis/config.yaml"),
     ),
     (
         "default_iis",
         "templates/401.html",
-        include_bytes!("../../../skins/default_iis/templates/401.html"),
+        include_bytes!("../../../../skins/default_iis/templates/401.html"),
     ),
     (
         "default_iis",
         "templates/403.html",
-        include_bytes!("../../../skins/default_iis/templates/403.html"),
+        include_bytes!("../../../../skins/default_iis/templates/403.html"),
     ),
     (
         "default_iis",
         "templates/404.html",
-        include_bytes!("../../../skins/default_iis/templates/404.html"),
+        include_bytes!("../../../../skins/default_iis/templates/404.html"),
     ),
     (
         "default_iis",
         "templates/iisstart.htm",
-        include_bytes!("../../../skins/default_iis/templates/iisstart.htm"),
+        include_bytes!("../../../../skins/default_iis/templates/iisstart.htm"),
     ),
 ];
 

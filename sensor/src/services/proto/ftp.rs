@@ -15,17 +15,21 @@
 //! Every command line becomes an `ftp.data` event with its raw bytes (as Trapster does).
 //! Commands are read line by line from a buffer, so a client that pipelines `USER` and `PASS`
 //! in one segment is logged exactly like one that waits for each reply. Data connections are
-//! never opened: transfer commands get `425`.
+//! never opened: transfer commands get `425`. A line longer than `max_line_bytes` is logged as
+//! `ftp.data` (its first bytes) and ends the session.
 
 use std::sync::Arc;
 
+use serde::Deserialize;
 use serde_json::Value;
 
-use super::{
-    Context,
-    config::FtpConfig,
-    listen::Handler,
-    session::{Conn, Session, SessionError, extra, lossy},
+use crate::services::{
+    Context, ServiceError,
+    framework::{
+        conn::Conn,
+        session::{Session, SessionError, extra, lossy},
+        tcp::{Handler, TcpProtocol},
+    },
 };
 
 const DEFAULT_BANNER: &str = "Microsoft FTP Service";
@@ -34,31 +38,48 @@ const FEAT: &str = "211-Extended features supported:\r\n LANG EN*\r\n UTF8\r\n A
 
 /// The FTP instance's settings, resolved.
 #[derive(Debug)]
-struct Ftp {
+struct FtpServer {
     banner: String,
     username: Option<String>,
     password: Option<String>,
 }
 
-/// The session handler for one FTP instance.
-#[must_use]
-pub fn handler(config: &FtpConfig, _ctx: &Context) -> Handler {
-    let ftp = Arc::new(Ftp {
-        banner: config
-            .banner
-            .clone()
-            .unwrap_or_else(|| DEFAULT_BANNER.to_owned()),
-        username: config.username.clone(),
-        password: config.password.clone(),
-    });
-    Arc::new(move |session, stream| {
-        let ftp = Arc::clone(&ftp);
-        Box::pin(async move { serve(&ftp, session, stream).await })
-    })
+/// An FTP instance.
+#[derive(Debug, Clone, Deserialize)]
+pub struct FtpConfig {
+    /// Greeting after `220 `; default `Microsoft FTP Service`.
+    #[serde(default)]
+    pub banner: Option<String>,
+    /// Accepted user (Trapster `username`); when null every login fails.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Accepted password.
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+/// The FTP protocol.
+#[derive(Debug)]
+pub struct Ftp;
+
+impl TcpProtocol for Ftp {
+    type Config = FtpConfig;
+
+    fn handler(config: FtpConfig, _ctx: &Context) -> Result<Handler, ServiceError> {
+        let ftp = Arc::new(FtpServer {
+            banner: config.banner.unwrap_or_else(|| DEFAULT_BANNER.to_owned()),
+            username: config.username,
+            password: config.password,
+        });
+        Ok(Arc::new(move |session, stream| {
+            let ftp = Arc::clone(&ftp);
+            Box::pin(async move { serve(&ftp, session, stream).await })
+        }))
+    }
 }
 
 async fn serve(
-    ftp: &Ftp,
+    ftp: &FtpServer,
     mut session: Session,
     stream: tokio::net::TcpStream,
 ) -> Result<(), SessionError> {
@@ -68,7 +89,14 @@ async fn serve(
     let mut user: Option<String> = None;
     let mut logged_in = false;
     loop {
-        let line = conn.read_line(&session).await?;
+        let line = match conn.read_line(&session).await {
+            Err(SessionError::LineTooLong(max)) => {
+                // What came of the overlong line is logged; the session ends.
+                session.data(conn.buffered()).await;
+                return Err(SessionError::LineTooLong(max));
+            }
+            other => other?,
+        };
         session.handshake_done();
         session.data(&line).await;
         let text = lossy(&line);

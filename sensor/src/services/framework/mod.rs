@@ -1,0 +1,158 @@
+//! The service framework: what every protocol gets without writing it. Binding on the
+//! interface's addresses ([`bind_addresses`]), the TCP accept loop ([`tcp`]) and the UDP
+//! datagram loop with pseudo-sessions and anti-reflection ([`udp`]), the admission gate with its
+//! global and per-source caps ([`gate`]), the session identity and its event cap ([`session`]),
+//! bounded reads and writes over a stream ([`conn`]), and self-signed certificates ([`tls`]).
+
+pub mod conn;
+pub mod gate;
+mod pktinfo;
+pub mod session;
+pub mod tcp;
+pub mod tls;
+pub mod udp;
+#[cfg(test)]
+mod udp_tests;
+
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    sync::Arc,
+};
+
+use tokio_util::task::TaskTracker;
+
+use self::{
+    gate::{Gate, ServiceCounters},
+    session::EventSink,
+};
+use super::{ServiceError, ServiceLimits};
+use crate::{net::Cidr, shutdown::CancellationToken};
+
+/// Everything the accept and datagram loops share.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    /// Limits in force.
+    pub limits: Arc<ServiceLimits>,
+    /// Admission gate.
+    pub gate: Arc<Gate>,
+    /// Counters.
+    pub counters: Arc<ServiceCounters>,
+    /// Sources served but never reported (`whitelist_ips`).
+    pub whitelist: Arc<Vec<Cidr>>,
+    /// Where events go.
+    pub sink: EventSink,
+    /// Sessions in flight, awaited at shutdown.
+    pub tracker: TaskTracker,
+    /// Shutdown.
+    pub shutdown: CancellationToken,
+}
+
+impl Shared {
+    /// Whether `ip` is whitelisted: served like anyone else, so the decoy looks the same to the
+    /// company's own scanners, but never reported.
+    #[must_use]
+    pub fn is_whitelisted(&self, ip: IpAddr) -> bool {
+        self.whitelist.iter().any(|c| c.contains(ip))
+    }
+}
+
+/// Turns a bind error into one readable message naming the service, address and port, with a
+/// hint for the two common causes.
+#[must_use]
+pub fn bind_error(service: &'static str, addr: SocketAddr, source: std::io::Error) -> ServiceError {
+    ServiceError::Bind {
+        service,
+        addr,
+        hint: match source.kind() {
+            std::io::ErrorKind::PermissionDenied => {
+                " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+            }
+            std::io::ErrorKind::AddrInUse => " (another program listens on this port)",
+            _ => "",
+        },
+        source,
+    }
+}
+
+/// The addresses services bind on: every address of `interface`, or the IPv4 and IPv6
+/// wildcards when it is empty.
+///
+/// # Errors
+/// [`ServiceError::Interface`] when the interface does not exist or has no usable address.
+pub fn bind_addresses(interface: &str) -> Result<Vec<IpAddr>, ServiceError> {
+    if interface.is_empty() {
+        return Ok(vec![
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        ]);
+    }
+    let found = interface_addresses(interface).map_err(|err| ServiceError::Interface {
+        interface: interface.to_owned(),
+        message: err.to_string(),
+    })?;
+    // Link-local IPv6 addresses need a scope id and are not reachable from other subnets.
+    let usable: Vec<IpAddr> = found
+        .into_iter()
+        .filter(|ip| match ip {
+            IpAddr::V6(v6) => !v6.is_unicast_link_local(),
+            IpAddr::V4(_) => true,
+        })
+        .collect();
+    if usable.is_empty() {
+        return Err(ServiceError::Interface {
+            interface: interface.to_owned(),
+            message: "no IPv4 or global IPv6 address on this interface".to_owned(),
+        });
+    }
+    Ok(usable)
+}
+
+fn interface_addresses(name: &str) -> std::io::Result<Vec<IpAddr>> {
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `head` with a list freed below with freeifaddrs.
+    if unsafe { libc::getifaddrs(&raw mut head) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut out = Vec::new();
+    let mut exists = false;
+    let mut cursor = head;
+    while !cursor.is_null() {
+        // SAFETY: `cursor` is a node of the list getifaddrs returned, not yet freed.
+        let entry = unsafe { &*cursor };
+        cursor = entry.ifa_next;
+        if entry.ifa_name.is_null() {
+            continue;
+        }
+        // SAFETY: ifa_name is a NUL-terminated C string owned by the list.
+        let entry_name = unsafe { std::ffi::CStr::from_ptr(entry.ifa_name) };
+        if entry_name.to_bytes() != name.as_bytes() {
+            continue;
+        }
+        exists = true;
+        if entry.ifa_addr.is_null() {
+            continue;
+        }
+        // SAFETY: ifa_addr points to a sockaddr whose family tells its real type.
+        let family = i32::from(unsafe { (*entry.ifa_addr).sa_family });
+        if family == libc::AF_INET {
+            // SAFETY: the family is AF_INET, so this is a sockaddr_in.
+            let sin = unsafe { &*entry.ifa_addr.cast::<libc::sockaddr_in>() };
+            out.push(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                sin.sin_addr.s_addr,
+            ))));
+        } else if family == libc::AF_INET6 {
+            // SAFETY: the family is AF_INET6, so this is a sockaddr_in6.
+            let sin6 = unsafe { &*entry.ifa_addr.cast::<libc::sockaddr_in6>() };
+            out.push(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)));
+        }
+    }
+    // SAFETY: `head` came from getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(head) };
+    if !exists {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no such interface",
+        ));
+    }
+    Ok(out)
+}

@@ -1,0 +1,450 @@
+//! The datagram loop shared by every UDP service: one task per bound socket, pseudo-sessions
+//! keyed by the peer's address, and replies that can always be refused.
+//!
+//! A UDP protocol implements [`UdpProtocol`]: from its settings, a [`UdpHandler`] that makes one
+//! [`UdpSession`] state per peer. The framework gives a pseudo-session what a TCP connection
+//! gets: the same admission gate (global and per-source caps, a source per
+//! `sensor.source_prefix`), the same whitelist, a [`Session`] whose identity comes from the
+//! socket (the datagram's source, the socket's local address) and whose events are capped,
+//! and `<service>.connection` on its first datagram. It ends after `udp_idle_timeout_ms`
+//! without a datagram (or when the protocol says so); the table holds at most
+//! `udp_max_sessions` of them, and datagrams from further peers are dropped and counted.
+//!
+//! UDP sources can be spoofed, so a reply may go to a victim who never asked. Two rules keep
+//! the sensor from being a reflector or amplifier, and both only ever refuse a reply (the
+//! datagram is still handled and logged):
+//!
+//! - a pseudo-session never sends more than `udp_reply_factor` × the bytes it received, plus
+//!   `udp_reply_allowance_bytes` (room for a first answer larger than its question);
+//! - one source (all its peers together) gets at most `udp_replies_per_source_per_sec`
+//!   replies per second (token bucket, burst of one second's worth).
+//!
+//! On a wildcard-bound socket the kernel tells each datagram's destination (`IP_PKTINFO`), so
+//! `dst_ip` is the address the client sent to; replies leave from the address the kernel routes
+//! them from.
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
+
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::{net::UdpSocket, time::Instant};
+
+use super::{Shared, bind_error, gate::Permit, gate::Refusal, pktinfo, session::Session};
+use crate::{
+    event::{Action, Service, SessionIdentity},
+    net::SourceKey,
+    services::{Context, ServiceError, ServiceLimits},
+};
+
+/// Largest datagram read (the largest UDP payload).
+const MAX_DATAGRAM: usize = 65_535;
+
+/// One peer's protocol state.
+pub trait UdpSession: Send {
+    /// Handles one datagram from the peer; returns the reply to send, if any (the framework may
+    /// still refuse it). Events and the end of the pseudo-session go through `out`.
+    fn handle(&mut self, datagram: &[u8], out: &mut Exchange) -> Option<Vec<u8>>;
+}
+
+/// Makes the state of a new pseudo-session.
+pub type UdpHandler = Arc<dyn Fn() -> Box<dyn UdpSession> + Send + Sync>;
+
+/// A protocol served over UDP.
+pub trait UdpProtocol {
+    /// An instance's settings (its entry in the `services` list; unknown keys are ignored, `port`
+    /// is read by the framework).
+    type Config: DeserializeOwned;
+
+    /// Builds the handler of one instance. Runs on the blocking pool.
+    ///
+    /// # Errors
+    /// [`ServiceError::Setup`] (see [`Context::setup_error`]) when the instance cannot start.
+    fn handler(config: Self::Config, ctx: &Context) -> Result<UdpHandler, ServiceError>;
+}
+
+/// What handling one datagram reports besides the reply: events, and whether the pseudo-session
+/// ends.
+#[derive(Debug, Default)]
+pub struct Exchange {
+    events: Vec<(Action, Vec<u8>, Map<String, Value>)>,
+    close: bool,
+}
+
+impl Exchange {
+    /// `<service>.data` with raw bytes (what could not be parsed).
+    pub fn data(&mut self, bytes: &[u8]) {
+        self.events.push((Action::Data, bytes.to_vec(), Map::new()));
+    }
+
+    /// `<service>.login` with the captured credentials.
+    pub fn login(&mut self, bytes: &[u8], extra: Map<String, Value>) {
+        self.events.push((Action::Login, bytes.to_vec(), extra));
+    }
+
+    /// `<service>.query` with what was asked.
+    pub fn query(&mut self, bytes: &[u8], extra: Map<String, Value>) {
+        self.events.push((Action::Query, bytes.to_vec(), extra));
+    }
+
+    /// Ends the pseudo-session after this datagram (its next datagram starts a new one).
+    pub const fn close(&mut self) {
+        self.close = true;
+    }
+}
+
+/// Binds a UDP socket for `service` on `addr`.
+///
+/// # Errors
+/// [`ServiceError::Bind`] naming the service, address and port.
+pub fn bind(service: Service, addr: SocketAddr) -> Result<UdpSocket, ServiceError> {
+    let err = |source: std::io::Error| bind_error(service.as_str(), addr, source);
+    let domain = if addr.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP)).map_err(err)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true).map_err(err)?;
+    }
+    socket.set_reuse_address(true).map_err(err)?;
+    socket.set_nonblocking(true).map_err(err)?;
+    if addr.ip().is_unspecified() {
+        pktinfo::enable(&socket, addr.is_ipv6()).map_err(err)?;
+    }
+    socket.bind(&addr.into()).map_err(err)?;
+    UdpSocket::from_std(socket.into()).map_err(err)
+}
+
+/// One peer's pseudo-session.
+struct Entry {
+    session: Session,
+    state: Box<dyn UdpSession>,
+    _permit: Permit,
+    source: SourceKey,
+    last_seen: Instant,
+    received: u64,
+    sent: u64,
+}
+
+/// Why a reply was not sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refused {
+    /// It would exceed the reflection budget.
+    Reflection,
+    /// The source is over its reply rate.
+    Rate,
+}
+
+/// The bytes a pseudo-session may have sent in all, having received `received`.
+pub(super) fn reply_budget(limits: &ServiceLimits, received: u64) -> u64 {
+    let allowance = u64::try_from(limits.udp_reply_allowance_bytes).unwrap_or(u64::MAX);
+    received
+        .saturating_mul(u64::from(limits.udp_reply_factor))
+        .saturating_add(allowance)
+}
+
+/// A token bucket in thousandths of a reply.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    milli: u64,
+    at: Instant,
+}
+
+/// Per-source reply rate (token buckets), bounded in size.
+#[derive(Debug)]
+pub(super) struct Rates {
+    per_sec: u64,
+    max: usize,
+    buckets: HashMap<SourceKey, Bucket>,
+}
+
+impl Rates {
+    pub(super) fn new(per_sec: u32, max: usize) -> Self {
+        Self {
+            per_sec: u64::from(per_sec),
+            max,
+            buckets: HashMap::new(),
+        }
+    }
+
+    fn capacity(&self) -> u64 {
+        self.per_sec.saturating_mul(1_000)
+    }
+
+    fn refill(&self, bucket: Bucket, now: Instant) -> u64 {
+        let elapsed =
+            u64::try_from(now.saturating_duration_since(bucket.at).as_millis()).unwrap_or(u64::MAX);
+        bucket
+            .milli
+            .saturating_add(elapsed.saturating_mul(self.per_sec))
+            .min(self.capacity())
+    }
+
+    /// Takes one reply's token for `source`; false when it has none (or no bucket can be kept).
+    pub(super) fn take(&mut self, source: SourceKey, now: Instant) -> bool {
+        let capacity = self.capacity();
+        let current = match self.buckets.get(&source) {
+            Some(bucket) => self.refill(*bucket, now),
+            None if self.buckets.len() >= self.max => return false,
+            None => capacity,
+        };
+        let Some(left) = current.checked_sub(1_000) else {
+            self.buckets.insert(
+                source,
+                Bucket {
+                    milli: current,
+                    at: now,
+                },
+            );
+            return false;
+        };
+        self.buckets.insert(
+            source,
+            Bucket {
+                milli: left,
+                at: now,
+            },
+        );
+        true
+    }
+
+    /// Forgets buckets that have refilled (they are the same as no bucket).
+    pub(super) fn sweep(&mut self, now: Instant) {
+        let capacity = self.capacity();
+        let full: Vec<SourceKey> = self
+            .buckets
+            .iter()
+            .filter(|(_, b)| self.refill(**b, now) >= capacity)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in full {
+            self.buckets.remove(&key);
+        }
+    }
+}
+
+/// The pseudo-sessions of one socket.
+struct Table {
+    entries: HashMap<SocketAddr, Entry>,
+    rates: Rates,
+    limits: Arc<ServiceLimits>,
+}
+
+impl Table {
+    fn new(limits: Arc<ServiceLimits>) -> Self {
+        Self {
+            entries: HashMap::new(),
+            rates: Rates::new(
+                limits.udp_replies_per_source_per_sec,
+                limits.udp_max_sessions,
+            ),
+            limits,
+        }
+    }
+
+    /// Ends pseudo-sessions idle since before `now - udp_idle_timeout`; returns how many.
+    fn expire(&mut self, now: Instant) -> usize {
+        let idle = self.limits.udp_idle_timeout();
+        let before = self.entries.len();
+        self.entries
+            .retain(|_, e| now.saturating_duration_since(e.last_seen) < idle);
+        self.rates.sweep(now);
+        before.saturating_sub(self.entries.len())
+    }
+
+    /// Whether `entry` may send `len` more bytes now; counts what it sends.
+    fn allow_reply(&mut self, peer: SocketAddr, len: usize, now: Instant) -> Result<(), Refused> {
+        let Some(entry) = self.entries.get_mut(&peer) else {
+            return Err(Refused::Reflection);
+        };
+        let len = u64::try_from(len).unwrap_or(u64::MAX);
+        let total = entry.sent.saturating_add(len);
+        if total > reply_budget(&self.limits, entry.received) {
+            return Err(Refused::Reflection);
+        }
+        if !self.rates.take(entry.source, now) {
+            return Err(Refused::Rate);
+        }
+        entry.sent = total;
+        Ok(())
+    }
+}
+
+/// Serves datagrams on `socket` until shutdown.
+pub async fn serve(socket: UdpSocket, service: Service, handler: UdpHandler, shared: Shared) {
+    let Ok(local) = socket.local_addr() else {
+        return;
+    };
+    let mut table = Table::new(Arc::clone(&shared.limits));
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let period = shared
+        .limits
+        .udp_idle_timeout()
+        .checked_div(2)
+        .unwrap_or(Duration::ZERO)
+        .clamp(Duration::from_millis(10), Duration::from_secs(5));
+    let mut sweep = tokio::time::interval(period);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let received = tokio::select! {
+            () = shared.shutdown.cancelled() => return,
+            _ = sweep.tick() => {
+                let ended = table.expire(Instant::now());
+                add(&shared.counters.udp_expired, ended);
+                continue;
+            }
+            received = pktinfo::recv(&socket, &mut buf) => received,
+        };
+        let (n, peer, destination) = match received {
+            Ok(received) => received,
+            Err(err) => {
+                tracing::debug!(service = service.as_str(), error = %err, "UDP receive failed.");
+                continue;
+            }
+        };
+        let datagram = buf.get(..n).unwrap_or(&[]);
+        shared
+            .counters
+            .udp_datagrams
+            .fetch_add(1, Ordering::Relaxed);
+        // On a wildcard socket the kernel names the address the client sent to.
+        let to = SocketAddr::new(destination.unwrap_or_else(|| local.ip()), local.port());
+        datagram_in(
+            &mut table, &socket, to, peer, datagram, service, &handler, &shared,
+        )
+        .await;
+    }
+}
+
+fn add(counter: &std::sync::atomic::AtomicU64, n: usize) {
+    counter.fetch_add(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
+}
+
+/// Handles one datagram: finds or opens the peer's pseudo-session, runs the protocol, emits its
+/// events and sends the reply the rules allow.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site, the loop's own state"
+)]
+async fn datagram_in(
+    table: &mut Table,
+    socket: &UdpSocket,
+    local: SocketAddr,
+    peer: SocketAddr,
+    datagram: &[u8],
+    service: Service,
+    handler: &UdpHandler,
+    shared: &Shared,
+) {
+    let now = Instant::now();
+    if !table.entries.contains_key(&peer) {
+        if table.entries.len() >= table.limits.udp_max_sessions {
+            let ended = table.expire(now);
+            add(&shared.counters.udp_expired, ended);
+        }
+        if table.entries.len() >= table.limits.udp_max_sessions {
+            shared
+                .counters
+                .udp_table_full
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let src_ip = crate::event::display_ip(peer.ip());
+        let permit = match shared.gate.admit(src_ip) {
+            Ok(permit) => permit,
+            Err(Refusal::Global) => {
+                shared
+                    .counters
+                    .rejected_global
+                    .fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Err(Refusal::Source) => {
+                shared
+                    .counters
+                    .rejected_source
+                    .fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        };
+        let silent = shared.is_whitelisted(src_ip);
+        if silent {
+            shared.counters.whitelisted.fetch_add(1, Ordering::Relaxed);
+        }
+        shared.counters.udp_sessions.fetch_add(1, Ordering::Relaxed);
+        let identity = SessionIdentity {
+            src_ip,
+            src_port: peer.port(),
+            dst_ip: crate::event::display_ip(local.ip()),
+            dst_port: local.port(),
+        };
+        let mut session = Session::new(
+            identity,
+            service,
+            shared.sink.clone(),
+            Arc::clone(&shared.limits),
+            Arc::clone(&shared.counters),
+            silent,
+        );
+        session.handshake_done();
+        session.connection().await;
+        table.entries.insert(
+            peer,
+            Entry {
+                session,
+                state: handler(),
+                _permit: permit,
+                source: shared.gate.source_of(src_ip),
+                last_seen: now,
+                received: 0,
+                sent: 0,
+            },
+        );
+    }
+    let Some(entry) = table.entries.get_mut(&peer) else {
+        return;
+    };
+    entry.last_seen = now;
+    entry.received = entry
+        .received
+        .saturating_add(u64::try_from(datagram.len()).unwrap_or(u64::MAX));
+    let mut exchange = Exchange::default();
+    let reply = entry.state.handle(datagram, &mut exchange);
+    for (action, data, extra) in exchange.events {
+        entry.session.emit(action, &data, extra).await;
+    }
+    if let Some(reply) = reply {
+        match table.allow_reply(peer, reply.len(), now) {
+            Ok(()) => match socket.send_to(&reply, peer).await {
+                Ok(_) => {
+                    shared.counters.udp_replies.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(err) => {
+                    tracing::debug!(service = service.as_str(), %peer, error = %err, "UDP send failed.");
+                }
+            },
+            Err(Refused::Reflection) => {
+                shared
+                    .counters
+                    .udp_refused_reflection
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            Err(Refused::Rate) => {
+                shared
+                    .counters
+                    .udp_refused_rate
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    if exchange.close {
+        table.entries.remove(&peer);
+    }
+}

@@ -1,0 +1,141 @@
+//! Responses as the imitated servers write them: reason phrases, the standard headers in each
+//! server's order, and the error page for a request that cannot be parsed.
+
+use super::skin::{self, Style};
+
+/// The reason phrase the imitated servers send.
+#[must_use]
+pub const fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        411 => "Length Required",
+        413 => "Request Entity Too Large",
+        414 => "Request-URI Too Long",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        _ => "Unknown",
+    }
+}
+
+/// Serialises a response with the imitated server's standard headers, in its order.
+#[must_use]
+pub fn render(
+    style: Style,
+    skin_headers: &[(String, String)],
+    response: &skin::Response,
+    head_only: bool,
+    keep_alive: bool,
+) -> Vec<u8> {
+    let mut headers: Vec<(String, String)> = Vec::new();
+    for (k, v) in skin_headers.iter().chain(response.headers.iter()) {
+        headers.retain(|(name, _)| !name.eq_ignore_ascii_case(k));
+        headers.push((k.clone(), v.clone()));
+    }
+    let mut take = |name: &str| {
+        headers
+            .iter()
+            .position(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|i| headers.remove(i).1)
+    };
+    let server = take("server");
+    let content_type = take("content-type").unwrap_or_else(|| "text/html".to_owned());
+    let date = chrono::Utc::now()
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string();
+    let length = response.body.len().to_string();
+    let no_body = head_only || matches!(response.status, 204 | 304);
+    let mut ordered: Vec<(String, String)> = Vec::new();
+    let mut push = |k: &str, v: String| ordered.push((k.to_owned(), v));
+    match style {
+        Style::Apache => {
+            push("Date", date);
+            if let Some(s) = server {
+                push("Server", s);
+            }
+            headers.drain(..).for_each(|(k, v)| push(&k, v));
+            push("Content-Length", length);
+            if keep_alive {
+                push("Keep-Alive", "timeout=5, max=100".to_owned());
+                push("Connection", "Keep-Alive".to_owned());
+            } else {
+                push("Connection", "close".to_owned());
+            }
+            push("Content-Type", content_type);
+        }
+        Style::Iis => {
+            push("Content-Type", content_type);
+            if let Some(s) = server {
+                push("Server", s);
+            }
+            headers.drain(..).for_each(|(k, v)| push(&k, v));
+            push("Date", date);
+            if !keep_alive {
+                push("Connection", "close".to_owned());
+            }
+            push("Content-Length", length);
+        }
+        Style::Nginx => {
+            if let Some(s) = server {
+                push("Server", s);
+            }
+            push("Date", date);
+            push("Content-Type", content_type);
+            push("Content-Length", length);
+            push(
+                "Connection",
+                if keep_alive { "keep-alive" } else { "close" }.to_owned(),
+            );
+            headers.drain(..).for_each(|(k, v)| push(&k, v));
+        }
+    }
+    let mut out = format!(
+        "HTTP/1.1 {} {}\r\n",
+        response.status,
+        reason(response.status)
+    )
+    .into_bytes();
+    for (k, v) in ordered {
+        // Header values come from the skin; strip line breaks so none can split the head.
+        let v: String = v.chars().filter(|c| *c != '\r' && *c != '\n').collect();
+        out.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    if !no_body {
+        out.extend_from_slice(&response.body);
+    }
+    out
+}
+
+/// The page Apache or IIS sends for a request it cannot parse (`status` 400, 413, 414).
+#[must_use]
+pub fn bad_request(style: Style, status: u16) -> Vec<u8> {
+    let body = match style {
+        Style::Iis => format!("<h1>{}</h1>", reason(status)),
+        _ => format!(
+            "<!DOCTYPE HTML PUBLIC \"-//IETF//DTD HTML 2.0//EN\">\n<html><head>\n<title>{status} {r}</title>\n</head><body>\n<h1>{r}</h1>\n<p>Your browser sent a request that this server could not understand.<br />\n</p>\n</body></html>\n",
+            r = reason(status)
+        ),
+    };
+    format!(
+        "HTTP/1.1 {status} {}\r\nDate: {}\r\nContent-Length: {}\r\nConnection: close\r\nContent-Type: text/html; charset=iso-8859-1\r\n\r\n{body}",
+        reason(status),
+        chrono::Utc::now().format("%a, %d %b %Y %H:%M:%S GMT"),
+        body.len()
+    )
+    .into_bytes()
+}

@@ -1,0 +1,227 @@
+//! The emulated protocols, one line each: the name of its list in the `services` block, the
+//! event channel it reports on, its default port and its implementation (whose type says the
+//! transport: [`TcpProtocol`] or [`UdpProtocol`]).
+//!
+//! Adding a protocol is one file under `proto/` implementing one of the two traits, and one
+//! line in [`PROTOCOLS`]; configuration checking, `sensor check`'s listing, binding (every
+//! address of the interface, IPv4 and IPv6), admission, the session identity, the event caps,
+//! timeouts and shutdown come from the framework.
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::{
+    Context, ServiceError,
+    framework::{
+        tcp::{Handler, TcpProtocol},
+        udp::{UdpHandler, UdpProtocol},
+    },
+    proto::{ftp, http, mysql, postgres, ssh, telnet},
+};
+use crate::event::Service;
+
+/// Every emulated protocol, in the order `sensor check` lists them.
+pub static PROTOCOLS: &[Protocol] = &[
+    Protocol::tcp::<ftp::Ftp>("ftp", Service::Ftp, 21),
+    Protocol::tcp::<telnet::Telnet>("telnet", Service::Telnet, 23),
+    Protocol::tcp::<ssh::Ssh>("ssh", Service::Ssh, 22),
+    Protocol::tcp::<http::Http>("http", Service::Http, 80),
+    Protocol::tcp::<http::Https>("https", Service::Https, 443),
+    Protocol::tcp::<mysql::Mysql>("mysql", Service::Mysql, 3306),
+    Protocol::tcp::<postgres::Postgres>("postgres", Service::Postgres, 5432).alias("postgresql"),
+];
+
+/// How a protocol's clients reach it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// Connections ([`TcpProtocol`]).
+    Tcp,
+    /// Datagrams, in pseudo-sessions per peer ([`UdpProtocol`]).
+    Udp,
+}
+
+/// How one instance's handler is built, from its settings (runs on the blocking pool: it may
+/// generate keys and read files).
+#[derive(Clone, Copy)]
+pub enum Build {
+    /// A TCP protocol.
+    Tcp(fn(&Value, &Context) -> Result<Handler, ServiceError>),
+    /// A UDP protocol.
+    Udp(fn(&Value, &Context) -> Result<UdpHandler, ServiceError>),
+}
+
+impl std::fmt::Debug for Build {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Tcp(_) => "Build::Tcp",
+            Self::Udp(_) => "Build::Udp",
+        })
+    }
+}
+
+/// A built handler, ready to serve a socket.
+#[derive(Clone)]
+pub enum Built {
+    /// Serves accepted connections.
+    Tcp(Handler),
+    /// Makes one protocol state per UDP peer.
+    Udp(UdpHandler),
+}
+
+impl std::fmt::Debug for Built {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Tcp(_) => "Built::Tcp",
+            Self::Udp(_) => "Built::Udp",
+        })
+    }
+}
+
+/// An instance's settings do not fit its protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingsError {
+    /// Path inside the instance (`port`, `users.root`), empty for the instance itself.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// One emulated protocol.
+#[derive(Debug)]
+pub struct Protocol {
+    /// Its list's name in the `services` block; also what `sensor check` prints.
+    pub name: &'static str,
+    /// Another name accepted for the list (Trapster spellings).
+    pub alias: Option<&'static str>,
+    /// The channel of its events (`<service>.<action>`).
+    pub service: Service,
+    /// Port used when an instance names none.
+    pub default_port: u16,
+    /// Checks an instance's settings (configuration load time).
+    pub check: fn(&Value) -> Result<(), SettingsError>,
+    /// Builds an instance's handler.
+    pub build: Build,
+}
+
+impl Protocol {
+    /// A TCP protocol implemented by `P`.
+    #[must_use]
+    pub const fn tcp<P: TcpProtocol>(name: &'static str, service: Service, port: u16) -> Self {
+        Self {
+            name,
+            alias: None,
+            service,
+            default_port: port,
+            check: check::<P::Config>,
+            build: Build::Tcp(build_tcp::<P>),
+        }
+    }
+
+    /// A UDP protocol implemented by `P`.
+    #[must_use]
+    pub const fn udp<P: UdpProtocol>(name: &'static str, service: Service, port: u16) -> Self {
+        Self {
+            name,
+            alias: None,
+            service,
+            default_port: port,
+            check: check::<P::Config>,
+            build: Build::Udp(build_udp::<P>),
+        }
+    }
+
+    /// The same protocol, also accepted under `alias`.
+    #[must_use]
+    pub const fn alias(mut self, alias: &'static str) -> Self {
+        self.alias = Some(alias);
+        self
+    }
+
+    /// Its transport.
+    #[must_use]
+    pub const fn transport(&self) -> Transport {
+        match self.build {
+            Build::Tcp(_) => Transport::Tcp,
+            Build::Udp(_) => Transport::Udp,
+        }
+    }
+
+    /// Whether `name` (a key of the `services` block) is this protocol's list.
+    #[must_use]
+    pub fn answers_to(&self, name: &str) -> bool {
+        self.name == name || self.alias == Some(name)
+    }
+
+    /// Builds the handler for one instance.
+    ///
+    /// # Errors
+    /// [`ServiceError::Setup`] when the instance cannot start (keys, certificates, skins).
+    pub fn build(&self, settings: &Value, ctx: &Context) -> Result<Built, ServiceError> {
+        match self.build {
+            Build::Tcp(build) => build(settings, ctx).map(Built::Tcp),
+            Build::Udp(build) => build(settings, ctx).map(Built::Udp),
+        }
+    }
+}
+
+/// The protocol whose list is called `name`.
+#[must_use]
+pub fn find(name: &str) -> Option<&'static Protocol> {
+    PROTOCOLS.iter().find(|p| p.answers_to(name))
+}
+
+/// Reads settings into `T`, naming the field that does not fit.
+///
+/// # Errors
+/// [`SettingsError`] with the path inside `value`.
+pub fn parse<T: DeserializeOwned>(value: &Value) -> Result<T, SettingsError> {
+    serde_path_to_error::deserialize(value).map_err(|err| {
+        let path = err.path().to_string();
+        SettingsError {
+            path: if path == "." { String::new() } else { path },
+            message: err.into_inner().to_string(),
+        }
+    })
+}
+
+fn check<T: DeserializeOwned>(value: &Value) -> Result<(), SettingsError> {
+    parse::<T>(value).map(drop)
+}
+
+fn settings<T: DeserializeOwned>(value: &Value, ctx: &Context) -> Result<T, ServiceError> {
+    parse(value).map_err(|err| ctx.setup_error(format!("{}: {}", err.path, err.message)))
+}
+
+fn build_tcp<P: TcpProtocol>(value: &Value, ctx: &Context) -> Result<Handler, ServiceError> {
+    P::handler(settings(value, ctx)?, ctx)
+}
+
+fn build_udp<P: UdpProtocol>(value: &Value, ctx: &Context) -> Result<UdpHandler, ServiceError> {
+    P::handler(settings(value, ctx)?, ctx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{PROTOCOLS, Transport, find};
+
+    #[test]
+    fn names_and_ports_are_unique_and_found() {
+        for (i, p) in PROTOCOLS.iter().enumerate() {
+            assert!(std::ptr::eq(find(p.name).unwrap(), p), "{}", p.name);
+            for q in &PROTOCOLS[..i] {
+                assert_ne!(p.name, q.name);
+                assert_ne!(p.service, q.service, "{} and {}", p.name, q.name);
+                assert!(
+                    p.default_port != q.default_port || p.transport() != q.transport(),
+                    "{} and {} share a default port",
+                    p.name,
+                    q.name
+                );
+            }
+            assert_eq!(p.service.as_str(), p.name, "channel named as its list");
+        }
+        assert_eq!(find("postgresql").unwrap().name, "postgres");
+        assert!(find("vnc").is_none());
+        assert!(PROTOCOLS.iter().all(|p| p.transport() == Transport::Tcp));
+    }
+}

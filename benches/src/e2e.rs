@@ -12,7 +12,7 @@ use sensor::capture::xdp::bench_programs;
 use serde_json::{Value, json};
 use tests::{net::TestNet, sensor::RunningSensor};
 
-use crate::generator::{self, Plan};
+use tests::generator::{self, Plan};
 
 /// Idle timeout the benchmark sensor runs with: events arrive this long after the last probe.
 pub const IDLE_TIMEOUT_MS: u64 = 1_000;

@@ -2,8 +2,9 @@
 //!
 //! - [`kernel_cost`]: ns/packet of the XDP program under `BPF_PROG_TEST_RUN`, per packet mix,
 //!   against the empty `XDP_PASS` program in the same run.
-//! - [`generator`]: a live-frames traffic generator (`BPF_F_TEST_XDP_LIVE_FRAMES`) written in
-//!   this project, pacing scans from many spoofed sources into a veth.
+//! - `tests::generator`: the live-frames traffic generator (`BPF_F_TEST_XDP_LIVE_FRAMES`)
+//!   written in this project, pacing scans from many spoofed sources into a veth (shared with
+//!   the privileged flood test).
 //! - [`e2e`]: the real `sensor` binary, XDP and libpcap capture, fed identical traffic at
 //!   increasing rates; probes offered vs (source, port) pairs reported, losses, CPU, RSS,
 //!   event latency.
@@ -12,7 +13,6 @@
 //! Figures are printed, never asserted: no benchmark fails on timing.
 
 pub mod e2e;
-pub mod generator;
 pub mod kernel_cost;
 pub mod report;
 
@@ -26,21 +26,4 @@ pub fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
-/// Loads an embedded object and its XDP program `name` into the kernel; panics with the reason.
-#[must_use]
-pub fn load_xdp(object: &[u8], name: &str) -> aya::Ebpf {
-    let mut ebpf = aya::EbpfLoader::new()
-        .load(object)
-        .unwrap_or_else(|e| panic!("loading the `{name}` object: {e}"));
-    xdp(&mut ebpf, name)
-        .load()
-        .unwrap_or_else(|e| panic!("loading the `{name}` program: {e}"));
-    ebpf
-}
-
-/// The XDP program `name` of a loaded object; panics if it is missing.
-pub fn xdp<'a>(ebpf: &'a mut aya::Ebpf, name: &str) -> &'a mut aya::programs::Xdp {
-    ebpf.program_mut(name)
-        .and_then(|p| p.try_into().ok())
-        .unwrap_or_else(|| panic!("no XDP program `{name}` in the object"))
-}
+pub use tests::{load_xdp, xdp};

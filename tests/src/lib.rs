@@ -5,6 +5,7 @@
 //! concurrent runs never collide. Traffic only flows between a test's own namespaces.
 
 pub mod frames;
+pub mod generator;
 pub mod net;
 pub mod sensor;
 
@@ -18,4 +19,23 @@ macro_rules! require_root {
             return;
         }
     };
+}
+
+/// Loads an embedded object and its XDP program `name` into the kernel; panics with the reason.
+#[must_use]
+pub fn load_xdp(object: &[u8], name: &str) -> aya::Ebpf {
+    let mut ebpf = aya::EbpfLoader::new()
+        .load(object)
+        .unwrap_or_else(|e| panic!("loading the `{name}` object: {e}"));
+    xdp(&mut ebpf, name)
+        .load()
+        .unwrap_or_else(|e| panic!("loading the `{name}` program: {e}"));
+    ebpf
+}
+
+/// The XDP program `name` of a loaded object; panics if it is missing.
+pub fn xdp<'a>(ebpf: &'a mut aya::Ebpf, name: &str) -> &'a mut aya::programs::Xdp {
+    ebpf.program_mut(name)
+        .and_then(|p| p.try_into().ok())
+        .unwrap_or_else(|| panic!("no XDP program `{name}` in the object"))
 }

@@ -6,10 +6,10 @@
 
 use benches::{
     e2e::{self, Path},
-    generator::Plan,
     kernel_cost, report,
 };
 use serde_json::json;
+use tests::generator::Plan;
 
 fn main() {
     // SAFETY: geteuid has no preconditions.

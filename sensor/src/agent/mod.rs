@@ -152,7 +152,8 @@ pub async fn run(
         stats_file: options.stats_file.clone(),
     };
     let started = async {
-        running.services = Some(crate::services::start(&config.services_plan(), sink, &shutdown).await?);
+        running.services =
+            Some(crate::services::start(&config.services_plan(), sink, &shutdown).await?);
         running.source = match options.capture {
             CaptureMode::Xdp => Source::xdp(
                 &config,

@@ -8,12 +8,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use aya::maps::{Array, PerCpuArray};
-use sensor::capture::{testrun, xdp::bench_programs};
-use tests::{
+use crate::{
     frames::{ETH_IPV4, ipv4, tcp},
     net::NetNs,
 };
+use aya::maps::{Array, PerCpuArray};
+use sensor::capture::{testrun, xdp::bench_programs};
 
 /// What to send.
 #[derive(Debug, Clone, Copy)]
@@ -117,7 +117,7 @@ pub fn send(ns: &NetNs, iface: &str, frame: Vec<u8>, plan: Plan) -> Sent {
             "no interface {iface} in the generator namespace"
         );
         // One CPU, so the per-CPU state walks every pair exactly once.
-        tests::net::pin_to_cpu(0);
+        crate::net::pin_to_cpu(0);
         let read = || -> [u64; 4] {
             state
                 .get(&0, 0)

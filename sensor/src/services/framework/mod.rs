@@ -56,6 +56,36 @@ impl Shared {
     }
 }
 
+/// A non-blocking socket of `ty` for `service`, bound to `addr` (IPv6 sockets are IPv6 only,
+/// so IPv4 gets its own), with `SO_REUSEADDR`; `prepare` sets what one transport needs before
+/// the bind.
+///
+/// # Errors
+/// [`ServiceError::Bind`] naming the service, address and port.
+pub fn bound_socket(
+    service: &'static str,
+    addr: SocketAddr,
+    ty: socket2::Type,
+    protocol: socket2::Protocol,
+    prepare: impl FnOnce(&socket2::Socket) -> std::io::Result<()>,
+) -> Result<socket2::Socket, ServiceError> {
+    let err = |source: std::io::Error| bind_error(service, addr, source);
+    let domain = if addr.is_ipv4() {
+        socket2::Domain::IPV4
+    } else {
+        socket2::Domain::IPV6
+    };
+    let socket = socket2::Socket::new(domain, ty, Some(protocol)).map_err(err)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true).map_err(err)?;
+    }
+    socket.set_reuse_address(true).map_err(err)?;
+    socket.set_nonblocking(true).map_err(err)?;
+    prepare(&socket).map_err(err)?;
+    socket.bind(&addr.into()).map_err(err)?;
+    Ok(socket)
+}
+
 /// Turns a bind error into one readable message naming the service, address and port, with a
 /// hint for the two common causes.
 #[must_use]

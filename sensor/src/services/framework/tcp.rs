@@ -11,11 +11,11 @@ use std::{
 };
 
 use serde::de::DeserializeOwned;
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Protocol, Type};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::{
-    Shared, bind_error,
+    Shared, bind_error, bound_socket,
     gate::Refusal,
     session::{Session, SessionError},
 };
@@ -51,20 +51,10 @@ pub trait TcpProtocol {
 /// [`ServiceError::Bind`] naming the service, address and port, with a hint for the two
 /// common causes.
 pub fn bind(service: Service, addr: SocketAddr) -> Result<TcpListener, ServiceError> {
+    let socket = bound_socket(service.as_str(), addr, Type::STREAM, Protocol::TCP, |s| {
+        s.set_tcp_nodelay(true)
+    })?;
     let err = |source: std::io::Error| bind_error(service.as_str(), addr, source);
-    let domain = if addr.is_ipv4() {
-        Domain::IPV4
-    } else {
-        Domain::IPV6
-    };
-    let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP)).map_err(err)?;
-    if addr.is_ipv6() {
-        socket.set_only_v6(true).map_err(err)?;
-    }
-    socket.set_reuse_address(true).map_err(err)?;
-    socket.set_tcp_nodelay(true).map_err(err)?;
-    socket.set_nonblocking(true).map_err(err)?;
-    socket.bind(&addr.into()).map_err(err)?;
     socket.listen(1024).map_err(err)?;
     TcpListener::from_std(socket.into()).map_err(err)
 }

@@ -32,10 +32,12 @@ use std::{
 
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Protocol, Type};
 use tokio::{net::UdpSocket, time::Instant};
 
-use super::{Shared, bind_error, gate::Permit, gate::Refusal, pktinfo, session::Session};
+use super::{
+    Shared, bind_error, bound_socket, gate::Permit, gate::Refusal, pktinfo, session::Session,
+};
 use crate::{
     event::{Action, Service, SessionIdentity},
     net::SourceKey,
@@ -103,23 +105,14 @@ impl Exchange {
 /// # Errors
 /// [`ServiceError::Bind`] naming the service, address and port.
 pub fn bind(service: Service, addr: SocketAddr) -> Result<UdpSocket, ServiceError> {
-    let err = |source: std::io::Error| bind_error(service.as_str(), addr, source);
-    let domain = if addr.is_ipv4() {
-        Domain::IPV4
-    } else {
-        Domain::IPV6
-    };
-    let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP)).map_err(err)?;
-    if addr.is_ipv6() {
-        socket.set_only_v6(true).map_err(err)?;
-    }
-    socket.set_reuse_address(true).map_err(err)?;
-    socket.set_nonblocking(true).map_err(err)?;
-    if addr.ip().is_unspecified() {
-        pktinfo::enable(&socket, addr.is_ipv6()).map_err(err)?;
-    }
-    socket.bind(&addr.into()).map_err(err)?;
-    UdpSocket::from_std(socket.into()).map_err(err)
+    let socket = bound_socket(service.as_str(), addr, Type::DGRAM, Protocol::UDP, |s| {
+        if addr.ip().is_unspecified() {
+            pktinfo::enable(s, addr.is_ipv6())
+        } else {
+            Ok(())
+        }
+    })?;
+    UdpSocket::from_std(socket.into()).map_err(|source| bind_error(service.as_str(), addr, source))
 }
 
 /// One peer's pseudo-session.

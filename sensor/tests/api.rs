@@ -195,7 +195,7 @@ async fn deliver(
 ) -> Vec<sensor::output::OutputStats> {
     let fanout = Fanout::start(&[config], &FormatContext::for_device("s1"));
     for n in 1..=events {
-        fanout.send(event(n)).await;
+        fanout.send(event(n));
     }
     fanout.finish(grace).await
 }
@@ -297,7 +297,7 @@ async fn a_receiver_that_starts_late_gets_everything_in_order() {
     );
     let fanout = Fanout::start(&[cfg], &FormatContext::for_device("s1"));
     for n in 1..=30 {
-        fanout.send(event(n)).await;
+        fanout.send(event(n));
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
     let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
@@ -456,7 +456,7 @@ async fn a_receiver_down_for_a_minute_loses_nothing() {
     let mut n = 0u16;
     while started.elapsed() < Duration::from_secs(62) {
         n += 1;
-        fanout.send(event(n)).await;
+        fanout.send(event(n));
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     let rx = listen(port).await;
@@ -481,7 +481,7 @@ async fn drops_are_reported_as_a_degraded_event_once_the_output_is_back() {
         &FormatContext::for_device("s1"),
     );
     for n in 1..=100 {
-        fanout.send(event(n)).await;
+        fanout.send(event(n));
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rx = listen(port).await;

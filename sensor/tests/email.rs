@@ -147,12 +147,12 @@ async fn incident_mail_goes_over_starttls_with_auth() {
         severity: Severity::High,
         login_services: vec!["ssh".to_owned()],
     };
-    fanout.send(incident.clone()).await;
+    fanout.send(incident.clone());
     // An update is not mailed without a digest.
     let mut updated = incident.clone();
     updated.action = IncidentAction::Updated;
     updated.severity = Severity::Critical;
-    fanout.send(updated).await;
+    fanout.send(updated);
     let stats = fanout.finish(Duration::from_secs(20)).await;
     assert_eq!((stats[0].sent, stats[0].dropped), (2, 0), "{stats:?}");
     let mails = wait_mail(&smtp, 1);
@@ -208,7 +208,7 @@ async fn updates_go_into_a_digest_mail() {
         severity: Severity::Low,
         login_services: Vec::new(),
     };
-    fanout.send(incident.clone()).await;
+    fanout.send(incident.clone());
     for (severity, description) in [
         (Severity::Medium, "Data sent to FTP"),
         (Severity::High, "Login attempt on FTP"),
@@ -216,7 +216,7 @@ async fn updates_go_into_a_digest_mail() {
         incident.action = IncidentAction::Updated;
         incident.severity = severity;
         incident.description = description.to_owned();
-        fanout.send(incident.clone()).await;
+        fanout.send(incident.clone());
     }
     // The digest goes out on its timer, without waiting for another message.
     let mails = tokio::task::spawn_blocking(move || {

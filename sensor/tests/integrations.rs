@@ -210,8 +210,8 @@ async fn splunk_hec_batches_gzip_and_retries_busy_but_not_bad_tokens() {
         "token": "HEC-SECRET-TOKEN", "index": "deception", "ca_file": rx.ca
     }));
     let fanout = Fanout::start(&[out], &ctx());
-    fanout.send(login_event("root")).await;
-    fanout.send(incident()).await;
+    fanout.send(login_event("root"));
+    fanout.send(incident());
     let stats = fanout.finish(Duration::from_secs(20)).await;
     assert_eq!((stats[0].sent, stats[0].dropped), (2, 0), "{stats:?}");
     assert!(stats[0].retried >= 1, "503 is retried");
@@ -247,7 +247,7 @@ async fn splunk_hec_batches_gzip_and_retries_busy_but_not_bad_tokens() {
         "token": "WRONG", "ca_file": rx.ca
     }));
     let fanout = Fanout::start(&[out], &ctx());
-    fanout.send(login_event("root")).await;
+    fanout.send(login_event("root"));
     let stats = fanout.finish(Duration::from_secs(10)).await;
     assert_eq!(
         (stats[0].sent, stats[0].dropped, stats[0].retried),
@@ -264,8 +264,8 @@ async fn sekoia_intake_gets_envelopes_as_json_strings_with_its_key() {
         "intake_key": "SEKOIA-SECRET-KEY", "ca_file": rx.ca
     }));
     let fanout = Fanout::start(&[out], &ctx());
-    fanout.send(login_event("admin")).await;
-    fanout.send(incident()).await;
+    fanout.send(login_event("admin"));
+    fanout.send(incident());
     let stats = fanout.finish(Duration::from_secs(10)).await;
     assert_eq!(stats[0].sent, 2);
     let requests = wait_for(&rx, 1, Duration::from_secs(5)).await;
@@ -294,11 +294,11 @@ async fn slack_gets_paced_escaped_messages_and_honours_retry_after() {
     .unwrap();
     let fanout = Fanout::start(&[out], &ctx());
     // Events are not for chat by default: only the incidents arrive.
-    fanout.send(login_event("<!channel> & `rm`")).await;
+    fanout.send(login_event("<!channel> & `rm`"));
     let mut hostile = incident();
     hostile.description = "<!channel> *bold* & `code`".to_owned();
-    fanout.send(hostile).await;
-    fanout.send(incident()).await;
+    fanout.send(hostile);
+    fanout.send(incident());
     let stats = fanout.finish(Duration::from_secs(20)).await;
     assert_eq!((stats[0].received, stats[0].sent), (2, 2), "{stats:?}");
     let requests = wait_for(&rx, 3, Duration::from_secs(10)).await;
@@ -335,7 +335,7 @@ async fn teams_gets_an_adaptive_card() {
     }))
     .unwrap();
     let fanout = Fanout::start(&[out], &ctx());
-    fanout.send(incident()).await;
+    fanout.send(incident());
     let stats = fanout.finish(Duration::from_secs(10)).await;
     assert_eq!(stats[0].sent, 1);
     let requests = wait_for(&rx, 1, Duration::from_secs(5)).await;
@@ -358,7 +358,7 @@ async fn custom_webhook_is_signed_with_hmac_sha256() {
         "headers": {"X-Api-Key": "HOOK-SECRET-HEADER"}, "hmac_secret": "shared-key", "ca_file": rx.ca
     }));
     let fanout = Fanout::start(&[out], &ctx());
-    fanout.send(incident()).await;
+    fanout.send(incident());
     fanout.finish(Duration::from_secs(10)).await;
     let requests = wait_for(&rx, 1, Duration::from_secs(5)).await;
     let r = &requests[0];
@@ -389,7 +389,7 @@ fn tokens_never_appear_in_logs() {
             output(json!({"type": "webhook", "url": "https://127.0.0.1:9/h?k=HOOK-SECRET-QUERY", "hmac_secret": "HMAC-SECRET"})),
         ];
         let fanout = Fanout::start(&outputs, &ctx());
-        fanout.send(incident()).await;
+        fanout.send(incident());
         fanout.finish(Duration::from_secs(4)).await;
     });
     let text = logs.text();

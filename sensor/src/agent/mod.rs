@@ -195,10 +195,10 @@ pub async fn run(
             () = shutdown.cancelled() => break,
             drained = source.wait_and_drain(&mut merger, &mut reports) => {
                 drained?;
-                events += emit(&fanout, &mut incidents, &mut reports).await;
+                events += emit(&fanout, &mut incidents, &mut reports);
             }
             Some(event) = service_events.recv() => {
-                deliver(&fanout, &mut incidents, event).await;
+                deliver(&fanout, &mut incidents, event);
                 events += 1;
             }
             _ = hangup.recv() => {
@@ -209,7 +209,7 @@ pub async fn run(
                 source.drain_now(&mut merger, &mut reports);
                 merger.sweep(monotonic_ns(), &mut reports);
                 incidents.sweep(monotonic_ns());
-                events += emit(&fanout, &mut incidents, &mut reports).await;
+                events += emit(&fanout, &mut incidents, &mut reports);
             }
             _ = stats_tick.tick(), if xdp_cfg.stats_interval_secs > 0 => {
                 let now = source.counters()?;
@@ -233,18 +233,18 @@ pub async fn run(
         tokio::select! {
             () = &mut stopping => break,
             Some(event) = service_events.recv() => {
-                deliver(&fanout, &mut incidents, event).await;
+                deliver(&fanout, &mut incidents, event);
                 events += 1;
             }
         }
     }
     while let Ok(event) = service_events.try_recv() {
-        deliver(&fanout, &mut incidents, event).await;
+        deliver(&fanout, &mut incidents, event);
         events += 1;
     }
     let finished = source.finish(&mut merger, &mut reports)?;
     merger.flush(&mut reports);
-    events += emit(&fanout, &mut incidents, &mut reports).await;
+    events += emit(&fanout, &mut incidents, &mut reports);
     let outputs = fanout.finish(OUTPUT_GRACE).await;
     if let (Some(now), Some(last)) = (&finished.kernel, &last_counters) {
         report_counters(&now.since(last), &merger);
@@ -271,14 +271,14 @@ pub async fn run(
 }
 
 /// Hands pending reports to the outputs as events; returns how many.
-async fn emit(fanout: &Fanout, incidents: &mut Tracker, reports: &mut Vec<ScanReport>) -> u64 {
+fn emit(fanout: &Fanout, incidents: &mut Tracker, reports: &mut Vec<ScanReport>) -> u64 {
     if reports.is_empty() {
         return 0;
     }
     let clock = WallClock::now();
     let mut n = 0;
     for report in reports.drain(..) {
-        deliver(fanout, incidents, to_event(&report, &clock)).await;
+        deliver(fanout, incidents, to_event(&report, &clock));
         n += 1;
     }
     n
@@ -286,9 +286,9 @@ async fn emit(fanout: &Fanout, incidents: &mut Tracker, reports: &mut Vec<ScanRe
 
 /// Sends an event, folds it into its source's incident, and sends the incident message when
 /// the incident is new or its severity rose.
-async fn deliver(fanout: &Fanout, incidents: &mut Tracker, event: Event) {
+fn deliver(fanout: &Fanout, incidents: &mut Tracker, event: Event) {
     let incident = incidents.observe(&event, monotonic_ns());
-    fanout.send(event).await;
+    fanout.send(event);
     if let Some(incident) = incident {
         tracing::info!(
             incident = %incident.id,
@@ -298,7 +298,7 @@ async fn deliver(fanout: &Fanout, incidents: &mut Tracker, event: Event) {
             "{}",
             incident.description
         );
-        fanout.send(incident).await;
+        fanout.send(incident);
     }
 }
 fn report_counters(delta: &CounterSnapshot, merger: &Merger) {

@@ -261,6 +261,12 @@ impl Config {
                     format!("output {i}: terminal and file outputs have no spool"),
                 ));
             }
+            if output.when_full == crate::output::WhenFull::Spool && output.spool.is_none() {
+                return Err(invalid(
+                    "outputs[].when_full",
+                    format!("output {i}: `spool` needs the output's `spool` directory"),
+                ));
+            }
             if output.queue_size == 0 {
                 return Err(invalid(
                     "outputs[].queue_size",

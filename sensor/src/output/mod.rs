@@ -4,12 +4,14 @@
 //! ([`WhenFull`]), and every drop is counted.
 
 pub mod api;
+pub mod driver;
 pub mod email;
 pub mod fanout;
 pub mod file;
 pub mod integrations;
 pub mod message;
 pub mod probe;
+pub mod queue;
 pub mod redis;
 pub mod secret;
 pub mod spool;
@@ -28,12 +30,18 @@ pub use message::{Filter, Message, Receive};
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WhenFull {
-    /// Wait for room: detection slows down rather than lose an event (the kernel ring buffer
-    /// absorbs the wait, and counts what it cannot).
+    /// Hold the message in an overflow area (as large as the queue) for up to `block_ms`
+    /// waiting for room; then spool it (outputs with a spool write everything to disk first)
+    /// or drop and count it. The sender never waits.
     #[default]
     Block,
-    /// Drop the new event and count it.
+    /// Drop the new message and count it.
     DropNewest,
+    /// Drop the oldest queued message, count it, and queue the new one.
+    DropOldest,
+    /// Overflow goes to the output's disk spool (a `spool` is required): messages wait, without
+    /// deadline, in the overflow area for the disk, and only beyond it are dropped.
+    Spool,
 }
 
 /// The transport of an output.
@@ -114,6 +122,10 @@ fn default_queue_size() -> usize {
     4096
 }
 
+const fn default_block_ms() -> u64 {
+    1000
+}
+
 /// One entry of the `outputs` list.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -130,6 +142,10 @@ pub struct OutputConfig {
     /// Full-queue policy.
     #[serde(default)]
     pub when_full: WhenFull,
+    /// With `when_full: block`, how long a message that found the queue full waits for room
+    /// before it is dropped and counted, milliseconds.
+    #[serde(default = "default_block_ms")]
+    pub block_ms: u64,
     /// Where the events go.
     pub transport: Transport,
     /// Disk spool for `redis` and `api`: every event is written there first and delivered from
@@ -170,6 +186,7 @@ impl OutputConfig {
             format,
             queue_size: default_queue_size(),
             when_full: WhenFull::Block,
+            block_ms: default_block_ms(),
             transport,
             spool: None,
             receive: None,

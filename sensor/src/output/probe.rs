@@ -5,7 +5,7 @@ use bytes::BytesMut;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Message, OutputConfig, Transport, api::ApiOutput, email::EmailOutput, fanout::Body,
+    Message, OutputConfig, Transport, api::ApiOutput, driver::Body, email::EmailOutput,
     file::FileOutput, redis::RedisOutput, syslog::SyslogOutput,
 };
 use crate::{format::FormatContext, incident::test_incident};

@@ -277,12 +277,18 @@ async fn other_4xx_is_not_retried_and_is_counted() {
         Duration::from_secs(10),
     )
     .await;
+    // Events 3 and 4 arrive, and after that batch, one report of the two refused.
     assert_eq!(
-        (stats[0].sent, stats[0].dropped, stats[0].retried),
-        (2, 2, 0),
+        (stats[0].received, stats[0].sent, stats[0].dropped, stats[0].retried),
+        (5, 3, 2, 0),
         "{stats:?}"
     );
-    assert_eq!(rx.requests().len(), 4, "each refused event was sent once");
+    let requests = rx.requests();
+    assert_eq!(requests.len(), 5, "each refused event was sent once");
+    let report: serde_json::Value = serde_json::from_slice(&requests[4].body).unwrap();
+    assert_eq!(report["logtype"], "sensor.degraded", "{report}");
+    assert_eq!(report["extra"]["dropped"], 2, "{report}");
+    assert_eq!(report["extra"]["reason"], "receiver refused", "{report}");
 }
 
 #[tokio::test]
@@ -387,7 +393,7 @@ async fn spooled_events_survive_a_restart_and_arrive_in_order_once() {
         &FormatContext::for_device("s1"),
     );
     for n in 1..=20 {
-        first.send(event(n)).await;
+        first.send(event(n));
     }
     let stats = first.finish(Duration::from_secs(1)).await;
     assert_eq!(
@@ -402,7 +408,7 @@ async fn spooled_events_survive_a_restart_and_arrive_in_order_once() {
         &FormatContext::for_device("s1"),
     );
     for n in 21..=25 {
-        second.send(event(n)).await;
+        second.send(event(n));
     }
     let stats = second.finish(Duration::from_secs(30)).await;
     assert_eq!((stats[0].sent, stats[0].dropped), (25, 0), "{stats:?}");
@@ -420,7 +426,7 @@ async fn a_full_spool_drops_and_counts_exactly() {
         &FormatContext::for_device("s1"),
     );
     for n in 1..=100 {
-        first.send(event(n)).await;
+        first.send(event(n));
     }
     let a = first.finish(Duration::from_secs(1)).await;
     assert!(a[0].dropped > 0 && a[0].spooled > 0, "{a:?}");

@@ -111,15 +111,18 @@ pub(crate) struct Driver {
 }
 
 impl Driver {
-    /// After a successful delivery: when the output lost messages since the last report,
-    /// queues one `sensor.degraded` event through itself, with the exact count.
-    fn report_outage(&self, filter: &Filter) {
-        let Some((dropped, reason)) = self.queue.counters().take_outage() else {
-            return;
-        };
+    /// After a successful delivery: when the output lost messages since the last report, the
+    /// one `sensor.degraded` event to send through itself, with the exact count.
+    fn outage_report(&self, filter: &Filter) -> Option<Message> {
+        let (dropped, reason) = self.queue.counters().take_outage()?;
         tracing::warn!(output = %self.name, dropped, reason, "Output recovered; messages were lost during the outage.");
         let message = Message::Event(degraded_event(&self.name, dropped, reason));
-        if filter.accepts(&message) {
+        filter.accepts(&message).then_some(message)
+    }
+
+    /// Queues the outage report, if any, at the head of the queue.
+    fn report_outage(&self, filter: &Filter) {
+        if let Some(message) = self.outage_report(filter) {
             self.queue.push_front(Arc::new(message));
         }
     }
@@ -399,10 +402,11 @@ async fn run_spooled(mut sink: Sink, spool: Spool, d: Driver) {
         Sink::Email(_) => 1,
         _ => 100,
     };
+    let body = Arc::new(Body::of(&d.cfg));
     let mut intake = tokio::spawn(spool_intake(
         d.queue.clone(),
         spool.clone(),
-        Arc::new(Body::of(&d.cfg)),
+        body.clone(),
         d.ctx.clone(),
         name.clone(),
         wake.clone(),
@@ -462,8 +466,31 @@ async fn run_spooled(mut sink: Sink, spool: Spool, d: Driver) {
                         failing = false;
                         tracing::info!(output = %name, "Output delivering again.");
                     }
-                    if n > refused {
-                        d.report_outage(&filter);
+                    if n > refused
+                        && let Some(report) = d.outage_report(&filter)
+                    {
+                        // Straight to the spool: the intake may have ended already.
+                        counters.received.fetch_add(1, Ordering::Relaxed);
+                        let mut buf = BytesMut::new();
+                        let encoded = body.encode(&report, &d.ctx, &mut buf);
+                        let line = buf.strip_suffix(b"\n").unwrap_or(&buf).to_vec();
+                        let (spool, pending) = (spool.clone(), pending.clone());
+                        let stored = if encoded.is_ok() {
+                            tokio::task::spawn_blocking(move || {
+                                let mut spool = lock(&spool);
+                                let stored = spool.push(&[&line]);
+                                pending.store(spool.pending_bytes(), Ordering::Relaxed);
+                                stored
+                            })
+                            .await
+                        } else {
+                            Ok(Ok(0))
+                        };
+                        if matches!(stored, Ok(Ok(1))) {
+                            counters.spooled.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            counters.drop_for(1, queue::SPOOL_FULL);
+                        }
                     }
                     continue;
                 }

@@ -144,30 +144,19 @@ impl ApiOutput {
         if config.insecure {
             tracing::warn!(output = name, url = %shown, "TLS certificate verification is OFF for this output (insecure: true).");
         }
-        let mut builder = reqwest::Client::builder()
-            .timeout(Duration::from_secs(config.timeout_secs.max(1)))
-            .danger_accept_invalid_certs(config.insecure);
-        let mut ca_error = None;
-        if let Some(ca) = &config.ca_file {
-            match std::fs::read(ca)
-                .map_err(|e| e.to_string())
-                .and_then(|pem| {
-                    reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| e.to_string())
-                }) {
-                Ok(certs) => {
-                    for cert in certs {
-                        builder = builder.add_root_certificate(cert);
-                    }
-                }
-                Err(e) => ca_error = Some(format!("{}: {e}", ca.display())),
-            }
-        }
-        let client = match ca_error {
-            Some(e) => Err(e),
-            None => builder
+        // The one root store of every output (system store plus `ca_file`).
+        let tls = super::tls_client::client_config(config.ca_file.as_deref(), None, config.insecure)
+            .map(|mut tls| {
+                tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+                tls
+            });
+        let client = tls.and_then(|tls| {
+            reqwest::Client::builder()
+                .timeout(Duration::from_secs(config.timeout_secs.max(1)))
+                .use_preconfigured_tls(tls)
                 .build()
-                .map_err(|e| format!("building the HTTP client: {}", without_url(&e))),
-        };
+                .map_err(|e| format!("building the HTTP client: {}", without_url(&e)))
+        });
         Self {
             config,
             last_request: std::sync::Mutex::new(None),
@@ -247,8 +236,7 @@ impl ApiOutput {
                         .headers()
                         .get("Retry-After")
                         .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .map(|s| Duration::from_secs(s).min(MAX_BACKOFF));
+                        .and_then(|v| retry_after(v, std::time::SystemTime::now()));
                     Outcome::Retry(after, "HTTP 429".to_owned())
                 } else if status.is_server_error() {
                     Outcome::Retry(None, format!("HTTP {}", status.as_u16()))
@@ -417,28 +405,55 @@ fn without_url(err: &reqwest::Error) -> String {
     }
 }
 
-/// HMAC-SHA256 (RFC 2104) of `message` under `key`.
+/// HMAC-SHA256 (RFC 2104) of `message` under `key` (the `hmac` crate).
 #[must_use]
 pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    use sha2::{Digest as _, Sha256};
-    let mut block = [0u8; 64];
-    if key.len() > 64 {
-        block[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        block[..key.len()].copy_from_slice(key);
-    }
-    let mut inner = Sha256::new();
-    inner.update(block.map(|b| b ^ 0x36));
-    inner.update(message);
-    let mut outer = Sha256::new();
-    outer.update(block.map(|b| b ^ 0x5c));
-    outer.update(inner.finalize());
-    outer.finalize().into()
+    use hmac::{Mac as _, SimpleHmac};
+    // HMAC takes keys of any length: `new_from_slice` cannot fail.
+    let Ok(mut mac) = SimpleHmac::<sha2::Sha256>::new_from_slice(key) else {
+        return [0; 32];
+    };
+    mac.update(message);
+    mac.finalize().into_bytes().into()
+}
+
+/// The delay a `Retry-After` value asks for: delay-seconds or an HTTP date (RFC 9110 10.2.3),
+/// at most [`MAX_BACKOFF`].
+#[must_use]
+pub fn retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    let after = match value.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => httpdate::parse_http_date(value)
+            .ok()?
+            .duration_since(now)
+            .unwrap_or(Duration::ZERO),
+    };
+    Some(after.min(MAX_BACKOFF))
 }
 
 #[cfg(test)]
 mod hmac_tests {
-    use super::hmac_sha256;
+    use std::time::{Duration, SystemTime};
+
+    use super::{hmac_sha256, retry_after};
+
+    #[test]
+    fn retry_after_takes_seconds_and_http_dates() {
+        let now = httpdate::parse_http_date("Wed, 21 Oct 2026 07:28:00 GMT").unwrap();
+        assert_eq!(retry_after("7", now), Some(Duration::from_secs(7)));
+        assert_eq!(
+            retry_after("Wed, 21 Oct 2026 07:28:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        // In the past: now; far away: capped.
+        assert_eq!(
+            retry_after("Wed, 21 Oct 2026 07:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after("86400", now), Some(Duration::from_secs(60)));
+        assert_eq!(retry_after("soon", SystemTime::UNIX_EPOCH), None);
+    }
 
     #[test]
     fn rfc_4231_test_cases() {

@@ -1,6 +1,8 @@
-//! TLS client settings shared by the outputs that speak TLS themselves (syslog, email): trust
-//! anchors from a CA file or the system bundle, an optional client certificate, and the
-//! `insecure` verifier that accepts any certificate (outputs using it warn at every start).
+//! TLS client settings shared by every TLS client of the outputs (HTTP outputs through
+//! reqwest's preconfigured TLS, syslog, email): ONE root store, the operating system's
+//! (`rustls-native-certs`, which honours `SSL_CERT_FILE` and `SSL_CERT_DIR`) plus the output's
+//! `ca_file`, an optional client certificate, and the `insecure` verifier that accepts any
+//! certificate (outputs using it warn at every start).
 
 use std::{path::Path, sync::Arc};
 
@@ -10,19 +12,60 @@ use rustls::{
     pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime, pem::PemObject as _},
 };
 
-/// Debian's bundle of the system's trusted CAs.
-const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
-
-/// A connector verifying servers against `ca_file` (the system bundle when `None`), presenting
-/// `client` (certificate chain and key files) when given, or verifying nothing when `insecure`.
+/// The trust anchors of every output: the operating system's certificates (as
+/// `rustls-native-certs` finds them: `SSL_CERT_FILE`, `SSL_CERT_DIR`, else the platform's
+/// store) plus every certificate of `ca_file`.
 ///
 /// # Errors
-/// A file that cannot be read or parsed, named.
+/// `ca_file` cannot be read or parsed (named), or no trust anchor at all was found.
+pub fn root_store(ca_file: Option<&Path>) -> Result<rustls::RootCertStore, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for err in &native.errors {
+        tracing::debug!(error = %err, "A system certificate could not be loaded.");
+    }
+    let (_, ignored) = roots.add_parsable_certificates(native.certs);
+    if ignored > 0 {
+        tracing::debug!(ignored, "System certificates rustls cannot use were skipped.");
+    }
+    if let Some(ca) = ca_file {
+        let named = |e: &dyn std::fmt::Display| format!("{}: {e}", ca.display());
+        let pem = std::fs::read(ca).map_err(|e| named(&e))?;
+        for cert in CertificateDer::pem_slice_iter(&pem) {
+            roots
+                .add(cert.map_err(|e| named(&e))?)
+                .map_err(|e| named(&e))?;
+        }
+    }
+    if roots.is_empty() {
+        return Err("no trusted CA: none in the system store and no ca_file".to_owned());
+    }
+    Ok(roots)
+}
+
+/// A connector for [`client_config`].
+///
+/// # Errors
+/// As [`client_config`].
 pub fn connector(
     ca_file: Option<&Path>,
     client: Option<(&Path, &Path)>,
     insecure: bool,
 ) -> Result<tokio_rustls::TlsConnector, String> {
+    client_config(ca_file, client, insecure)
+        .map(|config| tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
+/// A client configuration verifying servers against [`root_store`], presenting `client`
+/// (certificate chain and key files) when given, or verifying nothing when `insecure`.
+///
+/// # Errors
+/// A file that cannot be read or parsed, named.
+pub fn client_config(
+    ca_file: Option<&Path>,
+    client: Option<(&Path, &Path)>,
+    insecure: bool,
+) -> Result<rustls::ClientConfig, String> {
     let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -33,16 +76,7 @@ pub fn connector(
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AnyCertificate))
     } else {
-        let ca = ca_file.unwrap_or_else(|| Path::new(SYSTEM_BUNDLE));
-        let named = |e: &dyn std::fmt::Display| format!("{}: {e}", ca.display());
-        let pem = std::fs::read(ca).map_err(|e| named(&e))?;
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(&pem) {
-            roots
-                .add(cert.map_err(|e| named(&e))?)
-                .map_err(|e| named(&e))?;
-        }
-        builder.with_root_certificates(roots)
+        builder.with_root_certificates(root_store(ca_file)?)
     };
     let config = match client {
         Some((cert, key)) => {
@@ -57,7 +91,7 @@ pub fn connector(
         }
         None => builder.with_no_client_auth(),
     };
-    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+    Ok(config)
 }
 
 /// Accepts every server certificate (`insecure: true`).

@@ -279,7 +279,12 @@ async fn other_4xx_is_not_retried_and_is_counted() {
     .await;
     // Events 3 and 4 arrive, and after that batch, one report of the two refused.
     assert_eq!(
-        (stats[0].received, stats[0].sent, stats[0].dropped, stats[0].retried),
+        (
+            stats[0].received,
+            stats[0].sent,
+            stats[0].dropped,
+            stats[0].retried
+        ),
         (5, 3, 2, 0),
         "{stats:?}"
     );
@@ -537,7 +542,10 @@ async fn a_blackholed_output_never_stalls_send_nor_the_other_output_under_every_
         let (dead, hole) = blackhole().await;
         let (rx, good) = start_receiver(&[]).await;
         let mut dead_cfg = with_policy(
-            api(&format!("http://{dead}/e"), serde_json::json!({"timeout_secs": 30})),
+            api(
+                &format!("http://{dead}/e"),
+                serde_json::json!({"timeout_secs": 30}),
+            ),
             policy,
             10,
         );
@@ -550,12 +558,24 @@ async fn a_blackholed_output_never_stalls_send_nor_the_other_output_under_every_
         }
         let stats = fanout.finish(Duration::from_secs(2)).await;
         let (d, g) = (&stats[0], &stats[1]);
-        assert_eq!((d.received, d.sent, d.dropped), (300, 0, 300), "{policy}: {d:?}");
+        assert_eq!(
+            (d.received, d.sent, d.dropped),
+            (300, 0, 300),
+            "{policy}: {d:?}"
+        );
         // Queue of 10, overflow of 10 (block), the batch in flight: everything else found the
         // queue full.
         assert!(d.dropped_queue_full >= 300 - 21, "{policy}: {d:?}");
-        assert_eq!((g.received, g.sent, g.dropped), (300, 300, 0), "{policy}: {g:?}");
-        assert_eq!(ids(&rx.requests()), (1..=300).collect::<Vec<_>>(), "{policy}");
+        assert_eq!(
+            (g.received, g.sent, g.dropped),
+            (300, 300, 0),
+            "{policy}: {g:?}"
+        );
+        assert_eq!(
+            ids(&rx.requests()),
+            (1..=300).collect::<Vec<_>>(),
+            "{policy}"
+        );
         hole.abort();
     }
 }
@@ -574,7 +594,10 @@ async fn after_a_stall_one_degraded_event_reports_the_exact_loss() {
             drop(stuck);
         });
         let cfg = with_policy(
-            api(&format!("http://{addr}/e"), serde_json::json!({"timeout_secs": 1})),
+            api(
+                &format!("http://{addr}/e"),
+                serde_json::json!({"timeout_secs": 1}),
+            ),
             policy,
             10,
         );
@@ -597,7 +620,11 @@ async fn after_a_stall_one_degraded_event_reports_the_exact_loss() {
             .filter(|b| b["logtype"] == "sensor.degraded")
             .collect();
         assert!(s.dropped > 0, "{policy}: {s:?}");
-        assert_eq!(reports.len(), 1, "{policy}: exactly one report: {reports:?}");
+        assert_eq!(
+            reports.len(),
+            1,
+            "{policy}: exactly one report: {reports:?}"
+        );
         assert_eq!(reports[0]["extra"]["dropped"], s.dropped, "{policy}");
         assert_eq!(reports[0]["extra"]["reason"], "queue full", "{policy}");
         assert_eq!(reports[0]["extra"]["output"], "api-0", "{policy}");
@@ -627,7 +654,13 @@ async fn finish_accounts_for_every_message_sent_dropped_or_left_in_the_spool() {
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "seg"))
-        .map(|p| std::fs::read(p).unwrap().iter().filter(|b| **b == b'\n').count() as u64)
+        .map(|p| {
+            std::fs::read(p)
+                .unwrap()
+                .iter()
+                .filter(|b| **b == b'\n')
+                .count() as u64
+        })
         .sum();
     assert_eq!(s.received, 200, "{s:?}");
     assert_eq!(s.sent, 0, "{s:?}");

@@ -412,7 +412,10 @@ fn tokens_never_appear_in_logs() {
 }
 
 /// `sensor send-test` of a webhook with no `ca_file`, the sensor's environment given.
-async fn send_test_without_ca_file(rx: &Receiver, env: &[(&str, &std::path::Path)]) -> (bool, String) {
+async fn send_test_without_ca_file(
+    rx: &Receiver,
+    env: &[(&str, &std::path::Path)],
+) -> (bool, String) {
     let dir = std::env::temp_dir().join(format!("sensor-int-os-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = json!({"id": "fw01", "outputs": [{"name": "hook", "transport": {

@@ -145,11 +145,13 @@ impl ApiOutput {
             tracing::warn!(output = name, url = %shown, "TLS certificate verification is OFF for this output (insecure: true).");
         }
         // The one root store of every output (system store plus `ca_file`).
-        let tls = super::tls_client::client_config(config.ca_file.as_deref(), None, config.insecure)
-            .map(|mut tls| {
-                tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-                tls
-            });
+        let tls =
+            super::tls_client::client_config(config.ca_file.as_deref(), None, config.insecure).map(
+                |mut tls| {
+                    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+                    tls
+                },
+            );
         let client = tls.and_then(|tls| {
             reqwest::Client::builder()
                 .timeout(Duration::from_secs(config.timeout_secs.max(1)))

@@ -93,7 +93,6 @@ enum Sink {
     Email(Box<super::email::EmailOutput>),
 }
 
-
 /// Everything one output's driver needs.
 pub(crate) struct Driver {
     /// The output's configuration.
@@ -606,4 +605,3 @@ fn score_of(record: &[u8]) -> Option<f64> {
     .ok()?;
     Some(parsed.and_utc().timestamp_micros() as f64 / 1e6)
 }
-

@@ -26,7 +26,10 @@ pub fn root_store(ca_file: Option<&Path>) -> Result<rustls::RootCertStore, Strin
     }
     let (_, ignored) = roots.add_parsable_certificates(native.certs);
     if ignored > 0 {
-        tracing::debug!(ignored, "System certificates rustls cannot use were skipped.");
+        tracing::debug!(
+            ignored,
+            "System certificates rustls cannot use were skipped."
+        );
     }
     if let Some(ca) = ca_file {
         let named = |e: &dyn std::fmt::Display| format!("{}: {e}", ca.display());

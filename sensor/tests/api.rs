@@ -277,7 +277,7 @@ async fn other_4xx_is_not_retried_and_is_counted() {
         Duration::from_secs(10),
     )
     .await;
-    // Events 3 and 4 arrive, and after that batch, one report of the two refused.
+    // One event per request: event 3 arrives, then one report of the two refused, then 4.
     assert_eq!(
         (
             stats[0].received,
@@ -290,7 +290,7 @@ async fn other_4xx_is_not_retried_and_is_counted() {
     );
     let requests = rx.requests();
     assert_eq!(requests.len(), 5, "each refused event was sent once");
-    let report: serde_json::Value = serde_json::from_slice(&requests[4].body).unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&requests[3].body).unwrap();
     assert_eq!(report["logtype"], "sensor.degraded", "{report}");
     assert_eq!(report["extra"]["dropped"], 2, "{report}");
     assert_eq!(report["extra"]["reason"], "receiver refused", "{report}");

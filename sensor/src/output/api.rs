@@ -10,9 +10,12 @@
 use std::{collections::BTreeMap, io::Write as _, time::Duration};
 
 use serde::Deserialize;
-use tokio_util::sync::CancellationToken;
 
-use super::{redis::jittered, secret::Secret};
+use super::{
+    driver::Body,
+    secret::Secret,
+    sink::{Record, Sink, WriteError},
+};
 
 /// How events are grouped into request bodies.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -97,19 +100,11 @@ impl ApiConfig {
     }
 }
 
-/// What one delivery did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Delivery {
-    /// Retries it took.
-    pub retries: u64,
-    /// Events dropped because the collector refused them (4xx other than 429).
-    pub refused: u64,
-}
-
 /// An HTTP output.
-#[derive(Debug)]
 pub struct ApiOutput {
     config: ApiConfig,
+    name: String,
+    body: Body,
     /// When the last request was sent, for `min_interval_ms`.
     last_request: std::sync::Mutex<Option<tokio::time::Instant>>,
     client: Result<reqwest::Client, String>,
@@ -161,6 +156,8 @@ impl ApiOutput {
         });
         Self {
             config,
+            name: name.to_owned(),
+            body: Body::Format(crate::format::Format::Default),
             last_request: std::sync::Mutex::new(None),
             client,
             shown,
@@ -352,41 +349,34 @@ impl ApiOutput {
         Ok(refused)
     }
 
-    /// Delivers `records` (encoded events without their newlines), retrying each request until
-    /// it is delivered, refused, or `give_up` fires (then the last error, URL-free, is returned).
-    pub async fn write(
-        &mut self,
-        records: &[&[u8]],
-        name: &str,
-        give_up: &CancellationToken,
-    ) -> Result<Delivery, String> {
-        let mut delivery = Delivery::default();
-        for chunk in records.chunks(self.per_request()) {
-            let mut backoff = super::redis::first_backoff();
-            let mut attempts = 0u64;
-            loop {
-                match self.try_write(chunk, name).await {
-                    Ok(refused) => {
-                        delivery.refused += refused;
-                        break;
-                    }
-                    Err((after, why)) => {
-                        if attempts == 0 {
-                            tracing::warn!(output = name, url = %self.shown, error = %why, "Delivery failed; retrying with backoff.");
-                        }
-                        attempts += 1;
-                        delivery.retries += 1;
-                        let wait = after.unwrap_or_else(|| jittered(backoff));
-                        tokio::select! {
-                            () = give_up.cancelled() => return Err(why),
-                            () = tokio::time::sleep(wait) => {}
-                        }
-                        backoff = super::redis::next_backoff(backoff);
-                    }
-                }
-            }
-        }
-        Ok(delivery)
+    /// Encodes as `body` says.
+    #[must_use]
+    pub fn with_body(mut self, body: Body) -> Self {
+        self.body = body;
+        self
+    }
+}
+
+#[async_trait::async_trait]
+impl Sink for ApiOutput {
+    fn body(&self) -> &Body {
+        &self.body
+    }
+
+    fn batch_size(&self) -> usize {
+        self.per_request()
+    }
+
+    fn describe(&self) -> String {
+        self.shown.clone()
+    }
+
+    async fn write(&mut self, batch: &[Record<'_>]) -> Result<u64, WriteError> {
+        let records: Vec<&[u8]> = batch.iter().map(|r| r.bytes).collect();
+        let name = self.name.clone();
+        self.try_write(&records, &name)
+            .await
+            .map_err(|(after, reason)| WriteError::Retry { reason, after })
     }
 }
 

@@ -1,7 +1,9 @@
-//! The driver of one output: takes batches from its [`OutputQueue`], encodes them, writes
-//! them through the transport, retries or spools, and counts the outcome. After an outage that
-//! lost messages, the first successful delivery is followed by one `sensor.degraded` event,
-//! through the output itself, with the exact number lost and why.
+//! The driver of one output, the only place that retries: it takes batches from the output's
+//! [`OutputQueue`] (as large as its [`Sink`] wants), encodes them, makes attempts through the
+//! sink, waits between them by the one [`Backoff`] policy (honouring a receiver's
+//! `Retry-After`) or, with a disk spool, writes everything to disk first and delivers from
+//! there. After an outage that lost messages, the first successful delivery is followed by one
+//! `sensor.degraded` event, through the output itself, with the exact number lost and why.
 
 use std::{
     sync::{
@@ -18,20 +20,22 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     Filter, Message, OutputConfig, Transport,
-    api::ApiOutput,
-    file::FileOutput,
     queue::{self, OutputQueue},
-    redis::{RedisOutput, first_backoff, jittered, next_backoff},
+    retry::Backoff,
+    sink::{self, Record, Sink, WriteError},
     spool::Spool,
-    terminal,
 };
 use crate::{
     event::Event,
     format::{self, FormatContext},
 };
 
+/// Most encoded bytes in one batch.
+const MAX_BATCH_BYTES: usize = 256 * 1024;
+
 /// What each message becomes in the request or record.
-pub(crate) enum Body {
+#[derive(Clone)]
+pub enum Body {
     /// The output's format.
     Format(format::Format),
     /// A Splunk HEC event object.
@@ -44,8 +48,22 @@ pub(crate) enum Body {
     Syslog(Box<super::syslog::SyslogConfig>),
 }
 
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Format(_) => "Format",
+            Self::Hec(_) => "Hec",
+            Self::Slack => "Slack",
+            Self::Teams => "Teams",
+            Self::Syslog(_) => "Syslog",
+        })
+    }
+}
+
 impl Body {
-    pub(crate) fn of(cfg: &OutputConfig) -> Self {
+    /// The encoding an output's transport calls for.
+    #[must_use]
+    pub fn of(cfg: &OutputConfig) -> Self {
         match &cfg.transport {
             Transport::SplunkHec(hec) => Self::Hec(hec.meta()),
             Transport::Slack(_) => Self::Slack,
@@ -59,7 +77,11 @@ impl Body {
         }
     }
 
-    pub(crate) fn encode(
+    /// Appends `message`, encoded, to `out` (one record, ending with a newline).
+    ///
+    /// # Errors
+    /// The format could not serialise it.
+    pub fn encode(
         &self,
         message: &Message,
         ctx: &FormatContext,
@@ -81,16 +103,6 @@ impl Body {
             }
         }
     }
-}
-
-/// A transport ready to write.
-enum Sink {
-    Stdout(tokio::io::Stdout),
-    File(FileOutput),
-    Redis(Box<RedisOutput>),
-    Api(Box<ApiOutput>),
-    Syslog(Box<super::syslog::SyslogOutput>),
-    Email(Box<super::email::EmailOutput>),
 }
 
 /// Everything one output's driver needs.
@@ -127,30 +139,111 @@ impl Driver {
     }
 }
 
+/// What an attempt does.
+enum Attempt<'a, 'b> {
+    /// Write a batch.
+    Write(&'a [Record<'b>]),
+    /// Flush what the sink holds back (`true`: at shutdown).
+    Flush(bool),
+}
+
+/// The retry loop: attempts until delivered, refused, a fatal error, or `give_up`. Returns how
+/// many records the receiver refused, and counts retries.
+async fn until_done(
+    sink: &mut dyn Sink,
+    attempt: Attempt<'_, '_>,
+    name: &str,
+    give_up: &CancellationToken,
+    counters: &queue::Counters,
+) -> Result<u64, WriteError> {
+    let mut backoff = Backoff::new();
+    let mut failures = 0u64;
+    loop {
+        let result = match &attempt {
+            Attempt::Write(batch) => sink.write(batch).await,
+            Attempt::Flush(force) => sink.flush(*force).await.map(|()| 0),
+        };
+        match result {
+            Ok(refused) => {
+                if failures > 0 {
+                    tracing::info!(output = name, retries = failures, "Output delivering again.");
+                }
+                return Ok(refused);
+            }
+            Err(WriteError::Retry { reason, after }) => {
+                if failures == 0 {
+                    tracing::warn!(output = name, receiver = %sink.describe(), error = %reason, "Delivery failed; retrying with backoff.");
+                }
+                if give_up.is_cancelled() {
+                    return Err(WriteError::Retry { reason, after });
+                }
+                failures += 1;
+                counters.retried.fetch_add(1, Ordering::Relaxed);
+                let wait = backoff.next_delay(after);
+                tokio::select! {
+                    () = give_up.cancelled() => return Err(WriteError::Retry { reason, after }),
+                    () = tokio::time::sleep(wait) => {}
+                }
+            }
+            Err(fatal @ WriteError::Fatal(_)) => return Err(fatal),
+        }
+    }
+}
+
+/// Encodes messages into `buf`; returns where each record starts and its Unix time.
+fn encode_batch(
+    first: Arc<Message>,
+    queue: &OutputQueue,
+    body: &Body,
+    ctx: &FormatContext,
+    max: usize,
+    name: &str,
+    buf: &mut BytesMut,
+) -> (u64, Vec<(usize, f64)>) {
+    let mut taken = 0u64;
+    let mut starts = Vec::new();
+    let mut next = Some(first);
+    while let Some(message) = next {
+        taken += 1;
+        let start = buf.len();
+        match body.encode(&message, ctx, buf) {
+            Ok(()) => starts.push((start, message.timestamp().timestamp_micros() as f64 / 1e6)),
+            Err(err) => {
+                buf.truncate(start);
+                queue.counters().drop_for(1, queue::UNENCODABLE);
+                tracing::error!(output = name, error = %err, "Event could not be encoded; dropped.");
+            }
+        }
+        next = if starts.len() < max && buf.len() < MAX_BATCH_BYTES {
+            queue.try_pop()
+        } else {
+            None
+        };
+    }
+    (taken, starts)
+}
+
+/// The records of `buf`, each without its trailing newline.
+fn records<'a>(buf: &'a [u8], starts: &[(usize, f64)]) -> Vec<Record<'a>> {
+    starts
+        .iter()
+        .enumerate()
+        .map(|(i, (start, time))| {
+            let end = starts.get(i + 1).map_or(buf.len(), |(next, _)| *next);
+            let record = buf.get(*start..end).unwrap_or_default();
+            Record {
+                bytes: record.strip_suffix(b"\n").unwrap_or(record),
+                time: *time,
+            }
+        })
+        .collect()
+}
+
 /// Runs one output until its queue is closed and drained, or the grace period is over.
 pub(crate) async fn run(mut d: Driver) {
-    let mut sink = match &d.cfg.transport {
-        Transport::Terminal => Sink::Stdout(tokio::io::stdout()),
-        Transport::File(file) => Sink::File(FileOutput::new(file.clone())),
-        Transport::Redis(redis) => Sink::Redis(Box::new(RedisOutput::new(redis.clone(), &d.name))),
-        Transport::Syslog(syslog) => {
-            Sink::Syslog(Box::new(super::syslog::SyslogOutput::new(syslog.clone())))
-        }
-        Transport::Email(email) => Sink::Email(Box::new(super::email::EmailOutput::new(
-            email.clone(),
-            &d.name,
-            &d.ctx.identity.device_name,
-        ))),
-        other => match other.http() {
-            Some(api) => Sink::Api(Box::new(ApiOutput::new(api, &d.name))),
-            None => {
-                tracing::error!(output = %d.name, "Transport without a writer; events are dropped.");
-                return;
-            }
-        },
-    };
-    if let (Some(spool), Sink::Redis(_) | Sink::Api(_) | Sink::Syslog(_) | Sink::Email(_)) =
-        (d.cfg.spool.clone(), &sink)
+    let mut sink = sink::build(&d.cfg, &d.name, &d.ctx);
+    if let Some(spool) = d.cfg.spool.clone()
+        && sink.spools()
     {
         let dir = spool.dir.clone();
         match tokio::task::spawn_blocking(move || Spool::open(&spool.dir, spool.max_bytes)).await {
@@ -163,127 +256,65 @@ pub(crate) async fn run(mut d: Driver) {
             }
         }
     }
-    let body = Body::of(&d.cfg);
     let filter = d.cfg.filter();
     let counters = d.queue.counters().clone();
-    // Email digests go out on time even when nothing else arrives.
-    let has_digest =
-        matches!(&d.cfg.transport, Transport::Email(e) if e.digest_interval_secs.is_some());
-    let mut digest_tick = tokio::time::interval(Duration::from_secs(1));
-    digest_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // Where each record of the batch starts in `buf`, and its event's Unix time (Redis scores).
-    let mut records: Vec<(usize, f64)> = Vec::new();
+    let tick = sink.tick();
+    let mut ticker = tokio::time::interval(tick.unwrap_or(Duration::from_secs(3600)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut buf = BytesMut::with_capacity(64 * 1024);
     while !d.give_up.is_cancelled() {
         let first = tokio::select! {
-            event = d.queue.pop() => match event {
-                Some(event) => event,
+            message = d.queue.pop() => match message {
+                Some(message) => message,
                 None => break,
             },
             Ok(()) = d.reopen.recv() => {
-                if let Sink::File(file) = &mut sink {
-                    file.reopen().await;
-                    tracing::info!(output = %d.name, "File reopened.");
-                }
+                sink.reopen().await;
                 continue;
             }
-            _ = digest_tick.tick(), if has_digest => {
-                if let Sink::Email(email) = &mut sink
-                    && let Err(err) = email.flush_digest(false, &d.name, &d.give_up).await
-                {
-                    tracing::error!(output = %d.name, error = %err, "The digest mail could not be sent; dropped.");
+            _ = ticker.tick(), if tick.is_some() => {
+                if let Err(err) = until_done(sink.as_mut(), Attempt::Flush(false), &d.name, &d.give_up, &counters).await {
+                    tracing::error!(output = %d.name, error = %err, "What the output held back could not be sent; dropped.");
                 }
                 continue;
             }
             () = d.give_up.cancelled() => break,
         };
         buf.clear();
-        records.clear();
-        let mut taken = 0u64;
-        let mut batch = 0u64;
-        let mut next = Some(first);
-        while let Some(event) = next {
-            taken += 1;
-            let start = buf.len();
-            match body.encode(&event, &d.ctx, &mut buf) {
-                Ok(()) => {
-                    batch += 1;
-                    let micros = event.timestamp().timestamp_micros();
-                    records.push((start, micros as f64 / 1e6));
+        let (taken, starts) = encode_batch(
+            first,
+            &d.queue,
+            sink.body(),
+            &d.ctx,
+            sink.batch_size().max(1),
+            &d.name,
+            &mut buf,
+        );
+        let batch = records(&buf, &starts);
+        let n = batch.len() as u64;
+        if n > 0 {
+            match until_done(sink.as_mut(), Attempt::Write(&batch), &d.name, &d.give_up, &counters).await {
+                Ok(refused) => {
+                    let refused = refused.min(n);
+                    counters.sent.fetch_add(n - refused, Ordering::Relaxed);
+                    counters.drop_for(refused, queue::REFUSED);
+                    if n > refused {
+                        d.report_outage(&filter);
+                    }
                 }
                 Err(err) => {
-                    counters.drop_for(1, queue::UNENCODABLE);
-                    tracing::error!(output = %d.name, error = %err, "Event could not be encoded; dropped.");
+                    counters.drop_for(n, queue::FAILED);
+                    tracing::error!(output = %d.name, events = n, error = %err, "Events could not be written; dropped.");
                 }
             }
-            next = if buf.len() < 256 * 1024 {
-                d.queue.try_pop()
-            } else {
-                None
-            };
         }
-        // Each record without its trailing newline, with its event's Unix time.
-        let members: Vec<(f64, &[u8])> = records
-            .iter()
-            .enumerate()
-            .map(|(i, (start, score))| {
-                let end = records.get(i + 1).map_or(buf.len(), |(next, _)| *next);
-                let record = buf.get(*start..end).unwrap_or_default();
-                (*score, record.strip_suffix(b"\n").unwrap_or(record))
-            })
-            .collect();
-        let name = &d.name;
-        let give_up = &d.give_up;
-        // (retries, events the receiver refused) or the error that made the output give up.
-        let written: Result<(u64, u64), String> = match &mut sink {
-            Sink::Stdout(out) => terminal::write(out, &buf)
-                .await
-                .map(|()| (0, 0))
-                .map_err(|e| e.to_string()),
-            Sink::File(file) => file
-                .write(&buf, name, give_up)
-                .await
-                .map(|r| (r, 0))
-                .map_err(|e| e.to_string()),
-            Sink::Redis(redis) => redis.write(&members, name, give_up).await.map(|r| (r, 0)),
-            Sink::Api(api) => {
-                let bodies: Vec<&[u8]> = members.iter().map(|(_, m)| *m).collect();
-                api.write(&bodies, name, give_up)
-                    .await
-                    .map(|d| (d.retries, d.refused))
-            }
-            Sink::Syslog(syslog) => {
-                let records: Vec<&[u8]> = members.iter().map(|(_, m)| *m).collect();
-                syslog.write(&records, name, give_up).await.map(|r| (r, 0))
-            }
-            Sink::Email(email) => {
-                let records: Vec<&[u8]> = members.iter().map(|(_, m)| *m).collect();
-                email.write(&records, name, give_up).await.map(|r| (r, 0))
-            }
-        };
-        match written {
-            Ok((retries, refused)) => {
-                let refused = refused.min(batch);
-                counters.sent.fetch_add(batch - refused, Ordering::Relaxed);
-                counters.drop_for(refused, queue::REFUSED);
-                counters.retried.fetch_add(retries, Ordering::Relaxed);
-                d.queue.resolved(taken);
-                if batch > refused {
-                    d.report_outage(&filter);
-                }
-            }
-            Err(err) => {
-                counters.drop_for(batch, queue::FAILED);
-                d.queue.resolved(taken);
-                tracing::error!(output = %d.name, events = batch, error = %err, "Events could not be written; dropped.");
-            }
-        }
+        d.queue.resolved(taken);
     }
-    // At shutdown, what waits for the next digest goes out now.
-    if let Sink::Email(email) = &mut sink
-        && let Err(err) = email.flush_digest(true, &d.name, &d.give_up).await
+    // At shutdown, what the sink holds back (a digest) goes out now.
+    if tick.is_some()
+        && let Err(err) = until_done(sink.as_mut(), Attempt::Flush(true), &d.name, &d.give_up, &counters).await
     {
-        tracing::error!(output = %d.name, error = %err, "The last digest mail could not be sent; dropped.");
+        tracing::error!(output = %d.name, error = %err, "What the output held back could not be sent at shutdown; dropped.");
     }
 }
 
@@ -385,7 +416,7 @@ async fn spool_intake(
 /// intake task, which never waits for the receiver), and delivery always takes the oldest
 /// spooled records first, so order holds across outages and restarts. At shutdown, what is
 /// still spooled stays on disk for the next start (not dropped).
-async fn run_spooled(mut sink: Sink, spool: Spool, d: Driver) {
+async fn run_spooled(mut sink: Box<dyn Sink>, spool: Spool, d: Driver) {
     let name = d.name.clone();
     if !spool.is_empty() {
         tracing::info!(output = %name, bytes = spool.pending_bytes(), "Delivering events spooled before the last stop.");
@@ -396,12 +427,8 @@ async fn run_spooled(mut sink: Sink, spool: Spool, d: Driver) {
     let wake = Arc::new(Notify::new());
     let filter = d.cfg.filter();
     let counters = d.queue.counters().clone();
-    let per_request = match &sink {
-        Sink::Api(api) => api.per_request(),
-        Sink::Email(_) => 1,
-        _ => 100,
-    };
-    let body = Arc::new(Body::of(&d.cfg));
+    let per_request = sink.batch_size().max(1);
+    let body = Arc::new(sink.body().clone());
     let mut intake = tokio::spawn(spool_intake(
         d.queue.clone(),
         spool.clone(),
@@ -412,7 +439,7 @@ async fn run_spooled(mut sink: Sink, spool: Spool, d: Driver) {
         pending.clone(),
     ));
     let mut intake_done = false;
-    let mut backoff = first_backoff();
+    let mut backoff = Backoff::new();
     let mut next_try = tokio::time::Instant::now();
     let mut failing = false;
     loop {
@@ -436,13 +463,28 @@ async fn run_spooled(mut sink: Sink, spool: Spool, d: Driver) {
                     continue;
                 }
             };
-            let refs: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
+            let now = chrono::Utc::now().timestamp_micros() as f64 / 1e6;
+            let records: Vec<Record<'_>> = batch
+                .iter()
+                .map(|r| Record {
+                    bytes: r,
+                    time: score_of(r).unwrap_or(now),
+                })
+                .collect();
             let attempt = tokio::select! {
-                a = attempt(&mut sink, &refs, &name) => a,
+                a = sink.write(&records) => a,
                 () = d.give_up.cancelled() => break,
             };
+            let attempt = match attempt {
+                Ok(refused) => Ok((refused, queue::REFUSED)),
+                Err(WriteError::Fatal(why)) => {
+                    tracing::error!(output = %name, error = %why, "Spooled events cannot be delivered; dropped.");
+                    Ok((batch.len() as u64, queue::FAILED))
+                }
+                Err(WriteError::Retry { reason, after }) => Err((after, reason)),
+            };
             match attempt {
-                Ok(refused) => {
+                Ok((refused, reason)) => {
                     let committed = {
                         let (spool, pending) = (spool.clone(), pending.clone());
                         tokio::task::spawn_blocking(move || {
@@ -459,8 +501,8 @@ async fn run_spooled(mut sink: Sink, spool: Spool, d: Driver) {
                     let n = batch.len() as u64;
                     let refused = refused.min(n);
                     counters.sent.fetch_add(n - refused, Ordering::Relaxed);
-                    counters.drop_for(refused, queue::REFUSED);
-                    backoff = first_backoff();
+                    counters.drop_for(refused, reason);
+                    backoff = Backoff::new();
                     if failing {
                         failing = false;
                         tracing::info!(output = %name, "Output delivering again.");
@@ -499,9 +541,7 @@ async fn run_spooled(mut sink: Sink, spool: Spool, d: Driver) {
                         tracing::warn!(output = %name, error = %why, "Delivery failed; events are spooled and retried with backoff.");
                     }
                     counters.retried.fetch_add(1, Ordering::Relaxed);
-                    next_try =
-                        tokio::time::Instant::now() + after.unwrap_or_else(|| jittered(backoff));
-                    backoff = next_backoff(backoff);
+                    next_try = tokio::time::Instant::now() + backoff.next_delay(after);
                 }
             }
         }
@@ -530,41 +570,6 @@ async fn run_spooled(mut sink: Sink, spool: Spool, d: Driver) {
     let pending = pending.load(Ordering::Relaxed);
     if pending > 0 {
         tracing::warn!(output = %name, bytes = pending, "Stopping with undelivered events in the spool; they are delivered at the next start.");
-    }
-}
-
-/// One delivery attempt of spooled records: the number the receiver refused, or why it failed
-/// and when to try again.
-async fn attempt(
-    sink: &mut Sink,
-    refs: &[&[u8]],
-    name: &str,
-) -> Result<u64, (Option<Duration>, String)> {
-    match sink {
-        Sink::Api(api) => api.try_write(refs, name).await,
-        Sink::Redis(redis) => {
-            let now = chrono::Utc::now().timestamp_micros() as f64 / 1e6;
-            let scored: Vec<(f64, &[u8])> = refs
-                .iter()
-                .map(|r| (score_of(r).unwrap_or(now), *r))
-                .collect();
-            redis
-                .try_write(&scored)
-                .await
-                .map(|()| 0)
-                .map_err(|e| (None, e))
-        }
-        Sink::Syslog(syslog) => syslog
-            .try_write(refs)
-            .await
-            .map(|()| 0)
-            .map_err(|e| (None, e)),
-        Sink::Email(email) => email
-            .try_write(refs)
-            .await
-            .map(|()| 0)
-            .map_err(|e| (None, e)),
-        Sink::Stdout(_) | Sink::File(_) => Ok(0),
     }
 }
 

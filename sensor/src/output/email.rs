@@ -15,9 +15,11 @@ use tokio::{
     io::{AsyncBufReadExt as _, AsyncRead, AsyncWrite, AsyncWriteExt as _, BufReader},
     net::TcpStream,
 };
-use tokio_util::sync::CancellationToken;
-
-use super::{redis::jittered, secret::Secret};
+use super::{
+    driver::Body,
+    secret::Secret,
+    sink::{Record, Sink, WriteError},
+};
 
 /// Most messages held for one digest.
 const MAX_DIGEST: usize = 10_000;
@@ -316,8 +318,11 @@ pub struct EmailOutput {
     config: EmailConfig,
     tls: Result<tokio_rustls::TlsConnector, String>,
     pending_digest: Vec<Value>,
+    /// The digest being sent: kept across failed attempts, so a retry sends the same mail.
+    outgoing: Option<Mail>,
     last_digest: tokio::time::Instant,
     helo: String,
+    body: Body,
 }
 
 impl std::fmt::Debug for EmailOutput {
@@ -344,6 +349,8 @@ impl EmailOutput {
             config,
             tls,
             pending_digest: Vec::new(),
+            outgoing: None,
+            body: Body::Format(crate::format::Format::Trapster),
             last_digest: tokio::time::Instant::now(),
             helo: clean(device, 64).replace(' ', "-"),
         }
@@ -470,69 +477,6 @@ impl EmailOutput {
         })
     }
 
-    /// Sends the digest if it is due, retrying with backoff until `give_up`.
-    ///
-    /// # Errors
-    /// The last failure, once `give_up` fired (the digest is then lost and logged).
-    pub async fn flush_digest(
-        &mut self,
-        force: bool,
-        name: &str,
-        give_up: &CancellationToken,
-    ) -> Result<u64, String> {
-        if !self.digest_due(force) {
-            return Ok(0);
-        }
-        let mail = digest(&std::mem::take(&mut self.pending_digest), &self.prefix());
-        self.last_digest = tokio::time::Instant::now();
-        self.send_retrying(&mail, name, give_up).await
-    }
-
-    async fn send_retrying(
-        &self,
-        mail: &Mail,
-        name: &str,
-        give_up: &CancellationToken,
-    ) -> Result<u64, String> {
-        let mut backoff = super::redis::first_backoff();
-        let mut retries = 0;
-        loop {
-            match self.send(mail).await {
-                Ok(_) => return Ok(retries),
-                Err(why) => {
-                    if retries == 0 {
-                        tracing::warn!(output = name, server = %self.config.host, error = %why, "Sending mail failed; retrying with backoff.");
-                    }
-                    retries += 1;
-                    tokio::select! {
-                        () = give_up.cancelled() => return Err(why),
-                        () = tokio::time::sleep(jittered(backoff)) => {}
-                    }
-                    backoff = super::redis::next_backoff(backoff);
-                }
-            }
-        }
-    }
-
-    /// Handles a batch: a mail per new incident or test, each retried with backoff until
-    /// `give_up`; the rest into the digest. Returns the retries.
-    ///
-    /// # Errors
-    /// The last failure, once `give_up` fired.
-    pub async fn write(
-        &mut self,
-        records: &[&[u8]],
-        name: &str,
-        give_up: &CancellationToken,
-    ) -> Result<u64, String> {
-        let mut retries = 0;
-        for mail in self.mails_for(records) {
-            retries += self.send_retrying(&mail, name, give_up).await?;
-        }
-        retries += self.flush_digest(false, name, give_up).await?;
-        Ok(retries)
-    }
-
     /// One attempt at the mails a batch calls for (the spool retries the batch).
     ///
     /// # Errors
@@ -540,6 +484,52 @@ impl EmailOutput {
     pub async fn try_write(&mut self, records: &[&[u8]]) -> Result<(), String> {
         for mail in self.mails_for(records) {
             self.send(&mail).await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Sink for EmailOutput {
+    fn body(&self) -> &Body {
+        &self.body
+    }
+
+    /// One message per attempt: a retry never sends a mail twice.
+    fn batch_size(&self) -> usize {
+        1
+    }
+
+    fn describe(&self) -> String {
+        format!("{}:{}", self.config.host, self.config.port())
+    }
+
+    async fn write(&mut self, batch: &[Record<'_>]) -> Result<u64, WriteError> {
+        let records: Vec<&[u8]> = batch.iter().map(|r| r.bytes).collect();
+        self.try_write(&records).await.map_err(WriteError::retry)?;
+        Ok(0)
+    }
+
+    fn tick(&self) -> Option<Duration> {
+        self.config
+            .digest_interval_secs
+            .map(|_| Duration::from_secs(1))
+    }
+
+    async fn flush(&mut self, force: bool) -> Result<(), WriteError> {
+        if self.outgoing.is_none() {
+            if !self.digest_due(force) {
+                return Ok(());
+            }
+            self.outgoing = Some(digest(
+                &std::mem::take(&mut self.pending_digest),
+                &self.prefix(),
+            ));
+            self.last_digest = tokio::time::Instant::now();
+        }
+        if let Some(mail) = &self.outgoing {
+            self.send(mail).await.map_err(WriteError::retry)?;
+            self.outgoing = None;
         }
         Ok(())
     }

@@ -17,9 +17,12 @@ use tokio::{
     io::{AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _},
     net::{TcpStream, UdpSocket},
 };
-use tokio_util::sync::CancellationToken;
 
-use super::{Message, redis::jittered};
+use super::{
+    Message,
+    driver::Body,
+    sink::{Record, Sink, WriteError},
+};
 use crate::{
     format::{Format, FormatContext, FormatError},
     incident::Severity,
@@ -228,6 +231,7 @@ pub struct SyslogOutput {
     config: SyslogConfig,
     conn: Option<Conn>,
     tls: Option<Result<tokio_rustls::TlsConnector, String>>,
+    body: Body,
 }
 
 impl std::fmt::Debug for SyslogOutput {
@@ -251,10 +255,12 @@ impl SyslogOutput {
                 .zip(config.client_key_file.as_deref());
             super::tls_client::connector(config.ca_file.as_deref(), client, false)
         });
+        let body = Body::Syslog(Box::new(config.clone()));
         Self {
             config,
             conn: None,
             tls,
+            body,
         }
     }
 
@@ -382,35 +388,22 @@ impl SyslogOutput {
         })
     }
 
-    /// Sends `records`, reconnecting with backoff until it works or `give_up` fires; returns
-    /// the retries it took.
-    ///
-    /// # Errors
-    /// The last failure, once `give_up` fired.
-    pub async fn write(
-        &mut self,
-        records: &[&[u8]],
-        name: &str,
-        give_up: &CancellationToken,
-    ) -> Result<u64, String> {
-        let mut backoff = super::redis::first_backoff();
-        let mut retries = 0;
-        loop {
-            match self.try_write(records).await {
-                Ok(()) => return Ok(retries),
-                Err(why) => {
-                    if retries == 0 {
-                        tracing::warn!(output = name, receiver = %self.describe(), error = %why, "Syslog delivery failed; retrying with backoff.");
-                    }
-                    retries += 1;
-                    tokio::select! {
-                        () = give_up.cancelled() => return Err(why),
-                        () = tokio::time::sleep(jittered(backoff)) => {}
-                    }
-                    backoff = super::redis::next_backoff(backoff);
-                }
-            }
-        }
+}
+
+#[async_trait::async_trait]
+impl Sink for SyslogOutput {
+    fn body(&self) -> &Body {
+        &self.body
+    }
+
+    fn describe(&self) -> String {
+        SyslogOutput::describe(self)
+    }
+
+    async fn write(&mut self, batch: &[Record<'_>]) -> Result<u64, WriteError> {
+        let records: Vec<&[u8]> = batch.iter().map(|r| r.bytes).collect();
+        self.try_write(&records).await.map_err(WriteError::retry)?;
+        Ok(0)
     }
 }
 

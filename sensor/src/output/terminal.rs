@@ -1,19 +1,58 @@
 //! `terminal` output: one event per line on standard output, in the output's format.
 
-use bytes::BytesMut;
-use tokio::io::{AsyncWrite, AsyncWriteExt as _};
+use tokio::io::{AsyncWriteExt as _, Stdout};
 
-use super::OutputError;
+use super::{
+    driver::Body,
+    sink::{Record, Sink, WriteError},
+};
 
-/// Writes already-encoded lines to `writer`, flushing after each batch.
-///
-/// # Errors
-/// [`OutputError::Io`] when the writer fails (e.g. the pipe closed).
-pub async fn write<W: AsyncWrite + Unpin>(
-    writer: &mut W,
-    batch: &BytesMut,
-) -> Result<(), OutputError> {
-    writer.write_all(batch).await?;
-    writer.flush().await?;
-    Ok(())
+/// Standard output as a sink.
+pub struct Terminal {
+    out: Stdout,
+    body: Body,
+}
+
+impl Terminal {
+    /// Writes to this process's standard output, encoding as `body` says.
+    #[must_use]
+    pub fn new(body: Body) -> Self {
+        Self {
+            out: tokio::io::stdout(),
+            body,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Sink for Terminal {
+    fn body(&self) -> &Body {
+        &self.body
+    }
+
+    fn describe(&self) -> String {
+        "standard output".to_owned()
+    }
+
+    fn spools(&self) -> bool {
+        false
+    }
+
+    async fn write(&mut self, batch: &[Record<'_>]) -> Result<u64, WriteError> {
+        let mut buf = Vec::new();
+        for r in batch {
+            buf.extend_from_slice(r.bytes);
+            buf.push(b'\n');
+        }
+        // A closed pipe does not come back: not retried.
+        self.out
+            .write_all(&buf)
+            .await
+            .map_err(|e| WriteError::Fatal(e.to_string()))?;
+        self.out
+            .flush()
+            .await
+            .map_err(|e| WriteError::Fatal(e.to_string()))?;
+        Ok(0)
+    }
 }

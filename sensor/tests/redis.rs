@@ -240,10 +240,7 @@ async fn passwords_authenticate_and_never_leak_into_errors() {
         .unwrap(),
         "wrong-password",
     );
-    let err = wrong
-        .try_write(&[(1.0, b"{}")])
-        .await
-        .unwrap_err();
+    let err = wrong.try_write(&[(1.0, b"{}")]).await.unwrap_err();
     assert!(
         !err.contains("wrong-pass-xyz") && !err.contains("s3cret"),
         "{err}"

@@ -166,7 +166,11 @@ async fn until_done(
         match result {
             Ok(refused) => {
                 if failures > 0 {
-                    tracing::info!(output = name, retries = failures, "Output delivering again.");
+                    tracing::info!(
+                        output = name,
+                        retries = failures,
+                        "Output delivering again."
+                    );
                 }
                 return Ok(refused);
             }
@@ -293,7 +297,15 @@ pub(crate) async fn run(mut d: Driver) {
         let batch = records(&buf, &starts);
         let n = batch.len() as u64;
         if n > 0 {
-            match until_done(sink.as_mut(), Attempt::Write(&batch), &d.name, &d.give_up, &counters).await {
+            match until_done(
+                sink.as_mut(),
+                Attempt::Write(&batch),
+                &d.name,
+                &d.give_up,
+                &counters,
+            )
+            .await
+            {
                 Ok(refused) => {
                     let refused = refused.min(n);
                     counters.sent.fetch_add(n - refused, Ordering::Relaxed);
@@ -312,7 +324,14 @@ pub(crate) async fn run(mut d: Driver) {
     }
     // At shutdown, what the sink holds back (a digest) goes out now.
     if tick.is_some()
-        && let Err(err) = until_done(sink.as_mut(), Attempt::Flush(true), &d.name, &d.give_up, &counters).await
+        && let Err(err) = until_done(
+            sink.as_mut(),
+            Attempt::Flush(true),
+            &d.name,
+            &d.give_up,
+            &counters,
+        )
+        .await
     {
         tracing::error!(output = %d.name, error = %err, "What the output held back could not be sent at shutdown; dropped.");
     }

@@ -3,23 +3,18 @@
 //! or the other outputs. What happens when a queue is full is each output's choice
 //! ([`WhenFull`]), and every drop is counted.
 
-pub mod api;
+pub mod client;
 pub mod driver;
-pub mod email;
 pub mod fanout;
-pub mod file;
-pub mod integrations;
 pub mod message;
 pub mod probe;
 pub mod queue;
-pub mod redis;
 pub mod retry;
-pub mod secret;
 pub mod sink;
 pub mod spool;
-pub mod syslog;
-pub mod terminal;
-pub mod tls_client;
+
+pub use client::{secret, tls as tls_client};
+pub use sink::{api, email, file, redis, syslog, terminal};
 
 use serde::Deserialize;
 
@@ -60,15 +55,15 @@ pub enum Transport {
     Api(api::ApiConfig),
     /// Splunk HTTP Event Collector.
     #[serde(rename = "splunk_hec")]
-    SplunkHec(integrations::HecConfig),
+    SplunkHec(sink::splunk_hec::HecConfig),
     /// Sekoia.io HTTP intake.
-    Sekoia(integrations::SekoiaConfig),
+    Sekoia(sink::sekoia::SekoiaConfig),
     /// Slack incoming webhook.
-    Slack(integrations::ChatConfig),
+    Slack(sink::slack::ChatConfig),
     /// Microsoft Teams Workflows webhook.
-    Teams(integrations::ChatConfig),
+    Teams(sink::teams::ChatConfig),
     /// Custom HTTP webhook (envelope JSON, optional HMAC signature).
-    Webhook(integrations::WebhookConfig),
+    Webhook(sink::webhook::WebhookConfig),
     /// Syslog over UDP, TCP or TLS (CEF or JSON payload).
     Syslog(syslog::SyslogConfig),
     /// Mail over SMTP: one per new incident, plus an optional digest.

@@ -60,7 +60,10 @@ mod tests {
         assert!(first >= FIRST && first <= FIRST * 2, "{first:?}");
         let second = b.next_delay(None);
         assert!(second >= FIRST * 2, "{second:?}");
-        assert_eq!(b.next_delay(Some(Duration::from_secs(7))), Duration::from_secs(7));
+        assert_eq!(
+            b.next_delay(Some(Duration::from_secs(7))),
+            Duration::from_secs(7)
+        );
         for _ in 0..20 {
             assert!(b.next_delay(None) <= MAX * 2);
         }

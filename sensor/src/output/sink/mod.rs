@@ -6,12 +6,25 @@
 //!
 //! A new output is one file here plus one line in [`build`].
 
+pub mod api;
+pub mod email;
+pub mod file;
+pub mod redis;
+pub mod sekoia;
+pub mod slack;
+pub mod splunk_hec;
+pub mod syslog;
+pub mod teams;
+pub mod terminal;
+pub mod webhook;
+
 use std::time::Duration;
 
-use super::{
-    OutputConfig, Transport, api::ApiOutput, driver::Body, email::EmailOutput, file::FileOutput,
-    redis::RedisOutput, syslog::SyslogOutput, terminal::Terminal,
+use self::{
+    api::ApiOutput, email::EmailOutput, file::FileOutput, redis::RedisOutput, syslog::SyslogOutput,
+    terminal::Terminal,
 };
+use super::{OutputConfig, Transport, driver::Body};
 use crate::format::FormatContext;
 
 /// One encoded message, without its trailing newline, with its message's Unix time in seconds

@@ -2,7 +2,7 @@
 
 use tokio::io::{AsyncWriteExt as _, Stdout};
 
-use super::{
+use crate::output::{
     driver::Body,
     sink::{Record, Sink, WriteError},
 };

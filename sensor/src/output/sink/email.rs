@@ -8,17 +8,17 @@
 
 use std::{path::PathBuf, time::Duration};
 
+use crate::output::{
+    client::secret::Secret,
+    driver::Body,
+    sink::{Record, Sink, WriteError},
+};
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::Value;
 use tokio::{
     io::{AsyncBufReadExt as _, AsyncRead, AsyncWrite, AsyncWriteExt as _, BufReader},
     net::TcpStream,
-};
-use super::{
-    driver::Body,
-    secret::Secret,
-    sink::{Record, Sink, WriteError},
 };
 
 /// Most messages held for one digest.
@@ -344,7 +344,8 @@ impl EmailOutput {
                 "TLS certificate verification is OFF for this output (insecure: true)."
             );
         }
-        let tls = super::tls_client::connector(config.ca_file.as_deref(), None, config.insecure);
+        let tls =
+            crate::output::client::tls::connector(config.ca_file.as_deref(), None, config.insecure);
         Self {
             config,
             tls,

@@ -11,9 +11,10 @@ use std::{collections::BTreeMap, io::Write as _, time::Duration};
 
 use serde::Deserialize;
 
-use super::{
+use crate::output::{
+    client::http::{self, without_url},
+    client::secret::Secret,
     driver::Body,
-    secret::Secret,
     sink::{Record, Sink, WriteError},
 };
 
@@ -139,21 +140,11 @@ impl ApiOutput {
         if config.insecure {
             tracing::warn!(output = name, url = %shown, "TLS certificate verification is OFF for this output (insecure: true).");
         }
-        // The one root store of every output (system store plus `ca_file`).
-        let tls =
-            super::tls_client::client_config(config.ca_file.as_deref(), None, config.insecure).map(
-                |mut tls| {
-                    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-                    tls
-                },
-            );
-        let client = tls.and_then(|tls| {
-            reqwest::Client::builder()
-                .timeout(Duration::from_secs(config.timeout_secs.max(1)))
-                .use_preconfigured_tls(tls)
-                .build()
-                .map_err(|e| format!("building the HTTP client: {}", without_url(&e)))
-        });
+        let client = http::client(
+            config.ca_file.as_deref(),
+            config.insecure,
+            Duration::from_secs(config.timeout_secs.max(1)),
+        );
         Self {
             config,
             name: name.to_owned(),
@@ -377,23 +368,6 @@ impl Sink for ApiOutput {
         self.try_write(&records, &name)
             .await
             .map_err(|(after, reason)| WriteError::Retry { reason, after })
-    }
-}
-
-/// An HTTP error's text without the URL (which may carry a key): its kind and its cause.
-fn without_url(err: &reqwest::Error) -> String {
-    let kind = if err.is_timeout() {
-        "timeout"
-    } else if err.is_connect() {
-        "connection failed"
-    } else if err.is_builder() {
-        "invalid request"
-    } else {
-        "request failed"
-    };
-    match std::error::Error::source(err) {
-        Some(source) => format!("{kind}: {source}"),
-        None => kind.to_owned(),
     }
 }
 

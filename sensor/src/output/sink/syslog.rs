@@ -18,7 +18,7 @@ use tokio::{
     net::{TcpStream, UdpSocket},
 };
 
-use super::{
+use crate::output::{
     Message,
     driver::Body,
     sink::{Record, Sink, WriteError},
@@ -253,7 +253,7 @@ impl SyslogOutput {
                 .client_cert_file
                 .as_deref()
                 .zip(config.client_key_file.as_deref());
-            super::tls_client::connector(config.ca_file.as_deref(), client, false)
+            crate::output::client::tls::connector(config.ca_file.as_deref(), client, false)
         });
         let body = Body::Syslog(Box::new(config.clone()));
         Self {
@@ -387,7 +387,6 @@ impl SyslogOutput {
             e.to_string()
         })
     }
-
 }
 
 #[async_trait::async_trait]

@@ -7,7 +7,7 @@ use std::{os::unix::fs::OpenOptionsExt as _, path::PathBuf};
 use serde::Deserialize;
 use tokio::{fs::File, io::AsyncWriteExt as _};
 
-use super::{
+use crate::output::{
     driver::Body,
     sink::{Record, Sink, WriteError},
 };

@@ -17,8 +17,8 @@ use redis::{
 };
 use serde::Deserialize;
 
-pub use super::secret::Secret;
-use super::{
+pub use crate::output::client::secret::Secret;
+use crate::output::{
     driver::Body,
     sink::{Record, Sink, WriteError},
 };
@@ -229,7 +229,6 @@ impl RedisOutput {
             err.to_string()
         })
     }
-
 }
 
 #[async_trait::async_trait]
@@ -266,5 +265,4 @@ mod tests {
         assert_eq!(config.key, "events");
         assert_eq!(config.port, 6379);
     }
-
 }

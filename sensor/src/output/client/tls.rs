@@ -1,7 +1,7 @@
 //! TLS client settings shared by every TLS client of the outputs (HTTP outputs through
 //! reqwest's preconfigured TLS, syslog, email): ONE root store, the operating system's
 //! (`rustls-native-certs`, which honours `SSL_CERT_FILE` and `SSL_CERT_DIR`) plus the output's
-//! `ca_file`, an optional client certificate, and the `insecure` verifier that accepts any
+//! `ca_file` (also handed to the SMTP client, [`trusted_certs`]), an optional client certificate, and the `insecure` verifier that accepts any
 //! certificate (outputs using it warn at every start).
 
 use std::{path::Path, sync::Arc};
@@ -12,33 +12,37 @@ use rustls::{
     pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime, pem::PemObject as _},
 };
 
-/// The trust anchors of every output: the operating system's certificates (as
+/// The trusted certificates of every output, loaded one way: the operating system's (as
 /// `rustls-native-certs` finds them: `SSL_CERT_FILE`, `SSL_CERT_DIR`, else the platform's
 /// store) plus every certificate of `ca_file`.
 ///
 /// # Errors
-/// `ca_file` cannot be read or parsed (named), or no trust anchor at all was found.
-pub fn root_store(ca_file: Option<&Path>) -> Result<rustls::RootCertStore, String> {
-    let mut roots = rustls::RootCertStore::empty();
+/// `ca_file` cannot be read or parsed (named).
+pub fn trusted_certs(ca_file: Option<&Path>) -> Result<Vec<CertificateDer<'static>>, String> {
     let native = rustls_native_certs::load_native_certs();
     for err in &native.errors {
         tracing::debug!(error = %err, "A system certificate could not be loaded.");
     }
-    let (_, ignored) = roots.add_parsable_certificates(native.certs);
-    if ignored > 0 {
-        tracing::debug!(
-            ignored,
-            "System certificates rustls cannot use were skipped."
-        );
-    }
+    let mut certs = native.certs;
     if let Some(ca) = ca_file {
         let named = |e: &dyn std::fmt::Display| format!("{}: {e}", ca.display());
         let pem = std::fs::read(ca).map_err(|e| named(&e))?;
         for cert in CertificateDer::pem_slice_iter(&pem) {
-            roots
-                .add(cert.map_err(|e| named(&e))?)
-                .map_err(|e| named(&e))?;
+            certs.push(cert.map_err(|e| named(&e))?);
         }
+    }
+    Ok(certs)
+}
+
+/// [`trusted_certs`] as a rustls root store.
+///
+/// # Errors
+/// As [`trusted_certs`], or no usable trust anchor at all.
+pub fn root_store(ca_file: Option<&Path>) -> Result<rustls::RootCertStore, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let (_, ignored) = roots.add_parsable_certificates(trusted_certs(ca_file)?);
+    if ignored > 0 {
+        tracing::debug!(ignored, "Certificates rustls cannot use were skipped.");
     }
     if roots.is_empty() {
         return Err("no trusted CA: none in the system store and no ca_file".to_owned());

@@ -308,6 +308,9 @@ async fn a_server_offering_only_auth_login_gets_the_mail() {
     let (raw, meta) = &mails[0];
     assert_eq!(meta["tls"], true, "{meta}");
     assert_eq!(meta["authenticated"], true, "{meta}");
-    assert!(raw.contains("Subject: [Trapster sensor] HIGH: Test incident"), "{raw}");
+    assert!(
+        raw.contains("Subject: [Trapster sensor] HIGH: Test incident"),
+        "{raw}"
+    );
     assert!(part(raw, "text/plain").contains("Test incident"));
 }

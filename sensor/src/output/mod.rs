@@ -12,6 +12,7 @@ pub mod queue;
 pub mod retry;
 pub mod sink;
 pub mod spool;
+pub mod spooled;
 
 pub use client::{secret, tls as tls_client};
 pub use sink::{api, email, file, redis, syslog, terminal};

@@ -4,8 +4,8 @@
 use bytes::BytesMut;
 
 use super::{
-    Message, OutputConfig, Transport, api::ApiOutput, driver::Body, email::EmailOutput,
-    file::FileOutput, redis::RedisOutput, syslog::SyslogOutput,
+    Message, OutputConfig, Transport, api::ApiOutput, email::EmailOutput, file::FileOutput,
+    redis::RedisOutput, sink::Body, syslog::SyslogOutput,
 };
 use crate::{format::FormatContext, incident::test_incident};
 

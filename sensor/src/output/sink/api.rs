@@ -14,8 +14,7 @@ use serde::Deserialize;
 use crate::output::{
     client::http::{self, without_url},
     client::secret::Secret,
-    driver::Body,
-    sink::{Record, Sink, WriteError},
+    sink::{Body, Record, Sink, WriteError},
 };
 
 /// How events are grouped into request bodies.

@@ -12,8 +12,7 @@ use std::{path::PathBuf, time::Duration};
 
 use crate::output::{
     client::secret::Secret,
-    driver::Body,
-    sink::{Record, Sink, WriteError},
+    sink::{Body, Record, Sink, WriteError},
 };
 use lettre::{
     AsyncSmtpTransport, AsyncTransport as _, Tokio1Executor,
@@ -333,10 +332,7 @@ fn transport(
         .timeout(Some(Duration::from_secs(30)));
     if let (Some(user), Some(password)) = (&config.username, &config.password) {
         builder = builder
-            .credentials(Credentials::new(
-                user.clone(),
-                password.expose().to_owned(),
-            ))
+            .credentials(Credentials::new(user.clone(), password.expose().to_owned()))
             .authentication(vec![Mechanism::Plain, Mechanism::Login]);
     }
     Ok(builder.build())
@@ -384,7 +380,11 @@ impl EmailOutput {
             clean(&text, 300)
         })?;
         let text: Vec<&str> = response.message().collect();
-        Ok(format!("{} {}", response.code(), clean(&text.join(" "), 200)))
+        Ok(format!(
+            "{} {}",
+            response.code(),
+            clean(&text.join(" "), 200)
+        ))
     }
 
     /// The mails a batch of envelopes (JSON records) calls for: one per new incident or test;

@@ -7,10 +7,7 @@ use std::{os::unix::fs::OpenOptionsExt as _, path::PathBuf};
 use serde::Deserialize;
 use tokio::{fs::File, io::AsyncWriteExt as _};
 
-use crate::output::{
-    driver::Body,
-    sink::{Record, Sink, WriteError},
-};
+use crate::output::sink::{Body, Record, Sink, WriteError};
 
 /// `transport: {"type": "file", ...}`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

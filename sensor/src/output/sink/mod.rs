@@ -24,8 +24,82 @@ use self::{
     api::ApiOutput, email::EmailOutput, file::FileOutput, redis::RedisOutput, syslog::SyslogOutput,
     terminal::Terminal,
 };
-use super::{OutputConfig, Transport, driver::Body};
-use crate::format::FormatContext;
+use bytes::BytesMut;
+
+use super::{Message, OutputConfig, Transport};
+use crate::format::{self, FormatContext};
+
+/// What each message becomes in the request or record.
+#[derive(Clone)]
+pub enum Body {
+    /// The output's format.
+    Format(format::Format),
+    /// A Splunk HEC event object.
+    Hec(format::chat::HecMeta),
+    /// A Slack message.
+    Slack,
+    /// A Teams Adaptive Card message.
+    Teams,
+    /// A syslog message (header and payload).
+    Syslog(Box<syslog::SyslogConfig>),
+}
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Format(_) => "Format",
+            Self::Hec(_) => "Hec",
+            Self::Slack => "Slack",
+            Self::Teams => "Teams",
+            Self::Syslog(_) => "Syslog",
+        })
+    }
+}
+
+impl Body {
+    /// The encoding an output's transport calls for.
+    #[must_use]
+    pub fn of(cfg: &OutputConfig) -> Self {
+        match &cfg.transport {
+            Transport::SplunkHec(hec) => Self::Hec(hec.meta()),
+            Transport::Slack(_) => Self::Slack,
+            Transport::Teams(_) => Self::Teams,
+            Transport::Syslog(cfg) => Self::Syslog(Box::new(cfg.clone())),
+            // Sekoia's Trapster parser and webhook receivers read the enterprise envelope.
+            Transport::Sekoia(_) | Transport::Webhook(_) | Transport::Email(_) => {
+                Self::Format(format::Format::Trapster)
+            }
+            _ => Self::Format(cfg.format),
+        }
+    }
+
+    /// Appends `message`, encoded, to `out` (one record, ending with a newline).
+    ///
+    /// # Errors
+    /// The format could not serialise it.
+    pub fn encode(
+        &self,
+        message: &Message,
+        ctx: &FormatContext,
+        out: &mut BytesMut,
+    ) -> Result<(), format::FormatError> {
+        match self {
+            Self::Format(f) => message.encode(*f, ctx, out),
+            Self::Hec(meta) => format::chat::hec(message, ctx, meta, out),
+            Self::Syslog(cfg) => syslog::frame(message, cfg, ctx, out),
+            Self::Slack => {
+                format::chat::slack(message, ctx, out)?;
+                out.extend_from_slice(b"\n");
+                Ok(())
+            }
+            Self::Teams => {
+                format::chat::teams(message, ctx, out)?;
+                out.extend_from_slice(b"\n");
+                Ok(())
+            }
+        }
+    }
+}
 
 /// One encoded message, without its trailing newline, with its message's Unix time in seconds
 /// (Redis scores).

@@ -18,10 +18,7 @@ use redis::{
 use serde::Deserialize;
 
 pub use crate::output::client::secret::Secret;
-use crate::output::{
-    driver::Body,
-    sink::{Record, Sink, WriteError},
-};
+use crate::output::sink::{Body, Record, Sink, WriteError};
 
 /// The Redis command each event is written with.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

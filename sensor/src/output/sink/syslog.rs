@@ -20,8 +20,7 @@ use tokio::{
 
 use crate::output::{
     Message,
-    driver::Body,
-    sink::{Record, Sink, WriteError},
+    sink::{Body, Record, Sink, WriteError},
 };
 use crate::{
     format::{Format, FormatContext, FormatError},

@@ -2,10 +2,7 @@
 
 use tokio::io::{AsyncWriteExt as _, Stdout};
 
-use crate::output::{
-    driver::Body,
-    sink::{Record, Sink, WriteError},
-};
+use crate::output::sink::{Body, Record, Sink, WriteError};
 
 /// Standard output as a sink.
 pub struct Terminal {

@@ -684,6 +684,27 @@ mod tests {
     }
 
     #[test]
+    fn when_full_policies_parse_and_spool_needs_a_spool() {
+        let text = r#"{"outputs": [
+            {"when_full": "block", "block_ms": 250, "transport": {"type": "terminal"}},
+            {"when_full": "drop_oldest", "transport": {"type": "terminal"}},
+            {"when_full": "spool", "spool": {"dir": "/var/spool/sensor/api"},
+             "transport": {"type": "api", "url": "https://collector.example/e"}}
+        ]}"#;
+        // Parsing validates.
+        let config = Config::parse(text, "x").unwrap();
+        let outputs = config.effective_outputs();
+        assert_eq!(outputs[0].block_ms, 250);
+        assert_eq!(outputs[1].when_full, crate::output::WhenFull::DropOldest);
+        assert_eq!(outputs[1].block_ms, 1000);
+        assert_eq!(outputs[2].when_full, crate::output::WhenFull::Spool);
+        let text = r#"{"outputs": [{"when_full": "spool",
+            "transport": {"type": "api", "url": "https://collector.example/e"}}]}"#;
+        let err = Config::parse(text, "x").unwrap_err().to_string();
+        assert!(err.contains("outputs[].when_full"), "{err}");
+    }
+
+    #[test]
     fn the_outputs_list_configures_several_outputs() {
         let text = r#"{"outputs": [
             {"name": "console", "transport": {"type": "terminal"}},

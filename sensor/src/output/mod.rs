@@ -1,7 +1,13 @@
-//! Outputs: transports that deliver encoded events, one file each, plus the fan-out that gives
-//! every output its own bounded queue and task, so a slow or dead output never blocks detection
-//! or the other outputs. What happens when a queue is full is each output's choice
-//! ([`WhenFull`]), and every drop is counted.
+//! Outputs: the fan-out ([`fanout`]) gives every output its own bounded queue ([`queue`]) fed
+//! without ever waiting, so a slow or dead output never blocks detection, the services or the
+//! other outputs; a driver per output ([`driver`], [`spooled`]) batches, encodes, writes
+//! through its [`sink`] (one file per transport, one registry line each, [`sink::build`]),
+//! retries by the one policy ([`retry`]) or spools ([`spool`]). Clients share one TLS root
+//! store ([`client`]).
+//!
+//! What happens when a queue is full is each output's choice ([`WhenFull`], table in
+//! [`queue`]); every drop is counted, and reported once by a `sensor.degraded` event through
+//! the output when it delivers again.
 
 pub mod client;
 pub mod driver;

@@ -1,6 +1,6 @@
-//! The one retry policy of every output: exponential backoff from 500 ms to 30 s with jitter
-//! (the `backon` crate), so many sensors do not retry in lockstep; a receiver's `Retry-After`
-//! replaces the next delay.
+//! The one retry policy of every output: exponential backoff from 500 ms doubling to 30 s (the
+//! `backon` crate) plus up to 25 % jitter, so many sensors do not retry in lockstep; a
+//! receiver's `Retry-After` replaces the next delay.
 
 use std::time::Duration;
 
@@ -32,7 +32,6 @@ impl Backoff {
                 .with_min_delay(FIRST)
                 .with_max_delay(MAX)
                 .with_factor(2.0)
-                .with_jitter()
                 .without_max_times()
                 .build(),
         }
@@ -41,8 +40,8 @@ impl Backoff {
     /// The wait before the next attempt: `retry_after` when the receiver asked for one,
     /// else the next backoff delay.
     pub fn next_delay(&mut self, retry_after: Option<Duration>) -> Duration {
-        let backoff = self.delays.next().unwrap_or(MAX);
-        retry_after.unwrap_or(backoff)
+        let base = self.delays.next().unwrap_or(MAX);
+        retry_after.unwrap_or_else(|| base + base.mul_f64(rand::random::<f64>() / 4.0))
     }
 }
 

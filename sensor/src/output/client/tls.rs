@@ -34,6 +34,25 @@ pub fn trusted_certs(ca_file: Option<&Path>) -> Result<Vec<CertificateDer<'stati
     Ok(certs)
 }
 
+/// [`trusted_certs`] as one PEM bundle, for clients that take their roots as PEM (redis).
+///
+/// # Errors
+/// As [`trusted_certs`].
+pub fn pem_bundle(ca_file: Option<&Path>) -> Result<Vec<u8>, String> {
+    use base64::Engine as _;
+    let mut pem = Vec::new();
+    for cert in trusted_certs(ca_file)? {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(cert.as_ref());
+        pem.extend_from_slice(b"-----BEGIN CERTIFICATE-----\n");
+        for line in b64.as_bytes().chunks(64) {
+            pem.extend_from_slice(line);
+            pem.push(b'\n');
+        }
+        pem.extend_from_slice(b"-----END CERTIFICATE-----\n");
+    }
+    Ok(pem)
+}
+
 /// [`trusted_certs`] as a rustls root store.
 ///
 /// # Errors

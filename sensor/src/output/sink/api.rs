@@ -1,11 +1,11 @@
 //! `api` output: HTTP(S) POST of events to a collector. One event per request (`single`), a
 //! JSON array (`array`) or NDJSON (`ndjson`) per batch, optional gzip, configurable headers.
-//! Retries with exponential backoff and jitter on connection errors, timeouts, 429 (honouring
-//! `Retry-After`) and 5xx; any other 4xx is not retried: the batch is dropped, counted and
+//! Connection errors, timeouts, 429 (with its `Retry-After`, seconds or HTTP date) and 5xx are
+//! retryable (the driver retries them); any other 4xx is not: the batch is dropped, counted and
 //! logged with the status. TLS certificates are verified unless `insecure` is set, which logs a
 //! warning naming the output at every start. The URL's query and path and every header value are
-//! treated as secrets: logs show only the scheme, host and port. With a spool configured, the
-//! fan-out delivers from disk through [`ApiOutput::try_write`].
+//! treated as secrets: logs show only the scheme, host and port. Certificates are verified
+//! against the shared root store ([`crate::output::client::http`]).
 
 use std::{collections::BTreeMap, io::Write as _, time::Duration};
 

@@ -1,13 +1,13 @@
 //! `redis` output: by default `ZADD events <unix-ts> <event>`, as Trapster community's Redis
 //! logger does; also `RPUSH`/`LPUSH <key> <event>`, `XADD <key> * event <event>` and
-//! `PUBLISH <key> <event>`. One pipeline per batch. A failed batch is retried with exponential
-//! backoff and jitter (0.5 s doubling to 30 s); with a spool configured, the fan-out delivers
-//! from disk through [`RedisOutput::try_write`].
+//! `PUBLISH <key> <event>`. One pipeline per attempt; the driver retries a failed batch with
+//! the shared policy ([`crate::output::retry`]) or, with a spool, delivers from disk.
 //! The password never appears in a log line or an error (connections are built from parts,
 //! never from a URL, and the configuration's `Debug` redacts it).
 //!
-//! TLS (`tls: true`) verifies the server against the system roots or `ca_file`, optionally with
-//! a client certificate; `insecure` skips verification and says so at every start.
+//! TLS (`tls: true`) verifies the server against the shared root store (system store plus
+//! `ca_file`), optionally with a client certificate; `insecure` skips verification and says so
+//! at every start.
 
 use std::{fmt, time::Duration};
 
@@ -163,7 +163,23 @@ impl RedisOutput {
             }),
             _ => None,
         };
-        let root_cert = self.config.ca_file.as_deref().map(read).transpose()?;
+        // Verified TLS trusts the root store every output shares (system store plus
+        // `ca_file`); `insecure` verifies nothing.
+        let root_cert = if self.config.tls && !self.config.insecure {
+            Some(
+                crate::output::client::tls::pem_bundle(self.config.ca_file.as_deref()).map_err(
+                    |e| {
+                        redis::RedisError::from((
+                            redis::ErrorKind::InvalidClientConfig,
+                            "cannot load the trusted certificates",
+                            e,
+                        ))
+                    },
+                )?,
+            )
+        } else {
+            self.config.ca_file.as_deref().map(read).transpose()?
+        };
         if self.config.tls && (root_cert.is_some() || client_tls.is_some()) {
             redis::Client::build_with_tls(
                 info,

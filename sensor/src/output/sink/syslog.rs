@@ -1,6 +1,6 @@
 //! `syslog` output: RFC 5424 (default) or RFC 3164 messages over UDP (RFC 5426), TCP (RFC 6587:
 //! octet counting by default, newline framing as an option) or TLS (RFC 5425: certificate
-//! verified against the system roots or `ca_file`, optional client certificate). The payload is
+//! verified against the shared root store, system plus `ca_file`; optional client certificate). The payload is
 //! CEF (default, the header Trapster's syslog integration sends) or the JSON envelope.
 //!
 //! Framing ([`frame`]) is a pure function of a message; the transport only moves the bytes.

@@ -146,6 +146,10 @@ pub(crate) async fn run(mut sink: Box<dyn Sink>, spool: Spool, d: Driver) {
         pending.clone(),
     ));
     let mut intake_done = false;
+    // Periodic work of the sink (the email digest), on time even while nothing arrives.
+    let tick = sink.tick();
+    let mut ticker = tokio::time::interval(tick.unwrap_or(Duration::from_secs(3600)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut backoff = Backoff::new();
     let mut next_try = tokio::time::Instant::now();
     let mut failing = false;
@@ -263,6 +267,12 @@ pub(crate) async fn run(mut sink: Box<dyn Sink>, spool: Spool, d: Driver) {
         tokio::select! {
             _ = &mut intake, if !intake_done => intake_done = true,
             () = wake.notified() => {}
+            _ = ticker.tick(), if tick.is_some() => {
+                // One attempt per tick: what fails stays held and goes at the next one.
+                if let Err(err) = sink.flush(false).await {
+                    tracing::warn!(output = %name, error = %err, "What the output holds back could not be sent; retried at the next tick.");
+                }
+            }
             () = tokio::time::sleep(wait) => {}
             () = d.give_up.cancelled(), if !intake_done => {
                 // Let the intake put what is queued on disk: kept for the next start.
@@ -274,6 +284,11 @@ pub(crate) async fn run(mut sink: Box<dyn Sink>, spool: Spool, d: Driver) {
         }
     }
     drop(AbortOnDrop(intake));
+    if tick.is_some()
+        && let Err(err) = sink.flush(true).await
+    {
+        tracing::error!(output = %name, error = %err, "What the output held back could not be sent at shutdown; dropped.");
+    }
     let pending = pending.load(Ordering::Relaxed);
     if pending > 0 {
         tracing::warn!(output = %name, bytes = pending, "Stopping with undelivered events in the spool; they are delivered at the next start.");

@@ -195,7 +195,7 @@ async fn deliver(
 ) -> Vec<sensor::output::OutputStats> {
     let fanout = Fanout::start(&[config], &FormatContext::for_device("s1"));
     for n in 1..=events {
-        fanout.send(event(n)).await;
+        fanout.send(event(n));
     }
     fanout.finish(grace).await
 }
@@ -277,12 +277,23 @@ async fn other_4xx_is_not_retried_and_is_counted() {
         Duration::from_secs(10),
     )
     .await;
+    // One event per request: event 3 arrives, then one report of the two refused, then 4.
     assert_eq!(
-        (stats[0].sent, stats[0].dropped, stats[0].retried),
-        (2, 2, 0),
+        (
+            stats[0].received,
+            stats[0].sent,
+            stats[0].dropped,
+            stats[0].retried
+        ),
+        (5, 3, 2, 0),
         "{stats:?}"
     );
-    assert_eq!(rx.requests().len(), 4, "each refused event was sent once");
+    let requests = rx.requests();
+    assert_eq!(requests.len(), 5, "each refused event was sent once");
+    let report: serde_json::Value = serde_json::from_slice(&requests[3].body).unwrap();
+    assert_eq!(report["logtype"], "sensor.degraded", "{report}");
+    assert_eq!(report["extra"]["dropped"], 2, "{report}");
+    assert_eq!(report["extra"]["reason"], "receiver refused", "{report}");
 }
 
 #[tokio::test]
@@ -297,7 +308,7 @@ async fn a_receiver_that_starts_late_gets_everything_in_order() {
     );
     let fanout = Fanout::start(&[cfg], &FormatContext::for_device("s1"));
     for n in 1..=30 {
-        fanout.send(event(n)).await;
+        fanout.send(event(n));
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
     let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
@@ -387,7 +398,7 @@ async fn spooled_events_survive_a_restart_and_arrive_in_order_once() {
         &FormatContext::for_device("s1"),
     );
     for n in 1..=20 {
-        first.send(event(n)).await;
+        first.send(event(n));
     }
     let stats = first.finish(Duration::from_secs(1)).await;
     assert_eq!(
@@ -402,7 +413,7 @@ async fn spooled_events_survive_a_restart_and_arrive_in_order_once() {
         &FormatContext::for_device("s1"),
     );
     for n in 21..=25 {
-        second.send(event(n)).await;
+        second.send(event(n));
     }
     let stats = second.finish(Duration::from_secs(30)).await;
     assert_eq!((stats[0].sent, stats[0].dropped), (25, 0), "{stats:?}");
@@ -420,7 +431,7 @@ async fn a_full_spool_drops_and_counts_exactly() {
         &FormatContext::for_device("s1"),
     );
     for n in 1..=100 {
-        first.send(event(n)).await;
+        first.send(event(n));
     }
     let a = first.finish(Duration::from_secs(1)).await;
     assert!(a[0].dropped > 0 && a[0].spooled > 0, "{a:?}");
@@ -456,7 +467,7 @@ async fn a_receiver_down_for_a_minute_loses_nothing() {
     let mut n = 0u16;
     while started.elapsed() < Duration::from_secs(62) {
         n += 1;
-        fanout.send(event(n)).await;
+        fanout.send(event(n));
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     let rx = listen(port).await;
@@ -481,7 +492,7 @@ async fn drops_are_reported_as_a_degraded_event_once_the_output_is_back() {
         &FormatContext::for_device("s1"),
     );
     for n in 1..=100 {
-        fanout.send(event(n)).await;
+        fanout.send(event(n));
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rx = listen(port).await;
@@ -502,5 +513,159 @@ async fn drops_are_reported_as_a_degraded_event_once_the_output_is_back() {
         101,
         "every event delivered or counted, plus the report"
     );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A receiver that accepts connections and never reads from them: a blackholed collector.
+async fn blackhole() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = listener.accept().await {
+            held.push(conn);
+        }
+    });
+    (addr, task)
+}
+
+fn with_policy(mut cfg: OutputConfig, when_full: &str, queue_size: usize) -> OutputConfig {
+    cfg.when_full = serde_json::from_value(serde_json::json!(when_full)).unwrap();
+    cfg.queue_size = queue_size;
+    cfg.block_ms = 200;
+    cfg
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_blackholed_output_never_stalls_send_nor_the_other_output_under_every_policy() {
+    for policy in ["block", "drop_newest", "drop_oldest"] {
+        let (dead, hole) = blackhole().await;
+        let (rx, good) = start_receiver(&[]).await;
+        let mut dead_cfg = with_policy(
+            api(
+                &format!("http://{dead}/e"),
+                serde_json::json!({"timeout_secs": 30}),
+            ),
+            policy,
+            10,
+        );
+        dead_cfg.name = Some("dead".to_owned());
+        let good_cfg = api(&format!("http://{good}/e"), serde_json::json!({}));
+        let fanout = Fanout::start(&[dead_cfg, good_cfg], &FormatContext::for_device("s1"));
+        // `send` is a plain call: 300 messages into a queue of 10 cannot wait for the receiver.
+        for n in 1..=300 {
+            fanout.send(event(n));
+        }
+        let stats = fanout.finish(Duration::from_secs(2)).await;
+        let (d, g) = (&stats[0], &stats[1]);
+        assert_eq!(
+            (d.received, d.sent, d.dropped),
+            (300, 0, 300),
+            "{policy}: {d:?}"
+        );
+        // Queue of 10, overflow of 10 (block), the batch in flight: everything else found the
+        // queue full.
+        assert!(d.dropped_queue_full >= 300 - 21, "{policy}: {d:?}");
+        assert_eq!(
+            (g.received, g.sent, g.dropped),
+            (300, 300, 0),
+            "{policy}: {g:?}"
+        );
+        assert_eq!(
+            ids(&rx.requests()),
+            (1..=300).collect::<Vec<_>>(),
+            "{policy}"
+        );
+        hole.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_a_stall_one_degraded_event_reports_the_exact_loss() {
+    for policy in ["block", "drop_newest", "drop_oldest"] {
+        // The first connection is accepted and never answered; the next ones are served.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let rx = Receiver::default();
+        let r = rx.clone();
+        let server = tokio::spawn(async move {
+            let (stuck, _) = listener.accept().await.unwrap();
+            r.serve(listener).await;
+            drop(stuck);
+        });
+        let cfg = with_policy(
+            api(
+                &format!("http://{addr}/e"),
+                serde_json::json!({"timeout_secs": 1}),
+            ),
+            policy,
+            10,
+        );
+        let fanout = Fanout::start(&[cfg], &FormatContext::for_device("s1"));
+        fanout.send(event(1));
+        // Let the first request reach the stuck connection, then overflow the queue.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        for n in 2..=100 {
+            fanout.send(event(n));
+        }
+        let stats = fanout.finish(Duration::from_secs(20)).await;
+        let s = &stats[0];
+        let bodies: Vec<serde_json::Value> = rx
+            .requests()
+            .iter()
+            .map(|r| serde_json::from_slice(&r.body).unwrap())
+            .collect();
+        let reports: Vec<&serde_json::Value> = bodies
+            .iter()
+            .filter(|b| b["logtype"] == "sensor.degraded")
+            .collect();
+        assert!(s.dropped > 0, "{policy}: {s:?}");
+        assert_eq!(
+            reports.len(),
+            1,
+            "{policy}: exactly one report: {reports:?}"
+        );
+        assert_eq!(reports[0]["extra"]["dropped"], s.dropped, "{policy}");
+        assert_eq!(reports[0]["extra"]["reason"], "queue full", "{policy}");
+        assert_eq!(reports[0]["extra"]["output"], "api-0", "{policy}");
+        assert_eq!(reports[0]["src_ip"], "0.0.0.0", "{policy}");
+        // Every message delivered or counted: 100 events plus the report.
+        assert_eq!(s.received, 101, "{policy}: {s:?}");
+        assert_eq!(s.sent + s.dropped, 101, "{policy}: {s:?}");
+        assert_eq!(bodies.len() as u64, s.sent, "{policy}");
+        server.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn finish_accounts_for_every_message_sent_dropped_or_left_in_the_spool() {
+    let dir = spool_dir("accounting");
+    let (dead, hole) = blackhole().await;
+    let mut cfg = spooled(&format!("http://{dead}/e"), &dir, 1 << 20);
+    cfg = with_policy(cfg, "spool", 10);
+    let fanout = Fanout::start(&[cfg], &FormatContext::for_device("s1"));
+    for n in 1..=200 {
+        fanout.send(event(n));
+    }
+    let stats = fanout.finish(Duration::from_secs(2)).await;
+    let s = &stats[0];
+    // What the spool still holds, read back from disk.
+    let left: u64 = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .map(|p| {
+            std::fs::read(p)
+                .unwrap()
+                .iter()
+                .filter(|b| **b == b'\n')
+                .count() as u64
+        })
+        .sum();
+    assert_eq!(s.received, 200, "{s:?}");
+    assert_eq!(s.sent, 0, "{s:?}");
+    assert_eq!(s.received, s.sent + s.dropped + left, "{s:?}, {left} left");
+    assert_eq!(s.spooled, left, "{s:?}");
+    hole.abort();
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -38,6 +38,11 @@ impl Drop for Smtp {
 }
 
 fn smtp_server() -> Smtp {
+    smtp_server_offering(&[])
+}
+
+/// The server, with extra arguments (`login-only`: it offers AUTH LOGIN and not PLAIN).
+fn smtp_server_offering(extra: &[&str]) -> Smtp {
     let dir = std::env::temp_dir().join(format!("sensor-smtp-{}", uuid::Uuid::new_v4()));
     let mail = dir.join("mail");
     std::fs::create_dir_all(&mail).unwrap();
@@ -55,6 +60,7 @@ fn smtp_server() -> Smtp {
         .arg(dir.join("server.key"))
         .arg(&mail)
         .args(["sensor", "MAIL-SECRET-PASSWORD"])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -99,10 +105,12 @@ fn wait_mail(smtp: &Smtp, n: usize) -> Vec<(String, Value)> {
                 .iter()
                 .map(|p| {
                     let meta = std::fs::read_to_string(p.with_extension("json")).unwrap();
-                    (
-                        std::fs::read_to_string(p).unwrap(),
-                        serde_json::from_str(&meta).unwrap(),
-                    )
+                    // Long headers may be folded (RFC 5322 2.2.3): unfold them.
+                    let raw = std::fs::read_to_string(p)
+                        .unwrap()
+                        .replace("\r\n ", " ")
+                        .replace("\r\n\t", "\t");
+                    (raw, serde_json::from_str(&meta).unwrap())
                 })
                 .collect();
         }
@@ -147,12 +155,12 @@ async fn incident_mail_goes_over_starttls_with_auth() {
         severity: Severity::High,
         login_services: vec!["ssh".to_owned()],
     };
-    fanout.send(incident.clone()).await;
+    fanout.send(incident.clone());
     // An update is not mailed without a digest.
     let mut updated = incident.clone();
     updated.action = IncidentAction::Updated;
     updated.severity = Severity::Critical;
-    fanout.send(updated).await;
+    fanout.send(updated);
     let stats = fanout.finish(Duration::from_secs(20)).await;
     assert_eq!((stats[0].sent, stats[0].dropped), (2, 0), "{stats:?}");
     let mails = wait_mail(&smtp, 1);
@@ -208,7 +216,7 @@ async fn updates_go_into_a_digest_mail() {
         severity: Severity::Low,
         login_services: Vec::new(),
     };
-    fanout.send(incident.clone()).await;
+    fanout.send(incident.clone());
     for (severity, description) in [
         (Severity::Medium, "Data sent to FTP"),
         (Severity::High, "Login attempt on FTP"),
@@ -216,7 +224,7 @@ async fn updates_go_into_a_digest_mail() {
         incident.action = IncidentAction::Updated;
         incident.severity = severity;
         incident.description = description.to_owned();
-        fanout.send(incident.clone()).await;
+        fanout.send(incident.clone());
     }
     // The digest goes out on its timer, without waiting for another message.
     let mails = tokio::task::spawn_blocking(move || {
@@ -285,4 +293,24 @@ fn send_test_prints_the_servers_answer_and_keeps_the_password_out() {
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("no output named `nope` (outputs: mail)")
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_offering_only_auth_login_gets_the_mail() {
+    let smtp = smtp_server_offering(&["login-only"]);
+    let out: OutputConfig = serde_json::from_value(email_output(&smtp)).unwrap();
+    let fanout = Fanout::start(&[out], &FormatContext::for_device("fw01"));
+    fanout.send(sensor::incident::test_incident(Utc::now()));
+    let stats = fanout.finish(Duration::from_secs(20)).await;
+    assert_eq!((stats[0].sent, stats[0].dropped), (1, 0), "{stats:?}");
+    let mails = wait_mail(&smtp, 1);
+    assert_eq!(mails.len(), 1);
+    let (raw, meta) = &mails[0];
+    assert_eq!(meta["tls"], true, "{meta}");
+    assert_eq!(meta["authenticated"], true, "{meta}");
+    assert!(
+        raw.contains("Subject: [Trapster sensor] HIGH: Test incident"),
+        "{raw}"
+    );
+    assert!(part(raw, "text/plain").contains("Test incident"));
 }

@@ -210,24 +210,26 @@ async fn splunk_hec_batches_gzip_and_retries_busy_but_not_bad_tokens() {
         "token": "HEC-SECRET-TOKEN", "index": "deception", "ca_file": rx.ca
     }));
     let fanout = Fanout::start(&[out], &ctx());
-    fanout.send(login_event("root")).await;
-    fanout.send(incident()).await;
+    fanout.send(login_event("root"));
+    fanout.send(incident());
     let stats = fanout.finish(Duration::from_secs(20)).await;
     assert_eq!((stats[0].sent, stats[0].dropped), (2, 0), "{stats:?}");
     assert!(stats[0].retried >= 1, "503 is retried");
+    // The first request got the 503; the two messages follow in one request or in two:
+    // check every later request, and the union of what they carry, in order.
     let requests = wait_for(&rx, 2, Duration::from_secs(5)).await;
-    let last = requests.last().unwrap();
-    assert_eq!(last.path, "/services/collector/event");
-    assert_eq!(
-        last.header("authorization"),
-        Some("Splunk HEC-SECRET-TOKEN")
-    );
-    assert_eq!(last.header("content-encoding"), Some("gzip"));
-    let body = String::from_utf8(last.plain_body()).unwrap();
-    let objects: Vec<Value> = serde_json::Deserializer::from_str(&body)
-        .into_iter::<Value>()
-        .map(Result::unwrap)
-        .collect();
+    let mut objects: Vec<Value> = Vec::new();
+    for r in requests.iter().skip(1) {
+        assert_eq!(r.path, "/services/collector/event");
+        assert_eq!(r.header("authorization"), Some("Splunk HEC-SECRET-TOKEN"));
+        assert_eq!(r.header("content-encoding"), Some("gzip"));
+        let body = String::from_utf8(r.plain_body()).unwrap();
+        objects.extend(
+            serde_json::Deserializer::from_str(&body)
+                .into_iter::<Value>()
+                .map(Result::unwrap),
+        );
+    }
     assert_eq!(objects.len(), 2);
     for o in &objects {
         for key in ["time", "host", "source", "sourcetype", "index", "event"] {
@@ -247,7 +249,7 @@ async fn splunk_hec_batches_gzip_and_retries_busy_but_not_bad_tokens() {
         "token": "WRONG", "ca_file": rx.ca
     }));
     let fanout = Fanout::start(&[out], &ctx());
-    fanout.send(login_event("root")).await;
+    fanout.send(login_event("root"));
     let stats = fanout.finish(Duration::from_secs(10)).await;
     assert_eq!(
         (stats[0].sent, stats[0].dropped, stats[0].retried),
@@ -264,17 +266,21 @@ async fn sekoia_intake_gets_envelopes_as_json_strings_with_its_key() {
         "intake_key": "SEKOIA-SECRET-KEY", "ca_file": rx.ca
     }));
     let fanout = Fanout::start(&[out], &ctx());
-    fanout.send(login_event("admin")).await;
-    fanout.send(incident()).await;
+    fanout.send(login_event("admin"));
+    fanout.send(incident());
     let stats = fanout.finish(Duration::from_secs(10)).await;
     assert_eq!(stats[0].sent, 2);
+    // The two messages may arrive in one request or in two: check every request, and the
+    // union of what they carry, in order.
     let requests = wait_for(&rx, 1, Duration::from_secs(5)).await;
-    let r = &requests[0];
-    assert_eq!(r.path, "/jsons");
-    assert_eq!(r.header("x-sekoiaio-intake-key"), Some("SEKOIA-SECRET-KEY"));
-    let body: Value = serde_json::from_slice(&r.body).unwrap();
-    let jsons = body["jsons"].as_array().unwrap();
-    assert_eq!(jsons.len(), 2);
+    let mut jsons = Vec::new();
+    for r in &requests {
+        assert_eq!(r.path, "/jsons");
+        assert_eq!(r.header("x-sekoiaio-intake-key"), Some("SEKOIA-SECRET-KEY"));
+        let body: Value = serde_json::from_slice(&r.body).unwrap();
+        jsons.extend(body["jsons"].as_array().unwrap().iter().cloned());
+    }
+    assert_eq!(jsons.len(), 2, "{requests:?}");
     let event: Value = serde_json::from_str(jsons[0].as_str().unwrap()).unwrap();
     // What Sekoia's Trapster parser reads.
     assert_eq!(event["device"]["name"], "sensor-int");
@@ -294,11 +300,11 @@ async fn slack_gets_paced_escaped_messages_and_honours_retry_after() {
     .unwrap();
     let fanout = Fanout::start(&[out], &ctx());
     // Events are not for chat by default: only the incidents arrive.
-    fanout.send(login_event("<!channel> & `rm`")).await;
+    fanout.send(login_event("<!channel> & `rm`"));
     let mut hostile = incident();
     hostile.description = "<!channel> *bold* & `code`".to_owned();
-    fanout.send(hostile).await;
-    fanout.send(incident()).await;
+    fanout.send(hostile);
+    fanout.send(incident());
     let stats = fanout.finish(Duration::from_secs(20)).await;
     assert_eq!((stats[0].received, stats[0].sent), (2, 2), "{stats:?}");
     let requests = wait_for(&rx, 3, Duration::from_secs(10)).await;
@@ -335,7 +341,7 @@ async fn teams_gets_an_adaptive_card() {
     }))
     .unwrap();
     let fanout = Fanout::start(&[out], &ctx());
-    fanout.send(incident()).await;
+    fanout.send(incident());
     let stats = fanout.finish(Duration::from_secs(10)).await;
     assert_eq!(stats[0].sent, 1);
     let requests = wait_for(&rx, 1, Duration::from_secs(5)).await;
@@ -358,7 +364,7 @@ async fn custom_webhook_is_signed_with_hmac_sha256() {
         "headers": {"X-Api-Key": "HOOK-SECRET-HEADER"}, "hmac_secret": "shared-key", "ca_file": rx.ca
     }));
     let fanout = Fanout::start(&[out], &ctx());
-    fanout.send(incident()).await;
+    fanout.send(incident());
     fanout.finish(Duration::from_secs(10)).await;
     let requests = wait_for(&rx, 1, Duration::from_secs(5)).await;
     let r = &requests[0];
@@ -389,7 +395,7 @@ fn tokens_never_appear_in_logs() {
             output(json!({"type": "webhook", "url": "https://127.0.0.1:9/h?k=HOOK-SECRET-QUERY", "hmac_secret": "HMAC-SECRET"})),
         ];
         let fanout = Fanout::start(&outputs, &ctx());
-        fanout.send(incident()).await;
+        fanout.send(incident());
         fanout.finish(Duration::from_secs(4)).await;
     });
     let text = logs.text();
@@ -403,4 +409,47 @@ fn tokens_never_appear_in_logs() {
     ] {
         assert!(!text.contains(secret), "{secret} leaked:\n{text}");
     }
+}
+
+/// `sensor send-test` of a webhook with no `ca_file`, the sensor's environment given.
+async fn send_test_without_ca_file(
+    rx: &Receiver,
+    env: &[(&str, &std::path::Path)],
+) -> (bool, String) {
+    let dir = std::env::temp_dir().join(format!("sensor-int-os-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = json!({"id": "fw01", "outputs": [{"name": "hook", "transport": {
+        "type": "webhook", "url": format!("https://127.0.0.1:{}/hook", rx.addr.port())}}]});
+    let path = dir.join("sensor.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_sensor"));
+    cmd.args(["send-test", "-c", path.to_str().unwrap(), "-o", "hook"])
+        .env("NO_COLOR", "1")
+        .env_remove("SSL_CERT_FILE")
+        .env_remove("SSL_CERT_DIR");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().await.unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http_outputs_trust_the_os_store_as_ssl_cert_file_names_it() {
+    let rx = receiver(&[]).await;
+    // The test CA installed as the "OS store": trusted without any `ca_file`.
+    let (ok, text) = send_test_without_ca_file(&rx, &[("SSL_CERT_FILE", rx.ca.as_path())]).await;
+    assert!(ok, "{text}");
+    assert!(text.contains("hook (webhook): OK"), "{text}");
+    assert_eq!(rx.requests.lock().unwrap().len(), 1);
+    // Without it, the same receiver is not trusted and nothing is delivered.
+    let (ok, text) = send_test_without_ca_file(&rx, &[]).await;
+    assert!(!ok, "{text}");
+    assert_eq!(rx.requests.lock().unwrap().len(), 1, "{text}");
 }

@@ -209,7 +209,7 @@ async fn cef_over_udp_tcp_and_tls_reaches_rsyslog_intact() {
     // delivered.
     let refused: OutputConfig = serde_json::from_value(json!({"name": "refused", "transport": {"type": "syslog", "host": "localhost", "port": mtls, "protocol": "tls", "ca_file": ca}})).unwrap();
     let fanout = Fanout::start(&[refused], &FormatContext::for_device("sensor-syslog"));
-    fanout.send(hostile(0, b"x")).await;
+    fanout.send(hostile(0, b"x"));
     let stats = fanout.finish(Duration::from_secs(2)).await;
     assert_eq!((stats[0].sent, stats[0].dropped), (0, 1), "{stats:?}");
     let fanout = Fanout::start(&outputs, &FormatContext::for_device("sensor-syslog"));
@@ -219,7 +219,7 @@ async fn cef_over_udp_tcp_and_tls_reaches_rsyslog_intact() {
         .map(|(i, p)| hostile(i, p))
         .collect();
     for e in &events {
-        fanout.send(e.clone()).await;
+        fanout.send(e.clone());
     }
     let stats = fanout.finish(Duration::from_secs(20)).await;
     for s in &stats {

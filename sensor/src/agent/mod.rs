@@ -219,10 +219,10 @@ impl Running {
                 () = shutdown.cancelled() => return Ok(()),
                 drained = self.source.wait_and_drain(xdp_cfg.drain_batch, &mut self.merger, &mut self.pipeline.reports) => {
                     drained?;
-                    self.pipeline.emit_reports().await;
+                    self.pipeline.emit_reports();
                 }
                 Some(event) = self.service_events.recv() => {
-                    self.pipeline.deliver(event).await;
+                    self.pipeline.deliver(event);
                 }
                 _ = hangup.recv() => {
                     tracing::info!("SIGHUP: reopening output files.");
@@ -232,7 +232,7 @@ impl Running {
                     self.source.drain(xdp_cfg.drain_batch, &mut self.merger, &mut self.pipeline.reports);
                     self.merger.sweep(monotonic_ns(), &mut self.pipeline.reports);
                     self.pipeline.sweep_incidents();
-                    self.pipeline.emit_reports().await;
+                    self.pipeline.emit_reports();
                 }
                 _ = stats_tick.tick(), if xdp_cfg.stats_interval_secs > 0 => {
                     let current = self.source.stats()?;
@@ -286,13 +286,13 @@ impl Running {
             loop {
                 tokio::select! {
                     () = &mut stopping => break,
-                    Some(event) = service_events.recv() => pipeline.deliver(event).await,
+                    Some(event) = service_events.recv() => pipeline.deliver(event),
                 }
             }
         }
         service_events.close();
         while let Ok(event) = service_events.try_recv() {
-            pipeline.deliver(event).await;
+            pipeline.deliver(event);
         }
         // 2. Stop the capture (detach first) and fold in every record it still holds.
         let finished = match source.finish(&mut merger, &mut pipeline.reports) {
@@ -308,7 +308,7 @@ impl Running {
         };
         // 3. Flush the merger: scans still open are reported now.
         merger.flush(&mut pipeline.reports);
-        pipeline.emit_reports().await;
+        pipeline.emit_reports();
         // 4. Close the incidents (nothing is sent: an incident simply ends with the run).
         let open_incidents = pipeline.incidents.len();
         // 5. Let the outputs drain within their deadline; what they cannot deliver is counted.

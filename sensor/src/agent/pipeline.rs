@@ -30,14 +30,14 @@ impl Pipeline {
     }
 
     /// Hands pending scan reports to the outputs as events.
-    pub(super) async fn emit_reports(&mut self) {
+    pub(super) fn emit_reports(&mut self) {
         if self.reports.is_empty() {
             return;
         }
         let clock = WallClock::now();
         let reports = std::mem::take(&mut self.reports);
         for report in &reports {
-            self.deliver(to_event(report, &clock)).await;
+            self.deliver(to_event(report, &clock));
         }
         // Keep the allocation for the next batch.
         self.reports = reports;
@@ -46,9 +46,9 @@ impl Pipeline {
 
     /// Sends an event, folds it into its source's incident, and sends the incident message when
     /// the incident is new or its severity rose.
-    pub(super) async fn deliver(&mut self, event: Event) {
+    pub(super) fn deliver(&mut self, event: Event) {
         let incident = self.incidents.observe(&event, monotonic_ns());
-        self.fanout.send(event).await;
+        self.fanout.send(event);
         self.events = self.events.saturating_add(1);
         if let Some(incident) = incident {
             tracing::info!(
@@ -59,7 +59,7 @@ impl Pipeline {
                 "{}",
                 incident.description
             );
-            self.fanout.send(incident).await;
+            self.fanout.send(incident);
         }
     }
 

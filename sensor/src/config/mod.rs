@@ -300,6 +300,12 @@ impl Config {
                     format!("output {i}: terminal and file outputs have no spool"),
                 ));
             }
+            if output.when_full == crate::output::WhenFull::Spool && output.spool.is_none() {
+                return Err(invalid(
+                    "outputs[].when_full",
+                    format!("output {i}: `spool` needs the output's `spool` directory"),
+                ));
+            }
             if output.queue_size == 0 {
                 return Err(invalid(
                     "outputs[].queue_size",
@@ -773,6 +779,27 @@ mod tests {
             ecs.effective_outputs()[0].format,
             crate::format::Format::Ecs
         );
+    }
+
+    #[test]
+    fn when_full_policies_parse_and_spool_needs_a_spool() {
+        let text = r#"{"outputs": [
+            {"when_full": "block", "block_ms": 250, "transport": {"type": "terminal"}},
+            {"when_full": "drop_oldest", "transport": {"type": "terminal"}},
+            {"when_full": "spool", "spool": {"dir": "/var/spool/sensor/api"},
+             "transport": {"type": "api", "url": "https://collector.example/e"}}
+        ]}"#;
+        // Parsing validates.
+        let config = Config::parse(text, "x").unwrap();
+        let outputs = config.effective_outputs();
+        assert_eq!(outputs[0].block_ms, 250);
+        assert_eq!(outputs[1].when_full, crate::output::WhenFull::DropOldest);
+        assert_eq!(outputs[1].block_ms, 1000);
+        assert_eq!(outputs[2].when_full, crate::output::WhenFull::Spool);
+        let text = r#"{"outputs": [{"when_full": "spool",
+            "transport": {"type": "api", "url": "https://collector.example/e"}}]}"#;
+        let err = Config::parse(text, "x").unwrap_err().to_string();
+        assert!(err.contains("outputs[].when_full"), "{err}");
     }
 
     #[test]

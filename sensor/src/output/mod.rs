@@ -1,21 +1,27 @@
-//! Outputs: transports that deliver encoded events, one file each, plus the fan-out that gives
-//! every output its own bounded queue and task, so a slow or dead output never blocks detection
-//! or the other outputs. What happens when a queue is full is each output's choice
-//! ([`WhenFull`]), and every drop is counted.
+//! Outputs: the fan-out ([`fanout`]) gives every output its own bounded queue ([`queue`]) fed
+//! without ever waiting, so a slow or dead output never blocks detection, the services or the
+//! other outputs; a driver per output ([`driver`], [`spooled`]) batches, encodes, writes
+//! through its [`sink`] (one file per transport, one registry line each, [`sink::build`]),
+//! retries by the one policy ([`retry`]) or spools ([`spool`]). Clients share one TLS root
+//! store ([`client`]).
+//!
+//! What happens when a queue is full is each output's choice ([`WhenFull`], table in
+//! [`queue`]); every drop is counted, and reported once by a `sensor.degraded` event through
+//! the output when it delivers again.
 
-pub mod api;
-pub mod email;
+pub mod client;
+pub mod driver;
 pub mod fanout;
-pub mod file;
-pub mod integrations;
 pub mod message;
 pub mod probe;
-pub mod redis;
-pub mod secret;
+pub mod queue;
+pub mod retry;
+pub mod sink;
 pub mod spool;
-pub mod syslog;
-pub mod terminal;
-pub mod tls_client;
+pub mod spooled;
+
+pub use client::{secret, tls as tls_client};
+pub use sink::{api, email, file, redis, syslog, terminal};
 
 use serde::Deserialize;
 
@@ -28,12 +34,18 @@ pub use message::{Filter, Message, Receive};
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WhenFull {
-    /// Wait for room: detection slows down rather than lose an event (the kernel ring buffer
-    /// absorbs the wait, and counts what it cannot).
+    /// Hold the message in an overflow area (as large as the queue) for up to `block_ms`
+    /// waiting for room; then spool it (outputs with a spool write everything to disk first)
+    /// or drop and count it. The sender never waits.
     #[default]
     Block,
-    /// Drop the new event and count it.
+    /// Drop the new message and count it.
     DropNewest,
+    /// Drop the oldest queued message, count it, and queue the new one.
+    DropOldest,
+    /// Overflow goes to the output's disk spool (a `spool` is required): messages wait, without
+    /// deadline, in the overflow area for the disk, and only beyond it are dropped.
+    Spool,
 }
 
 /// The transport of an output.
@@ -50,15 +62,15 @@ pub enum Transport {
     Api(api::ApiConfig),
     /// Splunk HTTP Event Collector.
     #[serde(rename = "splunk_hec")]
-    SplunkHec(integrations::HecConfig),
+    SplunkHec(sink::splunk_hec::HecConfig),
     /// Sekoia.io HTTP intake.
-    Sekoia(integrations::SekoiaConfig),
+    Sekoia(sink::sekoia::SekoiaConfig),
     /// Slack incoming webhook.
-    Slack(integrations::ChatConfig),
+    Slack(sink::slack::ChatConfig),
     /// Microsoft Teams Workflows webhook.
-    Teams(integrations::ChatConfig),
+    Teams(sink::teams::ChatConfig),
     /// Custom HTTP webhook (envelope JSON, optional HMAC signature).
-    Webhook(integrations::WebhookConfig),
+    Webhook(sink::webhook::WebhookConfig),
     /// Syslog over UDP, TCP or TLS (CEF or JSON payload).
     Syslog(syslog::SyslogConfig),
     /// Mail over SMTP: one per new incident, plus an optional digest.
@@ -114,6 +126,10 @@ fn default_queue_size() -> usize {
     4096
 }
 
+const fn default_block_ms() -> u64 {
+    1000
+}
+
 /// One entry of the `outputs` list.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -130,6 +146,10 @@ pub struct OutputConfig {
     /// Full-queue policy.
     #[serde(default)]
     pub when_full: WhenFull,
+    /// With `when_full: block`, how long a message that found the queue full waits for room
+    /// before it is dropped and counted, milliseconds.
+    #[serde(default = "default_block_ms")]
+    pub block_ms: u64,
     /// Where the events go.
     pub transport: Transport,
     /// Disk spool for `redis` and `api`: every event is written there first and delivered from
@@ -170,6 +190,7 @@ impl OutputConfig {
             format,
             queue_size: default_queue_size(),
             when_full: WhenFull::Block,
+            block_ms: default_block_ms(),
             transport,
             spool: None,
             receive: None,

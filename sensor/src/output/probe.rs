@@ -2,11 +2,10 @@
 //! and the receiver's answer, as Trapster's "Send test" button does.
 
 use bytes::BytesMut;
-use tokio_util::sync::CancellationToken;
 
 use super::{
-    Message, OutputConfig, Transport, api::ApiOutput, email::EmailOutput, fanout::Body,
-    file::FileOutput, redis::RedisOutput, syslog::SyslogOutput,
+    Message, OutputConfig, Transport, api::ApiOutput, email::EmailOutput, file::FileOutput,
+    redis::RedisOutput, sink::Body, syslog::SyslogOutput,
 };
 use crate::{format::FormatContext, incident::test_incident};
 
@@ -27,16 +26,15 @@ pub async fn send_test(
     let record = buf.strip_suffix(b"\n").unwrap_or(&buf).to_vec();
     match &cfg.transport {
         Transport::Terminal => {
-            super::terminal::write(&mut tokio::io::stdout(), &buf)
-                .await
-                .map_err(|e| e.to_string())?;
+            use tokio::io::AsyncWriteExt as _;
+            let mut out = tokio::io::stdout();
+            out.write_all(&buf).await.map_err(|e| e.to_string())?;
+            out.flush().await.map_err(|e| e.to_string())?;
             Ok("written to standard output".to_owned())
         }
         Transport::File(file) => {
-            let give_up = CancellationToken::new();
-            give_up.cancel();
             FileOutput::new(file.clone())
-                .write(&buf, name, &give_up)
+                .try_write(&buf)
                 .await
                 .map_err(|e| e.to_string())?;
             Ok(format!("appended to {}", file.path.display()))

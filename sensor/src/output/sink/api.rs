@@ -1,18 +1,21 @@
 //! `api` output: HTTP(S) POST of events to a collector. One event per request (`single`), a
 //! JSON array (`array`) or NDJSON (`ndjson`) per batch, optional gzip, configurable headers.
-//! Retries with exponential backoff and jitter on connection errors, timeouts, 429 (honouring
-//! `Retry-After`) and 5xx; any other 4xx is not retried: the batch is dropped, counted and
+//! Connection errors, timeouts, 429 (with its `Retry-After`, seconds or HTTP date) and 5xx are
+//! retryable (the driver retries them); any other 4xx is not: the batch is dropped, counted and
 //! logged with the status. TLS certificates are verified unless `insecure` is set, which logs a
 //! warning naming the output at every start. The URL's query and path and every header value are
-//! treated as secrets: logs show only the scheme, host and port. With a spool configured, the
-//! fan-out delivers from disk through [`ApiOutput::try_write`].
+//! treated as secrets: logs show only the scheme, host and port. Certificates are verified
+//! against the shared root store ([`crate::output::client::http`]).
 
 use std::{collections::BTreeMap, io::Write as _, time::Duration};
 
 use serde::Deserialize;
-use tokio_util::sync::CancellationToken;
 
-use super::{redis::jittered, secret::Secret};
+use crate::output::{
+    client::http::{self, without_url},
+    client::secret::Secret,
+    sink::{Body, Record, Sink, WriteError},
+};
 
 /// How events are grouped into request bodies.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -97,19 +100,11 @@ impl ApiConfig {
     }
 }
 
-/// What one delivery did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Delivery {
-    /// Retries it took.
-    pub retries: u64,
-    /// Events dropped because the collector refused them (4xx other than 429).
-    pub refused: u64,
-}
-
 /// An HTTP output.
-#[derive(Debug)]
 pub struct ApiOutput {
     config: ApiConfig,
+    name: String,
+    body: Body,
     /// When the last request was sent, for `min_interval_ms`.
     last_request: std::sync::Mutex<Option<tokio::time::Instant>>,
     client: Result<reqwest::Client, String>,
@@ -144,32 +139,15 @@ impl ApiOutput {
         if config.insecure {
             tracing::warn!(output = name, url = %shown, "TLS certificate verification is OFF for this output (insecure: true).");
         }
-        let mut builder = reqwest::Client::builder()
-            .timeout(Duration::from_secs(config.timeout_secs.max(1)))
-            .danger_accept_invalid_certs(config.insecure);
-        let mut ca_error = None;
-        if let Some(ca) = &config.ca_file {
-            match std::fs::read(ca)
-                .map_err(|e| e.to_string())
-                .and_then(|pem| {
-                    reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| e.to_string())
-                }) {
-                Ok(certs) => {
-                    for cert in certs {
-                        builder = builder.add_root_certificate(cert);
-                    }
-                }
-                Err(e) => ca_error = Some(format!("{}: {e}", ca.display())),
-            }
-        }
-        let client = match ca_error {
-            Some(e) => Err(e),
-            None => builder
-                .build()
-                .map_err(|e| format!("building the HTTP client: {}", without_url(&e))),
-        };
+        let client = http::client(
+            config.ca_file.as_deref(),
+            config.insecure,
+            Duration::from_secs(config.timeout_secs.max(1)),
+        );
         Self {
             config,
+            name: name.to_owned(),
+            body: Body::Format(crate::format::Format::Default),
             last_request: std::sync::Mutex::new(None),
             client,
             shown,
@@ -247,8 +225,7 @@ impl ApiOutput {
                         .headers()
                         .get("Retry-After")
                         .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .map(|s| Duration::from_secs(s).min(MAX_BACKOFF));
+                        .and_then(|v| retry_after(v, std::time::SystemTime::now()));
                     Outcome::Retry(after, "HTTP 429".to_owned())
                 } else if status.is_server_error() {
                     Outcome::Retry(None, format!("HTTP {}", status.as_u16()))
@@ -362,83 +339,86 @@ impl ApiOutput {
         Ok(refused)
     }
 
-    /// Delivers `records` (encoded events without their newlines), retrying each request until
-    /// it is delivered, refused, or `give_up` fires (then the last error, URL-free, is returned).
-    pub async fn write(
-        &mut self,
-        records: &[&[u8]],
-        name: &str,
-        give_up: &CancellationToken,
-    ) -> Result<Delivery, String> {
-        let mut delivery = Delivery::default();
-        for chunk in records.chunks(self.per_request()) {
-            let mut backoff = super::redis::first_backoff();
-            let mut attempts = 0u64;
-            loop {
-                match self.try_write(chunk, name).await {
-                    Ok(refused) => {
-                        delivery.refused += refused;
-                        break;
-                    }
-                    Err((after, why)) => {
-                        if attempts == 0 {
-                            tracing::warn!(output = name, url = %self.shown, error = %why, "Delivery failed; retrying with backoff.");
-                        }
-                        attempts += 1;
-                        delivery.retries += 1;
-                        let wait = after.unwrap_or_else(|| jittered(backoff));
-                        tokio::select! {
-                            () = give_up.cancelled() => return Err(why),
-                            () = tokio::time::sleep(wait) => {}
-                        }
-                        backoff = super::redis::next_backoff(backoff);
-                    }
-                }
-            }
-        }
-        Ok(delivery)
+    /// Encodes as `body` says.
+    #[must_use]
+    pub fn with_body(mut self, body: Body) -> Self {
+        self.body = body;
+        self
     }
 }
 
-/// An HTTP error's text without the URL (which may carry a key): its kind and its cause.
-fn without_url(err: &reqwest::Error) -> String {
-    let kind = if err.is_timeout() {
-        "timeout"
-    } else if err.is_connect() {
-        "connection failed"
-    } else if err.is_builder() {
-        "invalid request"
-    } else {
-        "request failed"
-    };
-    match std::error::Error::source(err) {
-        Some(source) => format!("{kind}: {source}"),
-        None => kind.to_owned(),
+#[async_trait::async_trait]
+impl Sink for ApiOutput {
+    fn body(&self) -> &Body {
+        &self.body
+    }
+
+    fn batch_size(&self) -> usize {
+        self.per_request()
+    }
+
+    fn describe(&self) -> String {
+        self.shown.clone()
+    }
+
+    async fn write(&mut self, batch: &[Record<'_>]) -> Result<u64, WriteError> {
+        let records: Vec<&[u8]> = batch.iter().map(|r| r.bytes).collect();
+        let name = self.name.clone();
+        self.try_write(&records, &name)
+            .await
+            .map_err(|(after, reason)| WriteError::Retry { reason, after })
     }
 }
 
-/// HMAC-SHA256 (RFC 2104) of `message` under `key`.
+/// HMAC-SHA256 (RFC 2104) of `message` under `key` (the `hmac` crate).
 #[must_use]
 pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    use sha2::{Digest as _, Sha256};
-    let mut block = [0u8; 64];
-    if key.len() > 64 {
-        block[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        block[..key.len()].copy_from_slice(key);
-    }
-    let mut inner = Sha256::new();
-    inner.update(block.map(|b| b ^ 0x36));
-    inner.update(message);
-    let mut outer = Sha256::new();
-    outer.update(block.map(|b| b ^ 0x5c));
-    outer.update(inner.finalize());
-    outer.finalize().into()
+    use hmac::{Mac as _, SimpleHmac};
+    // HMAC takes keys of any length: `new_from_slice` cannot fail.
+    let Ok(mut mac) = SimpleHmac::<sha2::Sha256>::new_from_slice(key) else {
+        return [0; 32];
+    };
+    mac.update(message);
+    mac.finalize().into_bytes().into()
+}
+
+/// The delay a `Retry-After` value asks for: delay-seconds or an HTTP date (RFC 9110 10.2.3),
+/// at most [`MAX_BACKOFF`].
+#[must_use]
+pub fn retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    let after = match value.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => httpdate::parse_http_date(value)
+            .ok()?
+            .duration_since(now)
+            .unwrap_or(Duration::ZERO),
+    };
+    Some(after.min(MAX_BACKOFF))
 }
 
 #[cfg(test)]
 mod hmac_tests {
-    use super::hmac_sha256;
+    use std::time::{Duration, SystemTime};
+
+    use super::{hmac_sha256, retry_after};
+
+    #[test]
+    fn retry_after_takes_seconds_and_http_dates() {
+        let now = httpdate::parse_http_date("Wed, 21 Oct 2026 07:28:00 GMT").unwrap();
+        assert_eq!(retry_after("7", now), Some(Duration::from_secs(7)));
+        assert_eq!(
+            retry_after("Wed, 21 Oct 2026 07:28:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        // In the past: now; far away: capped.
+        assert_eq!(
+            retry_after("Wed, 21 Oct 2026 07:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after("86400", now), Some(Duration::from_secs(60)));
+        assert_eq!(retry_after("soon", SystemTime::UNIX_EPOCH), None);
+    }
 
     #[test]
     fn rfc_4231_test_cases() {

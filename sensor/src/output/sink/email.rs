@@ -1,23 +1,33 @@
 //! `email` output: one mail per new incident (and per test), plus an optional digest of
 //! everything else it received, over SMTP with STARTTLS (default), implicit TLS or plain, with
-//! `AUTH PLAIN`. Mails have a text and an HTML part (base64, so no attacker byte can end the
-//! message or forge a header) and a subject naming severity, description, source and service.
+//! `AUTH PLAIN` or `AUTH LOGIN` (whichever the server offers). Mails have a text and an HTML
+//! part (base64, so no attacker byte can end the message or forge a header) and a subject
+//! naming severity, description, source and service.
 //!
 //! The mail is built from the enterprise envelope ([`compose`], a pure function); the SMTP
-//! dialogue is this file's small client.
+//! dialogue is `lettre`'s, on rustls with the root store every output shares
+//! ([`crate::output::client::tls::trusted_certs`]).
 
 use std::{path::PathBuf, time::Duration};
 
-use base64::Engine as _;
+use crate::output::{
+    client::secret::Secret,
+    sink::{Body, Record, Sink, WriteError},
+};
+use lettre::{
+    AsyncSmtpTransport, AsyncTransport as _, Tokio1Executor,
+    message::{
+        Mailbox, MultiPart, SinglePart,
+        header::{ContentTransferEncoding, ContentType},
+    },
+    transport::smtp::{
+        authentication::{Credentials, Mechanism},
+        client::{Certificate, CertificateStore, Tls, TlsParameters},
+        extension::ClientId,
+    },
+};
 use serde::Deserialize;
 use serde_json::Value;
-use tokio::{
-    io::{AsyncBufReadExt as _, AsyncRead, AsyncWrite, AsyncWriteExt as _, BufReader},
-    net::TcpStream,
-};
-use tokio_util::sync::CancellationToken;
-
-use super::{redis::jittered, secret::Secret};
 
 /// Most messages held for one digest.
 const MAX_DIGEST: usize = 10_000;
@@ -231,93 +241,56 @@ pub fn digest(envelopes: &[Value], prefix: &str) -> Mail {
 }
 
 /// The RFC 5322 message: headers, and both parts base64-encoded.
-#[must_use]
-pub fn render(mail: &Mail, from: &str, to: &[String], host: &str) -> String {
-    let boundary = format!("=_sensor_{}", uuid::Uuid::new_v4().simple());
-    let b64 = |s: &str| {
-        let encoded = base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
-        encoded
-            .as_bytes()
-            .chunks(76)
-            .map(|c| String::from_utf8_lossy(c).into_owned())
-            .collect::<Vec<_>>()
-            .join("\r\n")
+///
+/// # Errors
+/// An address that does not parse, named.
+pub fn render(
+    mail: &Mail,
+    from: &str,
+    to: &[String],
+    host: &str,
+) -> Result<lettre::Message, String> {
+    let mailbox = |a: &str| {
+        clean(a, 254)
+            .parse::<Mailbox>()
+            .map_err(|e| format!("address {}: {e}", clean(a, 254)))
     };
-    let clean_addr = |a: &str| clean(a, 254).replace(['<', '>', ','], "");
-    let recipients: Vec<String> = to.iter().map(|a| clean_addr(a)).collect();
-    format!(
-        "From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\nDate: {date}\r\nMessage-ID: <{id}@{host}>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=\"{boundary}\"\r\n\r\n--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n{text}\r\n--{boundary}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n{html}\r\n--{boundary}--\r\n",
-        from = clean_addr(from),
-        to = recipients.join(", "),
-        subject = mail.subject,
-        date = chrono::Utc::now().to_rfc2822(),
-        id = uuid::Uuid::new_v4(),
-        host = clean(host, 64).replace(' ', ""),
-        text = b64(&mail.text),
-        html = b64(&mail.html),
-    )
-}
-
-trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
-
-/// An SMTP reply: code and text lines.
-async fn reply<S: AsyncRead + AsyncWrite + Unpin>(
-    stream: &mut BufReader<S>,
-) -> Result<(u16, String), String> {
-    let mut text = String::new();
-    for _ in 0..100 {
-        let mut line = String::new();
-        let n = tokio::time::timeout(Duration::from_secs(30), stream.read_line(&mut line))
-            .await
-            .map_err(|_| "SMTP reply timeout".to_owned())?
-            .map_err(|e| e.to_string())?;
-        if n == 0 {
-            return Err("SMTP server closed the connection".to_owned());
-        }
-        let code: u16 = line
-            .get(..3)
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(|| format!("bad SMTP reply: {}", clean(&line, 80)))?;
-        text.push_str(line.get(4..).unwrap_or("").trim_end());
-        if line.as_bytes().get(3) != Some(&b'-') {
-            return Ok((code, text));
-        }
-        text.push(' ');
+    let mut builder = lettre::Message::builder()
+        .from(mailbox(from)?)
+        .subject(mail.subject.clone())
+        .message_id(Some(format!(
+            "<{}@{}>",
+            uuid::Uuid::new_v4(),
+            clean(host, 64).replace(' ', "")
+        )));
+    for a in to {
+        builder = builder.to(mailbox(a)?);
     }
-    Err("SMTP reply too long".to_owned())
-}
-
-async fn command<S: AsyncRead + AsyncWrite + Unpin>(
-    stream: &mut BufReader<S>,
-    line: &str,
-    expect: &[u16],
-) -> Result<(u16, String), String> {
-    stream
-        .get_mut()
-        .write_all(format!("{line}\r\n").as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
-    stream.get_mut().flush().await.map_err(|e| e.to_string())?;
-    let (code, text) = reply(stream).await?;
-    if !expect.contains(&code) {
-        let shown = if line.starts_with("AUTH") {
-            "AUTH"
-        } else {
-            line
-        };
-        return Err(format!("{shown}: {code} {}", clean(&text, 200)));
-    }
-    Ok((code, text))
+    let part = |content_type: ContentType, body: &str| {
+        SinglePart::builder()
+            .header(content_type)
+            .header(ContentTransferEncoding::Base64)
+            .body(body.to_owned())
+    };
+    builder
+        .multipart(
+            MultiPart::alternative()
+                .singlepart(part(ContentType::TEXT_PLAIN, &mail.text))
+                .singlepart(part(ContentType::TEXT_HTML, &mail.html)),
+        )
+        .map_err(|e| e.to_string())
 }
 
 /// An SMTP sender.
 pub struct EmailOutput {
     config: EmailConfig,
-    tls: Result<tokio_rustls::TlsConnector, String>,
+    smtp: Result<AsyncSmtpTransport<Tokio1Executor>, String>,
     pending_digest: Vec<Value>,
+    /// The digest being sent: kept across failed attempts, so a retry sends the same mail.
+    outgoing: Option<Mail>,
     last_digest: tokio::time::Instant,
     helo: String,
+    body: Body,
 }
 
 impl std::fmt::Debug for EmailOutput {
@@ -327,6 +300,42 @@ impl std::fmt::Debug for EmailOutput {
             .field("port", &self.config.port())
             .finish_non_exhaustive()
     }
+}
+
+/// The SMTP transport `config` describes: TLS as configured, trusting the shared root store,
+/// AUTH PLAIN or LOGIN with the credentials.
+fn transport(
+    config: &EmailConfig,
+    helo: &str,
+) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
+    let tls = if config.security == Security::None {
+        Tls::None
+    } else {
+        let mut params = TlsParameters::builder(config.host.clone())
+            .certificate_store(CertificateStore::None)
+            .dangerous_accept_invalid_certs(config.insecure);
+        for der in crate::output::client::tls::trusted_certs(config.ca_file.as_deref())? {
+            if let Ok(cert) = Certificate::from_der(der.to_vec()) {
+                params = params.add_root_certificate(cert);
+            }
+        }
+        let params = params.build_rustls().map_err(|e| format!("TLS: {e}"))?;
+        match config.security {
+            Security::Tls => Tls::Wrapper(params),
+            Security::Starttls | Security::None => Tls::Required(params),
+        }
+    };
+    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&config.host)
+        .port(config.port())
+        .tls(tls)
+        .hello_name(ClientId::Domain(helo.to_owned()))
+        .timeout(Some(Duration::from_secs(30)));
+    if let (Some(user), Some(password)) = (&config.username, &config.password) {
+        builder = builder
+            .credentials(Credentials::new(user.clone(), password.expose().to_owned()))
+            .authentication(vec![Mechanism::Plain, Mechanism::Login]);
+    }
+    Ok(builder.build())
 }
 
 impl EmailOutput {
@@ -339,13 +348,16 @@ impl EmailOutput {
                 "TLS certificate verification is OFF for this output (insecure: true)."
             );
         }
-        let tls = super::tls_client::connector(config.ca_file.as_deref(), None, config.insecure);
+        let helo = clean(device, 64).replace(' ', "-");
+        let smtp = transport(&config, &helo);
         Self {
             config,
-            tls,
+            smtp,
             pending_digest: Vec::new(),
+            outgoing: None,
+            body: Body::Format(crate::format::Format::Trapster),
             last_digest: tokio::time::Instant::now(),
-            helo: clean(device, 64).replace(' ', "-"),
+            helo,
         }
     }
 
@@ -356,88 +368,23 @@ impl EmailOutput {
             .unwrap_or_else(|| "[Trapster sensor]".to_owned())
     }
 
-    async fn open(&self) -> Result<Box<dyn Stream>, String> {
-        let addr = (self.config.host.as_str(), self.config.port());
-        let tcp = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr))
-            .await
-            .map_err(|_| "connect timeout".to_owned())?
-            .map_err(|e| e.to_string())?;
-        if self.config.security == Security::Tls {
-            return self.wrap(tcp).await;
-        }
-        Ok(Box::new(tcp))
-    }
-
-    async fn wrap<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
-        &self,
-        stream: S,
-    ) -> Result<Box<dyn Stream>, String> {
-        let connector = self.tls.clone()?;
-        let name = rustls::pki_types::ServerName::try_from(self.config.host.clone())
-            .map_err(|e| e.to_string())?;
-        let tls = tokio::time::timeout(Duration::from_secs(10), connector.connect(name, stream))
-            .await
-            .map_err(|_| "TLS handshake timeout".to_owned())?
-            .map_err(|e| format!("TLS: {e}"))?;
-        Ok(Box::new(tls))
-    }
-
     /// Sends one mail; returns the server's answer to the message (`250 ...`).
     ///
     /// # Errors
     /// The failing step and the server's answer (the password never appears).
     pub async fn send(&self, mail: &Mail) -> Result<String, String> {
-        let stream = self.open().await?;
-        let mut s = BufReader::new(stream);
-        let (code, text) = reply(&mut s).await?;
-        if code != 220 {
-            return Err(format!("greeting: {code} {}", clean(&text, 200)));
-        }
-        let ehlo = format!("EHLO {}", self.helo);
-        let (_, caps) = command(&mut s, &ehlo, &[250]).await?;
-        if self.config.security == Security::Starttls {
-            if !caps.to_ascii_uppercase().contains("STARTTLS") {
-                return Err("the server does not offer STARTTLS (security: starttls)".to_owned());
-            }
-            command(&mut s, "STARTTLS", &[220]).await?;
-            let plain = s.into_inner();
-            s = BufReader::new(self.wrap(plain).await?);
-            command(&mut s, &ehlo, &[250]).await?;
-        }
-        if let (Some(user), Some(password)) = (&self.config.username, &self.config.password) {
-            let token = base64::engine::general_purpose::STANDARD
-                .encode(format!("\0{user}\0{}", password.expose()));
-            command(&mut s, &format!("AUTH PLAIN {token}"), &[235]).await?;
-        }
-        command(
-            &mut s,
-            &format!("MAIL FROM:<{}>", clean(&self.config.from, 254)),
-            &[250],
-        )
-        .await?;
-        for to in &self.config.to {
-            command(
-                &mut s,
-                &format!("RCPT TO:<{}>", clean(to, 254)),
-                &[250, 251],
-            )
-            .await?;
-        }
-        command(&mut s, "DATA", &[354]).await?;
-        let message = render(mail, &self.config.from, &self.config.to, &self.helo);
-        // Dot-stuffing: base64 bodies never start a line with '.', headers are ours.
-        let mut data = String::with_capacity(message.len() + 8);
-        for line in message.split("\r\n") {
-            if line.starts_with('.') {
-                data.push('.');
-            }
-            data.push_str(line);
-            data.push_str("\r\n");
-        }
-        data.push('.');
-        let (_, answer) = command(&mut s, data.trim_end_matches("\r\n"), &[250]).await?;
-        let _ = command(&mut s, "QUIT", &[221]).await;
-        Ok(format!("250 {}", clean(&answer, 200)))
+        let smtp = self.smtp.as_ref().map_err(Clone::clone)?;
+        let message = render(mail, &self.config.from, &self.config.to, &self.helo)?;
+        let response = smtp.send(message).await.map_err(|e| {
+            let text = e.to_string();
+            clean(&text, 300)
+        })?;
+        let text: Vec<&str> = response.message().collect();
+        Ok(format!(
+            "{} {}",
+            response.code(),
+            clean(&text.join(" "), 200)
+        ))
     }
 
     /// The mails a batch of envelopes (JSON records) calls for: one per new incident or test;
@@ -470,69 +417,6 @@ impl EmailOutput {
         })
     }
 
-    /// Sends the digest if it is due, retrying with backoff until `give_up`.
-    ///
-    /// # Errors
-    /// The last failure, once `give_up` fired (the digest is then lost and logged).
-    pub async fn flush_digest(
-        &mut self,
-        force: bool,
-        name: &str,
-        give_up: &CancellationToken,
-    ) -> Result<u64, String> {
-        if !self.digest_due(force) {
-            return Ok(0);
-        }
-        let mail = digest(&std::mem::take(&mut self.pending_digest), &self.prefix());
-        self.last_digest = tokio::time::Instant::now();
-        self.send_retrying(&mail, name, give_up).await
-    }
-
-    async fn send_retrying(
-        &self,
-        mail: &Mail,
-        name: &str,
-        give_up: &CancellationToken,
-    ) -> Result<u64, String> {
-        let mut backoff = super::redis::first_backoff();
-        let mut retries = 0;
-        loop {
-            match self.send(mail).await {
-                Ok(_) => return Ok(retries),
-                Err(why) => {
-                    if retries == 0 {
-                        tracing::warn!(output = name, server = %self.config.host, error = %why, "Sending mail failed; retrying with backoff.");
-                    }
-                    retries += 1;
-                    tokio::select! {
-                        () = give_up.cancelled() => return Err(why),
-                        () = tokio::time::sleep(jittered(backoff)) => {}
-                    }
-                    backoff = super::redis::next_backoff(backoff);
-                }
-            }
-        }
-    }
-
-    /// Handles a batch: a mail per new incident or test, each retried with backoff until
-    /// `give_up`; the rest into the digest. Returns the retries.
-    ///
-    /// # Errors
-    /// The last failure, once `give_up` fired.
-    pub async fn write(
-        &mut self,
-        records: &[&[u8]],
-        name: &str,
-        give_up: &CancellationToken,
-    ) -> Result<u64, String> {
-        let mut retries = 0;
-        for mail in self.mails_for(records) {
-            retries += self.send_retrying(&mail, name, give_up).await?;
-        }
-        retries += self.flush_digest(false, name, give_up).await?;
-        Ok(retries)
-    }
-
     /// One attempt at the mails a batch calls for (the spool retries the batch).
     ///
     /// # Errors
@@ -540,6 +424,52 @@ impl EmailOutput {
     pub async fn try_write(&mut self, records: &[&[u8]]) -> Result<(), String> {
         for mail in self.mails_for(records) {
             self.send(&mail).await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Sink for EmailOutput {
+    fn body(&self) -> &Body {
+        &self.body
+    }
+
+    /// One message per attempt: a retry never sends a mail twice.
+    fn batch_size(&self) -> usize {
+        1
+    }
+
+    fn describe(&self) -> String {
+        format!("{}:{}", self.config.host, self.config.port())
+    }
+
+    async fn write(&mut self, batch: &[Record<'_>]) -> Result<u64, WriteError> {
+        let records: Vec<&[u8]> = batch.iter().map(|r| r.bytes).collect();
+        self.try_write(&records).await.map_err(WriteError::retry)?;
+        Ok(0)
+    }
+
+    fn tick(&self) -> Option<Duration> {
+        self.config
+            .digest_interval_secs
+            .map(|_| Duration::from_secs(1))
+    }
+
+    async fn flush(&mut self, force: bool) -> Result<(), WriteError> {
+        if self.outgoing.is_none() {
+            if !self.digest_due(force) {
+                return Ok(());
+            }
+            self.outgoing = Some(digest(
+                &std::mem::take(&mut self.pending_digest),
+                &self.prefix(),
+            ));
+            self.last_digest = tokio::time::Instant::now();
+        }
+        if let Some(mail) = &self.outgoing {
+            self.send(mail).await.map_err(WriteError::retry)?;
+            self.outgoing = None;
         }
         Ok(())
     }
@@ -567,7 +497,8 @@ mod tests {
         );
         assert!(mail.subject.contains("from 198.51.100.7 (ssh)"));
         assert!(!mail.subject.contains('\r') && !mail.subject.contains('\n'));
-        let raw = render(&mail, "sensor@corp", &["soc@corp".to_owned()], "fw01");
+        let raw = render(&mail, "sensor@corp", &["soc@corp".to_owned()], "fw01").unwrap();
+        let raw = String::from_utf8(raw.formatted()).unwrap();
         let headers = raw.split("\r\n\r\n").next().unwrap();
         assert!(!headers.contains("\r\nBcc:"));
         assert!(raw.contains("Content-Type: text/html; charset=utf-8"));

@@ -1,12 +1,13 @@
 //! `file` output: appends one event per line to a file, creating it (mode 0600 by default), and
 //! reopens it when asked (the agent asks on SIGHUP) so logrotate can move it away. A failed
-//! write keeps the batch and retries once a second: nothing is lost while the queue has room.
+//! write is retried by the driver (the file is reopened by path at the next attempt).
 
-use std::{os::unix::fs::OpenOptionsExt as _, path::PathBuf, time::Duration};
+use std::{os::unix::fs::OpenOptionsExt as _, path::PathBuf};
 
-use bytes::BytesMut;
 use serde::Deserialize;
 use tokio::{fs::File, io::AsyncWriteExt as _};
+
+use crate::output::sink::{Body, Record, Sink, WriteError};
 
 /// `transport: {"type": "file", ...}`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -29,17 +30,28 @@ impl FileConfig {
 }
 
 /// An open file output.
-#[derive(Debug)]
 pub struct FileOutput {
     config: FileConfig,
     file: Option<File>,
+    body: Body,
 }
 
 impl FileOutput {
-    /// Prepares the output; the file is opened on first write.
+    /// Prepares the output (default format); the file is opened on first write.
     #[must_use]
     pub const fn new(config: FileConfig) -> Self {
-        Self { config, file: None }
+        Self {
+            config,
+            file: None,
+            body: Body::Format(crate::format::Format::Default),
+        }
+    }
+
+    /// Encodes as `body` says.
+    #[must_use]
+    pub fn with_body(mut self, body: Body) -> Self {
+        self.body = body;
+        self
     }
 
     async fn open(&mut self) -> std::io::Result<&mut File> {
@@ -57,52 +69,63 @@ impl FileOutput {
     }
 
     /// Closes the file; the next write reopens it by path (logrotate).
-    pub async fn reopen(&mut self) {
+    pub async fn close(&mut self) {
         if let Some(mut file) = self.file.take() {
             let _ = file.flush().await;
         }
     }
 
-    /// Appends `batch`, retrying once a second until it is written or `give_up` resolves.
-    /// Returns how many retries it took, or the last error if it gave up.
-    pub async fn write(
-        &mut self,
-        batch: &BytesMut,
-        name: &str,
-        give_up: &tokio_util::sync::CancellationToken,
-    ) -> Result<u64, std::io::Error> {
-        let mut retries = 0u64;
-        loop {
-            let result = async {
-                let file = self.open().await?;
-                file.write_all(batch).await?;
-                file.flush().await
-            }
-            .await;
-            match result {
-                Ok(()) => return Ok(retries),
-                Err(err) => {
-                    self.file = None;
-                    if retries == 0 {
-                        tracing::warn!(output = name, path = %self.config.path.display(), error = %err, "Writing events failed; retrying every second.");
-                    }
-                    retries += 1;
-                    tokio::select! {
-                        () = give_up.cancelled() => return Err(err),
-                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    }
-                }
-            }
+    /// One attempt at appending `bytes`; on failure the file is reopened at the next one.
+    ///
+    /// # Errors
+    /// Opening or writing the file failed.
+    pub async fn try_write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let result = async {
+            let file = self.open().await?;
+            file.write_all(bytes).await?;
+            file.flush().await
         }
+        .await;
+        if result.is_err() {
+            self.file = None;
+        }
+        result
+    }
+}
+
+#[async_trait::async_trait]
+impl Sink for FileOutput {
+    fn body(&self) -> &Body {
+        &self.body
+    }
+
+    fn describe(&self) -> String {
+        self.config.path.display().to_string()
+    }
+
+    fn spools(&self) -> bool {
+        false
+    }
+
+    async fn write(&mut self, batch: &[Record<'_>]) -> Result<u64, WriteError> {
+        let mut buf = Vec::new();
+        for r in batch {
+            buf.extend_from_slice(r.bytes);
+            buf.push(b'\n');
+        }
+        self.try_write(&buf).await.map_err(WriteError::retry)?;
+        Ok(0)
+    }
+
+    async fn reopen(&mut self) {
+        self.close().await;
+        tracing::info!(path = %self.config.path.display(), "File reopened.");
     }
 }
 
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt as _;
-
-    use bytes::BytesMut;
-    use tokio_util::sync::CancellationToken;
 
     use super::{FileConfig, FileOutput};
 
@@ -119,44 +142,30 @@ mod tests {
             path: path.clone(),
             mode: None,
         });
-        let never = CancellationToken::new();
-        out.write(&BytesMut::from(&b"one\n"[..]), "t", &never)
-            .await
-            .unwrap();
+        out.try_write(b"one\n").await.unwrap();
         assert_eq!(
             std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o600
         );
         let rotated = path.with_extension("1");
         std::fs::rename(&path, &rotated).unwrap();
-        out.write(&BytesMut::from(&b"two\n"[..]), "t", &never)
-            .await
-            .unwrap();
-        out.reopen().await;
-        out.write(&BytesMut::from(&b"three\n"[..]), "t", &never)
-            .await
-            .unwrap();
+        out.try_write(b"two\n").await.unwrap();
+        out.close().await;
+        out.try_write(b"three\n").await.unwrap();
         assert_eq!(std::fs::read_to_string(&rotated).unwrap(), "one\ntwo\n");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "three\n");
         std::fs::remove_dir_all(path.parent().unwrap()).ok();
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn an_unwritable_path_is_retried_then_given_up_without_panic() {
+    #[tokio::test]
+    async fn an_unwritable_path_fails_each_attempt_without_panic() {
         let mut out = FileOutput::new(FileConfig {
             path: "/nonexistent-dir/x/events".into(),
             mode: None,
         });
-        let give_up = CancellationToken::new();
-        let trigger = give_up.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(std::time::Duration::from_secs(3)).await;
-            trigger.cancel();
-        });
-        let err = out
-            .write(&BytesMut::from(&b"x\n"[..]), "t", &give_up)
-            .await
-            .unwrap_err();
-        assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+        for _ in 0..2 {
+            let err = out.try_write(b"x\n").await.unwrap_err();
+            assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+        }
     }
 }

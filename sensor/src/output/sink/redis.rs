@@ -1,13 +1,13 @@
 //! `redis` output: by default `ZADD events <unix-ts> <event>`, as Trapster community's Redis
 //! logger does; also `RPUSH`/`LPUSH <key> <event>`, `XADD <key> * event <event>` and
-//! `PUBLISH <key> <event>`. One pipeline per batch. A failed batch is retried with exponential
-//! backoff and jitter (0.5 s doubling to 30 s); with a spool configured, the fan-out delivers
-//! from disk through [`RedisOutput::try_write`].
+//! `PUBLISH <key> <event>`. One pipeline per attempt; the driver retries a failed batch with
+//! the shared policy ([`crate::output::retry`]) or, with a spool, delivers from disk.
 //! The password never appears in a log line or an error (connections are built from parts,
 //! never from a URL, and the configuration's `Debug` redacts it).
 //!
-//! TLS (`tls: true`) verifies the server against the system roots or `ca_file`, optionally with
-//! a client certificate; `insecure` skips verification and says so at every start.
+//! TLS (`tls: true`) verifies the server against the shared root store (system store plus
+//! `ca_file`), optionally with a client certificate; `insecure` skips verification and says so
+//! at every start.
 
 use std::{fmt, time::Duration};
 
@@ -16,9 +16,9 @@ use redis::{
     aio::MultiplexedConnection,
 };
 use serde::Deserialize;
-use tokio_util::sync::CancellationToken;
 
-pub use super::secret::Secret;
+pub use crate::output::client::secret::Secret;
+use crate::output::sink::{Body, Record, Sink, WriteError};
 
 /// The Redis command each event is written with.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -95,6 +95,7 @@ pub struct RedisConfig {
 pub struct RedisOutput {
     config: RedisConfig,
     conn: Option<MultiplexedConnection>,
+    body: Body,
 }
 
 impl fmt::Debug for RedisOutput {
@@ -105,19 +106,6 @@ impl fmt::Debug for RedisOutput {
     }
 }
 
-/// First retry delay; doubles up to [`MAX_BACKOFF`].
-const FIRST_BACKOFF: Duration = Duration::from_millis(500);
-/// Longest retry delay.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
-
-/// `base` plus up to 25 % jitter, so many sensors do not retry in lockstep.
-pub(crate) fn jittered(base: Duration) -> Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    base + base.mul_f64(f64::from(nanos % 1000) / 4000.0)
-}
-
 impl RedisOutput {
     /// Prepares the output; connecting happens on first write.
     #[must_use]
@@ -125,7 +113,18 @@ impl RedisOutput {
         if config.tls && config.insecure {
             tracing::warn!(output = name, host = %config.host, port = config.port, "TLS certificate verification is OFF for this output (insecure: true).");
         }
-        Self { config, conn: None }
+        Self {
+            config,
+            conn: None,
+            body: Body::Format(crate::format::Format::Default),
+        }
+    }
+
+    /// Encodes as `body` says.
+    #[must_use]
+    pub fn with_body(mut self, body: Body) -> Self {
+        self.body = body;
+        self
     }
 
     fn client(&self) -> redis::RedisResult<redis::Client> {
@@ -164,7 +163,23 @@ impl RedisOutput {
             }),
             _ => None,
         };
-        let root_cert = self.config.ca_file.as_deref().map(read).transpose()?;
+        // Verified TLS trusts the root store every output shares (system store plus
+        // `ca_file`); `insecure` verifies nothing.
+        let root_cert = if self.config.tls && !self.config.insecure {
+            Some(
+                crate::output::client::tls::pem_bundle(self.config.ca_file.as_deref()).map_err(
+                    |e| {
+                        redis::RedisError::from((
+                            redis::ErrorKind::InvalidClientConfig,
+                            "cannot load the trusted certificates",
+                            e,
+                        ))
+                    },
+                )?,
+            )
+        } else {
+            self.config.ca_file.as_deref().map(read).transpose()?
+        };
         if self.config.tls && (root_cert.is_some() || client_tls.is_some()) {
             redis::Client::build_with_tls(
                 info,
@@ -227,56 +242,28 @@ impl RedisOutput {
             err.to_string()
         })
     }
+}
 
-    /// Writes `records`, retrying with backoff until delivered or `give_up` fires. Returns the
-    /// number of retries, or the last error (password-free) when it gave up.
-    pub async fn write(
-        &mut self,
-        records: &[(f64, &[u8])],
-        name: &str,
-        give_up: &CancellationToken,
-    ) -> Result<u64, String> {
-        let mut retries = 0u64;
-        let mut backoff = FIRST_BACKOFF;
-        loop {
-            match self.try_write(records).await {
-                Ok(()) => {
-                    if retries > 0 {
-                        tracing::info!(output = name, retries, "Redis output delivering again.");
-                    }
-                    return Ok(retries);
-                }
-                Err(shown) => {
-                    if retries == 0 {
-                        tracing::warn!(output = name, host = %self.config.host, port = self.config.port, error = %shown, "Redis write failed; retrying with backoff.");
-                    }
-                    retries += 1;
-                    tokio::select! {
-                        () = give_up.cancelled() => return Err(shown),
-                        () = tokio::time::sleep(jittered(backoff)) => {}
-                    }
-                    backoff = next_backoff(backoff);
-                }
-            }
-        }
+#[async_trait::async_trait]
+impl Sink for RedisOutput {
+    fn body(&self) -> &Body {
+        &self.body
     }
-}
 
-/// The next retry delay after `backoff`.
-pub(crate) fn next_backoff(backoff: Duration) -> Duration {
-    (backoff * 2).min(MAX_BACKOFF)
-}
+    fn describe(&self) -> String {
+        format!("{}:{}", self.config.host, self.config.port)
+    }
 
-/// The first retry delay.
-pub(crate) const fn first_backoff() -> Duration {
-    FIRST_BACKOFF
+    async fn write(&mut self, batch: &[Record<'_>]) -> Result<u64, WriteError> {
+        let scored: Vec<(f64, &[u8])> = batch.iter().map(|r| (r.time, r.bytes)).collect();
+        self.try_write(&scored).await.map_err(WriteError::retry)?;
+        Ok(0)
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
-    use super::{RedisConfig, jittered};
+    use super::RedisConfig;
 
     #[test]
     fn the_password_is_never_shown() {
@@ -290,16 +277,5 @@ mod tests {
         assert!(!shown.contains("hunter2"), "{shown}");
         assert_eq!(config.key, "events");
         assert_eq!(config.port, 6379);
-    }
-
-    #[test]
-    fn jitter_stays_within_a_quarter() {
-        for _ in 0..100 {
-            let d = jittered(Duration::from_secs(4));
-            assert!(
-                d >= Duration::from_secs(4) && d <= Duration::from_secs(5),
-                "{d:?}"
-            );
-        }
     }
 }

@@ -1,6 +1,6 @@
 //! `syslog` output: RFC 5424 (default) or RFC 3164 messages over UDP (RFC 5426), TCP (RFC 6587:
 //! octet counting by default, newline framing as an option) or TLS (RFC 5425: certificate
-//! verified against the system roots or `ca_file`, optional client certificate). The payload is
+//! verified against the shared root store, system plus `ca_file`; optional client certificate). The payload is
 //! CEF (default, the header Trapster's syslog integration sends) or the JSON envelope.
 //!
 //! Framing ([`frame`]) is a pure function of a message; the transport only moves the bytes.
@@ -17,9 +17,11 @@ use tokio::{
     io::{AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _},
     net::{TcpStream, UdpSocket},
 };
-use tokio_util::sync::CancellationToken;
 
-use super::{Message, redis::jittered};
+use crate::output::{
+    Message,
+    sink::{Body, Record, Sink, WriteError},
+};
 use crate::{
     format::{Format, FormatContext, FormatError},
     incident::Severity,
@@ -228,6 +230,7 @@ pub struct SyslogOutput {
     config: SyslogConfig,
     conn: Option<Conn>,
     tls: Option<Result<tokio_rustls::TlsConnector, String>>,
+    body: Body,
 }
 
 impl std::fmt::Debug for SyslogOutput {
@@ -249,12 +252,14 @@ impl SyslogOutput {
                 .client_cert_file
                 .as_deref()
                 .zip(config.client_key_file.as_deref());
-            super::tls_client::connector(config.ca_file.as_deref(), client, false)
+            crate::output::client::tls::connector(config.ca_file.as_deref(), client, false)
         });
+        let body = Body::Syslog(Box::new(config.clone()));
         Self {
             config,
             conn: None,
             tls,
+            body,
         }
     }
 
@@ -381,36 +386,22 @@ impl SyslogOutput {
             e.to_string()
         })
     }
+}
 
-    /// Sends `records`, reconnecting with backoff until it works or `give_up` fires; returns
-    /// the retries it took.
-    ///
-    /// # Errors
-    /// The last failure, once `give_up` fired.
-    pub async fn write(
-        &mut self,
-        records: &[&[u8]],
-        name: &str,
-        give_up: &CancellationToken,
-    ) -> Result<u64, String> {
-        let mut backoff = super::redis::first_backoff();
-        let mut retries = 0;
-        loop {
-            match self.try_write(records).await {
-                Ok(()) => return Ok(retries),
-                Err(why) => {
-                    if retries == 0 {
-                        tracing::warn!(output = name, receiver = %self.describe(), error = %why, "Syslog delivery failed; retrying with backoff.");
-                    }
-                    retries += 1;
-                    tokio::select! {
-                        () = give_up.cancelled() => return Err(why),
-                        () = tokio::time::sleep(jittered(backoff)) => {}
-                    }
-                    backoff = super::redis::next_backoff(backoff);
-                }
-            }
-        }
+#[async_trait::async_trait]
+impl Sink for SyslogOutput {
+    fn body(&self) -> &Body {
+        &self.body
+    }
+
+    fn describe(&self) -> String {
+        SyslogOutput::describe(self)
+    }
+
+    async fn write(&mut self, batch: &[Record<'_>]) -> Result<u64, WriteError> {
+        let records: Vec<&[u8]> = batch.iter().map(|r| r.bytes).collect();
+        self.try_write(&records).await.map_err(WriteError::retry)?;
+        Ok(0)
     }
 }
 

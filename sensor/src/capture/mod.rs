@@ -7,6 +7,7 @@
 //! `testrun` runs the loaded program on hand-made frames (`BPF_PROG_TEST_RUN`) for tests and
 //! benchmarks. Both engines are drained in bounded batches ([`Drained`]).
 
+mod config;
 pub mod counters;
 pub mod decode;
 pub mod pcap;
@@ -15,6 +16,8 @@ pub mod ring;
 pub mod sizing;
 pub mod testrun;
 pub mod xdp;
+
+pub use config::{XdpConfig, XdpMode};
 
 use std::net::IpAddr;
 

@@ -16,7 +16,7 @@ use sensor_common::ProbeKind;
 use serde_json::{Value, json};
 
 use super::Observation;
-use crate::{clock::monotonic_ns, config::Cidr};
+use crate::{clock::monotonic_ns, net::Cidr};
 
 /// What one frame is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

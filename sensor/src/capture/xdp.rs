@@ -19,10 +19,7 @@ use super::{
     counters::CounterSnapshot,
     sizing::{MapPlan, MapRequest, SizingError, plan},
 };
-use crate::{
-    config::{Cidr, XdpMode},
-    net::SourcePrefix,
-};
+use crate::{capture::XdpMode, net::Cidr, net::SourcePrefix};
 
 /// The XDP object built by `build.rs`, embedded so the binary needs no other file.
 static PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sensor"));

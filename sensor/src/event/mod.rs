@@ -4,7 +4,10 @@
 //! Identity fields (addresses, ports) come from the packet or socket, never from attacker bytes;
 //! protocol code may only add `data` and `extra`. The logtype `<service>.<action>` is derived.
 
+mod incident;
 pub mod kind;
+mod message;
+mod severity;
 
 use std::{fmt, net::IpAddr};
 
@@ -12,6 +15,10 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use uuid::Uuid;
+
+pub use incident::{Incident, IncidentAction, test_incident};
+pub use message::Message;
+pub use severity::Severity;
 
 /// What the event reports, in Trapster's vocabulary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -9,12 +9,8 @@
 use bytes::{BufMut as _, BytesMut};
 use serde_json::{Value, json};
 
-use super::{FormatContext, FormatError, trapster};
-use crate::{
-    event::{Event, display_ip},
-    incident::{Incident, envelope},
-    output::Message,
-};
+use super::{FormatContext, FormatError, incident as envelope, trapster};
+use crate::event::{Event, Incident, Message, display_ip};
 
 /// Longest attacker string shown in a chat message.
 const MAX_SHOWN: usize = 200;
@@ -54,9 +50,9 @@ fn summary(message: &Message, ctx: &FormatContext) -> (String, Vec<(&'static str
 
 fn incident_summary(i: &Incident, ctx: &FormatContext) -> (String, Vec<(&'static str, String)>) {
     let verb = match i.action {
-        crate::incident::IncidentAction::Created => "New incident",
-        crate::incident::IncidentAction::Updated => "Incident escalated",
-        crate::incident::IncidentAction::Test => "Test incident",
+        crate::event::IncidentAction::Created => "New incident",
+        crate::event::IncidentAction::Updated => "Incident escalated",
+        crate::event::IncidentAction::Test => "Test incident",
     };
     let title = format!(
         "{verb} [{}]: {} from {}",
@@ -210,9 +206,8 @@ pub fn hec(
 mod tests {
     use super::{HecMeta, hec, mrkdwn, slack, teams};
     use crate::{
+        event::{Message, test_incident},
         format::{FormatContext, golden},
-        incident::test_incident,
-        output::Message,
     };
 
     #[test]

@@ -6,17 +6,20 @@
 //! - `trapster`: the enterprise/webhook envelope ([`trapster`]).
 //! - `ecs`: Elastic Common Schema ([`ecs`]).
 //! - `cef`: ArcSight Common Event Format ([`cef`]).
+//! - incidents: Trapster's enterprise incident envelope, or a CEF line ([`incident`]);
+//!   [`encode_message`] picks the encoder for an event or an incident.
 
 pub mod cef;
 pub mod chat;
 pub mod community;
 pub mod ecs;
+pub mod incident;
 pub mod trapster;
 
 use bytes::BytesMut;
 use serde::Deserialize;
 
-use crate::event::Event;
+use crate::event::{Event, Message};
 
 /// A format, as named in `logger.format` and in each output's `format`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -107,6 +110,29 @@ pub fn encode(
         Format::Cef => cef::encode(event, ctx, out),
     }
     Ok(())
+}
+
+/// Appends `message` in `format` to `out`: events as the format says, incidents as the
+/// enterprise envelope (JSON formats) or a CEF line.
+///
+/// # Errors
+/// [`FormatError`] if serialisation fails.
+pub fn encode_message(
+    format: Format,
+    message: &Message,
+    ctx: &FormatContext,
+    out: &mut BytesMut,
+) -> Result<(), FormatError> {
+    match message {
+        Message::Event(e) => encode(format, e, ctx, out),
+        Message::Incident(i) => match format {
+            Format::Cef => {
+                incident::encode_cef(i, ctx, out);
+                Ok(())
+            }
+            Format::Default | Format::Trapster | Format::Ecs => incident::encode_json(i, ctx, out),
+        },
+    }
 }
 
 /// UTC timestamp as Trapster's envelope writes it: `2026-02-13 13:00:09.677008+00:00`.

@@ -6,9 +6,9 @@ use lru::LruCache;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::{Incident, IncidentAction, Severity, service_label};
+use super::service_label;
 use crate::{
-    event::{Action, Event, Service},
+    event::{Action, Event, Incident, IncidentAction, Service, Severity},
     net::{SourceKey, SourcePrefix},
 };
 

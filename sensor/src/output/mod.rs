@@ -12,7 +12,7 @@
 pub mod client;
 pub mod driver;
 pub mod fanout;
-pub mod message;
+pub mod filter;
 pub mod probe;
 pub mod queue;
 pub mod retry;
@@ -27,8 +27,9 @@ use serde::Deserialize;
 
 use crate::format::{Format, FormatError};
 
+pub use crate::event::Message;
 pub use fanout::{Fanout, OutputStats};
-pub use message::{Filter, Message, Receive};
+pub use filter::{Filter, Receive};
 
 /// What an output does when its queue is full.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

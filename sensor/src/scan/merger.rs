@@ -19,8 +19,8 @@ use sensor_common::ProbeKind;
 use super::PortSet;
 use crate::{
     capture::Observation,
-    config::PortscanConfig,
     net::{SourceKey, SourcePrefix},
+    scan::PortscanConfig,
 };
 
 /// A scan ready to be reported.
@@ -258,7 +258,7 @@ mod tests {
     use sensor_common::ProbeKind;
 
     use super::{Merger, ScanReport};
-    use crate::{capture::Observation, config::PortscanConfig};
+    use crate::{capture::Observation, scan::PortscanConfig};
 
     const MS: u64 = 1_000_000;
     const SEC: u64 = 1_000 * MS;

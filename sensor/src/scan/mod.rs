@@ -1,9 +1,11 @@
 //! Port-scan detection in userspace: probe observations are merged per (source, destination)
 //! into scans, and finished scans become `portscan.query` events.
 
+mod config;
 mod merger;
 mod portset;
 
+pub use config::PortscanConfig;
 pub use merger::{Merger, MergerStats, ScanReport};
 pub use portset::PortSet;
 

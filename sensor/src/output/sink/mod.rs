@@ -84,7 +84,7 @@ impl Body {
         out: &mut BytesMut,
     ) -> Result<(), format::FormatError> {
         match self {
-            Self::Format(f) => message.encode(*f, ctx, out),
+            Self::Format(f) => format::encode_message(*f, message, ctx, out),
             Self::Hec(meta) => format::chat::hec(message, ctx, meta, out),
             Self::Syslog(cfg) => syslog::frame(message, cfg, ctx, out),
             Self::Slack => {

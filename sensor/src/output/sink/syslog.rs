@@ -207,7 +207,7 @@ pub fn frame(
     };
     out.put_slice(head.as_bytes());
     let mut payload = BytesMut::new();
-    message.encode(cfg.format(), ctx, &mut payload)?;
+    crate::format::encode_message(cfg.format(), message, ctx, &mut payload)?;
     let payload = payload.strip_suffix(b"\n").unwrap_or(&payload);
     // Defence in depth: whatever the format, no raw line break leaves in a message.
     out.extend(
@@ -409,8 +409,8 @@ impl Sink for SyslogOutput {
 mod tests {
     use super::{Rfc, SyslogConfig, frame};
     use crate::{
+        event::Message,
         format::{FormatContext, golden},
-        output::Message,
     };
 
     fn config(rfc: Rfc) -> SyslogConfig {

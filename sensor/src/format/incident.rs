@@ -6,8 +6,8 @@ use bytes::{BufMut, BytesMut};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
-use super::Incident;
-use crate::format::{FormatContext, FormatError};
+use super::{FormatContext, FormatError};
+use crate::event::Incident;
 
 #[derive(Serialize)]
 struct Device<'a> {
@@ -206,7 +206,7 @@ mod tests {
         incident.src_ip = "1.2.3.4".parse().unwrap();
         incident.dst_ip = Some("5.6.7.8".parse().unwrap());
         incident.events_count = 2;
-        incident.severity = crate::incident::Severity::Critical;
+        incident.severity = crate::event::Severity::Critical;
         incident.login_services = vec!["ssh".to_owned()];
         incident.end_time = t + chrono::Duration::seconds(40);
         let ctx = FormatContext::for_device("trapster-1");

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use crate::event::{Action, Event, Service};
+use super::{Action, Event, Service};
 
 /// How serious an incident (or an event) is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Deserialize)]

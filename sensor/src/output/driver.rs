@@ -19,8 +19,7 @@ use super::{
     Filter, Message, OutputConfig,
     queue::{self, OutputQueue},
     retry::Backoff,
-    sink::{self, Body, Record, Sink, WriteError},
-    spool::Spool,
+    sink::{Body, Record, Sink, WriteError},
 };
 use crate::{event::Event, format::FormatContext};
 
@@ -165,23 +164,9 @@ fn records<'a>(buf: &'a [u8], starts: &[(usize, f64)]) -> Vec<Record<'a>> {
         .collect()
 }
 
-/// Runs one output until its queue is closed and drained, or the grace period is over.
-pub(crate) async fn run(mut d: Driver) {
-    let mut sink = sink::build(&d.cfg, &d.name, &d.ctx);
-    if let Some(spool) = d.cfg.spool.clone()
-        && sink.spools()
-    {
-        let dir = spool.dir.clone();
-        match tokio::task::spawn_blocking(move || Spool::open(&spool.dir, spool.max_bytes)).await {
-            Ok(Ok(spool)) => return super::spooled::run(sink, spool, d).await,
-            Ok(Err(err)) => {
-                tracing::error!(output = %d.name, dir = %dir.display(), error = %err, "Cannot open the spool; delivering without it.");
-            }
-            Err(err) => {
-                tracing::error!(output = %d.name, error = %err, "Opening the spool failed.");
-            }
-        }
-    }
+/// Runs one output without a spool until its queue is closed and drained, or the grace period
+/// is over.
+pub(crate) async fn run(mut sink: Box<dyn Sink>, mut d: Driver) {
     let filter = d.cfg.filter();
     let counters = d.queue.counters().clone();
     let tick = sink.tick();

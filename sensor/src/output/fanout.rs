@@ -112,7 +112,7 @@ impl Fanout {
                 ));
                 let expiry = (cfg.when_full == WhenFull::Block)
                     .then(|| tokio::spawn(queue::run_expiry(queue.clone())));
-                let task = tokio::spawn(driver::run(driver::Driver {
+                let task = tokio::spawn(run_output(driver::Driver {
                     cfg: cfg.clone(),
                     name: name.clone(),
                     ctx: ctx.clone(),
@@ -204,6 +204,31 @@ impl Fanout {
         timer.abort();
         stats
     }
+}
+
+/// Builds the output's sink and runs it: from its disk spool when it has one (and the sink can
+/// spool), straight from its queue otherwise.
+async fn run_output(d: driver::Driver) {
+    let sink = super::sink::build(&d.cfg, &d.name, &d.ctx);
+    if let Some(spool) = d.cfg.spool.clone()
+        && sink.spools()
+    {
+        let dir = spool.dir.clone();
+        match tokio::task::spawn_blocking(move || {
+            super::spool::Spool::open(&spool.dir, spool.max_bytes)
+        })
+        .await
+        {
+            Ok(Ok(spool)) => return super::spooled::run(sink, spool, d).await,
+            Ok(Err(err)) => {
+                tracing::error!(output = %d.name, dir = %dir.display(), error = %err, "Cannot open the spool; delivering without it.");
+            }
+            Err(err) => {
+                tracing::error!(output = %d.name, error = %err, "Opening the spool failed.");
+            }
+        }
+    }
+    driver::run(sink, d).await;
 }
 
 #[cfg(test)]

@@ -1,0 +1,196 @@
+//! The checks `parse` runs after reading: every value `run` would refuse is refused here, with
+//! the field named, so `sensor check` catches it first.
+
+use super::{Config, ConfigError};
+use crate::{capture::sizing, output::Transport};
+
+impl Config {
+    pub(super) fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let invalid = |field: &'static str, message: String| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            field,
+            message,
+        };
+        let xdp = &self.sensor.xdp;
+        let scan = &self.sensor.portscan;
+        if !xdp.ring_buffer_bytes.is_power_of_two() || xdp.ring_buffer_bytes < 4096 {
+            return Err(invalid(
+                "sensor.xdp.ring_buffer_bytes",
+                format!(
+                    "{} is not a power of two of at least 4096",
+                    xdp.ring_buffer_bytes
+                ),
+            ));
+        }
+        if xdp.drain_interval_ms == 0 || xdp.drain_interval_ms > 1_000 {
+            return Err(invalid(
+                "sensor.xdp.drain_interval_ms",
+                format!("{} is outside 1..=1000", xdp.drain_interval_ms),
+            ));
+        }
+        for (field, value, min, max) in [
+            (
+                "sensor.xdp.dedup_slots",
+                xdp.dedup_slots,
+                sizing::MIN_DEDUP_SLOTS,
+                sizing::MAX_DEDUP_SLOTS,
+            ),
+            (
+                "sensor.xdp.source_slots",
+                xdp.source_slots,
+                sizing::MIN_SOURCE_SLOTS,
+                sizing::MAX_SOURCE_SLOTS,
+            ),
+        ] {
+            if let Err(err) = sizing::check_slots(field, value, min, max) {
+                return Err(invalid(field, err.to_string()));
+            }
+        }
+        // The bound must hold the budget table and the smallest cache of one CPU; whether it
+        // fits this host's CPUs is checked (and logged) when the maps are created.
+        if let Err(err) = sizing::plan(&xdp.map_request(), 1) {
+            return Err(invalid("sensor.xdp.max_map_memory_mib", err.to_string()));
+        }
+        if xdp.drain_batch == 0 || xdp.drain_batch > 1 << 20 {
+            return Err(invalid(
+                "sensor.xdp.drain_batch",
+                format!("{} is outside 1..=1048576", xdp.drain_batch),
+            ));
+        }
+        if scan.threshold == 0 {
+            return Err(invalid(
+                "sensor.portscan.threshold",
+                "must be at least 1".to_owned(),
+            ));
+        }
+        if scan.idle_timeout_ms == 0 {
+            return Err(invalid(
+                "sensor.portscan.idle_timeout_ms",
+                "must be positive".to_owned(),
+            ));
+        }
+        if xdp.dedup_window_ms >= scan.idle_timeout_ms {
+            return Err(invalid(
+                "sensor.xdp.dedup_window_ms",
+                format!(
+                    "{} ms must be shorter than sensor.portscan.idle_timeout_ms ({} ms), or a \
+                     scan repeated right after the previous one closed would go unreported",
+                    xdp.dedup_window_ms, scan.idle_timeout_ms
+                ),
+            ));
+        }
+        if scan.max_window_secs == 0 || scan.max_window() <= scan.idle_timeout() {
+            return Err(invalid(
+                "sensor.portscan.max_window_secs",
+                "must be longer than sensor.portscan.idle_timeout_ms".to_owned(),
+            ));
+        }
+        if scan.max_memory_mib == 0 {
+            return Err(invalid(
+                "sensor.portscan.max_memory_mib",
+                "must be at least 1".to_owned(),
+            ));
+        }
+        if scan.max_tracked == 0 {
+            return Err(invalid(
+                "sensor.portscan.max_tracked",
+                "must be at least 1".to_owned(),
+            ));
+        }
+        if let Err(err) = self.sensor.source_prefix.validate() {
+            return Err(invalid("sensor.source_prefix", err.to_string()));
+        }
+        if self.outputs.is_empty() {
+            self.logger_output()
+                .map_err(|(field, message)| invalid(field, message))?;
+        }
+        for (i, output) in self.outputs.iter().enumerate() {
+            if output.spool.is_some()
+                && matches!(output.transport, Transport::Terminal | Transport::File(_))
+            {
+                return Err(invalid(
+                    "outputs[].spool",
+                    format!("output {i}: terminal and file outputs have no spool"),
+                ));
+            }
+            if output.when_full == crate::output::WhenFull::Spool && output.spool.is_none() {
+                return Err(invalid(
+                    "outputs[].when_full",
+                    format!("output {i}: `spool` needs the output's `spool` directory"),
+                ));
+            }
+            if output.queue_size == 0 {
+                return Err(invalid(
+                    "outputs[].queue_size",
+                    format!("output {i}: must be at least 1"),
+                ));
+            }
+        }
+        let limits = &self.sensor.services;
+        for (field, value) in [
+            ("sensor.services.max_connections", limits.max_connections),
+            (
+                "sensor.services.max_connections_per_source",
+                limits.max_connections_per_source,
+            ),
+            ("sensor.services.max_buffer_bytes", limits.max_buffer_bytes),
+            ("sensor.services.max_line_bytes", limits.max_line_bytes),
+            (
+                "sensor.services.max_events_per_session",
+                limits.max_events_per_session,
+            ),
+            ("sensor.services.udp_max_sessions", limits.udp_max_sessions),
+        ] {
+            if value == 0 {
+                return Err(invalid(field, "must be at least 1".to_owned()));
+            }
+        }
+        for (field, value) in [
+            (
+                "sensor.services.handshake_timeout_secs",
+                limits.handshake_timeout_secs,
+            ),
+            (
+                "sensor.services.idle_timeout_secs",
+                limits.idle_timeout_secs,
+            ),
+            (
+                "sensor.services.session_timeout_secs",
+                limits.session_timeout_secs,
+            ),
+        ] {
+            if value == 0 {
+                return Err(invalid(field, "must be at least 1 second".to_owned()));
+            }
+        }
+        if limits.udp_idle_timeout_ms == 0 {
+            return Err(invalid(
+                "sensor.services.udp_idle_timeout_ms",
+                "must be at least 1 ms".to_owned(),
+            ));
+        }
+        self.services
+            .check()
+            .map_err(|source| ConfigError::Service {
+                origin: origin.to_owned(),
+                source,
+            })?;
+        if self.sensor.identity.cef_severity.is_some_and(|s| s > 10) {
+            return Err(invalid(
+                "sensor.identity.cef_severity",
+                "must be 0 to 10".to_owned(),
+            ));
+        }
+        let allow_max = sensor_common::ALLOWLIST_MAX_ENTRIES as usize;
+        if self.whitelist_ips.len() > allow_max {
+            return Err(invalid(
+                "whitelist_ips",
+                format!(
+                    "{} entries, at most {allow_max} are supported",
+                    self.whitelist_ips.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+}

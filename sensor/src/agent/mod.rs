@@ -240,7 +240,7 @@ impl Running {
                         stats::report_counters(&now.since(last), &self.merger);
                     }
                     if let Some(path) = stats_file {
-                        stats::write_stats(path, &self.summary(current.kernel, current.pcap, current.undecodable));
+                        stats::write_stats(path, &self.summary(current.kernel, current.pcap, current.undecodable)).await;
                     }
                     last_counters = current.kernel;
                 }
@@ -295,7 +295,7 @@ impl Running {
             pipeline.deliver(event);
         }
         // 2. Stop the capture (detach first) and fold in every record it still holds.
-        let finished = match source.finish(&mut merger, &mut pipeline.reports) {
+        let finished = match source.finish(&mut merger, &mut pipeline.reports).await {
             Ok(finished) => finished,
             Err(err) => {
                 tracing::error!(error = %err, "Stopping the capture failed; its final counters are missing.");
@@ -331,7 +331,7 @@ impl Running {
             "Sensor stopped."
         );
         if let Some(path) = &stats_file {
-            stats::write_stats(path, &summary);
+            stats::write_stats(path, &summary).await;
         }
         summary
     }

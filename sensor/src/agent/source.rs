@@ -255,7 +255,8 @@ impl Source {
     }
 
     /// Stops capturing, folds in everything still queued, and returns the final counters.
-    pub(super) fn finish(
+    /// Waiting for the libpcap threads to end never blocks the runtime.
+    pub(super) async fn finish(
         self,
         merger: &mut Merger,
         reports: &mut Vec<ScanReport>,
@@ -302,7 +303,7 @@ impl Source {
                         .drain(FINISH_BATCH, |o| merger.observe(o, reports))
                         .more
                     {}
-                    std::thread::sleep(std::time::Duration::from_millis(2));
+                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
                 }
                 queue.close();
                 while queue
@@ -311,7 +312,13 @@ impl Source {
                 {}
                 let mut total = PcapStats::default();
                 for capture in captures {
-                    total.add(&capture.join()?);
+                    if capture.is_finished() {
+                        total.add(&capture.join()?);
+                    } else {
+                        // Past the deadline: its last published counters, and let it go.
+                        tracing::warn!("A libpcap capture thread did not stop in time.");
+                        total.add(&capture.stats());
+                    }
                 }
                 Ok(Finished {
                     kernel: None,

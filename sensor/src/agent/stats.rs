@@ -68,11 +68,19 @@ pub(super) fn report_counters(delta: &CounterSnapshot, merger: &Merger) {
     tracing::debug!(kernel = %delta.to_json(), tracked = merger.tracked(), "Counters.");
 }
 
-pub(super) fn write_stats(path: &std::path::Path, summary: &RunSummary) {
+/// Replaces the stats file atomically (a temporary file, then a rename), on the blocking pool
+/// so a slow disk never holds a runtime worker.
+pub(super) async fn write_stats(path: &std::path::Path, summary: &RunSummary) {
     let text = summary.to_json().to_string();
+    let path = path.to_owned();
     let tmp = path.with_extension("tmp");
-    let result = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path));
+    let shown = path.display().to_string();
+    let result = tokio::task::spawn_blocking(move || {
+        std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &path))
+    })
+    .await
+    .unwrap_or_else(|join| Err(std::io::Error::other(join.to_string())));
     if let Err(err) = result {
-        tracing::warn!(path = %path.display(), error = %err, "Writing the stats file failed.");
+        tracing::warn!(path = %shown, error = %err, "Writing the stats file failed.");
     }
 }

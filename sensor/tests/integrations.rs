@@ -453,3 +453,63 @@ async fn http_outputs_trust_the_os_store_as_ssl_cert_file_names_it() {
     assert!(!ok, "{text}");
     assert_eq!(rx.requests.lock().unwrap().len(), 1, "{text}");
 }
+
+/// The same as [`send_test_without_ca_file`], but with the test CA appended to the system's
+/// own bundle (`/etc/ssl/certs/ca-certificates.crt`, what `update-ca-certificates` writes) in a
+/// private mount namespace, so nothing outside this one command sees the change.
+async fn send_test_with_the_ca_in_the_system_bundle(rx: &Receiver) -> (bool, String) {
+    let system = std::path::Path::new("/etc/ssl/certs/ca-certificates.crt");
+    let dir = std::env::temp_dir().join(format!("sensor-int-sys-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut bundle = std::fs::read(system).unwrap();
+    bundle.extend_from_slice(b"\n");
+    bundle.extend_from_slice(&std::fs::read(&rx.ca).unwrap());
+    let bundle_path = dir.join("ca-certificates.crt");
+    std::fs::write(&bundle_path, bundle).unwrap();
+    let config = json!({"id": "fw01", "outputs": [{"name": "hook", "transport": {
+        "type": "webhook", "url": format!("https://127.0.0.1:{}/hook", rx.addr.port())}}]});
+    let path = dir.join("sensor.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    let script = format!(
+        "mount --bind {} {} && exec {} send-test -c {} -o hook",
+        bundle_path.display(),
+        system.display(),
+        env!("CARGO_BIN_EXE_sensor"),
+        path.display()
+    );
+    let out = tokio::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .env("NO_COLOR", "1")
+        .env_remove("SSL_CERT_FILE")
+        .env_remove("SSL_CERT_DIR")
+        .output()
+        .await
+        .unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http_outputs_trust_a_ca_installed_in_the_system_bundle() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0
+        || !std::path::Path::new("/etc/ssl/certs/ca-certificates.crt").exists()
+    {
+        eprintln!("skipped: needs root (a private mount namespace) and the system CA bundle");
+        return;
+    }
+    let rx = receiver(&[]).await;
+    let (ok, text) = send_test_with_the_ca_in_the_system_bundle(&rx).await;
+    assert!(ok, "{text}");
+    assert!(text.contains("hook (webhook): OK"), "{text}");
+    assert_eq!(rx.requests.lock().unwrap().len(), 1);
+    // Outside that namespace the system bundle is unchanged: the receiver is not trusted.
+    let (ok, text) = send_test_without_ca_file(&rx, &[]).await;
+    assert!(!ok, "{text}");
+    assert_eq!(rx.requests.lock().unwrap().len(), 1, "{text}");
+}

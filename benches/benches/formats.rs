@@ -66,7 +66,7 @@ criterion_main!(benches);
 
 /// Events per second through the fan-out into the `file` output (encode + queue + append).
 fn file_output(c: &mut Criterion) {
-    use sensor::output::{Fanout, OutputConfig, Transport, file::FileConfig};
+    use sensor::output::{Fanout, OutputConfig, Transport, sink::file::FileConfig};
     let dir = std::env::temp_dir().join(format!("sensor-bench-file-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);
     let path = dir.join("events.ndjson");

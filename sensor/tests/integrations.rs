@@ -18,7 +18,7 @@ use sensor::{
     event::{Action, Event, Service, SessionIdentity},
     format::FormatContext,
     incident::{Incident, IncidentAction, Severity},
-    output::{Fanout, OutputConfig, api::hmac_sha256},
+    output::{Fanout, OutputConfig, sink::api::hmac_sha256},
 };
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};

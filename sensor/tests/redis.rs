@@ -19,7 +19,7 @@ use sensor::{
     format::{Format, FormatContext},
     output::{
         Fanout, OutputConfig, Transport,
-        redis::{RedisCommand, RedisConfig},
+        sink::redis::{RedisCommand, RedisConfig},
     },
 };
 
@@ -233,7 +233,7 @@ async fn passwords_authenticate_and_never_leak_into_errors() {
     good.send(event(1));
     let stats = good.finish(Duration::from_secs(10)).await;
     assert_eq!(stats[0].sent, 1, "{stats:?}");
-    let mut wrong = sensor::output::redis::RedisOutput::new(
+    let mut wrong = sensor::output::sink::redis::RedisOutput::new(
         serde_json::from_value(
             serde_json::json!({"host": "127.0.0.1", "port": port, "password": "wrong-pass-xyz"}),
         )
@@ -299,7 +299,10 @@ async fn tls_is_verified_against_the_configured_ca() {
         for (k, v) in extra.as_object().unwrap() {
             cfg[k] = v.clone();
         }
-        sensor::output::redis::RedisOutput::new(serde_json::from_value(cfg).unwrap(), "tls-test")
+        sensor::output::sink::redis::RedisOutput::new(
+            serde_json::from_value(cfg).unwrap(),
+            "tls-test",
+        )
     };
     // Verified against our CA: delivered.
     let mut verified = output(serde_json::json!({"ca_file": ca}));

@@ -321,7 +321,7 @@ async fn main() {
     .expect("TLS versions")
     .dangerous()
     // The sensor's certificate is self-signed.
-    .with_custom_certificate_verifier(Arc::new(sensor::output::tls_client::AnyCertificate))
+    .with_custom_certificate_verifier(Arc::new(sensor::output::client::tls::AnyCertificate))
     .with_no_client_auth();
     tls_config.alpn_protocols = vec![b"http/1.1".to_vec()];
     let tls = tokio_rustls::TlsConnector::from(Arc::new(tls_config));

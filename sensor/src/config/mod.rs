@@ -13,7 +13,7 @@ pub use sections::{
 
 use crate::{
     format::{Format, FormatContext, Identity},
-    output::{OutputConfig, Transport, file::FileConfig},
+    output::{OutputConfig, Transport, sink::file::FileConfig},
 };
 
 /// Where Trapster's file logger writes by default.
@@ -222,13 +222,13 @@ impl Config {
                 .get("port")
                 .and_then(Value::as_u64)
                 .and_then(|p| u16::try_from(p).ok());
-            Transport::Redis(crate::output::redis::RedisConfig {
+            Transport::Redis(crate::output::sink::redis::RedisConfig {
                 host: kwarg("host").unwrap_or_else(|| "localhost".to_owned()),
                 port: port.unwrap_or(6379),
                 db: 0,
                 username: None,
                 password: None,
-                command: crate::output::redis::RedisCommand::Zadd,
+                command: crate::output::sink::redis::RedisCommand::Zadd,
                 key: "events".to_owned(),
                 tls: false,
                 ca_file: None,

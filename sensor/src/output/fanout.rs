@@ -238,7 +238,7 @@ mod tests {
     use super::Fanout;
     use crate::{
         format::{Format, FormatContext, golden},
-        output::{OutputConfig, Transport, WhenFull, file::FileConfig},
+        output::{OutputConfig, Transport, WhenFull, sink::file::FileConfig},
     };
 
     fn file_output(path: &std::path::Path, format: Format) -> OutputConfig {

@@ -20,9 +20,6 @@ pub mod sink;
 pub mod spool;
 pub mod spooled;
 
-pub use client::{secret, tls as tls_client};
-pub use sink::{api, email, file, redis, syslog, terminal};
-
 use serde::Deserialize;
 
 use crate::format::{Format, FormatError};
@@ -56,11 +53,11 @@ pub enum Transport {
     /// Standard output.
     Terminal,
     /// A file, appended to, reopened on SIGHUP (logrotate).
-    File(file::FileConfig),
+    File(sink::file::FileConfig),
     /// A Redis server (ZADD by default, as Trapster community).
-    Redis(redis::RedisConfig),
+    Redis(sink::redis::RedisConfig),
     /// An HTTP(S) collector.
-    Api(api::ApiConfig),
+    Api(sink::api::ApiConfig),
     /// Splunk HTTP Event Collector.
     #[serde(rename = "splunk_hec")]
     SplunkHec(sink::splunk_hec::HecConfig),
@@ -73,9 +70,9 @@ pub enum Transport {
     /// Custom HTTP webhook (envelope JSON, optional HMAC signature).
     Webhook(sink::webhook::WebhookConfig),
     /// Syslog over UDP, TCP or TLS (CEF or JSON payload).
-    Syslog(syslog::SyslogConfig),
+    Syslog(sink::syslog::SyslogConfig),
     /// Mail over SMTP: one per new incident, plus an optional digest.
-    Email(email::EmailConfig),
+    Email(sink::email::EmailConfig),
 }
 
 impl Transport {
@@ -109,7 +106,7 @@ impl Transport {
 
     /// The HTTP configuration behind HTTP-based transports.
     #[must_use]
-    pub fn http(&self) -> Option<api::ApiConfig> {
+    pub fn http(&self) -> Option<sink::api::ApiConfig> {
         match self {
             Self::Api(c) => Some(c.clone()),
             Self::SplunkHec(c) => Some(c.api()),

@@ -4,8 +4,11 @@
 use bytes::BytesMut;
 
 use super::{
-    Message, OutputConfig, Transport, api::ApiOutput, email::EmailOutput, file::FileOutput,
-    redis::RedisOutput, sink::Body, syslog::SyslogOutput,
+    Message, OutputConfig, Transport,
+    sink::{
+        Body, api::ApiOutput, email::EmailOutput, file::FileOutput, redis::RedisOutput,
+        syslog::SyslogOutput,
+    },
 };
 use crate::{format::FormatContext, incident::test_incident};
 
@@ -55,7 +58,7 @@ pub async fn send_test(
             let out = EmailOutput::new(email.clone(), name, &ctx.identity.device_name);
             let envelope: serde_json::Value =
                 serde_json::from_slice(&record).map_err(|e| e.to_string())?;
-            let mail = super::email::compose(&envelope, "[Trapster sensor]");
+            let mail = super::sink::email::compose(&envelope, "[Trapster sensor]");
             let answer = out.send(&mail).await?;
             Ok(format!("accepted by {}: {answer}", email.host))
         }

@@ -82,15 +82,20 @@ enum Command {
     },
 }
 
+/// Loads the configuration and logs its warnings (`check` prints them instead).
 fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
-    let config = match path {
-        Some(path) => Config::from_file(path)?,
-        None => Config::embedded_default()?,
-    };
-    for key in &config.unknown {
-        tracing::warn!(key = %key, "Unknown top-level configuration key ignored.");
+    let config = read_config(path)?;
+    for warning in &config.warnings {
+        tracing::warn!(field = %warning.field, problem = %warning.message, "Configuration accepted with a warning.");
     }
     Ok(config)
+}
+
+fn read_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
+    Ok(match path {
+        Some(path) => Config::from_file(path)?,
+        None => Config::embedded_default()?,
+    })
 }
 
 fn main() -> ExitCode {
@@ -116,7 +121,7 @@ fn main() -> ExitCode {
 fn real_main(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Check { config } => {
-            let parsed = load_config(Some(&config))?;
+            let parsed = read_config(Some(&config))?;
             println!(
                 "{}: OK (device `{}`, {} allow-listed networks, XDP on {:?}, {} emulated services: {}, {} outputs)",
                 config.display(),
@@ -133,6 +138,9 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                     .join(" "),
                 parsed.effective_outputs().len()
             );
+            for warning in &parsed.warnings {
+                println!("warning: {warning}");
+            }
             Ok(())
         }
         Command::SendTest { config, output } => {

@@ -200,3 +200,128 @@ fn a_capture_that_cannot_start_still_takes_the_ordered_shutdown() {
     assert!(stats["services"]["accepted"].is_u64(), "{stats}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn check_prints_warnings_and_exits_zero() {
+    let path = temp_file(
+        "warn.conf",
+        r#"{"id": "trapster-1", "future_key": 1,
+            "services": {"ftp": [{"port": 2121, "bannr": "typo"}], "vnc": [{"port": 5901}]},
+            "logger": {"name": "JsonLogger", "kwargs": {}}}"#,
+    );
+    // A limit that holds the default connection cap, whatever the host's.
+    let (ok, stdout, stderr) = sensor_with_nofile(4_096, &["check", "-c", path.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines[0].ends_with("1 emulated services: ftp/2121, 1 outputs)"),
+        "{stdout}"
+    );
+    assert_eq!(
+        lines[1..],
+        [
+            "warning: future_key: unknown top-level key, ignored",
+            "warning: services.vnc: protocol not emulated by this version, its instances are ignored",
+            "warning: services.ftp[0].bannr: unknown key, ignored",
+        ],
+        "{stdout}"
+    );
+}
+
+#[test]
+fn check_refuses_bad_ports_urls_and_file_outputs_by_field() {
+    for (name, text, needle) in [
+        (
+            "port0.conf",
+            r#"{"services": {"ssh": [{"port": 0}]}}"#,
+            "field `services.ssh[0].port`: port 0 is not a port to listen on",
+        ),
+        (
+            "url.conf",
+            r#"{"outputs": [{"transport": {"type": "api", "url": "ftp://collector.example/e"}}]}"#,
+            "field `outputs[0].transport.url`: scheme `ftp` is not http or https",
+        ),
+        (
+            "dir.conf",
+            r#"{"outputs": [{"transport": {"type": "file", "path": "/nonexistent-sensor-dir/e.log"}}]}"#,
+            "field `outputs[0].transport.path`: directory /nonexistent-sensor-dir does not exist",
+        ),
+        (
+            "facility.conf",
+            r#"{"outputs": [{"transport": {"type": "syslog", "host": "127.0.0.1", "facility": 99}}]}"#,
+            "field `outputs[0].transport.facility`: 99 is outside 0..=23",
+        ),
+    ] {
+        let path = temp_file(name, text);
+        let (ok, stdout, stderr) = sensor(&["check", "-c", path.to_str().unwrap()]);
+        assert!(!ok, "{name}: {stdout}");
+        assert!(stdout.is_empty(), "{name}: {stdout}");
+        assert!(
+            stderr.contains(needle),
+            "{name}: missing `{needle}` in: {stderr}"
+        );
+    }
+}
+
+/// Runs `sensor ARGS` with the open-file limit (soft and hard) lowered to `limit`, as on a host
+/// whose default is 1,024; lowering needs no privilege.
+fn sensor_with_nofile(limit: u64, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_sensor"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run sensor");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_connection_cap_the_open_file_limit_cannot_hold_warns_at_check_and_fails_run() {
+    let path = temp_file("nofile.conf", r#"{"services": {}}"#);
+    let path = path.to_str().unwrap();
+    let (ok, stdout, stderr) = sensor_with_nofile(1_024, &["check", "-c", path]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains(
+            "warning: sensor.services.max_connections: 2048 connections need 2304 open files \
+             (256 kept for outputs, state, listeners and new sessions), but the open-file \
+             limit (RLIMIT_NOFILE) is 1024"
+        ),
+        "{stdout}"
+    );
+    let (ok, _, stderr) = sensor_with_nofile(1_024, &["run", "-c", path, "--capture", "none"]);
+    assert!(!ok, "{stderr}");
+    assert!(
+        stderr.contains(
+            "field `sensor.services.max_connections`: 2048 connections need 2304 open files"
+        ),
+        "{stderr}"
+    );
+    // Within the limit: no warning.
+    let (ok, stdout, stderr) = sensor_with_nofile(4_096, &["check", "-c", path]);
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+}
+
+#[test]
+fn check_refuses_a_file_over_the_size_cap() {
+    let path = temp_file("huge.conf", "");
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(16 * 1024 * 1024 + 1)
+        .unwrap();
+    let (ok, _, stderr) = sensor(&["check", "-c", path.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("16777217 bytes, larger than the 16777216 bytes a configuration may have"),
+        "{stderr}"
+    );
+}

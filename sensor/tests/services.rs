@@ -687,7 +687,7 @@ async fn host_key_generation_does_not_hold_the_runtime() {
     let config = json!({
         "interface": "lo",
         "services": {"ssh": [{"port": 0}]},
-        "sensor": {"services": {"state_dir": state}},
+        "sensor": {"services": {"state_dir": state, "ephemeral_ports": true}},
     });
     let config = sensor::config::Config::parse(&config.to_string(), "test").unwrap();
     let plan = config.services_plan();

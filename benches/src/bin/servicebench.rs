@@ -269,8 +269,10 @@ fn start_sensor(bin: &Path, base: u16) -> Sensor {
         "logger": {"output": "file", "format": "default", "kwargs": {"logfile": log}},
         "sensor": {"services": {
             "state_dir": dir.join("state"),
-            "max_connections": 20_000,
-            "max_connections_per_source": 20_000,
+            // Room for the 5,000 held connections; `sensor run` refuses a cap its open-file
+            // limit (plus a reserve) cannot hold.
+            "max_connections": 10_000,
+            "max_connections_per_source": 10_000,
             "handshake_timeout_secs": 300,
             "idle_timeout_secs": 300
         }}

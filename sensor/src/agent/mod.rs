@@ -114,6 +114,9 @@ pub enum AgentError {
     /// A signal handler could not be installed.
     #[error("installing the SIGHUP handler failed: {0}")]
     Signal(#[source] std::io::Error),
+    /// The connection cap does not fit the open-file limit, even raised.
+    #[error("field `sensor.services.max_connections`: {0}")]
+    Descriptors(#[source] crate::net::fds::FdError),
 }
 
 /// Runs the sensor until `shutdown` is cancelled, streaming events to the configured outputs.
@@ -126,6 +129,7 @@ pub async fn run(
     options: RunOptions,
     shutdown: CancellationToken,
 ) -> Result<RunSummary, AgentError> {
+    descriptors(config.sensor.services.max_connections)?;
     let interfaces = if options.interfaces.is_empty() {
         config.xdp_interfaces()
     } else {
@@ -185,6 +189,29 @@ pub async fn run(
     }
     let summary = running.stop().await;
     outcome.map(|()| summary)
+}
+
+/// Raises the open-file soft limit to the hard one (logged) and refuses a connection cap the
+/// result cannot hold ([`crate::net::fds`]).
+fn descriptors(max_connections: usize) -> Result<(), AgentError> {
+    use crate::net::fds;
+    let limit = match fds::raise() {
+        Ok(limit) => {
+            tracing::info!(soft = limit.soft, hard = limit.hard, "Open-file limit set.");
+            Some(limit)
+        }
+        Err(err) => {
+            let current = fds::current().ok();
+            tracing::warn!(error = %err, soft = ?current.map(|l| l.soft), "Raising the open-file limit failed; keeping the current one.");
+            current
+        }
+    };
+    match limit {
+        Some(limit) => {
+            fds::check_connections(max_connections, limit.soft).map_err(AgentError::Descriptors)
+        }
+        None => Ok(()),
+    }
 }
 
 /// Every stage of a run; [`Running::stop`] takes them down in order.

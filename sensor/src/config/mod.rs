@@ -1,6 +1,7 @@
 //! Configuration: the community `trapster.conf` JSON, accepted as is, plus the sensor's own
 //! `sensor` section. One tree, one parse step that names the field, line and column of any error.
 
+mod outputs;
 mod sections;
 mod validate;
 
@@ -20,6 +21,10 @@ use crate::{
 const TRAPSTER_LOGFILE: &str = "/var/log/trapster-community.log";
 use serde::Deserialize;
 use serde_json::Value;
+
+/// Largest configuration file read: a bigger one is refused before parsing (a typo'd path to a
+/// log or an image must not be read into memory whole).
+pub const MAX_CONFIG_BYTES: u64 = 16 * 1024 * 1024;
 
 /// The default configuration embedded in the binary: `sensor run` works with no file at all.
 pub const DEFAULT_CONFIG: &str = include_str!("default.json");
@@ -65,6 +70,26 @@ pub struct Config {
     /// Trapster files keep loading.
     #[serde(skip)]
     pub unknown: Vec<String>,
+    /// What the checks accept but the operator should hear about (unknown protocols, unknown
+    /// keys in a service instance, a connection cap beyond the open-file limit); `sensor
+    /// check` prints them, `sensor run` logs them.
+    #[serde(skip)]
+    pub warnings: Vec<ConfigWarning>,
+}
+
+/// A mistake the checks accept, named by its field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigWarning {
+    /// Dotted path of the field (`services.ftp[0].bannr`).
+    pub field: String,
+    /// What is wrong and what the sensor does about it.
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
 }
 
 /// Top-level keys of the community file and of this sensor.
@@ -96,6 +121,16 @@ pub enum ConfigError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The file is larger than [`MAX_CONFIG_BYTES`].
+    #[error("{path}: {size} bytes, larger than the {max} bytes a configuration may have")]
+    TooLarge {
+        /// The path given.
+        path: String,
+        /// Its size (at least; the read stops past the cap).
+        size: u64,
+        /// [`MAX_CONFIG_BYTES`].
+        max: u64,
+    },
     /// The JSON is malformed or a field has the wrong type or value.
     #[error("{origin}: field `{field}`: {message} at line {line} column {column}")]
     Parse {
@@ -123,8 +158,8 @@ pub enum ConfigError {
     Invalid {
         /// File path, or `<embedded default>`.
         origin: String,
-        /// Dotted path of the offending field.
-        field: &'static str,
+        /// Dotted path of the offending field (`outputs[2].transport.url`).
+        field: String,
         /// What is wrong.
         message: String,
     },
@@ -136,11 +171,32 @@ impl Config {
     /// # Errors
     /// [`ConfigError`] naming the field, line and column.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
+        use std::io::Read as _;
+        let shown = path.display().to_string();
+        let read_error = |source| ConfigError::Read {
+            path: shown.clone(),
             source,
-        })?;
-        Self::parse(&text, &path.display().to_string())
+        };
+        let file = std::fs::File::open(path).map_err(read_error)?;
+        let too_large = |size| ConfigError::TooLarge {
+            path: shown.clone(),
+            size,
+            max: MAX_CONFIG_BYTES,
+        };
+        let size = file.metadata().map_err(read_error)?.len();
+        if size > MAX_CONFIG_BYTES {
+            return Err(too_large(size));
+        }
+        // The size can change under us (a pipe, a growing file): the read is capped as well.
+        let mut text = String::new();
+        file.take(MAX_CONFIG_BYTES.saturating_add(1))
+            .read_to_string(&mut text)
+            .map_err(read_error)?;
+        let read = u64::try_from(text.len()).unwrap_or(u64::MAX);
+        if read > MAX_CONFIG_BYTES {
+            return Err(too_large(read));
+        }
+        Self::parse(&text, &shown)
     }
 
     /// The embedded default configuration.
@@ -188,7 +244,7 @@ impl Config {
                 .cloned()
                 .collect();
         }
-        config.validate(origin)?;
+        config.warnings = config.validate(origin)?;
         Ok(config)
     }
 
@@ -214,7 +270,9 @@ impl Config {
                 path: kwarg("logfile")
                     .unwrap_or_else(|| TRAPSTER_LOGFILE.to_owned())
                     .into(),
-                mode: kwarg("mode"),
+                // Trapster's own `mode` is a Python open() mode (`a`, `w+`): only an octal
+                // permission is kept.
+                mode: kwarg("mode").filter(|m| outputs::octal_mode(m).is_some()),
             })
         };
         let redis = || {
@@ -331,3 +389,5 @@ impl Config {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_checks;

@@ -3,7 +3,7 @@
 use super::{Config, ConfigError, XdpMode};
 
 /// The community example file, as Trapster ships it.
-const COMMUNITY: &str = r#"{
+pub(super) const COMMUNITY: &str = r#"{
   "id": "trapster-1",
   "description": "example configuration file",
   "whitelist_ips": ["127.0.0.1"],

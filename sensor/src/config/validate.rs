@@ -1,14 +1,15 @@
 //! The checks `parse` runs after reading: every value `run` would refuse is refused here, with
-//! the field named, so `sensor check` catches it first.
+//! the field named, so `sensor check` catches it first. What is accepted but worth hearing
+//! about comes back as [`ConfigWarning`]s, also named by field.
 
-use super::{Config, ConfigError};
-use crate::{capture::sizing, output::Transport};
+use super::{Config, ConfigError, ConfigWarning, outputs};
+use crate::{capture::sizing, net::fds, output::Transport};
 
 impl Config {
-    pub(super) fn validate(&self, origin: &str) -> Result<(), ConfigError> {
-        let invalid = |field: &'static str, message: String| ConfigError::Invalid {
+    pub(super) fn validate(&self, origin: &str) -> Result<Vec<ConfigWarning>, ConfigError> {
+        let invalid = |field: &str, message: String| ConfigError::Invalid {
             origin: origin.to_owned(),
-            field,
+            field: field.to_owned(),
             message,
         };
         let xdp = &self.sensor.xdp;
@@ -100,10 +101,6 @@ impl Config {
         if let Err(err) = self.sensor.source_prefix.validate() {
             return Err(invalid("sensor.source_prefix", err.to_string()));
         }
-        if self.outputs.is_empty() {
-            self.logger_output()
-                .map_err(|(field, message)| invalid(field, message))?;
-        }
         for (i, output) in self.outputs.iter().enumerate() {
             if output.spool.is_some()
                 && matches!(output.transport, Transport::Terminal | Transport::File(_))
@@ -125,6 +122,14 @@ impl Config {
                     format!("output {i}: must be at least 1"),
                 ));
             }
+            outputs::check(&output.transport).map_err(|(key, message)| {
+                invalid(&format!("outputs[{i}].transport.{key}"), message)
+            })?;
+        }
+        let mut warnings = Vec::new();
+        if self.outputs.is_empty() {
+            self.check_logger(&mut warnings)
+                .map_err(|(field, message)| invalid(&field, message))?;
         }
         let limits = &self.sensor.services;
         for (field, value) in [
@@ -170,11 +175,39 @@ impl Config {
             ));
         }
         self.services
-            .check()
+            .check(limits.ephemeral_ports)
             .map_err(|source| ConfigError::Service {
                 origin: origin.to_owned(),
                 source,
             })?;
+        warnings.extend(self.unknown.iter().map(|key| ConfigWarning {
+            field: key.clone(),
+            message: "unknown top-level key, ignored".to_owned(),
+        }));
+        warnings.extend(self.services.unknown().map(|name| ConfigWarning {
+            field: format!("services.{name}"),
+            message: "protocol not emulated by this version, its instances are ignored".to_owned(),
+        }));
+        warnings.extend(
+            self.services
+                .unknown_keys()
+                .into_iter()
+                .map(|field| ConfigWarning {
+                    field,
+                    message: "unknown key, ignored".to_owned(),
+                }),
+        );
+        // `run` raises the soft limit to the hard one first (net::fds::raise) and refuses what
+        // does not fit then; here the warning uses what this process could reach.
+        if let Ok(limit) = fds::current()
+            && let Err(err) =
+                fds::check_connections(limits.max_connections, fds::target(limit).min(limit.hard))
+        {
+            warnings.push(ConfigWarning {
+                field: "sensor.services.max_connections".to_owned(),
+                message: format!("{err}; `sensor run` with these limits refuses it"),
+            });
+        }
         if self.sensor.identity.cef_severity.is_some_and(|s| s > 10) {
             return Err(invalid(
                 "sensor.identity.cef_severity",
@@ -191,6 +224,41 @@ impl Config {
                 ),
             ));
         }
-        Ok(())
+        Ok(warnings)
+    }
+
+    /// The one output the community `logger` block defines, with its `kwargs` named.
+    fn check_logger(&self, warnings: &mut Vec<ConfigWarning>) -> Result<(), (String, String)> {
+        let output = self
+            .logger_output()
+            .map_err(|(field, message)| (field.to_owned(), message))?;
+        if let Some(mode) = self.logger.kwargs.get("mode").and_then(|m| m.as_str())
+            && matches!(output.transport, Transport::File(_))
+            && outputs::octal_mode(mode).is_none()
+        {
+            if !outputs::python_open_mode(mode) {
+                return Err((
+                    "logger.kwargs.mode".to_owned(),
+                    format!(
+                        "`{mode}` is neither an octal permission such as \"640\" nor a \
+                         Trapster file mode such as \"a\""
+                    ),
+                ));
+            }
+            warnings.push(ConfigWarning {
+                field: "logger.kwargs.mode".to_owned(),
+                message: format!(
+                    "Trapster file mode `{mode}` ignored: the file is appended to, created \
+                     with permissions 0600"
+                ),
+            });
+        }
+        outputs::check(&output.transport).map_err(|(key, message)| {
+            let key = match key {
+                "path" => "logfile",
+                other => other,
+            };
+            (format!("logger.kwargs.{key}"), message)
+        })
     }
 }

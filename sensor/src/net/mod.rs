@@ -2,6 +2,7 @@
 //! of "source". A leaf: it imports nothing else of this crate.
 
 pub mod cidr;
+pub mod fds;
 pub mod source_key;
 
 pub use cidr::{Cidr, CidrError};

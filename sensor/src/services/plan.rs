@@ -5,9 +5,11 @@
 //! The `services` block is Trapster's: per protocol a list of instances, each with its `port`
 //! (the protocol's default port when absent) and the protocol's keys. Which names are
 //! protocols, and what their keys mean, is the [`registry`](super::registry)'s business: this
-//! file only walks the block. Unknown keys inside an instance are accepted (Trapster files carry
-//! keys this sensor does not use, such as `key`/`certificate` paths); protocols this sensor does
-//! not emulate yet are kept and reported as a warning.
+//! file only walks the block. Unknown keys inside an instance are accepted and listed by
+//! [`ServicesSection::unknown_keys`] for a warning (Trapster files carry keys this sensor does
+//! not use, such as `key`/`certificate` paths); protocols this sensor does not emulate yet are
+//! kept and reported as a warning. Port 0 is refused unless `sensor.services.ephemeral_ports`
+//! asks for ephemeral ports (tests).
 
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
@@ -144,15 +146,30 @@ impl ServicesSection {
         Ok(out)
     }
 
-    /// Checks every instance and that no two instances of one transport share a port.
+    /// Checks every instance, that none asks for port 0 unless `ephemeral_ports` (the kernel
+    /// then picks a port, which no attacker would find), and that no two instances of one
+    /// transport share a port.
     ///
     /// # Errors
     /// [`SectionError`] naming the field.
-    pub fn check(&self) -> Result<(), SectionError> {
+    pub fn check(&self, ephemeral_ports: bool) -> Result<(), SectionError> {
         let instances = self.instances()?;
         for (i, a) in instances.iter().enumerate() {
             if a.port == 0 {
-                continue;
+                if ephemeral_ports {
+                    continue;
+                }
+                let name = self
+                    .0
+                    .keys()
+                    .find(|name| a.protocol.answers_to(name))
+                    .map_or(a.protocol.name, String::as_str);
+                return Err(SectionError {
+                    field: format!("services.{name}[{}].port", a.index),
+                    message: "port 0 is not a port to listen on (1 to 65535; leave `port` out \
+                              for the default)"
+                        .to_owned(),
+                });
             }
             let clash = instances
                 .get(..i)
@@ -176,6 +193,27 @@ impl ServicesSection {
             }
         }
         Ok(())
+    }
+
+    /// Keys inside instances of emulated protocols that the protocol does not read, as dotted
+    /// paths (`services.ftp[0].bannr`), in registry order; instances that do not check are
+    /// left out.
+    #[must_use]
+    pub fn unknown_keys(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for instance in self.instances().unwrap_or_default() {
+            let name = self
+                .0
+                .keys()
+                .find(|name| instance.protocol.answers_to(name))
+                .map_or(instance.protocol.name, String::as_str);
+            for path in (instance.protocol.ignored)(instance.settings) {
+                if path != "port" {
+                    out.push(format!("services.{name}[{}].{path}", instance.index));
+                }
+            }
+        }
+        out
     }
 
     /// (protocol, port) of every emulated instance, in registry order; instances that do not
@@ -239,6 +277,9 @@ pub struct ServiceLimits {
     /// UDP: replies per second to one source (`sensor.source_prefix`), all its peers together;
     /// further replies are refused (counted).
     pub udp_replies_per_source_per_sec: u32,
+    /// Accept `port: 0` in the `services` block and let the kernel pick a port (tests and
+    /// tools that read the bound port back); off by default, where port 0 is refused.
+    pub ephemeral_ports: bool,
     /// Directory for generated host keys and certificates, created if missing.
     pub state_dir: PathBuf,
     /// Extra directories searched for HTTP skins, before the built-in ones.
@@ -262,6 +303,7 @@ impl Default for ServiceLimits {
             udp_reply_factor: 1,
             udp_reply_allowance_bytes: 512,
             udp_replies_per_source_per_sec: 10,
+            ephemeral_ports: false,
             state_dir: PathBuf::from("/var/lib/trapster-sensor"),
             skin_dirs: Vec::new(),
         }
@@ -305,7 +347,7 @@ mod tests {
     }
 
     fn error(value: serde_json::Value) -> SectionError {
-        section(value).check().unwrap_err()
+        section(value).check(false).unwrap_err()
     }
 
     #[test]
@@ -315,7 +357,7 @@ mod tests {
             "ftp": [{"port": 2121}, {}],
             "vnc": [{"port": 5900}],
         }));
-        s.check().unwrap();
+        s.check(false).unwrap();
         assert_eq!(
             s.ports(),
             vec![("ftp", 2121), ("ftp", 21), ("postgres", 5432)]
@@ -351,14 +393,41 @@ mod tests {
     }
 
     #[test]
-    fn two_tcp_instances_on_one_port_are_refused_port_zero_is_not() {
+    fn two_tcp_instances_on_one_port_are_refused_port_zero_only_when_ephemeral() {
         let err = error(json!({"ftp": [{"port": 8080}], "http": [{"port": 8080}]}));
         assert_eq!(err.field, "services");
         assert_eq!(err.message, "http and ftp both use port 8080");
         let err = error(json!({"http": [{}], "https": [{"port": 80}]}));
         assert_eq!(err.message, "https and http both use port 80");
         section(json!({"ftp": [{"port": 0}], "http": [{"port": 0}]}))
-            .check()
+            .check(true)
             .unwrap();
+        assert_eq!(
+            error(json!({"ftp": [{"port": 21}], "postgresql": [{}, {"port": 0}]})),
+            SectionError {
+                field: "services.postgresql[1].port".to_owned(),
+                message: "port 0 is not a port to listen on (1 to 65535; leave `port` out for \
+                          the default)"
+                    .to_owned()
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_instance_keys_are_listed_not_refused() {
+        let s = section(json!({
+            "ftp": [{"port": 2121, "banner": "x"}, {"bannr": "typo", "username": null}],
+            "https": [{"key": "k.pem", "certificate": "c.pem", "common_name": "fw"}],
+            "vnc": [{"port": 5900, "whatever": 1}],
+        }));
+        s.check(false).unwrap();
+        assert_eq!(
+            s.unknown_keys(),
+            vec![
+                "services.ftp[1].bannr".to_owned(),
+                "services.https[0].key".to_owned(),
+                "services.https[0].certificate".to_owned(),
+            ]
+        );
     }
 }

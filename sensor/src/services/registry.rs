@@ -99,6 +99,9 @@ pub struct Protocol {
     pub default_port: u16,
     /// Checks an instance's settings (configuration load time).
     pub check: fn(&Value) -> Result<(), SettingsError>,
+    /// Keys of an instance's settings the protocol does not read (dotted paths inside the
+    /// instance), reported as warnings: Trapster files carry keys this sensor does not use.
+    pub ignored: fn(&Value) -> Vec<String>,
     /// Builds an instance's handler.
     pub build: Build,
 }
@@ -113,6 +116,7 @@ impl Protocol {
             service,
             default_port: port,
             check: check::<P::Config>,
+            ignored: ignored::<P::Config>,
             build: Build::Tcp(build_tcp::<P>),
         }
     }
@@ -126,6 +130,7 @@ impl Protocol {
             service,
             default_port: port,
             check: check::<P::Config>,
+            ignored: ignored::<P::Config>,
             build: Build::Udp(build_udp::<P>),
         }
     }
@@ -186,6 +191,17 @@ pub fn parse<T: DeserializeOwned>(value: &Value) -> Result<T, SettingsError> {
 
 fn check<T: DeserializeOwned>(value: &Value) -> Result<(), SettingsError> {
     parse::<T>(value).map(drop)
+}
+
+/// The paths of the keys in `value` that `T` does not read (none when `value` does not fit
+/// `T`: that is [`check`]'s error to report).
+fn ignored<T: DeserializeOwned>(value: &Value) -> Vec<String> {
+    let mut paths = Vec::new();
+    let read: Result<T, _> = serde_ignored::deserialize(value, |path| paths.push(path.to_string()));
+    if read.is_err() {
+        paths.clear();
+    }
+    paths
 }
 
 fn settings<T: DeserializeOwned>(value: &Value, ctx: &Context) -> Result<T, ServiceError> {

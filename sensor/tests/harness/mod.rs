@@ -50,6 +50,8 @@ impl Harness {
     ) -> Self {
         let mut limits = limits;
         limits["state_dir"] = json!(state);
+        // Port 0: the kernel picks each service's port, read back with `addr`.
+        limits["ephemeral_ports"] = json!(true);
         let config = json!({
             "id": "sensor-test",
             "interface": "lo",

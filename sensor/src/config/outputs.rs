@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use crate::output::{Transport, secret::Secret};
+use crate::output::{Transport, client::secret::Secret};
 
 /// A mistake in one transport: the key inside it and what is wrong.
 pub(super) type Mistake = (&'static str, String);

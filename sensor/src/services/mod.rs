@@ -180,12 +180,8 @@ pub async fn start(
     sink: EventSink,
     shutdown: &CancellationToken,
 ) -> Result<Services, ServiceError> {
-    for name in plan.services.unknown() {
-        tracing::warn!(
-            service = %name,
-            "This protocol is not emulated by this version; its instances are ignored."
-        );
-    }
+    // Protocols this version does not emulate are named among the configuration's warnings
+    // (`sensor check` prints them, `sensor run` logs them once).
     let limits = Arc::new(plan.limits.clone());
     let hostname = if plan.hostname.is_empty() {
         "srv01".to_owned()

@@ -21,7 +21,7 @@ pub mod spool;
 pub mod spooled;
 
 pub use client::{secret, tls as tls_client};
-pub use sink::{api, email, file, redis, syslog, terminal};
+pub use sink::{api, elasticsearch, email, file, redis, syslog, terminal};
 
 use serde::Deserialize;
 
@@ -72,6 +72,9 @@ pub enum Transport {
     Teams(sink::teams::ChatConfig),
     /// Custom HTTP webhook (envelope JSON, optional HMAC signature).
     Webhook(sink::webhook::WebhookConfig),
+    /// Elasticsearch or OpenSearch `_bulk` API (ECS documents).
+    #[serde(alias = "opensearch")]
+    Elasticsearch(elasticsearch::ElasticsearchConfig),
     /// Syslog over UDP, TCP or TLS (CEF or JSON payload).
     Syslog(syslog::SyslogConfig),
     /// Mail over SMTP: one per new incident, plus an optional digest.
@@ -102,6 +105,7 @@ impl Transport {
             Self::Slack(_) => "slack",
             Self::Teams(_) => "teams",
             Self::Webhook(_) => "webhook",
+            Self::Elasticsearch(_) => "elasticsearch",
             Self::Syslog(_) => "syslog",
             Self::Email(_) => "email",
         }
@@ -116,9 +120,13 @@ impl Transport {
             Self::Sekoia(c) => Some(c.api()),
             Self::Slack(c) | Self::Teams(c) => Some(c.api()),
             Self::Webhook(c) => Some(c.api()),
-            Self::Terminal | Self::File(_) | Self::Redis(_) | Self::Syslog(_) | Self::Email(_) => {
-                None
-            }
+            // Elasticsearch has its own client (bulk answers are read per item).
+            Self::Terminal
+            | Self::File(_)
+            | Self::Redis(_)
+            | Self::Syslog(_)
+            | Self::Email(_)
+            | Self::Elasticsearch(_) => None,
         }
     }
 }

@@ -21,7 +21,12 @@ use sensor::{
     event::{Action, Event, Service, SessionIdentity},
     format::FormatContext,
     incident::{Incident, IncidentAction, Severity},
-    output::{Fanout, OutputConfig, Transport, probe::send_test},
+    output::{
+        Fanout, OutputConfig, Transport,
+        elasticsearch::{ElasticsearchConfig, ElasticsearchOutput},
+        probe::send_test,
+        sink::{Record, Sink as _, WriteError},
+    },
 };
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -78,8 +83,9 @@ impl Receiver {
     }
 }
 
-/// A `_bulk` receiver: the first requests get the whole-request statuses of `script`; the
-/// others are answered item by item as `policy` says, in Elasticsearch's answer format.
+/// A `_bulk` receiver: the first requests get the whole-request statuses of `script` (0: item
+/// by item); the others, and those, are answered item by item as `policy` says, in
+/// Elasticsearch's answer format.
 async fn receiver(script: &[u16], policy: Box<Policy>) -> Receiver {
     let dir = std::env::temp_dir().join(format!("sensor-es-{}", uuid::Uuid::new_v4()));
     let pki = support::Pki::new(&dir);
@@ -111,7 +117,9 @@ async fn receiver(script: &[u16], policy: Box<Policy>) -> Receiver {
                     seen.lock().unwrap().push(req.clone());
                     let whole = {
                         let mut script = script.lock().unwrap();
-                        (!script.is_empty()).then(|| script.remove(0))
+                        (!script.is_empty())
+                            .then(|| script.remove(0))
+                            .filter(|s| *s != 0)
                     };
                     let (status, body) = match whole {
                         Some(status) => (status, json!({"error": "scripted"})),
@@ -524,4 +532,80 @@ fn configuration_errors_name_the_field() {
         let err = parse(transport.clone()).unwrap_err();
         assert!(err.contains(field), "{transport}: {err}");
     }
+}
+
+/// The users of the documents of each request.
+fn users_per_request(rx: &Receiver) -> Vec<Vec<String>> {
+    rx.requests()
+        .iter()
+        .map(|r| {
+            r.pairs()
+                .iter()
+                .map(|(_, d)| d["user"]["name"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .collect()
+}
+
+/// The sink alone, attempt by attempt, as the driver calls it: between attempts of one batch
+/// it keeps the unsettled records, and its `Ok` counts every refusal of every attempt.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sink_keeps_the_unsettled_records_between_attempts_of_a_batch() {
+    let policy = |doc: &Value, times: usize| match doc["user"]["name"].as_str() {
+        Some(u) if u.starts_with("busy") && times == 0 => 429,
+        Some(u) if u.starts_with("bad") => 400,
+        _ => 201,
+    };
+    // Requests 1-3 item by item, then a 401.
+    let rx = receiver(&[0, 0, 0, 401], Box::new(policy)).await;
+    let cfg: ElasticsearchConfig = serde_json::from_value(json!({
+        "url": rx.url(), "ca_file": rx.ca, "max_batch": 2
+    }))
+    .unwrap();
+    let mut sink = ElasticsearchOutput::new(cfg, "es");
+    let docs: Vec<Vec<u8>> = ["ok-a", "busy-b", "bad-c", "ok-d", "busy-e"]
+        .iter()
+        .map(|u| json!({"user": {"name": u}}).to_string().into_bytes())
+        .collect();
+    let records = |range: std::ops::Range<usize>| -> Vec<Record<'_>> {
+        docs[range]
+            .iter()
+            .map(|d| Record {
+                bytes: d,
+                time: 1_796_169_599.0,
+            })
+            .collect()
+    };
+    // Batch 1 (requests of at most 2): busy-b is answered 429; the attempt stops there and
+    // holds bad-c back, the receiver being busy.
+    let batch = records(0..3);
+    let first = sink.write(&batch).await;
+    assert!(
+        matches!(&first, Err(WriteError::Retry { reason, .. }) if reason.contains("1 documents answered 429")),
+        "{first:?}"
+    );
+    // The retry sends busy-b and bad-c, never ok-a again; bad-c's 400 is the one refusal.
+    assert_eq!(sink.write(&batch).await.unwrap(), 1);
+    assert_eq!(
+        users_per_request(&rx),
+        vec![vec!["ok-a", "busy-b"], vec!["busy-b", "bad-c"]]
+    );
+    // Batch 2: ok-d stored, busy-e 429; then the credentials are refused (401): ok-d stays
+    // delivered, busy-e is returned as refused.
+    let batch = records(3..5);
+    assert!(sink.write(&batch).await.is_err());
+    assert_eq!(sink.write(&batch).await.unwrap(), 1);
+    assert_eq!(users_per_request(&rx).len(), 4);
+    assert_eq!(users_per_request(&rx)[2], vec!["ok-d", "busy-e"]);
+    assert_eq!(users_per_request(&rx)[3], vec!["busy-e"]);
+    // Nothing delivered yet: a 401 is fatal.
+    let rx = receiver(&[401], Box::new(policy)).await;
+    let cfg: ElasticsearchConfig =
+        serde_json::from_value(json!({"url": rx.url(), "ca_file": rx.ca})).unwrap();
+    let mut sink = ElasticsearchOutput::new(cfg, "es");
+    let batch = records(0..1);
+    assert!(matches!(
+        sink.write(&batch).await,
+        Err(WriteError::Fatal(_))
+    ));
 }

@@ -16,20 +16,31 @@
 //! After an attempt that left records unsettled, the sink keeps [`Pending`]: a fingerprint of
 //! the batch (its record bytes), the positions still to send, and the refusals so far. The next
 //! `write` of the same batch sends only those positions; any other batch discards the state.
+//! Once a request of an attempt leaves records to retry, the attempt's later requests are held
+//! back for the next attempt too (the receiver is busy), so the backoff applies to them.
 //! When every record is settled, `Ok` carries all refusals of every attempt, so the driver
-//! counts `sent` and `dropped` exactly. A fatal error or a driver giving up at shutdown counts
-//! the whole batch as failed, including records an earlier attempt had delivered.
+//! counts `sent` and `dropped` exactly; so does a 401/403 after part of the batch was stored
+//! (the rest is returned as refused). Only a driver giving up at shutdown in the middle of
+//! retries counts the whole batch as failed, including records an earlier attempt delivered.
+//!
+//! Hand-written on the shared HTTP client ([`crate::output::client`], so the one root store and
+//! `ca_file` apply) rather than the `elasticsearch`/`opensearch` client crates, which bring a
+//! transport and TLS setup of their own: the wire format is NDJSON out and two serde structs
+//! in ([`bulk`]). The configuration is checked when read ([`config`]).
+
+mod bulk;
+mod config;
 
 use std::{
-    collections::BTreeMap,
     hash::{Hash as _, Hasher as _},
     io::Write as _,
-    path::PathBuf,
     time::Duration,
 };
 
-use serde::Deserialize;
-
+pub use self::{
+    bulk::{ItemOutcome, check_pattern, index_name, parse_bulk},
+    config::{Auth, ElasticsearchConfig, Target},
+};
 use super::{Body, Record, Sink, WriteError, api::retry_after};
 use crate::output::client::{
     http::{self, without_url},
@@ -39,253 +50,8 @@ use crate::output::client::{
 /// Most bytes of a bulk answer read (an answer carries about 200 bytes per item).
 const MAX_RESPONSE: usize = 16 * 1024 * 1024;
 
-/// Longest `error.reason` logged.
-const MAX_REASON: usize = 200;
-
 /// Refused items logged one by one per request; the rest are only counted.
 const LOGGED_REFUSALS: usize = 3;
-
-/// Where documents go.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    /// `index` actions into the index the strftime pattern names for the event's UTC time.
-    Index(String),
-    /// `create` actions into this data stream.
-    DataStream(String),
-}
-
-/// How requests authenticate.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Auth {
-    /// HTTP basic.
-    Basic {
-        /// User name.
-        username: String,
-        /// Password (secret).
-        password: Secret,
-    },
-    /// `Authorization: ApiKey <key>` (the base64 `encoded` form Elasticsearch returns).
-    ApiKey(Secret),
-}
-
-/// `transport: {"type": "elasticsearch", "url": "https://es:9200", ...}`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "RawConfig")]
-pub struct ElasticsearchConfig {
-    /// Base URL (`/_bulk` is appended); a secret.
-    pub url: Secret,
-    /// Index pattern or data stream.
-    pub target: Target,
-    /// Credentials, if any.
-    pub auth: Option<Auth>,
-    /// gzip request bodies.
-    pub gzip: bool,
-    /// Most records per request.
-    pub max_batch: usize,
-    /// Most body bytes per request, before gzip (a single larger record goes alone).
-    pub max_bytes: usize,
-    /// Per-request timeout, seconds.
-    pub timeout_secs: u64,
-    /// PEM CA bundle trusted in addition to the system roots.
-    pub ca_file: Option<PathBuf>,
-    /// Skip certificate verification (warned at every start).
-    pub insecure: bool,
-}
-
-const fn default_timeout() -> u64 {
-    10
-}
-
-const fn yes() -> bool {
-    true
-}
-
-const fn default_max_batch() -> usize {
-    500
-}
-
-const fn default_max_bytes() -> usize {
-    5 * 1024 * 1024
-}
-
-/// The configuration as written.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    url: Secret,
-    #[serde(default)]
-    index: Option<String>,
-    #[serde(default)]
-    data_stream: Option<String>,
-    #[serde(default)]
-    username: Option<String>,
-    #[serde(default)]
-    password: Option<Secret>,
-    #[serde(default)]
-    api_key: Option<Secret>,
-    #[serde(default = "yes")]
-    gzip: bool,
-    #[serde(default = "default_max_batch")]
-    max_batch: usize,
-    #[serde(default = "default_max_bytes")]
-    max_bytes: usize,
-    #[serde(default = "default_timeout")]
-    timeout_secs: u64,
-    #[serde(default)]
-    ca_file: Option<PathBuf>,
-    #[serde(default)]
-    insecure: bool,
-}
-
-impl TryFrom<RawConfig> for ElasticsearchConfig {
-    type Error = String;
-
-    fn try_from(raw: RawConfig) -> Result<Self, String> {
-        let target = match (raw.index, raw.data_stream) {
-            (Some(_), Some(_)) => return Err("`index` and `data_stream` exclude each other".into()),
-            (None, Some(stream)) if stream.is_empty() => {
-                return Err("`data_stream` must not be empty".into());
-            }
-            (None, Some(stream)) => Target::DataStream(stream),
-            (index, None) => {
-                let pattern = index.unwrap_or_else(|| "trapster-%Y.%m.%d".to_owned());
-                check_pattern(&pattern).map_err(|e| format!("`index`: {e}"))?;
-                Target::Index(pattern)
-            }
-        };
-        let auth = match (raw.username, raw.password, raw.api_key) {
-            (None, None, None) => None,
-            (Some(username), Some(password), None) => Some(Auth::Basic { username, password }),
-            (None, None, Some(key)) => Some(Auth::ApiKey(key)),
-            (_, _, Some(_)) => {
-                return Err("`api_key` excludes `username` and `password`".into());
-            }
-            (Some(_), None, None) => return Err("`username` needs a `password`".into()),
-            (None, Some(_), None) => return Err("`password` needs a `username`".into()),
-        };
-        if raw.max_batch == 0 || raw.max_bytes == 0 {
-            return Err("`max_batch` and `max_bytes` must be at least 1".into());
-        }
-        Ok(Self {
-            url: raw.url,
-            target,
-            auth,
-            gzip: raw.gzip,
-            max_batch: raw.max_batch,
-            max_bytes: raw.max_bytes,
-            timeout_secs: raw.timeout_secs,
-            ca_file: raw.ca_file,
-            insecure: raw.insecure,
-        })
-    }
-}
-
-/// Whether `pattern` is a strftime pattern chrono can format.
-///
-/// # Errors
-/// Names the pattern.
-pub fn check_pattern(pattern: &str) -> Result<(), String> {
-    use chrono::format::{Item, StrftimeItems};
-    if pattern.is_empty() {
-        return Err("empty index pattern".to_owned());
-    }
-    if StrftimeItems::new(pattern).any(|item| matches!(item, Item::Error)) {
-        return Err(format!("`{pattern}` is not a valid strftime pattern"));
-    }
-    Ok(())
-}
-
-/// The index `pattern` names for Unix time `time` (seconds, UTC), lowercased as Elasticsearch
-/// requires. A pattern chrono cannot format (rejected at configuration) is returned as is.
-#[must_use]
-pub fn index_name(pattern: &str, time: f64) -> String {
-    use std::fmt::Write as _;
-    let micros = (time * 1e6).round() as i64;
-    let at = chrono::DateTime::from_timestamp_micros(micros).unwrap_or_default();
-    let mut out = String::new();
-    if write!(out, "{}", at.format(pattern)).is_err() {
-        return pattern.to_owned();
-    }
-    out.to_lowercase()
-}
-
-/// What the receiver said of one item.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ItemOutcome {
-    /// Stored (200, 201).
-    Accepted,
-    /// Worth another try (429, 5xx).
-    Retry,
-    /// Not storable (mapping error, 400...): dropped.
-    Refused {
-        /// The item's status.
-        status: u16,
-        /// `error.type`.
-        kind: String,
-        /// `error.reason`, shortened, without control characters.
-        reason: String,
-    },
-}
-
-#[derive(Deserialize)]
-struct BulkResponse {
-    #[serde(default)]
-    errors: bool,
-    #[serde(default)]
-    items: Vec<BTreeMap<String, BulkItem>>,
-}
-
-#[derive(Deserialize)]
-struct BulkItem {
-    status: u16,
-    #[serde(default)]
-    error: Option<serde_json::Value>,
-}
-
-/// The outcome of each of the `expected` actions of a request, from its bulk answer.
-///
-/// # Errors
-/// The answer is not a bulk answer, or (with `errors: true`) has not one item per action.
-pub fn parse_bulk(body: &[u8], expected: usize) -> Result<Vec<ItemOutcome>, String> {
-    let response: BulkResponse =
-        serde_json::from_slice(body).map_err(|e| format!("unreadable bulk answer: {e}"))?;
-    if !response.errors {
-        return Ok(vec![ItemOutcome::Accepted; expected]);
-    }
-    if response.items.len() != expected {
-        return Err(format!(
-            "bulk answer has {} items for {expected} actions",
-            response.items.len()
-        ));
-    }
-    Ok(response
-        .items
-        .iter()
-        .map(|item| match item.values().next() {
-            None => ItemOutcome::Retry,
-            Some(BulkItem { status, .. }) if (200..300).contains(status) => ItemOutcome::Accepted,
-            Some(BulkItem { status, .. }) if *status == 429 || *status >= 500 => ItemOutcome::Retry,
-            Some(BulkItem { status, error }) => {
-                let field = |name: &str| {
-                    error
-                        .as_ref()
-                        .and_then(|e| e.get(name))
-                        .and_then(serde_json::Value::as_str)
-                        .unwrap_or_default()
-                        .chars()
-                        .filter(|c| !c.is_control())
-                        .take(MAX_REASON)
-                        .collect::<String>()
-                };
-                ItemOutcome::Refused {
-                    status: *status,
-                    kind: field("type"),
-                    reason: field("reason"),
-                }
-            }
-        })
-        .collect())
-}
 
 /// Records of a batch still to send after an attempt, and the refusals so far.
 #[derive(Debug)]
@@ -566,6 +332,11 @@ impl Sink for ElasticsearchOutput {
             _ => ((0..batch.len()).collect(), 0),
         };
         let client = self.client.clone().map_err(WriteError::Fatal)?;
+        // Delivered by earlier attempts of this batch, then by this one.
+        let total = batch.len() as u64;
+        let mut delivered = total
+            .saturating_sub(open.len() as u64)
+            .saturating_sub(refused);
         let mut still: Vec<usize> = Vec::new();
         let mut failure: Option<(Option<Duration>, String)> = None;
         for (body, positions) in self.requests(batch, &open) {
@@ -579,7 +350,7 @@ impl Sink for ElasticsearchOutput {
                     let mut busy = 0usize;
                     for (item, position) in items.iter().zip(positions) {
                         match item {
-                            ItemOutcome::Accepted => {}
+                            ItemOutcome::Accepted => delivered = delivered.saturating_add(1),
                             ItemOutcome::Retry => {
                                 busy = busy.saturating_add(1);
                                 still.push(position);
@@ -597,7 +368,12 @@ impl Sink for ElasticsearchOutput {
                 }
                 Sent::Fatal(why) => {
                     tracing::error!(output = %self.name, url = %self.shown, error = %why, "Elasticsearch refused the credentials; events dropped.");
-                    return Err(WriteError::Fatal(why));
+                    if delivered == 0 {
+                        return Err(WriteError::Fatal(why));
+                    }
+                    // Part of the batch is stored: what is not counts as refused, so `sent`
+                    // stays exact.
+                    return Ok(total.saturating_sub(delivered));
                 }
                 Sent::Refused(status) => {
                     tracing::error!(output = %self.name, url = %self.shown, status, events = positions.len(), "Elasticsearch refused the request (no retry for this status); dropped.");
@@ -621,58 +397,63 @@ impl Sink for ElasticsearchOutput {
 
 #[cfg(test)]
 mod tests {
-    use super::{ItemOutcome, check_pattern, index_name, parse_bulk};
+    use super::{ElasticsearchConfig, ElasticsearchOutput, Record, fingerprint};
 
-    #[test]
-    fn index_names_follow_the_pattern_in_utc_and_lowercase() {
-        // 2026-12-01T23:59:59.5Z
-        let t = 1_796_169_599.5;
-        assert_eq!(index_name("trapster-%Y.%m.%d", t), "trapster-2026.12.01");
-        assert_eq!(index_name("Honey-%b-%Y", t), "honey-dec-2026");
-        assert_eq!(index_name("fixed", t), "fixed");
-        assert_eq!(index_name("t-%Y.%m.%d", t + 0.5), "t-2026.12.02");
-        assert!(check_pattern("trapster-%Y.%m.%d").is_ok());
-        assert!(check_pattern("bad-%Q").is_err());
-        assert!(check_pattern("").is_err());
+    fn sink(config: serde_json::Value) -> ElasticsearchOutput {
+        let config: ElasticsearchConfig = serde_json::from_value(config).unwrap();
+        ElasticsearchOutput::new(config, "t")
     }
 
     #[test]
-    fn bulk_answers_are_read_item_by_item() {
-        let all_ok = br#"{"took":3,"errors":false,"items":[]}"#;
-        assert_eq!(
-            parse_bulk(all_ok, 2).unwrap(),
-            vec![ItemOutcome::Accepted, ItemOutcome::Accepted]
+    fn requests_hold_at_most_max_batch_records_and_max_bytes() {
+        let docs = [&b"{\"a\":1}"[..], b"{\"b\":2}", b"{\"c\":3}", b"{\"d\":4}"];
+        let batch: Vec<Record<'_>> = docs
+            .iter()
+            .map(|d| Record {
+                bytes: d,
+                time: 1_796_169_599.0,
+            })
+            .collect();
+        let action = "{\"index\":{\"_index\":\"trapster-2026.12.01\"}}\n";
+        let pair = action.len() + 8;
+        // By count.
+        let by_count = sink(serde_json::json!({"url": "http://127.0.0.1:9", "max_batch": 3}));
+        let requests = by_count.requests(&batch, &[0, 1, 2, 3]);
+        let positions: Vec<&[usize]> = requests.iter().map(|(_, p)| p.as_slice()).collect();
+        assert_eq!(positions, vec![&[0, 1, 2][..], &[3]]);
+        assert_eq!(requests[1].0, format!("{action}{{\"d\":4}}\n").into_bytes());
+        // By bytes: two pairs fit, three do not; a pair larger than the cap goes alone.
+        let by_bytes = sink(serde_json::json!({
+            "url": "http://127.0.0.1:9", "max_bytes": pair * 2 + 1, "data_stream": "logs-x"
+        }));
+        let requests = by_bytes.requests(&batch, &[1, 2, 3]);
+        let positions: Vec<&[usize]> = requests.iter().map(|(_, p)| p.as_slice()).collect();
+        assert_eq!(positions, vec![&[1, 2][..], &[3]]);
+        assert!(
+            requests[0]
+                .0
+                .starts_with(b"{\"create\":{\"_index\":\"logs-x\"}}\n{\"b\":2}\n")
         );
-        let mixed = br#"{"took":3,"errors":true,"items":[
-            {"index":{"_index":"a","status":201}},
-            {"create":{"_index":"a","status":429,"error":{"type":"es_rejected_execution_exception","reason":"busy"}}},
-            {"index":{"_index":"a","status":400,"error":{"type":"mapper_parsing_exception","reason":"failed to parse\n[x]"}}},
-            {"index":{"_index":"a","status":503}},
-            {"index":{"_index":"a","status":200}}]}"#;
-        assert_eq!(
-            parse_bulk(mixed, 5).unwrap(),
-            vec![
-                ItemOutcome::Accepted,
-                ItemOutcome::Retry,
-                ItemOutcome::Refused {
-                    status: 400,
-                    kind: "mapper_parsing_exception".to_owned(),
-                    reason: "failed to parse[x]".to_owned(),
-                },
-                ItemOutcome::Retry,
-                ItemOutcome::Accepted,
-            ]
-        );
-        assert!(parse_bulk(mixed, 4).unwrap_err().contains("5 items for 4"));
-        assert!(parse_bulk(b"<html>", 1).is_err());
-        let long = format!(
-            r#"{{"errors":true,"items":[{{"index":{{"status":409,"error":{{"type":"t","reason":"{}"}}}}}}]}}"#,
-            "r".repeat(1000)
-        );
-        let ItemOutcome::Refused { reason, .. } = &parse_bulk(long.as_bytes(), 1).unwrap()[0]
-        else {
-            panic!("refused expected");
-        };
-        assert_eq!(reason.len(), 200);
+        let tiny = sink(serde_json::json!({"url": "http://127.0.0.1:9", "max_bytes": 1}));
+        assert_eq!(tiny.requests(&batch, &[0, 1]).len(), 2);
+    }
+
+    #[test]
+    fn batches_are_told_apart_by_their_records() {
+        let a = [Record {
+            bytes: b"{\"id\":1}",
+            time: 1.0,
+        }];
+        let same_bytes_other_time = [Record {
+            bytes: b"{\"id\":1}",
+            time: 2.0,
+        }];
+        let b = [Record {
+            bytes: b"{\"id\":2}",
+            time: 1.0,
+        }];
+        assert_eq!(fingerprint(&a), fingerprint(&same_bytes_other_time));
+        assert_ne!(fingerprint(&a), fingerprint(&b));
+        assert_ne!(fingerprint(&a), fingerprint(&[a[0], a[0]]));
     }
 }

@@ -84,7 +84,7 @@ impl Receiver {
 }
 
 /// A `_bulk` receiver: the first requests get the whole-request statuses of `script` (0: item
-/// by item); the others, and those, are answered item by item as `policy` says, in
+/// by item; 1: no answer, the connection closed after 3 s); the others, and those, are answered item by item as `policy` says, in
 /// Elasticsearch's answer format.
 async fn receiver(script: &[u16], policy: Box<Policy>) -> Receiver {
     let dir = std::env::temp_dir().join(format!("sensor-es-{}", uuid::Uuid::new_v4()));
@@ -121,6 +121,10 @@ async fn receiver(script: &[u16], policy: Box<Policy>) -> Receiver {
                             .then(|| script.remove(0))
                             .filter(|s| *s != 0)
                     };
+                    if whole == Some(1) {
+                        tokio::time::sleep(Duration::from_secs(3)).await;
+                        return;
+                    }
                     let (status, body) = match whole {
                         Some(status) => (status, json!({"error": "scripted"})),
                         None => {
@@ -440,6 +444,24 @@ fn item_429_is_resent_alone_and_item_400_is_dropped_and_counted() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_request_timing_out_is_retried() {
+    let rx = receiver(&[1], Box::new(|_, _| 201)).await;
+    let out = output(json!({
+        "type": "elasticsearch", "url": rx.url(), "timeout_secs": 1, "ca_file": rx.ca
+    }));
+    let fanout = Fanout::start(&[out], &ctx());
+    fanout.send(login_event("root", Utc::now()));
+    let stats = fanout.finish(Duration::from_secs(20)).await;
+    assert_eq!(
+        (stats[0].sent, stats[0].dropped, stats[0].retried),
+        (1, 0, 1)
+    );
+    let requests = rx.requests();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[0].body, requests[1].body);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn whole_request_503_is_retried_and_401_is_fatal() {
     let rx = receiver(&[503], Box::new(|_, _| 201)).await;
     let out = output(json!({"type": "elasticsearch", "url": rx.url(), "ca_file": rx.ca}));
@@ -608,4 +630,51 @@ async fn the_sink_keeps_the_unsettled_records_between_attempts_of_a_batch() {
         sink.write(&batch).await,
         Err(WriteError::Fatal(_))
     ));
+}
+
+/// With a disk spool the spooled driver retries from the spool: the same records come back,
+/// and again only the 429 ones are resent.
+#[tokio::test(flavor = "multi_thread")]
+async fn spooled_output_also_resends_only_the_429_items() {
+    let policy = |doc: &Value, times: usize| match doc["user"]["name"].as_str() {
+        Some("busy-1") if times == 0 => 429,
+        Some("bad-2") => 400,
+        _ => 201,
+    };
+    let rx = receiver(&[], Box::new(policy)).await;
+    let dir = std::env::temp_dir().join(format!("sensor-es-spool-{}", uuid::Uuid::new_v4()));
+    let out: OutputConfig = serde_json::from_value(json!({
+        "name": "es", "receive": "both",
+        "spool": {"dir": dir},
+        "transport": {"type": "elasticsearch", "url": rx.url(), "ca_file": rx.ca}
+    }))
+    .unwrap();
+    let fanout = Fanout::start(&[out], &ctx());
+    for user in ["ok-0", "busy-1", "bad-2", "ok-3"] {
+        fanout.send(login_event(user, Utc::now()));
+    }
+    let stats = fanout.finish(Duration::from_secs(20)).await;
+    std::fs::remove_dir_all(&dir).ok();
+    // Three stored, one refused, plus the one `sensor.degraded` report of the refusal.
+    assert_eq!((stats[0].sent, stats[0].dropped), (4, 1), "{stats:?}");
+    let mut count: HashMap<String, usize> = HashMap::new();
+    for (_, doc) in all_pairs(&rx) {
+        let key = doc["user"]["name"]
+            .as_str()
+            .or_else(|| doc["event"]["action"].as_str())
+            .unwrap()
+            .to_owned();
+        *count.entry(key).or_default() += 1;
+    }
+    let expected: HashMap<String, usize> = [
+        ("ok-0", 1),
+        ("busy-1", 2),
+        ("bad-2", 1),
+        ("ok-3", 1),
+        ("sensor.degraded", 1),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    assert_eq!(count, expected);
 }

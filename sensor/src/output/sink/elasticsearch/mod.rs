@@ -13,7 +13,7 @@
 //!
 //! Partial acceptance without a new driver interface: the driver retries a failed attempt by
 //! calling [`Sink::write`] again with the same batch (both the direct and the spooled driver).
-//! After an attempt that left records unsettled, the sink keeps [`Pending`]: a fingerprint of
+//! After an attempt that left records unsettled, the sink keeps a `Pending`: a fingerprint of
 //! the batch (its record bytes), the positions still to send, and the refusals so far. The next
 //! `write` of the same batch sends only those positions; any other batch discards the state.
 //! Once a request of an attempt leaves records to retry, the attempt's later requests are held
@@ -26,7 +26,7 @@
 //! Hand-written on the shared HTTP client ([`crate::output::client`], so the one root store and
 //! `ca_file` apply) rather than the `elasticsearch`/`opensearch` client crates, which bring a
 //! transport and TLS setup of their own: the wire format is NDJSON out and two serde structs
-//! in ([`bulk`]). The configuration is checked when read ([`config`]).
+//! in (`bulk.rs`). The configuration is checked when read (`config.rs`).
 
 mod bulk;
 mod config;

@@ -31,6 +31,7 @@ pub(super) fn check(transport: &Transport) -> Result<(), Mistake> {
         Transport::Sekoia(c) => c.url.as_ref().map_or(Ok(()), |url| check_url("url", url)),
         Transport::Slack(c) | Transport::Teams(c) => check_url("webhook_url", &c.webhook_url),
         Transport::Webhook(c) => check_url("url", &c.url),
+        Transport::Elasticsearch(c) => check_url("url", &c.url),
         Transport::Syslog(c) => {
             check_port(c.port)?;
             if c.facility > 23 {

@@ -69,6 +69,9 @@ pub enum Transport {
     Teams(sink::teams::ChatConfig),
     /// Custom HTTP webhook (envelope JSON, optional HMAC signature).
     Webhook(sink::webhook::WebhookConfig),
+    /// Elasticsearch or OpenSearch `_bulk` API (ECS documents).
+    #[serde(alias = "opensearch")]
+    Elasticsearch(sink::elasticsearch::ElasticsearchConfig),
     /// Syslog over UDP, TCP or TLS (CEF or JSON payload).
     Syslog(sink::syslog::SyslogConfig),
     /// Mail over SMTP: one per new incident, plus an optional digest.
@@ -99,6 +102,7 @@ impl Transport {
             Self::Slack(_) => "slack",
             Self::Teams(_) => "teams",
             Self::Webhook(_) => "webhook",
+            Self::Elasticsearch(_) => "elasticsearch",
             Self::Syslog(_) => "syslog",
             Self::Email(_) => "email",
         }
@@ -113,9 +117,13 @@ impl Transport {
             Self::Sekoia(c) => Some(c.api()),
             Self::Slack(c) | Self::Teams(c) => Some(c.api()),
             Self::Webhook(c) => Some(c.api()),
-            Self::Terminal | Self::File(_) | Self::Redis(_) | Self::Syslog(_) | Self::Email(_) => {
-                None
-            }
+            // Elasticsearch has its own client (bulk answers are read per item).
+            Self::Terminal
+            | Self::File(_)
+            | Self::Redis(_)
+            | Self::Syslog(_)
+            | Self::Email(_)
+            | Self::Elasticsearch(_) => None,
         }
     }
 }

@@ -62,6 +62,12 @@ pub async fn send_test(
             let answer = out.send(&mail).await?;
             Ok(format!("accepted by {}: {answer}", email.host))
         }
+        Transport::Elasticsearch(es) => {
+            let time = chrono::Utc::now().timestamp_micros() as f64 / 1e6;
+            super::sink::elasticsearch::ElasticsearchOutput::new(es.clone(), name)
+                .probe(&record, time)
+                .await
+        }
         other => {
             let api = other.http().ok_or("no transport")?;
             ApiOutput::new(api, name).probe(&record).await

@@ -7,6 +7,7 @@
 //! A new output is one file here plus one line in [`build`].
 
 pub mod api;
+pub mod elasticsearch;
 pub mod email;
 pub mod file;
 pub mod redis;
@@ -21,8 +22,8 @@ pub mod webhook;
 use std::time::Duration;
 
 use self::{
-    api::ApiOutput, email::EmailOutput, file::FileOutput, redis::RedisOutput, syslog::SyslogOutput,
-    terminal::Terminal,
+    api::ApiOutput, elasticsearch::ElasticsearchOutput, email::EmailOutput, file::FileOutput,
+    redis::RedisOutput, syslog::SyslogOutput, terminal::Terminal,
 };
 use bytes::BytesMut;
 
@@ -69,6 +70,8 @@ impl Body {
             Transport::Sekoia(_) | Transport::Webhook(_) | Transport::Email(_) => {
                 Self::Format(format::Format::Trapster)
             }
+            // Elasticsearch stores ECS documents (incidents: the JSON envelope).
+            Transport::Elasticsearch(_) => Self::Format(format::Format::Ecs),
             _ => Self::Format(cfg.format),
         }
     }
@@ -193,5 +196,8 @@ pub fn build(cfg: &OutputConfig, name: &str, ctx: &FormatContext) -> Box<dyn Sin
         Transport::Slack(c) => Box::new(ApiOutput::new(c.api(), name).with_body(body)),
         Transport::Teams(c) => Box::new(ApiOutput::new(c.api(), name).with_body(body)),
         Transport::Webhook(c) => Box::new(ApiOutput::new(c.api(), name).with_body(body)),
+        Transport::Elasticsearch(c) => {
+            Box::new(ElasticsearchOutput::new(c.clone(), name).with_body(body))
+        }
     }
 }

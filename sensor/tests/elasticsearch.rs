@@ -18,9 +18,7 @@ use std::{
 use base64::Engine as _;
 use chrono::{TimeZone as _, Utc};
 use sensor::{
-    event::{Action, Event, Service, SessionIdentity},
     format::FormatContext,
-    incident::{Incident, IncidentAction, Severity},
     output::{
         Fanout, OutputConfig, Transport,
         probe::send_test,
@@ -29,6 +27,7 @@ use sensor::{
     },
 };
 use serde_json::{Value, json};
+use support::{incident, login_event_at};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// One request as the receiver saw it.
@@ -223,46 +222,6 @@ fn output(transport: Value) -> OutputConfig {
         .unwrap()
 }
 
-fn login_event(user: &str, at: chrono::DateTime<Utc>) -> Event {
-    Event {
-        id: uuid::Uuid::new_v4(),
-        timestamp: at,
-        session: SessionIdentity {
-            src_ip: "198.51.100.7".parse().unwrap(),
-            src_port: 50_000,
-            dst_ip: "192.0.2.10".parse().unwrap(),
-            dst_port: 22,
-        },
-        service: Service::Ssh,
-        action: Action::Login,
-        data: bytes::Bytes::new(),
-        extra: json!({"username": user, "password": "x"})
-            .as_object()
-            .unwrap()
-            .clone(),
-    }
-}
-
-fn incident() -> Incident {
-    Incident {
-        id: uuid::Uuid::new_v4(),
-        action: IncidentAction::Created,
-        channel: "ssh".to_owned(),
-        category: "login".to_owned(),
-        description: "Login attempt on SSH".to_owned(),
-        src_ip: "198.51.100.7".parse().unwrap(),
-        src_port: Some(50_000),
-        dst_ip: Some("192.0.2.10".parse().unwrap()),
-        dst_port: Some(22),
-        start_time: Utc::now(),
-        end_time: Utc::now(),
-        events_count: 3,
-        acknowledged: false,
-        severity: Severity::High,
-        login_services: vec!["ssh".to_owned()],
-    }
-}
-
 fn ctx() -> FormatContext {
     FormatContext::for_device("sensor-es")
 }
@@ -282,8 +241,8 @@ async fn bulk_ndjson_has_daily_indices_ecs_documents_gzip_and_basic_auth() {
     let fanout = Fanout::start(&[out], &ctx());
     let day1 = Utc.with_ymd_and_hms(2026, 12, 1, 23, 59, 59).unwrap();
     let day2 = Utc.with_ymd_and_hms(2026, 12, 2, 0, 0, 1).unwrap();
-    fanout.send(login_event("root", day1));
-    fanout.send(login_event("admin", day2));
+    fanout.send(login_event_at("root", day1));
+    fanout.send(login_event_at("admin", day2));
     fanout.send(incident());
     let stats = fanout.finish(Duration::from_secs(20)).await;
     assert_eq!(
@@ -358,7 +317,7 @@ fn item_429_is_resent_alone_and_item_400_is_dropped_and_counted() {
             "busy-3",
             "ok-4",
         ] {
-            fanout.send(login_event(user, Utc::now()));
+            fanout.send(login_event_at(user, Utc::now()));
         }
         let stats = fanout.finish(Duration::from_secs(20)).await;
         (rx, stats)
@@ -450,7 +409,7 @@ async fn a_request_timing_out_is_retried() {
         "type": "elasticsearch", "url": rx.url(), "timeout_secs": 1, "ca_file": rx.ca
     }));
     let fanout = Fanout::start(&[out], &ctx());
-    fanout.send(login_event("root", Utc::now()));
+    fanout.send(login_event_at("root", Utc::now()));
     let stats = fanout.finish(Duration::from_secs(20)).await;
     assert_eq!(
         (stats[0].sent, stats[0].dropped, stats[0].retried),
@@ -466,7 +425,7 @@ async fn whole_request_503_is_retried_and_401_is_fatal() {
     let rx = receiver(&[503], Box::new(|_, _| 201)).await;
     let out = output(json!({"type": "elasticsearch", "url": rx.url(), "ca_file": rx.ca}));
     let fanout = Fanout::start(&[out], &ctx());
-    fanout.send(login_event("root", Utc::now()));
+    fanout.send(login_event_at("root", Utc::now()));
     let stats = fanout.finish(Duration::from_secs(20)).await;
     assert_eq!(
         (stats[0].sent, stats[0].dropped, stats[0].retried),
@@ -481,7 +440,7 @@ async fn whole_request_503_is_retried_and_401_is_fatal() {
         "type": "elasticsearch", "url": rx.url(), "api_key": "WRONG", "ca_file": rx.ca
     }));
     let fanout = Fanout::start(&[out], &ctx());
-    fanout.send(login_event("root", Utc::now()));
+    fanout.send(login_event_at("root", Utc::now()));
     let stats = fanout.finish(Duration::from_secs(10)).await;
     assert_eq!(
         (stats[0].sent, stats[0].dropped, stats[0].retried),
@@ -651,7 +610,7 @@ async fn spooled_output_also_resends_only_the_429_items() {
     .unwrap();
     let fanout = Fanout::start(&[out], &ctx());
     for user in ["ok-0", "busy-1", "bad-2", "ok-3"] {
-        fanout.send(login_event(user, Utc::now()));
+        fanout.send(login_event_at(user, Utc::now()));
     }
     let stats = fanout.finish(Duration::from_secs(20)).await;
     std::fs::remove_dir_all(&dir).ok();

@@ -13,14 +13,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use chrono::Utc;
 use sensor::{
-    event::{Action, Event, Service, SessionIdentity},
     format::FormatContext,
-    incident::{Incident, IncidentAction, Severity},
     output::{Fanout, OutputConfig, sink::api::hmac_sha256},
 };
 use serde_json::{Value, json};
+use support::{incident, login_event};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 #[derive(Debug, Clone)]
@@ -148,46 +146,6 @@ async fn read_request<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> Option<Requ
 fn output(transport: Value) -> OutputConfig {
     serde_json::from_value(json!({"name": "under-test", "transport": transport, "receive": "both"}))
         .unwrap()
-}
-
-fn login_event(user: &str) -> Event {
-    Event {
-        id: uuid::Uuid::new_v4(),
-        timestamp: Utc::now(),
-        session: SessionIdentity {
-            src_ip: "198.51.100.7".parse().unwrap(),
-            src_port: 50_000,
-            dst_ip: "192.0.2.10".parse().unwrap(),
-            dst_port: 22,
-        },
-        service: Service::Ssh,
-        action: Action::Login,
-        data: bytes::Bytes::new(),
-        extra: json!({"username": user, "password": "x"})
-            .as_object()
-            .unwrap()
-            .clone(),
-    }
-}
-
-fn incident() -> Incident {
-    Incident {
-        id: uuid::Uuid::new_v4(),
-        action: IncidentAction::Created,
-        channel: "ssh".to_owned(),
-        category: "login".to_owned(),
-        description: "Login attempt on SSH".to_owned(),
-        src_ip: "198.51.100.7".parse().unwrap(),
-        src_port: Some(50_000),
-        dst_ip: Some("192.0.2.10".parse().unwrap()),
-        dst_port: Some(22),
-        start_time: Utc::now(),
-        end_time: Utc::now(),
-        events_count: 3,
-        acknowledged: false,
-        severity: Severity::High,
-        login_services: vec!["ssh".to_owned()],
-    }
 }
 
 async fn wait_for(rx: &Receiver, n: usize, limit: Duration) -> Vec<Request> {

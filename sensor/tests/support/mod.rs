@@ -6,6 +6,8 @@ use std::{
     sync::{Arc, Mutex},
 };
 
+use sensor::event::{Action, Event, Incident, IncidentAction, Service, SessionIdentity, Severity};
+
 /// Files of a test PKI: a CA and a server certificate for 127.0.0.1 and localhost.
 pub struct Pki {
     /// The CA certificate (PEM), for the client's `ca_file`.
@@ -126,4 +128,51 @@ impl LogCapture {
         )
         .into_owned()
     }
+}
+
+/// A login event from 198.51.100.7 to SSH at `at`.
+pub fn login_event_at(user: &str, at: chrono::DateTime<chrono::Utc>) -> Event {
+    Event {
+        id: uuid::Uuid::new_v4(),
+        timestamp: at,
+        session: SessionIdentity {
+            src_ip: "198.51.100.7".parse().unwrap(),
+            src_port: 50_000,
+            dst_ip: "192.0.2.10".parse().unwrap(),
+            dst_port: 22,
+        },
+        service: Service::Ssh,
+        action: Action::Login,
+        data: bytes::Bytes::new(),
+        extra: serde_json::json!({"username": user, "password": "x"})
+            .as_object()
+            .unwrap()
+            .clone(),
+    }
+}
+
+/// An `incident_created` (high, SSH login) from 198.51.100.7.
+pub fn incident() -> Incident {
+    Incident {
+        id: uuid::Uuid::new_v4(),
+        action: IncidentAction::Created,
+        channel: "ssh".to_owned(),
+        category: "login".to_owned(),
+        description: "Login attempt on SSH".to_owned(),
+        src_ip: "198.51.100.7".parse().unwrap(),
+        src_port: Some(50_000),
+        dst_ip: Some("192.0.2.10".parse().unwrap()),
+        dst_port: Some(22),
+        start_time: chrono::Utc::now(),
+        end_time: chrono::Utc::now(),
+        events_count: 3,
+        acknowledged: false,
+        severity: Severity::High,
+        login_services: vec!["ssh".to_owned()],
+    }
+}
+
+/// A login event from 198.51.100.7 to SSH, now.
+pub fn login_event(user: &str) -> Event {
+    login_event_at(user, chrono::Utc::now())
 }

@@ -23,6 +23,40 @@ pub fn client(
         .map_err(|e| format!("building the HTTP client: {}", without_url(&e)))
 }
 
+/// What logs may show of an output's URL: scheme, host and port, never the path or query
+/// (which may carry a key).
+#[must_use]
+pub fn shown_url(url: &str) -> String {
+    reqwest::Url::parse(url).map_or_else(
+        |_| "<unparsable url>".to_owned(),
+        |u| {
+            format!(
+                "{}://{}:{}",
+                u.scheme(),
+                u.host_str().unwrap_or("?"),
+                u.port_or_known_default().unwrap_or(0)
+            )
+        },
+    )
+}
+
+/// [`client`] for output `name`, warning at every start when certificate checks are off.
+///
+/// # Errors
+/// As [`client`].
+pub fn output_client(
+    name: &str,
+    shown: &str,
+    ca_file: Option<&Path>,
+    insecure: bool,
+    timeout: Duration,
+) -> Result<reqwest::Client, String> {
+    if insecure {
+        tracing::warn!(output = name, url = %shown, "TLS certificate verification is OFF for this output (insecure: true).");
+    }
+    client(ca_file, insecure, timeout)
+}
+
 /// An HTTP error's text without the URL (which may carry a key): its kind and its cause.
 pub fn without_url(err: &reqwest::Error) -> String {
     let kind = if err.is_timeout() {

@@ -103,21 +103,10 @@ impl ElasticsearchOutput {
     /// Builds the client; a bad URL or TLS setup is reported at the first write.
     #[must_use]
     pub fn new(config: ElasticsearchConfig, name: &str) -> Self {
-        let shown = reqwest::Url::parse(config.url.expose()).map_or_else(
-            |_| "<unparsable url>".to_owned(),
-            |u| {
-                format!(
-                    "{}://{}:{}",
-                    u.scheme(),
-                    u.host_str().unwrap_or("?"),
-                    u.port_or_known_default().unwrap_or(0)
-                )
-            },
-        );
-        if config.insecure {
-            tracing::warn!(output = name, url = %shown, "TLS certificate verification is OFF for this output (insecure: true).");
-        }
-        let client = http::client(
+        let shown = http::shown_url(config.url.expose());
+        let client = http::output_client(
+            name,
+            &shown,
             config.ca_file.as_deref(),
             config.insecure,
             Duration::from_secs(config.timeout_secs.max(1)),

@@ -325,3 +325,94 @@ fn check_refuses_a_file_over_the_size_cap() {
         "{stderr}"
     );
 }
+
+#[test]
+fn shutdown_meets_its_deadline_with_a_receiver_that_never_reads() {
+    use std::io::{Read as _, Write as _};
+    // A receiver that accepts connections and never reads them (held until the test ends).
+    let hole = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let hole_port = hole.local_addr().expect("addr").port();
+    hole.set_nonblocking(true).expect("nonblocking");
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = done.clone();
+    let held = std::thread::spawn(move || {
+        let mut conns = Vec::new();
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) && std::time::Instant::now() < until
+        {
+            match hole.accept() {
+                Ok((c, _)) => conns.push(c),
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            }
+        }
+        conns.len()
+    });
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("sensor-cli-deadline-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let stats = dir.join("stats.json");
+    let config = temp_file(
+        "deadline.conf",
+        &format!(
+            r#"{{"id": "s1", "interface": "lo",
+                "services": {{"ftp": [{{"port": {port}}}]}},
+                "sensor": {{"services": {{"state_dir": "{}"}}}},
+                "outputs": [{{"name": "dead", "transport": {{"type": "api",
+                    "url": "http://127.0.0.1:{hole_port}/events", "timeout_secs": 60}}}}]}}"#,
+            dir.join("state").display()
+        ),
+    );
+    let child = Command::new(env!("CARGO_BIN_EXE_sensor"))
+        .args(["run", "--capture", "none", "-c", config.to_str().unwrap()])
+        .arg("--stats-file")
+        .arg(&stats)
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run sensor");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut stream = loop {
+        if let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the FTP service never listened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    stream
+        .write_all(b"USER root\r\nPASS toor\r\nQUIT\r\n")
+        .expect("send");
+    let mut reply = Vec::new();
+    let _ = stream.read_to_end(&mut reply);
+    // The output is now stuck in a request the receiver never reads (60 s timeout).
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let signalled = std::time::Instant::now();
+    // SAFETY: sending SIGTERM to our own child.
+    unsafe { libc::kill(i32::try_from(child.id()).expect("pid"), libc::SIGTERM) };
+    let out = child.wait_with_output().expect("sensor exits");
+    let took = signalled.elapsed();
+    eprintln!("shutdown with a hanging receiver took {took:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // Sessions get 2 s and outputs 5 s, then in-flight writes are abandoned and counted.
+    assert!(
+        took < std::time::Duration::from_secs(10),
+        "shutdown took {took:?} with a hanging receiver"
+    );
+    let stats: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    let dead = &stats["outputs"][0];
+    let received = dead["received"].as_u64().unwrap();
+    assert!(received >= 4, "{stats}");
+    assert_eq!(dead["sent"], 0, "{stats}");
+    assert_eq!(dead["dropped"].as_u64(), Some(received), "{stats}");
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(held.join().unwrap() >= 1, "the sensor reached the receiver");
+    std::fs::remove_dir_all(&dir).ok();
+}

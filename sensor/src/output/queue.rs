@@ -32,6 +32,8 @@ use super::{Message, WhenFull};
 pub const QUEUE_FULL: &str = "queue full";
 /// The disk spool had no room.
 pub const SPOOL_FULL: &str = "spool full";
+/// The disk spool held damaged records (cut off by a crash or a full disk), which were skipped.
+pub const SPOOL_DAMAGED: &str = "spool damaged";
 /// The receiver answered that it refused them.
 pub const REFUSED: &str = "receiver refused";
 /// Delivery failed until the output gave up.

@@ -6,11 +6,18 @@
 //! segments are deleted. On open, segments and cursor are read back, so what was spooled before
 //! a restart is delivered after it, in order. A record is delivered at least once: one cut off
 //! between delivery and cursor update is sent again after a crash.
+//!
+//! Damage never wedges delivery: a record cut off by a crash or a full disk (no final newline)
+//! is removed on open, a cursor past its segment's end or inside a record is moved to the next
+//! record boundary, and a segment that vanished or cannot be read is skipped. Every skipped
+//! record is counted ([`Spool::take_skipped`]) and logged by the caller. The spool holds captured
+//! credentials: its directory is 0700 and its files 0600.
 
 use std::{
     collections::VecDeque,
     fs::{self, File, OpenOptions},
-    io::{self, BufRead as _, BufReader, Seek as _, SeekFrom, Write as _},
+    io::{self, BufRead as _, BufReader, Read as _, Seek as _, SeekFrom, Write as _},
+    os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _},
     path::{Path, PathBuf},
 };
 
@@ -30,6 +37,65 @@ pub struct Spool {
     pending: u64,
     /// Size of the newest segment.
     tail_size: u64,
+    /// Damaged records skipped since the last [`Spool::take_skipped`].
+    skipped: u64,
+}
+
+/// Creates (or truncates) a file readable by the owner only.
+fn create_private(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+}
+
+/// Cuts a record left without its newline (a crash or a full disk mid-write) off the end of
+/// `path`; returns the file's size after, and whether anything was cut.
+fn trim_partial_record(path: &Path) -> io::Result<(u64, bool)> {
+    let mut file = OpenOptions::new().read(true).write(true).open(path)?;
+    let size = file.metadata()?.len();
+    if size == 0 {
+        return Ok((0, false));
+    }
+    // Scan back, a block at a time, to the last newline.
+    let mut end = size;
+    let mut block = vec![0u8; 64 * 1024];
+    while end > 0 {
+        let start = end.saturating_sub(block.len() as u64);
+        let len = usize::try_from(end - start).unwrap_or(block.len());
+        let chunk = block.get_mut(..len).unwrap_or_default();
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(chunk)?;
+        if let Some(i) = chunk.iter().rposition(|b| *b == b'\n') {
+            let keep = start + i as u64 + 1;
+            if keep == size {
+                return Ok((size, false));
+            }
+            file.set_len(keep)?;
+            return Ok((keep, true));
+        }
+        end = start;
+    }
+    file.set_len(0)?;
+    Ok((0, true))
+}
+
+/// The first record boundary at or after `offset` in `path` (the offset itself when the byte
+/// before it is a newline), or the file's size.
+fn next_boundary(path: &Path, offset: u64) -> io::Result<u64> {
+    if offset == 0 {
+        return Ok(0);
+    }
+    let mut reader = BufReader::new(File::open(path)?);
+    reader.seek(SeekFrom::Start(offset - 1))?;
+    let mut rest = Vec::new();
+    let n = reader.read_until(b'\n', &mut rest)?;
+    if rest.first() == Some(&b'\n') {
+        return Ok(offset);
+    }
+    Ok(offset - 1 + n as u64)
 }
 
 fn segment_path(dir: &Path, id: u64) -> PathBuf {
@@ -42,7 +108,11 @@ impl Spool {
     /// # Errors
     /// The directory or its files cannot be read or created.
     pub fn open(dir: &Path, max_bytes: u64) -> io::Result<Self> {
-        fs::create_dir_all(dir)?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
         let mut ids: Vec<u64> = fs::read_dir(dir)?
             .filter_map(Result::ok)
             .filter_map(|e| e.file_name().to_str()?.strip_suffix(".seg")?.parse().ok())
@@ -63,24 +133,56 @@ impl Spool {
         let mut segments: VecDeque<u64> = ids.into_iter().collect();
         if segments.is_empty() {
             segments.push_back(cursor_id.max(1));
-            File::create(segment_path(dir, cursor_id.max(1)))?;
+            create_private(&segment_path(dir, cursor_id.max(1)))?;
         }
-        let head_offset = if segments.front() == Some(&cursor_id) {
-            cursor_offset
+        // Segment ids are consecutive from the cursor's: a gap is a segment that vanished, and
+        // its records with it (counted as one each: their number is unknown).
+        let mut skipped = 0u64;
+        let mut expected = if cursor_id == 0 {
+            None
+        } else {
+            Some(cursor_id)
+        };
+        for id in &segments {
+            if let Some(want) = expected {
+                skipped = skipped.saturating_add(id.saturating_sub(want));
+            }
+            expected = id.checked_add(1);
+        }
+        let mut sizes = Vec::with_capacity(segments.len());
+        for id in &segments {
+            let path = segment_path(dir, *id);
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o600))?;
+            let (size, cut) = trim_partial_record(&path)?;
+            skipped += u64::from(cut);
+            sizes.push(size);
+        }
+        if let Ok(cursor) = fs::metadata(dir.join("cursor")) {
+            let mut perms = cursor.permissions();
+            perms.set_mode(0o600);
+            fs::set_permissions(dir.join("cursor"), perms)?;
+        }
+        let head_size = sizes.first().copied().unwrap_or(0);
+        let mut head_offset = if segments.front() == Some(&cursor_id) {
+            cursor_offset.min(head_size)
         } else {
             0
         };
-        let mut pending = 0;
-        let mut tail_size = 0;
-        for (i, id) in segments.iter().enumerate() {
-            let size = fs::metadata(segment_path(dir, *id))?.len();
-            pending += if i == 0 {
+        if let Some(&head) = segments.front() {
+            // A cursor inside a record (a damaged cursor file): resume at the next record.
+            let aligned = next_boundary(&segment_path(dir, head), head_offset)?;
+            skipped += u64::from(aligned != head_offset);
+            head_offset = aligned;
+        }
+        let mut pending = 0u64;
+        for (i, size) in sizes.iter().enumerate() {
+            pending = pending.saturating_add(if i == 0 {
                 size.saturating_sub(head_offset)
             } else {
-                size
-            };
-            tail_size = size;
+                *size
+            });
         }
+        let tail_size = sizes.last().copied().unwrap_or(0);
         Ok(Self {
             dir: dir.to_path_buf(),
             max_bytes,
@@ -88,7 +190,13 @@ impl Spool {
             head_offset,
             pending,
             tail_size,
+            skipped,
         })
+    }
+
+    /// Damaged records skipped since the last call (each is a lost event to count).
+    pub fn take_skipped(&mut self) -> u64 {
+        std::mem::take(&mut self.skipped)
     }
 
     /// Whether nothing is waiting.
@@ -126,7 +234,7 @@ impl Spool {
         }
         if self.tail_size >= SEGMENT_BYTES {
             let next = self.segments.back().copied().unwrap_or(0) + 1;
-            File::create(segment_path(&self.dir, next))?;
+            create_private(&segment_path(&self.dir, next))?;
             self.segments.push_back(next);
             self.tail_size = 0;
         }
@@ -134,8 +242,11 @@ impl Spool {
         let mut file = OpenOptions::new()
             .append(true)
             .open(segment_path(&self.dir, tail))?;
-        file.write_all(&buf)?;
-        file.sync_data()?;
+        if let Err(err) = file.write_all(&buf).and_then(|()| file.sync_data()) {
+            // Never leave part of a record behind (a full disk): cut back to where it was.
+            let _ = file.set_len(self.tail_size);
+            return Err(err);
+        }
         self.tail_size += size;
         self.pending += size;
         Ok(stored)
@@ -151,7 +262,22 @@ impl Spool {
         let Some(&head) = self.segments.front() else {
             return Ok((out, 0));
         };
-        let mut file = File::open(segment_path(&self.dir, head))?;
+        let path = segment_path(&self.dir, head);
+        let mut file = match File::open(&path) {
+            Ok(file) => file,
+            Err(err) if err.kind() == io::ErrorKind::NotFound && self.segments.len() > 1 => {
+                // The segment vanished: what it held is lost; go on with the next one.
+                self.skipped = self.skipped.saturating_add(1);
+                self.drop_head()?;
+                return self.peek(max);
+            }
+            Err(err) => return Err(err),
+        };
+        if file.metadata()?.len() <= self.head_offset && self.segments.len() > 1 {
+            // Nothing left in this segment (a cursor at or past its end): on to the next.
+            self.drop_head()?;
+            return self.peek(max);
+        }
         file.seek(SeekFrom::Start(self.head_offset))?;
         let mut reader = BufReader::new(file);
         let mut consumed = 0u64;
@@ -191,10 +317,29 @@ impl Spool {
         self.write_cursor()
     }
 
+    /// Drops the oldest segment (delivered, vanished or empty) and recounts what is pending.
+    fn drop_head(&mut self) -> io::Result<()> {
+        if let Some(head) = self.segments.pop_front() {
+            self.head_offset = 0;
+            self.write_cursor()?;
+            match fs::remove_file(segment_path(&self.dir, head)) {
+                Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err),
+                _ => {}
+            }
+        }
+        let mut pending = 0u64;
+        for id in &self.segments {
+            let size = fs::metadata(segment_path(&self.dir, *id)).map_or(0, |m| m.len());
+            pending = pending.saturating_add(size);
+        }
+        self.pending = pending;
+        Ok(())
+    }
+
     fn write_cursor(&self) -> io::Result<()> {
         let head = self.segments.front().copied().unwrap_or(1);
         let tmp = self.dir.join("cursor.tmp");
-        let mut file = File::create(&tmp)?;
+        let mut file = create_private(&tmp)?;
         writeln!(file, "{head} {}", self.head_offset)?;
         file.sync_data()?;
         fs::rename(tmp, self.dir.join("cursor"))
@@ -290,6 +435,101 @@ mod tests {
         }
         assert!(s.is_empty());
         assert_eq!(segments(), 1);
+        std::fs::remove_dir_all(&d).ok();
+    }
+
+    fn mode(path: &std::path::Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn a_record_cut_off_by_a_crash_is_skipped_and_counted_never_wedging() {
+        let d = dir("cut");
+        let mut s = Spool::open(&d, 1 << 20).unwrap();
+        assert_eq!(s.push(&refs(&records(0..3))).unwrap(), 3);
+        drop(s);
+        // A crash (or a full disk) in the middle of appending the fourth record.
+        let seg = std::fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|x| x == "seg"))
+            .unwrap();
+        let mut f = std::fs::OpenOptions::new().append(true).open(&seg).unwrap();
+        std::io::Write::write_all(&mut f, b"{\"n\":3, \"cut").unwrap();
+        drop(f);
+        let mut s = Spool::open(&d, 1 << 20).unwrap();
+        assert_eq!(s.take_skipped(), 1);
+        assert_eq!(s.take_skipped(), 0);
+        // New records go after the three whole ones, on a clean line.
+        assert_eq!(s.push(&refs(&records(4..6))).unwrap(), 2);
+        let (batch, bytes) = s.peek(100).unwrap();
+        assert_eq!(batch, [records(0..3), records(4..6)].concat());
+        s.commit(bytes).unwrap();
+        assert!(s.is_empty());
+        std::fs::remove_dir_all(&d).ok();
+    }
+
+    #[test]
+    fn a_damaged_cursor_resumes_at_the_next_record_and_a_vanished_segment_is_skipped() {
+        let d = dir("cursor");
+        let mut s = Spool::open(&d, 64 << 20).unwrap();
+        let big = vec![b'x'; 5 << 20];
+        // Segments rotate past 4 MiB: [big], [n0, big], [n1, n2, n3].
+        for i in 0..2u32 {
+            assert_eq!(s.push(&[&big]).unwrap(), 1);
+            assert_eq!(s.push(&refs(&records(i..i + 1))).unwrap(), 1);
+        }
+        assert_eq!(s.push(&refs(&records(2..4))).unwrap(), 2);
+        drop(s);
+        let mut segs: Vec<_> = std::fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+            .collect();
+        segs.sort();
+        assert_eq!(segs.len(), 3);
+        // The cursor points into the middle of the first big record.
+        let first: u64 = segs[0]
+            .file_stem()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        std::fs::write(d.join("cursor"), format!("{first} 1000\n")).unwrap();
+        // The second segment (n0 and a big record) is gone.
+        std::fs::remove_file(&segs[1]).unwrap();
+        let mut s = Spool::open(&d, 64 << 20).unwrap();
+        // The big record the cursor cut, and the vanished segment (a gap in the ids).
+        assert_eq!(s.take_skipped(), 2);
+        let mut got = Vec::new();
+        for _ in 0..10 {
+            let (batch, bytes) = s.peek(100).unwrap();
+            if batch.is_empty() {
+                break;
+            }
+            got.extend(batch);
+            s.commit(bytes).unwrap();
+        }
+        assert_eq!(s.take_skipped(), 0);
+        assert_eq!(got, records(1..4));
+        assert!(s.is_empty());
+        std::fs::remove_dir_all(&d).ok();
+    }
+
+    #[test]
+    fn the_spool_is_private_to_its_owner() {
+        let d = dir("mode");
+        let mut s = Spool::open(&d, 1 << 20).unwrap();
+        assert_eq!(s.push(&refs(&records(0..2))).unwrap(), 2);
+        let (_, bytes) = s.peek(1).unwrap();
+        s.commit(bytes).unwrap();
+        assert_eq!(mode(&d), 0o700);
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            assert_eq!(mode(&path), 0o600, "{}", path.display());
+        }
         std::fs::remove_dir_all(&d).ok();
     }
 }

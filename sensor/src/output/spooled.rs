@@ -123,8 +123,9 @@ async fn spool_intake(
 /// intake task, which never waits for the receiver), and delivery always takes the oldest
 /// spooled records first, so order holds across outages and restarts. At shutdown, what is
 /// still spooled stays on disk for the next start (not dropped).
-pub(crate) async fn run(mut sink: Box<dyn Sink>, spool: Spool, d: Driver) {
+pub(crate) async fn run(mut sink: Box<dyn Sink>, mut spool: Spool, d: Driver) {
     let name = d.name.clone();
+    count_skipped(d.queue.counters(), &name, spool.take_skipped());
     if !spool.is_empty() {
         tracing::info!(output = %name, bytes = spool.pending_bytes(), "Delivering events spooled before the last stop.");
     }
@@ -158,10 +159,25 @@ pub(crate) async fn run(mut sink: Box<dyn Sink>, spool: Spool, d: Driver) {
         // Deliver from the spool when a try is due.
         if !is_empty && tokio::time::Instant::now() >= next_try && !d.give_up.is_cancelled() {
             let peeked = {
-                let spool = spool.clone();
-                tokio::task::spawn_blocking(move || lock(&spool).peek(per_request)).await
+                let (spool, pending) = (spool.clone(), pending.clone());
+                tokio::task::spawn_blocking(move || {
+                    let mut spool = lock(&spool);
+                    let peeked = spool.peek(per_request);
+                    pending.store(spool.pending_bytes(), Ordering::Relaxed);
+                    (peeked, spool.take_skipped())
+                })
+                .await
+                .map(|(peeked, skipped)| {
+                    count_skipped(&counters, &name, skipped);
+                    peeked
+                })
             };
             let (batch, bytes) = match peeked {
+                Ok(Ok(b)) if b.0.is_empty() => {
+                    // Nothing readable although bytes are pending: look again shortly.
+                    next_try = tokio::time::Instant::now() + Duration::from_secs(1);
+                    continue;
+                }
                 Ok(Ok(b)) => b,
                 Ok(Err(err)) => {
                     tracing::error!(output = %name, error = %err, "Reading the spool failed.");
@@ -311,4 +327,12 @@ fn score_of(record: &[u8]) -> Option<f64> {
     })
     .ok()?;
     Some(parsed.and_utc().timestamp_micros() as f64 / 1e6)
+}
+
+/// Counts records a damaged spool had to skip as lost, and says so.
+fn count_skipped(counters: &queue::Counters, name: &str, skipped: u64) {
+    if skipped > 0 {
+        tracing::warn!(output = %name, records = skipped, "Damaged spool records skipped; counted as dropped.");
+        counters.drop_for(skipped, queue::SPOOL_DAMAGED);
+    }
 }

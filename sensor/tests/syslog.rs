@@ -35,12 +35,12 @@ impl Drop for Rsyslog {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// `N` distinct free TCP ports.
+fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<std::net::TcpListener> = (0..N)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|i| listeners[i].local_addr().unwrap().port())
 }
 
 fn free_udp_port() -> u16 {
@@ -194,7 +194,10 @@ fn wait_lines(path: &Path, n: usize) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cef_over_udp_tcp_and_tls_reaches_rsyslog_intact() {
-    let (udp, tcp, tls, mtls) = (free_udp_port(), free_port(), free_port(), free_port());
+    // Distinct ports: all three listeners are held at once while their ports are read (ports
+    // taken one after another may repeat, and then the TCP output talks to the TLS input).
+    let [tcp, tls, mtls] = free_ports::<3>();
+    let udp = free_udp_port();
     let server = rsyslog(udp, tcp, tls, mtls);
     let ca = server.dir.join("ca.pem");
     let (client_cert, client_key) = (server.dir.join("client.pem"), server.dir.join("client.key"));

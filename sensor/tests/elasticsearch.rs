@@ -9,7 +9,6 @@ mod support;
 
 use std::{
     collections::HashMap,
-    io::Read as _,
     net::SocketAddr,
     sync::{Arc, Mutex},
     time::Duration,
@@ -28,28 +27,15 @@ use sensor::{
 };
 use serde_json::{Value, json};
 use support::{incident, login_event_at};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::AsyncWriteExt as _;
 
-/// One request as the receiver saw it.
-#[derive(Debug, Clone)]
-struct Request {
-    path: String,
-    headers: Vec<(String, String)>,
-    /// The body, gunzipped when it said so.
-    body: Vec<u8>,
-}
+type Request = support::HttpRequest;
 
 impl Request {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
     /// The (action, document) pairs of the NDJSON body.
     fn pairs(&self) -> Vec<(Value, Value)> {
-        let text = std::str::from_utf8(&self.body).unwrap();
+        let plain = self.plain_body();
+        let text = std::str::from_utf8(&plain).unwrap();
         assert!(text.ends_with('\n'), "trailing newline: {text:?}");
         let lines: Vec<Value> = text
             .lines()
@@ -112,7 +98,7 @@ async fn receiver(script: &[u16], policy: Box<Policy>) -> Receiver {
                 let Ok(mut s) = acceptor.accept(tcp).await else {
                     return;
                 };
-                while let Some(req) = read_request(&mut s).await {
+                while let Some(req) = support::read_http_request(&mut s).await {
                     seen.lock().unwrap().push(req.clone());
                     let whole = {
                         let mut script = script.lock().unwrap();
@@ -175,46 +161,6 @@ async fn receiver(script: &[u16], policy: Box<Policy>) -> Receiver {
         ca: pki.ca,
         requests,
     }
-}
-
-async fn read_request<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> Option<Request> {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if s.read(&mut byte).await.ok()? == 0 || head.len() > 64 * 1024 {
-            return None;
-        }
-        head.push(byte[0]);
-    }
-    let text = String::from_utf8_lossy(&head).into_owned();
-    let mut lines = text.split("\r\n");
-    let path = lines.next()?.split(' ').nth(1)?.to_owned();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect();
-    let len: usize = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0u8; len];
-    s.read_exact(&mut body).await.ok()?;
-    let gzipped = headers
-        .iter()
-        .any(|(k, v)| k.eq_ignore_ascii_case("content-encoding") && v == "gzip");
-    if gzipped {
-        let mut plain = Vec::new();
-        flate2::read::GzDecoder::new(&body[..])
-            .read_to_end(&mut plain)
-            .unwrap();
-        body = plain;
-    }
-    Some(Request {
-        path,
-        headers,
-        body,
-    })
 }
 
 fn output(transport: Value) -> OutputConfig {
@@ -417,7 +363,7 @@ async fn a_request_timing_out_is_retried() {
     );
     let requests = rx.requests();
     assert_eq!(requests.len(), 2);
-    assert_eq!(requests[0].body, requests[1].body);
+    assert_eq!(requests[0].plain_body(), requests[1].plain_body());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -432,7 +378,7 @@ async fn whole_request_503_is_retried_and_401_is_fatal() {
         (1, 0, 1)
     );
     assert_eq!(rx.requests().len(), 2);
-    assert_eq!(rx.requests()[0].body, rx.requests()[1].body);
+    assert_eq!(rx.requests()[0].plain_body(), rx.requests()[1].plain_body());
     assert_eq!(rx.requests()[0].header("authorization"), None);
 
     let rx = receiver(&[401], Box::new(|_, _| 201)).await;

@@ -7,7 +7,6 @@
 mod support;
 
 use std::{
-    io::Read as _,
     net::SocketAddr,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
@@ -19,37 +18,9 @@ use sensor::{
 };
 use serde_json::{Value, json};
 use support::{incident, login_event};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::AsyncWriteExt as _;
 
-#[derive(Debug, Clone)]
-struct Request {
-    at: Instant,
-    path: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Request {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The body, gunzipped when it says so.
-    fn plain_body(&self) -> Vec<u8> {
-        if self.header("content-encoding") == Some("gzip") {
-            let mut out = Vec::new();
-            flate2::read::GzDecoder::new(&self.body[..])
-                .read_to_end(&mut out)
-                .unwrap();
-            out
-        } else {
-            self.body.clone()
-        }
-    }
-}
+type Request = support::HttpRequest;
 
 struct Receiver {
     addr: SocketAddr,
@@ -81,7 +52,7 @@ async fn receiver(script: &[(u16, &'static str)]) -> Receiver {
                     return;
                 };
                 loop {
-                    let Some(req) = read_request(&mut s).await else {
+                    let Some(req) = support::read_http_request(&mut s).await else {
                         return;
                     };
                     seen.lock().unwrap().push(req);
@@ -110,37 +81,6 @@ async fn receiver(script: &[(u16, &'static str)]) -> Receiver {
         ca: ca_path,
         requests,
     }
-}
-
-async fn read_request<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> Option<Request> {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if s.read(&mut byte).await.ok()? == 0 {
-            return None;
-        }
-        head.push(byte[0]);
-    }
-    let text = String::from_utf8_lossy(&head).into_owned();
-    let mut lines = text.split("\r\n");
-    let path = lines.next()?.split(' ').nth(1)?.to_owned();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect();
-    let len: usize = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0u8; len];
-    s.read_exact(&mut body).await.ok()?;
-    Some(Request {
-        at: Instant::now(),
-        path,
-        headers,
-        body,
-    })
 }
 
 fn output(transport: Value) -> OutputConfig {

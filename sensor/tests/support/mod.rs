@@ -7,6 +7,7 @@ use std::{
 };
 
 use sensor::event::{Action, Event, Incident, IncidentAction, Service, SessionIdentity, Severity};
+use tokio::io::{AsyncRead, AsyncReadExt as _};
 
 /// Files of a test PKI: a CA and a server certificate for 127.0.0.1 and localhost.
 pub struct Pki {
@@ -175,4 +176,72 @@ pub fn incident() -> Incident {
 /// A login event from 198.51.100.7 to SSH, now.
 pub fn login_event(user: &str) -> Event {
     login_event_at(user, chrono::Utc::now())
+}
+
+/// One HTTP/1.1 request as a test receiver read it.
+#[derive(Debug, Clone)]
+pub struct HttpRequest {
+    /// When it was read.
+    pub at: std::time::Instant,
+    /// The request target.
+    pub path: String,
+    /// Header names and values, as sent.
+    pub headers: Vec<(String, String)>,
+    /// The body as sent (gzipped when it says so).
+    pub body: Vec<u8>,
+}
+
+impl HttpRequest {
+    /// The first value of header `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body, gunzipped when it says so.
+    pub fn plain_body(&self) -> Vec<u8> {
+        if self.header("content-encoding") == Some("gzip") {
+            let mut out = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&self.body[..]), &mut out)
+                .unwrap();
+            out
+        } else {
+            self.body.clone()
+        }
+    }
+}
+
+/// Reads one request (head of at most 64 KiB, then `Content-Length` bytes) from a keep-alive
+/// connection; `None` when the client closed it.
+pub async fn read_http_request<S: AsyncRead + Unpin>(s: &mut S) -> Option<HttpRequest> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if s.read(&mut byte).await.ok()? == 0 || head.len() > 64 * 1024 {
+            return None;
+        }
+        head.push(byte[0]);
+    }
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let mut lines = text.split("\r\n");
+    let path = lines.next()?.split(' ').nth(1)?.to_owned();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).await.ok()?;
+    Some(HttpRequest {
+        at: std::time::Instant::now(),
+        path,
+        headers,
+        body,
+    })
 }

@@ -74,27 +74,10 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-#[test]
-fn run_with_services_only_streams_their_events_and_stops_cleanly() {
+/// Waits (at most 20 s) for the FTP service on `port`, logs in as root/toor and quits, pipelined
+/// in one segment; returns the server's replies.
+fn ftp_login(port: u16) -> Vec<u8> {
     use std::io::{Read as _, Write as _};
-    let port = free_port();
-    let state = std::env::temp_dir().join(format!("sensor-cli-state-{}", std::process::id()));
-    let path = temp_file(
-        "services.conf",
-        &format!(
-            r#"{{"id": "cli-sensor", "interface": "lo",
-                "services": {{"ftp": [{{"port": {port}}}]}},
-                "sensor": {{"services": {{"state_dir": "{}"}}}}}}"#,
-            state.display()
-        ),
-    );
-    let child = Command::new(env!("CARGO_BIN_EXE_sensor"))
-        .args(["run", "--capture", "none", "-c", path.to_str().unwrap()])
-        .env("NO_COLOR", "1")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run sensor");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let mut stream = loop {
         if let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
@@ -114,6 +97,30 @@ fn run_with_services_only_streams_their_events_and_stops_cleanly() {
         .expect("send");
     let mut reply = Vec::new();
     let _ = stream.read_to_end(&mut reply);
+    reply
+}
+
+#[test]
+fn run_with_services_only_streams_their_events_and_stops_cleanly() {
+    let port = free_port();
+    let state = std::env::temp_dir().join(format!("sensor-cli-state-{}", std::process::id()));
+    let path = temp_file(
+        "services.conf",
+        &format!(
+            r#"{{"id": "cli-sensor", "interface": "lo",
+                "services": {{"ftp": [{{"port": {port}}}]}},
+                "sensor": {{"services": {{"state_dir": "{}"}}}}}}"#,
+            state.display()
+        ),
+    );
+    let child = Command::new(env!("CARGO_BIN_EXE_sensor"))
+        .args(["run", "--capture", "none", "-c", path.to_str().unwrap()])
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run sensor");
+    let reply = ftp_login(port);
     assert!(reply.ends_with(b"221 Goodbye.\r\n"));
     // SAFETY: sending SIGTERM to our own child.
     unsafe { libc::kill(i32::try_from(child.id()).expect("pid"), libc::SIGTERM) };
@@ -328,7 +335,6 @@ fn check_refuses_a_file_over_the_size_cap() {
 
 #[test]
 fn shutdown_meets_its_deadline_with_a_receiver_that_never_reads() {
-    use std::io::{Read as _, Write as _};
     // A receiver that accepts connections and never reads them (held until the test ends).
     let hole = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let hole_port = hole.local_addr().expect("addr").port();
@@ -371,25 +377,7 @@ fn shutdown_meets_its_deadline_with_a_receiver_that_never_reads() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("run sensor");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let mut stream = loop {
-        if let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            break s;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the FTP service never listened"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
-    stream
-        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .expect("timeout");
-    stream
-        .write_all(b"USER root\r\nPASS toor\r\nQUIT\r\n")
-        .expect("send");
-    let mut reply = Vec::new();
-    let _ = stream.read_to_end(&mut reply);
+    ftp_login(port);
     // The output is now stuck in a request the receiver never reads (60 s timeout).
     std::thread::sleep(std::time::Duration::from_millis(500));
     let signalled = std::time::Instant::now();

@@ -143,9 +143,9 @@ impl Sink for FileOutput {
     }
 
     async fn write(&mut self, batch: &[Record<'_>]) -> Result<u64, WriteError> {
-        let print = fingerprint(batch);
-        let done = match self.resume {
-            Some((fp, written)) if fp == print => written.min(batch.len()),
+        // Hashing the batch is only needed while one is partly on disk, never on the usual path.
+        let done = match self.resume.take() {
+            Some((fp, written)) if fp == fingerprint(batch) => written.min(batch.len()),
             _ => 0,
         };
         let rest = batch.get(done..).unwrap_or_default();
@@ -155,7 +155,6 @@ impl Sink for FileOutput {
             buf.push(b'\n');
         }
         let Err(whole) = self.try_write(&buf).await else {
-            self.resume = None;
             return Ok(0);
         };
         // As many whole records as the space allows; the next attempt resumes after them.
@@ -170,10 +169,9 @@ impl Sink for FileOutput {
             written += 1;
         }
         if written == batch.len() {
-            self.resume = None;
             return Ok(0);
         }
-        self.resume = Some((print, written));
+        self.resume = Some((fingerprint(batch), written));
         Err(WriteError::retry(whole))
     }
 

@@ -315,9 +315,8 @@ impl Sink for ElasticsearchOutput {
     }
 
     async fn write(&mut self, batch: &[Record<'_>]) -> Result<u64, WriteError> {
-        let key = fingerprint(batch);
         let (open, mut refused) = match self.pending.take() {
-            Some(p) if p.key == key => (p.open, p.refused),
+            Some(p) if p.key == fingerprint(batch) => (p.open, p.refused),
             _ => ((0..batch.len()).collect(), 0),
         };
         let client = self.client.clone().map_err(WriteError::Fatal)?;
@@ -374,7 +373,7 @@ impl Sink for ElasticsearchOutput {
             None => Ok(refused),
             Some((after, reason)) => {
                 self.pending = Some(Pending {
-                    key,
+                    key: fingerprint(batch),
                     open: still,
                     refused,
                 });

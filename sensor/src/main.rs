@@ -141,6 +141,15 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             for warning in &parsed.warnings {
                 println!("warning: {warning}");
             }
+            // What `run` would report down: ports this user cannot bind now.
+            for down in sensor::services::probe_ports(&parsed.services_plan())? {
+                println!(
+                    "warning: services.{}: port {}: {}; this decoy would not start (the others would)",
+                    down.service.as_str(),
+                    down.port,
+                    down.error
+                );
+            }
             Ok(())
         }
         Command::SendTest { config, output } => {

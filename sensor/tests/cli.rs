@@ -154,12 +154,15 @@ fn run_with_services_only_streams_their_events_and_stops_cleanly() {
 }
 
 #[test]
-fn run_names_the_service_and_port_it_cannot_bind() {
+fn strict_run_names_the_service_and_port_it_cannot_bind_and_stops() {
     let blocker = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = blocker.local_addr().expect("addr").port();
     let path = temp_file(
         "busy.conf",
-        &format!(r#"{{"interface": "lo", "services": {{"telnet": [{{"port": {port}}}]}}}}"#),
+        &format!(
+            r#"{{"interface": "lo", "services": {{"telnet": [{{"port": {port}}}]}},
+                "sensor": {{"services": {{"strict": true}}}}}}"#
+        ),
     );
     let (ok, _, stderr) = sensor(&["run", "--capture", "none", "-c", path.to_str().unwrap()]);
     assert!(!ok);
@@ -167,6 +170,105 @@ fn run_names_the_service_and_port_it_cannot_bind() {
         stderr.contains(&format!("telnet: cannot listen on 127.0.0.1:{port}")),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_busy_port_takes_down_its_decoy_only_and_says_so_in_an_event() {
+    let blocker = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let busy = blocker.local_addr().expect("addr").port();
+    let port = free_port();
+    let state = std::env::temp_dir().join(format!("sensor-cli-down-{}", std::process::id()));
+    let path = temp_file(
+        "one-busy.conf",
+        &format!(
+            r#"{{"id": "cli-sensor", "interface": "lo",
+                "services": {{"telnet": [{{"port": {busy}}}], "ftp": [{{"port": {port}}}]}},
+                "sensor": {{"services": {{"state_dir": "{}"}}}}}}"#,
+            state.display()
+        ),
+    );
+    let child = Command::new(env!("CARGO_BIN_EXE_sensor"))
+        .args(["run", "--capture", "none", "-c", path.to_str().unwrap()])
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run sensor");
+    // The other decoy serves while the busy one is down.
+    let reply = ftp_login(port);
+    assert!(reply.ends_with(b"221 Goodbye.\r\n"));
+    // SAFETY: sending SIGTERM to our own child.
+    unsafe { libc::kill(i32::try_from(child.id()).expect("pid"), libc::SIGTERM) };
+    let out = child.wait_with_output().expect("sensor exits");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("telnet: cannot listen on 127.0.0.1:{busy}")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("another program listens on this port"),
+        "{stderr}"
+    );
+    let events: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON event per line"))
+        .collect();
+    let degraded: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["logtype"] == "sensor.degraded")
+        .collect();
+    assert_eq!(degraded.len(), 1, "{stdout}");
+    assert_eq!(degraded[0]["extra"]["decoy"], "telnet");
+    assert_eq!(degraded[0]["extra"]["port"], busy);
+    assert!(
+        degraded[0]["extra"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("127.0.0.1:{busy}")),
+        "{stdout}"
+    );
+    let logins = events
+        .iter()
+        .filter(|e| e["logtype"] == "ftp.login")
+        .count();
+    assert_eq!(logins, 1, "{stdout}");
+    drop(blocker);
+    let _ = std::fs::remove_dir_all(state);
+}
+
+#[test]
+fn check_warns_about_a_port_run_could_not_bind() {
+    let blocker = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let busy = blocker.local_addr().expect("addr").port();
+    let free = free_port();
+    let path = temp_file(
+        "check-busy.conf",
+        &format!(
+            r#"{{"interface": "lo",
+                "services": {{"telnet": [{{"port": {busy}}}], "ftp": [{{"port": {free}}}]}}}}"#
+        ),
+    );
+    let (ok, stdout, stderr) = sensor(&["check", "-c", path.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    let warnings: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("warning:"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{stdout}");
+    assert!(
+        warnings[0].starts_with(&format!(
+            "warning: services.telnet: port {busy}: telnet: cannot listen on 127.0.0.1:{busy}"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        warnings[0].contains("another program listens on this port"),
+        "{stdout}"
+    );
+    assert!(warnings[0].ends_with("this decoy would not start (the others would)"));
+    drop(blocker);
 }
 
 #[test]

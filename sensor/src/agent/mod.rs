@@ -156,8 +156,13 @@ pub async fn run(
         stats_file: options.stats_file.clone(),
     };
     let started = async {
-        running.services =
-            Some(crate::services::start(&config.services_plan(), sink, &shutdown).await?);
+        let services =
+            crate::services::start(&config.services_plan(), sink.clone(), &shutdown).await?;
+        // A decoy that could not start is an event too: the SOC sees which one is down.
+        for down in services.down() {
+            let _ignored = sink.try_send(down.event());
+        }
+        running.services = Some(services);
         running.source = match options.capture {
             CaptureMode::Xdp => Source::xdp(
                 &config,

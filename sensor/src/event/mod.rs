@@ -205,6 +205,27 @@ impl Event {
             action: self.action,
         }
     }
+
+    /// A `sensor.<action>` event about the sensor itself (no peer: addresses unspecified, ports
+    /// 0), timestamped now.
+    #[must_use]
+    pub fn health(action: Action, extra: Map<String, Value>) -> Self {
+        let unspecified = IpAddr::from([0, 0, 0, 0]);
+        Self {
+            id: Uuid::new_v4(),
+            timestamp: Utc::now(),
+            session: SessionIdentity {
+                src_ip: unspecified,
+                src_port: 0,
+                dst_ip: unspecified,
+                dst_port: 0,
+            },
+            service: Service::Sensor,
+            action,
+            data: Bytes::new(),
+            extra,
+        }
+    }
 }
 
 /// Shows an address as users expect: IPv4-mapped IPv6 addresses as plain IPv4.

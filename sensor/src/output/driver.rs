@@ -246,20 +246,9 @@ pub(crate) async fn run(mut sink: Box<dyn Sink>, mut d: Driver) {
 
 /// The `sensor.degraded` event reporting `dropped` messages lost by output `name`, and why.
 pub(crate) fn degraded_event(name: &str, dropped: u64, reason: &str) -> Event {
-    let unspecified = std::net::IpAddr::from([0, 0, 0, 0]);
     let extra = json!({"output": name, "dropped": dropped, "reason": reason});
-    Event {
-        id: uuid::Uuid::new_v4(),
-        timestamp: chrono::Utc::now(),
-        session: crate::event::SessionIdentity {
-            src_ip: unspecified,
-            src_port: 0,
-            dst_ip: unspecified,
-            dst_port: 0,
-        },
-        service: crate::event::Service::Sensor,
-        action: crate::event::Action::Degraded,
-        data: bytes::Bytes::new(),
-        extra: extra.as_object().cloned().unwrap_or_default(),
-    }
+    Event::health(
+        crate::event::Action::Degraded,
+        extra.as_object().cloned().unwrap_or_default(),
+    )
 }

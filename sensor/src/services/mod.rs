@@ -114,6 +114,7 @@ impl Context {
 pub struct Services {
     bound: Vec<(Service, SocketAddr)>,
     udp: Vec<(Service, SocketAddr)>,
+    down: Vec<DownService>,
     counters: Arc<ServiceCounters>,
     gate: Arc<Gate>,
     tracker: TaskTracker,
@@ -141,6 +142,12 @@ impl Services {
             .iter()
             .find(|(s, _)| *s == service)
             .map(|(_, a)| *a)
+    }
+
+    /// The instances that could not start (only without `sensor.services.strict`).
+    #[must_use]
+    pub fn down(&self) -> &[DownService] {
+        &self.down
     }
 
     /// Framework counters.
@@ -171,10 +178,46 @@ impl Services {
     }
 }
 
+/// A decoy that could not start, and why.
+#[derive(Debug)]
+pub struct DownService {
+    /// Its channel.
+    pub service: Service,
+    /// Its configured port.
+    pub port: u16,
+    /// What stopped it, with the fix where one is known.
+    pub error: ServiceError,
+}
+
+impl DownService {
+    fn new(service: Service, port: u16, error: ServiceError) -> Self {
+        Self {
+            service,
+            port,
+            error,
+        }
+    }
+
+    /// The `sensor.degraded` event that tells the SOC this decoy is down:
+    /// `extra = {decoy, port, reason}`.
+    #[must_use]
+    pub fn event(&self) -> crate::event::Event {
+        let mut extra = serde_json::Map::new();
+        extra.insert("decoy".to_owned(), self.service.as_str().into());
+        extra.insert("port".to_owned(), self.port.into());
+        extra.insert("reason".to_owned(), self.error.to_string().into());
+        crate::event::Event::health(crate::event::Action::Degraded, extra)
+    }
+}
+
 /// Binds every instance the plan lists and starts serving; events go to `sink`.
 ///
+/// An instance that cannot be built or bound is left out and listed by [`Services::down`]
+/// (logged), unless `sensor.services.strict` asks for the whole start to fail.
+///
 /// # Errors
-/// [`ServiceError`] naming the service and port that cannot start; nothing is left listening.
+/// [`ServiceError`] when the interface cannot be used, or (strict) naming the first service and
+/// port that cannot start; nothing is left listening.
 pub async fn start(
     plan: &ServicesPlan,
     sink: EventSink,
@@ -205,13 +248,21 @@ pub async fn start(
         builds.push((protocol, instance.port, task));
     }
     let mut planned: Vec<(Service, u16, Built)> = Vec::new();
+    let mut down = Vec::new();
     for (protocol, port, task) in builds {
-        let built = task.await.map_err(|err| ServiceError::Setup {
-            service: protocol.name,
-            port,
-            message: format!("set-up did not finish: {err}"),
-        })??;
-        planned.push((protocol.service, port, built));
+        let built = task
+            .await
+            .map_err(|err| ServiceError::Setup {
+                service: protocol.name,
+                port,
+                message: format!("set-up did not finish: {err}"),
+            })
+            .and_then(|built| built);
+        match built {
+            Ok(built) => planned.push((protocol.service, port, built)),
+            Err(err) if !limits.strict => down.push(DownService::new(protocol.service, port, err)),
+            Err(err) => return Err(err),
+        }
     }
 
     let addresses = if planned.is_empty() {
@@ -221,32 +272,14 @@ pub async fn start(
     };
     let mut sockets = Vec::new();
     for (service, port, built) in planned {
-        for ip in &addresses {
-            let addr = SocketAddr::new(*ip, port);
-            let bound = match &built {
-                Built::Tcp(handler) => tcp::bind(service, addr)
-                    .map(|listener| Socket::Tcp(listener, Arc::clone(handler))),
-                Built::Udp(handler) => {
-                    udp::bind(service, addr).map(|socket| Socket::Udp(socket, Arc::clone(handler)))
-                }
-            };
-            match bound {
-                Ok(socket) => sockets.push((service, socket)),
-                // A host without IPv6 still serves IPv4 on the wildcard.
-                Err(ServiceError::Bind { source, .. })
-                    if ip.is_ipv6()
-                        && ip.is_unspecified()
-                        && source.kind() == std::io::ErrorKind::AddrNotAvailable =>
-                {
-                    tracing::warn!(
-                        service = service.as_str(),
-                        port,
-                        "IPv6 unavailable; IPv4 only."
-                    );
-                }
-                Err(err) => return Err(err),
-            }
+        match bind_instance(service, port, &built, &addresses) {
+            Ok(bound) => sockets.extend(bound.into_iter().map(|socket| (service, socket))),
+            Err(err) if !limits.strict => down.push(DownService::new(service, port, err)),
+            Err(err) => return Err(err),
         }
+    }
+    for d in &down {
+        tracing::error!(service = d.service.as_str(), port = d.port, error = %d.error, "Decoy not started; every other decoy and scan detection keep running (`sensor.services.strict` stops the sensor instead).");
     }
 
     let stop = shutdown.child_token();
@@ -297,6 +330,7 @@ pub async fn start(
     Ok(Services {
         bound,
         udp: udp_bound,
+        down,
         counters: shared.counters,
         gate: shared.gate,
         tracker: shared.tracker,
@@ -305,8 +339,144 @@ pub async fn start(
     })
 }
 
+/// What `sensor check` can tell before `run`: the instances whose port cannot be bound now, by
+/// this user (another program holds it, or a port below 1024 without the capability), each as
+/// `run` would report it down. Nothing stays bound.
+///
+/// # Errors
+/// [`ServiceError`] when the `services` block or the interface cannot be used at all.
+pub fn probe_ports(plan: &ServicesPlan) -> Result<Vec<DownService>, ServiceError> {
+    let instances = plan.services.instances()?;
+    let wanted: Vec<_> = instances.iter().filter(|i| i.port != 0).collect();
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let addresses = framework::bind_addresses(&plan.interface)?;
+    let mut down = Vec::new();
+    for instance in wanted {
+        let protocol = instance.protocol;
+        for ip in &addresses {
+            let addr = SocketAddr::new(*ip, instance.port);
+            let (ty, proto) = match protocol.transport() {
+                registry::Transport::Tcp => (socket2::Type::STREAM, socket2::Protocol::TCP),
+                registry::Transport::Udp => (socket2::Type::DGRAM, socket2::Protocol::UDP),
+            };
+            let probed = framework::bound_socket(protocol.name, addr, ty, proto, |_| Ok(()))
+                .and_then(|socket| match protocol.transport() {
+                    registry::Transport::Tcp => socket
+                        .listen(1)
+                        .map_err(|err| framework::bind_error(protocol.name, addr, err)),
+                    registry::Transport::Udp => Ok(()),
+                });
+            match probed {
+                Ok(()) => {}
+                Err(ServiceError::Bind { source, .. })
+                    if ip.is_ipv6()
+                        && ip.is_unspecified()
+                        && source.kind() == std::io::ErrorKind::AddrNotAvailable => {}
+                Err(err) => {
+                    down.push(DownService::new(protocol.service, instance.port, err));
+                    break;
+                }
+            }
+        }
+    }
+    Ok(down)
+}
+
+/// Binds one instance on every address; all or nothing (a host without IPv6 still serves IPv4
+/// on the wildcard).
+fn bind_instance(
+    service: Service,
+    port: u16,
+    built: &Built,
+    addresses: &[std::net::IpAddr],
+) -> Result<Vec<Socket>, ServiceError> {
+    let mut sockets = Vec::new();
+    for ip in addresses {
+        let addr = SocketAddr::new(*ip, port);
+        let bound = match built {
+            Built::Tcp(handler) => {
+                tcp::bind(service, addr).map(|listener| Socket::Tcp(listener, Arc::clone(handler)))
+            }
+            Built::Udp(handler) => {
+                udp::bind(service, addr).map(|socket| Socket::Udp(socket, Arc::clone(handler)))
+            }
+        };
+        match bound {
+            Ok(socket) => sockets.push(socket),
+            Err(ServiceError::Bind { source, .. })
+                if ip.is_ipv6()
+                    && ip.is_unspecified()
+                    && source.kind() == std::io::ErrorKind::AddrNotAvailable =>
+            {
+                tracing::warn!(
+                    service = service.as_str(),
+                    port,
+                    "IPv6 unavailable; IPv4 only."
+                );
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(sockets)
+}
+
 /// A bound socket and the handler that serves it.
 enum Socket {
     Tcp(tokio::net::TcpListener, tcp::Handler),
     Udp(tokio::net::UdpSocket, udp::UdpHandler),
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::json;
+
+    use super::{ServiceLimits, ServicesPlan, ServicesSection, start};
+    use crate::{event::Service, shutdown::CancellationToken};
+
+    fn plan(services: serde_json::Value, strict: bool) -> ServicesPlan {
+        let map: BTreeMap<String, serde_json::Value> = serde_json::from_value(services).unwrap();
+        ServicesPlan {
+            interface: "lo".to_owned(),
+            limits: ServiceLimits {
+                // A state directory that cannot be created: the SSH host key cannot be kept.
+                state_dir: "/dev/null/state".into(),
+                ephemeral_ports: true,
+                strict,
+                ..ServiceLimits::default()
+            },
+            services: ServicesSection::from_map(map),
+            ..ServicesPlan::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_decoy_that_cannot_be_set_up_is_down_and_the_others_serve() {
+        let (sink, _events) = tokio::sync::mpsc::channel(8);
+        let shutdown = CancellationToken::new();
+        let plan = plan(json!({"ssh": [{"port": 0}], "ftp": [{"port": 0}]}), false);
+        let services = start(&plan, sink, &shutdown).await.unwrap();
+        let down: Vec<_> = services.down().iter().map(|d| d.service).collect();
+        assert_eq!(down, [Service::Ssh]);
+        assert!(services.address_of(Service::Ftp).is_some());
+        assert!(services.address_of(Service::Ssh).is_none());
+        let event = services.down()[0].event();
+        assert_eq!(event.logtype().to_string(), "sensor.degraded");
+        assert_eq!(event.extra["decoy"], "ssh");
+        assert_eq!(event.extra["port"], 0);
+        assert!(event.extra["reason"].as_str().unwrap().starts_with("ssh port 0:"));
+        services.stop(std::time::Duration::from_secs(1)).await;
+    }
+
+    #[tokio::test]
+    async fn strict_start_fails_on_the_first_decoy_that_cannot_start() {
+        let (sink, _events) = tokio::sync::mpsc::channel(8);
+        let shutdown = CancellationToken::new();
+        let plan = plan(json!({"ssh": [{"port": 0}], "ftp": [{"port": 0}]}), true);
+        let err = start(&plan, sink, &shutdown).await.unwrap_err();
+        assert!(err.to_string().starts_with("ssh port 0:"), "{err}");
+    }
 }

@@ -280,6 +280,10 @@ pub struct ServiceLimits {
     /// Accept `port: 0` in the `services` block and let the kernel pick a port (tests and
     /// tools that read the bound port back); off by default, where port 0 is refused.
     pub ephemeral_ports: bool,
+    /// Stop the whole sensor when one decoy cannot start (a busy port, a missing certificate);
+    /// off by default, where that decoy is reported down (logged with the fix, and a
+    /// `sensor.degraded` event) and everything else runs.
+    pub strict: bool,
     /// Directory for generated host keys and certificates, created if missing.
     pub state_dir: PathBuf,
     /// Extra directories searched for HTTP skins, before the built-in ones.
@@ -304,6 +308,7 @@ impl Default for ServiceLimits {
             udp_reply_allowance_bytes: 512,
             udp_replies_per_source_per_sec: 10,
             ephemeral_ports: false,
+            strict: false,
             state_dir: PathBuf::from("/var/lib/trapster-sensor"),
             skin_dirs: Vec::new(),
         }

@@ -467,7 +467,12 @@ mod tests {
         assert_eq!(event.logtype().to_string(), "sensor.degraded");
         assert_eq!(event.extra["decoy"], "ssh");
         assert_eq!(event.extra["port"], 0);
-        assert!(event.extra["reason"].as_str().unwrap().starts_with("ssh port 0:"));
+        assert!(
+            event.extra["reason"]
+                .as_str()
+                .unwrap()
+                .starts_with("ssh port 0:")
+        );
         services.stop(std::time::Duration::from_secs(1)).await;
     }
 

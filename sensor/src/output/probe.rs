@@ -3,6 +3,7 @@
 
 use bytes::BytesMut;
 
+use super::sink::elasticsearch::Auth;
 use super::{
     Message, OutputConfig, Transport,
     sink::{
@@ -12,7 +13,9 @@ use super::{
 };
 use crate::{format::FormatContext, incident::test_incident};
 
-/// Sends a test incident through `cfg`; returns what the receiver answered.
+/// Sends a test incident through `cfg`; returns what the receiver answered, with every secret
+/// of the output masked (a receiver that echoes the request back would otherwise show its
+/// token, its webhook path or its basic credentials).
 ///
 /// # Errors
 /// What went wrong, without secrets.
@@ -21,6 +24,12 @@ pub async fn send_test(
     name: &str,
     ctx: &FormatContext,
 ) -> Result<String, String> {
+    let secrets = secrets(&cfg.transport);
+    let mask = |text: String| redact(&text, &secrets);
+    send(cfg, name, ctx).await.map(mask).map_err(mask)
+}
+
+async fn send(cfg: &OutputConfig, name: &str, ctx: &FormatContext) -> Result<String, String> {
     let message = Message::Incident(test_incident(chrono::Utc::now()));
     let mut buf = BytesMut::new();
     Body::of(cfg)
@@ -72,5 +81,127 @@ pub async fn send_test(
             let api = other.http().ok_or("no transport")?;
             ApiOutput::new(api, name).probe(&record).await
         }
+    }
+}
+
+/// Every secret `transport` holds, in the forms a receiver could echo: as written, and for
+/// credentials sent as HTTP basic auth, base64 of `user:password`; for a secret URL, its path and
+/// query (the host is not secret).
+fn secrets(transport: &Transport) -> Vec<String> {
+    use base64::Engine as _;
+    let basic = |user: &str, password: &str| {
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    };
+    let mut out: Vec<String> = Vec::new();
+    let mut url = |out: &mut Vec<String>, url: &str| {
+        out.push(url.to_owned());
+        if let Ok(parsed) = reqwest::Url::parse(url) {
+            let mut tail = parsed.path().to_owned();
+            out.extend(parsed.query_pairs().map(|(_, value)| value.into_owned()));
+            if let Some(query) = parsed.query() {
+                out.push(query.to_owned());
+                tail = format!("{tail}?{query}");
+            }
+            out.push(tail);
+        }
+    };
+    match transport {
+        Transport::Terminal | Transport::File(_) | Transport::Syslog(_) => {}
+        Transport::Redis(redis) => {
+            out.extend(redis.password.as_ref().map(|p| p.expose().to_owned()));
+        }
+        Transport::Email(email) => {
+            if let Some(password) = &email.password {
+                out.push(password.expose().to_owned());
+                let user = email.username.as_deref().unwrap_or_default();
+                out.push(basic("", password.expose()));
+                out.push(basic(user, password.expose()));
+            }
+        }
+        Transport::Elasticsearch(es) => {
+            url(&mut out, es.url.expose());
+            match &es.auth {
+                Some(Auth::Basic { username, password }) => {
+                    out.push(password.expose().to_owned());
+                    out.push(basic(username, password.expose()));
+                }
+                Some(Auth::ApiKey(key)) => {
+                    out.push(key.expose().to_owned());
+                }
+                None => {}
+            }
+        }
+        other => {
+            if let Some(api) = other.http() {
+                url(&mut out, api.url.expose());
+                for value in api.headers.values() {
+                    out.push(value.expose().to_owned());
+                    // `Authorization: Splunk <token>` and the like: the token alone too.
+                    if let Some((_, token)) = value.expose().rsplit_once(' ') {
+                        out.push(token.to_owned());
+                    }
+                }
+                out.extend(api.hmac_secret.as_ref().map(|s| s.expose().to_owned()));
+            }
+        }
+    }
+    // Too short to mask without mangling the answer (`/`, an empty query): not secret anyway.
+    out.retain(|s| s.len() >= 4);
+    // Longest first, so a secret containing another is masked whole.
+    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    out.dedup();
+    out
+}
+
+/// `text` with every occurrence of every secret replaced by `***`.
+fn redact(text: &str, secrets: &[String]) -> String {
+    let mut text = text.to_owned();
+    for secret in secrets {
+        if text.contains(secret.as_str()) {
+            text = text.replace(secret.as_str(), "***");
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{redact, secrets};
+    use crate::output::Transport;
+
+    fn transport(json: serde_json::Value) -> Transport {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn an_echoed_request_shows_no_token_path_or_basic_credentials() {
+        let hec = transport(serde_json::json!({"type": "splunk_hec",
+            "url": "https://splunk.example:8088", "token": "TOKEN-0f3a-secret"}));
+        let echo =
+            "400: you sent Authorization: Splunk TOKEN-0f3a-secret; Splunk wants TOKEN-0f3a-secret";
+        assert_eq!(
+            redact(echo, &secrets(&hec)),
+            "400: you sent Authorization: ***; Splunk wants ***"
+        );
+        let slack = transport(serde_json::json!({"type": "slack",
+            "webhook_url": "https://hooks.slack.example/services/T000/B000/XXXXSECRET"}));
+        let echo = "POST /services/T000/B000/XXXXSECRET HTTP/1.1 was not understood";
+        assert_eq!(
+            redact(echo, &secrets(&slack)),
+            "POST *** HTTP/1.1 was not understood"
+        );
+        let es = transport(serde_json::json!({"type": "elasticsearch",
+            "url": "https://es.example:9200", "username": "elastic", "password": "pw-hunter2"}));
+        // base64("elastic:pw-hunter2")
+        let echo = "got Basic ZWxhc3RpYzpwdy1odW50ZXIy and pw-hunter2";
+        assert_eq!(redact(echo, &secrets(&es)), "got Basic *** and ***");
+        let api = transport(serde_json::json!({"type": "api",
+            "url": "https://collector.example/in?key=Q-SECRET-KEY",
+            "headers": {"X-Token": "HDR-SECRET"}}));
+        let echo = "unknown key Q-SECRET-KEY with header HDR-SECRET for collector.example";
+        assert_eq!(
+            redact(echo, &secrets(&api)),
+            "unknown key *** with header *** for collector.example"
+        );
     }
 }

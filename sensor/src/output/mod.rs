@@ -212,6 +212,10 @@ impl OutputConfig {
                 .receive
                 .unwrap_or_else(|| self.transport.default_receive()),
             min_severity: self.min_severity,
+            new_incidents_only: matches!(
+                &self.transport,
+                Transport::Email(mail) if mail.digest_interval_secs.is_none()
+            ),
         }
     }
 }

@@ -389,11 +389,15 @@ impl EmailOutput {
 
     /// The mails a batch of envelopes (JSON records) calls for: one per new incident or test;
     /// the rest goes to the digest (or nowhere without one).
-    fn mails_for(&mut self, records: &[&[u8]]) -> Vec<Mail> {
+    /// Also returns how many records will never be mailed (unreadable, no digest to take them,
+    /// or a full digest): the output counts them as dropped, not sent.
+    fn mails_for(&mut self, records: &[&[u8]]) -> (Vec<Mail>, u64) {
         let prefix = self.prefix();
         let mut mails = Vec::new();
+        let mut unmailed = 0u64;
         for r in records {
             let Ok(envelope) = serde_json::from_slice::<Value>(r) else {
+                unmailed = unmailed.saturating_add(1);
                 continue;
             };
             let action = field(&envelope, "action");
@@ -403,9 +407,11 @@ impl EmailOutput {
                 && self.pending_digest.len() < MAX_DIGEST
             {
                 self.pending_digest.push(envelope);
+            } else {
+                unmailed = unmailed.saturating_add(1);
             }
         }
-        mails
+        (mails, unmailed)
     }
 
     /// Whether a digest should go out now (`force`: at shutdown, whatever the interval).
@@ -421,11 +427,13 @@ impl EmailOutput {
     ///
     /// # Errors
     /// The failing step and the server's answer.
-    pub async fn try_write(&mut self, records: &[&[u8]]) -> Result<(), String> {
-        for mail in self.mails_for(records) {
+    /// `Ok` carries how many records will never be mailed (see `mails_for`).
+    pub async fn try_write(&mut self, records: &[&[u8]]) -> Result<u64, String> {
+        let (mails, unmailed) = self.mails_for(records);
+        for mail in mails {
             self.send(&mail).await?;
         }
-        Ok(())
+        Ok(unmailed)
     }
 }
 
@@ -446,8 +454,7 @@ impl Sink for EmailOutput {
 
     async fn write(&mut self, batch: &[Record<'_>]) -> Result<u64, WriteError> {
         let records: Vec<&[u8]> = batch.iter().map(|r| r.bytes).collect();
-        self.try_write(&records).await.map_err(WriteError::retry)?;
-        Ok(0)
+        self.try_write(&records).await.map_err(WriteError::retry)
     }
 
     fn tick(&self) -> Option<Duration> {

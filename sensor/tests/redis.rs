@@ -197,6 +197,44 @@ async fn zadd_like_trapster_and_the_other_commands() {
 }
 
 #[tokio::test]
+async fn a_stream_is_trimmed_to_about_max_len() {
+    if !have_redis() {
+        return;
+    }
+    let port = free_port();
+    let _server = start(port, None);
+    let config: RedisConfig = serde_json::from_value(serde_json::json!({
+        "host": "127.0.0.1", "port": port, "command": "xadd", "key": "events", "max_len": 100,
+    }))
+    .unwrap();
+    let out = OutputConfig::new(Format::Default, Transport::Redis(config));
+    let fanout = Fanout::start(&[out], &FormatContext::for_device("trapster-1"));
+    for n in 1..=1_000 {
+        fanout.send(event(n));
+    }
+    let stats = fanout.finish(Duration::from_secs(10)).await;
+    assert_eq!((stats[0].sent, stats[0].dropped), (1_000, 0), "{stats:?}");
+    let len = match query(port, None, &["XLEN", "events"]).await {
+        redis::Value::Int(n) => n,
+        other => panic!("{other:?}"),
+    };
+    // `MAXLEN ~` trims whole nodes (100 entries each by default): at least 100 stay, and far
+    // fewer than the 1,000 added.
+    assert!((100..=200).contains(&len), "{len}");
+    // What stays is the newest.
+    let last = strings(&query(port, None, &["XREVRANGE", "events", "+", "-", "COUNT", "1"]).await);
+    let newest: serde_json::Value = last
+        .iter()
+        .find_map(|s| {
+            serde_json::from_str(s)
+                .ok()
+                .filter(serde_json::Value::is_object)
+        })
+        .unwrap();
+    assert_eq!(newest["dst_port"], 1_000);
+}
+
+#[tokio::test]
 async fn events_wait_for_a_server_that_comes_up_late() {
     if !have_redis() {
         return;

@@ -288,6 +288,7 @@ impl Config {
                 password: None,
                 command: crate::output::sink::redis::RedisCommand::Zadd,
                 key: "events".to_owned(),
+                max_len: None,
                 tls: false,
                 ca_file: None,
                 client_cert_file: None,

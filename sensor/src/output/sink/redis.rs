@@ -74,6 +74,11 @@ pub struct RedisConfig {
     /// Key (sorted set, list, stream) or channel.
     #[serde(default = "default_key")]
     pub key: String,
+    /// `xadd` only: trim the stream to about this many entries on every add
+    /// (`XADD <key> MAXLEN ~ <n> * ...`, Redis trims whole nodes, so it may keep a few more);
+    /// unbounded when absent.
+    #[serde(default)]
+    pub max_len: Option<u64>,
     /// Connect with TLS (`rediss`), verifying the server certificate.
     #[serde(default)]
     pub tls: bool,
@@ -218,7 +223,13 @@ impl RedisOutput {
                 RedisCommand::Zadd => pipe.cmd("ZADD").arg(key).arg(*score).arg(*member),
                 RedisCommand::Rpush => pipe.cmd("RPUSH").arg(key).arg(*member),
                 RedisCommand::Lpush => pipe.cmd("LPUSH").arg(key).arg(*member),
-                RedisCommand::Xadd => pipe.cmd("XADD").arg(key).arg("*").arg("event").arg(*member),
+                RedisCommand::Xadd => {
+                    let cmd = pipe.cmd("XADD").arg(key);
+                    if let Some(max) = self.config.max_len {
+                        cmd.arg("MAXLEN").arg("~").arg(max);
+                    }
+                    cmd.arg("*").arg("event").arg(*member)
+                }
                 RedisCommand::Publish => pipe.cmd("PUBLISH").arg(key).arg(*member),
             };
             pipe.ignore();

@@ -3,6 +3,8 @@
 //! then killed again in the middle of draining its spool, and a third run delivers the rest:
 //! every event arrives, duplicates are counted (at most the request in flight at each kill).
 
+#![expect(clippy::unwrap_used, reason = "test helpers fail loudly on purpose")]
+
 mod support;
 
 use std::{

@@ -294,6 +294,8 @@ impl Config {
                 client_cert_file: None,
                 client_key_file: None,
                 insecure: false,
+                cluster: Vec::new(),
+                sentinel: None,
             })
         };
         let api = || {

@@ -25,7 +25,10 @@ pub(super) fn check(transport: &Transport) -> Result<(), Mistake> {
             }
             check_directory(&c.path)
         }
-        Transport::Redis(c) => check_port(Some(c.port)),
+        Transport::Redis(c) => {
+            check_port(Some(c.port))?;
+            c.check()
+        }
         Transport::Api(c) => check_url("url", &c.url),
         Transport::SplunkHec(c) => check_url("url", &c.url),
         Transport::Sekoia(c) => c.url.as_ref().map_or(Ok(()), |url| check_url("url", url)),

@@ -93,7 +93,7 @@ fn secrets(transport: &Transport) -> Vec<String> {
         base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
     };
     let mut out: Vec<String> = Vec::new();
-    let mut url = |out: &mut Vec<String>, url: &str| {
+    let url = |out: &mut Vec<String>, url: &str| {
         out.push(url.to_owned());
         if let Ok(parsed) = reqwest::Url::parse(url) {
             let mut tail = parsed.path().to_owned();

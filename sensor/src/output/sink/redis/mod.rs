@@ -5,17 +5,20 @@
 //! The password never appears in a log line or an error (connections are built from parts,
 //! never from a URL, and the configuration's `Debug` redacts it).
 //!
+//! One server, a Redis Cluster (`cluster`: seed nodes) or the master a set of Sentinels names
+//! (`sentinel`), see [`connect`]; streams can be trimmed (`max_len`).
+//!
 //! TLS (`tls: true`) verifies the server against the shared root store (system store plus
 //! `ca_file`), optionally with a client certificate; `insecure` skips verification and says so
 //! at every start.
 
-use std::{fmt, time::Duration};
+mod connect;
 
-use redis::{
-    AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, RedisConnectionInfo,
-    aio::MultiplexedConnection,
-};
+use std::fmt;
+
 use serde::Deserialize;
+
+use self::connect::Conn;
 
 pub use crate::output::client::secret::Secret;
 use crate::output::sink::{Body, Record, Sink, WriteError};
@@ -94,12 +97,67 @@ pub struct RedisConfig {
     /// Skip certificate verification (logged as a warning at every start).
     #[serde(default)]
     pub insecure: bool,
+    /// Redis Cluster: seed nodes (`host:port`); when set, `host`/`port` are not used, `db`
+    /// must be 0, and the client follows the cluster's slots, redirections and failovers.
+    #[serde(default)]
+    pub cluster: Vec<String>,
+    /// Redis Sentinel: the master is asked of these sentinels at every (re)connection, so a
+    /// failover is followed; `host`/`port` are not used.
+    #[serde(default)]
+    pub sentinel: Option<SentinelConfig>,
+}
+
+/// `sentinel: {"master": "mymaster", "nodes": ["10.0.0.1:26379", ...]}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SentinelConfig {
+    /// The monitored master's name.
+    pub master: String,
+    /// Sentinel addresses (`host:port`).
+    pub nodes: Vec<String>,
+    /// ACL user name for the sentinels themselves.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password for the sentinels themselves (the master's is `password`).
+    #[serde(default)]
+    pub password: Option<Secret>,
+}
+
+impl RedisConfig {
+    /// What the configuration cannot mean: a cluster and sentinels at once, a database other
+    /// than 0 on a cluster, an empty sentinel list, a node that is not `host:port`.
+    ///
+    /// # Errors
+    /// The field and the reason.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        if !self.cluster.is_empty() && self.sentinel.is_some() {
+            return Err((
+                "sentinel",
+                "`cluster` and `sentinel` exclude each other".to_owned(),
+            ));
+        }
+        if !self.cluster.is_empty() && self.db != 0 {
+            return Err(("db", "a Redis Cluster has only database 0".to_owned()));
+        }
+        for node in &self.cluster {
+            connect::node(node, false, false).map_err(|e| ("cluster", e))?;
+        }
+        if let Some(sentinel) = &self.sentinel {
+            if sentinel.nodes.is_empty() {
+                return Err(("sentinel.nodes", "name at least one sentinel".to_owned()));
+            }
+            for node in &sentinel.nodes {
+                connect::node(node, false, false).map_err(|e| ("sentinel.nodes", e))?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A Redis output with its (lazily opened) connection.
 pub struct RedisOutput {
     config: RedisConfig,
-    conn: Option<MultiplexedConnection>,
+    conn: Option<Conn>,
     body: Body,
 }
 
@@ -132,89 +190,6 @@ impl RedisOutput {
         self
     }
 
-    fn client(&self) -> redis::RedisResult<redis::Client> {
-        let addr = if self.config.tls {
-            ConnectionAddr::TcpTls {
-                host: self.config.host.clone(),
-                port: self.config.port,
-                insecure: self.config.insecure,
-                tls_params: None,
-            }
-        } else {
-            ConnectionAddr::Tcp(self.config.host.clone(), self.config.port)
-        };
-        let info = ConnectionInfo {
-            addr,
-            redis: RedisConnectionInfo {
-                db: self.config.db,
-                username: self.config.username.clone(),
-                password: self.config.password.as_ref().map(|p| p.expose().to_owned()),
-                ..RedisConnectionInfo::default()
-            },
-        };
-        let read = |path: &std::path::Path| {
-            std::fs::read(path).map_err(|e| {
-                redis::RedisError::from((
-                    redis::ErrorKind::InvalidClientConfig,
-                    "cannot read a TLS file",
-                    format!("{}: {e}", path.display()),
-                ))
-            })
-        };
-        let client_tls = match (&self.config.client_cert_file, &self.config.client_key_file) {
-            (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
-                client_cert: read(cert)?,
-                client_key: read(key)?,
-            }),
-            _ => None,
-        };
-        // Verified TLS trusts the root store every output shares (system store plus
-        // `ca_file`); `insecure` verifies nothing.
-        let root_cert = if self.config.tls && !self.config.insecure {
-            Some(
-                crate::output::client::tls::pem_bundle(self.config.ca_file.as_deref()).map_err(
-                    |e| {
-                        redis::RedisError::from((
-                            redis::ErrorKind::InvalidClientConfig,
-                            "cannot load the trusted certificates",
-                            e,
-                        ))
-                    },
-                )?,
-            )
-        } else {
-            self.config.ca_file.as_deref().map(read).transpose()?
-        };
-        if self.config.tls && (root_cert.is_some() || client_tls.is_some()) {
-            redis::Client::build_with_tls(
-                info,
-                redis::TlsCertificates {
-                    client_tls,
-                    root_cert,
-                },
-            )
-        } else {
-            redis::Client::open(info)
-        }
-    }
-
-    async fn connection(&mut self) -> redis::RedisResult<&mut MultiplexedConnection> {
-        if self.conn.is_none() {
-            let client = self.client()?;
-            let timeouts = AsyncConnectionConfig::new()
-                .set_connection_timeout(Duration::from_secs(5))
-                .set_response_timeout(Duration::from_secs(10));
-            self.conn = Some(
-                client
-                    .get_multiplexed_async_connection_with_config(&timeouts)
-                    .await?,
-            );
-        }
-        self.conn
-            .as_mut()
-            .ok_or_else(|| redis::RedisError::from((redis::ErrorKind::IoError, "not connected")))
-    }
-
     fn pipeline(&self, records: &[(f64, &[u8])]) -> redis::Pipeline {
         let mut pipe = redis::pipe();
         let key = &self.config.key;
@@ -244,9 +219,18 @@ impl RedisOutput {
     /// The connection or the pipeline failed.
     pub async fn try_write(&mut self, records: &[(f64, &[u8])]) -> Result<(), String> {
         let pipe = self.pipeline(records);
-        let result = match self.connection().await {
-            Ok(conn) => pipe.query_async::<()>(conn).await,
-            Err(err) => Err(err),
+        if self.conn.is_none() {
+            match connect::connect(&self.config).await {
+                Ok(conn) => self.conn = Some(conn),
+                Err(err) => return Err(err.to_string()),
+            }
+        }
+        let result = match &mut self.conn {
+            Some(conn) => conn.run(&pipe).await,
+            None => Err(redis::RedisError::from((
+                redis::ErrorKind::IoError,
+                "not connected",
+            ))),
         };
         result.map_err(|err| {
             self.conn = None;
@@ -262,7 +246,17 @@ impl Sink for RedisOutput {
     }
 
     fn describe(&self) -> String {
-        format!("{}:{}", self.config.host, self.config.port)
+        if let Some(sentinel) = &self.config.sentinel {
+            format!(
+                "master `{}` of sentinels {}",
+                sentinel.master,
+                sentinel.nodes.join(",")
+            )
+        } else if !self.config.cluster.is_empty() {
+            format!("cluster {}", self.config.cluster.join(","))
+        } else {
+            format!("{}:{}", self.config.host, self.config.port)
+        }
     }
 
     async fn write(&mut self, batch: &[Record<'_>]) -> Result<u64, WriteError> {

@@ -35,6 +35,7 @@ pub(super) fn check(transport: &Transport) -> Result<(), Mistake> {
         Transport::Slack(c) | Transport::Teams(c) => check_url("webhook_url", &c.webhook_url),
         Transport::Webhook(c) => check_url("url", &c.url),
         Transport::Elasticsearch(c) => check_url("url", &c.url),
+        Transport::Nats(c) => c.check(),
         Transport::Syslog(c) => {
             check_port(c.port)?;
             if c.facility > 23 {

@@ -72,6 +72,8 @@ pub enum Transport {
     /// Elasticsearch or OpenSearch `_bulk` API (ECS documents).
     #[serde(alias = "opensearch")]
     Elasticsearch(sink::elasticsearch::ElasticsearchConfig),
+    /// NATS, by default JetStream with publish acknowledgements.
+    Nats(sink::nats::NatsConfig),
     /// Syslog over UDP, TCP or TLS (CEF or JSON payload).
     Syslog(sink::syslog::SyslogConfig),
     /// Mail over SMTP: one per new incident, plus an optional digest.
@@ -103,6 +105,7 @@ impl Transport {
             Self::Teams(_) => "teams",
             Self::Webhook(_) => "webhook",
             Self::Elasticsearch(_) => "elasticsearch",
+            Self::Nats(_) => "nats",
             Self::Syslog(_) => "syslog",
             Self::Email(_) => "email",
         }
@@ -123,6 +126,7 @@ impl Transport {
             | Self::Redis(_)
             | Self::Syslog(_)
             | Self::Email(_)
+            | Self::Nats(_)
             | Self::Elasticsearch(_) => None,
         }
     }

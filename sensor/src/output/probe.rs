@@ -71,6 +71,15 @@ async fn send(cfg: &OutputConfig, name: &str, ctx: &FormatContext) -> Result<Str
             let answer = out.send(&mail).await?;
             Ok(format!("accepted by {}: {answer}", email.host))
         }
+        Transport::Nats(nats) => {
+            let acks = super::sink::nats::NatsOutput::new(nats.clone(), name)
+                .try_write(&[&record])
+                .await?;
+            Ok(match acks.first() {
+                Some(ack) => format!("acknowledged by JetStream: {ack}"),
+                None => format!("published to {} and flushed", nats.url),
+            })
+        }
         Transport::Elasticsearch(es) => {
             let time = chrono::Utc::now().timestamp_micros() as f64 / 1e6;
             super::sink::elasticsearch::ElasticsearchOutput::new(es.clone(), name)
@@ -107,6 +116,10 @@ fn secrets(transport: &Transport) -> Vec<String> {
     };
     match transport {
         Transport::Terminal | Transport::File(_) | Transport::Syslog(_) => {}
+        Transport::Nats(nats) => {
+            out.extend(nats.token.as_ref().map(|t| t.expose().to_owned()));
+            out.extend(nats.password.as_ref().map(|p| p.expose().to_owned()));
+        }
         Transport::Redis(redis) => {
             out.extend(redis.password.as_ref().map(|p| p.expose().to_owned()));
         }

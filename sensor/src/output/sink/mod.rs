@@ -10,6 +10,7 @@ pub mod api;
 pub mod elasticsearch;
 pub mod email;
 pub mod file;
+pub mod nats;
 pub mod redis;
 pub mod sekoia;
 pub mod slack;
@@ -199,5 +200,6 @@ pub fn build(cfg: &OutputConfig, name: &str, ctx: &FormatContext) -> Box<dyn Sin
         Transport::Elasticsearch(c) => {
             Box::new(ElasticsearchOutput::new(c.clone(), name).with_body(body))
         }
+        Transport::Nats(c) => Box::new(nats::NatsOutput::new(c.clone(), name).with_body(body)),
     }
 }

@@ -8,5 +8,6 @@ pub mod ftp;
 pub mod http;
 pub mod mysql;
 pub mod postgres;
+pub mod shared;
 pub mod ssh;
 pub mod telnet;

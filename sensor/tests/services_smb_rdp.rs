@@ -271,8 +271,21 @@ async fn xfreerdp_nla_login_gives_a_netntlmv2_line_that_verifies() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn nmap_names_rdp_and_smb_and_reads_the_ntlm_names() {
+    // Trapster's `certificate`/`key`: a certificate of the user's, presented as is.
+    let dir = temp_dir("rdp-cert");
+    let mut params = rcgen::CertificateParams::new(vec!["ts01.corp.local".to_owned()]).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "ts01.corp.local");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    std::fs::write(dir.join("rdp.crt"), cert.pem()).unwrap();
+    std::fs::write(dir.join("rdp.key"), key.serialize_pem()).unwrap();
     let h = start(json!({
-        "rdp": [{"port": 0, "ntlm_hostname": "ts01", "ntlm_domain": "corp.local", "version": "2022"}],
+        "rdp": [{
+            "port": 0, "ntlm_hostname": "ts01", "ntlm_domain": "corp.local", "version": "2022",
+            "certificate": dir.join("rdp.crt"), "key": dir.join("rdp.key"),
+        }],
         "smb": [{"port": 0}],
     }))
     .await;
@@ -287,7 +300,7 @@ async fn nmap_names_rdp_and_smb_and_reads_the_ntlm_names() {
             "-p",
             &format!("{rdp},{smb}"),
             "--script",
-            "rdp-ntlm-info",
+            "rdp-ntlm-info,ssl-cert",
             "127.0.0.1",
         ],
         &[],
@@ -320,6 +333,7 @@ async fn nmap_names_rdp_and_smb_and_reads_the_ntlm_names() {
         "DNS_Computer_Name: ts01.corp.local",
         "DNS_Tree_Name: corp.local",
         "Product_Version: 10.0.20348",
+        "ssl-cert: Subject: commonName=ts01.corp.local",
     ] {
         assert!(report.contains(want), "{want} in {report}");
     }

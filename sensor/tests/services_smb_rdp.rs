@@ -555,3 +555,45 @@ async fn hostile_clients_are_closed_in_time_and_the_next_client_is_served() {
     }
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn smbclient_with_ntlmv1_gives_a_netntlmv1_line_that_verifies() {
+    let mut h = start(json!({"smb": [{"port": 0}]})).await;
+    let port = h.addr(Service::Smb).port().to_string();
+    run(
+        "smbclient",
+        &[
+            "-U",
+            "erin%Spring-2026",
+            "-W",
+            "CORP",
+            "--option=client ntlmv2 auth=no",
+            "-L",
+            "//127.0.0.1",
+            "-p",
+            &port,
+        ],
+        &[],
+        LIMIT,
+    )
+    .await;
+    let events = h.until(Action::Login, 1, LIMIT).await;
+    let login = login_of(&events);
+    assert_eq!(login.extra["username"], "erin");
+    let kind = login.extra["ntlm_version"].as_str().unwrap();
+    assert!(kind == "NTLMv1" || kind == "NTLMv1-ESS", "{kind}");
+    let line = login.extra["hashcat"].as_str().unwrap();
+    // `-m 5500`: user::domain:lm:nt:challenge, 24-byte responses.
+    let f: Vec<&str> = line.split(':').collect();
+    assert_eq!(
+        (f.len(), f[3].len(), f[4].len(), f[5].len()),
+        (6, 48, 48, 16),
+        "{line}"
+    );
+    // DES of the NT hash, recomputed (the sensor's checker is itself checked against MS-NLMP
+    // 4.2.2 and 4.2.3 in its unit tests).
+    use sensor::services::proto::shared::ntlm::crypto::verify_hashcat;
+    assert!(verify_hashcat(line, "Spring-2026"), "{line}");
+    assert!(!verify_hashcat(line, "Spring-2025"), "{line}");
+    h.stop().await;
+}

@@ -16,7 +16,7 @@ use super::{
         tcp::{Handler, TcpProtocol},
         udp::{UdpHandler, UdpProtocol},
     },
-    proto::{ftp, http, mysql, postgres, ssh, telnet},
+    proto::{ftp, http, mysql, postgres, rdp, smb, ssh, telnet},
 };
 use crate::event::Service;
 
@@ -29,6 +29,8 @@ pub static PROTOCOLS: &[Protocol] = &[
     Protocol::tcp::<http::Https>("https", Service::Https, 443),
     Protocol::tcp::<mysql::Mysql>("mysql", Service::Mysql, 3306),
     Protocol::tcp::<postgres::Postgres>("postgres", Service::Postgres, 5432).alias("postgresql"),
+    Protocol::tcp::<smb::Smb>("smb", Service::Smb, 445),
+    Protocol::tcp::<rdp::Rdp>("rdp", Service::Rdp, 3389),
 ];
 
 /// How a protocol's clients reach it.

@@ -8,5 +8,8 @@ pub mod ftp;
 pub mod http;
 pub mod mysql;
 pub mod postgres;
+pub mod rdp;
+pub mod shared;
+pub mod smb;
 pub mod ssh;
 pub mod telnet;

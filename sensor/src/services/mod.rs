@@ -225,13 +225,24 @@ pub async fn start(
             let addr = SocketAddr::new(*ip, port);
             let bound = match &built {
                 Built::Tcp(handler) => tcp::bind(service, addr)
-                    .map(|listener| Socket::Tcp(listener, Arc::clone(handler))),
-                Built::Udp(handler) => {
-                    udp::bind(service, addr).map(|socket| Socket::Udp(socket, Arc::clone(handler)))
+                    .map(|listener| vec![Socket::Tcp(listener, Arc::clone(handler))]),
+                Built::Udp(handler) => udp::bind(service, addr)
+                    .map(|socket| vec![Socket::Udp(socket, Arc::clone(handler))]),
+                Built::UdpTcp(udp_handler, tcp_handler) => {
+                    // With `port: 0` the TCP listener takes the port the kernel gave UDP.
+                    udp::bind(service, addr).and_then(|socket| {
+                        let port = socket.local_addr().map_or(addr.port(), |a| a.port());
+                        tcp::bind(service, SocketAddr::new(addr.ip(), port)).map(|listener| {
+                            vec![
+                                Socket::Udp(socket, Arc::clone(udp_handler)),
+                                Socket::Tcp(listener, Arc::clone(tcp_handler)),
+                            ]
+                        })
+                    })
                 }
             };
             match bound {
-                Ok(socket) => sockets.push((service, socket)),
+                Ok(bound) => sockets.extend(bound.into_iter().map(|socket| (service, socket))),
                 // A host without IPv6 still serves IPv4 on the wildcard.
                 Err(ServiceError::Bind { source, .. })
                     if ip.is_ipv6()

@@ -4,9 +4,11 @@
 //! wire behaviour and the `nmap -sV` identification it aims for, and is listed once in the
 //! [`registry`](super::registry).
 
+pub mod dns;
 pub mod ftp;
 pub mod http;
 pub mod mysql;
 pub mod postgres;
+pub mod snmp;
 pub mod ssh;
 pub mod telnet;

@@ -77,7 +77,7 @@ async fn snmpget_v2c_right_and_wrong_community() {
     .await;
     assert_eq!(
         stdout(&out),
-        ".1.3.6.1.2.1.1.5.0 = STRING: srv01\n.1.3.6.1.2.1.1.2.0 = OID: .1.3.6.1.4.1.8072.3.2.10\n",
+        ".1.3.6.1.2.1.1.5.0 = STRING: \"srv01\"\n.1.3.6.1.2.1.1.2.0 = OID: .1.3.6.1.4.1.8072.3.2.10\n",
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -160,7 +160,9 @@ async fn snmpwalk_v1_and_snmpbulkwalk_v2c_see_the_same_mib() {
     )
     .await;
     let walked = stdout(&walk);
-    let lines: Vec<&str> = walked.lines().collect();
+    // v1 ends with noSuchName, which snmpwalk prints as "End of MIB".
+    assert_eq!(walked.lines().last(), Some("End of MIB"), "{walked}");
+    let lines: Vec<&str> = walked.lines().filter(|l| l.starts_with('.')).collect();
     assert_eq!(
         lines.len(),
         24,
@@ -186,7 +188,12 @@ async fn snmpwalk_v1_and_snmpbulkwalk_v2c_see_the_same_mib() {
     assert_eq!(lines[11], ".1.3.6.1.2.1.2.2.1.2.2 = STRING: \"eth0\"");
     // The bulk walk sees the same objects (sysUpTime moves on).
     let bulked = stdout(&bulk);
-    let blines: Vec<&str> = bulked.lines().collect();
+    let mut blines: Vec<&str> = bulked.lines().collect();
+    // v2c ends with endOfMibView, which snmpbulkwalk prints after the last object.
+    assert_eq!(
+        blines.pop(),
+        Some(".1.3.6.1.2.1.2.2.1.8.2 = No more variables left in this MIB View (It is past the end of the MIB tree)")
+    );
     assert_eq!(blines.len(), 24, "{bulked}");
     for (a, b) in lines.iter().zip(&blines) {
         if !a.starts_with(".1.3.6.1.2.1.1.3.0") {
@@ -306,7 +313,7 @@ async fn nmap(args: &[&str]) -> String {
 async fn nmap_identifies_net_snmp() {
     let (h, addr) = start().await;
     let port = addr.port().to_string();
-    let report = nmap(&["-sU", "-sV", "-Pn", "-n", "-p", &port, "127.0.0.1"]).await;
+    let report = nmap(&["-sU", "-sV", "-Pn", "-n", "--version-intensity", "2", "-p", &port, "127.0.0.1"]).await;
     let line = report
         .lines()
         .find(|l| l.starts_with(&format!("{port}/udp")))

@@ -23,7 +23,7 @@ async fn start(allow_transfer: bool) -> (Harness, SocketAddr) {
     let udp = h
         .services
         .as_ref()
-        .unwrap()
+        .expect("as the test set up")
         .udp_bound()
         .iter()
         .find(|(s, a)| *s == Service::Dns && a.is_ipv4())
@@ -129,7 +129,10 @@ async fn version_bind_and_zone_transfers() {
             "qclass": "CH", "transport": "udp", "rcode": "NOERROR", "recursion_desired": true})
         )
     );
-    let axfr = all.iter().find(|q| q["extra"]["qtype"] == "AXFR").unwrap();
+    let axfr = all
+        .iter()
+        .find(|q| q["extra"]["qtype"] == "AXFR")
+        .expect("as the test set up");
     assert_eq!(
         axfr["extra"],
         json!({"qname": "corp.local", "qtype": "AXFR", "qclass": "IN", "transport": "tcp",
@@ -181,7 +184,7 @@ async fn big_answers_over_udp_set_tc_and_dig_retries_over_tcp() {
 
 async fn nmap(args: &[&str]) -> String {
     let root = std::fs::read_to_string("/proc/self/status")
-        .unwrap()
+        .expect("as the test set up")
         .lines()
         .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
     let out = if root {

@@ -32,7 +32,7 @@ async fn start() -> (Harness, SocketAddr) {
 fn udp_addr(h: &Harness, service: Service) -> SocketAddr {
     h.services
         .as_ref()
-        .unwrap()
+        .expect("as the test set up")
         .udp_bound()
         .iter()
         .find(|(s, a)| *s == service && a.is_ipv4())
@@ -192,7 +192,9 @@ async fn snmpwalk_v1_and_snmpbulkwalk_v2c_see_the_same_mib() {
     // v2c ends with endOfMibView, which snmpbulkwalk prints after the last object.
     assert_eq!(
         blines.pop(),
-        Some(".1.3.6.1.2.1.2.2.1.8.2 = No more variables left in this MIB View (It is past the end of the MIB tree)")
+        Some(
+            ".1.3.6.1.2.1.2.2.1.8.2 = No more variables left in this MIB View (It is past the end of the MIB tree)"
+        )
     );
     assert_eq!(blines.len(), 24, "{bulked}");
     for (a, b) in lines.iter().zip(&blines) {
@@ -208,7 +210,7 @@ async fn snmpwalk_v1_and_snmpbulkwalk_v2c_see_the_same_mib() {
     // snmpwalk: one get-next per object plus the one that ends; snmpbulkwalk: get-bulks.
     let pdus: Vec<&str> = queries
         .iter()
-        .map(|q| q["extra"]["pdu"].as_str().unwrap())
+        .map(|q| q["extra"]["pdu"].as_str().expect("as the test set up"))
         .collect();
     assert_eq!(pdus.iter().filter(|p| **p == "getnext").count(), 25);
     assert!(pdus.iter().filter(|p| **p == "getbulk").count() >= 1);
@@ -265,20 +267,26 @@ async fn snmpget_v3_discovers_the_engine_and_leaves_a_crackable_line() {
     assert_eq!(extra["username"], "admin");
     assert_eq!(extra["security_level"], "authNoPriv");
     assert_eq!(extra["matched"], false);
-    let engine = extra["engine_id"].as_str().unwrap();
+    let engine = extra["engine_id"].as_str().expect("as the test set up");
     assert!(engine.starts_with("80001f8880"), "{engine}");
     assert_eq!(engine.len(), 34);
-    let line = extra["hashcat"].as_str().unwrap();
+    let line = extra["hashcat"].as_str().expect("as the test set up");
     let fields: Vec<&str> = line.split('$').collect();
     assert_eq!(fields.len(), 7, "{line}");
     assert_eq!(fields[1..3], ["SNMPv3", "0"]);
     assert_eq!(fields[5], engine);
-    assert_eq!(fields[6], extra["auth_params"].as_str().unwrap());
+    assert_eq!(
+        fields[6],
+        extra["auth_params"].as_str().expect("as the test set up")
+    );
     // The line verifies against the password snmpget used (HMAC-MD5-96), not another.
-    let message = hex::decode(fields[4]).unwrap();
+    let message = hex::decode(fields[4]).expect("as the test set up");
     let check = |password: &[u8]| {
-        let mut mac =
-            Hmac::<Md5>::new_from_slice(&md5_key(password, &hex::decode(engine).unwrap())).unwrap();
+        let mut mac = Hmac::<Md5>::new_from_slice(&md5_key(
+            password,
+            &hex::decode(engine).expect("as the test set up"),
+        ))
+        .expect("as the test set up");
         mac.update(&message);
         hex::encode(&mac.finalize().into_bytes()[..12])
     };
@@ -296,7 +304,7 @@ async fn snmpget_v3_discovers_the_engine_and_leaves_a_crackable_line() {
 /// `nmap` for a UDP scan: raw sockets need root.
 async fn nmap(args: &[&str]) -> String {
     let root = std::fs::read_to_string("/proc/self/status")
-        .unwrap()
+        .expect("as the test set up")
         .lines()
         .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
     let out = if root {

@@ -57,6 +57,9 @@ impl Transport {
     }
 }
 
+/// The two handlers of a protocol served over UDP and TCP.
+pub type BothHandlers = (UdpHandler, Handler);
+
 /// How one instance's handler is built, from its settings (runs on the blocking pool: it may
 /// generate keys and read files).
 #[derive(Clone, Copy)]
@@ -66,7 +69,7 @@ pub enum Build {
     /// A UDP protocol.
     Udp(fn(&Value, &Context) -> Result<UdpHandler, ServiceError>),
     /// A protocol served over both.
-    UdpTcp(fn(&Value, &Context) -> Result<(UdpHandler, Handler), ServiceError>),
+    UdpTcp(fn(&Value, &Context) -> Result<BothHandlers, ServiceError>),
 }
 
 impl std::fmt::Debug for Build {
@@ -259,7 +262,7 @@ fn build_udp<P: UdpProtocol>(value: &Value, ctx: &Context) -> Result<UdpHandler,
     P::handler(settings(value, ctx)?, ctx)
 }
 
-fn build_udp_tcp<P>(value: &Value, ctx: &Context) -> Result<(UdpHandler, Handler), ServiceError>
+fn build_udp_tcp<P>(value: &Value, ctx: &Context) -> Result<BothHandlers, ServiceError>
 where
     P: UdpProtocol + TcpProtocol<Config = <P as UdpProtocol>::Config>,
 {

@@ -231,3 +231,70 @@ async fn nmap_sees_bind_and_no_recursion() {
     assert!(!report.contains("dns-recursion"), "{report}");
     h.stop().await;
 }
+
+fn wire(id: u16, name: &str, qtype: hickory_proto::rr::RecordType) -> Vec<u8> {
+    use hickory_proto::op::{Message, MessageType, OpCode, Query};
+    let mut message = Message::new(id, MessageType::Query, OpCode::Query);
+    message.add_query(Query::query(name.parse().expect("a name"), qtype));
+    message.to_vec().expect("encodes")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_from_one_source_gets_one_reply_and_no_amplification() {
+    use hickory_proto::rr::RecordType;
+    // One reply a second per source, and never more than twice the bytes received.
+    let mut h = Harness::start(
+        json!({"dns": [{"port": 0}]}),
+        json!({"udp_replies_per_source_per_sec": 1, "udp_reply_factor": 2,
+            "udp_reply_allowance_bytes": 0}),
+    )
+    .await;
+    let server = h.addr(Service::Dns);
+    // The zone's ANY answer is many times its question: refused by the reflection budget,
+    // however often it is asked (the budget is per pseudo-session: one peer here).
+    let any = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let question = wire(1, "corp.local.", RecordType::ANY);
+    // (About 150 bytes for a 28-byte question: twice asked is a budget of 112.)
+    for _ in 0..2 {
+        any.send_to(&question, server).await.expect("send");
+    }
+    // 200 peers (ports) of one source, each asking once for a small answer, within far less
+    // than a second: the source's one token goes to the first, the rest are refused or not
+    // even admitted.
+    let mut peers = Vec::new();
+    for i in 0..200u16 {
+        let s = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        s.send_to(&wire(i, "srv01.corp.local.", RecordType::A), server)
+            .await
+            .expect("send");
+        peers.push(s);
+    }
+    // The gate admits 64 pseudo-sessions per source (`max_connections_per_source`): the ANY
+    // peer and 63 of the 200; the other 137 datagrams are dropped before any protocol code.
+    let events = h.until(Action::Query, 65, LIMIT).await;
+    assert_eq!(
+        events.iter().filter(|e| e.action == Action::Query).count(),
+        65
+    );
+    let c = h.counters();
+    assert_eq!(c["udp_datagrams"], 202);
+    assert_eq!(c["udp_sessions"], 64);
+    assert_eq!(c["rejected_source"], 137);
+    assert_eq!(c["udp_refused_reflection"], 2);
+    assert_eq!(c["udp_replies"], 1);
+    assert_eq!(c["udp_refused_rate"], 62);
+    // The one reply is a real answer, to the first peer.
+    let mut buf = [0u8; 512];
+    let (n, from) = tokio::time::timeout(LIMIT, peers[0].recv_from(&mut buf))
+        .await
+        .expect("a reply")
+        .expect("received");
+    assert_eq!(from.port(), server.port());
+    let reply = hickory_proto::op::Message::from_vec(&buf[..n]).expect("parses");
+    assert_eq!(reply.answers.len(), 1);
+    h.stop().await;
+}

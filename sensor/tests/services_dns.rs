@@ -298,3 +298,41 @@ async fn a_flood_from_one_source_gets_one_reply_and_no_amplification() {
     assert_eq!(reply.answers.len(), 1);
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tcp_garbage_gets_formerr_and_the_connection_goes_on() {
+    use hickory_proto::{op::ResponseCode, rr::RecordType};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let (mut h, _) = start(false).await;
+    let mut s = tokio::net::TcpStream::connect(h.addr(Service::Dns))
+        .await
+        .expect("connects");
+    let garbage = [0x12, 0x34, 0x00, 0x00, 0xff, 0xff, 0xc0];
+    let mut framed = vec![0, 7];
+    framed.extend(garbage);
+    let query = wire(9, "srv01.corp.local.", RecordType::A);
+    framed.extend(u16::try_from(query.len()).expect("small").to_be_bytes());
+    framed.extend(&query);
+    s.write_all(&framed).await.expect("writes");
+    let mut replies = Vec::new();
+    for _ in 0..2 {
+        let mut len = [0u8; 2];
+        s.read_exact(&mut len).await.expect("length");
+        let mut body = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        s.read_exact(&mut body).await.expect("body");
+        replies.push(hickory_proto::op::Message::from_vec(&body).expect("parses"));
+    }
+    assert_eq!(replies[0].metadata.id, 0x1234);
+    assert_eq!(replies[0].metadata.response_code, ResponseCode::FormErr);
+    assert_eq!(replies[1].metadata.id, 9);
+    assert_eq!(replies[1].answers.len(), 1);
+    let events = h.until(Action::Query, 1, LIMIT).await;
+    let data: Vec<Value> = events
+        .iter()
+        .filter(|e| e.action == Action::Data)
+        .map(normalized)
+        .collect();
+    assert_eq!(data.len(), 1);
+    assert_eq!(data[0]["data"], hex::encode(garbage));
+    h.stop().await;
+}

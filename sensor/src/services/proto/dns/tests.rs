@@ -405,3 +405,17 @@ fn hostile_messages_never_panic_and_never_answer_much() {
     assert_eq!(reply.metadata.id, 0xabcd);
     assert_eq!(reply.metadata.response_code, ResponseCode::FormErr);
 }
+
+#[test]
+fn trapster_target_dns_is_reported_as_not_read() {
+    let config = crate::config::Config::parse(
+        r#"{"services": {"dns": [{"port": 53, "target_dns": "10.0.0.1"}]}}"#,
+        "x",
+    )
+    .unwrap();
+    assert_eq!(
+        config.services.unknown_keys(),
+        ["services.dns[0].target_dns"]
+    );
+    assert_eq!(config.services.ports(), [("dns", 53)]);
+}

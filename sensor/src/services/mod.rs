@@ -355,28 +355,37 @@ pub fn probe_ports(plan: &ServicesPlan) -> Result<Vec<DownService>, ServiceError
     let mut down = Vec::new();
     for instance in wanted {
         let protocol = instance.protocol;
-        for ip in &addresses {
+        let kinds: &[(socket2::Type, socket2::Protocol)] = match protocol.transport() {
+            registry::Transport::Tcp => &[(socket2::Type::STREAM, socket2::Protocol::TCP)],
+            registry::Transport::Udp => &[(socket2::Type::DGRAM, socket2::Protocol::UDP)],
+            registry::Transport::UdpTcp => &[
+                (socket2::Type::DGRAM, socket2::Protocol::UDP),
+                (socket2::Type::STREAM, socket2::Protocol::TCP),
+            ],
+        };
+        'instance: for ip in &addresses {
             let addr = SocketAddr::new(*ip, instance.port);
-            let (ty, proto) = match protocol.transport() {
-                registry::Transport::Tcp => (socket2::Type::STREAM, socket2::Protocol::TCP),
-                registry::Transport::Udp => (socket2::Type::DGRAM, socket2::Protocol::UDP),
-            };
-            let probed = framework::bound_socket(protocol.name, addr, ty, proto, |_| Ok(()))
-                .and_then(|socket| match protocol.transport() {
-                    registry::Transport::Tcp => socket
-                        .listen(1)
-                        .map_err(|err| framework::bind_error(protocol.name, addr, err)),
-                    registry::Transport::Udp => Ok(()),
-                });
-            match probed {
-                Ok(()) => {}
-                Err(ServiceError::Bind { source, .. })
-                    if ip.is_ipv6()
-                        && ip.is_unspecified()
-                        && source.kind() == std::io::ErrorKind::AddrNotAvailable => {}
-                Err(err) => {
-                    down.push(DownService::new(protocol.service, instance.port, err));
-                    break;
+            for &(ty, proto) in kinds {
+                let probed = framework::bound_socket(protocol.name, addr, ty, proto, |_| Ok(()))
+                    .and_then(|socket| {
+                        if ty == socket2::Type::STREAM {
+                            socket
+                                .listen(1)
+                                .map_err(|err| framework::bind_error(protocol.name, addr, err))
+                        } else {
+                            Ok(())
+                        }
+                    });
+                match probed {
+                    Ok(()) => {}
+                    Err(ServiceError::Bind { source, .. })
+                        if ip.is_ipv6()
+                            && ip.is_unspecified()
+                            && source.kind() == std::io::ErrorKind::AddrNotAvailable => {}
+                    Err(err) => {
+                        down.push(DownService::new(protocol.service, instance.port, err));
+                        break 'instance;
+                    }
                 }
             }
         }
@@ -396,15 +405,25 @@ fn bind_instance(
     for ip in addresses {
         let addr = SocketAddr::new(*ip, port);
         let bound = match built {
-            Built::Tcp(handler) => {
-                tcp::bind(service, addr).map(|listener| Socket::Tcp(listener, Arc::clone(handler)))
-            }
-            Built::Udp(handler) => {
-                udp::bind(service, addr).map(|socket| Socket::Udp(socket, Arc::clone(handler)))
+            Built::Tcp(handler) => tcp::bind(service, addr)
+                .map(|listener| vec![Socket::Tcp(listener, Arc::clone(handler))]),
+            Built::Udp(handler) => udp::bind(service, addr)
+                .map(|socket| vec![Socket::Udp(socket, Arc::clone(handler))]),
+            Built::UdpTcp(udp_handler, tcp_handler) => {
+                // With `port: 0` the TCP listener takes the port the kernel gave UDP.
+                udp::bind(service, addr).and_then(|socket| {
+                    let port = socket.local_addr().map_or(addr.port(), |a| a.port());
+                    tcp::bind(service, SocketAddr::new(addr.ip(), port)).map(|listener| {
+                        vec![
+                            Socket::Udp(socket, Arc::clone(udp_handler)),
+                            Socket::Tcp(listener, Arc::clone(tcp_handler)),
+                        ]
+                    })
+                })
             }
         };
         match bound {
-            Ok(socket) => sockets.push(socket),
+            Ok(bound) => sockets.extend(bound),
             Err(ServiceError::Bind { source, .. })
                 if ip.is_ipv6()
                     && ip.is_unspecified()

@@ -171,11 +171,9 @@ impl ServicesSection {
                         .to_owned(),
                 });
             }
-            let clash = instances
-                .get(..i)
-                .unwrap_or(&[])
-                .iter()
-                .find(|b| b.port == a.port && b.protocol.transport() == a.protocol.transport());
+            let clash = instances.get(..i).unwrap_or(&[]).iter().find(|b| {
+                b.port == a.port && b.protocol.transport().overlaps(a.protocol.transport())
+            });
             if let Some(b) = clash {
                 return Err(SectionError {
                     field: "services".to_owned(),
@@ -186,6 +184,7 @@ impl ServicesSection {
                         match a.protocol.transport() {
                             Transport::Tcp => "",
                             Transport::Udp => "UDP ",
+                            Transport::UdpTcp => "UDP and TCP ",
                         },
                         a.port
                     ),

@@ -1,6 +1,7 @@
 //! The emulated protocols, one line each: the name of its list in the `services` block, the
 //! event channel it reports on, its default port and its implementation (whose type says the
-//! transport: [`TcpProtocol`] or [`UdpProtocol`]).
+//! transport: [`TcpProtocol`] or [`UdpProtocol`], or both for a protocol such as DNS that one
+//! instance serves on the same port over UDP and TCP).
 //!
 //! Adding a protocol is one file under `proto/` implementing one of the two traits, and one
 //! line in [`PROTOCOLS`]; configuration checking, `sensor check`'s listing, binding (every
@@ -16,7 +17,7 @@ use super::{
         tcp::{Handler, TcpProtocol},
         udp::{UdpHandler, UdpProtocol},
     },
-    proto::{ftp, http, mysql, postgres, rdp, smb, ssh, telnet},
+    proto::{dns, ftp, http, mysql, postgres, rdp, smb, snmp, ssh, telnet},
 };
 use crate::event::Service;
 
@@ -31,6 +32,8 @@ pub static PROTOCOLS: &[Protocol] = &[
     Protocol::tcp::<postgres::Postgres>("postgres", Service::Postgres, 5432).alias("postgresql"),
     Protocol::tcp::<smb::Smb>("smb", Service::Smb, 445),
     Protocol::tcp::<rdp::Rdp>("rdp", Service::Rdp, 3389),
+    Protocol::udp::<snmp::Snmp>("snmp", Service::Snmp, 161),
+    Protocol::udp_tcp::<dns::Dns>("dns", Service::Dns, 53),
 ];
 
 /// How a protocol's clients reach it.
@@ -40,7 +43,24 @@ pub enum Transport {
     Tcp,
     /// Datagrams, in pseudo-sessions per peer ([`UdpProtocol`]).
     Udp,
+    /// Both, on the same port: one instance binds a UDP socket and a TCP listener.
+    UdpTcp,
 }
+
+impl Transport {
+    /// Whether two protocols on one port would want the same socket.
+    #[must_use]
+    pub const fn overlaps(self, other: Self) -> bool {
+        matches!(
+            (self, other),
+            (Self::Tcp | Self::UdpTcp, Self::Tcp | Self::UdpTcp)
+                | (Self::Udp | Self::UdpTcp, Self::Udp | Self::UdpTcp)
+        )
+    }
+}
+
+/// The two handlers of a protocol served over UDP and TCP.
+pub type BothHandlers = (UdpHandler, Handler);
 
 /// How one instance's handler is built, from its settings (runs on the blocking pool: it may
 /// generate keys and read files).
@@ -50,6 +70,8 @@ pub enum Build {
     Tcp(fn(&Value, &Context) -> Result<Handler, ServiceError>),
     /// A UDP protocol.
     Udp(fn(&Value, &Context) -> Result<UdpHandler, ServiceError>),
+    /// A protocol served over both.
+    UdpTcp(fn(&Value, &Context) -> Result<BothHandlers, ServiceError>),
 }
 
 impl std::fmt::Debug for Build {
@@ -57,6 +79,7 @@ impl std::fmt::Debug for Build {
         f.write_str(match self {
             Self::Tcp(_) => "Build::Tcp",
             Self::Udp(_) => "Build::Udp",
+            Self::UdpTcp(_) => "Build::UdpTcp",
         })
     }
 }
@@ -68,6 +91,8 @@ pub enum Built {
     Tcp(Handler),
     /// Makes one protocol state per UDP peer.
     Udp(UdpHandler),
+    /// Both, for one port.
+    UdpTcp(UdpHandler, Handler),
 }
 
 impl std::fmt::Debug for Built {
@@ -75,6 +100,7 @@ impl std::fmt::Debug for Built {
         f.write_str(match self {
             Self::Tcp(_) => "Built::Tcp",
             Self::Udp(_) => "Built::Udp",
+            Self::UdpTcp(..) => "Built::UdpTcp",
         })
     }
 }
@@ -137,6 +163,24 @@ impl Protocol {
         }
     }
 
+    /// A protocol implemented by `P` over UDP and TCP on the same port, from one instance's
+    /// settings.
+    #[must_use]
+    pub const fn udp_tcp<P>(name: &'static str, service: Service, port: u16) -> Self
+    where
+        P: UdpProtocol + TcpProtocol<Config = <P as UdpProtocol>::Config>,
+    {
+        Self {
+            name,
+            alias: None,
+            service,
+            default_port: port,
+            check: check::<<P as UdpProtocol>::Config>,
+            ignored: ignored::<<P as UdpProtocol>::Config>,
+            build: Build::UdpTcp(build_udp_tcp::<P>),
+        }
+    }
+
     /// The same protocol, also accepted under `alias`.
     #[must_use]
     pub const fn alias(mut self, alias: &'static str) -> Self {
@@ -150,6 +194,7 @@ impl Protocol {
         match self.build {
             Build::Tcp(_) => Transport::Tcp,
             Build::Udp(_) => Transport::Udp,
+            Build::UdpTcp(_) => Transport::UdpTcp,
         }
     }
 
@@ -167,6 +212,7 @@ impl Protocol {
         match self.build {
             Build::Tcp(build) => build(settings, ctx).map(Built::Tcp),
             Build::Udp(build) => build(settings, ctx).map(Built::Udp),
+            Build::UdpTcp(build) => build(settings, ctx).map(|(u, t)| Built::UdpTcp(u, t)),
         }
     }
 }
@@ -218,6 +264,15 @@ fn build_udp<P: UdpProtocol>(value: &Value, ctx: &Context) -> Result<UdpHandler,
     P::handler(settings(value, ctx)?, ctx)
 }
 
+fn build_udp_tcp<P>(value: &Value, ctx: &Context) -> Result<BothHandlers, ServiceError>
+where
+    P: UdpProtocol + TcpProtocol<Config = <P as UdpProtocol>::Config>,
+{
+    let udp = <P as UdpProtocol>::handler(settings(value, ctx)?, ctx)?;
+    let tcp = <P as TcpProtocol>::handler(settings(value, ctx)?, ctx)?;
+    Ok((udp, tcp))
+}
+
 #[cfg(test)]
 mod tests {
     use super::{PROTOCOLS, Transport, find};
@@ -230,7 +285,7 @@ mod tests {
                 assert_ne!(p.name, q.name);
                 assert_ne!(p.service, q.service, "{} and {}", p.name, q.name);
                 assert!(
-                    p.default_port != q.default_port || p.transport() != q.transport(),
+                    p.default_port != q.default_port || !p.transport().overlaps(q.transport()),
                     "{} and {} share a default port",
                     p.name,
                     q.name
@@ -240,6 +295,16 @@ mod tests {
         }
         assert_eq!(find("postgresql").unwrap().name, "postgres");
         assert!(find("vnc").is_none());
-        assert!(PROTOCOLS.iter().all(|p| p.transport() == Transport::Tcp));
+        for p in PROTOCOLS {
+            let expected = match p.name {
+                "snmp" => Transport::Udp,
+                "dns" => Transport::UdpTcp,
+                _ => Transport::Tcp,
+            };
+            assert_eq!(p.transport(), expected, "{}", p.name);
+        }
+        assert!(Transport::UdpTcp.overlaps(Transport::Tcp));
+        assert!(Transport::Udp.overlaps(Transport::UdpTcp));
+        assert!(!Transport::Udp.overlaps(Transport::Tcp));
     }
 }

@@ -76,9 +76,26 @@ pub trait UdpProtocol {
 pub struct Exchange {
     events: Vec<(Action, Vec<u8>, Map<String, Value>)>,
     close: bool,
+    local: Option<SocketAddr>,
 }
 
 impl Exchange {
+    /// An exchange for a datagram the client sent to `local`.
+    #[must_use]
+    pub fn to(local: SocketAddr) -> Self {
+        Self {
+            local: Some(local),
+            ..Self::default()
+        }
+    }
+
+    /// The address the client sent the datagram to (the sensor's own address as the client
+    /// sees it), when known.
+    #[must_use]
+    pub const fn local(&self) -> Option<SocketAddr> {
+        self.local
+    }
+
     /// `<service>.data` with raw bytes (what could not be parsed).
     pub fn data(&mut self, bytes: &[u8]) {
         self.events.push((Action::Data, bytes.to_vec(), Map::new()));
@@ -97,6 +114,18 @@ impl Exchange {
     /// Ends the pseudo-session after this datagram (its next datagram starts a new one).
     pub const fn close(&mut self) {
         self.close = true;
+    }
+
+    /// The events reported so far (protocol unit tests).
+    #[cfg(test)]
+    pub fn events(&self) -> &[(Action, Vec<u8>, Map<String, Value>)] {
+        &self.events
+    }
+
+    /// Whether the pseudo-session ends (protocol unit tests).
+    #[cfg(test)]
+    pub const fn closing(&self) -> bool {
+        self.close
     }
 }
 
@@ -408,7 +437,7 @@ async fn datagram_in(
     entry.received = entry
         .received
         .saturating_add(u64::try_from(datagram.len()).unwrap_or(u64::MAX));
-    let mut exchange = Exchange::default();
+    let mut exchange = Exchange::to(local);
     let reply = entry.state.handle(datagram, &mut exchange);
     for (action, data, extra) in exchange.events {
         entry.session.emit(action, &data, extra).await;

@@ -4,6 +4,7 @@
 //! wire behaviour and the `nmap -sV` identification it aims for, and is listed once in the
 //! [`registry`](super::registry).
 
+pub mod dns;
 pub mod ftp;
 pub mod http;
 pub mod mysql;
@@ -11,5 +12,6 @@ pub mod postgres;
 pub mod rdp;
 pub mod shared;
 pub mod smb;
+pub mod snmp;
 pub mod ssh;
 pub mod telnet;

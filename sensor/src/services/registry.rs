@@ -16,7 +16,7 @@ use super::{
         tcp::{Handler, TcpProtocol},
         udp::{UdpHandler, UdpProtocol},
     },
-    proto::{ftp, http, mysql, postgres, ssh, telnet},
+    proto::{ftp, http, mysql, postgres, rsync, ssh, telnet, vnc},
 };
 use crate::event::Service;
 
@@ -29,6 +29,8 @@ pub static PROTOCOLS: &[Protocol] = &[
     Protocol::tcp::<http::Https>("https", Service::Https, 443),
     Protocol::tcp::<mysql::Mysql>("mysql", Service::Mysql, 3306),
     Protocol::tcp::<postgres::Postgres>("postgres", Service::Postgres, 5432).alias("postgresql"),
+    Protocol::tcp::<vnc::Vnc>("vnc", Service::Vnc, 5900),
+    Protocol::tcp::<rsync::Rsync>("rsync", Service::Rsync, 873),
 ];
 
 /// How a protocol's clients reach it.
@@ -237,7 +239,7 @@ mod tests {
             assert_eq!(p.service.as_str(), p.name, "channel named as its list");
         }
         assert_eq!(find("postgresql").unwrap().name, "postgres");
-        assert!(find("vnc").is_none());
+        assert!(find("smb").is_none());
         assert!(PROTOCOLS.iter().all(|p| p.transport() == Transport::Tcp));
     }
 }

@@ -8,5 +8,7 @@ pub mod ftp;
 pub mod http;
 pub mod mysql;
 pub mod postgres;
+pub mod rsync;
 pub mod ssh;
 pub mod telnet;
+pub mod vnc;

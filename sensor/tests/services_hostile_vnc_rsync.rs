@@ -214,7 +214,9 @@ async fn hostile(service: Service, cases: Vec<Act>) {
             want.extend_from_slice(b"@ERROR: protocol startup error\n");
             assert_eq!(answer(addr, b"GET / HTTP/1.1\r\n").await, want);
             let mut want = greeting.to_vec();
-            want.extend_from_slice(b"@ERROR: your client omitted the subprotocol value: @RSYNCD: 31\n");
+            want.extend_from_slice(
+                b"@ERROR: your client omitted the subprotocol value: @RSYNCD: 31\n",
+            );
             assert_eq!(answer(addr, b"@RSYNCD: 31\n").await, want);
             let out = answer(addr, b"@RSYNCD: 31.0\nBackup\nalice\n").await;
             assert!(out.ends_with(b"@ERROR: auth failed on module Backup\n"));
@@ -243,11 +245,7 @@ async fn hostile_inputs_against_rsync() {
 /// the session (logged as `vnc.data`) without reading what they announce.
 #[tokio::test(flavor = "multi_thread")]
 async fn vnc_lengths_at_their_maximum_after_a_login_are_refused() {
-    let mut h = Harness::start(
-        json!({"vnc": [{"port": 0, "password": "pw"}]}),
-        limits(),
-    )
-    .await;
+    let mut h = Harness::start(json!({"vnc": [{"port": 0, "password": "pw"}]}), limits()).await;
     let addr = h.addr(Service::Vnc);
     let cases: [(&str, &[u8]); 4] = [
         ("cut text u32::MAX", b"\x06\x00\x00\x00\xff\xff\xff\xff"),
@@ -278,7 +276,10 @@ async fn vnc_lengths_at_their_maximum_after_a_login_are_refused() {
             .await
             .unwrap_or_else(|_| panic!("{name}: not closed"))
             .ok();
-        assert!(rest.starts_with(&[4, 0, 3, 0, 32, 24]), "{name}: ServerInit first");
+        assert!(
+            rest.starts_with(&[4, 0, 3, 0, 32, 24]),
+            "{name}: ServerInit first"
+        );
     }
     let events = h
         .drain(Duration::from_millis(500), Duration::from_secs(10))

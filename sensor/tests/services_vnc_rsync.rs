@@ -37,7 +37,10 @@ fn addrs(h: &Harness, service: Service) -> Vec<SocketAddr> {
 }
 
 fn logins(events: &[Event]) -> Vec<&Event> {
-    events.iter().filter(|e| e.action == Action::Login).collect()
+    events
+        .iter()
+        .filter(|e| e.action == Action::Login)
+        .collect()
 }
 
 fn text(e: &Event, key: &str) -> String {
@@ -123,7 +126,10 @@ async fn rsync_lists_modules_and_captures_logins_that_verify_against_the_passwor
     assert_eq!(text(login, "hash"), hash);
     assert_eq!(text(login, "hashcat"), format!("{hash}:{challenge}"));
     assert_eq!(login.extra["hashcat_mode"], json!(1710));
-    assert_eq!(login.data.as_ref(), format!("alice {response}\n").as_bytes());
+    assert_eq!(
+        login.data.as_ref(),
+        format!("alice {response}\n").as_bytes()
+    );
 
     // A daemon announcing only md5 and md4 gets an MD5 answer (hashcat -m 10).
     let out = run(
@@ -317,10 +323,17 @@ async fn nmap_identifies_vnc_and_rsync_and_vnc_info_lists_vnc_authentication_onl
     };
     assert!(line(&vnc_port).contains("VNC (protocol 3.8)"), "{report}");
     assert!(line(&rsync_port).contains("rsync"), "{report}");
-    assert!(line(&rsync_port).contains("protocol version 31"), "{report}");
+    assert!(
+        line(&rsync_port).contains("protocol version 31"),
+        "{report}"
+    );
     assert!(report.contains("Protocol version: 3.8"), "{report}");
     assert!(report.contains("VNC Authentication (2)"), "{report}");
-    assert_eq!(report.matches("(2)").count(), 1, "one security type: {report}");
+    assert_eq!(
+        report.matches("(2)").count(),
+        1,
+        "one security type: {report}"
+    );
     h.stop().await;
 }
 

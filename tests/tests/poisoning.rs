@@ -105,7 +105,11 @@ fn answerer(net: &TestNet, dir: &Path, silent: bool) -> ChildGuard {
 fn poisoning_events(events: &[Value]) -> Vec<&Value> {
     events
         .iter()
-        .filter(|e| e["logtype"].as_str().is_some_and(|l| l.ends_with(".poisoning")))
+        .filter(|e| {
+            e["logtype"]
+                .as_str()
+                .is_some_and(|l| l.ends_with(".poisoning"))
+        })
         .collect()
 }
 

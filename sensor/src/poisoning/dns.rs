@@ -29,16 +29,12 @@ pub fn parse_answer(packet: &[u8], id: u16, name: &str) -> Option<Vec<IpAddr>> {
     let asked = name.trim_end_matches('.');
     // LLMNR answers repeat the question; legacy-unicast mDNS answers do too. A response whose
     // question is another name is not an answer to this query.
-    if message
-        .queries
-        .first()
-        .is_some_and(|q| {
-            !q.name()
-                .to_ascii()
-                .trim_end_matches('.')
-                .eq_ignore_ascii_case(asked)
-        })
-    {
+    if message.queries.first().is_some_and(|q| {
+        !q.name()
+            .to_ascii()
+            .trim_end_matches('.')
+            .eq_ignore_ascii_case(asked)
+    }) {
         return None;
     }
     let addresses: Vec<IpAddr> = message
@@ -81,7 +77,11 @@ mod tests {
         );
         assert_eq!(parse_answer(&a, 0x4243, "FILESRV02"), None, "another id");
         assert_eq!(parse_answer(&a, 0x4242, "OTHER"), None, "another name");
-        assert_eq!(parse_answer(&q, 0x4242, "FILESRV02"), None, "the query itself");
+        assert_eq!(
+            parse_answer(&q, 0x4242, "FILESRV02"),
+            None,
+            "the query itself"
+        );
         for cut in 0..a.len() {
             assert_eq!(parse_answer(&a[..cut], 0x4242, "FILESRV02"), None);
         }

@@ -31,8 +31,12 @@ pub fn ipv4(name: &str) -> std::io::Result<Vec<(Ipv4Addr, Ipv4Addr)>> {
         // SAFETY: the family is AF_INET, so address and netmask are sockaddr_in.
         let (addr, mask) = unsafe {
             (
-                (*entry.ifa_addr.cast::<libc::sockaddr_in>()).sin_addr.s_addr,
-                (*entry.ifa_netmask.cast::<libc::sockaddr_in>()).sin_addr.s_addr,
+                (*entry.ifa_addr.cast::<libc::sockaddr_in>())
+                    .sin_addr
+                    .s_addr,
+                (*entry.ifa_netmask.cast::<libc::sockaddr_in>())
+                    .sin_addr
+                    .s_addr,
             )
         };
         let addr = u32::from_be(addr);
@@ -57,7 +61,10 @@ mod tests {
     #[test]
     fn loopback_has_its_address_and_a_missing_interface_none() {
         let lo = ipv4("lo").unwrap();
-        assert!(lo.iter().any(|(a, b)| a.octets() == [127, 0, 0, 1] && b.octets() == [127, 255, 255, 255]));
+        assert!(
+            lo.iter()
+                .any(|(a, b)| a.octets() == [127, 0, 0, 1] && b.octets() == [127, 255, 255, 255])
+        );
         assert!(ipv4("no-such-if0").is_err());
     }
 }

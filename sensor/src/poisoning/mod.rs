@@ -24,6 +24,8 @@ mod dns;
 mod iface;
 mod names;
 mod nbns;
+#[cfg(test)]
+mod tests;
 
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr},
@@ -157,7 +159,11 @@ pub fn start(
     }))
 }
 
-async fn run(config: &PoisoningConfig, interfaces: &[String], sink: &tokio::sync::mpsc::Sender<Event>) {
+async fn run(
+    config: &PoisoningConfig,
+    interfaces: &[String],
+    sink: &tokio::sync::mpsc::Sender<Event>,
+) {
     let mut wait = jitter(config.jitter_secs);
     loop {
         tokio::time::sleep(wait).await;

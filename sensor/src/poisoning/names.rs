@@ -4,8 +4,8 @@
 
 /// Prefixes seen on Windows networks.
 const PREFIXES: [&str; 14] = [
-    "FILESRV", "FS", "NAS-BKP", "PRN-", "SQL", "APPSRV", "WEB", "EXCH", "SCAN", "BACKUP",
-    "HR-PC", "FIN-PC", "DEVBOX", "SHARE",
+    "FILESRV", "FS", "NAS-BKP", "PRN-", "SQL", "APPSRV", "WEB", "EXCH", "SCAN", "BACKUP", "HR-PC",
+    "FIN-PC", "DEVBOX", "SHARE",
 ];
 
 /// Whether `name` can be asked with all three protocols: 1 to 15 ASCII letters, digits or
@@ -40,7 +40,11 @@ pub fn random() -> String {
         .unwrap_or("FILESRV");
     let digits = r >> 8;
     if prefix.ends_with('-') {
-        format!("{prefix}{}{:02}", (b'A' + u8::try_from((digits >> 16) % 26).unwrap_or(0)) as char, digits % 100)
+        format!(
+            "{prefix}{}{:02}",
+            (b'A' + u8::try_from((digits >> 16) % 26).unwrap_or(0)) as char,
+            digits % 100
+        )
     } else {
         format!("{prefix}{:02}", digits % 100)
     }

@@ -51,7 +51,7 @@ impl Digest {
 
     /// Output length in bytes.
     #[must_use]
-    pub const fn len(self) -> usize {
+    pub const fn output_len(self) -> usize {
         match self {
             Self::Md4 | Self::Md5 => 16,
             Self::Sha1 => 20,
@@ -135,6 +135,8 @@ pub fn digest_for(
             .filter(|d| announced.contains(d))
             .collect()
     };
-    let digest = candidates.into_iter().find(|d| d.len() == raw.len())?;
+    let digest = candidates
+        .into_iter()
+        .find(|d| d.output_len() == raw.len())?;
     Some((digest, raw))
 }

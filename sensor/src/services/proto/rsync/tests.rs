@@ -22,7 +22,13 @@ fn greetings_are_parsed_with_their_digest_lists() {
             digests: Vec::new()
         })
     );
-    for bad in ["@RSYNCD:31.0", "@RSYNCD: x", "@RSYNCD: 31.x", "RSYNCD: 31.0", ""] {
+    for bad in [
+        "@RSYNCD:31.0",
+        "@RSYNCD: x",
+        "@RSYNCD: 31.x",
+        "RSYNCD: 31.0",
+        "",
+    ] {
         assert_eq!(parse_greeting(bad), None, "{bad}");
     }
 }
@@ -56,7 +62,7 @@ fn the_response_length_and_the_lists_tell_the_digest() {
         // MD4 and MD5 have the same length: the client's order puts MD5 first.
         let want = if d == Digest::Md4 { Digest::Md5 } else { d };
         assert_eq!(found, want);
-        assert_eq!(hash.len(), d.len());
+        assert_eq!(hash.len(), d.output_len());
     }
     // A server announcing only md4, or a pre-30 client without lists, gets MD4.
     let r = response_for(Digest::Md4, "pw", ch);
@@ -64,12 +70,20 @@ fn the_response_length_and_the_lists_tell_the_digest() {
         digest_for(&r, &client(31, &[]), &[Digest::Md4]).unwrap().0,
         Digest::Md4
     );
-    assert_eq!(digest_for(&r, &client(29, &[]), &[]).unwrap().0, Digest::Md4);
-    assert_eq!(digest_for(&r, &client(31, &[]), &[]).unwrap().0, Digest::Md5);
+    assert_eq!(
+        digest_for(&r, &client(29, &[]), &[]).unwrap().0,
+        Digest::Md4
+    );
+    assert_eq!(
+        digest_for(&r, &client(31, &[]), &[]).unwrap().0,
+        Digest::Md5
+    );
     // The client's own list decides among what the server offers.
     let r = response_for(Digest::Sha1, "pw", ch);
     assert_eq!(
-        digest_for(&r, &client(31, &["sha1", "md5"]), &all).unwrap().0,
+        digest_for(&r, &client(31, &["sha1", "md5"]), &all)
+            .unwrap()
+            .0,
         Digest::Sha1
     );
     assert_eq!(digest_for("not base64!", &client(31, &[]), &all), None);

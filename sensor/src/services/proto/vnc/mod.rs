@@ -156,9 +156,7 @@ impl TcpProtocol for Vnc {
         let server = Arc::new(VncServer {
             version,
             password: config.password,
-            desktop_name: config
-                .desktop_name
-                .unwrap_or_else(|| ctx.hostname.clone()),
+            desktop_name: config.desktop_name.unwrap_or_else(|| ctx.hostname.clone()),
             width: config.width.unwrap_or(1024).max(1),
             height: config.height.unwrap_or(768).max(1),
         });

@@ -83,7 +83,10 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
         ("challenge", Value::String(hex::encode(challenge))),
         ("response", Value::String(hex::encode(response))),
         ("john", Value::String(john_line(&challenge, &response))),
-        ("hashcat", Value::String(hashcat_line(&challenge, &response))),
+        (
+            "hashcat",
+            Value::String(hashcat_line(&challenge, &response)),
+        ),
         ("authenticated", Value::Bool(accepted)),
     ]);
     if accepted && let Some(password) = &server.password {

@@ -24,6 +24,7 @@ pub mod format;
 pub mod incident;
 pub mod net;
 pub mod output;
+pub mod poisoning;
 pub mod replay;
 pub mod scan;
 pub mod services;

@@ -146,11 +146,13 @@ pub async fn run(
         Tracker::new(&config.sensor.incidents, config.sensor.source_prefix),
     );
     let (sink, service_events) = mpsc::channel(SERVICE_QUEUE);
+    let poisoning_sink = sink.clone();
     let mut running = Running {
         pipeline,
         merger: Merger::new(&config.sensor.portscan)
             .with_source_prefix(config.sensor.source_prefix),
         services: None,
+        poisoning: None,
         service_events,
         source: Source::Off,
         stats_file: options.stats_file.clone(),
@@ -163,6 +165,17 @@ pub async fn run(
             let _ignored = sink.try_send(down.event());
         }
         running.services = Some(services);
+        let watched = if interfaces.is_empty() && !config.interface.is_empty() {
+            vec![config.interface.clone()]
+        } else {
+            interfaces.clone()
+        };
+        running.poisoning = crate::poisoning::start(
+            &config.sensor.poisoning,
+            &watched,
+            poisoning_sink,
+            &shutdown,
+        );
         running.source = match options.capture {
             CaptureMode::Xdp => Source::xdp(
                 &config,
@@ -224,6 +237,8 @@ struct Running {
     pipeline: Pipeline,
     merger: Merger,
     services: Option<Services>,
+    /// The poisoning detection task, when enabled.
+    poisoning: Option<tokio::task::JoinHandle<()>>,
     service_events: mpsc::Receiver<Event>,
     source: Source,
     stats_file: Option<PathBuf>,
@@ -306,10 +321,15 @@ impl Running {
             mut pipeline,
             mut merger,
             services,
+            poisoning,
             mut service_events,
             source,
             stats_file,
         } = self;
+        // 0. No more decoy queries; what they found is already queued.
+        if let Some(task) = poisoning {
+            task.abort();
+        }
         // 1. Stop accepting and end the sessions; what they emit on the way out still flows.
         let service_counters = services.as_ref().map(Services::counters);
         if let Some(services) = services {

@@ -70,4 +70,7 @@ pub struct SensorSection {
     /// by default.
     #[serde(default)]
     pub source_prefix: crate::net::SourcePrefix,
+    /// LLMNR / NBT-NS / mDNS poisoning detection (off by default).
+    #[serde(default)]
+    pub poisoning: crate::poisoning::PoisoningConfig,
 }

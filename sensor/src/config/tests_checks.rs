@@ -231,7 +231,7 @@ fn file_outputs_need_an_existing_directory_and_an_octal_mode() {
 fn unknown_services_and_instance_keys_are_named_warnings() {
     let config = Config::parse(
         r#"{"future": 1, "services": {"ftp": [{"port": 2121, "bannr": "typo"}],
-            "https": [{"port": 8443, "key": "k.pem"}], "vnc": [{"port": 5901}]}}"#,
+            "https": [{"port": 8443, "key": "k.pem"}], "smb": [{"port": 445}]}}"#,
         "x",
     )
     .unwrap();
@@ -240,20 +240,13 @@ fn unknown_services_and_instance_keys_are_named_warnings() {
         shown,
         vec![
             "future: unknown top-level key, ignored",
-            "services.vnc: protocol not emulated by this version, its instances are ignored",
+            "services.smb: protocol not emulated by this version, its instances are ignored",
             "services.ftp[0].bannr: unknown key, ignored",
             "services.https[0].key: unknown key, ignored",
         ]
     );
     let community = Config::parse(COMMUNITY, "trapster.conf").unwrap();
-    assert_eq!(
-        community
-            .warnings
-            .iter()
-            .map(|w| w.field.as_str())
-            .collect::<Vec<_>>(),
-        vec!["services.vnc"]
-    );
+    assert!(community.warnings.is_empty(), "{:?}", community.warnings);
 }
 
 #[test]

@@ -58,6 +58,9 @@ impl Config {
                 format!("{} is outside 1..=1048576", xdp.drain_batch),
             ));
         }
+        if let Err((field, message)) = self.sensor.poisoning.check() {
+            return Err(invalid(&format!("sensor.poisoning.{field}"), message));
+        }
         if scan.threshold == 0 {
             return Err(invalid(
                 "sensor.portscan.threshold",

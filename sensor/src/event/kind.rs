@@ -184,6 +184,83 @@ pub const CATALOGUE: &[Kind] = &[
         },
         source: "PostgreSQL service",
     },
+    Kind {
+        logtype: LogType {
+            service: Service::Vnc,
+            action: Action::Connection,
+        },
+        source: "VNC service",
+    },
+    Kind {
+        logtype: LogType {
+            service: Service::Vnc,
+            action: Action::Data,
+        },
+        source: "VNC service",
+    },
+    Kind {
+        logtype: LogType {
+            service: Service::Vnc,
+            action: Action::Login,
+        },
+        source: "VNC service",
+    },
+    Kind {
+        logtype: LogType {
+            service: Service::Vnc,
+            action: Action::Query,
+        },
+        source: "VNC service",
+    },
+    Kind {
+        logtype: LogType {
+            service: Service::Rsync,
+            action: Action::Connection,
+        },
+        source: "rsync service",
+    },
+    Kind {
+        logtype: LogType {
+            service: Service::Rsync,
+            action: Action::Data,
+        },
+        source: "rsync service",
+    },
+    Kind {
+        logtype: LogType {
+            service: Service::Rsync,
+            action: Action::Login,
+        },
+        source: "rsync service",
+    },
+    Kind {
+        logtype: LogType {
+            service: Service::Rsync,
+            action: Action::Query,
+        },
+        source: "rsync service",
+    },
+    Kind {
+        logtype: LogType {
+            service: Service::Llmnr,
+            action: Action::Poisoning,
+        },
+        source: "poisoning detection",
+    },
+    Kind {
+        logtype: LogType {
+            service: Service::Nbns,
+            action: Action::Poisoning,
+        },
+        source: "poisoning detection",
+    },
+    Kind {
+        logtype: LogType {
+            service: Service::Mdns,
+            action: Action::Poisoning,
+        },
+        source: "poisoning detection",
+    },
 ];
 
 #[cfg(test)]

@@ -33,16 +33,19 @@ pub enum Action {
     Query,
     /// The sensor itself lost events (an output's spool was full); reported once it recovers.
     Degraded,
+    /// A host answered a name query the sensor made up (LLMNR/NBT-NS/mDNS poisoning).
+    Poisoning,
 }
 
 impl Action {
     /// Every action.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Connection,
         Self::Data,
         Self::Login,
         Self::Query,
         Self::Degraded,
+        Self::Poisoning,
     ];
 
     /// Lowercase name used in logtypes.
@@ -54,6 +57,7 @@ impl Action {
             Self::Login => "login",
             Self::Query => "query",
             Self::Degraded => "degraded",
+            Self::Poisoning => "poisoning",
         }
     }
 }
@@ -93,13 +97,19 @@ pub enum Service {
     Rsync,
     /// SMB (Windows file sharing).
     Smb,
+    /// LLMNR name resolution (poisoning detection).
+    Llmnr,
+    /// NetBIOS name service (poisoning detection).
+    Nbns,
+    /// Multicast DNS (poisoning detection).
+    Mdns,
     /// The sensor itself (health events).
     Sensor,
 }
 
 impl Service {
     /// Every service, in catalogue order.
-    pub const ALL: [Self; 17] = [
+    pub const ALL: [Self; 20] = [
         Self::Portscan,
         Self::Ftp,
         Self::Ssh,
@@ -116,6 +126,9 @@ impl Service {
         Self::Dns,
         Self::Rsync,
         Self::Smb,
+        Self::Llmnr,
+        Self::Nbns,
+        Self::Mdns,
         Self::Sensor,
     ];
 
@@ -139,6 +152,9 @@ impl Service {
             Self::Dns => "dns",
             Self::Rsync => "rsync",
             Self::Smb => "smb",
+            Self::Llmnr => "llmnr",
+            Self::Nbns => "nbns",
+            Self::Mdns => "mdns",
             Self::Sensor => "sensor",
         }
     }
@@ -147,7 +163,7 @@ impl Service {
     #[must_use]
     pub const fn transport(self) -> &'static str {
         match self {
-            Self::Snmp | Self::Dns => "udp",
+            Self::Snmp | Self::Dns | Self::Llmnr | Self::Nbns | Self::Mdns => "udp",
             _ => "tcp",
         }
     }

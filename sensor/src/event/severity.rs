@@ -13,7 +13,7 @@ pub enum Severity {
     Low,
     /// Data or a query.
     Medium,
-    /// A login attempt or a port scan.
+    /// A login attempt, a port scan or a name-poisoning answer.
     High,
     /// Logins on several services, or a login after a scan.
     Critical,
@@ -46,7 +46,7 @@ impl Severity {
     #[must_use]
     pub fn of_event(event: &Event) -> Self {
         match (event.service, event.action) {
-            (Service::Portscan, _) | (_, Action::Login) => Self::High,
+            (Service::Portscan, _) | (_, Action::Login | Action::Poisoning) => Self::High,
             (_, Action::Data | Action::Query) => Self::Medium,
             _ => Self::Low,
         }

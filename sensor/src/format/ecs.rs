@@ -13,6 +13,11 @@ fn categories(event: &Event) -> (Vec<&'static str>, Vec<&'static str>, &'static 
     let web = matches!(event.service, Service::Http | Service::Https);
     match (event.service, event.action) {
         (_, Action::Degraded) => (vec!["host"], vec!["info"], "failure"),
+        (_, Action::Poisoning) => (
+            vec!["intrusion_detection", "network"],
+            vec!["indicator"],
+            "unknown",
+        ),
         (Service::Portscan, _) => (
             vec!["intrusion_detection", "network"],
             vec!["info"],

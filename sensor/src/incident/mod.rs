@@ -36,6 +36,7 @@ pub(crate) fn service_label(service: Service) -> String {
         Service::Postgres => "PostgreSQL".to_owned(),
         Service::Mssql => "MSSQL".to_owned(),
         Service::Telnet => "Telnet".to_owned(),
+        Service::Nbns => "NBT-NS".to_owned(),
         other => other.as_str().to_uppercase(),
     }
 }

@@ -193,6 +193,7 @@ fn describe(event: &Event, severity: Severity, logins: &BTreeSet<Service>) -> St
     match (event.service, event.action) {
         (Service::Portscan, _) => "Port scan detected".to_owned(),
         (_, Action::Login) => format!("Login attempt on {service}"),
+        (_, Action::Poisoning) => format!("{service} poisoning detected"),
         (_, Action::Query) => format!("Query on {service}"),
         (_, Action::Data) => format!("Data sent to {service}"),
         _ => format!("Connection to {service}"),

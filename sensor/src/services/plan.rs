@@ -359,7 +359,7 @@ mod tests {
         let s = section(json!({
             "postgresql": [{}],
             "ftp": [{"port": 2121}, {}],
-            "vnc": [{"port": 5900}],
+            "smb": [{"port": 445}],
         }));
         s.check(false).unwrap();
         assert_eq!(
@@ -367,7 +367,7 @@ mod tests {
             vec![("ftp", 2121), ("ftp", 21), ("postgres", 5432)]
         );
         assert_eq!(s.emulated(), 3);
-        assert_eq!(s.unknown().collect::<Vec<_>>(), vec!["vnc"]);
+        assert_eq!(s.unknown().collect::<Vec<_>>(), vec!["smb"]);
         assert_eq!(s.listed("ftp").len(), 2);
         assert!(s.listed("telnet").is_empty());
     }
@@ -422,7 +422,7 @@ mod tests {
         let s = section(json!({
             "ftp": [{"port": 2121, "banner": "x"}, {"bannr": "typo", "username": null}],
             "https": [{"key": "k.pem", "certificate": "c.pem", "common_name": "fw"}],
-            "vnc": [{"port": 5900, "whatever": 1}],
+            "smb": [{"port": 445, "whatever": 1}],
         }));
         s.check(false).unwrap();
         assert_eq!(

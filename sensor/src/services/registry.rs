@@ -17,7 +17,7 @@ use super::{
         tcp::{Handler, TcpProtocol},
         udp::{UdpHandler, UdpProtocol},
     },
-    proto::{dns, ftp, http, mysql, postgres, rdp, smb, snmp, ssh, telnet},
+    proto::{dns, ftp, http, mysql, postgres, rdp, rsync, smb, snmp, ssh, telnet, vnc},
 };
 use crate::event::Service;
 
@@ -34,6 +34,8 @@ pub static PROTOCOLS: &[Protocol] = &[
     Protocol::tcp::<rdp::Rdp>("rdp", Service::Rdp, 3389),
     Protocol::udp::<snmp::Snmp>("snmp", Service::Snmp, 161),
     Protocol::udp_tcp::<dns::Dns>("dns", Service::Dns, 53),
+    Protocol::tcp::<vnc::Vnc>("vnc", Service::Vnc, 5900),
+    Protocol::tcp::<rsync::Rsync>("rsync", Service::Rsync, 873),
 ];
 
 /// How a protocol's clients reach it.
@@ -294,7 +296,7 @@ mod tests {
             assert_eq!(p.service.as_str(), p.name, "channel named as its list");
         }
         assert_eq!(find("postgresql").unwrap().name, "postgres");
-        assert!(find("vnc").is_none());
+        assert!(find("kafka").is_none());
         for p in PROTOCOLS {
             let expected = match p.name {
                 "snmp" => Transport::Udp,

@@ -16,7 +16,7 @@ use super::{
         tcp::{Handler, TcpProtocol},
         udp::{UdpHandler, UdpProtocol},
     },
-    proto::{ftp, http, mysql, postgres, ssh, telnet},
+    proto::{ftp, http, ldap, mssql, mysql, postgres, ssh, telnet},
 };
 use crate::event::Service;
 
@@ -29,6 +29,9 @@ pub static PROTOCOLS: &[Protocol] = &[
     Protocol::tcp::<http::Https>("https", Service::Https, 443),
     Protocol::tcp::<mysql::Mysql>("mysql", Service::Mysql, 3306),
     Protocol::tcp::<postgres::Postgres>("postgres", Service::Postgres, 5432).alias("postgresql"),
+    Protocol::tcp::<ldap::Ldap>("ldap", Service::Ldap, 389),
+    Protocol::tcp::<ldap::Ldaps>("ldaps", Service::Ldap, 636),
+    Protocol::tcp::<mssql::Mssql>("mssql", Service::Mssql, 1433),
 ];
 
 /// How a protocol's clients reach it.
@@ -226,7 +229,10 @@ mod tests {
             assert!(std::ptr::eq(find(p.name).unwrap(), p), "{}", p.name);
             for q in &PROTOCOLS[..i] {
                 assert_ne!(p.name, q.name);
-                assert_ne!(p.service, q.service, "{} and {}", p.name, q.name);
+                // LDAPS reports on the `ldap` channel, as Trapster's LDAPS module does.
+                if (p.name, q.name) != ("ldaps", "ldap") {
+                    assert_ne!(p.service, q.service, "{} and {}", p.name, q.name);
+                }
                 assert!(
                     p.default_port != q.default_port || p.transport() != q.transport(),
                     "{} and {} share a default port",
@@ -234,7 +240,8 @@ mod tests {
                     q.name
                 );
             }
-            assert_eq!(p.service.as_str(), p.name, "channel named as its list");
+            let channel = if p.name == "ldaps" { "ldap" } else { p.name };
+            assert_eq!(p.service.as_str(), channel, "channel named as its list");
         }
         assert_eq!(find("postgresql").unwrap().name, "postgres");
         assert!(find("vnc").is_none());

@@ -6,7 +6,10 @@
 
 pub mod ftp;
 pub mod http;
+pub mod ldap;
+pub mod mssql;
 pub mod mysql;
 pub mod postgres;
+pub mod shared;
 pub mod ssh;
 pub mod telnet;

@@ -70,8 +70,10 @@ async fn ldapsearch_reads_the_root_dse_anonymously() {
         ]
     );
     // Below the root, an unbound connection is refused as AD refuses it.
-    let (code, _, err) = ldapsearch(&[
+    let (code, out, err) = ldapsearch(&[
         "-x",
+        "-o",
+        "ldif-wrap=no",
         "-H",
         &url,
         "-b",
@@ -81,10 +83,11 @@ async fn ldapsearch_reads_the_root_dse_anonymously() {
         "memberOf",
     ])
     .await;
-    assert_eq!(code, 1, "{err}");
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("result: 1 Operations error"), "{out}");
     assert!(
-        err.contains("In order to perform this operation a successful bind must be completed on the connection"),
-        "{err}"
+        out.contains("text: 000004DC: LdapErr: DSID-0C090A5C, comment: In order to perform this operation a successful bind must be completed on the connection., data 0, v4563"),
+        "{out}"
     );
     let events = h.until(Action::Query, 1, LIMIT).await;
     let got: Vec<Value> = events.iter().map(normalized).collect();

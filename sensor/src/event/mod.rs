@@ -91,13 +91,15 @@ pub enum Service {
     Dns,
     /// rsync.
     Rsync,
+    /// SMB (Windows file sharing).
+    Smb,
     /// The sensor itself (health events).
     Sensor,
 }
 
 impl Service {
     /// Every service, in catalogue order.
-    pub const ALL: [Self; 16] = [
+    pub const ALL: [Self; 17] = [
         Self::Portscan,
         Self::Ftp,
         Self::Ssh,
@@ -113,6 +115,7 @@ impl Service {
         Self::Snmp,
         Self::Dns,
         Self::Rsync,
+        Self::Smb,
         Self::Sensor,
     ];
 
@@ -135,6 +138,7 @@ impl Service {
             Self::Snmp => "snmp",
             Self::Dns => "dns",
             Self::Rsync => "rsync",
+            Self::Smb => "smb",
             Self::Sensor => "sensor",
         }
     }

@@ -16,7 +16,7 @@ use super::{
         tcp::{Handler, TcpProtocol},
         udp::{UdpHandler, UdpProtocol},
     },
-    proto::{ftp, http, ldap, mssql, mysql, postgres, ssh, telnet},
+    proto::{ftp, http, ldap, mssql, mysql, postgres, rdp, smb, ssh, telnet},
 };
 use crate::event::Service;
 
@@ -32,6 +32,8 @@ pub static PROTOCOLS: &[Protocol] = &[
     Protocol::tcp::<ldap::Ldap>("ldap", Service::Ldap, 389),
     Protocol::tcp::<ldap::Ldaps>("ldaps", Service::Ldap, 636),
     Protocol::tcp::<mssql::Mssql>("mssql", Service::Mssql, 1433),
+    Protocol::tcp::<smb::Smb>("smb", Service::Smb, 445),
+    Protocol::tcp::<rdp::Rdp>("rdp", Service::Rdp, 3389),
 ];
 
 /// How a protocol's clients reach it.

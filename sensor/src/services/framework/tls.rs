@@ -69,6 +69,20 @@ pub fn server_config(
     if !cert_path.exists() || !key_path.exists() {
         generate(dir, &cert_path, &key_path, subject)?;
     }
+    load(&cert_path, &key_path, alpn)
+}
+
+/// A TLS server configuration from a PEM certificate chain and key given by path (Trapster's
+/// `certificate`/`key` keys), offering `alpn` protocols.
+///
+/// # Errors
+/// [`TlsError`] naming the file.
+pub fn load(
+    cert_path: &Path,
+    key_path: &Path,
+    alpn: &[&[u8]],
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let (cert_path, key_path) = (cert_path.to_path_buf(), key_path.to_path_buf());
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| TlsError::Io { path, source }

@@ -10,6 +10,8 @@ pub mod ldap;
 pub mod mssql;
 pub mod mysql;
 pub mod postgres;
+pub mod rdp;
 pub mod shared;
+pub mod smb;
 pub mod ssh;
 pub mod telnet;

@@ -34,6 +34,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use self::wire::{ENCRYPT_NOT_SUP, ENCRYPT_OFF, ENCRYPT_ON, Version};
 use super::shared::{
     certs::{self, Versions},
+    ntlm::{Exchange, Identity, ProductVersion, Step},
     tds::{self, Channel},
 };
 use crate::services::{
@@ -86,6 +87,8 @@ struct SqlServer {
     version: Version,
     hostname: String,
     tls: Arc<rustls::ServerConfig>,
+    /// What Windows authentication's NTLM CHALLENGE presents.
+    identity: Arc<Identity>,
 }
 
 /// The MSSQL protocol.
@@ -110,20 +113,49 @@ impl TcpProtocol for Mssql {
             Versions::Tls12,
         )?;
         let default_host = ctx.hostname.split('.').next().unwrap_or("SQL01").to_uppercase();
+        let version = config.version.map_or(
+            Version {
+                major: 15,
+                minor: 0,
+                build: 2000,
+            },
+            |v| v.0,
+        );
+        let hostname = config
+            .hostname
+            .filter(|h| !h.is_empty())
+            .unwrap_or(default_host);
+        // The Windows release a SQL Server of that age usually runs on.
+        let windows = if version.major >= 13 {
+            ProductVersion::SERVER_2019
+        } else {
+            ProductVersion::SERVER_2012_R2
+        };
+        let identity = Arc::new(Identity::new(&hostname, &ctx.domain, windows));
         let server = Arc::new(SqlServer {
-            version: config
-                .version
-                .map_or(wire::version("2019").unwrap_or(Version { major: 15, minor: 0, build: 2000 }), |v| v.0),
-            hostname: config
-                .hostname
-                .filter(|h| !h.is_empty())
-                .unwrap_or(default_host),
+            version,
+            hostname,
             tls,
+            identity,
         });
         Ok(Arc::new(move |session, stream| {
             let server = Arc::clone(&server);
             Box::pin(async move { serve(&server, session, stream).await })
         }))
+    }
+}
+
+/// A LOGIN7 `TDSVersion` as MS-TDS names it (`7.4`), or in hex when unknown.
+fn tds_version_name(v: u32) -> String {
+    match v {
+        0x7000_0000 => "7.0".to_owned(),
+        0x7100_0000 | 0x7100_0001 => "7.1".to_owned(),
+        0x7209_0002 => "7.2".to_owned(),
+        0x730a_0003 => "7.3A".to_owned(),
+        0x730b_0003 => "7.3B".to_owned(),
+        0x7400_0004 => "7.4".to_owned(),
+        0x0800_0000 => "8.0".to_owned(),
+        other => format!("0x{other:08x}"),
     }
 }
 
@@ -196,17 +228,19 @@ async fn serve(
     put("database", &login.database);
     put("library", &login.library);
     put("language", &login.language);
-    put(
-        "tds_version",
-        &format!("{:x}.{:x}", login.tds_version >> 24, login.tds_version & 0xff),
-    );
+    put("tds_version", &tds_version_name(login.tds_version));
     put("encryption", encryption_name(encryption));
     extra.insert("tls".to_owned(), Value::Bool(tls));
     extra.insert("windows_auth".to_owned(), Value::Bool(login.integrated));
-    session.login(&[], extra).await;
     let tokens = if login.integrated {
-        untrusted_domain(&server.hostname)
+        extra.remove("password");
+        let Some(user) = windows_auth(server, &mut chan, &mut conn, &session, &login.sspi, &mut extra).await? else {
+            return Ok(());
+        };
+        session.login(&[], extra).await;
+        wire::login_failed(&user, &server.hostname)
     } else {
+        session.login(&[], extra).await;
         wire::login_failed(&login.username, &server.hostname)
     };
     chan.send(&mut conn, &session, &tds::message(tds::TABULAR, &tokens))
@@ -215,13 +249,66 @@ async fn serve(
     Ok(())
 }
 
-/// Error 18452, SQL Server's answer to an integrated login it cannot verify.
+/// Error 18452, SQL Server's answer to an integrated login it cannot use.
 fn untrusted_domain(server: &str) -> Vec<u8> {
     wire::error_done(
         18452,
         "Login failed. The login is from an untrusted domain and cannot be used with Integrated authentication.",
         server,
     )
+}
+
+/// The SSPI exchange of a Windows login: the NTLM CHALLENGE in an SSPI token (`0xED`), the
+/// client's AUTHENTICATE in an SSPI packet. Adds what NTLM revealed to `extra` and returns
+/// `DOMAIN\user` for the error message; `None` when the client left after the CHALLENGE (a
+/// probe such as `ms-sql-ntlm-info`) or sent no NTLM (answered with error 18452).
+async fn windows_auth<S: AsyncRead + AsyncWrite + Unpin>(
+    server: &SqlServer,
+    chan: &mut Channel,
+    conn: &mut Conn<S>,
+    session: &Session,
+    first: &[u8],
+    extra: &mut Map<String, Value>,
+) -> Result<Option<String>, SessionError> {
+    let mut exchange = Exchange::new(Arc::clone(&server.identity));
+    let mut token = first.to_vec();
+    // NEGOTIATE, then AUTHENTICATE.
+    for _ in 0..2 {
+        match exchange.step(&token) {
+            Ok(Step::Reply(challenge)) => {
+                let mut sspi = vec![0xed];
+                sspi.extend_from_slice(&u16::try_from(challenge.len()).unwrap_or(0).to_le_bytes());
+                sspi.extend_from_slice(&challenge);
+                chan.send(conn, session, &tds::message(tds::TABULAR, &sspi))
+                    .await?;
+                let (kind, payload) = match chan.read(conn, session).await {
+                    Err(SessionError::Closed) => return Ok(None),
+                    other => other?,
+                };
+                if kind != tds::SSPI {
+                    session.data(&payload).await;
+                    return Ok(None);
+                }
+                token = payload;
+            }
+            Ok(Step::Done(captured)) => {
+                let user = if captured.domain.is_empty() {
+                    captured.username.clone()
+                } else {
+                    format!("{}\\{}", captured.domain, captured.username)
+                };
+                extra.extend(captured.extra());
+                return Ok(Some(user));
+            }
+            Err(_) => {
+                session.data(&token).await;
+                let refusal = tds::message(tds::TABULAR, &untrusted_domain(&server.hostname));
+                chan.send(conn, session, &refusal).await?;
+                return Ok(None);
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// Reads a message; a framing error is logged as `mssql.data` with what was buffered.

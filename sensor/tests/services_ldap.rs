@@ -1,6 +1,6 @@
 //! The LDAP and LDAPS decoys against OpenLDAP's `ldapsearch` (simple binds, StartTLS, LDAPS,
 //! anonymous searches) and `nmap -sV` with the `ldap-rootdse` and `ssl-cert` scripts, on
-//! loopback; plus hostile input over a socket. Each credential event is compared whole.
+//! loopback, and `ldapsearch -Y NTLM` (Cyrus SASL's NTLM plugin); plus hostile input over a socket. Each credential event is compared whole.
 
 mod harness;
 
@@ -22,7 +22,11 @@ async fn ldapsearch(args: &[&str]) -> (i32, String, String) {
     let out = run(
         "ldapsearch",
         args,
-        &[("LDAPTLS_REQCERT", "never"), ("LDAPCONF", "/dev/null"), ("LDAPRC", "/dev/null")],
+        &[
+            ("LDAPTLS_REQCERT", "never"),
+            ("LDAPCONF", "/dev/null"),
+            ("LDAPRC", "/dev/null"),
+        ],
         LIMIT,
     )
     .await;
@@ -38,7 +42,19 @@ async fn ldapsearch_reads_the_root_dse_anonymously() {
     let mut h = Harness::start(ldap("ldap"), json!({})).await;
     let port = h.addr(Service::Ldap).port();
     let url = format!("ldap://127.0.0.1:{port}");
-    let (code, out, err) = ldapsearch(&["-x", "-o", "ldif-wrap=no", "-H", &url, "-s", "base", "-b", "", "(objectClass=*)"]).await;
+    let (code, out, err) = ldapsearch(&[
+        "-x",
+        "-o",
+        "ldif-wrap=no",
+        "-H",
+        &url,
+        "-s",
+        "base",
+        "-b",
+        "",
+        "(objectClass=*)",
+    ])
+    .await;
     assert_eq!(code, 0, "{err}");
     for line in [
         "defaultNamingContext: DC=acme,DC=local",
@@ -140,7 +156,16 @@ async fn simple_binds_over_plain_starttls_and_ldaps_are_captured() {
     let mut plain_port = 0;
     let mut ldaps_port = 0;
     for port in &ports {
-        let (code, _, _) = ldapsearch(&["-x", "-H", &format!("ldaps://127.0.0.1:{port}"), "-s", "base", "-b", ""]).await;
+        let (code, _, _) = ldapsearch(&[
+            "-x",
+            "-H",
+            &format!("ldaps://127.0.0.1:{port}"),
+            "-s",
+            "base",
+            "-b",
+            "",
+        ])
+        .await;
         if code == 0 {
             ldaps_port = *port;
         } else {
@@ -150,12 +175,38 @@ async fn simple_binds_over_plain_starttls_and_ldaps_are_captured() {
     assert!(plain_port != 0 && ldaps_port != 0, "{ports:?}");
     let _ = h.drain(Duration::from_millis(300), LIMIT).await;
     let cases = [
-        (format!("ldap://127.0.0.1:{plain_port}"), false, plain_port, "Winter2026!"),
-        (format!("ldap://127.0.0.1:{plain_port}"), true, plain_port, "p@ss w0rd"),
-        (format!("ldaps://127.0.0.1:{ldaps_port}"), false, ldaps_port, "Ünïcode-Pass"),
+        (
+            format!("ldap://127.0.0.1:{plain_port}"),
+            false,
+            plain_port,
+            "Winter2026!",
+        ),
+        (
+            format!("ldap://127.0.0.1:{plain_port}"),
+            true,
+            plain_port,
+            "p@ss w0rd",
+        ),
+        (
+            format!("ldaps://127.0.0.1:{ldaps_port}"),
+            false,
+            ldaps_port,
+            "Ünïcode-Pass",
+        ),
     ];
     for (url, starttls, port, password) in &cases {
-        let mut args = vec!["-x", "-H", url.as_str(), "-D", dn, "-w", password, "-b", "DC=acme,DC=local", "(sAMAccountName=adm*)"];
+        let mut args = vec![
+            "-x",
+            "-H",
+            url.as_str(),
+            "-D",
+            dn,
+            "-w",
+            password,
+            "-b",
+            "DC=acme,DC=local",
+            "(sAMAccountName=adm*)",
+        ];
         if *starttls {
             args.insert(0, "-ZZ");
         }
@@ -198,7 +249,16 @@ async fn nmap_names_active_directory_and_its_scripts_read_the_names() {
         .collect();
     let out = run(
         "nmap",
-        &["-sV", "-Pn", "-n", "--script", "ldap-rootdse,ssl-cert", "-p", &ports.join(","), "127.0.0.1"],
+        &[
+            "-sV",
+            "-Pn",
+            "-n",
+            "--script",
+            "ldap-rootdse,ssl-cert",
+            "-p",
+            &ports.join(","),
+            "127.0.0.1",
+        ],
         &[],
         Duration::from_secs(240),
     )
@@ -240,7 +300,9 @@ async fn hostile_bytes_are_logged_and_the_connection_closed() {
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
         s.write_all(opening).await.unwrap();
         let mut buf = Vec::new();
-        let _ = tokio::time::timeout(LIMIT, s.read_to_end(&mut buf)).await.expect("closed");
+        let _ = tokio::time::timeout(LIMIT, s.read_to_end(&mut buf))
+            .await
+            .expect("closed");
         let events = h.until(Action::Data, 1, LIMIT).await;
         let got: Vec<Value> = events.iter().map(normalized).collect();
         assert_eq!(
@@ -268,7 +330,60 @@ async fn hostile_bytes_are_logged_and_the_connection_closed() {
     let got: Vec<Value> = events.iter().map(normalized).collect();
     assert_eq!(
         got,
-        [expected("ldap", "connection", port, b"", json!({})), login(port, "admin", "guess", false)]
+        [
+            expected("ldap", "connection", port, b"", json!({})),
+            login(port, "admin", "guess", false)
+        ]
+    );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sasl_ntlm_bind_from_ldapsearch_gives_a_netntlm_line_that_verifies() {
+    // Cyrus SASL's NTLM plugin answers with NTLMv1 (hashcat -m 5500).
+    use sensor::services::proto::shared::ntlm::crypto::verify_hashcat;
+    let mut h = Harness::start(ldap("ldap"), json!({})).await;
+    let port = h.addr(Service::Ldap).port();
+    let url = format!("ldap://127.0.0.1:{port}");
+    let (code, out, err) = ldapsearch(&[
+        "-N",
+        "-Y",
+        "NTLM",
+        "-U",
+        "alice",
+        "-R",
+        "ACME",
+        "-w",
+        "Autumn2026!",
+        "-H",
+        &url,
+        "-b",
+        "DC=acme,DC=local",
+    ])
+    .await;
+    assert_eq!(code, 49, "{out}{err}");
+    let events = h.until(Action::Login, 1, LIMIT).await;
+    assert_well_formed(&events);
+    let mut got: Vec<Value> = events.iter().map(normalized).collect();
+    let line = got[1]["extra"]["hashcat"].as_str().unwrap().to_owned();
+    assert!(verify_hashcat(&line, "Autumn2026!"), "{line}");
+    assert!(!verify_hashcat(&line, "autumn2026!"), "{line}");
+    got[1]["extra"]["hashcat"] = json!("*");
+    assert!(line.starts_with("alice::ACME:"), "{line}");
+    assert_eq!(
+        got,
+        [
+            expected("ldap", "connection", port, b"", json!({})),
+            expected(
+                "ldap",
+                "login",
+                port,
+                b"",
+                json!({"username": "alice", "version": 3, "tls": false, "mechanism": "NTLM",
+                       "domain": "ACME", "workstation": "", "ntlm_version": "NTLMv1", "hashcat": "*"})
+            )
+        ],
+        "{line}"
     );
     h.stop().await;
 }

@@ -8,8 +8,8 @@ mod harness;
 use std::time::Duration;
 
 use harness::{Harness, assert_well_formed, expected, normalized, run};
-use sensor::{event::Service, services::proto::shared::ntlm::crypto::verify_hashcat};
 use sensor::event::Action;
+use sensor::{event::Service, services::proto::shared::ntlm::crypto::verify_hashcat};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -32,7 +32,18 @@ async fn tsql_logs_in_with_login_only_encryption() {
     let port = h.addr(Service::Mssql).port();
     let out = run(
         "tsql",
-        &["-H", "127.0.0.1", "-p", &port.to_string(), "-U", "sa", "-P", "Summer2026!", "-D", "master"],
+        &[
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            "sa",
+            "-P",
+            "Summer2026!",
+            "-D",
+            "master",
+        ],
         &[("TDSVER", "7.4")],
         LIMIT,
     )
@@ -110,8 +121,17 @@ async fn impacket_sql_and_windows_logins_are_captured() {
     );
     // Windows authentication: NTLM in SSPI tokens, the NetNTLMv2 line checked against the
     // password.
-    let text = mssqlclient(&["-windows-auth", "-port", &port.to_string(), "CORP/alice:Spring2026!@127.0.0.1"]).await;
-    assert!(text.contains("Login failed for user 'CORP\\alice'."), "{text}");
+    let text = mssqlclient(&[
+        "-windows-auth",
+        "-port",
+        &port.to_string(),
+        "CORP/alice:Spring2026!@127.0.0.1",
+    ])
+    .await;
+    assert!(
+        text.contains("Login failed for user 'CORP\\alice'."),
+        "{text}"
+    );
     let events = h.until(Action::Login, 1, LIMIT).await;
     assert_well_formed(&events);
     let mut got: Vec<Value> = events.iter().map(normalized).collect();
@@ -206,7 +226,9 @@ async fn hostile_bytes_are_logged_and_the_connection_closed() {
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
         s.write_all(opening).await.unwrap();
         let mut buf = Vec::new();
-        let _ = tokio::time::timeout(LIMIT, s.read_to_end(&mut buf)).await.expect("closed");
+        let _ = tokio::time::timeout(LIMIT, s.read_to_end(&mut buf))
+            .await
+            .expect("closed");
         assert!(buf.is_empty(), "{opening:?}");
         let events = h.until(Action::Data, 1, LIMIT).await;
         let got: Vec<Value> = events.iter().map(normalized).collect();
@@ -228,7 +250,9 @@ async fn hostile_bytes_are_logged_and_the_connection_closed() {
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
         s.write_all(bad).await.unwrap();
         let mut buf = Vec::new();
-        let _ = tokio::time::timeout(LIMIT, s.read_to_end(&mut buf)).await.expect("closed");
+        let _ = tokio::time::timeout(LIMIT, s.read_to_end(&mut buf))
+            .await
+            .expect("closed");
         let events = h.until(Action::Data, 1, LIMIT).await;
         assert_eq!(events.len(), 2, "{bad:?}: {events:?}");
         assert_eq!(events[1].action, Action::Data);

@@ -48,9 +48,7 @@ fn header(buf: &[u8]) -> Result<Option<(usize, u64)>, FrameError> {
     let Some(bytes) = buf.get(2..2 + count) else {
         return Ok(None);
     };
-    let len = bytes
-        .iter()
-        .fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
+    let len = bytes.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
     Ok(Some((2 + count, len)))
 }
 
@@ -178,8 +176,7 @@ impl Writer {
             let be = u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes();
             let skip = be.iter().take_while(|&&b| b == 0).count();
             let used = be.get(skip..).unwrap_or(&be);
-            self.out
-                .push(0x80 | u8::try_from(used.len()).unwrap_or(4));
+            self.out.push(0x80 | u8::try_from(used.len()).unwrap_or(4));
             self.out.extend_from_slice(used);
         }
         self.out.extend_from_slice(bytes);
@@ -266,7 +263,10 @@ mod tests {
         });
         let out = w.finish();
         assert_eq!(&out[..6], &[0x30, 0x84, 0, 0, 0, 3 + 3 + 4 + 3 + 133]);
-        assert_eq!(&out[6..19], &[2, 1, 1, 0x0a, 1, 49, 2, 2, 0, 128, 2, 1, 0xff]);
+        assert_eq!(
+            &out[6..19],
+            &[2, 1, 1, 0x0a, 1, 49, 2, 2, 0, 128, 2, 1, 0xff]
+        );
         assert_eq!(&out[19..22], &[4, 0x81, 130]);
         assert_eq!(out.len(), 6 + 146);
     }

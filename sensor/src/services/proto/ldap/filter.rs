@@ -46,7 +46,9 @@ fn write_filter(out: &mut String, filter: &Filter) {
             out.push('!');
             write_filter(out, inner);
         }
-        Filter::EqualityMatch(ava) => assertion(out, &ava.attribute_desc, "=", &ava.assertion_value),
+        Filter::EqualityMatch(ava) => {
+            assertion(out, &ava.attribute_desc, "=", &ava.assertion_value)
+        }
         Filter::GreaterOrEqual(ava) => {
             assertion(out, &ava.attribute_desc, ">=", &ava.assertion_value);
         }
@@ -151,7 +153,8 @@ mod tests {
         let sub = |parts: Vec<SubstringChoice>| {
             Filter::Substrings(SubstringFilter::new("sAMAccountName".into(), parts))
         };
-        let b = |s: &str| -> rasn::types::OctetString { Bytes::copy_from_slice(s.as_bytes()).into() };
+        let b =
+            |s: &str| -> rasn::types::OctetString { Bytes::copy_from_slice(s.as_bytes()).into() };
         assert_eq!(
             render(&sub(vec![SubstringChoice::Initial(b("adm"))])),
             "(sAMAccountName=adm*)"
@@ -184,7 +187,9 @@ mod tests {
 
     #[test]
     fn long_filters_are_cut() {
-        let many: Vec<Filter> = (0..2000).map(|i| eq("cn", format!("{i}").as_bytes())).collect();
+        let many: Vec<Filter> = (0..2000)
+            .map(|i| eq("cn", format!("{i}").as_bytes()))
+            .collect();
         let out = render(&Filter::Or(many.into()));
         assert_eq!(out.len(), MAX_FILTER);
         assert!(out.starts_with("(|(cn=0)(cn=1)"));

@@ -53,7 +53,10 @@ use self::{
     ops::{Next, Report, State},
     rootdse::Names,
 };
-use super::shared::certs::{self, Versions};
+use super::shared::{
+    certs::{self, Versions},
+    ntlm::{Identity, ProductVersion},
+};
 use crate::services::{
     Context, ServiceError,
     framework::{
@@ -125,6 +128,7 @@ impl LdapConfig {
 
 struct Dc {
     names: Names,
+    identity: Arc<Identity>,
     tls: Option<TlsAcceptor>,
     /// LDAPS: TLS from the first byte.
     implicit_tls: bool,
@@ -160,8 +164,14 @@ fn build(config: &LdapConfig, ctx: &Context, implicit_tls: bool) -> Result<Handl
     } else {
         None
     };
+    let windows = match names.level {
+        0..=6 => ProductVersion::SERVER_2012_R2,
+        _ => ProductVersion::SERVER_2019,
+    };
+    let identity = Arc::new(Identity::new(&names.server, &names.domain, windows));
     let dc = Arc::new(Dc {
         names,
+        identity,
         tls,
         implicit_tls,
     });
@@ -220,12 +230,25 @@ async fn serve(
         };
         let tls = accept_tls(acceptor, stream, &session).await?;
         let mut conn = Conn::new(tls, session.limits());
-        run(dc, &mut session, &mut conn, State { tls: true, starttls: false }).await?;
+        run(
+            dc,
+            &mut session,
+            &mut conn,
+            State::new(Arc::clone(&dc.identity), true, false),
+        )
+        .await?;
         conn.shutdown().await;
         return Ok(());
     }
     let mut conn = Conn::new(stream, session.limits());
-    match run(dc, &mut session, &mut conn, State { tls: false, starttls: false }).await? {
+    match run(
+        dc,
+        &mut session,
+        &mut conn,
+        State::new(Arc::clone(&dc.identity), false, false),
+    )
+    .await?
+    {
         Next::StartTls => {
             let (stream, pending) = conn.into_parts();
             let Some(acceptor) = &dc.tls else {
@@ -238,7 +261,13 @@ async fn serve(
             }
             let tls = accept_tls(acceptor, stream, &session).await?;
             let mut conn = Conn::new(tls, session.limits());
-            run(dc, &mut session, &mut conn, State { tls: true, starttls: false }).await?;
+            run(
+                dc,
+                &mut session,
+                &mut conn,
+                State::new(Arc::clone(&dc.identity), true, false),
+            )
+            .await?;
             conn.shutdown().await;
         }
         Next::Close | Next::Continue => conn.shutdown().await,
@@ -276,7 +305,7 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         };
         let message = conn.read_exact(len, session).await?;
         session.handshake_done();
-        let handled = ops::handle(&dc.names, state, &message, chrono::Utc::now());
+        let handled = ops::handle(&dc.names, &mut state, &message, chrono::Utc::now());
         match handled.report {
             Report::None => {}
             Report::Data => session.data(&message).await,

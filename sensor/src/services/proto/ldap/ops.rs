@@ -4,6 +4,8 @@
 //! An unauthenticated connection may bind and read the RootDSE; everything else gets the result
 //! code and diagnostic text Active Directory gives an unbound connection.
 
+use std::sync::Arc;
+
 use rasn_ldap::{
     AuthenticationChoice, BindRequest, LdapMessage, ProtocolOp, SearchRequest, SearchRequestScope,
 };
@@ -14,7 +16,10 @@ use super::{
     filter,
     rootdse::Names,
 };
-use crate::services::framework::session::lossy;
+use crate::services::{
+    framework::session::lossy,
+    proto::shared::ntlm::{Exchange, Identity, Step},
+};
 
 /// The StartTLS extended operation.
 pub const START_TLS: &[u8] = b"1.3.6.1.4.1.1466.20037";
@@ -34,6 +39,7 @@ const SUCCESS: i64 = 0;
 const OPERATIONS_ERROR: i64 = 1;
 const PROTOCOL_ERROR: i64 = 2;
 const AUTH_METHOD_NOT_SUPPORTED: i64 = 7;
+const SASL_BIND_IN_PROGRESS: i64 = 14;
 const INVALID_CREDENTIALS: i64 = 49;
 
 /// What the session does after answering.
@@ -72,17 +78,39 @@ pub struct Handled {
 }
 
 /// The connection's state.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone)]
 pub struct State {
     /// TLS is on (LDAPS, or after StartTLS).
     pub tls: bool,
     /// StartTLS may be asked for (plain LDAP with a certificate).
     pub starttls: bool,
+    /// What NTLM's CHALLENGE presents.
+    pub identity: Arc<Identity>,
+    /// A SASL NTLM exchange in progress.
+    pub ntlm: Option<Exchange>,
+}
+
+impl State {
+    /// A connection's state before its first message.
+    #[must_use]
+    pub const fn new(identity: Arc<Identity>, tls: bool, starttls: bool) -> Self {
+        Self {
+            tls,
+            starttls,
+            identity,
+            ntlm: None,
+        }
+    }
 }
 
 /// Answers one framed message.
 #[must_use]
-pub fn handle(names: &Names, state: State, bytes: &[u8], now: chrono::DateTime<chrono::Utc>) -> Handled {
+pub fn handle(
+    names: &Names,
+    state: &mut State,
+    bytes: &[u8],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Handled {
     let decoded = if nesting_ok(bytes, MAX_DEPTH, MAX_ELEMENTS) {
         rasn::ber::decode::<LdapMessage>(bytes).ok()
     } else {
@@ -169,7 +197,7 @@ pub fn handle(names: &Names, state: State, bytes: &[u8], now: chrono::DateTime<c
     }
 }
 
-fn bind(names: &Names, state: State, id: i64, bind: &BindRequest) -> Handled {
+fn bind(names: &Names, state: &mut State, id: i64, bind: &BindRequest) -> Handled {
     let tag = names.build_tag();
     let mut fields = Map::new();
     fields.insert("username".to_owned(), Value::String(bind.name.0.clone()));
@@ -211,6 +239,57 @@ fn bind(names: &Names, state: State, id: i64, bind: &BindRequest) -> Handled {
                 next: Next::Continue,
             }
         }
+        AuthenticationChoice::Sasl(sasl)
+            if sasl.mechanism.eq_ignore_ascii_case("GSS-SPNEGO")
+                || sasl.mechanism.eq_ignore_ascii_case("NTLM") =>
+        {
+            fields.insert(
+                "mechanism".to_owned(),
+                Value::String(sasl.mechanism.0.clone()),
+            );
+            let token = sasl.credentials.as_deref().unwrap_or_default();
+            if token.is_empty() {
+                // The client asks the server to start: an empty challenge.
+                return Handled {
+                    reply: bind_message(id, SASL_BIND_IN_PROGRESS, "", Some(b"")),
+                    report: Report::None,
+                    next: Next::Continue,
+                };
+            }
+            let identity = Arc::clone(&state.identity);
+            let exchange = state.ntlm.get_or_insert_with(|| Exchange::new(identity));
+            let refused = |creds: Option<&[u8]>, data: &str| {
+                let diag = format!(
+                    "80090308: LdapErr: DSID-0C09041C, comment: AcceptSecurityContext error, data {data}, {tag}\0"
+                );
+                bind_message(id, INVALID_CREDENTIALS, &diag, creds)
+            };
+            match exchange.step(token) {
+                Ok(Step::Reply(challenge)) => Handled {
+                    reply: bind_message(id, SASL_BIND_IN_PROGRESS, "", Some(&challenge)),
+                    report: Report::None,
+                    next: Next::Continue,
+                },
+                Ok(Step::Done(captured)) => {
+                    let reject = exchange.reject();
+                    state.ntlm = None;
+                    fields.extend(captured.extra());
+                    Handled {
+                        reply: refused(reject.as_deref(), "52e"),
+                        report: Report::Login(fields),
+                        next: Next::Continue,
+                    }
+                }
+                Err(_) => {
+                    state.ntlm = None;
+                    Handled {
+                        reply: refused(None, "57"),
+                        report: Report::Login(fields),
+                        next: Next::Continue,
+                    }
+                }
+            }
+        }
         AuthenticationChoice::Sasl(sasl) => {
             fields.insert(
                 "mechanism".to_owned(),
@@ -244,7 +323,7 @@ const fn scope_name(scope: SearchRequestScope) -> &'static str {
 
 fn search(
     names: &Names,
-    state: State,
+    state: &State,
     id: i64,
     search: &SearchRequest,
     now: chrono::DateTime<chrono::Utc>,
@@ -275,7 +354,13 @@ fn search(
     fields.insert("tls".to_owned(), Value::Bool(state.tls));
     let mut reply = Vec::new();
     if search.base_object.is_empty() && search.scope == SearchRequestScope::BaseObject {
-        reply.extend(root_dse_entry(names, id, &attributes, search.types_only, now));
+        reply.extend(root_dse_entry(
+            names,
+            id,
+            &attributes,
+            search.types_only,
+            now,
+        ));
         reply.extend(result_message(id, 0x65, SUCCESS, ""));
     } else {
         let diag = format!(
@@ -396,5 +481,11 @@ pub fn disconnection(names: &Names) -> Vec<u8> {
         "00000057: LdapErr: DSID-0C090E0B, comment: Error decoding ldap message, data 0, {}\0",
         names.build_tag()
     );
-    extended_message(0, PROTOCOL_ERROR, &diag, Some(NOTICE_OF_DISCONNECTION), None)
+    extended_message(
+        0,
+        PROTOCOL_ERROR,
+        &diag,
+        Some(NOTICE_OF_DISCONNECTION),
+        None,
+    )
 }

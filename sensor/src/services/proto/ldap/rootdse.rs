@@ -122,7 +122,10 @@ impl Names {
             ),
             ("isSynchronized", one("TRUE".to_owned())),
             ("highestCommittedUSN", one(usn.to_string())),
-            ("dsServiceName", one(format!("CN=NTDS Settings,{server_dn}"))),
+            (
+                "dsServiceName",
+                one(format!("CN=NTDS Settings,{server_dn}")),
+            ),
             ("dnsHostName", one(self.dns_host_name())),
             ("defaultNamingContext", one(base)),
             (
@@ -230,7 +233,9 @@ mod tests {
         assert_eq!(get("ldapServiceName"), ["acme.local:dc01$@ACME.LOCAL"]);
         assert_eq!(
             get("dsServiceName"),
-            ["CN=NTDS Settings,CN=DC01,CN=Servers,CN=Default-First-Site-Name,CN=Sites,CN=Configuration,DC=acme,DC=local"]
+            [
+                "CN=NTDS Settings,CN=DC01,CN=Servers,CN=Default-First-Site-Name,CN=Sites,CN=Configuration,DC=acme,DC=local"
+            ]
         );
         assert_eq!(get("currentTime"), ["20261202003005.0Z"]);
         assert_eq!(get("domainFunctionality"), ["7"]);

@@ -29,11 +29,16 @@ fn now() -> chrono::DateTime<chrono::Utc> {
     chrono::Utc.with_ymd_and_hms(2026, 12, 2, 1, 0, 0).unwrap()
 }
 
+fn identity() -> std::sync::Arc<crate::services::proto::shared::ntlm::Identity> {
+    std::sync::Arc::new(crate::services::proto::shared::ntlm::Identity::new(
+        "DC01",
+        "acme.local",
+        crate::services::proto::shared::ntlm::ProductVersion::SERVER_2019,
+    ))
+}
+
 fn plain() -> State {
-    State {
-        tls: false,
-        starttls: true,
-    }
+    State::new(identity(), false, true)
 }
 
 fn encode(id: u32, op: ProtocolOp) -> Vec<u8> {
@@ -98,7 +103,12 @@ fn result_of(m: &LdapMessage) -> (u32, String) {
 
 #[test]
 fn the_root_dse_is_encoded_as_ad_does_and_matches_nmap() {
-    let h = handle(&names(), plain(), &search("", SearchRequestScope::BaseObject, object_class(), &[]), now());
+    let h = handle(
+        &names(),
+        &mut plain(),
+        &search("", SearchRequestScope::BaseObject, object_class(), &[]),
+        now(),
+    );
     assert_eq!(h.next, Next::Continue);
     // ^0\x84\0\0..\x02\x01 ... dsServiceName1\x84\0\0\0.\x04.CN=NTDS Settings,CN=DC01,...
     assert_eq!(&h.reply[..3], &[0x30, 0x84, 0]);
@@ -110,7 +120,11 @@ fn the_root_dse_is_encoded_as_ad_does_and_matches_nmap() {
     needle.push(u8::try_from(dn.len()).unwrap());
     needle.extend_from_slice(dn);
     needle.extend_from_slice(b"0\x84\0");
-    assert!(h.reply.windows(needle.len()).any(|w| w == needle.as_slice()));
+    assert!(
+        h.reply
+            .windows(needle.len())
+            .any(|w| w == needle.as_slice())
+    );
     let msgs = replies(&h.reply);
     assert_eq!(msgs.len(), 2);
     let ProtocolOp::SearchResEntry(entry) = &msgs[0].protocol_op else {
@@ -131,7 +145,10 @@ fn the_root_dse_is_encoded_as_ad_does_and_matches_nmap() {
     assert_eq!(get("defaultNamingContext"), ["DC=acme,DC=local"]);
     assert_eq!(get("dnsHostName"), ["DC01.acme.local"]);
     assert_eq!(get("currentTime"), ["20261202010000.0Z"]);
-    assert_eq!(get("supportedSASLMechanisms"), ["GSSAPI", "GSS-SPNEGO", "EXTERNAL", "DIGEST-MD5"]);
+    assert_eq!(
+        get("supportedSASLMechanisms"),
+        ["GSSAPI", "GSS-SPNEGO", "EXTERNAL", "DIGEST-MD5"]
+    );
     assert_eq!(entry.attributes.len(), 22);
     assert_eq!(result_of(&msgs[1]), (0, String::new()));
     let Report::Query(q) = h.report else {
@@ -147,17 +164,31 @@ fn the_root_dse_is_encoded_as_ad_does_and_matches_nmap() {
 fn requested_attributes_are_the_only_ones_returned() {
     let h = handle(
         &names(),
-        plain(),
-        &search("", SearchRequestScope::BaseObject, object_class(), &["dnsHostName", "NAMINGCONTEXTS"]),
+        &mut plain(),
+        &search(
+            "",
+            SearchRequestScope::BaseObject,
+            object_class(),
+            &["dnsHostName", "NAMINGCONTEXTS"],
+        ),
         now(),
     );
     let msgs = replies(&h.reply);
     let ProtocolOp::SearchResEntry(entry) = &msgs[0].protocol_op else {
         panic!("no entry");
     };
-    let types: Vec<&str> = entry.attributes.iter().map(|a| a.r#type.0.as_str()).collect();
+    let types: Vec<&str> = entry
+        .attributes
+        .iter()
+        .map(|a| a.r#type.0.as_str())
+        .collect();
     assert_eq!(types, ["namingContexts", "dnsHostName"]);
-    let h = handle(&names(), plain(), &search("", SearchRequestScope::BaseObject, object_class(), &["1.1"]), now());
+    let h = handle(
+        &names(),
+        &mut plain(),
+        &search("", SearchRequestScope::BaseObject, object_class(), &["1.1"]),
+        now(),
+    );
     let ProtocolOp::SearchResEntry(entry) = &replies(&h.reply)[0].protocol_op else {
         panic!("no entry");
     };
@@ -166,7 +197,12 @@ fn requested_attributes_are_the_only_ones_returned() {
 
 #[test]
 fn simple_binds_are_refused_as_ad_refuses_them() {
-    let h = handle(&names(), plain(), &simple_bind("CN=admin,CN=Users,DC=acme,DC=local", "s3cret"), now());
+    let h = handle(
+        &names(),
+        &mut plain(),
+        &simple_bind("CN=admin,CN=Users,DC=acme,DC=local", "s3cret"),
+        now(),
+    );
     let msgs = replies(&h.reply);
     assert_eq!(
         result_of(&msgs[0]),
@@ -185,11 +221,16 @@ fn simple_binds_are_refused_as_ad_refuses_them() {
                "mechanism": "simple", "password": "s3cret"})
     );
     // Anonymous: success, nothing to report.
-    let h = handle(&names(), plain(), &simple_bind("", ""), now());
+    let h = handle(&names(), &mut plain(), &simple_bind("", ""), now());
     assert_eq!(result_of(&replies(&h.reply)[0]), (0, String::new()));
     assert_eq!(h.report, Report::None);
     // An unauthenticated bind (DN, no password) succeeds and is reported.
-    let h = handle(&names(), plain(), &simple_bind("svc_backup", ""), now());
+    let h = handle(
+        &names(),
+        &mut plain(),
+        &simple_bind("svc_backup", ""),
+        now(),
+    );
     assert_eq!(result_of(&replies(&h.reply)[0]).0, 0);
     assert!(matches!(h.report, Report::Login(_)));
 }
@@ -204,7 +245,7 @@ fn sasl_binds_are_reported_with_their_mechanism() {
             AuthenticationChoice::Sasl(SaslCredentials::new("DIGEST-MD5".into(), None)),
         )),
     );
-    let h = handle(&names(), plain(), &bytes, now());
+    let h = handle(&names(), &mut plain(), &bytes, now());
     assert_eq!(result_of(&replies(&h.reply)[0]).0, 7);
     let Report::Login(fields) = h.report else {
         panic!("no login")
@@ -216,15 +257,23 @@ fn sasl_binds_are_reported_with_their_mechanism() {
 fn searches_below_the_root_need_a_bind() {
     let filter = Filter::And(
         vec![
-            Filter::EqualityMatch(AttributeValueAssertion::new("objectClass".into(), Bytes::from_static(b"user").into())),
+            Filter::EqualityMatch(AttributeValueAssertion::new(
+                "objectClass".into(),
+                Bytes::from_static(b"user").into(),
+            )),
             Filter::Present("servicePrincipalName".into()),
         ]
         .into(),
     );
     let h = handle(
         &names(),
-        plain(),
-        &search("DC=acme,DC=local", SearchRequestScope::WholeSubtree, filter, &["sAMAccountName"]),
+        &mut plain(),
+        &search(
+            "DC=acme,DC=local",
+            SearchRequestScope::WholeSubtree,
+            filter,
+            &["sAMAccountName"],
+        ),
         now(),
     );
     let msgs = replies(&h.reply);
@@ -257,23 +306,30 @@ fn start_tls_unbind_abandon_and_unknown_operations() {
             request_value: None,
         }),
     );
-    let h = handle(&names(), plain(), &start, now());
+    let h = handle(&names(), &mut plain(), &start, now());
     assert_eq!(h.next, Next::StartTls);
     assert_eq!(result_of(&replies(&h.reply)[0]), (0, String::new()));
-    let over_tls = State {
-        tls: true,
-        starttls: false,
-    };
-    let h = handle(&names(), over_tls, &start, now());
-    assert_eq!((h.next, result_of(&replies(&h.reply)[0]).0), (Next::Continue, 1));
+    let h = handle(
+        &names(),
+        &mut State::new(identity(), true, false),
+        &start,
+        now(),
+    );
+    assert_eq!(
+        (h.next, result_of(&replies(&h.reply)[0]).0),
+        (Next::Continue, 1)
+    );
     let unbind = encode(3, ProtocolOp::UnbindRequest(UnbindRequest));
-    let h = handle(&names(), plain(), &unbind, now());
+    let h = handle(&names(), &mut plain(), &unbind, now());
     assert_eq!((h.next, h.reply.len()), (Next::Close, 0));
     let abandon = encode(4, ProtocolOp::AbandonRequest(rasn_ldap::AbandonRequest(2)));
-    let h = handle(&names(), plain(), &abandon, now());
+    let h = handle(&names(), &mut plain(), &abandon, now());
     assert_eq!((h.next, h.reply.len()), (Next::Continue, 0));
-    let del = encode(5, ProtocolOp::DelRequest(rasn_ldap::DelRequest("CN=x".into())));
-    let h = handle(&names(), plain(), &del, now());
+    let del = encode(
+        5,
+        ProtocolOp::DelRequest(rasn_ldap::DelRequest("CN=x".into())),
+    );
+    let h = handle(&names(), &mut plain(), &del, now());
     let msgs = replies(&h.reply);
     assert!(matches!(msgs[0].protocol_op, ProtocolOp::DelResponse(_)));
     assert_eq!(result_of(&msgs[0]).0, 1);
@@ -284,7 +340,7 @@ fn start_tls_unbind_abandon_and_unknown_operations() {
             request_value: None,
         }),
     );
-    let h = handle(&names(), plain(), &other, now());
+    let h = handle(&names(), &mut plain(), &other, now());
     assert_eq!(result_of(&replies(&h.reply)[0]).0, 2);
 }
 
@@ -297,9 +353,10 @@ fn names_come_from_trapster_keys_or_the_sensor() {
         domain: "corp.example".to_owned(),
         limits: std::sync::Arc::new(crate::services::ServiceLimits::default()),
     };
-    let trapster: LdapConfig =
-        serde_json::from_value(json!({"server": "DC01", "domain": "acme", "tld": "local", "level": "Windows2012R2Domain"}))
-            .unwrap();
+    let trapster: LdapConfig = serde_json::from_value(
+        json!({"server": "DC01", "domain": "acme", "tld": "local", "level": "Windows2012R2Domain"}),
+    )
+    .unwrap();
     assert_eq!(
         trapster.names(&ctx),
         Names {
@@ -322,7 +379,12 @@ fn names_come_from_trapster_keys_or_the_sensor() {
 fn corpus() -> Vec<Vec<u8>> {
     vec![
         simple_bind("CN=admin,DC=acme,DC=local", "s3cret"),
-        search("", SearchRequestScope::BaseObject, object_class(), &["dnsHostName"]),
+        search(
+            "",
+            SearchRequestScope::BaseObject,
+            object_class(),
+            &["dnsHostName"],
+        ),
         search(
             "DC=acme,DC=local",
             SearchRequestScope::WholeSubtree,
@@ -355,7 +417,10 @@ fn hostile_truncations_at_every_length() {
             }
             // A frame cut short and presented whole is refused.
             if cut > 0 {
-                assert_refused(&handle(&names(), plain(), prefix, now()), &format!("cut {cut}"));
+                assert_refused(
+                    &handle(&names(), &mut plain(), prefix, now()),
+                    &format!("cut {cut}"),
+                );
             }
             cases += 1;
         }
@@ -375,7 +440,8 @@ fn hostile_lengths_at_their_maximum() {
     ] {
         let result = frame_len(head, 64 * 1024);
         let declared = head.len() as u64
-            + head[2..].iter().fold(0u64, |a, &b| (a << 8) | u64::from(b)) * u64::from(head[1] > 0x80)
+            + head[2..].iter().fold(0u64, |a, &b| (a << 8) | u64::from(b))
+                * u64::from(head[1] > 0x80)
             + u64::from(head[1]) * u64::from(head[1] < 0x80);
         if declared as usize <= 64 * 1024 {
             assert_eq!(result, Ok(Some(declared as usize)));
@@ -393,7 +459,7 @@ fn hostile_lengths_at_their_maximum() {
         for max in [0x7f, 0xff] {
             let mut m = base.clone();
             m[at] = max;
-            let h = handle(&names(), plain(), &m, now());
+            let h = handle(&names(), &mut plain(), &m, now());
             // Either still a message (a changed value byte) or refused; never a panic.
             assert!(
                 h.report == Report::Data || matches!(h.report, Report::Login(_) | Report::None),
@@ -401,9 +467,14 @@ fn hostile_lengths_at_their_maximum() {
             );
         }
     }
-    let mut huge_inner = vec![0x30, 0x0c, 0x02, 0x01, 0x01, 0x60, 0x84, 0xff, 0xff, 0xff, 0xff];
+    let mut huge_inner = vec![
+        0x30, 0x0c, 0x02, 0x01, 0x01, 0x60, 0x84, 0xff, 0xff, 0xff, 0xff,
+    ];
     huge_inner.extend_from_slice(&[0x02, 0x01, 0x03]);
-    assert_refused(&handle(&names(), plain(), &huge_inner, now()), "huge inner");
+    assert_refused(
+        &handle(&names(), &mut plain(), &huge_inner, now()),
+        "huge inner",
+    );
 }
 
 #[test]
@@ -417,7 +488,10 @@ fn hostile_nesting_bombs_are_refused_before_decoding() {
         filter = outer;
     }
     let mut body = vec![0x02, 0x01, 0x02, 0x63];
-    let mut search = vec![0x04, 0x00, 0x0a, 0x01, 0x00, 0x0a, 0x01, 0x00, 0x02, 0x01, 0x00, 0x02, 0x01, 0x00, 0x01, 0x01, 0x00];
+    let mut search = vec![
+        0x04, 0x00, 0x0a, 0x01, 0x00, 0x0a, 0x01, 0x00, 0x02, 0x01, 0x00, 0x02, 0x01, 0x00, 0x01,
+        0x01, 0x00,
+    ];
     search.extend_from_slice(&filter);
     search.extend_from_slice(&[0x30, 0x00]);
     body.push(0x84);
@@ -427,7 +501,10 @@ fn hostile_nesting_bombs_are_refused_before_decoding() {
     message.extend_from_slice(&u32::try_from(body.len()).unwrap().to_be_bytes());
     message.extend_from_slice(&body);
     assert_eq!(frame_len(&message, MAX_MESSAGE), Ok(Some(message.len())));
-    assert_refused(&handle(&names(), plain(), &message, now()), "nesting bomb");
+    assert_refused(
+        &handle(&names(), &mut plain(), &message, now()),
+        "nesting bomb",
+    );
 }
 
 #[test]
@@ -449,13 +526,13 @@ fn hostile_random_bytes_never_panic() {
         let mut m = vec![0x30, 0x84];
         m.extend_from_slice(&u32::try_from(body.len()).unwrap().to_be_bytes());
         m.extend_from_slice(&body);
-        let h = handle(&names(), plain(), &m, now());
+        let h = handle(&names(), &mut plain(), &m, now());
         assert!(h.next != Next::StartTls, "round {round}");
         // Random bits flipped in a valid message.
         let mut valid = corpus()[usize::try_from(next() % 4).unwrap()].clone();
         let at = usize::try_from(next()).unwrap() % valid.len();
         valid[at] ^= 1 << (next() % 8);
-        let _ = handle(&names(), plain(), &valid, now());
+        let _ = handle(&names(), &mut plain(), &valid, now());
     }
 }
 
@@ -483,7 +560,103 @@ fn hostile_openings_of_other_protocols_are_not_ldap() {
     }
     // A SEQUENCE that is not LDAP (an X.509 certificate's opening).
     let cert = [0x30, 0x06, 0x30, 0x04, 0x02, 0x02, 0x01, 0x00];
-    assert_refused(&handle(&names(), plain(), &cert, now()), "certificate");
+    assert_refused(&handle(&names(), &mut plain(), &cert, now()), "certificate");
     // Indefinite length, which LDAP forbids.
-    assert_eq!(frame_len(&[0x30, 0x80, 0, 0], MAX_MESSAGE), Err(FrameError::Indefinite));
+    assert_eq!(
+        frame_len(&[0x30, 0x80, 0, 0], MAX_MESSAGE),
+        Err(FrameError::Indefinite)
+    );
+}
+
+fn sasl_bind(id: u32, mechanism: &str, token: Option<&[u8]>) -> Vec<u8> {
+    encode(
+        id,
+        ProtocolOp::BindRequest(BindRequest::new(
+            3,
+            "".into(),
+            AuthenticationChoice::Sasl(SaslCredentials::new(
+                mechanism.into(),
+                token.map(|t| Bytes::copy_from_slice(t).into()),
+            )),
+        )),
+    )
+}
+
+#[test]
+fn sasl_ntlm_binds_give_a_netntlmv2_line_that_verifies() {
+    use crate::services::proto::shared::ntlm::{client, crypto::verify_hashcat};
+    let mut state = plain();
+    // An empty first step is answered with an empty challenge.
+    let h = handle(&names(), &mut state, &sasl_bind(1, "NTLM", None), now());
+    let ProtocolOp::BindResponse(r) = &replies(&h.reply)[0].protocol_op else {
+        panic!("no bind response")
+    };
+    assert_eq!(r.result_code as u32, 14);
+    let negotiate = client::negotiate(client::WINDOWS_CLIENT_FLAGS);
+    let h = handle(
+        &names(),
+        &mut state,
+        &sasl_bind(2, "NTLM", Some(&negotiate)),
+        now(),
+    );
+    let ProtocolOp::BindResponse(r) = &replies(&h.reply)[0].protocol_op else {
+        panic!("no bind response")
+    };
+    assert_eq!((r.result_code as u32, h.report.clone()), (14, Report::None));
+    let challenge = r.server_sasl_creds.clone().unwrap().to_vec();
+    let auth = client::authenticate(
+        &challenge,
+        "alice",
+        "ACME",
+        "WKS7",
+        "Autumn2026!",
+        client::Response::V2 {
+            client_challenge: [7; 8],
+            time: 133_000_000_000_000_000,
+        },
+    );
+    let h = handle(
+        &names(),
+        &mut state,
+        &sasl_bind(3, "NTLM", Some(&auth)),
+        now(),
+    );
+    let msgs = replies(&h.reply);
+    assert_eq!(
+        result_of(&msgs[0]),
+        (
+            49,
+            "80090308: LdapErr: DSID-0C09041C, comment: AcceptSecurityContext error, data 52e, v4563\0".to_owned()
+        )
+    );
+    let Report::Login(fields) = h.report else {
+        panic!("no login")
+    };
+    let line = fields["hashcat"].as_str().unwrap();
+    assert!(line.starts_with("alice::ACME:"), "{line}");
+    assert!(verify_hashcat(line, "Autumn2026!"));
+    assert!(!verify_hashcat(line, "Autumn2025!"));
+    assert_eq!(
+        (
+            &fields["username"],
+            &fields["domain"],
+            &fields["workstation"],
+            &fields["mechanism"]
+        ),
+        (
+            &json!("alice"),
+            &json!("ACME"),
+            &json!("WKS7"),
+            &json!("NTLM")
+        )
+    );
+    assert!(state.ntlm.is_none(), "the exchange ends with the bind");
+    // Garbage in the middle of an exchange is refused and reported.
+    let h = handle(
+        &names(),
+        &mut state,
+        &sasl_bind(4, "GSS-SPNEGO", Some(b"\x60\x03\x06\x01\x00")),
+        now(),
+    );
+    assert_eq!(result_of(&replies(&h.reply)[0]).0, 49);
 }

@@ -137,16 +137,51 @@ pub fn build(login: &Login7) -> Vec<u8> {
         data.extend_from_slice(bytes);
     };
     let count = |s: &str| s.encode_utf16().count();
-    put(&mut fixed, 36, &utf16(&login.hostname), count(&login.hostname));
-    put(&mut fixed, 40, &utf16(&login.username), count(&login.username));
+    put(
+        &mut fixed,
+        36,
+        &utf16(&login.hostname),
+        count(&login.hostname),
+    );
+    put(
+        &mut fixed,
+        40,
+        &utf16(&login.username),
+        count(&login.username),
+    );
     let pw: Vec<u8> = utf16(&login.password).into_iter().map(scramble).collect();
     put(&mut fixed, 44, &pw, count(&login.password));
-    put(&mut fixed, 48, &utf16(&login.app_name), count(&login.app_name));
-    put(&mut fixed, 52, &utf16(&login.server_name), count(&login.server_name));
+    put(
+        &mut fixed,
+        48,
+        &utf16(&login.app_name),
+        count(&login.app_name),
+    );
+    put(
+        &mut fixed,
+        52,
+        &utf16(&login.server_name),
+        count(&login.server_name),
+    );
     put(&mut fixed, 56, &[], 0);
-    put(&mut fixed, 60, &utf16(&login.library), count(&login.library));
-    put(&mut fixed, 64, &utf16(&login.language), count(&login.language));
-    put(&mut fixed, 68, &utf16(&login.database), count(&login.database));
+    put(
+        &mut fixed,
+        60,
+        &utf16(&login.library),
+        count(&login.library),
+    );
+    put(
+        &mut fixed,
+        64,
+        &utf16(&login.language),
+        count(&login.language),
+    );
+    put(
+        &mut fixed,
+        68,
+        &utf16(&login.database),
+        count(&login.database),
+    );
     put(&mut fixed, 78, &login.sspi, login.sspi.len());
     put(&mut fixed, 82, &[], 0);
     put(&mut fixed, 86, &[], 0);

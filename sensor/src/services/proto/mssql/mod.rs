@@ -66,7 +66,10 @@ impl TryFrom<Value> for SqlVersion {
         };
         wire::version(&name).map(Self).ok_or_else(|| {
             let known: Vec<&str> = wire::VERSIONS.iter().map(|(n, _)| *n).collect();
-            format!("unknown SQL Server version {value}, expected one of {}", known.join(", "))
+            format!(
+                "unknown SQL Server version {value}, expected one of {}",
+                known.join(", ")
+            )
         })
     }
 }
@@ -112,7 +115,12 @@ impl TcpProtocol for Mssql {
             None,
             Versions::Tls12,
         )?;
-        let default_host = ctx.hostname.split('.').next().unwrap_or("SQL01").to_uppercase();
+        let default_host = ctx
+            .hostname
+            .split('.')
+            .next()
+            .unwrap_or("SQL01")
+            .to_uppercase();
         let version = config.version.map_or(
             Version {
                 major: 15,
@@ -234,7 +242,16 @@ async fn serve(
     extra.insert("windows_auth".to_owned(), Value::Bool(login.integrated));
     let tokens = if login.integrated {
         extra.remove("password");
-        let Some(user) = windows_auth(server, &mut chan, &mut conn, &session, &login.sspi, &mut extra).await? else {
+        let Some(user) = windows_auth(
+            server,
+            &mut chan,
+            &mut conn,
+            &session,
+            &login.sspi,
+            &mut extra,
+        )
+        .await?
+        else {
             return Ok(());
         };
         session.login(&[], extra).await;

@@ -35,14 +35,70 @@ pub struct Version {
 
 /// Trapster's `version` values and the RTM build each announces.
 pub const VERSIONS: [(&str, Version); 8] = [
-    ("2008", Version { major: 10, minor: 0, build: 1600 }),
-    ("2008R2", Version { major: 10, minor: 50, build: 1600 }),
-    ("2012", Version { major: 11, minor: 0, build: 2100 }),
-    ("2014", Version { major: 12, minor: 0, build: 2000 }),
-    ("2016", Version { major: 13, minor: 0, build: 1601 }),
-    ("2017", Version { major: 14, minor: 0, build: 1000 }),
-    ("2019", Version { major: 15, minor: 0, build: 2000 }),
-    ("2022", Version { major: 16, minor: 0, build: 1000 }),
+    (
+        "2008",
+        Version {
+            major: 10,
+            minor: 0,
+            build: 1600,
+        },
+    ),
+    (
+        "2008R2",
+        Version {
+            major: 10,
+            minor: 50,
+            build: 1600,
+        },
+    ),
+    (
+        "2012",
+        Version {
+            major: 11,
+            minor: 0,
+            build: 2100,
+        },
+    ),
+    (
+        "2014",
+        Version {
+            major: 12,
+            minor: 0,
+            build: 2000,
+        },
+    ),
+    (
+        "2016",
+        Version {
+            major: 13,
+            minor: 0,
+            build: 1601,
+        },
+    ),
+    (
+        "2017",
+        Version {
+            major: 14,
+            minor: 0,
+            build: 1000,
+        },
+    ),
+    (
+        "2019",
+        Version {
+            major: 15,
+            minor: 0,
+            build: 2000,
+        },
+    ),
+    (
+        "2022",
+        Version {
+            major: 16,
+            minor: 0,
+            build: 1000,
+        },
+    ),
 ];
 
 /// The version named `name` (`2019`, case-insensitive `2008r2`).
@@ -193,11 +249,17 @@ mod tests {
         assert_eq!(client.encryption, Some(ENCRYPT_OFF));
         assert!(!client.mars);
         let v = version("2019").unwrap();
-        let wire = tds::message(tds::TABULAR, &prelogin_response(v, negotiate(client.encryption), false));
+        let wire = tds::message(
+            tds::TABULAR,
+            &prelogin_response(v, negotiate(client.encryption), false),
+        );
         // The 2019 line: ^\x04\x01\x00\x25\x00\x00\x01\x00 ... \xff\x0f\x00(..)
         let expected_head: &[u8] = b"\x04\x01\x00\x25\x00\x00\x01\x00\x00\x00\x15\x00\x06\x01\x00\x1b\x00\x01\x02\x00\x1c\x00\x01\x03\x00\x1d\x00\x00\xff\x0f\x00";
         assert_eq!(&wire[..expected_head.len()], expected_head);
-        assert_eq!(&wire[expected_head.len()..], &[0x07, 0xd0, 0, 0, ENCRYPT_OFF, 0]);
+        assert_eq!(
+            &wire[expected_head.len()..],
+            &[0x07, 0xd0, 0, 0, ENCRYPT_OFF, 0]
+        );
     }
 
     #[test]

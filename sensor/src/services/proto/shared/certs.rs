@@ -50,7 +50,10 @@ pub fn server_config(
         let dir = ctx.state_dir();
         tls::server_config(&dir, name, subject, &[])
             .map_err(|err| ctx.setup_error(err.to_string()))?;
-        (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")))
+        (
+            dir.join(format!("{name}.crt")),
+            dir.join(format!("{name}.key")),
+        )
     };
     let field_error = |field: &str, path: &Path, message: String| {
         ctx.setup_error(format!("{field} ({}): {message}", path.display()))
@@ -69,8 +72,8 @@ pub fn server_config(
             "no certificate in the file".to_owned(),
         ));
     }
-    let private =
-        PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| field_error("key", &key_path, e.to_string()))?;
+    let private = PrivateKeyDer::from_pem_slice(&key_pem)
+        .map_err(|e| field_error("key", &key_path, e.to_string()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ServerConfig::builder_with_provider(provider);
     let builder = match versions {

@@ -323,7 +323,10 @@ mod tests {
         let wire = message(0x04, &payload);
         assert_eq!(wire.len(), payload.len() + 3 * 8);
         let first = Header::parse(&wire).unwrap();
-        assert_eq!((first.kind, first.length, first.last()), (0x04, 4096, false));
+        assert_eq!(
+            (first.kind, first.length, first.last()),
+            (0x04, 4096, false)
+        );
         let mut buf = BytesMut::from(&wire[..]);
         assert_eq!(take_message(&mut buf, 20_000), Ok(Some((0x04, payload))));
         assert!(buf.is_empty());

@@ -21,7 +21,7 @@ fn mssql(version: &str) -> Value {
 
 fn local_hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .unwrap()
+        .expect("host name")
         .trim()
         .to_owned()
 }

@@ -271,8 +271,21 @@ async fn xfreerdp_nla_login_gives_a_netntlmv2_line_that_verifies() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn nmap_names_rdp_and_smb_and_reads_the_ntlm_names() {
+    // Trapster's `certificate`/`key`: a certificate of the user's, presented as is.
+    let dir = temp_dir("rdp-cert");
+    let mut params = rcgen::CertificateParams::new(vec!["ts01.corp.local".to_owned()]).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "ts01.corp.local");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    std::fs::write(dir.join("rdp.crt"), cert.pem()).unwrap();
+    std::fs::write(dir.join("rdp.key"), key.serialize_pem()).unwrap();
     let h = start(json!({
-        "rdp": [{"port": 0, "ntlm_hostname": "ts01", "ntlm_domain": "corp.local", "version": "2022"}],
+        "rdp": [{
+            "port": 0, "ntlm_hostname": "ts01", "ntlm_domain": "corp.local", "version": "2022",
+            "certificate": dir.join("rdp.crt"), "key": dir.join("rdp.key"),
+        }],
         "smb": [{"port": 0}],
     }))
     .await;
@@ -287,7 +300,7 @@ async fn nmap_names_rdp_and_smb_and_reads_the_ntlm_names() {
             "-p",
             &format!("{rdp},{smb}"),
             "--script",
-            "rdp-ntlm-info",
+            "rdp-ntlm-info,ssl-cert",
             "127.0.0.1",
         ],
         &[],
@@ -320,8 +333,51 @@ async fn nmap_names_rdp_and_smb_and_reads_the_ntlm_names() {
         "DNS_Computer_Name: ts01.corp.local",
         "DNS_Tree_Name: corp.local",
         "Product_Version: 10.0.20348",
+        "ssl-cert: Subject: commonName=ts01.corp.local",
     ] {
         assert!(report.contains(want), "{want} in {report}");
     }
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn smbclient_with_ntlmv1_gives_a_netntlmv1_line_that_verifies() {
+    let mut h = start(json!({"smb": [{"port": 0}]})).await;
+    let port = h.addr(Service::Smb).port().to_string();
+    run(
+        "smbclient",
+        &[
+            "-U",
+            "erin%Spring-2026",
+            "-W",
+            "CORP",
+            "--option=client ntlmv2 auth=no",
+            "-L",
+            "//127.0.0.1",
+            "-p",
+            &port,
+        ],
+        &[],
+        LIMIT,
+    )
+    .await;
+    let events = h.until(Action::Login, 1, LIMIT).await;
+    let login = login_of(&events);
+    assert_eq!(login.extra["username"], "erin");
+    let kind = login.extra["ntlm_version"].as_str().unwrap();
+    assert!(kind == "NTLMv1" || kind == "NTLMv1-ESS", "{kind}");
+    let line = login.extra["hashcat"].as_str().unwrap();
+    // `-m 5500`: user::domain:lm:nt:challenge, 24-byte responses.
+    let f: Vec<&str> = line.split(':').collect();
+    assert_eq!(
+        (f.len(), f[3].len(), f[4].len(), f[5].len()),
+        (6, 48, 48, 16),
+        "{line}"
+    );
+    // DES of the NT hash, recomputed (the sensor's checker is itself checked against MS-NLMP
+    // 4.2.2 and 4.2.3 in its unit tests).
+    use sensor::services::proto::shared::ntlm::crypto::verify_hashcat;
+    assert!(verify_hashcat(line, "Spring-2026"), "{line}");
+    assert!(!verify_hashcat(line, "Spring-2025"), "{line}");
     h.stop().await;
 }

@@ -20,7 +20,9 @@
 //!
 //! `nmap -sV` reports `ms-wbt-server Microsoft Terminal Services`: its TerminalServerCookie
 //! probe gets the confirm Windows sends (`\x03\0\0\x13\x0e\xd0\0\0\x124\0\x02\x1f\x08\0\x02\0\0\0`);
-//! `rdp-ntlm-info` reports the CHALLENGE's names and version.
+//! `rdp-ntlm-info` reports the CHALLENGE's names and version. A client that opens with a TLS
+//! ClientHello (`ssl-cert`, nmap's SSL probe) gets TLS at once and the same sequence inside,
+//! so nmap reports `ssl/ms-wbt-server Microsoft Terminal Services` and the certificate.
 
 pub mod credssp;
 pub mod x224;
@@ -130,8 +132,56 @@ async fn serve(
     mut session: Session,
     stream: tokio::net::TcpStream,
 ) -> Result<(), SessionError> {
+    // A TLS ClientHello first (`nmap --script ssl-cert`, scanners that skip X.224): TLS at
+    // once, then the same connection sequence inside it.
+    let mut first = [0u8; 1];
+    let wait = session.limits().handshake_timeout();
+    match tokio::time::timeout(wait, stream.peek(&mut first)).await {
+        Err(_) => return Err(SessionError::HandshakeTimeout),
+        Ok(Err(err)) => return Err(SessionError::Io(err)),
+        Ok(Ok(0)) => return Err(SessionError::Closed),
+        Ok(Ok(_)) => {}
+    }
+    if first == [0x16] {
+        let tls = accept_tls(rdp, &session, stream).await?;
+        let mut conn = Conn::new(tls, session.limits());
+        let result = match connection_sequence(&mut conn, &session).await? {
+            Some((selected, cookie)) => {
+                session.handshake_done();
+                after_tls(rdp, &mut conn, &session, selected, cookie.as_deref()).await
+            }
+            None => Ok(()),
+        };
+        conn.shutdown().await;
+        return result;
+    }
     let mut conn = Conn::new(stream, session.limits());
-    let packet = read_tpkt(&mut conn, &session).await?;
+    let Some((selected, cookie)) = connection_sequence(&mut conn, &session).await? else {
+        conn.shutdown().await;
+        return Ok(());
+    };
+    let (stream, buffered) = conn.into_parts();
+    if !buffered.is_empty() {
+        session.data(&buffered).await;
+        return Err(SessionError::Protocol(
+            "data before the TLS handshake".to_owned(),
+        ));
+    }
+    let tls = accept_tls(rdp, &session, stream).await?;
+    session.handshake_done();
+    let mut conn = Conn::new(tls, session.limits());
+    let result = after_tls(rdp, &mut conn, &session, selected, cookie.as_deref()).await;
+    conn.shutdown().await;
+    result
+}
+
+/// The X.224 request and confirm: the protocol selected and the cookie, or `None` when the
+/// client is refused (standard RDP security) or sent no negotiation.
+async fn connection_sequence<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Conn<S>,
+    session: &Session,
+) -> Result<Option<(u32, Option<String>)>, SessionError> {
+    let packet = read_tpkt(conn, session).await?;
     let Some(request) = x224::parse_request(&packet) else {
         session.data(&packet).await;
         return Err(SessionError::Protocol(
@@ -147,38 +197,41 @@ async fn serve(
     } else {
         session.data(&packet).await;
     }
-    conn.write_all(&x224::confirm(&request), &session).await?;
-    let Some(selected) = request.requested.and_then(x224::select) else {
-        conn.shutdown().await;
-        return Ok(());
-    };
-    let (stream, buffered) = conn.into_parts();
-    if !buffered.is_empty() {
-        session.data(&buffered).await;
-        return Err(SessionError::Protocol(
-            "data before the TLS handshake".to_owned(),
-        ));
-    }
-    let (wait, on_timeout) = (
-        session.limits().handshake_timeout(),
-        SessionError::HandshakeTimeout,
-    );
-    let tls = match tokio::time::timeout(wait, rdp.tls.accept(stream)).await {
-        Err(_) => return Err(on_timeout),
-        Ok(Err(err)) => return Err(SessionError::Io(err)),
-        Ok(Ok(tls)) => tls,
-    };
-    session.handshake_done();
-    let mut conn = Conn::new(tls, session.limits());
-    let result = if selected == x224::protocol::HYBRID {
-        credssp_exchange(rdp, &mut conn, &session, request.cookie.as_deref()).await
+    conn.write_all(&x224::confirm(&request), session).await?;
+    Ok(request
+        .requested
+        .and_then(x224::select)
+        .map(|selected| (selected, request.cookie)))
+}
+
+/// Inside TLS: CredSSP, or the first RDP packet of a TLS-only client, logged.
+async fn after_tls<S: AsyncRead + AsyncWrite + Unpin>(
+    rdp: &RdpServer,
+    conn: &mut Conn<S>,
+    session: &Session,
+    selected: u32,
+    cookie: Option<&str>,
+) -> Result<(), SessionError> {
+    if selected == x224::protocol::HYBRID {
+        credssp_exchange(rdp, conn, session, cookie).await
     } else {
-        let first = read_tpkt(&mut conn, &session).await?;
+        let first = read_tpkt(conn, session).await?;
         session.data(&first).await;
         Ok(())
-    };
-    conn.shutdown().await;
-    result
+    }
+}
+
+async fn accept_tls(
+    rdp: &RdpServer,
+    session: &Session,
+    stream: tokio::net::TcpStream,
+) -> Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>, SessionError> {
+    let wait = session.limits().handshake_timeout();
+    match tokio::time::timeout(wait, rdp.tls.accept(stream)).await {
+        Err(_) => Err(SessionError::HandshakeTimeout),
+        Ok(Err(err)) => Err(SessionError::Io(err)),
+        Ok(Ok(tls)) => Ok(tls),
+    }
 }
 
 async fn read_tpkt<S: AsyncRead + AsyncWrite + Unpin>(

@@ -172,7 +172,7 @@ impl<'a> State<'a> {
                     return Err(SessionError::Protocol(format!("NetBIOS type {kind:#x}")));
                 }
             }
-            if len > wire::MAX_MESSAGE || len < 4 {
+            if !(4..=wire::MAX_MESSAGE).contains(&len) {
                 session.data(&header).await;
                 return Err(SessionError::Protocol(format!("message of {len} bytes")));
             }

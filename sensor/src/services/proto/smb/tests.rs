@@ -46,7 +46,7 @@ fn negotiate_request() -> Vec<u8> {
     m.extend_from_slice(&u16::try_from(pre.len()).unwrap().to_le_bytes());
     m.extend_from_slice(&[0; 4]);
     m.extend_from_slice(&pre);
-    while m.len() % 8 != 0 {
+    while !m.len().is_multiple_of(8) {
         m.push(0);
     }
     // ENCRYPTION: AES-256-GCM, AES-128-GCM.
@@ -134,7 +134,7 @@ fn a_windows_negotiate_gets_3_1_1_with_contexts() {
         blob.as_slice()
     );
     let ctx = usize::try_from(u32::from_le_bytes(body[60..64].try_into().unwrap())).unwrap();
-    assert_eq!(ctx % 8, 0);
+    assert!(ctx.is_multiple_of(8));
     let c = &body[ctx - HEADER..];
     assert_eq!(&c[..4], &[1, 0, 38, 0], "preauth context");
     let second = &c[(8 + 38 + 7) & !7..];

@@ -252,7 +252,7 @@ pub fn negotiate_response(
     let mut context_count = 0u16;
     if dialect == 0x0311 {
         let mut push = |kind: u16, data: &[u8]| {
-            while contexts.len() % 8 != 0 {
+            while !contexts.len().is_multiple_of(8) {
                 contexts.push(0);
             }
             contexts.extend_from_slice(&kind.to_le_bytes());

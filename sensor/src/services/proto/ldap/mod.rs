@@ -18,6 +18,12 @@
 //!                                                           -> ldap.query
 //! S: searchResDone operationsError "000004DC: LdapErr: DSID-0C090A5C, comment: In order to
 //!    perform this operation a successful bind must be completed on the connection., ..."
+//! C: bindRequest v3 "" sasl NTLM (or GSS-SPNEGO) NEGOTIATE
+//! S: bindResponse saslBindInProgress, serverSaslCreds CHALLENGE (DC01, ACME, acme.local)
+//! C: bindRequest v3 "" sasl NTLM AUTHENTICATE                -> ldap.login {"username":"alice",
+//!                                                              "domain":"ACME", "hashcat":
+//!                                                              "alice::ACME:...", ...}
+//! S: bindResponse invalidCredentials "80090308: ... data 52e, v4563"
 //! C: extendedRequest 1.3.6.1.4.1.1466.20037 (StartTLS)
 //! S: extendedResponse success, then a TLS handshake with the domain controller's certificate
 //! ```

@@ -12,6 +12,11 @@
 //! S: (plain again: ENCRYPTION=OFF protects the login only) ERROR 18456 state 1 class 14
 //!    "Login failed for user 'sa'." from SQL01, DONE with DONE_ERROR; then the server closes.
 //! ```
+//! Windows authentication (LOGIN7 with integrated security) carries an NTLM NEGOTIATE: the
+//! server answers with the CHALLENGE in an SSPI token (`0xED`), the client's SSPI packet brings
+//! the AUTHENTICATE, reported with the NetNTLMv2 (or v1) hashcat line, and the login fails with
+//! 18456 for `DOMAIN\user`.
+//!
 //! A client asking for `ENCRYPTION=ON`/`REQ` gets `ON` and everything after the handshake stays
 //! in TLS; `NOT_SUP` gets no TLS and sends its LOGIN7 in the clear. `nmap -sV` reports
 //! `Microsoft SQL Server 2019` (per `version`): its `ms-sql-s` probe's signature matches the

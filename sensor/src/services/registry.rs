@@ -17,7 +17,9 @@ use super::{
         tcp::{Handler, TcpProtocol},
         udp::{UdpHandler, UdpProtocol},
     },
-    proto::{dns, ftp, http, mysql, postgres, rdp, rsync, smb, snmp, ssh, telnet, vnc},
+    proto::{
+        dns, ftp, http, ldap, mssql, mysql, postgres, rdp, rsync, smb, snmp, ssh, telnet, vnc,
+    },
 };
 use crate::event::Service;
 
@@ -30,6 +32,9 @@ pub static PROTOCOLS: &[Protocol] = &[
     Protocol::tcp::<http::Https>("https", Service::Https, 443),
     Protocol::tcp::<mysql::Mysql>("mysql", Service::Mysql, 3306),
     Protocol::tcp::<postgres::Postgres>("postgres", Service::Postgres, 5432).alias("postgresql"),
+    Protocol::tcp::<ldap::Ldap>("ldap", Service::Ldap, 389),
+    Protocol::tcp::<ldap::Ldaps>("ldaps", Service::Ldap, 636),
+    Protocol::tcp::<mssql::Mssql>("mssql", Service::Mssql, 1433),
     Protocol::tcp::<smb::Smb>("smb", Service::Smb, 445),
     Protocol::tcp::<rdp::Rdp>("rdp", Service::Rdp, 3389),
     Protocol::udp::<snmp::Snmp>("snmp", Service::Snmp, 161),
@@ -285,7 +290,10 @@ mod tests {
             assert!(std::ptr::eq(find(p.name).unwrap(), p), "{}", p.name);
             for q in &PROTOCOLS[..i] {
                 assert_ne!(p.name, q.name);
-                assert_ne!(p.service, q.service, "{} and {}", p.name, q.name);
+                // LDAPS reports on the `ldap` channel, as Trapster's LDAPS module does.
+                if (p.name, q.name) != ("ldaps", "ldap") {
+                    assert_ne!(p.service, q.service, "{} and {}", p.name, q.name);
+                }
                 assert!(
                     p.default_port != q.default_port || !p.transport().overlaps(q.transport()),
                     "{} and {} share a default port",
@@ -293,7 +301,8 @@ mod tests {
                     q.name
                 );
             }
-            assert_eq!(p.service.as_str(), p.name, "channel named as its list");
+            let channel = if p.name == "ldaps" { "ldap" } else { p.name };
+            assert_eq!(p.service.as_str(), channel, "channel named as its list");
         }
         assert_eq!(find("postgresql").unwrap().name, "postgres");
         assert!(find("kafka").is_none());

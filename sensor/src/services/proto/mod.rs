@@ -7,6 +7,8 @@
 pub mod dns;
 pub mod ftp;
 pub mod http;
+pub mod ldap;
+pub mod mssql;
 pub mod mysql;
 pub mod postgres;
 pub mod rdp;

@@ -1,4 +1,7 @@
 //! Code shared by several protocols: NTLM authentication and its SPNEGO wrapping, spoken by
-//! SMB, RDP (CredSSP), LDAP (SASL GSS-SPNEGO/NTLM) and MSSQL (SSPI).
+//! SMB, RDP (CredSSP), LDAP (SASL GSS-SPNEGO/NTLM) and MSSQL (SSPI); TLS configurations and TDS
+//! framing for the Windows decoys.
 
+pub mod certs;
 pub mod ntlm;
+pub mod tds;

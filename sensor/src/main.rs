@@ -31,8 +31,12 @@ struct Cli {
     /// Diagnostics level (error, warn, info, debug, trace) or an EnvFilter directive.
     #[arg(long, global = true, default_value = "info", env = "SENSOR_LOG")]
     log_level: String,
+    /// Configuration file, with no subcommand: `sensor -c trapster.conf` is `sensor run -c
+    /// trapster.conf`, as Trapster is started.
+    #[arg(short, long)]
+    config: Option<PathBuf>,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -70,6 +74,12 @@ enum Command {
     Replay {
         /// The pcap file.
         file: PathBuf,
+        /// Configuration file; the embedded default when absent.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
+    /// Print the effective configuration, secrets masked, and exit.
+    ShowConfig {
         /// Configuration file; the embedded default when absent.
         #[arg(short, long)]
         config: Option<PathBuf>,
@@ -119,7 +129,24 @@ fn main() -> ExitCode {
 }
 
 fn real_main(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
+    let command = cli.command.unwrap_or(Command::Run {
+        config: cli.config,
+        interfaces: Vec::new(),
+        xdp_mode: None,
+        capture: CaptureMode::Xdp,
+        stats_file: None,
+    });
+    match command {
+        Command::ShowConfig { config } => {
+            let parsed = read_config(config.as_ref())?;
+            let text = match &config {
+                Some(path) => std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?,
+                None => sensor::config::DEFAULT_CONFIG.to_owned(),
+            };
+            println!("{}", serde_json::to_string_pretty(&parsed.shown(&text))?);
+            Ok(())
+        }
         Command::Check { config } => {
             let parsed = read_config(Some(&config))?;
             println!(

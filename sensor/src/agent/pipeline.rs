@@ -4,7 +4,7 @@
 use crate::{
     clock::{WallClock, monotonic_ns},
     event::Event,
-    incident::Tracker,
+    incident::{Breadcrumbs, Tracker},
     output::Fanout,
     scan::{ScanReport, to_event},
 };
@@ -17,6 +17,8 @@ pub(super) struct Pipeline {
     pub(super) reports: Vec<ScanReport>,
     /// Events handed to the outputs so far.
     pub(super) events: u64,
+    /// Planted credentials (`sensor.breadcrumbs`).
+    pub(super) breadcrumbs: Breadcrumbs,
 }
 
 impl Pipeline {
@@ -26,6 +28,7 @@ impl Pipeline {
             incidents,
             reports: Vec::new(),
             events: 0,
+            breadcrumbs: Breadcrumbs::new(Vec::new()),
         }
     }
 
@@ -47,6 +50,14 @@ impl Pipeline {
     /// Sends an event, folds it into its source's incident, and sends the incident message when
     /// the incident is new or its severity rose.
     pub(super) fn deliver(&mut self, event: Event) {
+        let crumb = self.breadcrumbs.check(&event);
+        self.deliver_one(event);
+        if let Some(crumb) = crumb {
+            self.deliver_one(crumb);
+        }
+    }
+
+    fn deliver_one(&mut self, event: Event) {
         let incident = self.incidents.observe(&event, monotonic_ns());
         self.fanout.send(event);
         self.events = self.events.saturating_add(1);

@@ -214,6 +214,30 @@ impl Config {
                 "must be 0 to 10".to_owned(),
             ));
         }
+        for (i, crumb) in self.sensor.breadcrumbs.iter().enumerate() {
+            if crumb.username.is_empty() {
+                return Err(invalid(
+                    &format!("sensor.breadcrumbs[{i}].username"),
+                    "must not be empty".to_owned(),
+                ));
+            }
+            if let Some(service) = &crumb.service
+                && !crate::event::Service::ALL.iter().any(|s| {
+                    s.as_str().eq_ignore_ascii_case(service)
+                        && !matches!(
+                            s,
+                            crate::event::Service::Portscan
+                                | crate::event::Service::Sensor
+                                | crate::event::Service::Breadcrumb
+                        )
+                })
+            {
+                return Err(invalid(
+                    &format!("sensor.breadcrumbs[{i}].service"),
+                    format!("`{service}` is not a service with logins (ftp, ssh, http, ...)"),
+                ));
+            }
+        }
         let allow_max = sensor_common::ALLOWLIST_MAX_ENTRIES as usize;
         if self.whitelist_ips.len() > allow_max {
             return Err(invalid(
@@ -232,27 +256,7 @@ impl Config {
         let output = self
             .logger_output()
             .map_err(|(field, message)| (field.to_owned(), message))?;
-        if let Some(mode) = self.logger.kwargs.get("mode").and_then(|m| m.as_str())
-            && matches!(output.transport, Transport::File(_))
-            && outputs::octal_mode(mode).is_none()
-        {
-            if !outputs::python_open_mode(mode) {
-                return Err((
-                    "logger.kwargs.mode".to_owned(),
-                    format!(
-                        "`{mode}` is neither an octal permission such as \"640\" nor a \
-                         Trapster file mode such as \"a\""
-                    ),
-                ));
-            }
-            warnings.push(ConfigWarning {
-                field: "logger.kwargs.mode".to_owned(),
-                message: format!(
-                    "Trapster file mode `{mode}` ignored: the file is appended to, created \
-                     with permissions 0600"
-                ),
-            });
-        }
+        warnings.extend(self.logger_warnings());
         outputs::check(&output.transport).map_err(|(key, message)| {
             let key = match key {
                 "path" => "logfile",

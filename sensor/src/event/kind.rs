@@ -32,6 +32,13 @@ pub const CATALOGUE: &[Kind] = &[
     },
     Kind {
         logtype: LogType {
+            service: Service::Breadcrumb,
+            action: Action::Login,
+        },
+        source: "breadcrumbs (any login service)",
+    },
+    Kind {
+        logtype: LogType {
             service: Service::Ftp,
             action: Action::Connection,
         },

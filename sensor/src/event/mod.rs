@@ -93,11 +93,13 @@ pub enum Service {
     Rsync,
     /// The sensor itself (health events).
     Sensor,
+    /// A planted credential was used on a decoy (`breadcrumb.login`).
+    Breadcrumb,
 }
 
 impl Service {
     /// Every service, in catalogue order.
-    pub const ALL: [Self; 16] = [
+    pub const ALL: [Self; 17] = [
         Self::Portscan,
         Self::Ftp,
         Self::Ssh,
@@ -114,6 +116,7 @@ impl Service {
         Self::Dns,
         Self::Rsync,
         Self::Sensor,
+        Self::Breadcrumb,
     ];
 
     /// Lowercase name used in logtypes (Trapster's channel).
@@ -136,6 +139,7 @@ impl Service {
             Self::Dns => "dns",
             Self::Rsync => "rsync",
             Self::Sensor => "sensor",
+            Self::Breadcrumb => "breadcrumb",
         }
     }
 

@@ -36,6 +36,8 @@ struct Open {
     incident: Incident,
     scanned: bool,
     logins: BTreeSet<Service>,
+    /// The service of the last login, named when a breadcrumb follows it.
+    last_login: Option<Service>,
     /// Monotonic time of the last event, for the idle timeout.
     last_ns: u64,
 }
@@ -110,12 +112,28 @@ impl Tracker {
         if event.service == Service::Portscan {
             open.scanned = true;
         }
-        if event.action == Action::Login {
+        if event.action == Action::Login && event.service != Service::Breadcrumb {
             open.logins.insert(event.service);
+            open.last_login = Some(event.service);
         }
         let mut level = severity;
         if !open.logins.is_empty() && (open.logins.len() >= 2 || open.scanned) {
             level = Severity::Critical;
+        }
+        if event.service == Service::Breadcrumb {
+            // Critical already (a login raised it, or a scan and a login): say why anyway.
+            let incident = &mut open.incident;
+            let description = breadcrumb_description(open.last_login);
+            if incident.description == description {
+                return None;
+            }
+            incident.severity = Severity::Critical;
+            incident.action = IncidentAction::Updated;
+            incident.channel = event.service.as_str().to_owned();
+            incident.category = event.action.as_str().to_owned();
+            incident.dst_port = Some(event.session.dst_port);
+            incident.description = description;
+            return Some(incident.clone());
         }
         if level <= open.incident.severity {
             return None;
@@ -150,7 +168,7 @@ impl Tracker {
 /// A new incident for `event`'s source, and its tracking state.
 fn open_incident(event: &Event, severity: Severity, now_ns: u64) -> (Incident, Open) {
     let mut logins = BTreeSet::new();
-    if event.action == Action::Login {
+    if event.action == Action::Login && event.service != Service::Breadcrumb {
         logins.insert(event.service);
     }
     let scan = event.service == Service::Portscan;
@@ -174,13 +192,25 @@ fn open_incident(event: &Event, severity: Severity, now_ns: u64) -> (Incident, O
     let open = Open {
         incident: incident.clone(),
         scanned: scan,
+        last_login: logins.iter().next().copied(),
         logins,
         last_ns: now_ns,
     };
     (incident, open)
 }
 
+/// "Breadcrumb used on FTP".
+fn breadcrumb_description(service: Option<Service>) -> String {
+    service.map_or_else(
+        || "Breadcrumb used".to_owned(),
+        |s| format!("Breadcrumb used on {}", service_label(s)),
+    )
+}
+
 fn describe(event: &Event, severity: Severity, logins: &BTreeSet<Service>) -> String {
+    if event.service == Service::Breadcrumb {
+        return breadcrumb_description(logins.iter().next().copied());
+    }
     if severity == Severity::Critical {
         let names: Vec<String> = logins.iter().map(|s| service_label(*s)).collect();
         return if logins.len() >= 2 {

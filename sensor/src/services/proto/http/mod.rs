@@ -4,7 +4,8 @@
 //! C: GET / HTTP/1.1 / Host: 192.0.2.10 / User-Agent: curl/7.88.1
 //! S: HTTP/1.1 200 OK / Date / Server: Apache/2.4.62 (Debian) / ... / Apache2 Debian Default Page
 //!                                -> http.query {"skin":"default_apache","method":"GET",
-//!                                   "target":"/","headers":{...},"status_code":200}
+//!                                   "target":"/","version":"1.1","headers":{...},
+//!                                   "status_code":200}
 //! C: POST /login (username=admin&password=admin)
 //!                                -> http.login {..., "username":"admin","password":"admin"}
 //! ```
@@ -323,6 +324,12 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         extra.insert("skin".to_owned(), Value::String(http.skin.name.clone()));
         extra.insert("method".to_owned(), Value::String(request.method.clone()));
         extra.insert("target".to_owned(), Value::String(request.target.clone()));
+        // As Trapster (hypercorn's `http_version`): "1.1", "1.0".
+        let version = request
+            .version
+            .strip_prefix("HTTP/")
+            .unwrap_or(&request.version);
+        extra.insert("version".to_owned(), Value::from(version));
         let headers: Map<String, Value> = request
             .headers
             .iter()

@@ -1,6 +1,6 @@
 //! `sensor`: command-line entry point. Parses arguments, sets up diagnostics, calls the library.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{io::Write as _, path::PathBuf, process::ExitCode};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -144,8 +144,16 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                     .with_context(|| format!("reading {}", path.display()))?,
                 None => sensor::config::DEFAULT_CONFIG.to_owned(),
             };
-            println!("{}", serde_json::to_string_pretty(&parsed.shown(&text))?);
-            Ok(())
+            let mut out = std::io::stdout().lock();
+            match writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&parsed.shown(&text))?
+            ) {
+                // `sensor show-config | head` is fine.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                other => other.context("writing to standard output"),
+            }
         }
         Command::Check { config } => {
             let parsed = read_config(Some(&config))?;

@@ -197,6 +197,25 @@ impl Config {
                     message: "unknown key, ignored".to_owned(),
                 }),
         );
+        for protocol in ["http", "https"] {
+            for (i, instance) in self.services.listed(protocol).iter().enumerate() {
+                let Some(skin) = instance.get("skin").and_then(serde_json::Value::as_str) else {
+                    continue;
+                };
+                if let Some(fallback) = crate::services::proto::http::skin::fallback_for(
+                    skin,
+                    &self.sensor.services.skin_dirs,
+                ) {
+                    warnings.push(ConfigWarning {
+                        field: format!("services.{protocol}[{i}].skin"),
+                        message: format!(
+                            "skin `{skin}` is not in the skin directories nor built in: the \
+                             built-in `{fallback}` (same kind) is served instead"
+                        ),
+                    });
+                }
+            }
+        }
         // `run` raises the soft limit to the hard one first (net::fds::raise) and refuses what
         // does not fit then; here the warning uses what this process could reach.
         if let Ok(limit) = fds::current()

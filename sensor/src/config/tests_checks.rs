@@ -238,7 +238,7 @@ fn file_outputs_need_an_existing_directory_and_an_octal_mode() {
 fn unknown_services_and_instance_keys_are_named_warnings() {
     let config = Config::parse(
         r#"{"future": 1, "services": {"ftp": [{"port": 2121, "bannr": "typo"}],
-            "https": [{"port": 8443, "key": "k.pem"}], "vnc": [{"port": 5901}]}}"#,
+            "https": [{"port": 8443, "key": "k.pem", "certfile": "c.pem"}], "vnc": [{"port": 5901}]}}"#,
         "x",
     )
     .unwrap();
@@ -249,7 +249,7 @@ fn unknown_services_and_instance_keys_are_named_warnings() {
             "future: unknown top-level key, ignored",
             "services.vnc: protocol not emulated by this version, its instances are ignored",
             "services.ftp[0].bannr: unknown key, ignored",
-            "services.https[0].key: unknown key, ignored",
+            "services.https[0].certfile: unknown key, ignored",
         ]
     );
     let community = Config::parse(COMMUNITY, "trapster.conf").unwrap();

@@ -208,7 +208,8 @@ impl ServicesSection {
                 .find(|name| instance.protocol.answers_to(name))
                 .map_or(instance.protocol.name, String::as_str);
             for path in (instance.protocol.ignored)(instance.settings) {
-                if path != "port" {
+                // Every instance takes these (the per-instance host and domain names).
+                if !matches!(path.as_str(), "port" | "hostname" | "domain") {
                     out.push(format!("services.{name}[{}].{path}", instance.index));
                 }
             }
@@ -417,7 +418,8 @@ mod tests {
     fn unknown_instance_keys_are_listed_not_refused() {
         let s = section(json!({
             "ftp": [{"port": 2121, "banner": "x"}, {"bannr": "typo", "username": null}],
-            "https": [{"key": "k.pem", "certificate": "c.pem", "common_name": "fw"}],
+            "https": [{"key": "k.pem", "certificate": "c.pem", "common_name": "fw",
+                       "hostname": "WEB01", "keyy": 1}],
             "vnc": [{"port": 5900, "whatever": 1}],
         }));
         s.check(false).unwrap();
@@ -425,8 +427,7 @@ mod tests {
             s.unknown_keys(),
             vec![
                 "services.ftp[1].bannr".to_owned(),
-                "services.https[0].key".to_owned(),
-                "services.https[0].certificate".to_owned(),
+                "services.https[0].keyy".to_owned(),
             ]
         );
     }

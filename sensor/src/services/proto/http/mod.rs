@@ -101,6 +101,19 @@ pub struct HttpConfig {
     /// Certificate subject: locality.
     #[serde(default)]
     pub locality_name: Option<String>,
+    /// Private key file (HTTPS, PEM), as Trapster: used with `certificate` when both exist,
+    /// else both are generated there; default in the state directory.
+    #[serde(default)]
+    pub key: Option<std::path::PathBuf>,
+    /// Certificate file (HTTPS, PEM); see `key`.
+    #[serde(default)]
+    pub certificate: Option<std::path::PathBuf>,
+    /// First day a generated certificate is valid (ISO date); default today.
+    #[serde(default)]
+    pub not_valid_before: Option<tls::IsoDay>,
+    /// Last day a generated certificate is valid (ISO date); default ten years on.
+    #[serde(default)]
+    pub not_valid_after: Option<tls::IsoDay>,
 }
 
 /// HTTP.
@@ -145,10 +158,20 @@ fn handler(config: &HttpConfig, ctx: &Context, tls: bool) -> Result<Handler, Ser
             country: config.country_name.clone(),
             state: config.state_or_province_name.clone(),
             locality: config.locality_name.clone(),
+            not_before: config.not_valid_before.map(|d| d.0),
+            not_after: config.not_valid_after.map(|d| d.0),
         };
-        let server = tls::server_config(
-            &ctx.state_dir(),
-            &format!("https-{}", ctx.port),
+        let state = ctx.state_dir();
+        let name = format!("https-{}", ctx.port);
+        let server = tls::server_config_files(
+            &config
+                .certificate
+                .clone()
+                .unwrap_or_else(|| state.join(format!("{name}.crt"))),
+            &config
+                .key
+                .clone()
+                .unwrap_or_else(|| state.join(format!("{name}.key"))),
             &subject,
             &[b"http/1.1"],
         )

@@ -262,6 +262,43 @@ mod tests {
     const SEC: u64 = 1_000_000_000;
 
     #[test]
+    fn a_breadcrumb_makes_the_incident_critical_and_names_the_service() {
+        let mut t = Tracker::new(&IncidentConfig::default(), SourcePrefix::default());
+        let a = "198.51.100.9";
+        let created = t
+            .observe(&event(a, Service::Ftp, Action::Login), 0)
+            .unwrap();
+        assert_eq!(created.severity, Severity::High);
+        let up = t
+            .observe(&event(a, Service::Breadcrumb, Action::Login), SEC)
+            .unwrap();
+        assert_eq!(
+            (up.action, up.severity, up.description.as_str()),
+            (
+                IncidentAction::Updated,
+                Severity::Critical,
+                "Breadcrumb used on FTP"
+            )
+        );
+        assert_eq!(up.channel, "breadcrumb");
+        assert_eq!(up.login_services, ["ftp"]);
+        // The same breadcrumb again says nothing new; on another service it does.
+        assert!(
+            t.observe(&event(a, Service::Breadcrumb, Action::Login), 2 * SEC)
+                .is_none()
+        );
+        assert!(
+            t.observe(&event(a, Service::Ssh, Action::Login), 3 * SEC)
+                .is_none()
+        );
+        let up = t
+            .observe(&event(a, Service::Breadcrumb, Action::Login), 4 * SEC)
+            .unwrap();
+        assert_eq!(up.description, "Breadcrumb used on SSH");
+        assert_eq!(up.events_count, 5);
+    }
+
+    #[test]
     fn severity_escalates_and_each_rise_is_sent_once() {
         let mut t = Tracker::new(&IncidentConfig::default(), SourcePrefix::default());
         let a = "198.51.100.7";

@@ -146,6 +146,7 @@ pub async fn run(
         Tracker::new(&config.sensor.incidents, config.sensor.source_prefix),
     );
     pipeline.breadcrumbs = crate::incident::Breadcrumbs::new(config.sensor.breadcrumbs.clone());
+    pipeline.honeytokens = config.sensor.honeytokens.clone();
     let (sink, service_events) = mpsc::channel(SERVICE_QUEUE);
     let mut running = Running {
         pipeline,

@@ -4,7 +4,7 @@
 use crate::{
     clock::{WallClock, monotonic_ns},
     event::Event,
-    incident::{Breadcrumbs, Tracker},
+    incident::{Breadcrumbs, HoneytokenConfig, Tracker},
     output::Fanout,
     scan::{ScanReport, to_event},
 };
@@ -19,6 +19,8 @@ pub(super) struct Pipeline {
     pub(super) events: u64,
     /// Planted credentials (`sensor.breadcrumbs`).
     pub(super) breadcrumbs: Breadcrumbs,
+    /// Honeytokens (`sensor.honeytokens`).
+    pub(super) honeytokens: HoneytokenConfig,
 }
 
 impl Pipeline {
@@ -29,6 +31,7 @@ impl Pipeline {
             reports: Vec::new(),
             events: 0,
             breadcrumbs: Breadcrumbs::new(Vec::new()),
+            honeytokens: HoneytokenConfig { urls: Vec::new() },
         }
     }
 
@@ -51,9 +54,10 @@ impl Pipeline {
     /// the incident is new or its severity rose.
     pub(super) fn deliver(&mut self, event: Event) {
         let crumb = self.breadcrumbs.check(&event);
+        let token = self.honeytokens.check(&event);
         self.deliver_one(event);
-        if let Some(crumb) = crumb {
-            self.deliver_one(crumb);
+        for follow_up in [crumb, token].into_iter().flatten() {
+            self.deliver_one(follow_up);
         }
     }
 

@@ -113,6 +113,9 @@ pub struct SensorSection {
     /// the incident critical.
     #[serde(default)]
     pub breadcrumbs: Vec<crate::incident::Breadcrumb>,
+    /// Honeytokens: URL paths on the HTTP/HTTPS decoys whose fetch emits `honeytoken.url`.
+    #[serde(default)]
+    pub honeytokens: crate::incident::HoneytokenConfig,
     /// What one source is, for every per-source limit and for incidents: IPv4 /32 and IPv6 /64
     /// by default.
     #[serde(default)]

@@ -39,6 +39,13 @@ pub const CATALOGUE: &[Kind] = &[
     },
     Kind {
         logtype: LogType {
+            service: Service::Honeytoken,
+            action: Action::Url,
+        },
+        source: "honeytokens (HTTP and HTTPS services)",
+    },
+    Kind {
+        logtype: LogType {
             service: Service::Ftp,
             action: Action::Connection,
         },

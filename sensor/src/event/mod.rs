@@ -33,16 +33,19 @@ pub enum Action {
     Query,
     /// The sensor itself lost events (an output's spool was full); reported once it recovers.
     Degraded,
+    /// A honeytoken URL was fetched (`honeytoken.url`).
+    Url,
 }
 
 impl Action {
     /// Every action.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Connection,
         Self::Data,
         Self::Login,
         Self::Query,
         Self::Degraded,
+        Self::Url,
     ];
 
     /// Lowercase name used in logtypes.
@@ -54,6 +57,7 @@ impl Action {
             Self::Login => "login",
             Self::Query => "query",
             Self::Degraded => "degraded",
+            Self::Url => "url",
         }
     }
 }
@@ -95,11 +99,13 @@ pub enum Service {
     Sensor,
     /// A planted credential was used on a decoy (`breadcrumb.login`).
     Breadcrumb,
+    /// A honeytoken was used (`honeytoken.url`).
+    Honeytoken,
 }
 
 impl Service {
     /// Every service, in catalogue order.
-    pub const ALL: [Self; 17] = [
+    pub const ALL: [Self; 18] = [
         Self::Portscan,
         Self::Ftp,
         Self::Ssh,
@@ -117,6 +123,7 @@ impl Service {
         Self::Rsync,
         Self::Sensor,
         Self::Breadcrumb,
+        Self::Honeytoken,
     ];
 
     /// Lowercase name used in logtypes (Trapster's channel).
@@ -140,6 +147,7 @@ impl Service {
             Self::Rsync => "rsync",
             Self::Sensor => "sensor",
             Self::Breadcrumb => "breadcrumb",
+            Self::Honeytoken => "honeytoken",
         }
     }
 

@@ -46,7 +46,7 @@ impl Severity {
     #[must_use]
     pub fn of_event(event: &Event) -> Self {
         match (event.service, event.action) {
-            (Service::Breadcrumb, _) => Self::Critical,
+            (Service::Breadcrumb | Service::Honeytoken, _) => Self::Critical,
             (Service::Portscan, _) | (_, Action::Login) => Self::High,
             (_, Action::Data | Action::Query) => Self::Medium,
             _ => Self::Low,

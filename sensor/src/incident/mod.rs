@@ -12,6 +12,7 @@
 //! | tried to log in, or scanned ports | high |
 //! | logged in on two services or more, or logged in after scanning | critical |
 //! | used a breadcrumb (`breadcrumb.login`) | critical, "Breadcrumb used on FTP" |
+//! | fetched a honeytoken URL (`honeytoken.url`) | critical, "Honeytoken URL fetched on HTTP" |
 //!
 //! An incident closes after `idle_timeout_secs` without an event; the next event opens a new
 //! one. The tracker is pure: time is an input, its size is bounded (`max_tracked`, the
@@ -22,11 +23,13 @@
 //! is one incident, whose `src_ip` is the first address seen.
 
 mod breadcrumb;
+mod honeytoken;
 mod tracker;
 
 use crate::event::Service;
 pub use crate::event::{Incident, IncidentAction, Severity, test_incident};
 pub use breadcrumb::{Breadcrumb, Breadcrumbs, event_for as breadcrumb_event};
+pub use honeytoken::{HoneytokenConfig, UrlToken};
 pub use tracker::{IncidentConfig, Tracker};
 
 pub(crate) fn service_label(service: Service) -> String {

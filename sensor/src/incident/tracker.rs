@@ -38,6 +38,8 @@ struct Open {
     logins: BTreeSet<Service>,
     /// The service of the last login, named when a breadcrumb follows it.
     last_login: Option<Service>,
+    /// The service of the last HTTP(S) request, named when a honeytoken follows it.
+    last_web: Option<Service>,
     /// Monotonic time of the last event, for the idle timeout.
     last_ns: u64,
 }
@@ -116,14 +118,21 @@ impl Tracker {
             open.logins.insert(event.service);
             open.last_login = Some(event.service);
         }
+        if matches!(event.service, Service::Http | Service::Https) {
+            open.last_web = Some(event.service);
+        }
         let mut level = severity;
         if !open.logins.is_empty() && (open.logins.len() >= 2 || open.scanned) {
             level = Severity::Critical;
         }
-        if event.service == Service::Breadcrumb {
+        if matches!(event.service, Service::Breadcrumb | Service::Honeytoken) {
             // Critical already (a login raised it, or a scan and a login): say why anyway.
             let incident = &mut open.incident;
-            let description = breadcrumb_description(open.last_login);
+            let description = if event.service == Service::Honeytoken {
+                honeytoken_description(open.last_web)
+            } else {
+                breadcrumb_description(open.last_login)
+            };
             if incident.description == description {
                 return None;
             }
@@ -193,10 +202,19 @@ fn open_incident(event: &Event, severity: Severity, now_ns: u64) -> (Incident, O
         incident: incident.clone(),
         scanned: scan,
         last_login: logins.iter().next().copied(),
+        last_web: matches!(event.service, Service::Http | Service::Https).then_some(event.service),
         logins,
         last_ns: now_ns,
     };
     (incident, open)
+}
+
+/// "Honeytoken URL fetched on HTTP".
+fn honeytoken_description(service: Option<Service>) -> String {
+    service.map_or_else(
+        || "Honeytoken URL fetched".to_owned(),
+        |s| format!("Honeytoken URL fetched on {}", service_label(s)),
+    )
 }
 
 /// "Breadcrumb used on FTP".
@@ -210,6 +228,9 @@ fn breadcrumb_description(service: Option<Service>) -> String {
 fn describe(event: &Event, severity: Severity, logins: &BTreeSet<Service>) -> String {
     if event.service == Service::Breadcrumb {
         return breadcrumb_description(logins.iter().next().copied());
+    }
+    if event.service == Service::Honeytoken {
+        return honeytoken_description(None);
     }
     if severity == Severity::Critical {
         let names: Vec<String> = logins.iter().map(|s| service_label(*s)).collect();

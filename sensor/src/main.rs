@@ -78,6 +78,11 @@ enum Command {
         #[arg(short, long)]
         config: Option<PathBuf>,
     },
+    /// Make a honeytoken.
+    Token {
+        #[command(subcommand)]
+        kind: TokenKind,
+    },
     /// Print the effective configuration, secrets masked, and exit.
     ShowConfig {
         /// Configuration file; the embedded default when absent.
@@ -89,6 +94,21 @@ enum Command {
         /// Configuration file to validate.
         #[arg(short, long)]
         config: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenKind {
+    /// Print the script to embed in the real login page: served from any other origin (a
+    /// cloned page), it fetches the beacon, which `sensor.honeytokens.js_clone` reports.
+    JsClone {
+        /// The real page's origin (`https://portal.corp.example`).
+        #[arg(long)]
+        origin: String,
+        /// The beacon URL on an HTTP/HTTPS decoy (`https://decoy.corp:8443/static/px.gif`);
+        /// its path goes in `sensor.honeytokens.js_clone[].path`.
+        #[arg(long)]
+        beacon: String,
     },
 }
 
@@ -137,6 +157,12 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         stats_file: None,
     });
     match command {
+        Command::Token {
+            kind: TokenKind::JsClone { origin, beacon },
+        } => {
+            print!("{}", sensor::incident::js_clone_script(&origin, &beacon));
+            Ok(())
+        }
         Command::ShowConfig { config } => {
             let parsed = read_config(config.as_ref())?;
             let text = match &config {

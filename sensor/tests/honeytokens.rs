@@ -32,7 +32,9 @@ fn curl_of_a_url_token_is_reported_with_its_headers() {
         "outputs": [{"format": "trapster", "receive": "both",
                      "transport": {"type": "file", "path": events}}],
         "sensor": {"services": {"state_dir": dir.join("state")},
-                   "honeytokens": {"urls": [{"path": "/it/vpn-passwords.xlsx"}]}}
+                   "honeytokens": {"urls": [{"path": "/it/vpn-passwords.xlsx"}],
+                                   "js_clone": [{"path": "/static/px.gif",
+                                                 "origin": "https://portal.corp.example"}]}}
     });
     let path = dir.join("sensor.conf");
     std::fs::write(&path, config.to_string()).expect("config");
@@ -67,6 +69,43 @@ fn curl_of_a_url_token_is_reported_with_its_headers() {
             .expect("curl is installed");
         assert!(out.status.success());
     }
+    // The beacon as the script fetches it from a clone's page.
+    let script = Command::new(env!("CARGO_BIN_EXE_sensor"))
+        .args([
+            "token",
+            "js-clone",
+            "--origin",
+            "https://portal.corp.example",
+        ])
+        .arg("--beacon")
+        .arg(format!("http://127.0.0.1:{port}/static/px.gif"))
+        .output()
+        .expect("sensor token");
+    let script = String::from_utf8_lossy(&script.stdout);
+    assert!(
+        script.contains(r#"var o="https://portal.corp.example""#),
+        "{script}"
+    );
+    assert!(
+        script.contains(&format!(r#"i.src="http://127.0.0.1:{port}/static/px.gif""#)),
+        "{script}"
+    );
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "--max-time",
+            "10",
+            "-e",
+            "https://portal-corp.example.net/login",
+        ])
+        .arg(format!(
+            "http://127.0.0.1:{port}/static/px.gif?c=https%3A%2F%2Fportal-corp.example.net%2Flogin"
+        ))
+        .output()
+        .expect("curl is installed");
+    assert!(out.status.success());
     let deadline = Instant::now() + Duration::from_secs(20);
     let docs: Vec<Value> = loop {
         let docs: Vec<Value> = std::fs::read_to_string(&events)
@@ -113,5 +152,16 @@ fn curl_of_a_url_token_is_reported_with_its_headers() {
                 && d["description"] == "Honeytoken URL fetched on HTTP"),
         "{docs:#?}"
     );
+    let clone = docs
+        .iter()
+        .find(|d| d["logtype"] == "honeytoken.js_clone")
+        .expect("honeytoken.js_clone");
+    assert_eq!(
+        clone["extra"]["headers"]["Referer"],
+        "https://portal-corp.example.net/login"
+    );
+    assert_eq!(clone["extra"]["headers"]["Remote-Addr"], "127.0.0.1");
+    assert_eq!(clone["channel"], "honeytoken");
+    assert_eq!(clone["category"], "js_clone");
     let _ = std::fs::remove_dir_all(&dir);
 }

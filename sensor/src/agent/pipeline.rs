@@ -24,14 +24,14 @@ pub(super) struct Pipeline {
 }
 
 impl Pipeline {
-    pub(super) const fn new(fanout: Fanout, incidents: Tracker) -> Self {
+    pub(super) fn new(fanout: Fanout, incidents: Tracker) -> Self {
         Self {
             fanout,
             incidents,
             reports: Vec::new(),
             events: 0,
             breadcrumbs: Breadcrumbs::new(Vec::new()),
-            honeytokens: HoneytokenConfig { urls: Vec::new() },
+            honeytokens: HoneytokenConfig::default(),
         }
     }
 

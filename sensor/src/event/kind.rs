@@ -46,6 +46,13 @@ pub const CATALOGUE: &[Kind] = &[
     },
     Kind {
         logtype: LogType {
+            service: Service::Honeytoken,
+            action: Action::JsClone,
+        },
+        source: "honeytokens (HTTP and HTTPS services)",
+    },
+    Kind {
+        logtype: LogType {
             service: Service::Ftp,
             action: Action::Connection,
         },

@@ -35,17 +35,20 @@ pub enum Action {
     Degraded,
     /// A honeytoken URL was fetched (`honeytoken.url`).
     Url,
+    /// A cloned login page called home (`honeytoken.js_clone`).
+    JsClone,
 }
 
 impl Action {
     /// Every action.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Connection,
         Self::Data,
         Self::Login,
         Self::Query,
         Self::Degraded,
         Self::Url,
+        Self::JsClone,
     ];
 
     /// Lowercase name used in logtypes.
@@ -58,6 +61,7 @@ impl Action {
             Self::Query => "query",
             Self::Degraded => "degraded",
             Self::Url => "url",
+            Self::JsClone => "js_clone",
         }
     }
 }

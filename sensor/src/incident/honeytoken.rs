@@ -20,6 +20,19 @@ pub struct UrlToken {
     pub port: Option<u16>,
 }
 
+/// One JS-clone token (`sensor.honeytokens.js_clone[]`): the beacon path the script of
+/// `sensor token js-clone` fetches when its page is served from another origin.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsCloneToken {
+    /// The beacon's path on an HTTP/HTTPS decoy (`/static/px.gif`).
+    pub path: String,
+    /// The real page's origin (`https://portal.corp.example`), for the operator's records (the
+    /// script carries it; the event does not, as Trapster's).
+    #[serde(default)]
+    pub origin: Option<String>,
+}
+
 /// `sensor.honeytokens`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -27,6 +40,25 @@ pub struct HoneytokenConfig {
     /// URL tokens.
     #[serde(default)]
     pub urls: Vec<UrlToken>,
+    /// JS-clone tokens.
+    #[serde(default)]
+    pub js_clone: Vec<JsCloneToken>,
+}
+
+/// The script to embed in the real login page served at `origin`: when the page is served from
+/// any other origin (a phishing clone), it fetches `beacon` once, the clone's address in the
+/// `Referer`. Plain ES5, no cookies, nothing sent from the real origin.
+#[must_use]
+pub fn js_clone_script(origin: &str, beacon: &str) -> String {
+    // A JSON string is a JS string; `</` is escaped so no argument can close the tag.
+    let quote = |s: &str| Value::from(s).to_string().replace("</", "<\\/");
+    format!(
+        "<script>(function(){{var o={};if(location.origin!==o){{\
+         var i=new Image();i.referrerPolicy=\"unsafe-url\";\
+         i.src={}+\"?c=\"+encodeURIComponent(location.href);}}}})();</script>\n",
+        quote(origin.trim_end_matches('/')),
+        quote(beacon)
+    )
 }
 
 /// `user-agent` as `User-Agent`.
@@ -55,9 +87,17 @@ impl HoneytokenConfig {
         }
         let target = event.extra.get("target").and_then(Value::as_str)?;
         let path = target.split(['?', '#']).next().unwrap_or(target);
-        self.urls
+        let action = if self
+            .urls
             .iter()
-            .find(|t| t.path == path && t.port.is_none_or(|p| p == event.session.dst_port))?;
+            .any(|t| t.path == path && t.port.is_none_or(|p| p == event.session.dst_port))
+        {
+            Action::Url
+        } else if self.js_clone.iter().any(|t| t.path == path) {
+            Action::JsClone
+        } else {
+            return None;
+        };
         let mut headers = Map::new();
         if let Some(Value::Object(h)) = event.extra.get("headers") {
             for (k, v) in h {
@@ -75,7 +115,7 @@ impl HoneytokenConfig {
             timestamp: event.timestamp,
             session: event.session,
             service: Service::Honeytoken,
-            action: Action::Url,
+            action,
             data: bytes::Bytes::new(),
             extra,
         })
@@ -86,7 +126,7 @@ impl HoneytokenConfig {
 mod tests {
     use serde_json::json;
 
-    use super::{HoneytokenConfig, UrlToken, title_case};
+    use super::{HoneytokenConfig, JsCloneToken, UrlToken, js_clone_script, title_case};
     use crate::{
         event::{Action, Service},
         format::golden,
@@ -103,6 +143,10 @@ mod tests {
                 path: "/backup/passwords.kdbx".to_owned(),
                 port: None,
             }],
+            js_clone: vec![JsCloneToken {
+                path: "/static/px.gif".to_owned(),
+                origin: None,
+            }],
         };
         let mut e = golden::hostile(b"");
         e.service = Service::Http;
@@ -118,6 +162,14 @@ mod tests {
             serde_json::Value::Object(hit.extra.clone()),
             json!({"headers": {"Host": "example.com:8000", "User-Agent": "curl/8",
                                "Remote-Addr": "2001:db8::66"}})
+        );
+        e.extra.insert(
+            "target".to_owned(),
+            json!("/static/px.gif?c=https%3A%2F%2Fevil"),
+        );
+        assert_eq!(
+            tokens.check(&e).unwrap().logtype().to_string(),
+            "honeytoken.js_clone"
         );
         e.extra.insert("target".to_owned(), json!("/backup/other"));
         assert!(tokens.check(&e).is_none());
@@ -165,6 +217,7 @@ mod tests {
                 path: "/t".to_owned(),
                 port: Some(443),
             }],
+            js_clone: Vec::new(),
         };
         let hit = tokens.check(&e).unwrap();
         let mut out = bytes::BytesMut::new();
@@ -184,5 +237,19 @@ mod tests {
             .keys()
             .collect();
         assert_eq!(order.last().map(|k| k.as_str()), Some("Remote-Addr"));
+    }
+
+    #[test]
+    fn the_script_beacons_only_from_another_origin() {
+        let script = js_clone_script("https://portal.corp.example/", "https://s.corp:8443/px.gif");
+        assert_eq!(
+            script,
+            "<script>(function(){var o=\"https://portal.corp.example\";if(location.origin!==o){\
+             var i=new Image();i.referrerPolicy=\"unsafe-url\";\
+             i.src=\"https://s.corp:8443/px.gif\"+\"?c=\"+encodeURIComponent(location.href);}})();\
+             </script>\n"
+        );
+        // Quotes in the arguments cannot break out of the strings.
+        assert!(js_clone_script("a\"+alert(1)+\"", "b").contains(r#"var o="a\"+alert(1)+\"""#));
     }
 }

@@ -29,7 +29,7 @@ mod tracker;
 use crate::event::Service;
 pub use crate::event::{Incident, IncidentAction, Severity, test_incident};
 pub use breadcrumb::{Breadcrumb, Breadcrumbs, event_for as breadcrumb_event};
-pub use honeytoken::{HoneytokenConfig, UrlToken};
+pub use honeytoken::{HoneytokenConfig, JsCloneToken, UrlToken, js_clone_script};
 pub use tracker::{IncidentConfig, Tracker};
 
 pub(crate) fn service_label(service: Service) -> String {

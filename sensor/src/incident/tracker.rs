@@ -129,7 +129,7 @@ impl Tracker {
             // Critical already (a login raised it, or a scan and a login): say why anyway.
             let incident = &mut open.incident;
             let description = if event.service == Service::Honeytoken {
-                honeytoken_description(open.last_web)
+                honeytoken_description(event.action, open.last_web)
             } else {
                 breadcrumb_description(open.last_login)
             };
@@ -210,10 +210,15 @@ fn open_incident(event: &Event, severity: Severity, now_ns: u64) -> (Incident, O
 }
 
 /// "Honeytoken URL fetched on HTTP".
-fn honeytoken_description(service: Option<Service>) -> String {
+fn honeytoken_description(action: Action, service: Option<Service>) -> String {
+    let what = if action == Action::JsClone {
+        "Cloned page called home"
+    } else {
+        "Honeytoken URL fetched"
+    };
     service.map_or_else(
-        || "Honeytoken URL fetched".to_owned(),
-        |s| format!("Honeytoken URL fetched on {}", service_label(s)),
+        || what.to_owned(),
+        |s| format!("{what} on {}", service_label(s)),
     )
 }
 
@@ -230,7 +235,7 @@ fn describe(event: &Event, severity: Severity, logins: &BTreeSet<Service>) -> St
         return breadcrumb_description(logins.iter().next().copied());
     }
     if event.service == Service::Honeytoken {
-        return honeytoken_description(None);
+        return honeytoken_description(event.action, None);
     }
     if severity == Severity::Critical {
         let names: Vec<String> = logins.iter().map(|s| service_label(*s)).collect();

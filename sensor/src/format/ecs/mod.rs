@@ -90,7 +90,9 @@ fn classify(event: &Event) -> (Vec<&'static str>, Vec<&'static str>, &'static st
         Action::Data => (vec!["network"], vec!["info"], "unknown"),
         // Not a Trapster logtype: the sensor's own health.
         Action::Degraded => (vec!["host"], vec!["info"], "failure"),
-        Action::Url => (vec!["network", "web"], vec!["access", "info"], "unknown"),
+        Action::Url | Action::JsClone => {
+            (vec!["network", "web"], vec!["access", "info"], "unknown")
+        }
     }
 }
 

@@ -89,6 +89,7 @@ fn file_output(c: &mut Criterion) {
                     Transport::File(FileConfig {
                         path: path.clone(),
                         mode: None,
+                        truncate: false,
                     }),
                 );
                 // `send` never waits: a queue as large as the burst keeps every event.

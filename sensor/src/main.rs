@@ -1,6 +1,6 @@
 //! `sensor`: command-line entry point. Parses arguments, sets up diagnostics, calls the library.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{io::Write as _, path::PathBuf, process::ExitCode};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -31,8 +31,12 @@ struct Cli {
     /// Diagnostics level (error, warn, info, debug, trace) or an EnvFilter directive.
     #[arg(long, global = true, default_value = "info", env = "SENSOR_LOG")]
     log_level: String,
+    /// Configuration file, with no subcommand: `sensor -c trapster.conf` is `sensor run -c
+    /// trapster.conf`, as Trapster is started.
+    #[arg(short, long)]
+    config: Option<PathBuf>,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -74,11 +78,37 @@ enum Command {
         #[arg(short, long)]
         config: Option<PathBuf>,
     },
+    /// Make a honeytoken.
+    Token {
+        #[command(subcommand)]
+        kind: TokenKind,
+    },
+    /// Print the effective configuration, secrets masked, and exit.
+    ShowConfig {
+        /// Configuration file; the embedded default when absent.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
     /// Validate a configuration file and exit.
     Check {
         /// Configuration file to validate.
         #[arg(short, long)]
         config: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenKind {
+    /// Print the script to embed in the real login page: served from any other origin (a
+    /// cloned page), it fetches the beacon, which `sensor.honeytokens.js_clone` reports.
+    JsClone {
+        /// The real page's origin (`https://portal.corp.example`).
+        #[arg(long)]
+        origin: String,
+        /// The beacon URL on an HTTP/HTTPS decoy (`https://decoy.corp:8443/static/px.gif`);
+        /// its path goes in `sensor.honeytokens.js_clone[].path`.
+        #[arg(long)]
+        beacon: String,
     },
 }
 
@@ -119,7 +149,38 @@ fn main() -> ExitCode {
 }
 
 fn real_main(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
+    let command = cli.command.unwrap_or(Command::Run {
+        config: cli.config,
+        interfaces: Vec::new(),
+        xdp_mode: None,
+        capture: CaptureMode::Xdp,
+        stats_file: None,
+    });
+    match command {
+        Command::Token {
+            kind: TokenKind::JsClone { origin, beacon },
+        } => {
+            print!("{}", sensor::incident::js_clone_script(&origin, &beacon));
+            Ok(())
+        }
+        Command::ShowConfig { config } => {
+            let parsed = read_config(config.as_ref())?;
+            let text = match &config {
+                Some(path) => std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?,
+                None => sensor::config::DEFAULT_CONFIG.to_owned(),
+            };
+            let mut out = std::io::stdout().lock();
+            match writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&parsed.shown(&text))?
+            ) {
+                // `sensor show-config | head` is fine.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                other => other.context("writing to standard output"),
+            }
+        }
         Command::Check { config } => {
             let parsed = read_config(Some(&config))?;
             println!(

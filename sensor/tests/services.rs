@@ -323,6 +323,7 @@ async fn http_queries_basic_auth_and_form_logins_from_curl() {
                     "skin": "default_apache",
                     "method": "GET",
                     "target": "/",
+                    "version": "1.1",
                     "headers": {"host": addr.to_string(), "user-agent": "curl/test", "accept": "*/*"},
                     "status_code": 200
                 })

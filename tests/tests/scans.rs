@@ -316,10 +316,12 @@ fn several_outputs_receive_the_same_scan() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(ecs.len(), 1, "{ecs_text}");
-    assert_eq!(ecs[0]["event"]["action"], "portscan.query");
+    // Trapster's ECS: the action alone, the dataset names the channel.
+    assert_eq!(ecs[0]["event"]["action"], "query");
+    assert_eq!(ecs[0]["event"]["dataset"], "trapster.portscan");
     assert_eq!(ecs[0]["source"]["ip"], net.peer_ip.as_str());
     assert_eq!(
-        ecs[0]["trapster"]["extra"]["ports"],
+        ecs[0]["trapster"]["portscan"]["ports"],
         scans[0]["extra"]["ports"]
     );
     let outputs = run.stats["outputs"].as_array().unwrap();

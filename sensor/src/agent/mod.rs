@@ -141,10 +141,12 @@ pub async fn run(
     let mut hangup = signal(SignalKind::hangup()).map_err(AgentError::Signal)?;
     // Outputs first: every later stage has somewhere to send what it sees.
     let fanout = Fanout::start(&config.effective_outputs(), &config.format_context());
-    let pipeline = Pipeline::new(
+    let mut pipeline = Pipeline::new(
         fanout,
         Tracker::new(&config.sensor.incidents, config.sensor.source_prefix),
     );
+    pipeline.breadcrumbs = crate::incident::Breadcrumbs::new(config.sensor.breadcrumbs.clone());
+    pipeline.honeytokens = config.sensor.honeytokens.clone();
     let (sink, service_events) = mpsc::channel(SERVICE_QUEUE);
     let poisoning_sink = sink.clone();
     let mut running = Running {

@@ -4,7 +4,7 @@
 use crate::{
     clock::{WallClock, monotonic_ns},
     event::Event,
-    incident::Tracker,
+    incident::{Breadcrumbs, HoneytokenConfig, Tracker},
     output::Fanout,
     scan::{ScanReport, to_event},
 };
@@ -17,15 +17,21 @@ pub(super) struct Pipeline {
     pub(super) reports: Vec<ScanReport>,
     /// Events handed to the outputs so far.
     pub(super) events: u64,
+    /// Planted credentials (`sensor.breadcrumbs`).
+    pub(super) breadcrumbs: Breadcrumbs,
+    /// Honeytokens (`sensor.honeytokens`).
+    pub(super) honeytokens: HoneytokenConfig,
 }
 
 impl Pipeline {
-    pub(super) const fn new(fanout: Fanout, incidents: Tracker) -> Self {
+    pub(super) fn new(fanout: Fanout, incidents: Tracker) -> Self {
         Self {
             fanout,
             incidents,
             reports: Vec::new(),
             events: 0,
+            breadcrumbs: Breadcrumbs::new(Vec::new()),
+            honeytokens: HoneytokenConfig::default(),
         }
     }
 
@@ -47,6 +53,15 @@ impl Pipeline {
     /// Sends an event, folds it into its source's incident, and sends the incident message when
     /// the incident is new or its severity rose.
     pub(super) fn deliver(&mut self, event: Event) {
+        let crumb = self.breadcrumbs.check(&event);
+        let token = self.honeytokens.check(&event);
+        self.deliver_one(event);
+        for follow_up in [crumb, token].into_iter().flatten() {
+            self.deliver_one(follow_up);
+        }
+    }
+
+    fn deliver_one(&mut self, event: Event) {
         let incident = self.incidents.observe(&event, monotonic_ns());
         self.fanout.send(event);
         self.events = self.events.saturating_add(1);

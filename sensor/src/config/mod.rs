@@ -1,8 +1,10 @@
 //! Configuration: the community `trapster.conf` JSON, accepted as is, plus the sensor's own
 //! `sensor` section. One tree, one parse step that names the field, line and column of any error.
 
+mod logger;
 mod outputs;
 mod sections;
+mod show;
 mod validate;
 
 use std::path::Path;
@@ -11,14 +13,13 @@ pub use crate::net::{Cidr, CidrError, SourcePrefix};
 pub use sections::{
     IdentityConfig, LoggerConfig, PortscanConfig, SensorSection, XdpConfig, XdpMode,
 };
+pub use show::{MASK, mask};
 
 use crate::{
     format::{Format, FormatContext, Identity},
-    output::{OutputConfig, Transport, sink::file::FileConfig},
+    output::{OutputConfig, Transport},
 };
 
-/// Where Trapster's file logger writes by default.
-const TRAPSTER_LOGFILE: &str = "/var/log/trapster-community.log";
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -261,78 +262,6 @@ impl Config {
         )
     }
 
-    fn logger_output(&self) -> Result<OutputConfig, (&'static str, String)> {
-        let logger = &self.logger;
-        let kwargs = &logger.kwargs;
-        let kwarg = |key: &str| kwargs.get(key).and_then(Value::as_str).map(str::to_owned);
-        let file = || {
-            Transport::File(FileConfig {
-                path: kwarg("logfile")
-                    .unwrap_or_else(|| TRAPSTER_LOGFILE.to_owned())
-                    .into(),
-                // Trapster's own `mode` is a Python open() mode (`a`, `w+`): only an octal
-                // permission is kept.
-                mode: kwarg("mode").filter(|m| outputs::octal_mode(m).is_some()),
-            })
-        };
-        let redis = || {
-            let port = kwargs
-                .get("port")
-                .and_then(Value::as_u64)
-                .and_then(|p| u16::try_from(p).ok());
-            Transport::Redis(crate::output::sink::redis::RedisConfig {
-                host: kwarg("host").unwrap_or_else(|| "localhost".to_owned()),
-                port: port.unwrap_or(6379),
-                db: 0,
-                username: None,
-                password: None,
-                command: crate::output::sink::redis::RedisCommand::Zadd,
-                key: "events".to_owned(),
-                max_len: None,
-                tls: false,
-                ca_file: None,
-                client_cert_file: None,
-                client_key_file: None,
-                insecure: false,
-                cluster: Vec::new(),
-                sentinel: None,
-            })
-        };
-        let api = || {
-            let url = kwarg("url")
-                .ok_or(("logger.kwargs.url", "the api output needs a url".to_owned()))?;
-            let headers = kwargs
-                .get("headers")
-                .cloned()
-                .unwrap_or(Value::Object(serde_json::Map::new()));
-            serde_json::from_value(serde_json::json!({"url": url, "headers": headers}))
-                .map(Transport::Api)
-                .map_err(|e| ("logger.kwargs", e.to_string()))
-        };
-        if let Some(name) = logger.name.as_deref() {
-            return match name {
-                "JsonLogger" => Ok(OutputConfig::new(Format::Default, Transport::Terminal)),
-                "EcsLogger" => Ok(OutputConfig::new(Format::Ecs, Transport::Terminal)),
-                "FileLogger" => Ok(OutputConfig::new(logger.format, file())),
-                "ApiLogger" | "RedisLogger" => Err((
-                    "logger.name",
-                    format!("`{name}` is not available in this version"),
-                )),
-                other => Err(("logger.name", format!("unknown logger `{other}`"))),
-            };
-        }
-        match logger.output.as_deref().unwrap_or("terminal") {
-            "terminal" => Ok(OutputConfig::new(logger.format, Transport::Terminal)),
-            "file" => Ok(OutputConfig::new(logger.format, file())),
-            "redis" => Ok(OutputConfig::new(logger.format, redis())),
-            "api" => Ok(OutputConfig::new(logger.format, api()?)),
-            other => Err((
-                "logger.output",
-                format!("unknown output `{other}` (terminal, file, api or redis)"),
-            )),
-        }
-    }
-
     /// What the formats need: identity names, ECS version, CEF severity.
     #[must_use]
     pub fn format_context(&self) -> FormatContext {
@@ -352,13 +281,39 @@ impl Config {
                 .clone()
                 .unwrap_or_else(|| "default".to_owned()),
         };
-        if let Some(v) = &id.ecs_version {
-            ctx.ecs_version.clone_from(v);
-        }
+        ctx.ecs = self.ecs_options();
         if let Some(s) = id.cef_severity {
             ctx.cef_severity = s;
         }
         ctx
+    }
+
+    /// The ECS options: Trapster's format kwargs (`logger.kwargs.format_kwargs`, else the same
+    /// keys flat in `logger.kwargs`, as Trapster reads them), then `sensor.identity`.
+    #[must_use]
+    pub fn ecs_options(&self) -> crate::format::ecs::EcsOptions {
+        let mut opts = crate::format::ecs::EcsOptions::default();
+        let kwargs = self.logger.format_kwargs();
+        let text = |key: &str| match kwargs.get(key) {
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Null) | None => None,
+            Some(other) => Some(other.to_string()),
+        };
+        if let Some(v) = text("ecs_version") {
+            opts.ecs_version = v;
+        }
+        if let Some(v) = text("observer_name") {
+            opts.observer_name = v;
+        }
+        opts.environment = text("environment");
+        opts.host_name = text("host_name");
+        opts.service_version = text("service_version");
+        let id = &self.sensor.identity;
+        if let Some(v) = &id.ecs_version {
+            opts.ecs_version.clone_from(v);
+        }
+        opts.extended = id.ecs_extended;
+        opts
     }
 
     /// What the emulated services start from: names presented, interface, whitelist, source
@@ -394,3 +349,5 @@ impl Config {
 mod tests;
 #[cfg(test)]
 mod tests_checks;
+#[cfg(test)]
+mod tests_trapster;

@@ -29,6 +29,46 @@ pub struct LoggerConfig {
     pub name: Option<String>,
 }
 
+/// Keys of Trapster's ECS format options.
+pub const FORMAT_KWARGS: [&str; 5] = [
+    "service_version",
+    "environment",
+    "host_name",
+    "observer_name",
+    "ecs_version",
+];
+
+impl LoggerConfig {
+    /// Trapster's format options: `kwargs.format_kwargs`, else the same keys given flat in
+    /// `kwargs` (Trapster's convenience form and its `EcsLogger` arguments).
+    #[must_use]
+    pub fn format_kwargs(&self) -> serde_json::Map<String, Value> {
+        if let Some(Value::Object(nested)) = self.kwargs.get("format_kwargs") {
+            return nested.clone();
+        }
+        FORMAT_KWARGS
+            .iter()
+            .filter_map(|k| self.kwargs.get(*k).map(|v| ((*k).to_owned(), v.clone())))
+            .collect()
+    }
+
+    /// Trapster's output options: `kwargs.output_kwargs`, else the same keys given flat in
+    /// `kwargs`.
+    #[must_use]
+    pub fn output_kwargs(&self) -> serde_json::Map<String, Value> {
+        if let Some(Value::Object(nested)) = self.kwargs.get("output_kwargs") {
+            return nested.clone();
+        }
+        OUTPUT_KWARGS
+            .iter()
+            .filter_map(|k| self.kwargs.get(*k).map(|v| ((*k).to_owned(), v.clone())))
+            .collect()
+    }
+}
+
+/// Keys of Trapster's output options.
+pub const OUTPUT_KWARGS: [&str; 6] = ["logfile", "mode", "url", "headers", "host", "port"];
+
 /// `sensor.identity`: how the sensor names itself in the `trapster`, `ecs` and `cef` formats.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -45,6 +85,9 @@ pub struct IdentityConfig {
     pub ecs_version: Option<String>,
     /// CEF header severity, 0–10; default 10.
     pub cef_severity: Option<u8>,
+    /// The ECS format adds the sensor's fields Trapster does not write (`event.id`,
+    /// `message`, `source.address`, `url.original`, ...); default false.
+    pub ecs_extended: bool,
 }
 
 /// The `sensor` section: settings Trapster does not have.
@@ -66,6 +109,13 @@ pub struct SensorSection {
     /// How events fold into incidents.
     #[serde(default)]
     pub incidents: crate::incident::IncidentConfig,
+    /// Planted credentials: a login with one of them also emits `breadcrumb.login` and makes
+    /// the incident critical.
+    #[serde(default)]
+    pub breadcrumbs: Vec<crate::incident::Breadcrumb>,
+    /// Honeytokens: URL paths on the HTTP/HTTPS decoys whose fetch emits `honeytoken.url`.
+    #[serde(default)]
+    pub honeytokens: crate::incident::HoneytokenConfig,
     /// What one source is, for every per-source limit and for incidents: IPv4 /32 and IPv6 /64
     /// by default.
     #[serde(default)]

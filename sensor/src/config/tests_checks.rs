@@ -202,25 +202,32 @@ fn file_outputs_need_an_existing_directory_and_an_octal_mode() {
         invalid(r#"{"logger": {"output": "file", "kwargs": {"logfile": "/nonexistent-sensor-dir/t.log"}}}"#).0,
         "logger.kwargs.logfile"
     );
-    // Trapster's own `mode` is a Python open() mode: accepted with a warning.
-    let trapster = Config::parse(
-        r#"{"logger": {"output": "file", "kwargs": {"logfile": "/tmp/t.log", "mode": "w+"}}}"#,
-        "x",
-    )
-    .unwrap();
-    assert_eq!(
-        trapster.warnings,
-        vec![ConfigWarning {
-            field: "logger.kwargs.mode".to_owned(),
-            message: "Trapster file mode `w+` ignored: the file is appended to, created with \
-                      permissions 0600"
-                .to_owned()
-        }]
-    );
-    let crate::output::Transport::File(f) = &trapster.effective_outputs()[0].transport else {
-        panic!()
-    };
-    assert_eq!(f.mode, None);
+    // Trapster's own `mode` is a Python open() mode, honoured: `w+` empties the file at start.
+    for (kwargs, truncate) in [
+        (r#"{"logfile": "/tmp/t.log", "mode": "w+"}"#, true),
+        (r#"{"logfile": "/tmp/t.log", "mode": "a"}"#, false),
+        (r#"{"logfile": "/tmp/t.log"}"#, true),
+        (
+            r#"{"output_kwargs": {"logfile": "/tmp/t.log", "mode": "a"}}"#,
+            false,
+        ),
+    ] {
+        let trapster = Config::parse(
+            &format!(r#"{{"logger": {{"output": "file", "kwargs": {kwargs}}}}}"#),
+            "x",
+        )
+        .unwrap();
+        assert_eq!(trapster.warnings, Vec::<ConfigWarning>::new(), "{kwargs}");
+        let crate::output::Transport::File(f) = &trapster.effective_outputs()[0].transport else {
+            panic!()
+        };
+        assert_eq!(
+            (f.mode.as_deref(), f.truncate),
+            (None, truncate),
+            "{kwargs}"
+        );
+        assert_eq!(f.path, std::path::Path::new("/tmp/t.log"));
+    }
     assert_eq!(
         invalid(r#"{"logger": {"output": "file", "kwargs": {"logfile": "/tmp/t.log", "mode": "rw-r-----"}}}"#).0,
         "logger.kwargs.mode"
@@ -231,7 +238,7 @@ fn file_outputs_need_an_existing_directory_and_an_octal_mode() {
 fn unknown_services_and_instance_keys_are_named_warnings() {
     let config = Config::parse(
         r#"{"future": 1, "services": {"ftp": [{"port": 2121, "bannr": "typo"}],
-            "https": [{"port": 8443, "key": "k.pem"}], "smb": [{"port": 445}]}}"#,
+            "https": [{"port": 8443, "key": "k.pem", "certfile": "c.pem"}], "smtp": [{"port": 25}]}}"#,
         "x",
     )
     .unwrap();
@@ -240,9 +247,9 @@ fn unknown_services_and_instance_keys_are_named_warnings() {
         shown,
         vec![
             "future: unknown top-level key, ignored",
-            "services.smb: protocol not emulated by this version, its instances are ignored",
+            "services.smtp: protocol not emulated by this version, its instances are ignored",
             "services.ftp[0].bannr: unknown key, ignored",
-            "services.https[0].key: unknown key, ignored",
+            "services.https[0].certfile: unknown key, ignored",
         ]
     );
     let community = Config::parse(COMMUNITY, "trapster.conf").unwrap();

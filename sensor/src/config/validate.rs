@@ -200,6 +200,25 @@ impl Config {
                     message: "unknown key, ignored".to_owned(),
                 }),
         );
+        for protocol in ["http", "https"] {
+            for (i, instance) in self.services.listed(protocol).iter().enumerate() {
+                let Some(skin) = instance.get("skin").and_then(serde_json::Value::as_str) else {
+                    continue;
+                };
+                if let Some(fallback) = crate::services::proto::http::skin::fallback_for(
+                    skin,
+                    &self.sensor.services.skin_dirs,
+                ) {
+                    warnings.push(ConfigWarning {
+                        field: format!("services.{protocol}[{i}].skin"),
+                        message: format!(
+                            "skin `{skin}` is not in the skin directories nor built in: the \
+                             built-in `{fallback}` (same kind) is served instead"
+                        ),
+                    });
+                }
+            }
+        }
         // `run` raises the soft limit to the hard one first (net::fds::raise) and refuses what
         // does not fit then; here the warning uses what this process could reach.
         if let Ok(limit) = fds::current()
@@ -216,6 +235,30 @@ impl Config {
                 "sensor.identity.cef_severity",
                 "must be 0 to 10".to_owned(),
             ));
+        }
+        for (i, crumb) in self.sensor.breadcrumbs.iter().enumerate() {
+            if crumb.username.is_empty() {
+                return Err(invalid(
+                    &format!("sensor.breadcrumbs[{i}].username"),
+                    "must not be empty".to_owned(),
+                ));
+            }
+            if let Some(service) = &crumb.service
+                && !crate::event::Service::ALL.iter().any(|s| {
+                    s.as_str().eq_ignore_ascii_case(service)
+                        && !matches!(
+                            s,
+                            crate::event::Service::Portscan
+                                | crate::event::Service::Sensor
+                                | crate::event::Service::Breadcrumb
+                        )
+                })
+            {
+                return Err(invalid(
+                    &format!("sensor.breadcrumbs[{i}].service"),
+                    format!("`{service}` is not a service with logins (ftp, ssh, http, ...)"),
+                ));
+            }
         }
         let allow_max = sensor_common::ALLOWLIST_MAX_ENTRIES as usize;
         if self.whitelist_ips.len() > allow_max {
@@ -235,27 +278,7 @@ impl Config {
         let output = self
             .logger_output()
             .map_err(|(field, message)| (field.to_owned(), message))?;
-        if let Some(mode) = self.logger.kwargs.get("mode").and_then(|m| m.as_str())
-            && matches!(output.transport, Transport::File(_))
-            && outputs::octal_mode(mode).is_none()
-        {
-            if !outputs::python_open_mode(mode) {
-                return Err((
-                    "logger.kwargs.mode".to_owned(),
-                    format!(
-                        "`{mode}` is neither an octal permission such as \"640\" nor a \
-                         Trapster file mode such as \"a\""
-                    ),
-                ));
-            }
-            warnings.push(ConfigWarning {
-                field: "logger.kwargs.mode".to_owned(),
-                message: format!(
-                    "Trapster file mode `{mode}` ignored: the file is appended to, created \
-                     with permissions 0600"
-                ),
-            });
-        }
+        warnings.extend(self.logger_warnings());
         outputs::check(&output.transport).map_err(|(key, message)| {
             let key = match key {
                 "path" => "logfile",

@@ -32,6 +32,27 @@ pub const CATALOGUE: &[Kind] = &[
     },
     Kind {
         logtype: LogType {
+            service: Service::Breadcrumb,
+            action: Action::Login,
+        },
+        source: "breadcrumbs (any login service)",
+    },
+    Kind {
+        logtype: LogType {
+            service: Service::Honeytoken,
+            action: Action::Url,
+        },
+        source: "honeytokens (HTTP and HTTPS services)",
+    },
+    Kind {
+        logtype: LogType {
+            service: Service::Honeytoken,
+            action: Action::JsClone,
+        },
+        source: "honeytokens (HTTP and HTTPS services)",
+    },
+    Kind {
+        logtype: LogType {
             service: Service::Ftp,
             action: Action::Connection,
         },

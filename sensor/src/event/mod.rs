@@ -35,17 +35,23 @@ pub enum Action {
     Degraded,
     /// A host answered a name query the sensor made up (LLMNR/NBT-NS/mDNS poisoning).
     Poisoning,
+    /// A honeytoken URL was fetched (`honeytoken.url`).
+    Url,
+    /// A cloned login page called home (`honeytoken.js_clone`).
+    JsClone,
 }
 
 impl Action {
     /// Every action.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 8] = [
         Self::Connection,
         Self::Data,
         Self::Login,
         Self::Query,
         Self::Degraded,
         Self::Poisoning,
+        Self::Url,
+        Self::JsClone,
     ];
 
     /// Lowercase name used in logtypes.
@@ -58,6 +64,8 @@ impl Action {
             Self::Query => "query",
             Self::Degraded => "degraded",
             Self::Poisoning => "poisoning",
+            Self::Url => "url",
+            Self::JsClone => "js_clone",
         }
     }
 }
@@ -105,11 +113,15 @@ pub enum Service {
     Mdns,
     /// The sensor itself (health events).
     Sensor,
+    /// A planted credential was used on a decoy (`breadcrumb.login`).
+    Breadcrumb,
+    /// A honeytoken was used (`honeytoken.url`).
+    Honeytoken,
 }
 
 impl Service {
     /// Every service, in catalogue order.
-    pub const ALL: [Self; 20] = [
+    pub const ALL: [Self; 22] = [
         Self::Portscan,
         Self::Ftp,
         Self::Ssh,
@@ -130,6 +142,8 @@ impl Service {
         Self::Nbns,
         Self::Mdns,
         Self::Sensor,
+        Self::Breadcrumb,
+        Self::Honeytoken,
     ];
 
     /// Lowercase name used in logtypes (Trapster's channel).
@@ -156,6 +170,8 @@ impl Service {
             Self::Nbns => "nbns",
             Self::Mdns => "mdns",
             Self::Sensor => "sensor",
+            Self::Breadcrumb => "breadcrumb",
+            Self::Honeytoken => "honeytoken",
         }
     }
 

@@ -46,6 +46,7 @@ impl Severity {
     #[must_use]
     pub fn of_event(event: &Event) -> Self {
         match (event.service, event.action) {
+            (Service::Breadcrumb | Service::Honeytoken, _) => Self::Critical,
             (Service::Portscan, _) | (_, Action::Login | Action::Poisoning) => Self::High,
             (_, Action::Data | Action::Query) => Self::Medium,
             _ => Self::Low,

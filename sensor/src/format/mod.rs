@@ -61,8 +61,8 @@ pub struct Identity {
 pub struct FormatContext {
     /// The sensor's identity.
     pub identity: Identity,
-    /// `ecs.version` written by the ECS format.
-    pub ecs_version: String,
+    /// The ECS format's options (Trapster's `format_kwargs`).
+    pub ecs: ecs::EcsOptions,
     /// CEF header severity (0–10).
     pub cef_severity: u8,
 }
@@ -79,7 +79,7 @@ impl FormatContext {
                 namespace_id: None,
                 namespace_name: "default".to_owned(),
             },
-            ecs_version: "8.11.0".to_owned(),
+            ecs: ecs::EcsOptions::default(),
             cef_severity: 10,
         }
     }

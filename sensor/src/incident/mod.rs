@@ -11,6 +11,8 @@
 //! | sent data or a query | medium |
 //! | tried to log in, or scanned ports | high |
 //! | logged in on two services or more, or logged in after scanning | critical |
+//! | used a breadcrumb (`breadcrumb.login`) | critical, "Breadcrumb used on FTP" |
+//! | fetched a honeytoken URL (`honeytoken.url`) | critical, "Honeytoken URL fetched on HTTP" |
 //!
 //! An incident closes after `idle_timeout_secs` without an event; the next event opens a new
 //! one. The tracker is pure: time is an input, its size is bounded (`max_tracked`, the
@@ -20,10 +22,14 @@
 //! default, [`crate::net::SourcePrefix`]): an attacker rotating addresses inside one IPv6 /64
 //! is one incident, whose `src_ip` is the first address seen.
 
+mod breadcrumb;
+mod honeytoken;
 mod tracker;
 
 use crate::event::Service;
 pub use crate::event::{Incident, IncidentAction, Severity, test_incident};
+pub use breadcrumb::{Breadcrumb, Breadcrumbs, event_for as breadcrumb_event};
+pub use honeytoken::{HoneytokenConfig, JsCloneToken, UrlToken, js_clone_script};
 pub use tracker::{IncidentConfig, Tracker};
 
 pub(crate) fn service_label(service: Service) -> String {

@@ -36,6 +36,10 @@ struct Open {
     incident: Incident,
     scanned: bool,
     logins: BTreeSet<Service>,
+    /// The service of the last login, named when a breadcrumb follows it.
+    last_login: Option<Service>,
+    /// The service of the last HTTP(S) request, named when a honeytoken follows it.
+    last_web: Option<Service>,
     /// Monotonic time of the last event, for the idle timeout.
     last_ns: u64,
 }
@@ -110,12 +114,35 @@ impl Tracker {
         if event.service == Service::Portscan {
             open.scanned = true;
         }
-        if event.action == Action::Login {
+        if event.action == Action::Login && event.service != Service::Breadcrumb {
             open.logins.insert(event.service);
+            open.last_login = Some(event.service);
+        }
+        if matches!(event.service, Service::Http | Service::Https) {
+            open.last_web = Some(event.service);
         }
         let mut level = severity;
         if !open.logins.is_empty() && (open.logins.len() >= 2 || open.scanned) {
             level = Severity::Critical;
+        }
+        if matches!(event.service, Service::Breadcrumb | Service::Honeytoken) {
+            // Critical already (a login raised it, or a scan and a login): say why anyway.
+            let incident = &mut open.incident;
+            let description = if event.service == Service::Honeytoken {
+                honeytoken_description(event.action, open.last_web)
+            } else {
+                breadcrumb_description(open.last_login)
+            };
+            if incident.description == description {
+                return None;
+            }
+            incident.severity = Severity::Critical;
+            incident.action = IncidentAction::Updated;
+            incident.channel = event.service.as_str().to_owned();
+            incident.category = event.action.as_str().to_owned();
+            incident.dst_port = Some(event.session.dst_port);
+            incident.description = description;
+            return Some(incident.clone());
         }
         if level <= open.incident.severity {
             return None;
@@ -150,7 +177,7 @@ impl Tracker {
 /// A new incident for `event`'s source, and its tracking state.
 fn open_incident(event: &Event, severity: Severity, now_ns: u64) -> (Incident, Open) {
     let mut logins = BTreeSet::new();
-    if event.action == Action::Login {
+    if event.action == Action::Login && event.service != Service::Breadcrumb {
         logins.insert(event.service);
     }
     let scan = event.service == Service::Portscan;
@@ -174,13 +201,42 @@ fn open_incident(event: &Event, severity: Severity, now_ns: u64) -> (Incident, O
     let open = Open {
         incident: incident.clone(),
         scanned: scan,
+        last_login: logins.iter().next().copied(),
+        last_web: matches!(event.service, Service::Http | Service::Https).then_some(event.service),
         logins,
         last_ns: now_ns,
     };
     (incident, open)
 }
 
+/// "Honeytoken URL fetched on HTTP".
+fn honeytoken_description(action: Action, service: Option<Service>) -> String {
+    let what = if action == Action::JsClone {
+        "Cloned page called home"
+    } else {
+        "Honeytoken URL fetched"
+    };
+    service.map_or_else(
+        || what.to_owned(),
+        |s| format!("{what} on {}", service_label(s)),
+    )
+}
+
+/// "Breadcrumb used on FTP".
+fn breadcrumb_description(service: Option<Service>) -> String {
+    service.map_or_else(
+        || "Breadcrumb used".to_owned(),
+        |s| format!("Breadcrumb used on {}", service_label(s)),
+    )
+}
+
 fn describe(event: &Event, severity: Severity, logins: &BTreeSet<Service>) -> String {
+    if event.service == Service::Breadcrumb {
+        return breadcrumb_description(logins.iter().next().copied());
+    }
+    if event.service == Service::Honeytoken {
+        return honeytoken_description(event.action, None);
+    }
     if severity == Severity::Critical {
         let names: Vec<String> = logins.iter().map(|s| service_label(*s)).collect();
         return if logins.len() >= 2 {
@@ -231,6 +287,43 @@ mod tests {
     }
 
     const SEC: u64 = 1_000_000_000;
+
+    #[test]
+    fn a_breadcrumb_makes_the_incident_critical_and_names_the_service() {
+        let mut t = Tracker::new(&IncidentConfig::default(), SourcePrefix::default());
+        let a = "198.51.100.9";
+        let created = t
+            .observe(&event(a, Service::Ftp, Action::Login), 0)
+            .unwrap();
+        assert_eq!(created.severity, Severity::High);
+        let up = t
+            .observe(&event(a, Service::Breadcrumb, Action::Login), SEC)
+            .unwrap();
+        assert_eq!(
+            (up.action, up.severity, up.description.as_str()),
+            (
+                IncidentAction::Updated,
+                Severity::Critical,
+                "Breadcrumb used on FTP"
+            )
+        );
+        assert_eq!(up.channel, "breadcrumb");
+        assert_eq!(up.login_services, ["ftp"]);
+        // The same breadcrumb again says nothing new; on another service it does.
+        assert!(
+            t.observe(&event(a, Service::Breadcrumb, Action::Login), 2 * SEC)
+                .is_none()
+        );
+        assert!(
+            t.observe(&event(a, Service::Ssh, Action::Login), 3 * SEC)
+                .is_none()
+        );
+        let up = t
+            .observe(&event(a, Service::Breadcrumb, Action::Login), 4 * SEC)
+            .unwrap();
+        assert_eq!(up.description, "Breadcrumb used on SSH");
+        assert_eq!(up.events_count, 5);
+    }
 
     #[test]
     fn severity_escalates_and_each_rise_is_sent_once() {

@@ -247,6 +247,7 @@ mod tests {
             Transport::File(FileConfig {
                 path: path.to_path_buf(),
                 mode: None,
+                truncate: false,
             }),
         )
     }

@@ -239,8 +239,12 @@ pub async fn start(
         let ctx = Context {
             service: protocol.service,
             port: instance.port,
-            hostname: hostname.clone(),
-            domain: plan.domain.clone(),
+            // Trapster merges the top-level `hostname`/`domain` into each instance, which may
+            // set its own.
+            hostname: instance_text(instance.settings, "hostname")
+                .unwrap_or_else(|| hostname.clone()),
+            domain: instance_text(instance.settings, "domain")
+                .unwrap_or_else(|| plan.domain.clone()),
             limits: Arc::clone(&limits),
         };
         let settings = instance.settings.clone();
@@ -445,6 +449,15 @@ fn bind_instance(
 enum Socket {
     Tcp(tokio::net::TcpListener, tcp::Handler),
     Udp(tokio::net::UdpSocket, udp::UdpHandler),
+}
+
+/// A non-empty string key of an instance (`hostname`, `domain`).
+fn instance_text(settings: &serde_json::Value, key: &str) -> Option<String> {
+    settings
+        .get(key)
+        .and_then(serde_json::Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
 }
 
 #[cfg(test)]

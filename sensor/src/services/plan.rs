@@ -207,7 +207,8 @@ impl ServicesSection {
                 .find(|name| instance.protocol.answers_to(name))
                 .map_or(instance.protocol.name, String::as_str);
             for path in (instance.protocol.ignored)(instance.settings) {
-                if path != "port" {
+                // Every instance takes these (the per-instance host and domain names).
+                if !matches!(path.as_str(), "port" | "hostname" | "domain") {
                     out.push(format!("services.{name}[{}].{path}", instance.index));
                 }
             }
@@ -359,7 +360,7 @@ mod tests {
         let s = section(json!({
             "postgresql": [{}],
             "ftp": [{"port": 2121}, {}],
-            "smb": [{"port": 445}],
+            "smtp": [{"port": 25}],
         }));
         s.check(false).unwrap();
         assert_eq!(
@@ -367,7 +368,7 @@ mod tests {
             vec![("ftp", 2121), ("ftp", 21), ("postgres", 5432)]
         );
         assert_eq!(s.emulated(), 3);
-        assert_eq!(s.unknown().collect::<Vec<_>>(), vec!["smb"]);
+        assert_eq!(s.unknown().collect::<Vec<_>>(), vec!["smtp"]);
         assert_eq!(s.listed("ftp").len(), 2);
         assert!(s.listed("telnet").is_empty());
     }
@@ -421,16 +422,16 @@ mod tests {
     fn unknown_instance_keys_are_listed_not_refused() {
         let s = section(json!({
             "ftp": [{"port": 2121, "banner": "x"}, {"bannr": "typo", "username": null}],
-            "https": [{"key": "k.pem", "certificate": "c.pem", "common_name": "fw"}],
-            "smb": [{"port": 445, "whatever": 1}],
+            "https": [{"key": "k.pem", "certificate": "c.pem", "common_name": "fw",
+                       "hostname": "WEB01", "keyy": 1}],
+            "smtp": [{"port": 25, "whatever": 1}],
         }));
         s.check(false).unwrap();
         assert_eq!(
             s.unknown_keys(),
             vec![
                 "services.ftp[1].bannr".to_owned(),
-                "services.https[0].key".to_owned(),
-                "services.https[0].certificate".to_owned(),
+                "services.https[0].keyy".to_owned(),
             ]
         );
     }

@@ -23,6 +23,10 @@ pub struct FileConfig {
     /// Permission bits of a newly created file, octal string (Trapster's `mode`); default 0600.
     #[serde(default)]
     pub mode: Option<String>,
+    /// Empties the file when the sensor starts (Trapster's file modes `w`/`w+`); reopening after
+    /// a rotation never empties it again. Default false: appends.
+    #[serde(default)]
+    pub truncate: bool,
 }
 
 impl FileConfig {
@@ -41,6 +45,8 @@ pub struct FileOutput {
     body: Body,
     /// The batch partly on disk after a failed attempt: its fingerprint and records written.
     resume: Option<(u64, usize)>,
+    /// `truncate` is still to be done (at the first open only).
+    pending_truncate: bool,
 }
 
 /// Tells batches apart: the driver retries a failed batch with the same records.
@@ -57,12 +63,13 @@ fn fingerprint(batch: &[Record<'_>]) -> u64 {
 impl FileOutput {
     /// Prepares the output (default format); the file is opened on first write.
     #[must_use]
-    pub const fn new(config: FileConfig) -> Self {
+    pub fn new(config: FileConfig) -> Self {
         Self {
-            config,
             file: None,
             body: Body::Format(crate::format::Format::Default),
             resume: None,
+            pending_truncate: config.truncate,
+            config,
         }
     }
 
@@ -80,6 +87,10 @@ impl FileOutput {
                 .append(true)
                 .mode(self.config.mode_bits())
                 .open(&self.config.path)?;
+            if self.pending_truncate {
+                file.set_len(0)?;
+                self.pending_truncate = false;
+            }
             self.file = Some(File::from_std(file));
         }
         self.file
@@ -199,6 +210,7 @@ mod tests {
         let mut out = FileOutput::new(FileConfig {
             path: path.clone(),
             mode: None,
+            truncate: false,
         });
         out.try_write(b"one\n").await.unwrap();
         assert_eq!(
@@ -216,10 +228,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn truncate_empties_the_file_once_not_at_a_reopen() {
+        let path = temp("truncate");
+        std::fs::write(&path, "old\n").unwrap();
+        let mut out = FileOutput::new(FileConfig {
+            path: path.clone(),
+            mode: None,
+            truncate: true,
+        });
+        out.try_write(b"one\n").await.unwrap();
+        out.close().await;
+        out.try_write(b"two\n").await.unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "one\ntwo\n");
+        std::fs::remove_dir_all(path.parent().unwrap()).ok();
+    }
+
+    #[tokio::test]
     async fn an_unwritable_path_fails_each_attempt_without_panic() {
         let mut out = FileOutput::new(FileConfig {
             path: "/nonexistent-dir/x/events".into(),
             mode: None,
+            truncate: false,
         });
         for _ in 0..2 {
             let err = out.try_write(b"x\n").await.unwrap_err();
@@ -279,6 +308,7 @@ mod tests {
         let mut out = FileOutput::new(FileConfig {
             path: path.clone(),
             mode: None,
+            truncate: false,
         });
         assert!(
             out.write(&batch).await.is_err(),

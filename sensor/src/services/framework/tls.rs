@@ -1,6 +1,7 @@
 //! Self-signed certificates for the TLS services (HTTPS, PostgreSQL): generated once with the
-//! configured subject and kept in the state directory, so a sensor presents the same certificate
-//! across restarts as a real server would.
+//! configured subject and kept in the state directory (or at the paths an HTTPS instance names,
+//! Trapster's `key`/`certificate`: used as they are when both exist, else generated there), so
+//! a sensor presents the same certificate across restarts as a real server would.
 
 use std::{
     path::{Path, PathBuf},
@@ -27,6 +28,29 @@ pub struct Subject {
     pub state: Option<String>,
     /// L.
     pub locality: Option<String>,
+    /// First day of validity (Trapster `not_valid_before`); default today.
+    pub not_before: Option<chrono::NaiveDate>,
+    /// Last day of validity (Trapster `not_valid_after`); default ten years on.
+    pub not_after: Option<chrono::NaiveDate>,
+}
+
+/// A day as Trapster's `not_valid_before`/`not_valid_after` give it (Python
+/// `datetime.fromisoformat`: `2024-01-31` or `2024-01-31T08:00:00`; the time of day is not
+/// kept, certificates here are valid from midnight).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IsoDay(pub chrono::NaiveDate);
+
+impl<'de> serde::Deserialize<'de> for IsoDay {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.get(..10)
+            .and_then(|day| chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").ok())
+            .filter(|_| text.len() == 10 || text[10..].starts_with(['T', ' ']))
+            .map(Self)
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!("`{text}` is not an ISO date (2030-01-31)"))
+            })
+    }
 }
 
 /// A certificate could not be made or loaded.
@@ -64,10 +88,43 @@ pub fn server_config(
     subject: &Subject,
     alpn: &[&[u8]],
 ) -> Result<Arc<ServerConfig>, TlsError> {
-    let cert_path = dir.join(format!("{name}.crt"));
-    let key_path = dir.join(format!("{name}.key"));
-    if !cert_path.exists() || !key_path.exists() {
-        generate(dir, &cert_path, &key_path, subject)?;
+    server_config_files(
+        &dir.join(format!("{name}.crt")),
+        &dir.join(format!("{name}.key")),
+        subject,
+        alpn,
+    )
+}
+
+fn has_content(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() > 0)
+}
+
+/// Loads the certificate and key at these paths, generating both first unless both exist with
+/// content (Trapster's rule), and returns a TLS server configuration offering `alpn`.
+///
+/// # Errors
+/// [`TlsError`] naming the file.
+pub fn server_config_files(
+    cert_path: &Path,
+    key_path: &Path,
+    subject: &Subject,
+    alpn: &[&[u8]],
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let (cert_path, key_path) = (cert_path.to_path_buf(), key_path.to_path_buf());
+    if !has_content(&cert_path) || !has_content(&key_path) {
+        for dir in [cert_path.parent(), key_path.parent()]
+            .into_iter()
+            .flatten()
+        {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir).map_err(|source| TlsError::Io {
+                    path: dir.to_path_buf(),
+                    source,
+                })?;
+            }
+        }
+        generate(&cert_path, &key_path, subject)?;
     }
     load(&cert_path, &key_path, alpn)
 }
@@ -116,17 +173,8 @@ pub fn load(
     Ok(Arc::new(config))
 }
 
-fn generate(
-    dir: &Path,
-    cert_path: &Path,
-    key_path: &Path,
-    subject: &Subject,
-) -> Result<(), TlsError> {
+fn generate(cert_path: &Path, key_path: &Path, subject: &Subject) -> Result<(), TlsError> {
     let gen_err = |err| TlsError::Generate(subject.common_name.clone(), err);
-    std::fs::create_dir_all(dir).map_err(|source| TlsError::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
     let mut params = CertificateParams::new(vec![subject.common_name.clone()]).map_err(gen_err)?;
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, subject.common_name.as_str());
@@ -148,8 +196,20 @@ fn generate(
         u8::try_from(today.month()).unwrap_or(1),
         u8::try_from(today.day()).unwrap_or(1),
     );
-    params.not_before = rcgen::date_time_ymd(year, month, day);
-    params.not_after = rcgen::date_time_ymd(year + 10, month, day.min(28));
+    let ymd = |d: chrono::NaiveDate| {
+        rcgen::date_time_ymd(
+            d.year(),
+            u8::try_from(d.month()).unwrap_or(1),
+            u8::try_from(d.day()).unwrap_or(1),
+        )
+    };
+    params.not_before = subject
+        .not_before
+        .map_or_else(|| rcgen::date_time_ymd(year, month, day), ymd);
+    params.not_after = subject.not_after.map_or_else(
+        || rcgen::date_time_ymd(year.saturating_add(10), month, day.min(28)),
+        ymd,
+    );
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(gen_err)?;
     let cert = params.self_signed(&key).map_err(gen_err)?;
     write_private(key_path, key.serialize_pem().as_bytes())?;
@@ -204,5 +264,17 @@ mod tests {
             .mode();
         assert_eq!(mode & 0o777, 0o600, "the key is private");
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn iso_days_parse_as_python_fromisoformat_reads_them() {
+        let day = |s: &str| serde_json::from_value::<super::IsoDay>(serde_json::json!(s));
+        let want = chrono::NaiveDate::from_ymd_opt(2030, 1, 31).unwrap();
+        assert_eq!(day("2030-01-31").unwrap().0, want);
+        assert_eq!(day("2030-01-31T08:00:00").unwrap().0, want);
+        assert_eq!(day("2030-01-31 08:00").unwrap().0, want);
+        assert!(day("31/01/2030").is_err());
+        assert!(day("2030-02-30").is_err());
+        assert!(day("2030-01-31x").is_err());
     }
 }

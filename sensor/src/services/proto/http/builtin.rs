@@ -1,12 +1,74 @@
 //! The skins shipped with the sensor, embedded in the binary (sources in `sensor/skins/`):
-//! `default_apache`, `default_iis` and `appliance_login`. A test checks that this list holds
-//! every file of that folder.
+//! `default_apache`, `default_iis`, `appliance_login` (a firewall appliance's login),
+//! `json_api` (a JSON REST API) and `admin_portal` (a generic administration console). A test
+//! checks that this list holds every file of that folder.
 
 /// Built-in skin names.
-pub const NAMES: &[&str] = &["appliance_login", "default_apache", "default_iis"];
+pub const NAMES: &[&str] = &[
+    "admin_portal",
+    "appliance_login",
+    "default_apache",
+    "default_iis",
+    "json_api",
+];
+
+/// The built-in skin served for a skin `name` that is found nowhere: one of the same kind,
+/// guessed from the name (Trapster's demo skins are `demo_api` and the like).
+#[must_use]
+pub fn fallback(name: &str) -> &'static str {
+    let name = name.to_ascii_lowercase();
+    let has = |words: &[&str]| words.iter().any(|w| name.contains(w));
+    if has(&["api", "rest", "json", "graphql", "swagger"]) {
+        "json_api"
+    } else if has(&[
+        "firewall",
+        "fortinet",
+        "fortigate",
+        "palo",
+        "pfsense",
+        "opnsense",
+        "sonicwall",
+        "checkpoint",
+        "sophos",
+        "cisco",
+        "vpn",
+        "appliance",
+        "router",
+        "gateway",
+        "watchguard",
+    ]) {
+        "appliance_login"
+    } else if has(&["iis", "windows", "microsoft", "exchange", "owa"]) {
+        "default_iis"
+    } else if has(&["apache", "default", "nginx", "index"]) {
+        "default_apache"
+    } else {
+        "admin_portal"
+    }
+}
 
 /// (skin, path inside the skin, contents).
 const FILES: &[(&str, &str, &[u8])] = &[
+    (
+        "admin_portal",
+        "config.yaml",
+        include_bytes!("../../../../skins/admin_portal/config.yaml"),
+    ),
+    (
+        "admin_portal",
+        "templates/404.html",
+        include_bytes!("../../../../skins/admin_portal/templates/404.html"),
+    ),
+    (
+        "admin_portal",
+        "templates/login.html",
+        include_bytes!("../../../../skins/admin_portal/templates/login.html"),
+    ),
+    (
+        "admin_portal",
+        "templates/login_failed.html",
+        include_bytes!("../../../../skins/admin_portal/templates/login_failed.html"),
+    ),
     (
         "appliance_login",
         "config.yaml",
@@ -82,6 +144,16 @@ const FILES: &[(&str, &str, &[u8])] = &[
         "templates/iisstart.htm",
         include_bytes!("../../../../skins/default_iis/templates/iisstart.htm"),
     ),
+    (
+        "json_api",
+        "config.yaml",
+        include_bytes!("../../../../skins/json_api/config.yaml"),
+    ),
+    (
+        "json_api",
+        "templates/404.json",
+        include_bytes!("../../../../skins/json_api/templates/404.json"),
+    ),
 ];
 
 /// A built-in skin's file.
@@ -95,7 +167,17 @@ pub fn file(skin: &str, path: &str) -> Option<&'static [u8]> {
 
 #[cfg(test)]
 mod tests {
-    use super::FILES;
+    use super::{FILES, fallback};
+
+    #[test]
+    fn missing_skins_fall_back_to_one_of_their_kind() {
+        assert_eq!(fallback("demo_api"), "json_api");
+        assert_eq!(fallback("demo_fortigate"), "appliance_login");
+        assert_eq!(fallback("PaloAlto_GlobalProtect"), "appliance_login");
+        assert_eq!(fallback("demo_owa"), "default_iis");
+        assert_eq!(fallback("demo_portal"), "admin_portal");
+        assert_eq!(fallback("intranet"), "admin_portal");
+    }
 
     #[test]
     fn every_file_of_the_skins_folder_is_embedded() {

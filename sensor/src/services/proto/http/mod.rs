@@ -4,7 +4,8 @@
 //! C: GET / HTTP/1.1 / Host: 192.0.2.10 / User-Agent: curl/7.88.1
 //! S: HTTP/1.1 200 OK / Date / Server: Apache/2.4.62 (Debian) / ... / Apache2 Debian Default Page
 //!                                -> http.query {"skin":"default_apache","method":"GET",
-//!                                   "target":"/","headers":{...},"status_code":200}
+//!                                   "target":"/","version":"1.1","headers":{...},
+//!                                   "status_code":200}
 //! C: POST /login (username=admin&password=admin)
 //!                                -> http.login {..., "username":"admin","password":"admin"}
 //! ```
@@ -100,6 +101,19 @@ pub struct HttpConfig {
     /// Certificate subject: locality.
     #[serde(default)]
     pub locality_name: Option<String>,
+    /// Private key file (HTTPS, PEM), as Trapster: used with `certificate` when both exist,
+    /// else both are generated there; default in the state directory.
+    #[serde(default)]
+    pub key: Option<std::path::PathBuf>,
+    /// Certificate file (HTTPS, PEM); see `key`.
+    #[serde(default)]
+    pub certificate: Option<std::path::PathBuf>,
+    /// First day a generated certificate is valid (ISO date); default today.
+    #[serde(default)]
+    pub not_valid_before: Option<tls::IsoDay>,
+    /// Last day a generated certificate is valid (ISO date); default ten years on.
+    #[serde(default)]
+    pub not_valid_after: Option<tls::IsoDay>,
 }
 
 /// HTTP.
@@ -144,10 +158,20 @@ fn handler(config: &HttpConfig, ctx: &Context, tls: bool) -> Result<Handler, Ser
             country: config.country_name.clone(),
             state: config.state_or_province_name.clone(),
             locality: config.locality_name.clone(),
+            not_before: config.not_valid_before.map(|d| d.0),
+            not_after: config.not_valid_after.map(|d| d.0),
         };
-        let server = tls::server_config(
-            &ctx.state_dir(),
-            &format!("https-{}", ctx.port),
+        let state = ctx.state_dir();
+        let name = format!("https-{}", ctx.port);
+        let server = tls::server_config_files(
+            &config
+                .certificate
+                .clone()
+                .unwrap_or_else(|| state.join(format!("{name}.crt"))),
+            &config
+                .key
+                .clone()
+                .unwrap_or_else(|| state.join(format!("{name}.key"))),
             &subject,
             &[b"http/1.1"],
         )
@@ -323,6 +347,12 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         extra.insert("skin".to_owned(), Value::String(http.skin.name.clone()));
         extra.insert("method".to_owned(), Value::String(request.method.clone()));
         extra.insert("target".to_owned(), Value::String(request.target.clone()));
+        // As Trapster (hypercorn's `http_version`): "1.1", "1.0".
+        let version = request
+            .version
+            .strip_prefix("HTTP/")
+            .unwrap_or(&request.version);
+        extra.insert("version".to_owned(), Value::from(version));
         let headers: Map<String, Value> = request
             .headers
             .iter()

@@ -117,10 +117,23 @@ pub struct TemplateRequest {
     pub port: u16,
 }
 
-/// Finds `name` in `dirs` (users' skins first), then among the built-in skins.
+/// The built-in skin `load` serves instead of `name`, when `name` is neither a folder in
+/// `dirs` nor a built-in skin (`sensor check` warns about it).
+#[must_use]
+pub fn fallback_for(name: &str, dirs: &[PathBuf]) -> Option<&'static str> {
+    let found = dirs
+        .iter()
+        .any(|d| d.join(name).join("config.yaml").is_file())
+        || builtin::NAMES.contains(&name);
+    (!found && safe_relative(name).is_some_and(|p| p.components().count() == 1))
+        .then(|| builtin::fallback(name))
+}
+
+/// Finds `name` in `dirs` (users' skins first), then among the built-in skins; a skin found
+/// nowhere is served by the built-in one of its kind ([`fallback_for`]), with a warning.
 ///
 /// # Errors
-/// [`SkinError`] when no such skin exists or it does not load.
+/// [`SkinError`] when the name is not a plain folder name or the skin does not load.
 pub fn load(
     name: &str,
     dirs: &[PathBuf],
@@ -142,11 +155,17 @@ pub fn load(
             return parse(name, &text, Files::Dir(root), hostname, domain).map(Arc::new);
         }
     }
-    let Some(skin) = builtin::NAMES.iter().find(|n| **n == name) else {
-        return Err(err(format!(
-            "not found in {dirs:?} nor among the built-in skins ({})",
-            builtin::NAMES.join(", ")
-        )));
+    let skin = if let Some(skin) = builtin::NAMES.iter().find(|n| **n == name) {
+        *skin
+    } else {
+        let fallback = builtin::fallback(name);
+        tracing::warn!(
+            skin = name,
+            fallback,
+            "Skin not found in the skin directories nor built in; serving the built-in skin of \
+             the same kind instead."
+        );
+        fallback
     };
     let text = builtin::file(skin, "config.yaml")
         .ok_or_else(|| err("built-in skin without config.yaml".to_owned()))?;

@@ -65,7 +65,13 @@ fn traversal_and_odd_names_are_refused() {
     assert!(safe_relative("../etc/passwd").is_none());
     assert!(safe_relative("/a/../../b").is_none());
     assert!(load("../x", &[], "h", "corp.local").is_err());
-    assert!(load("nosuchskin", &[], "h", "corp.local").is_err());
+    // A skin found nowhere is served by a built-in one of its kind, under its own name.
+    let api = load("demo_api", &[], "h", "corp.local").unwrap();
+    assert_eq!(api.name, "demo_api");
+    let r = api.respond("GET", "/api/v1/users", "", &request("/api/v1/users"));
+    assert_eq!(r.status, 401);
+    assert_eq!(super::skin::fallback_for("demo_api", &[]), Some("json_api"));
+    assert_eq!(super::skin::fallback_for("appliance_login", &[]), None);
     let skin = load("appliance_login", &[], "h", "corp.local").unwrap();
     let r = skin.respond("GET", "/../config.yaml", "", &request("/"));
     assert_eq!(r.status, 404);

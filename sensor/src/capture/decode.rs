@@ -1,12 +1,13 @@
 //! Decoding of ring-buffer records into [`Observation`]s; anything odd is rejected, not trusted:
-//! the size, the probe kind, the family and the VLAN id are checked, and consumers of the
-//! timestamp (the merger) only use saturating arithmetic on it.
+//! the size, the probe kind, the family, the protocol (it must be the kind's), the VLAN id and
+//! the option count are checked, and consumers of the timestamp (the merger) only use
+//! saturating arithmetic on it.
 
 use std::net::{IpAddr, Ipv6Addr};
 
-use sensor_common::{ProbeKind, ScanRecord, family};
+use sensor_common::{ProbeKind, ScanRecord, classify::MAX_OPTIONS, family};
 
-use super::Observation;
+use super::{Fingerprint, Observation};
 
 /// A record that does not decode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -23,6 +24,12 @@ pub enum DecodeError {
     /// A VLAN id wider than the 12 bits of a tag.
     #[error("VLAN id {0} exceeds 4095")]
     Vlan(u16),
+    /// A protocol that is not the probe kind's.
+    #[error("protocol {0} does not carry that probe kind")]
+    Protocol(u8),
+    /// More TCP options than a record holds.
+    #[error("{0} TCP options, at most {MAX_OPTIONS} fit")]
+    Options(u8),
 }
 
 /// Largest VLAN id (12 bits).
@@ -51,6 +58,12 @@ pub fn decode(bytes: &[u8]) -> Result<Observation, DecodeError> {
     if record.vlan_id > MAX_VLAN_ID {
         return Err(DecodeError::Vlan(record.vlan_id));
     }
+    if record.protocol != kind.protocol() {
+        return Err(DecodeError::Protocol(record.protocol));
+    }
+    if usize::from(record.opt_count) > MAX_OPTIONS {
+        return Err(DecodeError::Options(record.opt_count));
+    }
     Ok(Observation {
         ts_ns: record.ts_ns,
         src,
@@ -60,6 +73,24 @@ pub fn decode(bytes: &[u8]) -> Result<Observation, DecodeError> {
         kind,
         ifindex: record.ifindex,
         vlan_id: record.vlan_id,
+        fp: Fingerprint {
+            ttl: record.ttl,
+            ip_id: record.ip_id,
+            tcp_flags: record.tcp_flags,
+            window: record.window,
+            mss: record.mss,
+            wscale: record.wscale,
+            seq: record.seq,
+            ack: record.ack,
+            ts_val: record.ts_val,
+            ts_ecr: record.ts_ecr,
+            quirks: record.quirks,
+            icmp_type: record.icmp_type,
+            payload_len: record.payload_len,
+            urg_ptr: record.urg_ptr,
+            opt_kinds: record.opt_kinds,
+            opt_count: record.opt_count,
+        },
     })
 }
 
@@ -88,8 +119,24 @@ pub fn encode(obs: &Observation) -> [u8; size_of::<ScanRecord>()] {
         } else {
             family::IPV6
         },
-        tcp_flags: 0,
+        tcp_flags: obs.fp.tcp_flags,
         vlan_id: obs.vlan_id,
+        protocol: obs.kind.protocol(),
+        ttl: obs.fp.ttl,
+        ip_id: obs.fp.ip_id,
+        window: obs.fp.window,
+        mss: obs.fp.mss,
+        seq: obs.fp.seq,
+        ack: obs.fp.ack,
+        ts_val: obs.fp.ts_val,
+        ts_ecr: obs.fp.ts_ecr,
+        wscale: obs.fp.wscale,
+        opt_count: obs.fp.opt_count,
+        quirks: obs.fp.quirks,
+        icmp_type: obs.fp.icmp_type,
+        payload_len: obs.fp.payload_len,
+        urg_ptr: obs.fp.urg_ptr,
+        opt_kinds: obs.fp.opt_kinds,
     };
     let mut out = [0u8; size_of::<ScanRecord>()];
     // SAFETY: `out` is exactly the size of the record; write_unaligned needs no alignment.
@@ -106,7 +153,7 @@ mod tests {
     use sensor_common::{ProbeKind, ScanRecord};
 
     use super::{DecodeError, decode, encode};
-    use crate::capture::Observation;
+    use crate::capture::{Fingerprint, Observation};
 
     fn sample(src: &str, dst: &str) -> Observation {
         Observation {
@@ -118,6 +165,24 @@ mod tests {
             kind: ProbeKind::Xmas,
             ifindex: 7,
             vlan_id: 42,
+            fp: Fingerprint {
+                ttl: 51,
+                ip_id: 54_321,
+                tcp_flags: 0x29,
+                window: 1024,
+                mss: 1460,
+                wscale: 7,
+                seq: 0xdead_beef,
+                ack: 7,
+                ts_val: u32::MAX,
+                ts_ecr: 0,
+                quirks: 5,
+                icmp_type: 0,
+                payload_len: 3,
+                urg_ptr: 0xf7f5,
+                opt_kinds: [2, 4, 8, 1, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                opt_count: 5,
+            },
         }
     }
 
@@ -140,7 +205,7 @@ mod tests {
     #[test]
     fn odd_records_are_rejected() {
         let good = encode(&sample("192.0.2.9", "192.0.2.1"));
-        assert_eq!(decode(&good[..40]), Err(DecodeError::Size(40)));
+        assert_eq!(decode(&good[..56]), Err(DecodeError::Size(56)));
         let mut bad_kind = good;
         bad_kind[..4].copy_from_slice(&9u32.to_ne_bytes());
         assert_eq!(decode(&bad_kind), Err(DecodeError::Kind(9)));
@@ -151,5 +216,22 @@ mod tests {
         let at = std::mem::offset_of!(ScanRecord, vlan_id);
         bad_vlan[at..at + 2].copy_from_slice(&0x1000u16.to_ne_bytes());
         assert_eq!(decode(&bad_vlan), Err(DecodeError::Vlan(0x1000)));
+        let mut bad_proto = good;
+        bad_proto[std::mem::offset_of!(ScanRecord, protocol)] = 17;
+        assert_eq!(decode(&bad_proto), Err(DecodeError::Protocol(17)));
+        let mut bad_opts = good;
+        bad_opts[std::mem::offset_of!(ScanRecord, opt_count)] = 17;
+        assert_eq!(decode(&bad_opts), Err(DecodeError::Options(17)));
+    }
+
+    #[test]
+    fn every_kind_decodes_with_its_protocol() {
+        for kind in ProbeKind::ALL {
+            let obs = Observation {
+                kind,
+                ..sample("192.0.2.9", "192.0.2.1")
+            };
+            assert_eq!(decode(&encode(&obs)).unwrap(), obs, "{kind:?}");
+        }
     }
 }

@@ -142,6 +142,9 @@ pub fn tcp_options(bytes: &[u8; MAX_OPTIONS_BYTES], len: usize) -> TcpOptions {
 }
 
 /// The fields of a TCP segment the rules look at.
+///
+/// The rules read the raw options area (the kernel does not walk options: a variable walk
+/// costs the verifier too much; userspace parses the same bytes with [`tcp_options`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TcpView {
     /// Flags byte (ECE and CWR included).
@@ -152,8 +155,41 @@ pub struct TcpView {
     pub urg_ptr: u16,
     /// Bytes after the TCP header.
     pub payload_len: u16,
-    /// Parsed options.
-    pub options: TcpOptions,
+    /// Raw options area, zero-padded.
+    pub options: [u8; MAX_OPTIONS_BYTES],
+    /// Valid bytes of `options`.
+    pub options_len: u8,
+}
+
+/// nmap's timestamp option in every OS-detection probe but ECN: kind 8, length 10,
+/// TSval 0xFFFFFFFF, TSecr 0.
+const NMAP_TS: [u8; 10] = [8, 10, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0];
+
+/// Whether nmap's timestamp option appears at some offset of the options area. A plain scan
+/// over fixed offsets (cheap for the verifier); an option boundary is not checked, which can
+/// only matter for options that embed these exact ten bytes.
+#[inline(always)]
+#[must_use]
+pub fn has_nmap_timestamp(options: &[u8; MAX_OPTIONS_BYTES], len: u8) -> bool {
+    let len = usize::from(len);
+    let mut off = 0;
+    while off + NMAP_TS.len() <= MAX_OPTIONS_BYTES {
+        if off + NMAP_TS.len() <= len {
+            let mut same = true;
+            let mut j = 0;
+            while j < NMAP_TS.len() {
+                if options[off + j] != NMAP_TS[j] {
+                    same = false;
+                }
+                j += 1;
+            }
+            if same {
+                return true;
+            }
+        }
+        off += 1;
+    }
+    false
 }
 
 /// A classifier's answer.
@@ -180,7 +216,6 @@ const NMAP_ECN_URG: u16 = 0xf7f5;
 #[inline(always)]
 #[must_use]
 pub fn is_nmap_os_probe(v: &TcpView) -> bool {
-    let o = &v.options;
     let m = v.flags & f::MASK;
     // The flag sets of SEQ/T5 (SYN), T2 (none), T3 (SYN FIN PSH URG), T4/T6 (ACK), T7 (XMAS).
     let nmap_flags = m == f::SYN
@@ -188,7 +223,7 @@ pub fn is_nmap_os_probe(v: &TcpView) -> bool {
         || m == f::SYN | f::FIN | f::PSH | f::URG
         || m == f::ACK
         || m == f::XMAS;
-    if nmap_flags && o.quirks & QUIRK_TS != 0 && o.ts_val == u32::MAX && o.ts_ecr == 0 {
+    if nmap_flags && has_nmap_timestamp(&v.options, v.options_len) {
         let mut i = 0;
         while i < NMAP_OS_WINDOWS.len() {
             if NMAP_OS_WINDOWS[i] == v.window {
@@ -250,7 +285,8 @@ pub fn tcp_flags_may_probe(flags: u8) -> bool {
             window: 0,
             urg_ptr: 0,
             payload_len: 0,
-            options: TcpOptions::NONE,
+            options: [0; MAX_OPTIONS_BYTES],
+            options_len: 0,
         }),
         Verdict::NotProbe
     )
@@ -327,13 +363,16 @@ mod tests {
         tcp_options(&b, bytes.len())
     }
 
-    fn view(flags: u8, window: u16, options: TcpOptions) -> TcpView {
+    fn view(flags: u8, window: u16, options: &[u8]) -> TcpView {
+        let mut b = [0u8; MAX_OPTIONS_BYTES];
+        b[..options.len()].copy_from_slice(options);
         TcpView {
             flags,
             window,
             urg_ptr: 0,
             payload_len: 0,
-            options,
+            options: b,
+            options_len: u8::try_from(options.len()).unwrap(),
         }
     }
 
@@ -386,16 +425,13 @@ mod tests {
 
     #[test]
     fn tcp_kinds() {
-        let none = TcpOptions::NONE;
+        let none: &[u8] = &[];
         let p = |k| Verdict::Probe(k);
         assert_eq!(
-            tcp(&view(f::SYN, 1024, opts(&[2, 4, 5, 0xb4]))),
+            tcp(&view(f::SYN, 1024, &[2, 4, 5, 0xb4])),
             p(ProbeKind::Syn)
         );
-        assert_eq!(
-            tcp(&view(f::SYN, 64240, opts(&LINUX_SYN))),
-            p(ProbeKind::Syn)
-        );
+        assert_eq!(tcp(&view(f::SYN, 64240, &LINUX_SYN)), p(ProbeKind::Syn));
         assert_eq!(tcp(&view(f::FIN, 1024, none)), p(ProbeKind::Fin));
         assert_eq!(tcp(&view(0, 1024, none)), p(ProbeKind::Null));
         assert_eq!(tcp(&view(f::XMAS, 1024, none)), p(ProbeKind::Xmas));
@@ -455,7 +491,7 @@ mod tests {
             (f::XMAS, 65535),
         ] {
             assert_eq!(
-                tcp(&view(flags, window, opts(&NMAP_T))),
+                tcp(&view(flags, window, &NMAP_T)),
                 os,
                 "{flags:#x} {window}"
             );
@@ -464,31 +500,37 @@ mod tests {
         let seq1 = [
             3, 3, 10, 1, 2, 4, 5, 0xb4, 8, 10, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 4, 2,
         ];
-        assert_eq!(tcp(&view(f::SYN, 1, opts(&seq1))), os);
+        assert_eq!(tcp(&view(f::SYN, 1, &seq1)), os);
+        // SEQ probe 3: TS first.
+        let seq3 = [
+            8, 10, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 1, 1, 3, 3, 5, 1, 2, 4, 2, 0x80,
+        ];
+        assert_eq!(tcp(&view(f::SYN, 4, &seq3)), os);
+        // Cut before the marker ends: not OS.
+        assert_eq!(
+            tcp(&view(f::SYN, 4, &seq3[..9])),
+            Verdict::Probe(ProbeKind::Syn)
+        );
         // ECN: SYN + ECE + CWR, window 3, urgent pointer 0xF7F5.
         let ecn = TcpView {
             urg_ptr: 0xf7f5,
-            ..view(
-                f::SYN | 0xc0,
-                3,
-                opts(&[3, 3, 10, 1, 2, 4, 5, 0xb4, 4, 2, 1, 1]),
-            )
+            ..view(f::SYN | 0xc0, 3, &[3, 3, 10, 1, 2, 4, 5, 0xb4, 4, 2, 1, 1])
         };
         assert_eq!(tcp(&ecn), os);
         // The marker with an ordinary window, or an ordinary TSval: not OS.
         assert_eq!(
-            tcp(&view(f::SYN, 29200, opts(&NMAP_T))),
+            tcp(&view(f::SYN, 29200, &NMAP_T)),
             Verdict::Probe(ProbeKind::Syn)
         );
         let mut real = NMAP_T;
         real[10] = 0x12;
         assert_eq!(
-            tcp(&view(f::SYN, 1024, opts(&real))),
+            tcp(&view(f::SYN, 1024, &real)),
             Verdict::Probe(ProbeKind::Syn)
         );
         // ECN SYN of an ordinary stack (no urgent pointer): SYN.
         assert_eq!(
-            tcp(&view(f::SYN | 0xc0, 3, TcpOptions::NONE)),
+            tcp(&view(f::SYN | 0xc0, 3, &[])),
             Verdict::Probe(ProbeKind::Syn)
         );
     }
@@ -499,14 +541,12 @@ mod tests {
         for flags in 0..=255u8 {
             for window in windows {
                 for payload_len in [0u16, 1] {
-                    for options in [TcpOptions::NONE, opts(&NMAP_T), opts(&LINUX_SYN)] {
+                    for options in [&[][..], &NMAP_T[..], &LINUX_SYN[..]] {
                         for urg_ptr in [0u16, 0xf7f5] {
                             let v = TcpView {
-                                flags,
-                                window,
                                 urg_ptr,
                                 payload_len,
-                                options,
+                                ..view(flags, window, options)
                             };
                             if tcp(&v) != Verdict::NotProbe {
                                 assert!(super::tcp_flags_may_probe(flags), "{v:?}");

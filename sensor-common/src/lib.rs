@@ -217,8 +217,8 @@ pub mod family {
 /// One probe packet, as sent by the kernel over [`RECORDS_MAP`].
 ///
 /// Besides the addresses and ports, it carries what scanner attribution and the passive OS
-/// hint need (IP TTL, IP ID, DF, TCP window, sequence numbers, MSS, window scale, timestamps
-/// and the option layout), all read from the probe itself.
+/// hint need (IP TTL, IP ID, DF, TCP window, sequence numbers and the raw TCP options, from
+/// which userspace reads MSS, window scale, timestamps and the option layout).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ScanRecord {
@@ -250,41 +250,35 @@ pub struct ScanRecord {
     pub ip_id: u16,
     /// TCP window, host byte order.
     pub window: u16,
-    /// TCP MSS option value; 0 when absent.
-    pub mss: u16,
+    /// TCP urgent pointer, host byte order.
+    pub urg_ptr: u16,
     /// TCP sequence number, host byte order (ICMP: identifier << 16 | sequence).
     pub seq: u32,
     /// TCP acknowledgment number, host byte order.
     pub ack: u32,
-    /// TCP timestamp value (TSval); 0 when absent.
-    pub ts_val: u32,
-    /// TCP timestamp echo reply (TSecr); 0 when absent.
-    pub ts_ecr: u32,
-    /// TCP window scale shift; [`classify::NO_WSCALE`] when absent.
-    pub wscale: u8,
-    /// Number of valid entries in `opt_kinds`.
-    pub opt_count: u8,
-    /// Bit 0: IPv4 "don't fragment"; bit 1: the options did not parse to their end
-    /// (truncated or too many); bit 2: a timestamp option is present.
+    /// Bit 0 ([`classify::QUIRK_DF`]): IPv4 "don't fragment"; other bits zero.
     pub quirks: u8,
     /// ICMP type (ICMPv6 type for IPv6); 0 for TCP and UDP.
     pub icmp_type: u8,
     /// Bytes after the TCP / UDP / ICMP header.
     pub payload_len: u16,
-    /// TCP urgent pointer, host byte order.
-    pub urg_ptr: u16,
-    /// TCP option kinds in order of appearance (first [`classify::MAX_OPTIONS`]).
-    pub opt_kinds: [u8; classify::MAX_OPTIONS],
+    /// Valid bytes of `options` (TCP data offset × 4 − 20, at most 40).
+    pub options_len: u8,
+    /// Reserved, zero.
+    pub reserved: [u8; 3],
+    /// The TCP options area as received (zero after `options_len`); userspace parses it with
+    /// [`classify::tcp_options`].
+    pub options: [u8; classify::MAX_OPTIONS_BYTES],
 }
 
 // Layout extended deliberately with the fingerprint fields of scan kinds, attribution and OS
 // hints (was 56 bytes); the original fields keep their offsets.
-const _: () = assert!(size_of::<ScanRecord>() == 104);
+const _: () = assert!(size_of::<ScanRecord>() == 120);
 const _: () = assert!(core::mem::offset_of!(ScanRecord, vlan_id) == 54);
 const _: () = assert!(core::mem::offset_of!(ScanRecord, protocol) == 56);
 const _: () = assert!(core::mem::offset_of!(ScanRecord, seq) == 64);
-const _: () = assert!(core::mem::offset_of!(ScanRecord, wscale) == 80);
-const _: () = assert!(core::mem::offset_of!(ScanRecord, opt_kinds) == 88);
+const _: () = assert!(core::mem::offset_of!(ScanRecord, quirks) == 72);
+const _: () = assert!(core::mem::offset_of!(ScanRecord, options) == 80);
 
 /// One slot of the per-CPU deduplication cache.
 ///

@@ -38,7 +38,7 @@ use parse::{Parsed, Segment, addresses, icmp_ident, parse, ports, tcp_fields, tc
 use sensor_common::{
     ALLOWLIST_MAX_ENTRIES, BUDGET_WINDOW_NS, BudgetSlot, Counter, DEDUP_SLOTS, DedupSlot,
     ProbeKind, RECORDS_MAP_BYTES, SOURCE_BUDGET_SLOTS, ScanRecord, Settings,
-    classify::{self, MAX_OPTIONS_BYTES, QUIRK_DF, TcpOptions, TcpView, Verdict},
+    classify::{self, MAX_OPTIONS_BYTES, QUIRK_DF, TcpView, Verdict},
     family, protocol,
 };
 
@@ -115,7 +115,8 @@ fn inspect(ctx: &XdpContext, seg: &Segment) -> Result<Option<Probe>, parse::Malf
         urg_ptr: 0,
         seq: 0,
         ack: 0,
-        options: TcpOptions::NONE,
+        options: [0u8; MAX_OPTIONS_BYTES],
+        options_len: 0,
     };
     let payload_len = seg.segment_len.saturating_sub(seg.header_len);
     let payload_len = if payload_len > usize::from(u16::MAX) {
@@ -129,15 +130,16 @@ fn inspect(ctx: &XdpContext, seg: &Segment) -> Result<Option<Probe>, parse::Malf
         fp.ack = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
         fp.window = u16::from_be_bytes([h[10], h[11]]);
         fp.urg_ptr = u16::from_be_bytes([h[14], h[15]]);
-        let mut buf = [0u8; MAX_OPTIONS_BYTES];
-        let len = tcp_options(ctx, seg, &mut buf);
-        fp.options = classify::tcp_options(&buf, len);
+        // The options area is copied, not walked: userspace parses it (a variable walk costs
+        // the verifier too much); the rules only scan it at fixed offsets.
+        fp.options_len = tcp_options(ctx, seg, &mut fp.options) as u8;
         classify::tcp(&TcpView {
             flags: seg.flags,
             window: fp.window,
             urg_ptr: fp.urg_ptr,
             payload_len,
             options: fp.options,
+            options_len: fp.options_len,
         })
     } else if seg.proto == protocol::UDP {
         let unicast = if seg.family == family::IPV4 {
@@ -287,7 +289,8 @@ struct Fingerprint {
     urg_ptr: u16,
     seq: u32,
     ack: u32,
-    options: TcpOptions,
+    options: [u8; MAX_OPTIONS_BYTES],
+    options_len: u8,
 }
 
 /// The fields of one probe packet.
@@ -377,7 +380,6 @@ fn probe(ctx: &XdpContext, p: &Probe, records_sent: u64) -> Counter {
         return Counter::RingBufFull;
     };
     let icmp = p.proto == protocol::ICMP;
-    let o = &p.fp.options;
     entry.write(ScanRecord {
         kind: kind as u32,
         ifindex: ctx.ingress_ifindex() as u32,
@@ -393,18 +395,15 @@ fn probe(ctx: &XdpContext, p: &Probe, records_sent: u64) -> Counter {
         ttl: p.ttl,
         ip_id: p.ip_id,
         window: p.fp.window,
-        mss: o.mss,
+        urg_ptr: p.fp.urg_ptr,
         seq: p.fp.seq,
         ack: p.fp.ack,
-        ts_val: o.ts_val,
-        ts_ecr: o.ts_ecr,
-        wscale: o.wscale,
-        opt_count: o.count,
-        quirks: o.quirks | if p.df { QUIRK_DF } else { 0 },
+        quirks: if p.df { QUIRK_DF } else { 0 },
         icmp_type: if icmp { p.flags } else { 0 },
         payload_len: p.payload_len,
-        urg_ptr: p.fp.urg_ptr,
-        opt_kinds: o.kinds,
+        options_len: p.fp.options_len,
+        reserved: [0; 3],
+        options: p.fp.options,
     });
     // Wake the reader once per `wakeup_bytes` of records written by this CPU; in between it
     // drains on its own timer. A wakeup per record costs microseconds; asking the ring how

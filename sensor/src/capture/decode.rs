@@ -5,7 +5,11 @@
 
 use std::net::{IpAddr, Ipv6Addr};
 
-use sensor_common::{ProbeKind, ScanRecord, classify::MAX_OPTIONS, family};
+use sensor_common::{
+    ProbeKind, ScanRecord,
+    classify::{self, MAX_OPTIONS_BYTES, QUIRK_DF},
+    family,
+};
 
 use super::{Fingerprint, Observation};
 
@@ -27,8 +31,8 @@ pub enum DecodeError {
     /// A protocol that is not the probe kind's.
     #[error("protocol {0} does not carry that probe kind")]
     Protocol(u8),
-    /// More TCP options than a record holds.
-    #[error("{0} TCP options, at most {MAX_OPTIONS} fit")]
+    /// An options length beyond the 40 bytes a TCP header holds.
+    #[error("{0} bytes of TCP options, at most {MAX_OPTIONS_BYTES}")]
     Options(u8),
 }
 
@@ -61,9 +65,10 @@ pub fn decode(bytes: &[u8]) -> Result<Observation, DecodeError> {
     if record.protocol != kind.protocol() {
         return Err(DecodeError::Protocol(record.protocol));
     }
-    if usize::from(record.opt_count) > MAX_OPTIONS {
-        return Err(DecodeError::Options(record.opt_count));
+    if usize::from(record.options_len) > MAX_OPTIONS_BYTES {
+        return Err(DecodeError::Options(record.options_len));
     }
+    let o = classify::tcp_options(&record.options, usize::from(record.options_len));
     Ok(Observation {
         ts_ns: record.ts_ns,
         src,
@@ -78,18 +83,20 @@ pub fn decode(bytes: &[u8]) -> Result<Observation, DecodeError> {
             ip_id: record.ip_id,
             tcp_flags: record.tcp_flags,
             window: record.window,
-            mss: record.mss,
-            wscale: record.wscale,
+            mss: o.mss,
+            wscale: o.wscale,
             seq: record.seq,
             ack: record.ack,
-            ts_val: record.ts_val,
-            ts_ecr: record.ts_ecr,
-            quirks: record.quirks,
+            ts_val: o.ts_val,
+            ts_ecr: o.ts_ecr,
+            quirks: (record.quirks & QUIRK_DF) | o.quirks,
             icmp_type: record.icmp_type,
             payload_len: record.payload_len,
             urg_ptr: record.urg_ptr,
-            opt_kinds: record.opt_kinds,
-            opt_count: record.opt_count,
+            opt_kinds: o.kinds,
+            opt_count: o.count,
+            options: record.options,
+            options_len: record.options_len,
         },
     })
 }
@@ -125,18 +132,15 @@ pub fn encode(obs: &Observation) -> [u8; size_of::<ScanRecord>()] {
         ttl: obs.fp.ttl,
         ip_id: obs.fp.ip_id,
         window: obs.fp.window,
-        mss: obs.fp.mss,
+        urg_ptr: obs.fp.urg_ptr,
         seq: obs.fp.seq,
         ack: obs.fp.ack,
-        ts_val: obs.fp.ts_val,
-        ts_ecr: obs.fp.ts_ecr,
-        wscale: obs.fp.wscale,
-        opt_count: obs.fp.opt_count,
-        quirks: obs.fp.quirks,
+        quirks: obs.fp.quirks & QUIRK_DF,
         icmp_type: obs.fp.icmp_type,
         payload_len: obs.fp.payload_len,
-        urg_ptr: obs.fp.urg_ptr,
-        opt_kinds: obs.fp.opt_kinds,
+        options_len: obs.fp.options_len,
+        reserved: [0; 3],
+        options: obs.fp.options,
     };
     let mut out = [0u8; size_of::<ScanRecord>()];
     // SAFETY: `out` is exactly the size of the record; write_unaligned needs no alignment.
@@ -182,6 +186,14 @@ mod tests {
                 urg_ptr: 0xf7f5,
                 opt_kinds: [2, 4, 8, 1, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
                 opt_count: 5,
+                options: {
+                    let mut o = [0u8; 40];
+                    o[..20].copy_from_slice(&[
+                        2, 4, 5, 0xb4, 4, 2, 8, 10, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 1, 3, 3, 7,
+                    ]);
+                    o
+                },
+                options_len: 20,
             },
         }
     }
@@ -220,8 +232,8 @@ mod tests {
         bad_proto[std::mem::offset_of!(ScanRecord, protocol)] = 17;
         assert_eq!(decode(&bad_proto), Err(DecodeError::Protocol(17)));
         let mut bad_opts = good;
-        bad_opts[std::mem::offset_of!(ScanRecord, opt_count)] = 17;
-        assert_eq!(decode(&bad_opts), Err(DecodeError::Options(17)));
+        bad_opts[std::mem::offset_of!(ScanRecord, options_len)] = 41;
+        assert_eq!(decode(&bad_opts), Err(DecodeError::Options(41)));
     }
 
     #[test]

@@ -82,6 +82,10 @@ pub struct Fingerprint {
     pub opt_kinds: [u8; sensor_common::classify::MAX_OPTIONS],
     /// Valid entries of `opt_kinds`.
     pub opt_count: u8,
+    /// The raw TCP options area (zero after `options_len`), as the kernel copied it.
+    pub options: [u8; sensor_common::classify::MAX_OPTIONS_BYTES],
+    /// Valid bytes of `options`.
+    pub options_len: u8,
 }
 
 impl Default for Fingerprint {
@@ -103,6 +107,8 @@ impl Default for Fingerprint {
             urg_ptr: 0,
             opt_kinds: [0; sensor_common::classify::MAX_OPTIONS],
             opt_count: 0,
+            options: [0; sensor_common::classify::MAX_OPTIONS_BYTES],
+            options_len: 0,
         }
     }
 }

@@ -85,12 +85,12 @@ pub fn classify(frame: &[u8], ts_ns: u64, allowlist: &[Cidr]) -> Classified {
             fp.ack = tcp.acknowledgment_number();
             fp.payload_len = u16::try_from(tcp.payload().len()).unwrap_or(u16::MAX);
             let raw = tcp.options();
-            let mut buf = [0u8; MAX_OPTIONS_BYTES];
             let len = raw.len().min(MAX_OPTIONS_BYTES);
-            if let (Some(dst), Some(src)) = (buf.get_mut(..len), raw.get(..len)) {
+            if let (Some(dst), Some(src)) = (fp.options.get_mut(..len), raw.get(..len)) {
                 dst.copy_from_slice(src);
             }
-            let o = classify::tcp_options(&buf, len);
+            fp.options_len = u8::try_from(len).unwrap_or(0);
+            let o = classify::tcp_options(&fp.options, len);
             fp.mss = o.mss;
             fp.wscale = o.wscale;
             fp.ts_val = o.ts_val;
@@ -103,7 +103,8 @@ pub fn classify(frame: &[u8], ts_ns: u64, allowlist: &[Cidr]) -> Classified {
                 window: fp.window,
                 urg_ptr: fp.urg_ptr,
                 payload_len: fp.payload_len,
-                options: o,
+                options: fp.options,
+                options_len: fp.options_len,
             });
             (verdict, tcp.source_port(), tcp.destination_port(), true)
         }

@@ -317,15 +317,18 @@ pub mod icmp {
     pub const V6_ECHO: u8 = 128;
 }
 
-/// The ICMP rule (`v6`: ICMPv6): requests that discover hosts are probes, everything else
-/// (replies, errors, neighbour discovery) is not.
+/// The ICMP rule (`v6`: ICMPv6; `len`: bytes of the ICMP message): requests that discover
+/// hosts are probes, everything else (replies, errors, neighbour discovery) is not. A
+/// timestamp request of another length than its 20 bytes is malformed, not a probe.
 #[inline(always)]
 #[must_use]
-pub fn icmp(v6: bool, icmp_type: u8) -> Verdict {
+pub fn icmp(v6: bool, icmp_type: u8, len: usize) -> Verdict {
     let request = if v6 {
         icmp_type == icmp::V6_ECHO
     } else {
-        icmp_type == icmp::ECHO || icmp_type == icmp::TIMESTAMP || icmp_type == icmp::ADDRESS_MASK
+        icmp_type == icmp::ECHO
+            || (icmp_type == icmp::TIMESTAMP && len == 20)
+            || icmp_type == icmp::ADDRESS_MASK
     };
     if request {
         Verdict::Probe(ProbeKind::Ping)
@@ -565,14 +568,16 @@ mod tests {
         assert_eq!(udp(true), Verdict::IfNoConnection(ProbeKind::Udp));
         assert_eq!(udp(false), Verdict::NotProbe);
         for t in [8, 13, 17] {
-            assert_eq!(icmp(false, t), Verdict::Probe(ProbeKind::Ping));
+            assert_eq!(icmp(false, t, 20), Verdict::Probe(ProbeKind::Ping));
         }
+        assert_eq!(icmp(false, 13, 19), Verdict::NotProbe);
+        assert_eq!(icmp(false, 13, 28), Verdict::NotProbe);
         for t in [0, 3, 5, 11, 14, 18, 128] {
-            assert_eq!(icmp(false, t), Verdict::NotProbe, "{t}");
+            assert_eq!(icmp(false, t, 8), Verdict::NotProbe, "{t}");
         }
-        assert_eq!(icmp(true, 128), Verdict::Probe(ProbeKind::Ping));
+        assert_eq!(icmp(true, 128, 8), Verdict::Probe(ProbeKind::Ping));
         for t in [129, 133, 135, 136, 8] {
-            assert_eq!(icmp(true, t), Verdict::NotProbe, "{t}");
+            assert_eq!(icmp(true, t, 8), Verdict::NotProbe, "{t}");
         }
         assert!(ipv4_unicast([198, 18, 0, 1]));
         assert!(!ipv4_unicast([224, 0, 0, 251]));

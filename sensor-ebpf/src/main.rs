@@ -153,7 +153,7 @@ fn inspect(ctx: &XdpContext, seg: &Segment) -> Result<Option<Probe>, parse::Malf
         fp.seq = icmp_ident(ctx, seg)?;
         src_port = 0;
         dst_port = 0;
-        classify::icmp(seg.family == family::IPV6, seg.flags)
+        classify::icmp(seg.family == family::IPV6, seg.flags, seg.segment_len)
     };
     let kind = match verdict {
         Verdict::NotProbe => return Ok(None),

@@ -217,8 +217,15 @@ fn transport(
     }
     let hdr = at::<8>(ctx, l4)?;
     // SAFETY: `at` checked that the 8 bytes lie inside the packet.
-    let first = unsafe { (*hdr)[0] };
+    let (first, udp_len) = unsafe { ((*hdr)[0], u16::from_be_bytes([(*hdr)[4], (*hdr)[5]])) };
+    let mut segment_len = segment_len;
     let (proto, flags) = if proto == IPPROTO_UDP {
+        // The UDP length must cover its header and stay inside the IP payload.
+        let udp_len = usize::from(udp_len);
+        if udp_len < UDP_HLEN || udp_len > segment_len {
+            return Err(Malformed);
+        }
+        segment_len = udp_len;
         (sensor_common::protocol::UDP, 0)
     } else {
         (sensor_common::protocol::ICMP, first)

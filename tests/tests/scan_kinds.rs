@@ -290,6 +290,7 @@ fn udp_and_icmp_probes_give_records() {
     );
     assert_eq!(dns.fp.payload_len, 40);
     expect_kind(&mut p, "udp v6", &v6(17, &udp(500, &[])), ProbeKind::Udp);
+    expect_none(&mut p, "short timestamp", &v4(1, &icmp(13, 4)), Counter::NonTcp);
     for (name, t) in [("echo", 8u8), ("timestamp", 13), ("mask", 17)] {
         let r = expect_kind(&mut p, name, &v4(1, &icmp(t, 12)), ProbeKind::Ping);
         assert_eq!(
@@ -493,7 +494,7 @@ fn random_frames_kernel_and_userspace_agree() {
         if frame.len() < 14 {
             continue;
         }
-        run_frame(&mut p, &format!("random frame {i}"), &frame);
+        run_frame(&mut p, &format!("random frame {i} {frame:02x?}"), &frame);
     }
     let delta = p.counters().unwrap().since(&before);
     assert_eq!(delta.imbalance(), None);

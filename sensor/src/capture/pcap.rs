@@ -153,7 +153,7 @@ fn icmp_fields(fp: &mut Fingerprint, header: &[u8], v6: bool) -> (Verdict, u16, 
     let word = |i: usize| header.get(i).copied().map_or(0, u32::from);
     fp.seq = (word(4) << 24) | (word(5) << 16) | (word(6) << 8) | word(7);
     fp.payload_len = u16::try_from(header.len().saturating_sub(8)).unwrap_or(u16::MAX);
-    (classify::icmp(v6, fp.icmp_type), 0, 0, false)
+    (classify::icmp(v6, fp.icmp_type, header.len()), 0, 0, false)
 }
 
 /// Counters of the pcap path.

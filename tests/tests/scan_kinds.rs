@@ -290,7 +290,12 @@ fn udp_and_icmp_probes_give_records() {
     );
     assert_eq!(dns.fp.payload_len, 40);
     expect_kind(&mut p, "udp v6", &v6(17, &udp(500, &[])), ProbeKind::Udp);
-    expect_none(&mut p, "short timestamp", &v4(1, &icmp(13, 4)), Counter::NonTcp);
+    expect_none(
+        &mut p,
+        "short timestamp",
+        &v4(1, &icmp(13, 4)),
+        Counter::NonTcp,
+    );
     for (name, t) in [("echo", 8u8), ("timestamp", 13), ("mask", 17)] {
         let r = expect_kind(&mut p, name, &v4(1, &icmp(t, 12)), ProbeKind::Ping);
         assert_eq!(
@@ -621,7 +626,10 @@ fn nmap_os_detection() {
     let listener = net
         .sensor
         .run(move || std::net::TcpListener::bind(bind).expect("bind"));
-    nmap(&net, &["-Pn", "-O", "--max-os-tries", "1", "-p", "2222,1"]);
+    nmap(
+        &net,
+        &["-Pn", "-O", "--max-os-tries", "1", "-p", "1-10,2222"],
+    );
     drop(listener);
     let run = sensor.stop();
     assert!(run.clean_exit);
@@ -640,7 +648,11 @@ fn nmap_os_detection() {
 #[test]
 fn nmap_ping_sweep_is_one_host_discovery_event() {
     require_root!();
-    let (_, e) = one_scan(|n| nmap(n, &["-sn", "-PE", "-PP", "-PM"]), "icmp");
+    // On a shared link nmap would ARP-ping instead.
+    let (_, e) = one_scan(
+        |n| nmap(n, &["-sn", "-PE", "-PP", "-PM", "--disable-arp-ping"]),
+        "icmp",
+    );
     assert_eq!(flags_of(&e), ["PING"]);
     assert_eq!(
         e["extra"]["icmp_types"],
@@ -704,6 +716,8 @@ fn zmap_is_attributed() {
                     "100",
                 ])
                 .args(["--cooldown-time", "1", "-q", "-o", "/dev/null", "-B", "1M"])
+                // The default blacklist excludes the benchmark range the tests use.
+                .args(["-b", "/dev/null"])
                 .arg(format!("{}/32", net.sensor_ip));
                 let out = run_bounded(&mut cmd, Duration::from_secs(30));
                 assert!(

@@ -18,7 +18,10 @@ use std::{
     time::Duration,
 };
 
-use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+use etherparse::{
+    Icmpv4Slice, IpNumber, IpPayloadSlice, NetSlice, SlicedPacket, TcpSlice, TransportSlice,
+    UdpSlice,
+};
 use sensor_common::classify::{self, MAX_OPTIONS_BYTES, QUIRK_DF, TcpView, Verdict};
 use serde_json::{Value, json};
 
@@ -65,6 +68,11 @@ pub fn classify(frame: &[u8], ts_ns: u64, allowlist: &[Cidr]) -> Classified {
         }
         Some(NetSlice::Ipv6(v6)) => {
             let h = v6.header();
+            // etherparse takes a zero payload length as "up to the end of the frame"
+            // (jumbogram); the kernel, like a router without jumbo support, as malformed.
+            if h.payload_length() == 0 {
+                return Classified::Malformed;
+            }
             fp.ttl = h.hop_limit();
             let dst = h.destination();
             (
@@ -76,7 +84,17 @@ pub fn classify(frame: &[u8], ts_ns: u64, allowlist: &[Cidr]) -> Classified {
         }
         _ => return Classified::NonTcp,
     };
-    let (verdict, src_port, dst_port, is_tcp) = match &packet.transport {
+    // etherparse leaves the transport of a first IPv4 fragment unparsed; the kernel reads it
+    // when the whole header is there (later fragments are never probes).
+    let transport = match (&packet.transport, &packet.net) {
+        (None, Some(NetSlice::Ipv4(v4)))
+            if v4.header().more_fragments() && v4.header().fragments_offset().value() == 0 =>
+        {
+            first_fragment(v4.payload())
+        }
+        (t, _) => t.clone(),
+    };
+    let (verdict, src_port, dst_port, is_tcp) = match &transport {
         Some(TransportSlice::Tcp(tcp)) => {
             fp.tcp_flags = tcp.slice().get(13).copied().unwrap_or(0);
             fp.window = tcp.window_size();
@@ -109,6 +127,10 @@ pub fn classify(frame: &[u8], ts_ns: u64, allowlist: &[Cidr]) -> Classified {
             (verdict, tcp.source_port(), tcp.destination_port(), true)
         }
         Some(TransportSlice::Udp(udp)) => {
+            // A zero length (IPv6 jumbogram) is malformed for the kernel too.
+            if udp.length() < 8 {
+                return Classified::Malformed;
+            }
             fp.payload_len = u16::try_from(udp.payload().len()).unwrap_or(u16::MAX);
             (
                 classify::udp(unicast),
@@ -145,6 +167,22 @@ pub fn classify(frame: &[u8], ts_ns: u64, allowlist: &[Cidr]) -> Classified {
         vlan_id,
         fp,
     })
+}
+
+/// The transport header at the start of a first fragment's payload, if it is whole.
+fn first_fragment<'a>(p: &IpPayloadSlice<'a>) -> Option<TransportSlice<'a>> {
+    match p.ip_number {
+        IpNumber::TCP => TcpSlice::from_slice(p.payload)
+            .ok()
+            .map(TransportSlice::Tcp),
+        IpNumber::UDP => UdpSlice::from_slice(p.payload)
+            .ok()
+            .map(TransportSlice::Udp),
+        IpNumber::ICMP => Icmpv4Slice::from_slice(p.payload)
+            .ok()
+            .map(TransportSlice::Icmpv4),
+        _ => None,
+    }
 }
 
 /// Reads an ICMP header (type, then identifier and sequence in bytes 4..8) into `fp`.

@@ -5,10 +5,11 @@
 //! - zmap: every probe has IP ID 54321;
 //! - masscan: the IP ID is the low 16 bits of `destination address ^ destination port ^
 //!   sequence number` (its stateless SYN cookie relation);
-//! - nmap: its raw TCP probes have window 1024 and either only an MSS 1460 option (SYN) or no
-//!   option at all (FIN, NULL, XMAS, ACK, Maimon, `--scanflags`), and its OS-detection probes are
-//!   unmistakable (the kernel's `OS` kind);
-//! - hping3: its default window is 64, without options.
+//! - nmap: its raw TCP probes have window 1024 and either only an MSS 1460 option (every probe
+//!   with SYN, `--scanflags` included) or no option at all (FIN, NULL, XMAS, ACK, Maimon), and
+//!   its OS-detection probes are unmistakable (the kernel's `OS` kind);
+//! - hping3: window 512 (Debian's hping3 3.0.0-rc; its manual says 64, also accepted), without
+//!   options.
 //!
 //! Anything else is `unknown`. The OS hint reads the first probe: the initial TTL (the next of
 //! 32, 64, 128, 255 at or above the TTL seen) and the hop distance, and, for TCP, the window,
@@ -90,9 +91,9 @@ fn tcp_tool(obs: &Observation) -> Tool {
     }
     let options = fp.options();
     match (fp.window, options, obs.kind) {
-        (1024, [opt::MSS], ProbeKind::Syn) if fp.mss == 1460 => Tool::Nmap,
+        (1024, [opt::MSS], _) if fp.mss == 1460 => Tool::Nmap,
         (1024, [], kind) if kind != ProbeKind::Syn => Tool::Nmap,
-        (64, [], _) => Tool::Hping3,
+        (64 | 512, [], _) => Tool::Hping3,
         _ => Tool::Unknown,
     }
 }
@@ -275,7 +276,7 @@ mod tests {
         );
         let hping = Fingerprint {
             ip_id: 99,
-            window: 64,
+            window: 512,
             ..Fingerprint::default()
         };
         assert_eq!(tool(&obs(ProbeKind::Syn, hping)), Tool::Hping3);

@@ -53,7 +53,7 @@ fn tcp_full(
     payload: &[u8],
 ) -> Vec<u8> {
     let mut o = opts.to_vec();
-    while o.len() % 4 != 0 {
+    while !o.len().is_multiple_of(4) {
         o.push(0);
     }
     let mut h = Vec::new();

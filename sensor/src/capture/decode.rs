@@ -219,8 +219,8 @@ mod tests {
         let good = encode(&sample("192.0.2.9", "192.0.2.1"));
         assert_eq!(decode(&good[..56]), Err(DecodeError::Size(56)));
         let mut bad_kind = good;
-        bad_kind[..4].copy_from_slice(&9u32.to_ne_bytes());
-        assert_eq!(decode(&bad_kind), Err(DecodeError::Kind(9)));
+        bad_kind[..4].copy_from_slice(&99u32.to_ne_bytes());
+        assert_eq!(decode(&bad_kind), Err(DecodeError::Kind(99)));
         let mut bad_family = good;
         bad_family[std::mem::offset_of!(ScanRecord, family)] = 5;
         assert_eq!(decode(&bad_family), Err(DecodeError::Family(5)));

@@ -417,8 +417,9 @@ impl Rng {
     }
 }
 
-/// Structure-aware random frames: a valid frame of a random kind, then a few random byte
-/// flips, a random cut, or a random length field. Every verdict is XDP_PASS, counters add up,
+/// Structure-aware random frames (1,000,000 unless `SCAN_KINDS_FRAMES` says otherwise): a
+/// valid frame of a random kind, then a few random byte flips, a random cut, or a random
+/// length field. Every verdict is XDP_PASS, counters add up,
 /// kernel and userspace agree on every frame (probe or not, and the whole observation).
 #[test]
 fn random_frames_kernel_and_userspace_agree() {
@@ -427,7 +428,7 @@ fn random_frames_kernel_and_userspace_agree() {
     let count: usize = std::env::var("SCAN_KINDS_FRAMES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(200_000);
+        .unwrap_or(1_000_000);
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let flag_sets = [
         f::SYN,

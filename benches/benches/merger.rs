@@ -34,6 +34,7 @@ fn workload(sources: u32, ports: u16) -> Vec<Observation> {
                 kind: ProbeKind::Syn,
                 ifindex: 2,
                 vlan_id: 0,
+                fp: sensor::capture::Fingerprint::default(),
             });
         }
     }

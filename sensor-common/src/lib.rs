@@ -8,6 +8,8 @@
 //! renumber them, only append.
 #![no_std]
 
+pub mod classify;
+
 use core::mem::size_of;
 
 /// Name of the XDP program inside the object file.
@@ -64,7 +66,10 @@ pub const MAX_IPV6_EXT_HEADERS: u32 = 8;
 /// Maximum number of VLAN tags (802.1Q / 802.1ad) walked.
 pub const MAX_VLAN_TAGS: u32 = 2;
 
-/// A probe kind, as classified from the TCP flags of a packet with no ACK.
+/// A probe kind. TCP kinds come from the flags (and, for [`ProbeKind::Os`], the window and
+/// option layout of nmap's OS-detection probes); [`ProbeKind::Udp`] and [`ProbeKind::Ping`] are
+/// the UDP and ICMP probes. The rules live in [`classify`], shared by the kernel program and the
+/// userspace (libpcap) classifier, so both always agree.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ProbeKind {
@@ -76,11 +81,38 @@ pub enum ProbeKind {
     Null = 3,
     /// FIN, PSH and URG (`nmap -sX`).
     Xmas = 4,
+    /// ACK alone, without payload, that no local connection expects (`nmap -sA`, `-sW`).
+    Ack = 5,
+    /// FIN + ACK without payload that no local connection expects (`nmap -sM`).
+    Maimon = 6,
+    /// A flag combination no TCP stack sends: SYN+FIN, SYN+RST, FIN+RST, or flags without ACK
+    /// other than SYN, FIN, RST, NULL and XMAS (`nmap --scanflags`).
+    Odd = 7,
+    /// One of nmap's OS-detection probes (SEQ set, ECN, T2–T7), recognised by flags, window
+    /// and TCP option layout (`nmap -O`).
+    Os = 8,
+    /// A UDP datagram (empty or with a payload) that is not a reply to a local connected socket
+    /// (`nmap -sU`).
+    Udp = 9,
+    /// An ICMP echo, timestamp or address-mask request (ICMPv6 echo request): host discovery
+    /// (`nmap -sn -PE -PP -PM`, `ping`).
+    Ping = 10,
 }
 
 impl ProbeKind {
     /// All kinds, in discriminant order.
-    pub const ALL: [Self; 4] = [Self::Syn, Self::Fin, Self::Null, Self::Xmas];
+    pub const ALL: [Self; 10] = [
+        Self::Syn,
+        Self::Fin,
+        Self::Null,
+        Self::Xmas,
+        Self::Ack,
+        Self::Maimon,
+        Self::Odd,
+        Self::Os,
+        Self::Udp,
+        Self::Ping,
+    ];
 
     /// Decodes a raw discriminant coming from the kernel; `None` for unknown values.
     #[must_use]
@@ -90,6 +122,12 @@ impl ProbeKind {
             2 => Some(Self::Fin),
             3 => Some(Self::Null),
             4 => Some(Self::Xmas),
+            5 => Some(Self::Ack),
+            6 => Some(Self::Maimon),
+            7 => Some(Self::Odd),
+            8 => Some(Self::Os),
+            9 => Some(Self::Udp),
+            10 => Some(Self::Ping),
             _ => None,
         }
     }
@@ -102,12 +140,28 @@ impl ProbeKind {
             Self::Fin => "FIN",
             Self::Null => "NULL",
             Self::Xmas => "XMAS",
+            Self::Ack => "ACK",
+            Self::Maimon => "MAIMON",
+            Self::Odd => "ODD",
+            Self::Os => "OS",
+            Self::Udp => "UDP",
+            Self::Ping => "PING",
         }
     }
 
-    /// Classifies the low six TCP flag bits (FIN, SYN, RST, PSH, ACK, URG).
-    ///
-    /// Returns `None` for ordinary traffic: anything with ACK or RST, and any other combination.
+    /// The IP protocol of probes of this kind ([`protocol`]).
+    #[must_use]
+    pub const fn protocol(self) -> u8 {
+        match self {
+            Self::Udp => protocol::UDP,
+            Self::Ping => protocol::ICMP,
+            _ => protocol::TCP,
+        }
+    }
+
+    /// Classifies the low six TCP flag bits (FIN, SYN, RST, PSH, ACK, URG) of a segment
+    /// without options or payload information: SYN, FIN, NULL and XMAS only. The full rule,
+    /// used by both classifiers, is [`classify::tcp`].
     #[must_use]
     pub const fn classify(flags: u8) -> Option<Self> {
         match flags & tcp_flags::MASK {
@@ -118,6 +172,18 @@ impl ProbeKind {
             _ => None,
         }
     }
+}
+
+/// IP protocol numbers of a record (`ScanRecord::protocol`).
+pub mod protocol {
+    /// ICMP (IPv4) and ICMPv6 records both use this value; the family tells them apart.
+    pub const ICMP: u8 = 1;
+    /// TCP.
+    pub const TCP: u8 = 6;
+    /// UDP.
+    pub const UDP: u8 = 17;
+    /// ICMPv6 as it appears in the IPv6 next-header field.
+    pub const ICMPV6: u8 = 58;
 }
 
 /// TCP flag bits as they appear in byte 13 of the TCP header.
@@ -149,6 +215,10 @@ pub mod family {
 }
 
 /// One probe packet, as sent by the kernel over [`RECORDS_MAP`].
+///
+/// Besides the addresses and ports, it carries what scanner attribution and the passive OS
+/// hint need (IP TTL, IP ID, DF, TCP window, sequence numbers and the raw TCP options, from
+/// which userspace reads MSS, window scale, timestamps and the option layout).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ScanRecord {
@@ -162,19 +232,53 @@ pub struct ScanRecord {
     pub src_addr: [u8; 16],
     /// Destination address; IPv4 is IPv4-mapped.
     pub dst_addr: [u8; 16],
-    /// TCP source port, host byte order.
+    /// TCP or UDP source port, host byte order; 0 for ICMP.
     pub src_port: u16,
-    /// TCP destination port, host byte order.
+    /// TCP or UDP destination port, host byte order; 0 for ICMP.
     pub dst_port: u16,
     /// [`family::IPV4`] or [`family::IPV6`].
     pub family: u8,
-    /// TCP flags byte as received.
+    /// TCP flags byte as received (ECE and CWR included); 0 for UDP and ICMP.
     pub tcp_flags: u8,
     /// Outer VLAN id (12 bits), or 0 for untagged frames.
     pub vlan_id: u16,
+    /// [`protocol::TCP`], [`protocol::UDP`] or [`protocol::ICMP`] (ICMPv6 included).
+    pub protocol: u8,
+    /// IPv4 TTL or IPv6 hop limit.
+    pub ttl: u8,
+    /// IPv4 identification, host byte order; 0 for IPv6.
+    pub ip_id: u16,
+    /// TCP window, host byte order.
+    pub window: u16,
+    /// TCP urgent pointer, host byte order.
+    pub urg_ptr: u16,
+    /// TCP sequence number, host byte order (ICMP: identifier << 16 | sequence).
+    pub seq: u32,
+    /// TCP acknowledgment number, host byte order.
+    pub ack: u32,
+    /// Bit 0 ([`classify::QUIRK_DF`]): IPv4 "don't fragment"; other bits zero.
+    pub quirks: u8,
+    /// ICMP type (ICMPv6 type for IPv6); 0 for TCP and UDP.
+    pub icmp_type: u8,
+    /// Bytes after the TCP / UDP / ICMP header.
+    pub payload_len: u16,
+    /// Valid bytes of `options` (TCP data offset × 4 − 20, at most 40).
+    pub options_len: u8,
+    /// Reserved, zero.
+    pub reserved: [u8; 3],
+    /// The TCP options area as received (zero after `options_len`); userspace parses it with
+    /// [`classify::tcp_options`].
+    pub options: [u8; classify::MAX_OPTIONS_BYTES],
 }
 
-const _: () = assert!(size_of::<ScanRecord>() == 56);
+// Layout extended deliberately with the fingerprint fields of scan kinds, attribution and OS
+// hints (was 56 bytes); the original fields keep their offsets.
+const _: () = assert!(size_of::<ScanRecord>() == 120);
+const _: () = assert!(core::mem::offset_of!(ScanRecord, vlan_id) == 54);
+const _: () = assert!(core::mem::offset_of!(ScanRecord, protocol) == 56);
+const _: () = assert!(core::mem::offset_of!(ScanRecord, seq) == 64);
+const _: () = assert!(core::mem::offset_of!(ScanRecord, quirks) == 72);
+const _: () = assert!(core::mem::offset_of!(ScanRecord, options) == 80);
 
 /// One slot of the per-CPU deduplication cache.
 ///
@@ -306,13 +410,15 @@ pub enum Counter {
     Packets = 0,
     /// Truncated or malformed headers, too many VLAN tags or IPv6 extension headers.
     ParseFailures = 1,
-    /// Well-formed packets that are not TCP over IPv4/IPv6 (ARP, UDP, ICMP, ...).
+    /// Well-formed packets that are neither TCP nor a UDP or ICMP probe (ARP, ICMP replies,
+    /// UDP replies to local connected sockets, multicast UDP, ...).
     NonTcp = 2,
     /// IP fragments whose TCP header is not (entirely) in this fragment.
     Fragments = 3,
-    /// TCP packets that are not probes (anything with ACK or RST, odd flag sets).
+    /// TCP packets that are not probes (connection traffic, RSTs, payload-carrying ACKs, ACKs
+    /// a local socket expects).
     OtherTcp = 4,
-    /// Probe packets (SYN, FIN, NULL, XMAS).
+    /// Probe packets (every [`ProbeKind`]).
     Probes = 5,
     /// Probes from allow-listed sources, ignored.
     AllowListed = 6,
@@ -442,7 +548,7 @@ mod tests {
             assert_eq!(ProbeKind::from_raw(kind as u32), Some(kind));
         }
         assert_eq!(ProbeKind::from_raw(0), None);
-        assert_eq!(ProbeKind::from_raw(5), None);
+        assert_eq!(ProbeKind::from_raw(11), None);
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! The sensor's XDP program.
 //!
-//! Sees every packet on the interface, classifies TCP probes (SYN, FIN, NULL, XMAS), skips
+//! Sees every packet on the interface, classifies probes with the rules shared with userspace
+//! ([`sensor_common::classify`]: SYN, FIN, NULL, XMAS, ACK, MAIMON, ODD, nmap OS probes, UDP,
+//! ICMP host discovery; ACK, MAIMON and UDP only when no local connection expects the packet,
+//! asked of the kernel's socket tables with `bpf_skc_lookup_tcp` / `bpf_sk_lookup_udp`), skips
 //! allow-listed sources, suppresses repeated identical probes, enforces per-source and per-CPU
 //! record budgets and sends one [`ScanRecord`] per remaining probe over a ring buffer.
 //!
@@ -25,16 +28,18 @@ mod atomic;
 mod parse;
 
 use aya_ebpf::{
-    bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, xdp_action},
-    helpers::bpf_ktime_get_coarse_ns,
+    bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, bpf_sock_tuple, xdp_action},
+    helpers::{bpf_ktime_get_coarse_ns, bpf_sk_lookup_udp, bpf_sk_release, bpf_skc_lookup_tcp},
     macros::{map, xdp},
     maps::{Array, LpmTrie, PerCpuArray, RingBuf, lpm_trie::Key},
     programs::XdpContext,
 };
-use parse::{Parsed, Segment, addresses, parse, ports};
+use parse::{Parsed, Segment, addresses, icmp_ident, parse, ports, tcp_fields, tcp_options};
 use sensor_common::{
     ALLOWLIST_MAX_ENTRIES, BUDGET_WINDOW_NS, BudgetSlot, Counter, DEDUP_SLOTS, DedupSlot,
-    ProbeKind, RECORDS_MAP_BYTES, SOURCE_BUDGET_SLOTS, ScanRecord, Settings, family,
+    ProbeKind, RECORDS_MAP_BYTES, SOURCE_BUDGET_SLOTS, ScanRecord, Settings,
+    classify::{self, MAX_OPTIONS_BYTES, QUIRK_DF, TcpView, Verdict},
+    family, protocol,
 };
 
 #[map]
@@ -73,29 +78,202 @@ pub fn sensor(ctx: XdpContext) -> u32 {
         Err(parse::Malformed) => bump(counters, Counter::ParseFailures),
         Ok(Parsed::NonTcp) => bump(counters, Counter::NonTcp),
         Ok(Parsed::Fragment) => bump(counters, Counter::Fragments),
-        Ok(Parsed::Tcp(segment)) => match ProbeKind::classify(segment.flags) {
-            None => bump(counters, Counter::OtherTcp),
-            Some(kind) => match (addresses(&ctx, &segment), ports(&ctx, &segment)) {
-                (Ok((src, dst)), Ok((src_port, dst_port))) => {
+        Ok(Parsed::L4(segment)) => {
+            let not_probe = if segment.proto == protocol::TCP {
+                Counter::OtherTcp
+            } else {
+                Counter::NonTcp
+            };
+            // Cheap exit for ordinary TCP (SYN+ACK, RST, data with ACK+PSH, ...): no rule
+            // can make these a probe, whatever their options or payload.
+            if segment.proto == protocol::TCP && !classify::tcp_flags_may_probe(segment.flags) {
+                bump(counters, Counter::OtherTcp);
+                return xdp_action::XDP_PASS;
+            }
+            match inspect(&ctx, &segment) {
+                Err(parse::Malformed) => bump(counters, Counter::ParseFailures),
+                Ok(None) => bump(counters, not_probe),
+                Ok(Some(p)) => {
                     bump(counters, Counter::Probes);
-                    let p = Probe {
-                        src,
-                        dst,
-                        src_port,
-                        dst_port,
-                        kind,
-                        seg: &segment,
-                    };
                     let sent = counters[Counter::RecordsSent as usize];
                     let fate = probe(&ctx, &p, sent);
                     bump(counters, fate);
                 }
-                // Bounds were checked while parsing; the verifier still wants the check.
-                _ => bump(counters, Counter::ParseFailures),
-            },
-        },
+            }
+        }
     }
     xdp_action::XDP_PASS
+}
+
+/// Reads what the rules need and classifies: `Ok(None)` when the packet is not a probe.
+#[inline(always)]
+fn inspect(ctx: &XdpContext, seg: &Segment) -> Result<Option<Probe>, parse::Malformed> {
+    let (src, dst) = addresses(ctx, seg)?;
+    let (mut src_port, mut dst_port) = ports(ctx, seg)?;
+    let mut fp = Fingerprint {
+        window: 0,
+        urg_ptr: 0,
+        seq: 0,
+        ack: 0,
+        options: [0u8; MAX_OPTIONS_BYTES],
+        options_len: 0,
+    };
+    let payload_len = seg.segment_len.saturating_sub(seg.header_len);
+    let payload_len = if payload_len > usize::from(u16::MAX) {
+        u16::MAX
+    } else {
+        payload_len as u16
+    };
+    let verdict = if seg.proto == protocol::TCP {
+        let h = tcp_fields(ctx, seg)?;
+        fp.seq = u32::from_be_bytes([h[0], h[1], h[2], h[3]]);
+        fp.ack = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
+        fp.window = u16::from_be_bytes([h[10], h[11]]);
+        fp.urg_ptr = u16::from_be_bytes([h[14], h[15]]);
+        // The options area is copied, not walked: userspace parses it (a variable walk costs
+        // the verifier too much); the rules only scan it at fixed offsets.
+        fp.options_len = tcp_options(ctx, seg, &mut fp.options) as u8;
+        classify::tcp(&TcpView {
+            flags: seg.flags,
+            window: fp.window,
+            urg_ptr: fp.urg_ptr,
+            payload_len,
+            options: fp.options,
+            options_len: fp.options_len,
+        })
+    } else if seg.proto == protocol::UDP {
+        let unicast = if seg.family == family::IPV4 {
+            let b = dst[1].to_ne_bytes();
+            classify::ipv4_unicast([b[4], b[5], b[6], b[7]])
+        } else {
+            classify::ipv6_unicast(dst[0].to_ne_bytes()[0])
+        };
+        classify::udp(unicast)
+    } else {
+        fp.seq = icmp_ident(ctx, seg)?;
+        src_port = 0;
+        dst_port = 0;
+        classify::icmp(seg.family == family::IPV6, seg.flags, seg.segment_len)
+    };
+    let kind = match verdict {
+        Verdict::NotProbe => return Ok(None),
+        Verdict::Probe(kind) => kind,
+        Verdict::IfNoConnection(kind) => {
+            if expected_by_a_socket(ctx, seg, src, dst, src_port, dst_port) {
+                return Ok(None);
+            }
+            kind
+        }
+    };
+    Ok(Some(Probe {
+        src,
+        dst,
+        src_port,
+        dst_port,
+        kind,
+        family: seg.family,
+        proto: seg.proto,
+        flags: seg.flags,
+        vlan_id: seg.vlan_id,
+        ttl: seg.ttl,
+        ip_id: seg.ip_id,
+        df: seg.df,
+        payload_len,
+        fp,
+    }))
+}
+
+/// `state` of a listening TCP socket (`TCP_LISTEN`).
+const TCP_LISTEN: u32 = 10;
+
+/// Whether a local socket expects this packet: an established (or closing, or half-open) TCP
+/// connection for ACK and FIN+ACK, a connected UDP socket (a reply to the sensor's own
+/// request) for UDP. A listening socket or none at all means the stack would answer with a RST
+/// or an ICMP error: a probe. Addresses and ports go to the helpers in network byte order.
+#[inline(always)]
+fn expected_by_a_socket(
+    ctx: &XdpContext,
+    seg: &Segment,
+    src: [u64; 2],
+    dst: [u64; 2],
+    src_port: u16,
+    dst_port: u16,
+) -> bool {
+    // SAFETY: an all-zero tuple is a valid value of this plain C union.
+    let mut tuple: bpf_sock_tuple = unsafe { core::mem::zeroed() };
+    let size = if seg.family == family::IPV4 {
+        // SAFETY: writing the IPv4 member of the union.
+        unsafe {
+            let v4 = &mut tuple.__bindgen_anon_1.ipv4;
+            v4.saddr = u32::from_ne_bytes(low_four(src));
+            v4.daddr = u32::from_ne_bytes(low_four(dst));
+            v4.sport = src_port.to_be();
+            v4.dport = dst_port.to_be();
+        }
+        size_of::<aya_ebpf::bindings::bpf_sock_tuple__bindgen_ty_1__bindgen_ty_1>()
+    } else {
+        // SAFETY: writing the IPv6 member of the union.
+        unsafe {
+            let v6 = &mut tuple.__bindgen_anon_1.ipv6;
+            v6.saddr = words_to_u32s(src);
+            v6.daddr = words_to_u32s(dst);
+            v6.sport = src_port.to_be();
+            v6.dport = dst_port.to_be();
+        }
+        size_of::<aya_ebpf::bindings::bpf_sock_tuple__bindgen_ty_1__bindgen_ty_2>()
+    };
+    let current_netns = u64::MAX;
+    // SAFETY: `tuple` is a live stack value of at least `size` bytes; a non-null result is a
+    // referenced socket, released below on every path.
+    unsafe {
+        if seg.proto == protocol::TCP {
+            let sk = bpf_skc_lookup_tcp(
+                ctx.ctx.cast(),
+                &raw mut tuple,
+                size as u32,
+                current_netns,
+                0,
+            );
+            if sk.is_null() {
+                return false;
+            }
+            let state = (*sk).state;
+            bpf_sk_release(sk.cast());
+            state != TCP_LISTEN
+        } else {
+            let sk = bpf_sk_lookup_udp(
+                ctx.ctx.cast(),
+                &raw mut tuple,
+                size as u32,
+                current_netns,
+                0,
+            );
+            if sk.is_null() {
+                return false;
+            }
+            let connected = (*sk).dst_port != 0;
+            bpf_sk_release(sk.cast());
+            connected
+        }
+    }
+}
+
+#[inline(always)]
+fn low_four(words: [u64; 2]) -> [u8; 4] {
+    let b = words[1].to_ne_bytes();
+    [b[4], b[5], b[6], b[7]]
+}
+
+#[inline(always)]
+fn words_to_u32s(words: [u64; 2]) -> [u32; 4] {
+    let a = words[0].to_ne_bytes();
+    let b = words[1].to_ne_bytes();
+    [
+        u32::from_ne_bytes([a[0], a[1], a[2], a[3]]),
+        u32::from_ne_bytes([a[4], a[5], a[6], a[7]]),
+        u32::from_ne_bytes([b[0], b[1], b[2], b[3]]),
+        u32::from_ne_bytes([b[4], b[5], b[6], b[7]]),
+    ]
 }
 
 /// Adds one to a counter of this CPU.
@@ -104,19 +282,52 @@ fn bump(counters: &mut [u64; Counter::COUNT as usize], counter: Counter) {
     counters[counter as usize] += 1;
 }
 
+/// TCP fields read for a possible probe (zero for UDP; `seq` holds ICMP identifier and
+/// sequence).
+struct Fingerprint {
+    window: u16,
+    urg_ptr: u16,
+    seq: u32,
+    ack: u32,
+    options: [u8; MAX_OPTIONS_BYTES],
+    options_len: u8,
+}
+
 /// The fields of one probe packet.
-struct Probe<'a> {
+struct Probe {
     src: [u64; 2],
     dst: [u64; 2],
     src_port: u16,
     dst_port: u16,
     kind: ProbeKind,
-    seg: &'a Segment,
+    family: u8,
+    proto: u8,
+    /// TCP flags, or the ICMP type.
+    flags: u8,
+    vlan_id: u16,
+    ttl: u8,
+    ip_id: u16,
+    df: bool,
+    payload_len: u16,
+    fp: Fingerprint,
+}
+
+impl Probe {
+    /// The port of the dedup key: the destination port, or the ICMP type (each ICMP request
+    /// type seen is worth a record).
+    #[inline(always)]
+    const fn key_port(&self) -> u16 {
+        if self.proto == protocol::ICMP {
+            self.flags as u16
+        } else {
+            self.dst_port
+        }
+    }
 }
 
 /// Decides what happens to one probe and returns the counter that records the outcome.
 #[inline(always)]
-fn probe(ctx: &XdpContext, p: &Probe<'_>, records_sent: u64) -> Counter {
+fn probe(ctx: &XdpContext, p: &Probe, records_sent: u64) -> Counter {
     let kind = p.kind;
     let settings = SETTINGS.get(0).copied().unwrap_or(Settings::DEFAULT);
     if settings.allowlist_enabled != 0 {
@@ -139,14 +350,14 @@ fn probe(ctx: &XdpContext, p: &Probe<'_>, records_sent: u64) -> Counter {
             && now.wrapping_sub(slot.ts_ns) < settings.dedup_window_ns
             && slot.src_addr == p.src
             && slot.dst_addr == p.dst
-            && slot.dst_port == p.dst_port
+            && slot.dst_port == p.key_port()
             && slot.kind == kind as u32
         {
             return Counter::Deduplicated;
         }
     }
     if settings.source_budget != 0 {
-        let mask = if p.seg.family == family::IPV4 {
+        let mask = if p.family == family::IPV4 {
             settings.source_mask_v4
         } else {
             settings.source_mask_v6
@@ -168,6 +379,7 @@ fn probe(ctx: &XdpContext, p: &Probe<'_>, records_sent: u64) -> Counter {
     let Some(mut entry) = RECORDS.reserve::<ScanRecord>(0) else {
         return Counter::RingBufFull;
     };
+    let icmp = p.proto == protocol::ICMP;
     entry.write(ScanRecord {
         kind: kind as u32,
         ifindex: ctx.ingress_ifindex() as u32,
@@ -176,9 +388,22 @@ fn probe(ctx: &XdpContext, p: &Probe<'_>, records_sent: u64) -> Counter {
         dst_addr: words_to_bytes(p.dst),
         src_port: p.src_port,
         dst_port: p.dst_port,
-        family: p.seg.family,
-        tcp_flags: p.seg.flags,
-        vlan_id: p.seg.vlan_id,
+        family: p.family,
+        tcp_flags: if p.proto == protocol::TCP { p.flags } else { 0 },
+        vlan_id: p.vlan_id,
+        protocol: p.proto,
+        ttl: p.ttl,
+        ip_id: p.ip_id,
+        window: p.fp.window,
+        urg_ptr: p.fp.urg_ptr,
+        seq: p.fp.seq,
+        ack: p.fp.ack,
+        quirks: if p.df { QUIRK_DF } else { 0 },
+        icmp_type: if icmp { p.flags } else { 0 },
+        payload_len: p.payload_len,
+        options_len: p.fp.options_len,
+        reserved: [0; 3],
+        options: p.fp.options,
     });
     // Wake the reader once per `wakeup_bytes` of records written by this CPU; in between it
     // drains on its own timer. A wakeup per record costs microseconds; asking the ring how
@@ -197,7 +422,7 @@ fn probe(ctx: &XdpContext, p: &Probe<'_>, records_sent: u64) -> Counter {
                 ts_ns: now,
                 src_addr: p.src,
                 dst_addr: p.dst,
-                dst_port: p.dst_port,
+                dst_port: p.key_port(),
                 reserved: 0,
                 kind: kind as u32,
             };
@@ -207,11 +432,11 @@ fn probe(ctx: &XdpContext, p: &Probe<'_>, records_sent: u64) -> Counter {
 }
 
 #[inline(always)]
-fn dedup_slot(p: &Probe<'_>, settings: &Settings) -> Option<*mut DedupSlot> {
+fn dedup_slot(p: &Probe, settings: &Settings) -> Option<*mut DedupSlot> {
     let h = hash_words(
         p.src[0] ^ p.dst[0].rotate_left(17) ^ settings.hash_seed,
         p.src[1] ^ p.dst[1].rotate_left(29),
-    ) ^ hash_words(u64::from(p.dst_port), u64::from(p.kind as u32));
+    ) ^ hash_words(u64::from(p.key_port()), u64::from(p.kind as u32));
     DEDUP.get_ptr_mut(h & settings.dedup_slot_mask)
 }
 

@@ -1,4 +1,4 @@
-//! Bounded, verifier-safe parsing of Ethernet / VLAN / IPv4 / IPv6 / TCP headers.
+//! Bounded, verifier-safe parsing of Ethernet / VLAN / IPv4 / IPv6 / TCP / UDP / ICMP headers.
 //!
 //! Every read goes through [`load`], the one bounds check. Parsing yields a [`Parsed`] outcome:
 //! the caller counts exactly one outcome per packet.
@@ -12,6 +12,11 @@ const ETH_P_IPV6: u16 = 0x86dd;
 const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88a8;
 const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
+const IPPROTO_ICMP: u8 = 1;
+const IPPROTO_ICMPV6: u8 = 58;
+/// UDP header, and the ICMP header through identifier and sequence.
+const UDP_HLEN: usize = 8;
 const IPV6_HLEN: usize = 40;
 const TCP_HLEN: usize = 20;
 /// Headers further than this into the frame are not followed (a sane chain is far shorter).
@@ -22,27 +27,40 @@ pub struct Malformed;
 
 /// What the parser found.
 pub enum Parsed {
-    /// Well-formed, but not TCP over IP.
+    /// Well-formed, but not TCP, UDP or ICMP over IP.
     NonTcp,
-    /// A fragment whose TCP header is not (entirely) present.
+    /// A fragment whose transport header is not (entirely) present.
     Fragment,
-    /// A TCP segment.
-    Tcp(Segment),
+    /// A TCP segment, UDP datagram or ICMP message.
+    L4(Segment),
 }
 
-/// Where a TCP segment's headers are, and its flags. Addresses and ports are read only for
-/// probes ([`addresses`], [`ports`]), so ordinary traffic costs as little as possible.
+/// Where a segment's headers are, and the few fields every packet needs. Addresses, ports and
+/// fingerprint fields are read only for possible probes ([`addresses`], [`ports`]), so ordinary
+/// traffic costs as little as possible.
 pub struct Segment {
     /// Offset of the IP header.
     pub l3: usize,
-    /// Offset of the TCP header.
+    /// Offset of the transport header.
     pub l4: usize,
-    /// TCP flags byte.
+    /// `sensor_common::protocol` value (ICMPv6 as `ICMP`).
+    pub proto: u8,
+    /// TCP flags byte (TCP), ICMP type (ICMP), 0 (UDP).
     pub flags: u8,
     /// `sensor_common::family` value.
     pub family: u8,
     /// Outer VLAN id, 0 if untagged.
     pub vlan_id: u16,
+    /// Bytes from the transport header to the end of the IP payload.
+    pub segment_len: usize,
+    /// Transport header length (TCP data offset; 8 for UDP and ICMP).
+    pub header_len: usize,
+    /// IPv4 TTL or IPv6 hop limit.
+    pub ttl: u8,
+    /// IPv4 identification (0 for IPv6).
+    pub ip_id: u16,
+    /// IPv4 "don't fragment".
+    pub df: bool,
 }
 
 /// The one bounds check: a pointer to a `T` at `offset`, if it lies entirely inside the frame.
@@ -124,12 +142,14 @@ pub fn parse(ctx: &XdpContext) -> Result<Parsed, Malformed> {
 fn ipv4(ctx: &XdpContext, off: usize, vlan_id: u16) -> Result<Parsed, Malformed> {
     let hdr = at::<20>(ctx, off)?;
     // SAFETY: `at` checked that the 20 bytes lie inside the packet.
-    let (vhl, total, frag, proto) = unsafe {
+    let (vhl, total, ip_id, frag, ttl, proto) = unsafe {
         let h = &*hdr;
         (
             h[0],
             u16::from_be_bytes([h[2], h[3]]),
+            u16::from_be_bytes([h[4], h[5]]),
             u16::from_be_bytes([h[6], h[7]]),
+            h[8],
             h[9],
         )
     };
@@ -141,28 +161,88 @@ fn ipv4(ctx: &XdpContext, off: usize, vlan_id: u16) -> Result<Parsed, Malformed>
     if ihl < 20 || total < ihl || off + total > frame_len(ctx) {
         return Err(Malformed);
     }
-    if proto != IPPROTO_TCP {
+    if proto != IPPROTO_TCP && proto != IPPROTO_UDP && proto != IPPROTO_ICMP {
         return Ok(Parsed::NonTcp);
     }
     if frag & 0x1fff != 0 {
         return Ok(Parsed::Fragment);
     }
     let segment_len = total - ihl;
-    if segment_len < TCP_HLEN {
+    let need = if proto == IPPROTO_TCP {
+        TCP_HLEN
+    } else {
+        UDP_HLEN
+    };
+    if segment_len < need {
         return if frag & 0x2000 != 0 {
             Ok(Parsed::Fragment)
         } else {
             Err(Malformed)
         };
     }
-    tcp(
-        ctx,
-        off,
-        off + ihl,
-        segment_len,
-        sensor_common::family::IPV4,
+    let ip = Ip {
+        l3: off,
+        family: sensor_common::family::IPV4,
         vlan_id,
-    )
+        ttl,
+        ip_id,
+        df: frag & 0x4000 != 0,
+    };
+    transport(ctx, &ip, proto, off + ihl, segment_len)
+}
+
+/// What the IP layer contributes to a [`Segment`].
+struct Ip {
+    l3: usize,
+    family: u8,
+    vlan_id: u16,
+    ttl: u8,
+    ip_id: u16,
+    df: bool,
+}
+
+#[inline(always)]
+fn transport(
+    ctx: &XdpContext,
+    ip: &Ip,
+    proto: u8,
+    l4: usize,
+    segment_len: usize,
+) -> Result<Parsed, Malformed> {
+    if proto == IPPROTO_TCP {
+        return tcp(ctx, ip, l4, segment_len);
+    }
+    if l4 > MAX_L4_OFFSET {
+        return Err(Malformed);
+    }
+    let hdr = at::<8>(ctx, l4)?;
+    // SAFETY: `at` checked that the 8 bytes lie inside the packet.
+    let (first, udp_len) = unsafe { ((*hdr)[0], u16::from_be_bytes([(*hdr)[4], (*hdr)[5]])) };
+    let mut segment_len = segment_len;
+    let (proto, flags) = if proto == IPPROTO_UDP {
+        // The UDP length must cover its header and stay inside the IP payload.
+        let udp_len = usize::from(udp_len);
+        if udp_len < UDP_HLEN || udp_len > segment_len {
+            return Err(Malformed);
+        }
+        segment_len = udp_len;
+        (sensor_common::protocol::UDP, 0)
+    } else {
+        (sensor_common::protocol::ICMP, first)
+    };
+    Ok(Parsed::L4(Segment {
+        l3: ip.l3,
+        l4,
+        proto,
+        flags,
+        family: ip.family,
+        vlan_id: ip.vlan_id,
+        segment_len,
+        header_len: UDP_HLEN,
+        ttl: ip.ttl,
+        ip_id: ip.ip_id,
+        df: ip.df,
+    }))
 }
 
 #[inline(always)]
@@ -177,6 +257,7 @@ fn ipv6(ctx: &XdpContext, off: usize, vlan_id: u16) -> Result<Parsed, Malformed>
         return Err(Malformed);
     }
     let mut next = byte(ctx, off + 6)?;
+    let hop_limit = byte(ctx, off + 7)?;
     let mut l4 = off + IPV6_HLEN;
     let mut fragmented = false;
     let mut found = false;
@@ -185,7 +266,7 @@ fn ipv6(ctx: &XdpContext, off: usize, vlan_id: u16) -> Result<Parsed, Malformed>
             return Err(Malformed);
         }
         match next {
-            IPPROTO_TCP => {
+            IPPROTO_TCP | IPPROTO_UDP | IPPROTO_ICMPV6 => {
                 found = true;
                 break;
             }
@@ -217,25 +298,36 @@ fn ipv6(ctx: &XdpContext, off: usize, vlan_id: u16) -> Result<Parsed, Malformed>
     if !found {
         return Err(Malformed);
     }
-    if l4 + TCP_HLEN > end {
+    let need = if next == IPPROTO_TCP {
+        TCP_HLEN
+    } else {
+        UDP_HLEN
+    };
+    if l4 + need > end {
         return if fragmented {
             Ok(Parsed::Fragment)
         } else {
             Err(Malformed)
         };
     }
-    tcp(ctx, off, l4, end - l4, sensor_common::family::IPV6, vlan_id)
+    let ip = Ip {
+        l3: off,
+        family: sensor_common::family::IPV6,
+        vlan_id,
+        ttl: hop_limit,
+        ip_id: 0,
+        df: false,
+    };
+    let proto = if next == IPPROTO_ICMPV6 {
+        IPPROTO_ICMP
+    } else {
+        next
+    };
+    transport(ctx, &ip, proto, l4, end - l4)
 }
 
 #[inline(always)]
-fn tcp(
-    ctx: &XdpContext,
-    l3: usize,
-    l4: usize,
-    segment_len: usize,
-    family: u8,
-    vlan_id: u16,
-) -> Result<Parsed, Malformed> {
+fn tcp(ctx: &XdpContext, ip: &Ip, l4: usize, segment_len: usize) -> Result<Parsed, Malformed> {
     if l4 > MAX_L4_OFFSET {
         return Err(Malformed);
     }
@@ -246,12 +338,18 @@ fn tcp(
     if data_offset < TCP_HLEN || data_offset > segment_len {
         return Err(Malformed);
     }
-    Ok(Parsed::Tcp(Segment {
-        l3,
+    Ok(Parsed::L4(Segment {
+        l3: ip.l3,
         l4,
+        proto: sensor_common::protocol::TCP,
         flags,
-        family,
-        vlan_id,
+        family: ip.family,
+        vlan_id: ip.vlan_id,
+        segment_len,
+        header_len: data_offset,
+        ttl: ip.ttl,
+        ip_id: ip.ip_id,
+        df: ip.df,
     }))
 }
 
@@ -282,7 +380,8 @@ pub fn addresses(ctx: &XdpContext, seg: &Segment) -> Result<([u64; 2], [u64; 2])
     }
 }
 
-/// Source and destination ports of a parsed segment.
+/// Source and destination ports of a parsed segment (TCP and UDP; ICMP reads its first four
+/// bytes here: type, code and checksum, which the caller ignores).
 #[inline(always)]
 pub fn ports(ctx: &XdpContext, seg: &Segment) -> Result<(u16, u16), Malformed> {
     if seg.l4 > MAX_L4_OFFSET {
@@ -293,4 +392,44 @@ pub fn ports(ctx: &XdpContext, seg: &Segment) -> Result<(u16, u16), Malformed> {
         u16::from_be_bytes([p[0], p[1]]),
         u16::from_be_bytes([p[2], p[3]]),
     ))
+}
+
+/// Bytes 4..20 of a TCP header: sequence, acknowledgment, data offset, flags, window,
+/// checksum, urgent pointer (the verifier's bounds were checked while parsing; checked again).
+#[inline(always)]
+pub fn tcp_fields(ctx: &XdpContext, seg: &Segment) -> Result<[u8; 16], Malformed> {
+    if seg.l4 > MAX_L4_OFFSET {
+        return Err(Malformed);
+    }
+    load::<[u8; 16]>(ctx, seg.l4 + 4)
+}
+
+/// Bytes 4..8 of an ICMP header (identifier and sequence of echo, timestamp, mask requests).
+#[inline(always)]
+pub fn icmp_ident(ctx: &XdpContext, seg: &Segment) -> Result<u32, Malformed> {
+    if seg.l4 > MAX_L4_OFFSET {
+        return Err(Malformed);
+    }
+    load::<[u8; 4]>(ctx, seg.l4 + 4).map(u32::from_be_bytes)
+}
+
+/// Copies the TCP options area (`seg.header_len - 20` bytes, at most 40) into `buf`; false
+/// when the helper refuses (it cannot, the header was bounds-checked while parsing).
+#[inline(always)]
+pub fn tcp_options(
+    ctx: &XdpContext,
+    seg: &Segment,
+    buf: &mut [u8; sensor_common::classify::MAX_OPTIONS_BYTES],
+) -> usize {
+    let len = seg.header_len.wrapping_sub(TCP_HLEN);
+    if len == 0 || len > sensor_common::classify::MAX_OPTIONS_BYTES || seg.l4 > MAX_L4_OFFSET {
+        return 0;
+    }
+    let offset = (seg.l4 + TCP_HLEN) as u32;
+    // SAFETY: `buf` is a live stack buffer of at least `len` bytes (checked above); the helper
+    // bounds-checks the packet range itself.
+    let rc = unsafe {
+        aya_ebpf::helpers::bpf_xdp_load_bytes(ctx.ctx, offset, buf.as_mut_ptr().cast(), len as u32)
+    };
+    if rc == 0 { len } else { 0 }
 }

@@ -248,13 +248,11 @@ fn ordinary_and_non_tcp_traffic_gives_no_record() {
     require_root!();
     let mut p = loaded(no_dedup(), 1 << 16, &[]);
     for (name, flags) in [
+        // Empty ACK, FIN+ACK and SYN+FIN are probes now (tests/tests/scan_kinds.rs).
         ("syn-ack", f::SYN | f::ACK),
-        ("ack", f::ACK),
         ("rst", f::RST),
         ("rst-ack", f::RST | f::ACK),
-        ("fin-ack", f::FIN | f::ACK),
         ("psh-ack", f::PSH | f::ACK),
-        ("syn-fin", f::SYN | f::FIN),
     ] {
         check(
             &mut p,
@@ -272,16 +270,17 @@ fn ordinary_and_non_tcp_traffic_gives_no_record() {
     let non_tcp = Expect::Outcome(Counter::NonTcp);
     check(&mut p, "arp", &eth(ETH_ARP, &[0u8; 28]), non_tcp);
     check(&mut p, "lldp", &eth(0x88cc, &[0u8; 40]), non_tcp);
+    // UDP datagrams and ICMP requests are probes now (tests/tests/scan_kinds.rs).
     check(
         &mut p,
-        "v4 udp",
-        &eth(ETH_IPV4, &ipv4(SRC4, DST4, 17, 0, &[0u8; 16])),
+        "v4 gre",
+        &eth(ETH_IPV4, &ipv4(SRC4, DST4, 47, 0, &[0u8; 16])),
         non_tcp,
     );
     check(
         &mut p,
-        "v4 icmp",
-        &eth(ETH_IPV4, &ipv4(SRC4, DST4, 1, 0, &[8u8; 16])),
+        "v4 icmp echo reply",
+        &eth(ETH_IPV4, &ipv4(SRC4, DST4, 1, 0, &[0u8; 16])),
         non_tcp,
     );
     check(
@@ -296,11 +295,11 @@ fn ordinary_and_non_tcp_traffic_gives_no_record() {
         &eth(ETH_IPV6, &ipv6(SRC6, DST6, 59, &[])),
         non_tcp,
     );
-    let mut udp_after_ext = ipv6_ext(17, 0);
+    let mut udp_after_ext = ipv6_ext(47, 0);
     udp_after_ext.extend([0u8; 8]);
     check(
         &mut p,
-        "v6 ext udp",
+        "v6 ext gre",
         &eth(ETH_IPV6, &ipv6(SRC6, DST6, 0, &udp_after_ext)),
         non_tcp,
     );

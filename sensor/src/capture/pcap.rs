@@ -1,6 +1,13 @@
 //! libpcap capture: the fallback for hosts without XDP (`sensor run --capture pcap`) and the
 //! engine of `sensor replay FILE.pcap`. Frames are decoded with etherparse and classified with
-//! the same rule as the kernel program ([`ProbeKind::classify`]); the allow-list is applied here.
+//! the same rules as the kernel program ([`sensor_common::classify`]: the same header fields go
+//! into the same functions); the allow-list is applied here.
+//!
+//! The kernel asks its socket tables whether an ACK, FIN+ACK or UDP datagram belongs to a local
+//! connection; this path has no such table and counts every one as a probe. That is exact for
+//! capture files and for a sensor making no connections of its own; on a live host with
+//! outgoing connections, their empty ACKs count as ACK probes from the peer (one port per
+//! connection, so a scan only past the threshold of distinct ports).
 
 use std::{
     net::IpAddr,
@@ -11,11 +18,14 @@ use std::{
     time::Duration,
 };
 
-use etherparse::{NetSlice, SlicedPacket, TransportSlice};
-use sensor_common::ProbeKind;
+use etherparse::{
+    Icmpv4Slice, IpNumber, IpPayloadSlice, NetSlice, SlicedPacket, TcpSlice, TransportSlice,
+    UdpSlice,
+};
+use sensor_common::classify::{self, MAX_OPTIONS_BYTES, QUIRK_DF, TcpView, Verdict};
 use serde_json::{Value, json};
 
-use super::Observation;
+use super::{Fingerprint, Observation};
 use crate::{clock::monotonic_ns, net::Cidr};
 
 /// What one frame is.
@@ -39,23 +49,108 @@ pub fn classify(frame: &[u8], ts_ns: u64, allowlist: &[Cidr]) -> Classified {
     let Ok(packet) = SlicedPacket::from_ethernet(frame) else {
         return Classified::Malformed;
     };
-    let (src, dst): (IpAddr, IpAddr) = match &packet.net {
-        Some(NetSlice::Ipv4(v4)) => (
-            v4.header().source_addr().into(),
-            v4.header().destination_addr().into(),
-        ),
-        Some(NetSlice::Ipv6(v6)) => (
-            v6.header().source_addr().into(),
-            v6.header().destination_addr().into(),
-        ),
+    let mut fp = Fingerprint::default();
+    let (src, dst, unicast, v6): (IpAddr, IpAddr, bool, bool) = match &packet.net {
+        Some(NetSlice::Ipv4(v4)) => {
+            let h = v4.header();
+            fp.ttl = h.ttl();
+            fp.ip_id = h.identification();
+            if h.dont_fragment() {
+                fp.quirks |= QUIRK_DF;
+            }
+            let dst = h.destination();
+            (
+                h.source_addr().into(),
+                h.destination_addr().into(),
+                classify::ipv4_unicast(dst),
+                false,
+            )
+        }
+        Some(NetSlice::Ipv6(v6)) => {
+            let h = v6.header();
+            // etherparse takes a zero payload length as "up to the end of the frame"
+            // (jumbogram); the kernel, like a router without jumbo support, as malformed.
+            if h.payload_length() == 0 {
+                return Classified::Malformed;
+            }
+            fp.ttl = h.hop_limit();
+            let dst = h.destination();
+            (
+                h.source_addr().into(),
+                h.destination_addr().into(),
+                classify::ipv6_unicast(dst[0]),
+                true,
+            )
+        }
         _ => return Classified::NonTcp,
     };
-    let Some(TransportSlice::Tcp(tcp)) = &packet.transport else {
-        return Classified::NonTcp;
+    // etherparse leaves the transport of a first IPv4 fragment unparsed; the kernel reads it
+    // when the whole header is there (later fragments are never probes).
+    let transport = match (&packet.transport, &packet.net) {
+        (None, Some(NetSlice::Ipv4(v4)))
+            if v4.header().more_fragments() && v4.header().fragments_offset().value() == 0 =>
+        {
+            first_fragment(v4.payload())
+        }
+        (t, _) => t.clone(),
     };
-    let flags = tcp.slice().get(13).copied().unwrap_or(0);
-    let Some(kind) = ProbeKind::classify(flags) else {
-        return Classified::OtherTcp;
+    let (verdict, src_port, dst_port, is_tcp) = match &transport {
+        Some(TransportSlice::Tcp(tcp)) => {
+            fp.tcp_flags = tcp.slice().get(13).copied().unwrap_or(0);
+            fp.window = tcp.window_size();
+            fp.urg_ptr = tcp.urgent_pointer();
+            fp.seq = tcp.sequence_number();
+            fp.ack = tcp.acknowledgment_number();
+            fp.payload_len = u16::try_from(tcp.payload().len()).unwrap_or(u16::MAX);
+            let raw = tcp.options();
+            let len = raw.len().min(MAX_OPTIONS_BYTES);
+            if let (Some(dst), Some(src)) = (fp.options.get_mut(..len), raw.get(..len)) {
+                dst.copy_from_slice(src);
+            }
+            fp.options_len = u8::try_from(len).unwrap_or(0);
+            let o = classify::tcp_options(&fp.options, len);
+            fp.mss = o.mss;
+            fp.wscale = o.wscale;
+            fp.ts_val = o.ts_val;
+            fp.ts_ecr = o.ts_ecr;
+            fp.opt_kinds = o.kinds;
+            fp.opt_count = o.count;
+            fp.quirks |= o.quirks;
+            let verdict = classify::tcp(&TcpView {
+                flags: fp.tcp_flags,
+                window: fp.window,
+                urg_ptr: fp.urg_ptr,
+                payload_len: fp.payload_len,
+                options: fp.options,
+                options_len: fp.options_len,
+            });
+            (verdict, tcp.source_port(), tcp.destination_port(), true)
+        }
+        Some(TransportSlice::Udp(udp)) => {
+            // A zero length (IPv6 jumbogram) is malformed for the kernel too.
+            if udp.length() < 8 {
+                return Classified::Malformed;
+            }
+            fp.payload_len = u16::try_from(udp.payload().len()).unwrap_or(u16::MAX);
+            (
+                classify::udp(unicast),
+                udp.source_port(),
+                udp.destination_port(),
+                false,
+            )
+        }
+        Some(TransportSlice::Icmpv4(icmp)) => icmp_fields(&mut fp, icmp.slice(), false),
+        Some(TransportSlice::Icmpv6(icmp)) => icmp_fields(&mut fp, icmp.slice(), true),
+        _ => return Classified::NonTcp,
+    };
+    if v6 {
+        fp.ip_id = 0;
+    }
+    let kind = match verdict {
+        // No socket table here (see the module documentation): counted as a probe.
+        Verdict::Probe(kind) | Verdict::IfNoConnection(kind) => kind,
+        Verdict::NotProbe if is_tcp => return Classified::OtherTcp,
+        Verdict::NotProbe => return Classified::NonTcp,
     };
     if allowlist.iter().any(|c| c.contains(src)) {
         return Classified::AllowListed;
@@ -65,12 +160,38 @@ pub fn classify(frame: &[u8], ts_ns: u64, allowlist: &[Cidr]) -> Classified {
         ts_ns,
         src,
         dst,
-        src_port: tcp.source_port(),
-        dst_port: tcp.destination_port(),
+        src_port,
+        dst_port,
         kind,
         ifindex: 0,
         vlan_id,
+        fp,
     })
+}
+
+/// The transport header at the start of a first fragment's payload, if it is whole.
+fn first_fragment<'a>(p: &IpPayloadSlice<'a>) -> Option<TransportSlice<'a>> {
+    match p.ip_number {
+        IpNumber::TCP => TcpSlice::from_slice(p.payload)
+            .ok()
+            .map(TransportSlice::Tcp),
+        IpNumber::UDP => UdpSlice::from_slice(p.payload)
+            .ok()
+            .map(TransportSlice::Udp),
+        IpNumber::ICMP => Icmpv4Slice::from_slice(p.payload)
+            .ok()
+            .map(TransportSlice::Icmpv4),
+        _ => None,
+    }
+}
+
+/// Reads an ICMP header (type, then identifier and sequence in bytes 4..8) into `fp`.
+fn icmp_fields(fp: &mut Fingerprint, header: &[u8], v6: bool) -> (Verdict, u16, u16, bool) {
+    fp.icmp_type = header.first().copied().unwrap_or(0);
+    let word = |i: usize| header.get(i).copied().map_or(0, u32::from);
+    fp.seq = (word(4) << 24) | (word(5) << 16) | (word(6) << 8) | word(7);
+    fp.payload_len = u16::try_from(header.len().saturating_sub(8)).unwrap_or(u16::MAX);
+    (classify::icmp(v6, fp.icmp_type, header.len()), 0, 0, false)
 }
 
 /// Counters of the pcap path.
@@ -174,7 +295,7 @@ pub struct LiveCapture {
 }
 
 impl LiveCapture {
-    /// Opens `iface` (non-blocking, immediate mode, 64 MiB buffer, TCP only) and starts the
+    /// Opens `iface` (non-blocking, immediate mode, 64 MiB buffer, TCP, UDP and ICMP) and starts the
     /// capture thread. Batches go to `tx`; when the agent is slower than the traffic, libpcap's
     /// kernel buffer fills and the kernel counts the drops.
     ///
@@ -199,7 +320,11 @@ impl LiveCapture {
             .map_err(err)?
             .setnonblock()
             .map_err(err)?;
-        cap.filter("tcp or (vlan and tcp)", true).map_err(err)?;
+        cap.filter(
+            "tcp or udp or icmp or icmp6 or (vlan and (tcp or udp or icmp or icmp6))",
+            true,
+        )
+        .map_err(err)?;
         let stop = Arc::new(AtomicBool::new(false));
         let live = Arc::new(Mutex::new(PcapStats::default()));
         let shared = Shared {

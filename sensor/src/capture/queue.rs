@@ -84,6 +84,7 @@ mod tests {
                 kind: ProbeKind::Syn,
                 ifindex: 0,
                 vlan_id: 0,
+                fp: crate::capture::Fingerprint::default(),
             })
             .collect()
     }

@@ -1,4 +1,6 @@
-//! Folds probe observations into one report per (source, destination) scan.
+//! Folds probe observations into one report per (source, destination, protocol) scan: TCP
+//! kinds together, UDP apart, ICMP host discovery apart (reported from its first request, with
+//! the ICMP types seen, instead of past a port threshold).
 //!
 //! A source is [`SourcePrefix::key`] of the address (IPv4 /32, IPv6 /64 by default), the one
 //! notion of source the kernel budget, the services and the incidents use: a sweep rotating
@@ -16,7 +18,10 @@ use std::{net::IpAddr, num::NonZeroUsize};
 use lru::LruCache;
 use sensor_common::ProbeKind;
 
-use super::PortSet;
+use super::{
+    PortSet,
+    attribution::{OsHint, Tool, os_hint, tool},
+};
 use crate::{
     capture::Observation,
     net::{SourceKey, SourcePrefix},
@@ -34,6 +39,14 @@ pub struct ScanReport {
     pub ports: Vec<u16>,
     /// Probe kinds seen, in [`ProbeKind`] order.
     pub kinds: Vec<ProbeKind>,
+    /// `sensor_common::protocol` of the probes (TCP, UDP or ICMP).
+    pub protocol: u8,
+    /// ICMP types seen, ascending (host discovery only).
+    pub icmp_types: Vec<u8>,
+    /// The first tool recognised in any probe of the scan, else [`Tool::Unknown`].
+    pub tool: Tool,
+    /// The OS hint of the scan's first probe.
+    pub os: OsHint,
     /// Monotonic time of the first probe in this report, ns.
     pub first_ns: u64,
     /// Monotonic time of the last probe in this report, ns.
@@ -62,7 +75,13 @@ struct Scan {
     /// First address seen from the source in this report.
     src: IpAddr,
     ports: PortSet,
-    kinds: u8,
+    /// Bit per [`ProbeKind`] discriminant.
+    kinds: u32,
+    /// Bit per ICMP type seen (types above 127 as `type - 128`, ICMPv6).
+    icmp_types: u128,
+    tool: Tool,
+    /// The OS hint of the first probe (kept across follow-ups).
+    os: OsHint,
     window_start_ns: u64,
     first_ns: u64,
     last_ns: u64,
@@ -70,15 +89,31 @@ struct Scan {
 }
 
 impl Scan {
-    fn new(src: IpAddr, now: u64) -> Self {
+    fn new(src: IpAddr, now: u64, os: OsHint) -> Self {
         Self {
             src,
             ports: PortSet::default(),
             kinds: 0,
+            icmp_types: 0,
+            tool: Tool::Unknown,
+            os,
             window_start_ns: now,
             first_ns: now,
             last_ns: now,
             reported: false,
+        }
+    }
+
+    /// Folds one observation's kind, port or ICMP type, and tool in.
+    fn add(&mut self, obs: &Observation) {
+        if obs.kind == ProbeKind::Ping {
+            self.icmp_types |= 1u128 << (obs.fp.icmp_type & 0x7f);
+        } else {
+            self.ports.insert(obs.dst_port);
+        }
+        self.kinds |= 1 << (obs.kind as u32);
+        if self.tool == Tool::Unknown {
+            self.tool = tool(obs);
         }
     }
 }
@@ -91,7 +126,7 @@ pub struct Merger {
     window_ns: u64,
     /// Keyed by (source key, destination). foldhash: several times faster than SipHash here,
     /// and seeded per process, so spoofed sources cannot aim at one bucket chain.
-    scans: LruCache<(SourceKey, IpAddr), Scan, foldhash::fast::RandomState>,
+    scans: LruCache<(SourceKey, IpAddr, u8), Scan, foldhash::fast::RandomState>,
     source_prefix: SourcePrefix,
     /// Heap bytes held by all port sets, kept below `max_port_bytes`.
     port_bytes: usize,
@@ -146,34 +181,41 @@ impl Merger {
     pub fn observe(&mut self, obs: &Observation, out: &mut Vec<ScanReport>) {
         self.stats.observations = self.stats.observations.saturating_add(1);
         let now = obs.ts_ns;
-        let key = (self.source_prefix.key(obs.src), obs.dst);
+        let key = (
+            self.source_prefix.key(obs.src),
+            obs.dst,
+            obs.kind.protocol(),
+        );
         if let Some(scan) = self.scans.get_mut(&key) {
             if now.saturating_sub(scan.last_ns) >= self.idle_ns {
                 // The sweep has not run since this scan went idle: close it first.
-                let old = std::mem::replace(scan, Scan::new(obs.src, now));
+                let old = std::mem::replace(scan, Scan::new(obs.src, now, os_hint(obs)));
                 self.port_bytes = self.port_bytes.saturating_sub(old.ports.heap_bytes());
                 Self::close(&mut self.stats, self.threshold, key.1, old, out);
             } else if now.saturating_sub(scan.window_start_ns) >= self.window_ns {
-                // Long scan: report this window, continue in a follow-up (same first address).
-                let old = std::mem::replace(scan, Scan::new(scan.src, now));
+                // Long scan: report this window, continue in a follow-up (same first address,
+                // same first-probe OS hint and tool).
+                let fresh = Scan {
+                    tool: scan.tool,
+                    ..Scan::new(scan.src, now, scan.os.clone())
+                };
+                let old = std::mem::replace(scan, fresh);
                 self.port_bytes = self.port_bytes.saturating_sub(old.ports.heap_bytes());
                 let was_reported = old.reported;
                 let reported_now = Self::close(&mut self.stats, self.threshold, key.1, old, out);
                 scan.reported = was_reported || reported_now;
             }
             let before = scan.ports.heap_bytes();
-            scan.ports.insert(obs.dst_port);
+            scan.add(obs);
             self.port_bytes = self
                 .port_bytes
                 .saturating_add(scan.ports.heap_bytes())
                 .saturating_sub(before);
-            scan.kinds |= 1 << (obs.kind as u32);
             scan.last_ns = scan.last_ns.max(now);
             scan.first_ns = scan.first_ns.min(now);
         } else {
-            let mut scan = Scan::new(obs.src, now);
-            scan.ports.insert(obs.dst_port);
-            scan.kinds |= 1 << (obs.kind as u32);
+            let mut scan = Scan::new(obs.src, now, os_hint(obs));
+            scan.add(obs);
             self.port_bytes = self.port_bytes.saturating_add(scan.ports.heap_bytes());
             if let Some((old_key, old)) = self.scans.push(key, scan)
                 && old_key != key
@@ -201,7 +243,7 @@ impl Merger {
             if now_ns.saturating_sub(scan.last_ns) < self.idle_ns {
                 break;
             }
-            if let Some(((_, dst), scan)) = self.scans.pop_lru() {
+            if let Some(((_, dst, _), scan)) = self.scans.pop_lru() {
                 self.port_bytes = self.port_bytes.saturating_sub(scan.ports.heap_bytes());
                 Self::close(&mut self.stats, self.threshold, dst, scan, out);
             }
@@ -210,7 +252,7 @@ impl Merger {
 
     /// Closes every scan (at shutdown); reports are appended to `out`.
     pub fn flush(&mut self, out: &mut Vec<ScanReport>) {
-        while let Some(((_, dst), scan)) = self.scans.pop_lru() {
+        while let Some(((_, dst, _), scan)) = self.scans.pop_lru() {
             self.port_bytes = self.port_bytes.saturating_sub(scan.ports.heap_bytes());
             Self::close(&mut self.stats, self.threshold, dst, scan, out);
         }
@@ -224,8 +266,14 @@ impl Merger {
         scan: Scan,
         out: &mut Vec<ScanReport>,
     ) -> bool {
-        let needed = if scan.reported { 1 } else { threshold };
-        if scan.ports.len() < needed {
+        let ping = scan.kinds & (1 << (ProbeKind::Ping as u32)) != 0;
+        let needed = if scan.reported || ping { 1 } else { threshold };
+        let seen = if ping {
+            scan.icmp_types.count_ones() as usize
+        } else {
+            scan.ports.len()
+        };
+        if seen < needed {
             if !scan.reported {
                 stats.below_threshold += 1;
             }
@@ -243,12 +291,30 @@ impl Merger {
                 .into_iter()
                 .filter(|k| scan.kinds & (1 << (*k as u32)) != 0)
                 .collect(),
+            protocol: if ping {
+                sensor_common::protocol::ICMP
+            } else if scan.kinds & (1 << (ProbeKind::Udp as u32)) != 0 {
+                sensor_common::protocol::UDP
+            } else {
+                sensor_common::protocol::TCP
+            },
+            icmp_types: (0..128u8)
+                .filter(|t| scan.icmp_types & (1u128 << t) != 0)
+                .map(|t| if src_is_v6(scan.src) { t | 0x80 } else { t })
+                .collect(),
+            tool: scan.tool,
+            os: scan.os,
             first_ns: scan.first_ns,
             last_ns: scan.last_ns,
             follow_up: scan.reported,
         });
         true
     }
+}
+
+/// ICMPv6 types are stored without their high bit (all requests are above 127).
+const fn src_is_v6(src: IpAddr) -> bool {
+    src.is_ipv6()
 }
 
 #[cfg(test)]
@@ -283,6 +349,7 @@ mod tests {
             kind,
             ifindex: 2,
             vlan_id: 0,
+            fp: crate::capture::Fingerprint::default(),
         }
     }
 

@@ -1,6 +1,8 @@
-//! Port-scan detection in userspace: probe observations are merged per (source, destination)
-//! into scans, and finished scans become `portscan.query` events.
+//! Port-scan detection in userspace: probe observations are merged per (source, destination,
+//! protocol) into scans, and finished scans become `portscan.query` events, with the scanner
+//! attribution and OS hint of [`attribution`].
 
+pub mod attribution;
 mod config;
 mod merger;
 mod portset;
@@ -20,6 +22,10 @@ use crate::{
 /// Turns a scan report into the `portscan.query` event Trapster emits: `dst_port` is the lowest
 /// probed port, `src_port` is 1, `data` is empty, `extra.flags` lists the probe kinds and
 /// `extra.ports` every distinct port, ascending, as strings. The timestamp is the first probe's.
+///
+/// Added to Trapster's keys: `extra.protocol` (`tcp`, `udp`, or `icmp` for host discovery,
+/// whose `extra.icmp_types` names the requests seen and whose `ports` is empty),
+/// `extra.tool`, `extra.os` and `extra.os_signature` ([`attribution`]).
 #[must_use]
 pub fn to_event(report: &ScanReport, clock: &WallClock) -> Event {
     let mut extra = Map::new();
@@ -43,6 +49,30 @@ pub fn to_event(report: &ScanReport, clock: &WallClock) -> Event {
                 .collect(),
         ),
     );
+    let protocol = match report.protocol {
+        sensor_common::protocol::UDP => "udp",
+        sensor_common::protocol::ICMP => "icmp",
+        _ => "tcp",
+    };
+    extra.insert("protocol".to_owned(), Value::from(protocol));
+    if report.protocol == sensor_common::protocol::ICMP {
+        extra.insert(
+            "icmp_types".to_owned(),
+            Value::Array(
+                report
+                    .icmp_types
+                    .iter()
+                    .map(|t| Value::from(icmp_type_name(*t)))
+                    .collect(),
+            ),
+        );
+    }
+    extra.insert("tool".to_owned(), Value::from(report.tool.as_str()));
+    extra.insert("os".to_owned(), Value::from(report.os.label));
+    extra.insert(
+        "os_signature".to_owned(),
+        Value::from(report.os.signature.clone()),
+    );
     Event {
         id: Uuid::new_v4(),
         timestamp: clock.to_wall(report.first_ns),
@@ -59,12 +89,27 @@ pub fn to_event(report: &ScanReport, clock: &WallClock) -> Event {
     }
 }
 
+/// The `extra.icmp_types` name of an ICMP (ICMPv6 from 128) request type.
+fn icmp_type_name(t: u8) -> String {
+    use sensor_common::classify::icmp;
+    match t {
+        icmp::ECHO | icmp::V6_ECHO => "echo".to_owned(),
+        icmp::TIMESTAMP => "timestamp".to_owned(),
+        icmp::ADDRESS_MASK => "address_mask".to_owned(),
+        other => other.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::{TimeZone as _, Utc};
     use sensor_common::ProbeKind;
 
-    use super::{ScanReport, to_event};
+    use super::{
+        ScanReport,
+        attribution::{OsHint, Tool},
+        to_event,
+    };
     use crate::clock::WallClock;
 
     #[test]
@@ -74,6 +119,13 @@ mod tests {
             dst: "5.6.7.8".parse().unwrap(),
             ports: vec![1, 3, 25],
             kinds: vec![ProbeKind::Syn, ProbeKind::Xmas],
+            protocol: 6,
+            icmp_types: vec![],
+            tool: Tool::Nmap,
+            os: OsHint {
+                label: "Linux/Unix",
+                signature: "4:64+0:0:1460:1024,*:mss::0".to_owned(),
+            },
             first_ns: 2_000,
             last_ns: 9_000,
             follow_up: false,
@@ -88,9 +140,28 @@ mod tests {
         assert_eq!(
             serde_json::Value::Object(event.extra.clone()),
             serde_json::json!({
-                "flags": ["SYN", "XMAS"], "ports": ["1", "3", "25"]
+                "flags": ["SYN", "XMAS"], "ports": ["1", "3", "25"], "protocol": "tcp",
+                "tool": "nmap", "os": "Linux/Unix", "os_signature": "4:64+0:0:1460:1024,*:mss::0"
             })
         );
         assert_eq!(event.timestamp.timestamp_subsec_nanos(), 1_000);
+        let ping = ScanReport {
+            ports: vec![],
+            kinds: vec![ProbeKind::Ping],
+            protocol: 1,
+            icmp_types: vec![8, 13, 17],
+            tool: Tool::Unknown,
+            ..report
+        };
+        let event = to_event(&ping, &clock);
+        assert_eq!(event.session.dst_port, 0);
+        assert_eq!(event.extra["flags"], serde_json::json!(["PING"]));
+        assert_eq!(event.extra["ports"], serde_json::json!([]));
+        assert_eq!(event.extra["protocol"], "icmp");
+        assert_eq!(
+            event.extra["icmp_types"],
+            serde_json::json!(["echo", "timestamp", "address_mask"])
+        );
+        assert_eq!(event.extra["tool"], "unknown");
     }
 }

@@ -255,7 +255,8 @@ async fn bind_errors_name_the_service_and_port() {
     let config = json!({
         "interface": "lo",
         "services": {"mysql": [{"port": port}]},
-        "sensor": {"services": {"state_dir": harness::temp_dir("bind")}}
+        // Strict: a decoy that cannot bind fails the start (by default it is reported down).
+        "sensor": {"services": {"state_dir": harness::temp_dir("bind"), "strict": true}}
     });
     let config = sensor::config::Config::parse(&config.to_string(), "test").unwrap();
     let (tx, _rx) = tokio::sync::mpsc::channel(1);

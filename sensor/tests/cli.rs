@@ -1,5 +1,10 @@
 //! The command line as a user meets it, without privileges: `check` and configuration errors.
 
+#![expect(
+    clippy::unwrap_used,
+    reason = "the shared test helpers fail loudly on purpose"
+)]
+
 mod support;
 
 use std::process::Command;

@@ -251,7 +251,9 @@ async fn updates_go_into_a_digest_mail() {
             .sum()
     };
     let mails = tokio::task::spawn_blocking(move || {
-        support::wait_until_blocking(Duration::from_secs(20), || digested(&read_mails(&smtp)) >= 2);
+        support::wait_until_blocking(Duration::from_secs(20), || {
+            digested(&read_mails(&smtp)) >= 2
+        });
         (read_mails(&smtp), smtp)
     })
     .await

@@ -51,7 +51,11 @@ fn have_redis() -> bool {
 /// itself; `None` when it exits first (the port was taken after all).
 fn serve(mut cmd: Command, hold: support::PortHold) -> Option<Server> {
     let mut server = Server(cmd.spawn().expect("spawn redis-server"));
-    let serving = support::wait_serving(&mut server.0, &[(hold.port(), false)], Duration::from_secs(10));
+    let serving = support::wait_serving(
+        &mut server.0,
+        &[(hold.port(), false)],
+        Duration::from_secs(10),
+    );
     drop(hold);
     serving.then_some(server)
 }

@@ -2,6 +2,11 @@
 //! line length, buffered bytes, raw bytes kept per event, events per session, global and
 //! per-source connection caps, and bind errors that name the service and port.
 
+#![expect(
+    clippy::unwrap_used,
+    reason = "the shared test helpers fail loudly on purpose"
+)]
+
 mod harness;
 mod support;
 
@@ -128,8 +133,9 @@ async fn lines_longer_than_the_limit_close_the_connection() {
         .await;
     assert!(events.iter().all(|e| e.action != Action::Login));
     assert!(
-        support::wait_until(Duration::from_secs(5), || h.counters()["protocol_errors"] == 1)
-            .await,
+        support::wait_until(Duration::from_secs(5), || h.counters()["protocol_errors"]
+            == 1)
+        .await,
         "{}",
         h.counters()
     );
@@ -216,7 +222,10 @@ async fn global_cap_closes_excess_connections_at_once() {
         let (out, took) = read_until_closed(&mut extra, Duration::from_secs(5)).await;
         assert!(out.is_empty() && took < Duration::from_secs(1), "{took:?}");
     }
-    support::wait_until(Duration::from_secs(5), || h.counters()["rejected_global"] == 1).await;
+    support::wait_until(Duration::from_secs(5), || {
+        h.counters()["rejected_global"] == 1
+    })
+    .await;
     assert_eq!(h.counters()["rejected_global"], 1);
     drop(held);
     assert!(h.wait_idle(Duration::from_secs(5)).await);
@@ -242,7 +251,10 @@ async fn per_source_cap_closes_excess_connections_at_once() {
         let (out, _) = read_until_closed(&mut c, Duration::from_secs(2)).await;
         assert!(out.is_empty());
     }
-    support::wait_until(Duration::from_secs(5), || h.counters()["rejected_source"] == 1).await;
+    support::wait_until(Duration::from_secs(5), || {
+        h.counters()["rejected_source"] == 1
+    })
+    .await;
     assert_eq!(h.counters()["rejected_source"], 1);
     drop((a, b));
     h.stop().await;

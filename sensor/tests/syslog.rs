@@ -79,7 +79,13 @@ fn rsyslog() -> (Rsyslog, Ports) {
     panic!("rsyslogd never served its ports");
 }
 
-fn spawn_rsyslog(&Ports { udp, tcp, tls, mtls }: &Ports) -> Rsyslog {
+fn spawn_rsyslog(ports: &Ports) -> Rsyslog {
+    let &Ports {
+        udp,
+        tcp,
+        tls,
+        mtls,
+    } = ports;
     let dir = std::env::temp_dir().join(format!("sensor-rsyslog-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     let _pki = support::Pki::new(&dir);
@@ -207,7 +213,13 @@ fn wait_lines(path: &Path, n: usize) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cef_over_udp_tcp_and_tls_reaches_rsyslog_intact() {
-    let (server, Ports { udp, tcp, tls, mtls }) = rsyslog();
+    let (server, ports) = rsyslog();
+    let Ports {
+        udp,
+        tcp,
+        tls,
+        mtls,
+    } = ports;
     let ca = server.dir.join("ca.pem");
     let (client_cert, client_key) = (server.dir.join("client.pem"), server.dir.join("client.key"));
     let outputs: Vec<OutputConfig> = vec![

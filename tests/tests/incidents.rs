@@ -29,10 +29,10 @@ fn scan_then_ssh_login_gives_one_incident_created_then_escalated() {
         }
     })
     .to_string();
-    let idle = serde_json::from_str::<Value>(&config).unwrap()["sensor"]["portscan"]
-        ["idle_timeout_ms"]
-        .as_u64()
-        .unwrap();
+    let idle =
+        serde_json::from_str::<Value>(&config).unwrap()["sensor"]["portscan"]["idle_timeout_ms"]
+            .as_u64()
+            .unwrap();
     let sensor = RunningSensor::start(&net.sensor, &config, &[]);
 
     let mut nmap = net.peer.command("nmap");

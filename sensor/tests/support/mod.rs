@@ -362,13 +362,12 @@ pub fn process_listens(pid: u32, port: u16, udp: bool) -> bool {
             .skip(1)
             .any(|line| {
                 let cols: Vec<&str> = line.split_whitespace().collect();
-                let (Some(local), Some(state), Some(inode)) = (cols.get(1), cols.get(3), cols.get(9))
+                let (Some(local), Some(state), Some(inode)) =
+                    (cols.get(1), cols.get(3), cols.get(9))
                 else {
                     return false;
                 };
-                local.ends_with(&port_hex)
-                    && (udp || *state == "0A")
-                    && inodes.contains(*inode)
+                local.ends_with(&port_hex) && (udp || *state == "0A") && inodes.contains(*inode)
             })
     })
 }

@@ -298,26 +298,24 @@ async fn other_4xx_is_not_retried_and_is_counted() {
 
 #[tokio::test]
 async fn a_receiver_that_starts_late_gets_everything_in_order() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let hold = support::PortHold::new();
     let cfg = api(
-        &format!("http://127.0.0.1:{port}/e"),
+        &format!("http://127.0.0.1:{}/e", hold.port()),
         serde_json::json!({"batch": "ndjson"}),
     );
     let fanout = Fanout::start(&[cfg], &FormatContext::for_device("s1"));
     for n in 1..=30 {
         fanout.send(event(n));
     }
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
-    let rx = Receiver::default();
-    let r = rx.clone();
-    tokio::spawn(async move { r.serve(listener).await });
+    // The receiver comes up once a delivery has failed, not after a guessed pause.
+    assert!(
+        support::wait_until(Duration::from_secs(30), || fanout.stats()[0].retried > 0).await,
+        "a refused delivery is retried: {:?}",
+        fanout.stats()
+    );
+    let rx = listen(hold).await;
     let stats = fanout.finish(Duration::from_secs(60)).await;
     assert_eq!((stats[0].sent, stats[0].dropped), (30, 0), "{stats:?}");
-    assert!(stats[0].retried > 0);
     assert_eq!(ids(&rx.requests()), (1..=30).collect::<Vec<_>>());
 }
 
@@ -371,16 +369,13 @@ fn spool_dir(name: &str) -> std::path::PathBuf {
     d
 }
 
-fn closed_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A port nothing listens on (yet), held so that no other test is handed it.
+fn closed_port() -> support::PortHold {
+    support::PortHold::new()
 }
 
-async fn listen(port: u16) -> Receiver {
-    let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+async fn listen(port: support::PortHold) -> Receiver {
+    let listener = port.listen();
     let rx = Receiver::default();
     let r = rx.clone();
     tokio::spawn(async move { r.serve(listener).await });
@@ -391,7 +386,7 @@ async fn listen(port: u16) -> Receiver {
 async fn spooled_events_survive_a_restart_and_arrive_in_order_once() {
     let dir = spool_dir("restart");
     let port = closed_port();
-    let url = format!("http://127.0.0.1:{port}/e");
+    let url = format!("http://127.0.0.1:{}/e", port.port());
     // First run: the receiver is down the whole time.
     let first = Fanout::start(
         &[spooled(&url, &dir, 1 << 20)],
@@ -425,7 +420,7 @@ async fn spooled_events_survive_a_restart_and_arrive_in_order_once() {
 async fn a_full_spool_drops_and_counts_exactly() {
     let dir = spool_dir("full");
     let port = closed_port();
-    let url = format!("http://127.0.0.1:{port}/e");
+    let url = format!("http://127.0.0.1:{}/e", port.port());
     let first = Fanout::start(
         &[spooled(&url, &dir, 8_000)],
         &FormatContext::for_device("s1"),
@@ -458,7 +453,7 @@ async fn a_full_spool_drops_and_counts_exactly() {
 async fn a_receiver_down_for_a_minute_loses_nothing() {
     let dir = spool_dir("minute");
     let port = closed_port();
-    let url = format!("http://127.0.0.1:{port}/e");
+    let url = format!("http://127.0.0.1:{}/e", port.port());
     let fanout = Fanout::start(
         &[spooled(&url, &dir, 1 << 20)],
         &FormatContext::for_device("s1"),
@@ -486,7 +481,7 @@ async fn a_receiver_down_for_a_minute_loses_nothing() {
 async fn drops_are_reported_as_a_degraded_event_once_the_output_is_back() {
     let dir = spool_dir("degraded");
     let port = closed_port();
-    let url = format!("http://127.0.0.1:{port}/e");
+    let url = format!("http://127.0.0.1:{}/e", port.port());
     let fanout = Fanout::start(
         &[spooled(&url, &dir, 8_000)],
         &FormatContext::for_device("s1"),
@@ -494,7 +489,12 @@ async fn drops_are_reported_as_a_degraded_event_once_the_output_is_back() {
     for n in 1..=100 {
         fanout.send(event(n));
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The receiver comes back once the spool is full and dropping, however long that takes.
+    assert!(
+        support::wait_until(Duration::from_secs(30), || fanout.stats()[0].dropped > 0).await,
+        "the full spool drops: {:?}",
+        fanout.stats()
+    );
     let rx = listen(port).await;
     let stats = fanout.finish(Duration::from_secs(40)).await;
     let s = &stats[0];
@@ -588,8 +588,10 @@ async fn after_a_stall_one_degraded_event_reports_the_exact_loss() {
         let addr = listener.local_addr().unwrap();
         let rx = Receiver::default();
         let r = rx.clone();
+        let (stuck_tx, stuck_rx) = tokio::sync::oneshot::channel();
         let server = tokio::spawn(async move {
             let (stuck, _) = listener.accept().await.unwrap();
+            let _ = stuck_tx.send(());
             r.serve(listener).await;
             drop(stuck);
         });
@@ -603,8 +605,11 @@ async fn after_a_stall_one_degraded_event_reports_the_exact_loss() {
         );
         let fanout = Fanout::start(&[cfg], &FormatContext::for_device("s1"));
         fanout.send(event(1));
-        // Let the first request reach the stuck connection, then overflow the queue.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Once the first request holds the stuck connection, overflow the queue.
+        tokio::time::timeout(Duration::from_secs(10), stuck_rx)
+            .await
+            .expect("the first delivery connects")
+            .unwrap();
         for n in 2..=100 {
             fanout.send(event(n));
         }

@@ -1,5 +1,12 @@
 //! The command line as a user meets it, without privileges: `check` and configuration errors.
 
+#![expect(
+    clippy::unwrap_used,
+    reason = "the shared test helpers fail loudly on purpose"
+)]
+
+mod support;
+
 use std::process::Command;
 
 fn sensor(args: &[&str]) -> (bool, String, String) {
@@ -16,7 +23,7 @@ fn sensor(args: &[&str]) -> (bool, String, String) {
 }
 
 fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("sensor-cli-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("sensor-cli-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let path = dir.join(name);
     std::fs::write(&path, text).expect("write temp file");
@@ -67,28 +74,25 @@ fn run_without_an_interface_says_how_to_name_one() {
     assert!(stderr.contains("--capture none"), "{stderr}");
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+/// A port for the sensor's FTP decoy, held (not listening) until the sensor serves it, so that
+/// no other test is handed it meanwhile.
+fn free_port() -> support::PortHold {
+    support::PortHold::new()
 }
 
-/// Waits (at most 20 s) for the FTP service on `port`, logs in as root/toor and quits, pipelined
-/// in one segment; returns the server's replies.
-fn ftp_login(port: u16) -> Vec<u8> {
+/// Waits (at most 20 s) until the sensor `child` itself serves FTP on `port`, logs in as
+/// root/toor and quits, pipelined in one segment; returns the server's replies.
+fn ftp_login(child: &mut std::process::Child, port: support::PortHold) -> Vec<u8> {
     use std::io::{Read as _, Write as _};
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let mut stream = loop {
-        if let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            break s;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the FTP service never listened"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+    assert!(
+        support::wait_serving(
+            child,
+            &[(port.port(), false)],
+            std::time::Duration::from_secs(20)
+        ),
+        "the FTP service never listened"
+    );
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port.port())).expect("connect");
     stream
         .set_read_timeout(Some(std::time::Duration::from_secs(10)))
         .expect("timeout");
@@ -108,19 +112,20 @@ fn run_with_services_only_streams_their_events_and_stops_cleanly() {
         "services.conf",
         &format!(
             r#"{{"id": "cli-sensor", "interface": "lo",
-                "services": {{"ftp": [{{"port": {port}}}]}},
+                "services": {{"ftp": [{{"port": {}}}]}},
                 "sensor": {{"services": {{"state_dir": "{}"}}}}}}"#,
+            port.port(),
             state.display()
         ),
     );
-    let child = Command::new(env!("CARGO_BIN_EXE_sensor"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sensor"))
         .args(["run", "--capture", "none", "-c", path.to_str().unwrap()])
         .env("NO_COLOR", "1")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("run sensor");
-    let reply = ftp_login(port);
+    let reply = ftp_login(&mut child, port);
     assert!(reply.ends_with(b"221 Goodbye.\r\n"));
     // SAFETY: sending SIGTERM to our own child.
     unsafe { libc::kill(i32::try_from(child.id()).expect("pid"), libc::SIGTERM) };
@@ -182,12 +187,13 @@ fn a_busy_port_takes_down_its_decoy_only_and_says_so_in_an_event() {
         "one-busy.conf",
         &format!(
             r#"{{"id": "cli-sensor", "interface": "lo",
-                "services": {{"telnet": [{{"port": {busy}}}], "ftp": [{{"port": {port}}}]}},
+                "services": {{"telnet": [{{"port": {busy}}}], "ftp": [{{"port": {}}}]}},
                 "sensor": {{"services": {{"state_dir": "{}"}}}}}}"#,
+            port.port(),
             state.display()
         ),
     );
-    let child = Command::new(env!("CARGO_BIN_EXE_sensor"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sensor"))
         .args(["run", "--capture", "none", "-c", path.to_str().unwrap()])
         .env("NO_COLOR", "1")
         .stdout(std::process::Stdio::piped())
@@ -195,7 +201,7 @@ fn a_busy_port_takes_down_its_decoy_only_and_says_so_in_an_event() {
         .spawn()
         .expect("run sensor");
     // The other decoy serves while the busy one is down.
-    let reply = ftp_login(port);
+    let reply = ftp_login(&mut child, port);
     assert!(reply.ends_with(b"221 Goodbye.\r\n"));
     // SAFETY: sending SIGTERM to our own child.
     unsafe { libc::kill(i32::try_from(child.id()).expect("pid"), libc::SIGTERM) };
@@ -242,12 +248,14 @@ fn a_busy_port_takes_down_its_decoy_only_and_says_so_in_an_event() {
 fn check_warns_about_a_port_run_could_not_bind() {
     let blocker = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let busy = blocker.local_addr().expect("addr").port();
+    // Held (not listening) during `check`: bindable by the sensor, never handed to another test.
     let free = free_port();
     let path = temp_file(
         "check-busy.conf",
         &format!(
             r#"{{"interface": "lo",
-                "services": {{"telnet": [{{"port": {busy}}}], "ftp": [{{"port": {free}}}]}}}}"#
+                "services": {{"telnet": [{{"port": {busy}}}], "ftp": [{{"port": {}}}]}}}}"#,
+            free.port()
         ),
     );
     let (ok, stdout, stderr) = sensor(&["check", "-c", path.to_str().unwrap()]);
@@ -269,6 +277,7 @@ fn check_warns_about_a_port_run_could_not_bind() {
     );
     assert!(warnings[0].ends_with("this decoy would not start (the others would)"));
     drop(blocker);
+    drop(free);
 }
 
 #[test]
@@ -281,8 +290,9 @@ fn a_capture_that_cannot_start_still_takes_the_ordered_shutdown() {
         "capture-error.conf",
         &format!(
             r#"{{"id": "s1", "interface": "",
-                "services": {{"ftp": [{{"port": {port}}}]}},
+                "services": {{"ftp": [{{"port": {}}}]}},
                 "outputs": [{{"name": "events", "transport": {{"type": "file", "path": "{}"}}}}]}}"#,
+            port.port(),
             events.display()
         ),
     );
@@ -301,7 +311,8 @@ fn a_capture_that_cannot_start_still_takes_the_ordered_shutdown() {
     assert!(stderr.contains("sensor-none0"), "{stderr}");
     assert!(stderr.contains("Sensor stopped."), "{stderr}");
     // The shutdown ran: the services let go of their port, and the final counters were written.
-    std::net::TcpListener::bind(("127.0.0.1", port)).expect("the FTP port is free again");
+    // (Still held here, so no other test can be listening on it.)
+    std::net::TcpListener::bind(("127.0.0.1", port.port())).expect("the FTP port is free again");
     let stats: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
     assert_eq!(stats["outputs"][0]["name"], "events", "{stats}");
@@ -443,13 +454,18 @@ fn shutdown_meets_its_deadline_with_a_receiver_that_never_reads() {
     hole.set_nonblocking(true).expect("nonblocking");
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stop = done.clone();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let accepting = accepted.clone();
     let held = std::thread::spawn(move || {
         let mut conns = Vec::new();
         let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
         while !stop.load(std::sync::atomic::Ordering::Relaxed) && std::time::Instant::now() < until
         {
             match hole.accept() {
-                Ok((c, _)) => conns.push(c),
+                Ok((c, _)) => {
+                    conns.push(c);
+                    accepting.store(conns.len(), std::sync::atomic::Ordering::Relaxed);
+                }
                 Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
             }
         }
@@ -463,14 +479,15 @@ fn shutdown_meets_its_deadline_with_a_receiver_that_never_reads() {
         "deadline.conf",
         &format!(
             r#"{{"id": "s1", "interface": "lo",
-                "services": {{"ftp": [{{"port": {port}}}]}},
+                "services": {{"ftp": [{{"port": {}}}]}},
                 "sensor": {{"services": {{"state_dir": "{}"}}}},
                 "outputs": [{{"name": "dead", "transport": {{"type": "api",
                     "url": "http://127.0.0.1:{hole_port}/events", "timeout_secs": 60}}}}]}}"#,
+            port.port(),
             dir.join("state").display()
         ),
     );
-    let child = Command::new(env!("CARGO_BIN_EXE_sensor"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sensor"))
         .args(["run", "--capture", "none", "-c", config.to_str().unwrap()])
         .arg("--stats-file")
         .arg(&stats)
@@ -479,9 +496,15 @@ fn shutdown_meets_its_deadline_with_a_receiver_that_never_reads() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("run sensor");
-    ftp_login(port);
-    // The output is now stuck in a request the receiver never reads (60 s timeout).
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    ftp_login(&mut child, port);
+    // Once the receiver holds a connection, the output is stuck in a request it never reads
+    // (60 s timeout).
+    assert!(
+        support::wait_until_blocking(std::time::Duration::from_secs(20), || {
+            accepted.load(std::sync::atomic::Ordering::Relaxed) >= 1
+        }),
+        "the output never connected to the receiver"
+    );
     let signalled = std::time::Instant::now();
     // SAFETY: sending SIGTERM to our own child.
     unsafe { libc::kill(i32::try_from(child.id()).expect("pid"), libc::SIGTERM) };

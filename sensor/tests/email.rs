@@ -10,7 +10,7 @@ use std::{
     io::BufRead as _,
     path::PathBuf,
     process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use base64::Engine as _;
@@ -47,29 +47,40 @@ fn smtp_server_offering(extra: &[&str]) -> Smtp {
     let mail = dir.join("mail");
     std::fs::create_dir_all(&mail).unwrap();
     let _pki = support::Pki::new(&dir);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/smtp_server.py");
-    let mut child = Command::new("/usr/bin/python3")
-        .arg(script)
-        .arg(port.to_string())
-        .arg(dir.join("server.pem"))
-        .arg(dir.join("server.key"))
-        .arg(&mail)
-        .args(["sensor", "MAIL-SECRET-PASSWORD"])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("python3 with aiosmtpd (Debian python3-aiosmtpd)");
-    let mut ready = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut ready)
-        .unwrap();
-    assert_eq!(ready.trim(), "ready");
+    // The port is held until the server serves it; one taken anyway is tried again.
+    let (child, port) = (0..5)
+        .find_map(|_| {
+            let hold = support::PortHold::new();
+            let port = hold.port();
+            let mut child = Command::new("/usr/bin/python3")
+                .arg(script)
+                .arg(port.to_string())
+                .arg(dir.join("server.pem"))
+                .arg(dir.join("server.key"))
+                .arg(&mail)
+                .args(["sensor", "MAIL-SECRET-PASSWORD"])
+                .args(extra)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("python3 with aiosmtpd (Debian python3-aiosmtpd)");
+            let mut ready = String::new();
+            std::io::BufReader::new(child.stdout.take().unwrap())
+                .read_line(&mut ready)
+                .unwrap();
+            let serving = ready.trim() == "ready"
+                && support::wait_serving(&mut child, &[(port, false)], Duration::from_secs(10));
+            drop(hold);
+            if serving {
+                Some((child, port))
+            } else {
+                let _ = child.kill();
+                let _ = child.wait();
+                None
+            }
+        })
+        .expect("the SMTP server did not start");
     let ca = dir.join("ca.pem");
     Smtp {
         child,
@@ -91,31 +102,31 @@ fn email_output(smtp: &Smtp) -> Value {
     })
 }
 
+/// The mails the server saved so far, in arrival order: (raw text, what the server saw).
+fn read_mails(smtp: &Smtp) -> Vec<(String, Value)> {
+    let mut mails: Vec<PathBuf> = std::fs::read_dir(smtp.dir.join("mail"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+        .collect();
+    mails.sort();
+    mails
+        .iter()
+        .map(|p| {
+            let meta = std::fs::read_to_string(p.with_extension("json")).unwrap();
+            // Long headers may be folded (RFC 5322 2.2.3): unfold them.
+            let raw = std::fs::read_to_string(p)
+                .unwrap()
+                .replace("\r\n ", " ")
+                .replace("\r\n\t", "\t");
+            (raw, serde_json::from_str(&meta).unwrap())
+        })
+        .collect()
+}
+
 fn wait_mail(smtp: &Smtp, n: usize) -> Vec<(String, Value)> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let mut mails: Vec<PathBuf> = std::fs::read_dir(smtp.dir.join("mail"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|x| x == "eml"))
-            .collect();
-        mails.sort();
-        if mails.len() >= n || Instant::now() > deadline {
-            return mails
-                .iter()
-                .map(|p| {
-                    let meta = std::fs::read_to_string(p.with_extension("json")).unwrap();
-                    // Long headers may be folded (RFC 5322 2.2.3): unfold them.
-                    let raw = std::fs::read_to_string(p)
-                        .unwrap()
-                        .replace("\r\n ", " ")
-                        .replace("\r\n\t", "\t");
-                    (raw, serde_json::from_str(&meta).unwrap())
-                })
-                .collect();
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    support::wait_until_blocking(Duration::from_secs(20), || read_mails(smtp).len() >= n);
+    read_mails(smtp)
 }
 
 /// The decoded body of the part with this content type.
@@ -231,30 +242,48 @@ async fn updates_go_into_a_digest_mail() {
         incident.description = description.to_owned();
         fanout.send(incident.clone());
     }
-    // The digest goes out on its timer, without waiting for another message.
+    // The digest goes out on its timer, without waiting for another message. The timer may
+    // tick between the two updates, and then they come in two digests: what is guaranteed is
+    // the new incident's own mail, then digests that carry both updates between them, in order.
+    let digested = |mails: &[(String, Value)]| -> usize {
+        mails
+            .iter()
+            .skip(1)
+            .filter_map(|(raw, _)| {
+                let count = raw.split("Subject: [Trapster sensor] digest: ").nth(1)?;
+                count.split(' ').next()?.parse::<usize>().ok()
+            })
+            .sum()
+    };
     let mails = tokio::task::spawn_blocking(move || {
-        let mails = wait_mail(&smtp, 2);
-        (mails, smtp)
+        support::wait_until_blocking(Duration::from_secs(20), || {
+            digested(&read_mails(&smtp)) >= 2
+        });
+        (read_mails(&smtp), smtp)
     })
     .await
     .unwrap();
     let (mails, _smtp) = mails;
-    assert_eq!(mails.len(), 2, "one mail for the new incident, one digest");
+    assert_eq!(digested(&mails), 2, "both updates in digests");
     assert!(
         mails[0]
             .0
             .contains("Subject: [Trapster sensor] LOW: Connection to FTP from 203.0.113.5 (ftp)")
     );
     assert!(
-        mails[1]
-            .0
-            .contains("Subject: [Trapster sensor] digest: 2 messages"),
-        "{}",
-        mails[1].0
+        mails[1..]
+            .iter()
+            .all(|(raw, _)| raw.contains("Subject: [Trapster sensor] digest: ")),
+        "after the new incident's mail only digests: {mails:?}"
     );
-    let text = part(&mails[1].0, "text/plain");
+    let text: String = mails[1..]
+        .iter()
+        .map(|(raw, _)| part(raw, "text/plain"))
+        .collect();
+    let medium = text.find("MEDIUM: Data sent to FTP");
+    let high = text.find("HIGH: Login attempt on FTP");
     assert!(
-        text.contains("MEDIUM: Data sent to FTP") && text.contains("HIGH: Login attempt on FTP"),
+        medium.is_some() && high.is_some() && medium < high,
         "{text}"
     );
     let stats = fanout.finish(Duration::from_secs(10)).await;

@@ -7,9 +7,8 @@
 mod support;
 
 use std::{
-    net::TcpListener,
     process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use bytes::Bytes;
@@ -33,14 +32,6 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn have_redis() -> bool {
     let found = Command::new("redis-server")
         .arg("--version")
@@ -56,7 +47,20 @@ fn have_redis() -> bool {
     found
 }
 
-fn start(port: u16, password: Option<&str>) -> Server {
+/// Runs `cmd` (a redis-server told to listen on `hold`'s port) until it serves that port
+/// itself; `None` when it exits first (the port was taken after all).
+fn serve(mut cmd: Command, hold: support::PortHold) -> Option<Server> {
+    let mut server = Server(cmd.spawn().expect("spawn redis-server"));
+    let serving = support::wait_serving(
+        &mut server.0,
+        &[(hold.port(), false)],
+        Duration::from_secs(10),
+    );
+    drop(hold);
+    serving.then_some(server)
+}
+
+fn redis_server(port: u16, password: Option<&str>) -> Command {
     let mut cmd = Command::new("redis-server");
     cmd.args([
         "--port",
@@ -73,13 +77,19 @@ fn start(port: u16, password: Option<&str>) -> Server {
     if let Some(p) = password {
         cmd.args(["--requirepass", p]);
     }
-    let server = Server(cmd.spawn().expect("spawn redis-server"));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "redis-server did not start");
-        std::thread::sleep(Duration::from_millis(20));
+    cmd
+}
+
+/// A redis-server on a port of its own, and that port.
+fn start(password: Option<&str>) -> (Server, u16) {
+    for _ in 0..5 {
+        let hold = support::PortHold::new();
+        let port = hold.port();
+        if let Some(server) = serve(redis_server(port, password), hold) {
+            return (server, port);
+        }
     }
-    server
+    panic!("redis-server did not start");
 }
 
 fn redis(port: u16, command: RedisCommand, password: Option<&str>) -> OutputConfig {
@@ -150,8 +160,7 @@ async fn zadd_like_trapster_and_the_other_commands() {
     if !have_redis() {
         return;
     }
-    let port = free_port();
-    let _server = start(port, None);
+    let (_server, port) = start(None);
     let ctx = FormatContext::for_device("trapster-1");
     for command in [RedisCommand::Zadd, RedisCommand::Rpush, RedisCommand::Xadd] {
         let _: redis::Value = query(port, None, &["DEL", "events"]).await;
@@ -239,7 +248,8 @@ async fn events_wait_for_a_server_that_comes_up_late() {
     if !have_redis() {
         return;
     }
-    let port = free_port();
+    let hold = support::PortHold::new();
+    let port = hold.port();
     let fanout = Fanout::start(
         &[redis(port, RedisCommand::Zadd, None)],
         &FormatContext::for_device("s1"),
@@ -247,11 +257,15 @@ async fn events_wait_for_a_server_that_comes_up_late() {
     for n in 1..=30 {
         fanout.send(event(n));
     }
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let _server = start(port, None);
+    // The server comes up once a delivery has failed, not after a guessed pause.
+    assert!(
+        support::wait_until(Duration::from_secs(30), || fanout.stats()[0].retried > 0).await,
+        "a refused delivery is retried: {:?}",
+        fanout.stats()
+    );
+    let _server = serve(redis_server(port, None), hold).expect("redis-server on the held port");
     let stats = fanout.finish(Duration::from_secs(40)).await;
     assert_eq!((stats[0].sent, stats[0].dropped), (30, 0), "{stats:?}");
-    assert!(stats[0].retried > 0, "{stats:?}");
     let count = query(port, None, &["ZCARD", "events"]).await;
     assert_eq!(count, redis::Value::Int(30));
 }
@@ -261,8 +275,7 @@ async fn passwords_authenticate_and_never_leak_into_errors() {
     if !have_redis() {
         return;
     }
-    let port = free_port();
-    let _server = start(port, Some("s3cret-pass"));
+    let (_server, port) = start(Some("s3cret-pass"));
     let ctx = FormatContext::for_device("s1");
     let good = Fanout::start(
         &[redis(port, RedisCommand::Rpush, Some("s3cret-pass"))],
@@ -299,38 +312,38 @@ async fn tls_is_verified_against_the_configured_ca() {
     if !have_redis() {
         return;
     }
-    let dir = std::env::temp_dir().join(format!("sensor-redis-tls-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("sensor-redis-tls-{}", uuid::Uuid::new_v4()));
     let (ca, cert, key) = tls_files(&dir);
-    let port = free_port();
-    let mut cmd = Command::new("redis-server");
-    cmd.args([
-        "--port",
-        "0",
-        "--tls-port",
-        &port.to_string(),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-    ])
-    .arg("--tls-cert-file")
-    .arg(&cert)
-    .arg("--tls-key-file")
-    .arg(&key)
-    .arg("--tls-ca-cert-file")
-    .arg(&ca)
-    .args(["--tls-auth-clients", "no"])
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
-    let _server = Server(cmd.spawn().expect("spawn redis-server"));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "redis-server (TLS) did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let tls_server = |port: u16| {
+        let mut cmd = Command::new("redis-server");
+        cmd.args([
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
+        .arg("--tls-cert-file")
+        .arg(&cert)
+        .arg("--tls-key-file")
+        .arg(&key)
+        .arg("--tls-ca-cert-file")
+        .arg(&ca)
+        .args(["--tls-auth-clients", "no"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        cmd
+    };
+    let (_server, port) = (0..5)
+        .find_map(|_| {
+            let hold = support::PortHold::new();
+            let port = hold.port();
+            serve(tls_server(port), hold).map(|server| (server, port))
+        })
+        .expect("redis-server (TLS) did not start");
     let output = |extra: serde_json::Value| {
         let mut cfg =
             serde_json::json!({"host": "127.0.0.1", "port": port, "tls": true, "command": "rpush"});

@@ -601,6 +601,8 @@ async fn whitelisted_sources_are_served_but_not_reported() {
         .unwrap()
         .unwrap();
     assert!(reply.starts_with(b"220 "));
+    // The session has ended, so anything it reported is queued by now.
+    assert!(h.wait_idle(LIMIT).await);
     assert!(h.drain(Duration::from_millis(500), LIMIT).await.is_empty());
     assert_eq!(h.counters()["whitelisted"], 1);
     h.stop().await;

@@ -8,6 +8,7 @@
 #![expect(clippy::unwrap_used, reason = "test helpers fail loudly on purpose")]
 
 mod harness;
+mod support;
 
 use std::{
     net::SocketAddr,
@@ -306,10 +307,16 @@ async fn hostile(service: Service, config: serde_json::Value) {
             held.push(s);
         }
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let after = h.counters();
-    let refused =
-        after["rejected_source"].as_u64().unwrap() - before["rejected_source"].as_u64().unwrap();
+    // The accept loop counts each refusal as it gets to it: wait for the count, bounded.
+    let refused = || {
+        h.counters()["rejected_source"].as_u64().unwrap()
+            - before["rejected_source"].as_u64().unwrap()
+    };
+    support::wait_until(Duration::from_secs(10), || {
+        refused() >= 200 - PER_SOURCE as u64
+    })
+    .await;
+    let refused = refused();
     assert!(
         refused >= 200 - PER_SOURCE as u64,
         "{service:?}: refused {refused}"
@@ -569,6 +576,8 @@ async fn attacker_numbers_at_their_maximum_are_refused_and_the_next_client_is_se
         assert_eq!(first, opening, "{service:?} still answers");
     }
 
+    // Every session has ended: its events are queued and its error counted.
+    assert!(h.wait_idle(Duration::from_secs(SESSION + 3)).await);
     let events = h
         .drain(Duration::from_millis(500), Duration::from_secs(10))
         .await;

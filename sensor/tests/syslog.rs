@@ -10,7 +10,7 @@ mod support;
 use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use bytes::Bytes;
@@ -35,24 +35,57 @@ impl Drop for Rsyslog {
     }
 }
 
-/// `N` distinct free TCP ports.
-fn free_ports<const N: usize>() -> [u16; N] {
-    let listeners: Vec<std::net::TcpListener> = (0..N)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    std::array::from_fn(|i| listeners[i].local_addr().unwrap().port())
+/// Ports of the inputs of one rsyslogd.
+struct Ports {
+    udp: u16,
+    tcp: u16,
+    tls: u16,
+    mtls: u16,
 }
 
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// Starts rsyslogd on ports of its own (tried again on others when one was taken before it
+/// bound it), with a UDP, a TCP and two TLS inputs, each written raw to its own file.
+fn rsyslog() -> (Rsyslog, Ports) {
+    for _ in 0..5 {
+        // Distinct ports, held at once until rsyslogd serves them (ports taken one after
+        // another may repeat, and then the TCP output talks to the TLS input).
+        let holds: [support::PortHold; 3] = std::array::from_fn(|_| support::PortHold::new());
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let ports = Ports {
+            udp: udp.local_addr().unwrap().port(),
+            tcp: holds[0].port(),
+            tls: holds[1].port(),
+            mtls: holds[2].port(),
+        };
+        // Not held: a second UDP socket on the port could take datagrams. It is free a moment
+        // before rsyslogd binds it; one taken meanwhile is tried again.
+        drop(udp);
+        let mut server = spawn_rsyslog(&ports);
+        let serving = support::wait_serving(
+            &mut server.child,
+            &[
+                (ports.udp, true),
+                (ports.tcp, false),
+                (ports.tls, false),
+                (ports.mtls, false),
+            ],
+            Duration::from_secs(15),
+        );
+        drop(holds);
+        if serving {
+            return (server, ports);
+        }
+    }
+    panic!("rsyslogd never served its ports");
 }
 
-/// Starts rsyslogd with a UDP, a TCP and a TLS input, each written raw to its own file.
-fn rsyslog(udp: u16, tcp: u16, tls: u16, mtls: u16) -> Rsyslog {
+fn spawn_rsyslog(ports: &Ports) -> Rsyslog {
+    let &Ports {
+        udp,
+        tcp,
+        tls,
+        mtls,
+    } = ports;
     let dir = std::env::temp_dir().join(format!("sensor-rsyslog-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     let _pki = support::Pki::new(&dir);
@@ -87,17 +120,6 @@ ruleset(name="tls") {{ action(type="omfile" file="{d}/tls.log" template="raw") }
         .stderr(Stdio::inherit())
         .spawn()
         .expect("rsyslogd (Debian packages rsyslog rsyslog-gnutls)");
-    // Wait for the TCP inputs to listen.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    for port in [tcp, tls, mtls] {
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "rsyslogd never listened on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
     Rsyslog { child, dir }
 }
 
@@ -181,24 +203,23 @@ fn hostile(i: usize, payload: &[u8]) -> Event {
 }
 
 fn wait_lines(path: &Path, n: usize) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    let lines = || -> Vec<String> {
         let text = std::fs::read_to_string(path).unwrap_or_default();
-        let lines: Vec<String> = text.lines().map(str::to_owned).collect();
-        if lines.len() >= n || Instant::now() > deadline {
-            return lines;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        text.lines().map(str::to_owned).collect()
+    };
+    support::wait_until_blocking(Duration::from_secs(20), || lines().len() >= n);
+    lines()
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cef_over_udp_tcp_and_tls_reaches_rsyslog_intact() {
-    // Distinct ports: all three listeners are held at once while their ports are read (ports
-    // taken one after another may repeat, and then the TCP output talks to the TLS input).
-    let [tcp, tls, mtls] = free_ports::<3>();
-    let udp = free_udp_port();
-    let server = rsyslog(udp, tcp, tls, mtls);
+    let (server, ports) = rsyslog();
+    let Ports {
+        udp,
+        tcp,
+        tls,
+        mtls,
+    } = ports;
     let ca = server.dir.join("ca.pem");
     let (client_cert, client_key) = (server.dir.join("client.pem"), server.dir.join("client.key"));
     let outputs: Vec<OutputConfig> = vec![

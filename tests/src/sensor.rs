@@ -4,7 +4,7 @@ use std::{
     io::{BufRead as _, BufReader},
     path::PathBuf,
     process::Stdio,
-    sync::mpsc,
+    sync::{Arc, Mutex, mpsc},
     thread,
     time::{Duration, Instant},
 };
@@ -47,7 +47,9 @@ pub fn test_config(interface: &str, whitelist: &[&str]) -> String {
 /// A running sensor.
 pub struct RunningSensor {
     child: ChildGuard,
-    stdout: thread::JoinHandle<Vec<(Instant, String)>>,
+    stdout: thread::JoinHandle<()>,
+    /// Stdout lines as they arrive (read while the sensor runs, collected at the end).
+    lines: Arc<Mutex<Vec<(Instant, String)>>>,
     stderr: thread::JoinHandle<Vec<String>>,
     stats: PathBuf,
     dir: PathBuf,
@@ -92,12 +94,14 @@ impl RunningSensor {
         let inner = child.0.as_mut().expect("child");
         let out = inner.stdout.take().expect("stdout");
         let err = inner.stderr.take().expect("stderr");
+        let lines: Arc<Mutex<Vec<(Instant, String)>>> = Arc::default();
+        let seen = Arc::clone(&lines);
         let stdout = thread::spawn(move || {
-            BufReader::new(out)
-                .lines()
-                .map_while(Result::ok)
-                .map(|l| (Instant::now(), l))
-                .collect()
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                seen.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push((Instant::now(), line));
+            }
         });
         let (ready_tx, ready_rx) = mpsc::channel();
         let stderr = thread::spawn(move || {
@@ -118,6 +122,7 @@ impl RunningSensor {
         let sensor = Self {
             child,
             stdout,
+            lines,
             stderr,
             stats,
             dir,
@@ -170,6 +175,33 @@ impl RunningSensor {
         last
     }
 
+    /// The events printed so far (complete JSON lines), while the sensor runs.
+    #[must_use]
+    pub fn events_now(&self) -> Vec<Value> {
+        self.lines
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter_map(|(_, l)| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Waits (at most `limit`, polling every 100 ms) until the events printed so far satisfy
+    /// `want`; returns whether they did.
+    #[must_use]
+    pub fn wait_for_events(&self, limit: Duration, want: impl Fn(&[Value]) -> bool) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            if want(&self.events_now()) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Sends SIGTERM, waits (at most 30 s) and collects events, counters and diagnostics.
     #[must_use]
     pub fn stop(mut self) -> SensorRun {
@@ -185,7 +217,13 @@ impl RunningSensor {
     }
 
     fn finish(self, clean_exit: bool) -> SensorRun {
-        let lines = self.stdout.join().expect("stdout reader");
+        self.stdout.join().expect("stdout reader");
+        let lines = std::mem::take(
+            &mut *self
+                .lines
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
         let stderr = self.stderr.join().expect("stderr reader");
         let arrivals = lines.iter().map(|(t, _)| *t).collect();
         let events = lines

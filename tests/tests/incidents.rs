@@ -3,7 +3,7 @@
 //! One incident is created by the scan (high) and updated once, with a higher severity
 //! (critical: a login after a scan), with the right `events_count`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use tests::{
@@ -29,6 +29,10 @@ fn scan_then_ssh_login_gives_one_incident_created_then_escalated() {
         }
     })
     .to_string();
+    let idle =
+        serde_json::from_str::<Value>(&config).unwrap()["sensor"]["portscan"]["idle_timeout_ms"]
+            .as_u64()
+            .unwrap();
     let sensor = RunningSensor::start(&net.sensor, &config, &[]);
 
     let mut nmap = net.peer.command("nmap");
@@ -49,8 +53,15 @@ fn scan_then_ssh_login_gives_one_incident_created_then_escalated() {
         "nmap: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // Let the scan end (idle timeout) before the login.
-    std::thread::sleep(Duration::from_secs(4));
+    // The login comes once the scan has ended (idle for the configured timeout) and been
+    // reported: a wait bounded by that timeout plus a margin.
+    let stats = sensor.wait_for_stats(Duration::from_millis(idle) + Duration::from_secs(10), |s| {
+        s["merger"]["reports"].as_u64().unwrap_or(0) >= 1
+    });
+    assert!(
+        stats["merger"]["reports"].as_u64().unwrap_or(0) >= 1,
+        "the scan was never reported: {stats}"
+    );
 
     let known = std::env::temp_dir().join(format!("incident-known-{}", std::process::id()));
     let mut ssh = net.peer.command("sshpass");
@@ -74,10 +85,14 @@ fn scan_then_ssh_login_gives_one_incident_created_then_escalated() {
     .arg("true");
     let out = run_bounded(&mut ssh, Duration::from_secs(60));
     assert!(!out.status.success(), "the login is refused");
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    // Stop once the login has escalated the incident, not after a guessed pause.
+    assert!(
+        sensor.wait_for_events(Duration::from_secs(20), |events| {
+            events.iter().any(|e| e["action"] == "incident_updated")
+        }),
+        "no incident_updated: {:#?}",
+        sensor.events_now()
+    );
     let run = sensor.stop();
     let _ = std::fs::remove_dir_all(&state);
     let _ = std::fs::remove_file(&known);

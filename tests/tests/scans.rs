@@ -246,11 +246,28 @@ fn separate_sources_and_repeated_scans() {
     // Two scans from the same source separated by more than the idle timeout are two events;
     // a scan below the threshold is none.
     let net = TestNet::new();
-    let sensor = RunningSensor::start(&net.sensor, &test_config(&net.sensor_if, &[]), &[]);
+    let config = test_config(&net.sensor_if, &[]);
+    let idle =
+        serde_json::from_str::<Value>(&config).unwrap()["sensor"]["portscan"]["idle_timeout_ms"]
+            .as_u64()
+            .unwrap();
+    let sensor = RunningSensor::start(&net.sensor, &config, &[]);
+    // Each scan starts once the sensor has closed the one before (idle for the configured
+    // timeout), as its counters say: a wait bounded by the idle timeout plus a margin.
+    let closed = |field: &str, n: u64| {
+        let stats = sensor
+            .wait_for_stats(Duration::from_millis(idle) + Duration::from_secs(10), |s| {
+                s["merger"][field].as_u64().unwrap_or(0) >= n
+            });
+        assert!(
+            stats["merger"][field].as_u64().unwrap_or(0) >= n,
+            "merger.{field} never reached {n}: {stats}"
+        );
+    };
     nmap(&net, &["-sS", "-p", "1-50"], &net.sensor_ip);
-    std::thread::sleep(Duration::from_secs(4));
+    closed("reports", 1);
     nmap(&net, &["-sS", "-p", "22,80"], &net.sensor_ip);
-    std::thread::sleep(Duration::from_secs(4));
+    closed("below_threshold", 1);
     nmap(&net, &["-sX", "-p", "100-120"], &net.sensor_ip);
     let run = sensor.stop();
     let scans = run.portscans();

@@ -247,3 +247,148 @@ pub async fn read_http_request<S: AsyncRead + Unpin>(s: &mut S) -> Option<HttpRe
         body,
     })
 }
+
+/// Polls `check` every 20 ms until it holds or `limit` passes; whether it held. The way to wait
+/// for an outcome: never a fixed sleep followed by an assertion.
+pub async fn wait_until(limit: std::time::Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if check() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// [`wait_until`] for tests without a runtime: blocks the thread between polls.
+pub fn wait_until_blocking(limit: std::time::Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if check() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// A loopback TCP port held by this test: bound (with `SO_REUSEADDR`) but not listening, so
+/// connections to it are refused and no other test or program can be handed it. Turn it into
+/// a listener with [`PortHold::listen`] (a receiver that comes up late), or drop it right after
+/// starting a program that binds the port itself (a program's own `SO_REUSEADDR` bind succeeds
+/// while this socket does not listen).
+pub struct PortHold {
+    socket: socket2::Socket,
+    port: u16,
+}
+
+impl PortHold {
+    /// Binds a kernel-chosen port on 127.0.0.1.
+    ///
+    /// # Panics
+    /// When no socket can be bound.
+    #[must_use]
+    pub fn new() -> Self {
+        let socket = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )
+        .expect("socket");
+        socket.set_reuse_address(true).expect("SO_REUSEADDR");
+        let any: std::net::SocketAddr = "127.0.0.1:0".parse().expect("address");
+        socket.bind(&any.into()).expect("bind");
+        let port = socket
+            .local_addr()
+            .expect("local address")
+            .as_socket()
+            .expect("an IP socket")
+            .port();
+        Self { socket, port }
+    }
+
+    /// The held port.
+    #[must_use]
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Starts listening on the held port (inside a Tokio runtime).
+    ///
+    /// # Panics
+    /// When the socket cannot listen.
+    #[must_use]
+    pub fn listen(self) -> tokio::net::TcpListener {
+        self.socket.listen(1024).expect("listen");
+        self.socket.set_nonblocking(true).expect("non-blocking");
+        tokio::net::TcpListener::from_std(self.socket.into()).expect("tokio listener")
+    }
+}
+
+impl Default for PortHold {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Whether process `pid` itself has a socket bound to `port` on this host: a listening TCP
+/// socket, or (`udp`) a UDP socket. Tells a started server's own listener from another
+/// program's on the same port, which a successful connect cannot.
+#[must_use]
+pub fn process_listens(pid: u32, port: u16, udp: bool) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    let inodes: std::collections::HashSet<String> = fds
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter_map(|link| {
+            let link = link.to_string_lossy().into_owned();
+            Some(link.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+        })
+        .collect();
+    let tables: &[&str] = if udp {
+        &["/proc/net/udp", "/proc/net/udp6"]
+    } else {
+        &["/proc/net/tcp", "/proc/net/tcp6"]
+    };
+    let port_hex = format!(":{port:04X}");
+    tables.iter().any(|table| {
+        std::fs::read_to_string(table)
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+            .any(|line| {
+                let cols: Vec<&str> = line.split_whitespace().collect();
+                let (Some(local), Some(state), Some(inode)) =
+                    (cols.get(1), cols.get(3), cols.get(9))
+                else {
+                    return false;
+                };
+                local.ends_with(&port_hex) && (udp || *state == "0A") && inodes.contains(*inode)
+            })
+    })
+}
+
+/// Waits (up to `limit`) until `child` serves every `(port, udp)` itself; `false` as soon as it
+/// exits (a port it could not bind) or when the time is up.
+pub fn wait_serving(
+    child: &mut std::process::Child,
+    ports: &[(u16, bool)],
+    limit: std::time::Duration,
+) -> bool {
+    let pid = child.id();
+    let mut exited = false;
+    let ready = wait_until_blocking(limit, || {
+        exited = !matches!(child.try_wait(), Ok(None));
+        exited
+            || ports
+                .iter()
+                .all(|(port, udp)| process_listens(pid, *port, *udp))
+    });
+    ready && !exited
+}

@@ -210,8 +210,7 @@ async fn a_stream_is_trimmed_to_about_max_len() {
     if !have_redis() {
         return;
     }
-    let port = free_port();
-    let _server = start(port, None);
+    let (_server, port) = start(None);
     let config: RedisConfig = serde_json::from_value(serde_json::json!({
         "host": "127.0.0.1", "port": port, "command": "xadd", "key": "events", "max_len": 100,
     }))

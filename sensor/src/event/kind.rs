@@ -282,6 +282,153 @@ pub const CATALOGUE: &[Kind] = &[
         },
         source: "poisoning detection",
     },
+    Kind {
+        logtype: LogType {
+            service: Service::Smb,
+            action: Action::Connection,
+        },
+        source: "SMB service",
+    },
+    Kind {
+        logtype: LogType {
+            service: Service::Smb,
+            action: Action::Data,
+        },
+        source: "SMB service",
+    },
+    Kind {
+        logtype: LogType {
+            service: Service::Smb,
+            action: Action::Login,
+        },
+        source: "SMB service",
+    },
+    Kind {
+        logtype: LogType {
+            service: Service::Smb,
+            action: Action::Query,
+        },
+        source: "SMB service",
+    },
+    Kind {
+        logtype: LogType {
+            service: Service::Rdp,
+            action: Action::Connection,
+        },
+        source: "RDP service",
+    },
+    Kind {
+        logtype: LogType {
+            service: Service::Rdp,
+            action: Action::Data,
+        },
+        source: "RDP service",
+    },
+    Kind {
+        logtype: LogType {
+            service: Service::Rdp,
+            action: Action::Login,
+        },
+        source: "RDP service",
+    },
+    Kind {
+        logtype: LogType {
+            service: Service::Ldap,
+            action: Action::Connection,
+        },
+        source: "LDAP service",
+    },
+    Kind {
+        logtype: LogType {
+            service: Service::Ldap,
+            action: Action::Data,
+        },
+        source: "LDAP service",
+    },
+    Kind {
+        logtype: LogType {
+            service: Service::Ldap,
+            action: Action::Login,
+        },
+        source: "LDAP service",
+    },
+    Kind {
+        logtype: LogType {
+            service: Service::Ldap,
+            action: Action::Query,
+        },
+        source: "LDAP service",
+    },
+    Kind {
+        logtype: LogType {
+            service: Service::Mssql,
+            action: Action::Connection,
+        },
+        source: "MSSQL service",
+    },
+    Kind {
+        logtype: LogType {
+            service: Service::Mssql,
+            action: Action::Data,
+        },
+        source: "MSSQL service",
+    },
+    Kind {
+        logtype: LogType {
+            service: Service::Mssql,
+            action: Action::Login,
+        },
+        source: "MSSQL service",
+    },
+    Kind {
+        logtype: LogType {
+            service: Service::Snmp,
+            action: Action::Connection,
+        },
+        source: "SNMP service",
+    },
+    Kind {
+        logtype: LogType {
+            service: Service::Snmp,
+            action: Action::Data,
+        },
+        source: "SNMP service",
+    },
+    Kind {
+        logtype: LogType {
+            service: Service::Snmp,
+            action: Action::Login,
+        },
+        source: "SNMP service",
+    },
+    Kind {
+        logtype: LogType {
+            service: Service::Snmp,
+            action: Action::Query,
+        },
+        source: "SNMP service",
+    },
+    Kind {
+        logtype: LogType {
+            service: Service::Dns,
+            action: Action::Connection,
+        },
+        source: "DNS service",
+    },
+    Kind {
+        logtype: LogType {
+            service: Service::Dns,
+            action: Action::Data,
+        },
+        source: "DNS service",
+    },
+    Kind {
+        logtype: LogType {
+            service: Service::Dns,
+            action: Action::Query,
+        },
+        source: "DNS service",
+    },
 ];
 
 #[cfg(test)]

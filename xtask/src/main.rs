@@ -1,5 +1,7 @@
 //! `cargo xtask`: the project's tasks. CI calls these same commands.
 //!
+//! - `deps`: installs (as root) or prints the command for the Debian packages of the build,
+//!   the run and (`--test`) the tests; `run` and `test` call it first.
 //! - `setup`: installs the eBPF toolchain (nightly `rust-src`, LLVM-matched `bpf-linker`).
 //! - `build-ebpf`: builds the XDP object, optionally copying it somewhere for `bpftool`.
 //! - `run`: builds the sensor and runs it as root with the given arguments.
@@ -10,6 +12,7 @@
 
 mod bench;
 mod build_ebpf;
+mod deps;
 mod lint;
 mod run;
 mod setup;
@@ -29,11 +32,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Task {
+    /// Install (as root) or print the command for the Debian packages the build, the sensor
+    /// and (with --test) the tests need.
+    Deps(deps::Options),
     /// Install nightly rust-src and a bpf-linker built against the nightly's LLVM.
     Setup,
     /// Build the XDP object (after `setup`).
     BuildEbpf(build_ebpf::Options),
-    /// Build the sensor (release) and run it as root: `cargo xtask run -- -i eth0`.
+    /// Build the sensor (release) and run it as root: `cargo xtask run` (watches the default-route interface unless `-- -i IFACE`).
     Run(run::Options),
     /// Run every test: unit tests, then the privileged integration tests.
     Test(test::Options),
@@ -48,6 +54,7 @@ enum Task {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Task::Deps(options) => deps::ensure(&options),
         Task::Setup => setup::run(),
         Task::BuildEbpf(options) => build_ebpf::run(&options),
         Task::Run(options) => run::run(&options),

@@ -24,13 +24,25 @@ fn tune_allocator() {
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
 }
 
+/// `sensor --version`: the package version and the git commit it was built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("SENSOR_GIT_COMMIT"),
+    ")"
+);
+
 /// Trapster-compatible honeypot sensor with XDP scan detection.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version = VERSION, about)]
 struct Cli {
-    /// Diagnostics level (error, warn, info, debug, trace) or an EnvFilter directive.
-    #[arg(long, global = true, default_value = "info", env = "SENSOR_LOG")]
+    /// Diagnostics level (error, warn, info, debug, trace, off) or EnvFilter directives
+    /// (`info,sensor::output=debug`); anything else is refused.
+    #[arg(long, global = true, default_value = "info", env = "SENSOR_LOG", value_parser = parse_log_level)]
     log_level: String,
+    /// Diagnostics format on standard error: text, or json (one object per line).
+    #[arg(long, global = true, default_value = "text", env = "SENSOR_LOG_FORMAT")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -82,6 +94,44 @@ enum Command {
     },
 }
 
+/// How diagnostics are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines (colours on a terminal only).
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `target`, `fields` (with `message`).
+    Json,
+}
+
+/// The levels a bare word may name; any other bare word would silently be a target filter.
+const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+
+/// Accepts a level or EnvFilter directives whose every level is valid; refuses the rest
+/// (`--log-level verbose` must not quietly log nothing).
+fn parse_log_level(value: &str) -> Result<String, String> {
+    let refuse = |why: &str| {
+        Err(format!(
+            "`{value}`: {why} (expected one of {} or directives like `info,sensor::output=debug`)",
+            LEVELS.join(", ")
+        ))
+    };
+    for directive in value.split(',').map(str::trim) {
+        match directive.rsplit_once('=') {
+            None if !LEVELS.contains(&directive.to_ascii_lowercase().as_str()) => {
+                return refuse("unknown level");
+            }
+            Some((_, level)) if !LEVELS.contains(&level.to_ascii_lowercase().as_str()) => {
+                return refuse("unknown level");
+            }
+            _ => {}
+        }
+    }
+    match EnvFilter::try_new(value) {
+        Ok(_) => Ok(value.to_owned()),
+        Err(err) => refuse(&err.to_string()),
+    }
+}
+
 /// Loads the configuration and logs its warnings (`check` prints them instead).
 fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
     let config = read_config(path)?;
@@ -101,14 +151,18 @@ fn read_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
 fn main() -> ExitCode {
     tune_allocator();
     let cli = Cli::parse();
+    // Validated by `parse_log_level`; `info` only if that ever lets something through.
     let filter = EnvFilter::try_new(&cli.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
-    // Colours only on a terminal: journald and log files get plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => builder.json().init(),
+        // Colours only on a terminal: journald and log files get plain text.
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
     match real_main(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -243,6 +297,27 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn log_levels_and_directives_are_accepted() {
+        for ok in [
+            "info",
+            "DEBUG",
+            "off",
+            "info,sensor::output=debug",
+            "sensor=trace",
+        ] {
+            assert_eq!(super::parse_log_level(ok).as_deref(), Ok(ok));
+        }
+    }
+
+    #[test]
+    fn unknown_log_levels_are_refused() {
+        for bad in ["verbose", "info,loud", "sensor=chatty", ""] {
+            let err = super::parse_log_level(bad).unwrap_err();
+            assert!(err.starts_with(&format!("`{bad}`: ")), "{err}");
+        }
+    }
+
     #[test]
     fn purge_delay_option_id_matches_the_linked_mimalloc() {
         // The linked mimalloc (v3) defaults the purge delay to 1000 ms, a value no neighbouring

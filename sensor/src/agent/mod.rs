@@ -17,6 +17,7 @@
 //! returned only after that.
 
 mod pipeline;
+pub mod privileges;
 mod source;
 mod stats;
 
@@ -114,6 +115,9 @@ pub enum AgentError {
     /// A signal handler could not be installed.
     #[error("installing the SIGHUP handler failed: {0}")]
     Signal(#[source] std::io::Error),
+    /// Giving up root or the capabilities failed.
+    #[error(transparent)]
+    Privileges(#[from] privileges::PrivilegeError),
     /// The connection cap does not fit the open-file limit, even raised.
     #[error("field `sensor.services.max_connections`: {0}")]
     Descriptors(#[source] crate::net::fds::FdError),
@@ -167,6 +171,12 @@ pub async fn run(
             CaptureMode::Pcap => Source::pcap(&config, &interfaces)?,
             CaptureMode::None => Source::Off,
         };
+        // Everything privileged is done: programs attached, ring buffer open, ports bound.
+        let dropped = privileges::drop_privileges(
+            config.sensor.run_as.as_deref(),
+            &writable_paths(&config, options.stats_file.as_deref()),
+        )?;
+        tracing::info!(user = %dropped.user, uid = dropped.uid, threads = dropped.threads, "Privileges dropped: no capability left.");
         Ok::<(), AgentError>(())
     }
     .await;
@@ -189,6 +199,22 @@ pub async fn run(
     }
     let summary = running.stop().await;
     outcome.map(|()| summary)
+}
+
+/// What the sensor writes after start, handed to `sensor.run_as`: the services' state
+/// directory, each spool, each file output and the stats file.
+fn writable_paths(config: &Config, stats_file: Option<&std::path::Path>) -> Vec<PathBuf> {
+    let mut paths = vec![config.sensor.services.state_dir.clone()];
+    for output in config.effective_outputs() {
+        if let Some(spool) = &output.spool {
+            paths.push(spool.dir.clone());
+        }
+        if let crate::output::Transport::File(file) = &output.transport {
+            paths.push(file.path.clone());
+        }
+    }
+    paths.extend(stats_file.map(std::path::Path::to_owned));
+    paths
 }
 
 /// Raises the open-file soft limit to the hard one (logged) and refuses a connection cap the

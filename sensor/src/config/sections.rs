@@ -70,4 +70,8 @@ pub struct SensorSection {
     /// by default.
     #[serde(default)]
     pub source_prefix: crate::net::SourcePrefix,
+    /// The user the sensor switches to once started as root (`root` to stay root); default
+    /// `trapster-sensor` when that user exists. Every capability is dropped either way.
+    #[serde(default)]
+    pub run_as: Option<String>,
 }

@@ -70,6 +70,7 @@ pub(crate) const TEST: &[Need] = &[
         "systemd-analyze verify of packaging/trapster-sensor.service",
     ),
     need("dpkg-dev", "dpkg-deb checks of the built package"),
+    need("prometheus", "promtool check metrics of /metrics"),
 ];
 
 /// Python packages the tests need that Debian does not ship (`pip install`).

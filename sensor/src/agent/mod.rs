@@ -16,6 +16,7 @@
 //! merger, close the incidents, then let the outputs drain within their deadline. An error is
 //! returned only after that.
 
+pub mod metrics;
 mod pipeline;
 pub mod privileges;
 mod source;
@@ -115,6 +116,14 @@ pub enum AgentError {
     /// A signal handler could not be installed.
     #[error("installing the SIGHUP handler failed: {0}")]
     Signal(#[source] std::io::Error),
+    /// The metrics listener could not bind.
+    #[error("field `sensor.metrics.listen`: binding {addr} failed: {source}")]
+    Metrics {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
     /// Giving up root or the capabilities failed.
     #[error(transparent)]
     Privileges(#[from] privileges::PrivilegeError),
@@ -158,6 +167,12 @@ pub async fn run(
         service_events,
         source: Source::Off,
         stats_file: options.stats_file.clone(),
+        published: None,
+        interfaces: if options.capture == CaptureMode::None {
+            Vec::new()
+        } else {
+            interfaces.clone()
+        },
     };
     let started = async {
         running.services =
@@ -171,6 +186,19 @@ pub async fn run(
             CaptureMode::Pcap => Source::pcap(&config, &interfaces)?,
             CaptureMode::None => Source::Off,
         };
+        if let Ok(Some(addr)) = config.sensor.metrics.address() {
+            let listener = metrics::bind(addr)
+                .await
+                .map_err(|source| AgentError::Metrics { addr, source })?;
+            let refresh = config.sensor.metrics.refresh_secs.max(1);
+            let published = metrics::Published::new(
+                Duration::from_secs(config.sensor.metrics.output_failing_secs),
+                Duration::from_secs(refresh.saturating_mul(3).saturating_add(5)),
+            );
+            tokio::spawn(metrics::serve(listener, published.clone(), shutdown.clone()));
+            tracing::info!(addr = %addr, "Metrics listening (/metrics, /healthz).");
+            running.published = Some(published);
+        }
         // Everything privileged is done: programs attached, ring buffer open, ports bound.
         let dropped = privileges::drop_privileges(
             config.sensor.run_as.as_deref(),
@@ -248,6 +276,10 @@ struct Running {
     service_events: mpsc::Receiver<Event>,
     source: Source,
     stats_file: Option<PathBuf>,
+    /// Where `/metrics` and `/healthz` read from, when the listener is on.
+    published: Option<metrics::Published>,
+    /// The watched interfaces (empty without capture), for `/healthz`.
+    interfaces: Vec<String>,
 }
 
 impl Running {
@@ -267,6 +299,9 @@ impl Running {
         let mut stats_tick =
             tokio::time::interval_at(tokio::time::Instant::now() + stats_period, stats_period);
         let mut last_counters = self.source.counters()?;
+        let refresh = Duration::from_secs(config.sensor.metrics.refresh_secs.max(1));
+        let mut metrics_tick = tokio::time::interval(refresh);
+        metrics_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
@@ -292,13 +327,45 @@ impl Running {
                     if let (Some(now), Some(last)) = (&current.kernel, &last_counters) {
                         stats::report_counters(&now.since(last), &self.merger);
                     }
+                    let summary = self.summary(current.kernel, current.pcap, current.undecodable);
+                    self.publish(&summary);
                     if let Some(path) = stats_file {
-                        stats::write_stats(path, &self.summary(current.kernel, current.pcap, current.undecodable)).await;
+                        stats::write_stats(path, &summary).await;
                     }
                     last_counters = current.kernel;
                 }
+                _ = metrics_tick.tick(), if self.published.is_some() => {
+                    let current = self.source.stats()?;
+                    let summary = self.summary(current.kernel, current.pcap, current.undecodable);
+                    self.publish(&summary);
+                }
             }
         }
+    }
+
+    /// Hands `summary` (what the stats file gets) to the metrics listener, if on.
+    fn publish(&self, summary: &RunSummary) {
+        let Some(published) = &self.published else {
+            return;
+        };
+        published.publish(metrics::Snapshot {
+            counters: summary.to_json(),
+            tracked: u64::try_from(self.merger.tracked()).unwrap_or(u64::MAX),
+            incidents: u64::try_from(self.pipeline.incidents.len()).unwrap_or(u64::MAX),
+            failing: summary
+                .outputs
+                .iter()
+                .map(|o| (o.name.clone(), o.failing_secs))
+                .collect(),
+            gone: self
+                .interfaces
+                .iter()
+                .filter(|i| !std::path::Path::new("/sys/class/net").join(i).exists())
+                .cloned()
+                .collect(),
+            capturing: !matches!(self.source, Source::Off),
+            at: std::time::Instant::now(),
+        });
     }
 
     fn summary(
@@ -330,6 +397,7 @@ impl Running {
             mut service_events,
             source,
             stats_file,
+            ..
         } = self;
         // 1. Stop accepting and end the sessions; what they emit on the way out still flows.
         let service_counters = services.as_ref().map(Services::counters);

@@ -9,7 +9,7 @@ use std::path::Path;
 
 pub use crate::net::{Cidr, CidrError, SourcePrefix};
 pub use sections::{
-    IdentityConfig, LoggerConfig, PortscanConfig, SensorSection, XdpConfig, XdpMode,
+    IdentityConfig, LoggerConfig, MetricsConfig, PortscanConfig, SensorSection, XdpConfig, XdpMode,
 };
 
 use crate::{

@@ -208,7 +208,7 @@ pub async fn run(
         Ok::<(), AgentError>(())
     }
     .await;
-    let outcome = match started {
+    let outcome = match started.and_then(|()| running.refresh_metrics()) {
         Ok(()) => {
             tracing::info!(interfaces = ?interfaces, "Sensor ready.");
             running
@@ -334,13 +334,19 @@ impl Running {
                     }
                     last_counters = current.kernel;
                 }
-                _ = metrics_tick.tick(), if self.published.is_some() => {
-                    let current = self.source.stats()?;
-                    let summary = self.summary(current.kernel, current.pcap, current.undecodable);
-                    self.publish(&summary);
-                }
+                _ = metrics_tick.tick(), if self.published.is_some() => self.refresh_metrics()?,
             }
         }
+    }
+
+    /// Publishes the counters as of now to the metrics listener, if on.
+    fn refresh_metrics(&mut self) -> Result<(), AgentError> {
+        if self.published.is_some() {
+            let current = self.source.stats()?;
+            let summary = self.summary(current.kernel, current.pcap, current.undecodable);
+            self.publish(&summary);
+        }
+        Ok(())
     }
 
     /// Hands `summary` (what the stats file gets) to the metrics listener, if on.

@@ -86,6 +86,13 @@ enum Command {
         #[arg(short, long)]
         config: Option<PathBuf>,
     },
+    /// Write the man page (`sensor.1`) and shell completions (bash, zsh, fish) into a folder,
+    /// for packaging.
+    #[command(hide = true)]
+    GenerateAssets {
+        /// The folder to write into (created).
+        dir: PathBuf,
+    },
     /// Validate a configuration file and exit.
     Check {
         /// Configuration file to validate.
@@ -172,8 +179,37 @@ fn main() -> ExitCode {
     }
 }
 
+/// Writes `sensor.1` (clap_mangen) and `sensor.bash`, `_sensor`, `sensor.fish`
+/// (clap_complete) into `dir`.
+fn generate_assets(dir: &std::path::Path) -> anyhow::Result<()> {
+    use clap::CommandFactory as _;
+    use clap_complete::Shell;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let command = Cli::command();
+    let mut page = Vec::new();
+    clap_mangen::Man::new(command.clone())
+        .render(&mut page)
+        .context("rendering the man page")?;
+    let write = |name: &str, bytes: &[u8]| {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))
+    };
+    write("sensor.1", &page)?;
+    for (shell, name) in [
+        (Shell::Bash, "sensor.bash"),
+        (Shell::Zsh, "_sensor"),
+        (Shell::Fish, "sensor.fish"),
+    ] {
+        let mut text = Vec::new();
+        clap_complete::generate(shell, &mut command.clone(), "sensor", &mut text);
+        write(name, &text)?;
+    }
+    Ok(())
+}
+
 fn real_main(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::GenerateAssets { dir } => generate_assets(&dir),
         Command::Check { config } => {
             let parsed = read_config(Some(&config))?;
             println!(

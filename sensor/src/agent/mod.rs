@@ -21,6 +21,7 @@ mod pipeline;
 pub mod privileges;
 mod source;
 mod stats;
+mod systemd;
 
 use std::{path::PathBuf, time::Duration};
 
@@ -211,6 +212,7 @@ pub async fn run(
     let outcome = match started.and_then(|()| running.refresh_metrics()) {
         Ok(()) => {
             tracing::info!(interfaces = ?interfaces, "Sensor ready.");
+            systemd::ready(&format!("Watching {}.", interfaces.join(", ")));
             running
                 .run_until(
                     &config,
@@ -222,6 +224,7 @@ pub async fn run(
         }
         Err(err) => Err(err),
     };
+    systemd::stopping();
     if let Err(err) = &outcome {
         tracing::error!(error = %err, "Stopping after an error; events detected so far are delivered first.");
     }
@@ -300,6 +303,9 @@ impl Running {
             tokio::time::interval_at(tokio::time::Instant::now() + stats_period, stats_period);
         let mut last_counters = self.source.counters()?;
         let refresh = Duration::from_secs(config.sensor.metrics.refresh_secs.max(1));
+        let watchdog_period = systemd::watchdog_period();
+        let mut watchdog_tick =
+            tokio::time::interval(watchdog_period.unwrap_or(Duration::from_secs(3600)));
         let mut metrics_tick = tokio::time::interval(refresh);
         metrics_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -335,6 +341,7 @@ impl Running {
                     last_counters = current.kernel;
                 }
                 _ = metrics_tick.tick(), if self.published.is_some() => self.refresh_metrics()?,
+                _ = watchdog_tick.tick(), if watchdog_period.is_some() => systemd::watchdog(),
             }
         }
     }

@@ -7,6 +7,7 @@
 //! - `run`: builds the sensor and runs it as root with the given arguments.
 //! - `test`: the whole suite: unit tests, then the privileged integration tests.
 //! - `integration-test`: only the privileged tests (as root, or through `sudo -E`).
+//! - `package`: the Debian package (cargo-deb), with the systemd unit from `packaging/`.
 //! - `lint`: rustfmt, clippy (userspace and the BPF target).
 //! - `bench`: criterion benchmarks and the privileged scan benchmark (figures, JSON, SVG).
 
@@ -14,6 +15,7 @@ mod bench;
 mod build_ebpf;
 mod deps;
 mod lint;
+mod package;
 mod run;
 mod setup;
 mod test;
@@ -45,6 +47,8 @@ enum Task {
     Test(test::Options),
     /// Run only the privileged integration tests.
     IntegrationTest(test::Options),
+    /// Build the Debian package (cargo-deb): binary, unit, config, user, man page, completions.
+    Package(package::Options),
     /// rustfmt and clippy on every crate, the eBPF crate included.
     Lint,
     /// Benchmarks: criterion (userspace), then the privileged scan benchmark.
@@ -60,6 +64,7 @@ fn main() -> ExitCode {
         Task::Run(options) => run::run(&options),
         Task::Test(options) => test::run_all(&options),
         Task::IntegrationTest(options) => test::run_integration(&options),
+        Task::Package(options) => package::run(&options),
         Task::Lint => lint::run(),
         Task::Bench(options) => bench::run(&options),
     };

@@ -11,14 +11,14 @@ fn repo(path: &str) -> PathBuf {
 }
 
 fn unit() -> String {
-    std::fs::read_to_string(repo("packaging/trapster-sensor.service")).unwrap()
+    std::fs::read_to_string(repo("packaging/trapster-sensor.service")).expect("the unit file")
 }
 
 /// Every `Key=value` of the unit (the last one of a repeated key wins, as in systemd).
 fn setting(unit: &str, key: &str) -> String {
     unit.lines()
         .filter_map(|l| l.strip_prefix(&format!("{key}=")))
-        .last()
+        .next_back()
         .unwrap_or_else(|| panic!("{key}= missing"))
         .to_owned()
 }
@@ -26,7 +26,7 @@ fn setting(unit: &str, key: &str) -> String {
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("sensor-packaging-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(&dir).expect("a scratch folder");
     dir
 }
 
@@ -85,10 +85,6 @@ fn man_page_and_completions_are_generated_from_the_command_line() {
     );
     let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
     let man = read("sensor.1");
-    assert!(
-        man.starts_with(".ie \\n(.g .ds Aq \\(aq") || man.contains(".TH sensor 1"),
-        "{man}"
-    );
     assert!(man.contains(".TH sensor 1"), "{man}");
     for sub in ["run", "check", "replay", "send\\-test"] {
         assert!(man.contains(sub), "{sub} in the man page");

@@ -16,6 +16,81 @@ pub(crate) struct Options {
     /// Where to write the .deb (default: `<target>/debian/`).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Then check the package: its metadata and file list (`dpkg-deb --info`, `-c`), and, from
+    /// a scratch extraction, `sensor --version`, `sensor check` of the packaged configuration
+    /// and `systemd-analyze verify` of the packaged unit.
+    #[arg(long)]
+    check: bool,
+}
+
+/// Files the package must hold.
+const PACKAGED: &[&str] = &[
+    "./usr/bin/sensor",
+    "./etc/trapster-sensor/trapster.conf",
+    "./etc/default/trapster-sensor",
+    "./etc/logrotate.d/trapster-sensor",
+    "./lib/systemd/system/trapster-sensor.service",
+    "./usr/share/man/man1/sensor.1",
+    "./usr/share/bash-completion/completions/sensor",
+    "./usr/share/zsh/vendor-completions/_sensor",
+    "./usr/share/fish/vendor_completions.d/sensor.fish",
+];
+
+/// Checks a built package (see [`Options::check`]).
+fn check(deb: &std::path::Path) -> anyhow::Result<()> {
+    let info = output_of(Command::new("dpkg-deb").arg("--info").arg(deb))?;
+    for wanted in [
+        "Package: trapster-sensor",
+        "Depends:",
+        "libpcap0.8",
+        "adduser",
+        "postinst",
+        "postrm",
+    ] {
+        if !info.contains(wanted) {
+            bail!("dpkg-deb --info lacks `{wanted}`:\n{info}");
+        }
+    }
+    let listing = output_of(Command::new("dpkg-deb").arg("-c").arg(deb))?;
+    let paths: Vec<&str> = listing
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .collect();
+    let absent: Vec<&&str> = PACKAGED
+        .iter()
+        .filter(|p| !paths.iter().any(|q| q.trim_end_matches(".gz") == **p))
+        .collect();
+    if !absent.is_empty() {
+        bail!("the package lacks {absent:?}:\n{listing}");
+    }
+    let root = target_dir().join("debian/scratch-root");
+    let _ = std::fs::remove_dir_all(&root);
+    run_cmd(Command::new("dpkg-deb").arg("-x").arg(deb).arg(&root))?;
+    let bin = root.join("usr/bin/sensor");
+    let version = output_of(Command::new(&bin).arg("--version"))?;
+    if !version.starts_with("sensor ") || !version.contains("(commit ") {
+        bail!("unexpected `sensor --version`: {version}");
+    }
+    print!("{version}");
+    run_cmd(
+        Command::new(&bin)
+            .args(["check", "-c"])
+            .arg(root.join("etc/trapster-sensor/trapster.conf")),
+    )?;
+    let unit = std::fs::read_to_string(root.join("lib/systemd/system/trapster-sensor.service"))
+        .context("reading the packaged unit")?;
+    let local = root.join("trapster-sensor.service");
+    std::fs::write(
+        &local,
+        unit.replace("/usr/bin/sensor", &bin.display().to_string()),
+    )?;
+    run_cmd(
+        Command::new("systemd-analyze")
+            .args(["verify", "--man=no"])
+            .arg(&local),
+    )?;
+    eprintln!("xtask: {} checked", deb.display());
+    Ok(())
 }
 
 fn cargo_deb_installed() -> bool {
@@ -60,6 +135,9 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<()> {
     match path {
         Some(path) => {
             println!("{path}");
+            if options.check {
+                check(std::path::Path::new(&path))?;
+            }
             Ok(())
         }
         None => bail!("cargo deb printed no package path: {printed}"),

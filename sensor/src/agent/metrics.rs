@@ -115,8 +115,14 @@ impl Published {
     }
 }
 
+/// A sample's labels.
+type Labels = Vec<(String, String)>;
+
+/// A gauge family: name (after the prefix), help, samples.
+type GaugeFamily = (&'static str, &'static str, Vec<(Labels, i64)>);
+
 /// One sample: family name, labels, value.
-type Sample = (String, Vec<(String, String)>, u64);
+type Sample = (String, Labels, u64);
 
 /// Every numeric leaf of the stats JSON as a counter sample named by its path; arrays of
 /// objects with a `name` (the outputs) become one label set per element (`output`, `type`).
@@ -160,7 +166,7 @@ pub fn counter_samples(stats: &Value) -> Vec<Sample> {
 #[derive(Debug)]
 struct SnapshotCollector(Published);
 
-fn families(samples: Vec<Sample>) -> BTreeMap<String, Vec<(Vec<(String, String)>, u64)>> {
+fn families(samples: Vec<Sample>) -> BTreeMap<String, Vec<(Labels, u64)>> {
     let mut families: BTreeMap<String, Vec<_>> = BTreeMap::new();
     for (name, labels, value) in samples {
         families.entry(name).or_default().push((labels, value));
@@ -188,7 +194,7 @@ impl Collector for SnapshotCollector {
                 ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
             }
         }
-        let gauges: [(&str, &str, Vec<(Vec<(String, String)>, i64)>); 4] = [
+        let gauges: [GaugeFamily; 4] = [
             (
                 "merger_tracked",
                 "Scans being merged.",

@@ -29,7 +29,7 @@ const PACKAGED: &[&str] = &[
     "./etc/trapster-sensor/trapster.conf",
     "./etc/default/trapster-sensor",
     "./etc/logrotate.d/trapster-sensor",
-    "./lib/systemd/system/trapster-sensor.service",
+    "./usr/lib/systemd/system/trapster-sensor.service",
     "./usr/share/man/man1/sensor.1",
     "./usr/share/bash-completion/completions/sensor",
     "./usr/share/zsh/vendor-completions/_sensor",
@@ -77,7 +77,7 @@ fn check(deb: &std::path::Path) -> anyhow::Result<()> {
             .args(["check", "-c"])
             .arg(root.join("etc/trapster-sensor/trapster.conf")),
     )?;
-    let unit = std::fs::read_to_string(root.join("lib/systemd/system/trapster-sensor.service"))
+    let unit = std::fs::read_to_string(root.join("usr/lib/systemd/system/trapster-sensor.service"))
         .context("reading the packaged unit")?;
     let local = root.join("trapster-sensor.service");
     std::fs::write(

@@ -24,17 +24,29 @@ fn tune_allocator() {
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
 }
 
+/// `sensor --version`: the package version and the git commit it was built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("SENSOR_GIT_COMMIT"),
+    ")"
+);
+
 /// Trapster-compatible honeypot sensor with XDP scan detection.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version = VERSION, about)]
 struct Cli {
-    /// Diagnostics level (error, warn, info, debug, trace) or an EnvFilter directive.
-    #[arg(long, global = true, default_value = "info", env = "SENSOR_LOG")]
+    /// Diagnostics level (error, warn, info, debug, trace, off) or EnvFilter directives
+    /// (`info,sensor::output=debug`); anything else is refused.
+    #[arg(long, global = true, default_value = "info", env = "SENSOR_LOG", value_parser = parse_log_level)]
     log_level: String,
     /// Configuration file, with no subcommand: `sensor -c trapster.conf` is `sensor run -c
     /// trapster.conf`, as Trapster is started.
     #[arg(short, long)]
     config: Option<PathBuf>,
+    /// Diagnostics format on standard error: text, or json (one object per line).
+    #[arg(long, global = true, default_value = "text", env = "SENSOR_LOG_FORMAT")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -89,6 +101,13 @@ enum Command {
         #[arg(short, long)]
         config: Option<PathBuf>,
     },
+    /// Write the man page (`sensor.1`) and shell completions (bash, zsh, fish) into a folder,
+    /// for packaging.
+    #[command(hide = true)]
+    GenerateAssets {
+        /// The folder to write into (created).
+        dir: PathBuf,
+    },
     /// Validate a configuration file and exit.
     Check {
         /// Configuration file to validate.
@@ -112,6 +131,44 @@ enum TokenKind {
     },
 }
 
+/// How diagnostics are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines (colours on a terminal only).
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `target`, `fields` (with `message`).
+    Json,
+}
+
+/// The levels a bare word may name; any other bare word would silently be a target filter.
+const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+
+/// Accepts a level or EnvFilter directives whose every level is valid; refuses the rest
+/// (`--log-level verbose` must not quietly log nothing).
+fn parse_log_level(value: &str) -> Result<String, String> {
+    let refuse = |why: &str| {
+        Err(format!(
+            "`{value}`: {why} (expected one of {} or directives like `info,sensor::output=debug`)",
+            LEVELS.join(", ")
+        ))
+    };
+    for directive in value.split(',').map(str::trim) {
+        match directive.rsplit_once('=') {
+            None if !LEVELS.contains(&directive.to_ascii_lowercase().as_str()) => {
+                return refuse("unknown level");
+            }
+            Some((_, level)) if !LEVELS.contains(&level.to_ascii_lowercase().as_str()) => {
+                return refuse("unknown level");
+            }
+            _ => {}
+        }
+    }
+    match EnvFilter::try_new(value) {
+        Ok(_) => Ok(value.to_owned()),
+        Err(err) => refuse(&err.to_string()),
+    }
+}
+
 /// Loads the configuration and logs its warnings (`check` prints them instead).
 fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
     let config = read_config(path)?;
@@ -131,14 +188,18 @@ fn read_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
 fn main() -> ExitCode {
     tune_allocator();
     let cli = Cli::parse();
+    // Validated by `parse_log_level`; `info` only if that ever lets something through.
     let filter = EnvFilter::try_new(&cli.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
-    // Colours only on a terminal: journald and log files get plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => builder.json().init(),
+        // Colours only on a terminal: journald and log files get plain text.
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
     match real_main(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -146,6 +207,34 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Writes `sensor.1` (clap_mangen) and `sensor.bash`, `_sensor`, `sensor.fish`
+/// (clap_complete) into `dir`.
+fn generate_assets(dir: &std::path::Path) -> anyhow::Result<()> {
+    use clap::CommandFactory as _;
+    use clap_complete::Shell;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let command = Cli::command();
+    let mut page = Vec::new();
+    clap_mangen::Man::new(command.clone())
+        .render(&mut page)
+        .context("rendering the man page")?;
+    let write = |name: &str, bytes: &[u8]| {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))
+    };
+    write("sensor.1", &page)?;
+    for (shell, name) in [
+        (Shell::Bash, "sensor.bash"),
+        (Shell::Zsh, "_sensor"),
+        (Shell::Fish, "sensor.fish"),
+    ] {
+        let mut text = Vec::new();
+        clap_complete::generate(shell, &mut command.clone(), "sensor", &mut text);
+        write(name, &text)?;
+    }
+    Ok(())
 }
 
 fn real_main(cli: Cli) -> anyhow::Result<()> {
@@ -181,6 +270,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 other => other.context("writing to standard output"),
             }
         }
+        Command::GenerateAssets { dir } => generate_assets(&dir),
         Command::Check { config } => {
             let parsed = read_config(Some(&config))?;
             println!(
@@ -313,6 +403,27 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn log_levels_and_directives_are_accepted() {
+        for ok in [
+            "info",
+            "DEBUG",
+            "off",
+            "info,sensor::output=debug",
+            "sensor=trace",
+        ] {
+            assert_eq!(super::parse_log_level(ok).as_deref(), Ok(ok));
+        }
+    }
+
+    #[test]
+    fn unknown_log_levels_are_refused() {
+        for bad in ["verbose", "info,loud", "sensor=chatty", ""] {
+            let err = super::parse_log_level(bad).unwrap_err();
+            assert!(err.starts_with(&format!("`{bad}`: ")), "{err}");
+        }
+    }
+
     #[test]
     fn purge_delay_option_id_matches_the_linked_mimalloc() {
         // The linked mimalloc (v3) defaults the purge delay to 1000 ms, a value no neighbouring

@@ -75,13 +75,35 @@ impl RunningSensor {
     /// 60 s) until it reports being ready.
     #[must_use]
     pub fn start(ns: &NetNs, config: &str, extra_args: &[&str]) -> Self {
-        let dir = std::env::temp_dir().join(format!("{}-run", ns.name));
+        Self::start_wrapped(ns, &[], config, extra_args)
+    }
+
+    /// The scratch folder [`RunningSensor::start`] uses for `ns` (to prepare it, e.g. to hand it
+    /// to the user the sensor switches to).
+    #[must_use]
+    pub fn dir_for(ns: &NetNs) -> PathBuf {
+        std::env::temp_dir().join(format!("{}-run", ns.name))
+    }
+
+    /// As [`RunningSensor::start`], with the sensor started through `wrapper` (e.g.
+    /// `setpriv --reuid=...`) inside the namespace.
+    #[must_use]
+    pub fn start_wrapped(ns: &NetNs, wrapper: &[&str], config: &str, extra_args: &[&str]) -> Self {
+        let dir = Self::dir_for(ns);
         std::fs::create_dir_all(&dir).expect("temp dir");
         let config_path = dir.join("trapster.conf");
         std::fs::write(&config_path, config).expect("write config");
         let stats = dir.join("stats.json");
         let bin = sensor_bin();
-        let mut cmd = ns.command(bin.to_str().expect("utf-8 path"));
+        let bin = bin.to_str().expect("utf-8 path");
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = ns.command(first);
+                c.args(rest).arg(bin);
+                c
+            }
+            None => ns.command(bin),
+        };
         cmd.args(["--log-level", "info", "run", "-c"])
             .arg(&config_path)
             .arg("--stats-file")

@@ -1,16 +1,21 @@
 //! `cargo xtask`: the project's tasks. CI calls these same commands.
 //!
+//! - `deps`: installs (as root) or prints the command for the Debian packages of the build,
+//!   the run and (`--test`) the tests; `run` and `test` call it first.
 //! - `setup`: installs the eBPF toolchain (nightly `rust-src`, LLVM-matched `bpf-linker`).
 //! - `build-ebpf`: builds the XDP object, optionally copying it somewhere for `bpftool`.
 //! - `run`: builds the sensor and runs it as root with the given arguments.
 //! - `test`: the whole suite: unit tests, then the privileged integration tests.
 //! - `integration-test`: only the privileged tests (as root, or through `sudo -E`).
+//! - `package`: the Debian package (cargo-deb), with the systemd unit from `packaging/`.
 //! - `lint`: rustfmt, clippy (userspace and the BPF target).
 //! - `bench`: criterion benchmarks and the privileged scan benchmark (figures, JSON, SVG).
 
 mod bench;
 mod build_ebpf;
+mod deps;
 mod lint;
+mod package;
 mod run;
 mod setup;
 mod test;
@@ -29,16 +34,21 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Task {
+    /// Install (as root) or print the command for the Debian packages the build, the sensor
+    /// and (with --test) the tests need.
+    Deps(deps::Options),
     /// Install nightly rust-src and a bpf-linker built against the nightly's LLVM.
     Setup,
     /// Build the XDP object (after `setup`).
     BuildEbpf(build_ebpf::Options),
-    /// Build the sensor (release) and run it as root: `cargo xtask run -- -i eth0`.
+    /// Build the sensor (release) and run it as root: `cargo xtask run` (watches the default-route interface unless `-- -i IFACE`).
     Run(run::Options),
     /// Run every test: unit tests, then the privileged integration tests.
     Test(test::Options),
     /// Run only the privileged integration tests.
     IntegrationTest(test::Options),
+    /// Build the Debian package (cargo-deb): binary, unit, config, user, man page, completions.
+    Package(package::Options),
     /// rustfmt and clippy on every crate, the eBPF crate included.
     Lint,
     /// Benchmarks: criterion (userspace), then the privileged scan benchmark.
@@ -48,11 +58,13 @@ enum Task {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Task::Deps(options) => deps::ensure(&options),
         Task::Setup => setup::run(),
         Task::BuildEbpf(options) => build_ebpf::run(&options),
         Task::Run(options) => run::run(&options),
         Task::Test(options) => test::run_all(&options),
         Task::IntegrationTest(options) => test::run_integration(&options),
+        Task::Package(options) => package::run(&options),
         Task::Lint => lint::run(),
         Task::Bench(options) => bench::run(&options),
     };

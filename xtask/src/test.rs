@@ -1,4 +1,5 @@
-//! `cargo xtask test` and `cargo xtask integration-test`.
+//! `cargo xtask test` and `cargo xtask integration-test`. `test` first installs (or prints the
+//! command for) every package of the build, run and test groups ([`crate::deps`]).
 //!
 //! Integration tests need root (network namespaces, XDP). They are built as the current user
 //! with `cargo test --no-run`, then each test executable is run under the runner (`sudo -E`
@@ -12,7 +13,7 @@ use std::{
 
 use anyhow::{Context as _, anyhow};
 
-use crate::{output_of, run_cmd, setup, target_dir, workspace_root};
+use crate::{deps, output_of, run_cmd, setup, target_dir, workspace_root};
 
 /// Options of the test tasks.
 #[derive(Debug, clap::Args)]
@@ -26,6 +27,10 @@ pub(crate) struct Options {
 }
 
 pub(crate) fn run_all(options: &Options) -> anyhow::Result<()> {
+    deps::ensure(&deps::Options {
+        test: true,
+        ..deps::Options::default()
+    })?;
     setup::run()?;
     let root = workspace_root();
     run_cmd(Command::new("cargo").current_dir(&root).args([

@@ -16,9 +16,12 @@
 //! merger, close the incidents, then let the outputs drain within their deadline. An error is
 //! returned only after that.
 
+pub mod metrics;
 mod pipeline;
+pub mod privileges;
 mod source;
 mod stats;
+mod systemd;
 
 use std::{path::PathBuf, time::Duration};
 
@@ -114,6 +117,17 @@ pub enum AgentError {
     /// A signal handler could not be installed.
     #[error("installing the SIGHUP handler failed: {0}")]
     Signal(#[source] std::io::Error),
+    /// The metrics listener could not bind.
+    #[error("field `sensor.metrics.listen`: binding {addr} failed: {source}")]
+    Metrics {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Giving up root or the capabilities failed.
+    #[error(transparent)]
+    Privileges(#[from] privileges::PrivilegeError),
     /// The connection cap does not fit the open-file limit, even raised.
     #[error("field `sensor.services.max_connections`: {0}")]
     Descriptors(#[source] crate::net::fds::FdError),
@@ -158,6 +172,12 @@ pub async fn run(
         service_events,
         source: Source::Off,
         stats_file: options.stats_file.clone(),
+        published: None,
+        interfaces: if options.capture == CaptureMode::None {
+            Vec::new()
+        } else {
+            interfaces.clone()
+        },
     };
     let started = async {
         let services =
@@ -187,12 +207,32 @@ pub async fn run(
             CaptureMode::Pcap => Source::pcap(&config, &interfaces)?,
             CaptureMode::None => Source::Off,
         };
+        if let Ok(Some(addr)) = config.sensor.metrics.address() {
+            let listener = metrics::bind(addr)
+                .await
+                .map_err(|source| AgentError::Metrics { addr, source })?;
+            let refresh = config.sensor.metrics.refresh_secs.max(1);
+            let published = metrics::Published::new(
+                Duration::from_secs(config.sensor.metrics.output_failing_secs),
+                Duration::from_secs(refresh.saturating_mul(3).saturating_add(5)),
+            );
+            tokio::spawn(metrics::serve(listener, published.clone(), shutdown.clone()));
+            tracing::info!(addr = %addr, "Metrics listening (/metrics, /healthz).");
+            running.published = Some(published);
+        }
+        // Everything privileged is done: programs attached, ring buffer open, ports bound.
+        let dropped = privileges::drop_privileges(
+            config.sensor.run_as.as_deref(),
+            &writable_paths(&config, options.stats_file.as_deref()),
+        )?;
+        tracing::info!(user = %dropped.user, uid = dropped.uid, threads = dropped.threads, "Privileges dropped: no capability left.");
         Ok::<(), AgentError>(())
     }
     .await;
-    let outcome = match started {
+    let outcome = match started.and_then(|()| running.refresh_metrics()) {
         Ok(()) => {
             tracing::info!(interfaces = ?interfaces, "Sensor ready.");
+            systemd::ready(&format!("Watching {}.", interfaces.join(", ")));
             running
                 .run_until(
                     &config,
@@ -204,11 +244,28 @@ pub async fn run(
         }
         Err(err) => Err(err),
     };
+    systemd::stopping();
     if let Err(err) = &outcome {
         tracing::error!(error = %err, "Stopping after an error; events detected so far are delivered first.");
     }
     let summary = running.stop().await;
     outcome.map(|()| summary)
+}
+
+/// What the sensor writes after start, handed to `sensor.run_as`: the services' state
+/// directory, each spool, each file output and the stats file.
+fn writable_paths(config: &Config, stats_file: Option<&std::path::Path>) -> Vec<PathBuf> {
+    let mut paths = vec![config.sensor.services.state_dir.clone()];
+    for output in config.effective_outputs() {
+        if let Some(spool) = &output.spool {
+            paths.push(spool.dir.clone());
+        }
+        if let crate::output::Transport::File(file) = &output.transport {
+            paths.push(file.path.clone());
+        }
+    }
+    paths.extend(stats_file.map(std::path::Path::to_owned));
+    paths
 }
 
 /// Raises the open-file soft limit to the hard one (logged) and refuses a connection cap the
@@ -244,6 +301,10 @@ struct Running {
     service_events: mpsc::Receiver<Event>,
     source: Source,
     stats_file: Option<PathBuf>,
+    /// Where `/metrics` and `/healthz` read from, when the listener is on.
+    published: Option<metrics::Published>,
+    /// The watched interfaces (empty without capture), for `/healthz`.
+    interfaces: Vec<String>,
 }
 
 impl Running {
@@ -263,6 +324,12 @@ impl Running {
         let mut stats_tick =
             tokio::time::interval_at(tokio::time::Instant::now() + stats_period, stats_period);
         let mut last_counters = self.source.counters()?;
+        let refresh = Duration::from_secs(config.sensor.metrics.refresh_secs.max(1));
+        let watchdog_period = systemd::watchdog_period();
+        let mut watchdog_tick =
+            tokio::time::interval(watchdog_period.unwrap_or(Duration::from_secs(3600)));
+        let mut metrics_tick = tokio::time::interval(refresh);
+        metrics_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
@@ -288,13 +355,52 @@ impl Running {
                     if let (Some(now), Some(last)) = (&current.kernel, &last_counters) {
                         stats::report_counters(&now.since(last), &self.merger);
                     }
+                    let summary = self.summary(current.kernel, current.pcap, current.undecodable);
+                    self.publish(&summary);
                     if let Some(path) = stats_file {
-                        stats::write_stats(path, &self.summary(current.kernel, current.pcap, current.undecodable)).await;
+                        stats::write_stats(path, &summary).await;
                     }
                     last_counters = current.kernel;
                 }
+                _ = metrics_tick.tick(), if self.published.is_some() => self.refresh_metrics()?,
+                _ = watchdog_tick.tick(), if watchdog_period.is_some() => systemd::watchdog(),
             }
         }
+    }
+
+    /// Publishes the counters as of now to the metrics listener, if on.
+    fn refresh_metrics(&mut self) -> Result<(), AgentError> {
+        if self.published.is_some() {
+            let current = self.source.stats()?;
+            let summary = self.summary(current.kernel, current.pcap, current.undecodable);
+            self.publish(&summary);
+        }
+        Ok(())
+    }
+
+    /// Hands `summary` (what the stats file gets) to the metrics listener, if on.
+    fn publish(&self, summary: &RunSummary) {
+        let Some(published) = &self.published else {
+            return;
+        };
+        published.publish(metrics::Snapshot {
+            counters: summary.to_json(),
+            tracked: u64::try_from(self.merger.tracked()).unwrap_or(u64::MAX),
+            incidents: u64::try_from(self.pipeline.incidents.len()).unwrap_or(u64::MAX),
+            failing: summary
+                .outputs
+                .iter()
+                .map(|o| (o.name.clone(), o.failing_secs))
+                .collect(),
+            gone: self
+                .interfaces
+                .iter()
+                .filter(|i| !std::path::Path::new("/sys/class/net").join(i).exists())
+                .cloned()
+                .collect(),
+            capturing: !matches!(self.source, Source::Off),
+            at: std::time::Instant::now(),
+        });
     }
 
     fn summary(
@@ -327,6 +433,7 @@ impl Running {
             mut service_events,
             source,
             stats_file,
+            ..
         } = self;
         // 0. No more decoy queries; what they found is already queued.
         if let Some(task) = poisoning {

@@ -11,7 +11,7 @@ use std::path::Path;
 
 pub use crate::net::{Cidr, CidrError, SourcePrefix};
 pub use sections::{
-    IdentityConfig, LoggerConfig, PortscanConfig, SensorSection, XdpConfig, XdpMode,
+    IdentityConfig, LoggerConfig, MetricsConfig, PortscanConfig, SensorSection, XdpConfig, XdpMode,
 };
 pub use show::{MASK, mask};
 

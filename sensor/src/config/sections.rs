@@ -123,4 +123,53 @@ pub struct SensorSection {
     /// LLMNR / NBT-NS / mDNS poisoning detection (off by default).
     #[serde(default)]
     pub poisoning: crate::poisoning::PoisoningConfig,
+    /// The user the sensor switches to once started as root (`root` to stay root); default
+    /// `trapster-sensor` when that user exists. Every capability is dropped either way.
+    #[serde(default)]
+    pub run_as: Option<String>,
+    /// The Prometheus `/metrics` and `/healthz` listener (off by default).
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// `sensor.metrics`: an HTTP listener serving `/metrics` (Prometheus text) and `/healthz`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// `address:port`, or a port alone for `127.0.0.1:port`; absent: no listener.
+    pub listen: Option<String>,
+    /// How often the served values are refreshed, seconds (the stats file's ticks refresh
+    /// them too).
+    pub refresh_secs: u64,
+    /// `/healthz` fails once an output has been failing this long, seconds.
+    pub output_failing_secs: u64,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            refresh_secs: 10,
+            output_failing_secs: 300,
+        }
+    }
+}
+
+impl MetricsConfig {
+    /// The address to listen on, if on: a bare port means loopback.
+    ///
+    /// # Errors
+    /// The problem with `listen`, for the field's error message.
+    pub fn address(&self) -> Result<Option<std::net::SocketAddr>, String> {
+        let Some(listen) = self.listen.as_deref() else {
+            return Ok(None);
+        };
+        if let Ok(port) = listen.parse::<u16>() {
+            return Ok(Some(std::net::SocketAddr::from(([127, 0, 0, 1], port))));
+        }
+        listen
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("`{listen}` is neither a port nor address:port"))
+    }
 }

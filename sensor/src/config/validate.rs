@@ -104,6 +104,9 @@ impl Config {
         if let Err(err) = self.sensor.source_prefix.validate() {
             return Err(invalid("sensor.source_prefix", err.to_string()));
         }
+        if let Err(err) = self.sensor.metrics.address() {
+            return Err(invalid("sensor.metrics.listen", err));
+        }
         for (i, output) in self.outputs.iter().enumerate() {
             if output.spool.is_some()
                 && matches!(output.transport, Transport::Terminal | Transport::File(_))

@@ -104,6 +104,7 @@ async fn until_done(
                 }
                 failures += 1;
                 counters.retried.fetch_add(1, Ordering::Relaxed);
+                counters.mark_failing();
                 let wait = backoff.next_delay(after);
                 tokio::select! {
                     () = give_up.cancelled() => return Err(WriteError::Retry { reason, after }),
@@ -216,6 +217,7 @@ pub(crate) async fn run(mut sink: Box<dyn Sink>, mut d: Driver) {
                 Ok(refused) => {
                     let refused = refused.min(n);
                     counters.sent.fetch_add(n - refused, Ordering::Relaxed);
+                    counters.mark_delivering();
                     counters.drop_for(refused, queue::REFUSED);
                     if n > refused {
                         d.report_outage(&filter);

@@ -41,6 +41,9 @@ pub struct OutputStats {
     pub dropped_queue_full: u64,
     /// Messages written to the disk spool.
     pub spooled: u64,
+    /// How long its writes have been failing, seconds; `None` while delivering (not in
+    /// `to_json`: health, not a counter).
+    pub failing_secs: Option<u64>,
 }
 
 impl OutputStats {
@@ -54,6 +57,7 @@ impl OutputStats {
             dropped: c.dropped.load(Ordering::Relaxed),
             dropped_queue_full: c.dropped_queue_full.load(Ordering::Relaxed),
             spooled: c.spooled.load(Ordering::Relaxed),
+            failing_secs: c.failing_for_secs(),
         }
     }
 

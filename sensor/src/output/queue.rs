@@ -60,6 +60,8 @@ pub struct Counters {
     pub in_flight: AtomicU64,
     /// Drops not yet reported by a `sensor.degraded` event, and the first reason.
     outage: Mutex<Outage>,
+    /// Unix time (ms) of the first failed write of the current outage; 0 while delivering.
+    failing_since_ms: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -68,7 +70,35 @@ struct Outage {
     reason: Option<&'static str>,
 }
 
+/// Wall-clock milliseconds since the Unix epoch (0 before it).
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 impl Counters {
+    /// Records a failed write: the outage starts now unless one is already running.
+    pub fn mark_failing(&self) {
+        let now = unix_ms().max(1);
+        let _ =
+            self.failing_since_ms
+                .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// Records a successful write: the outage, if any, is over.
+    pub fn mark_delivering(&self) {
+        self.failing_since_ms.store(0, Ordering::Relaxed);
+    }
+
+    /// How long writes have been failing, whole seconds; `None` while delivering.
+    #[must_use]
+    pub fn failing_for_secs(&self) -> Option<u64> {
+        let since = self.failing_since_ms.load(Ordering::Relaxed);
+        let now = unix_ms();
+        (since != 0).then(|| now.saturating_sub(since) / 1_000)
+    }
+
     /// Counts `n` messages lost for `reason`.
     pub fn drop_for(&self, n: u64, reason: &'static str) {
         if n == 0 {

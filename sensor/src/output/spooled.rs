@@ -228,6 +228,7 @@ pub(crate) async fn run(mut sink: Box<dyn Sink>, mut spool: Spool, d: Driver) {
                     let n = batch.len() as u64;
                     let refused = refused.min(n);
                     counters.sent.fetch_add(n - refused, Ordering::Relaxed);
+                    counters.mark_delivering();
                     counters.drop_for(refused, reason);
                     backoff = Backoff::new();
                     if failing {
@@ -268,6 +269,7 @@ pub(crate) async fn run(mut sink: Box<dyn Sink>, mut spool: Spool, d: Driver) {
                         tracing::warn!(output = %name, error = %why, "Delivery failed; events are spooled and retried with backoff.");
                     }
                     counters.retried.fetch_add(1, Ordering::Relaxed);
+                    counters.mark_failing();
                     next_try = tokio::time::Instant::now() + backoff.next_delay(after);
                 }
             }

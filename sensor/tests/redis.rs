@@ -6,6 +6,8 @@
 
 mod support;
 
+use support::redis_server::have_redis;
+
 use std::{
     process::{Child, Command, Stdio},
     time::Duration,
@@ -30,21 +32,6 @@ impl Drop for Server {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn have_redis() -> bool {
-    let found = Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        found || std::env::var_os("CI").is_none(),
-        "redis-server is required in CI"
-    );
-    if !found {
-        eprintln!("skipped: redis-server not installed (apt-get install redis-server)");
-    }
-    found
 }
 
 /// Runs `cmd` (a redis-server told to listen on `hold`'s port) until it serves that port

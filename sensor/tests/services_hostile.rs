@@ -42,19 +42,6 @@ fn limits() -> serde_json::Value {
     })
 }
 
-/// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
 /// A valid client opening for each service, cut at every prefix by the truncation case.
 fn transcript(service: Service) -> Vec<u8> {
     match service {
@@ -70,7 +57,7 @@ fn transcript(service: Service) -> Vec<u8> {
         }
         Service::Https => {
             let mut hello = b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03".to_vec();
-            hello.extend_from_slice(&noise(32, 7));
+            hello.extend_from_slice(&harness::noise(32, 7));
             hello.extend_from_slice(b"\x00\x00\x04\x13\x01\x13\x02\x01\x00");
             hello
         }
@@ -80,7 +67,7 @@ fn transcript(service: Service) -> Vec<u8> {
             p.extend_from_slice(&caps.to_le_bytes());
             p.extend_from_slice(&[0; 28]);
             p.extend_from_slice(b"root\0\x14");
-            p.extend_from_slice(&noise(20, 3));
+            p.extend_from_slice(&harness::noise(20, 3));
             p.extend_from_slice(b"db\0mysql_native_password\0");
             let mut out = vec![u8::try_from(p.len()).unwrap(), 0, 0, 1];
             out.extend_from_slice(&p);
@@ -119,8 +106,11 @@ fn cases(service: Service) -> Vec<(&'static str, Act)> {
     let mib_line = vec![b'A'; 1 << 20];
     let mib_newlines = b"\r\n".repeat(1 << 19);
     let mut v = vec![
-        ("random 4 KiB", Act::SendClose(noise(4096, 1))),
-        ("random 64 KiB held", Act::SendHold(noise(65_536, 2))),
+        ("random 4 KiB", Act::SendClose(harness::noise(4096, 1))),
+        (
+            "random 64 KiB held",
+            Act::SendHold(harness::noise(65_536, 2)),
+        ),
         ("1 MiB line", Act::SendHold(mib_line)),
         ("1 MiB of CRLF", Act::SendHold(mib_newlines)),
         ("NUL bytes", Act::SendHold(vec![0; 10_000])),
@@ -160,7 +150,7 @@ fn cases(service: Service) -> Vec<(&'static str, Act)> {
         ("immediate half-close", Act::SendClose(Vec::new())),
         (
             "valid opening then noise",
-            Act::SendHold([transcript(service), noise(8192, 5)].concat()),
+            Act::SendHold([transcript(service), harness::noise(8192, 5)].concat()),
         ),
         (
             "opening repeated 500 times",

@@ -38,18 +38,6 @@ fn limits() -> serde_json::Value {
     })
 }
 
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()[3]
-        })
-        .collect()
-}
-
 /// What a case does.
 #[derive(Debug, Clone)]
 enum Act {
@@ -64,7 +52,7 @@ enum Act {
 /// The cases both services get.
 fn common() -> Vec<Act> {
     let mut v: Vec<Act> = (0..8u64)
-        .map(|seed| Act::Send(noise(64 << seed, seed + 11)))
+        .map(|seed| Act::Send(harness::noise(64 << seed, seed + 11)))
         .collect();
     v.extend([
         Act::Hold(vec![b'A'; 1 << 20]),

@@ -22,19 +22,6 @@ use tokio::sync::mpsc;
 
 const LIMIT: Duration = Duration::from_secs(60);
 
-/// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()[3]
-        })
-        .collect()
-}
-
 /// A client's valid opening: an SMB2 NEGOTIATE in its frame, or an X.224 request.
 fn opening(service: Service) -> Vec<u8> {
     match service {
@@ -161,11 +148,16 @@ async fn hostile_clients_are_closed_in_time_and_the_next_client_is_served() {
             false,
             false,
         ));
-        cases.push(("random 4 KiB".into(), noise(4096, 1), true, false));
-        cases.push(("random 64 KiB".into(), noise(65_536, 2), false, false));
+        cases.push(("random 4 KiB".into(), harness::noise(4096, 1), true, false));
+        cases.push((
+            "random 64 KiB".into(),
+            harness::noise(65_536, 2),
+            false,
+            false,
+        ));
         cases.push((
             "opening then noise".into(),
-            [open.clone(), noise(8192, 3)].concat(),
+            [open.clone(), harness::noise(8192, 3)].concat(),
             false,
             false,
         ));

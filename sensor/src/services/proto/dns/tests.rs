@@ -2,6 +2,7 @@
 //! and hostile messages (every truncation, compression pointer loops, counts that lie, random
 //! bytes).
 
+use crate::services::proto::shared::testing::noise;
 use std::{
     net::{IpAddr, Ipv4Addr},
     str::FromStr,
@@ -324,19 +325,6 @@ fn responses_and_other_opcodes() {
     assert_eq!(reply.metadata.response_code, ResponseCode::NotImp);
 }
 
-/// Deterministic bytes (xorshift64).
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()[0]
-        })
-        .collect()
-}
-
 #[test]
 fn hostile_messages_never_panic_and_never_answer_much() {
     let zone = zone(serde_json::json!({}));
@@ -377,7 +365,7 @@ fn hostile_messages_never_panic_and_never_answer_much() {
     long.extend([0, 0, 1, 0, 1]);
     hostile.push(long);
     for seed in 1..=30u64 {
-        hostile.push(noise(seed, usize::try_from(seed * 5).unwrap()));
+        hostile.push(noise(usize::try_from(seed * 5).unwrap(), seed));
     }
     assert!(hostile.len() >= 50);
     for message in &hostile {

@@ -2,6 +2,7 @@
 //! answers, and hostile bytes.
 
 use super::{credssp, x224};
+use crate::services::proto::shared::testing::noise;
 
 /// A Connection Request as mstsc sends it: cookie, then RDP_NEG_REQ for `protocols`.
 fn request(cookie: Option<&str>, protocols: Option<u32>) -> Vec<u8> {
@@ -102,18 +103,6 @@ fn tsrequests_round_trip_and_errors_encode_as_windows() {
         "over the cap"
     );
     assert_eq!(credssp::der_length(b"GET "), Err(()));
-}
-
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()[3]
-        })
-        .collect()
 }
 
 #[test]

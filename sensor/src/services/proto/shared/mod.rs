@@ -5,3 +5,5 @@
 pub mod certs;
 pub mod ntlm;
 pub mod tds;
+#[cfg(test)]
+pub(crate) mod testing;

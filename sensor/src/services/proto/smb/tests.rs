@@ -3,6 +3,7 @@
 
 use super::wire::{self, DIALECT_WILDCARD, HEADER, ServerInfo};
 use crate::services::proto::shared::ntlm::spnego;
+use crate::services::proto::shared::testing::noise;
 
 /// An SMB2 request header for `command`.
 fn header(command: u16, message_id: u64) -> Vec<u8> {
@@ -172,18 +173,6 @@ fn smb1_openings_and_session_and_tree_requests_parse() {
     assert_eq!(wire::frame(&[1, 2, 3]), vec![0, 0, 0, 3, 1, 2, 3]);
     assert_eq!(wire::frame_length([0, 0x01, 0x00, 0x00]), (0, 65_536));
     assert_eq!(wire::frame_length([0x85, 0, 0, 0]), (0x85, 0));
-}
-
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()[3]
-        })
-        .collect()
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! `rasn`, the hashcat line checked against the password, and hostile datagrams (every
 //! truncation, BER lengths at their maximum, deep nesting, random bytes).
 
+use crate::services::proto::shared::testing::noise;
 use std::sync::Arc;
 
 use hmac::{Hmac, Mac};
@@ -393,19 +394,6 @@ fn v3_discovery_then_authenticated_request_gives_a_crackable_line() {
     assert_eq!(out.events().len(), 1, "login already logged for this user");
 }
 
-/// Deterministic bytes (xorshift64).
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()[0]
-        })
-        .collect()
-}
-
 #[test]
 fn hostile_datagrams_get_no_answer_and_are_logged() {
     let agent = agent();
@@ -448,7 +436,7 @@ fn hostile_datagrams_get_no_answer_and_are_logged() {
     }
     hostile.push(nested);
     for seed in 1..=40u64 {
-        hostile.push(noise(seed, usize::try_from(seed * 7).unwrap()));
+        hostile.push(noise(usize::try_from(seed * 7).unwrap(), seed));
     }
     assert!(hostile.len() >= 50);
     for datagram in &hostile {

@@ -326,7 +326,7 @@ fn check_prints_warnings_and_exits_zero() {
     let path = temp_file(
         "warn.conf",
         r#"{"id": "trapster-1", "future_key": 1,
-            "services": {"ftp": [{"port": 2121, "bannr": "typo"}], "smb": [{"port": 445}]},
+            "services": {"ftp": [{"port": 2121, "bannr": "typo"}], "smtp": [{"port": 25}]},
             "logger": {"name": "JsonLogger", "kwargs": {}}}"#,
     );
     // A limit that holds the default connection cap, whatever the host's.
@@ -341,7 +341,7 @@ fn check_prints_warnings_and_exits_zero() {
         lines[1..],
         [
             "warning: future_key: unknown top-level key, ignored",
-            "warning: services.smb: protocol not emulated by this version, its instances are ignored",
+            "warning: services.smtp: protocol not emulated by this version, its instances are ignored",
             "warning: services.ftp[0].bannr: unknown key, ignored",
         ],
         "{stdout}"

@@ -29,14 +29,8 @@ const SHIPPED_WARNINGS: &[&str] = &[
      in: the built-in `json_api` (same kind) is served instead",
     "warning: services.https[0].skin: skin `demo_api` is not in the skin directories nor built \
      in: the built-in `json_api` (same kind) is served instead",
-    "warning: services.dns: protocol not emulated by this version, its instances are ignored",
-    "warning: services.ldap: protocol not emulated by this version, its instances are ignored",
-    "warning: services.ldaps: protocol not emulated by this version, its instances are ignored",
-    "warning: services.mssql: protocol not emulated by this version, its instances are ignored",
-    "warning: services.rdp: protocol not emulated by this version, its instances are ignored",
-    "warning: services.rsync: protocol not emulated by this version, its instances are ignored",
-    "warning: services.snmp: protocol not emulated by this version, its instances are ignored",
-    "warning: services.vnc: protocol not emulated by this version, its instances are ignored",
+    // Every one of Trapster's 15 services is emulated; its DNS forwarder is not.
+    "warning: services.dns[0].target_dns: unknown key, ignored",
 ];
 
 #[test]
@@ -81,13 +75,18 @@ fn trapsters_shipped_configuration_passes_check_with_the_documented_warnings() {
                 .unwrap(),
         )
     };
-    let emulated: Vec<u16> = ["ftp", "http", "https", "ssh", "mysql", "postgres", "telnet"]
-        .iter()
-        .map(|s| u16::try_from(config["services"][s][0]["port"].as_u64().unwrap()).unwrap())
-        .collect();
+    // Every service Trapster ships listens (SNMP on UDP only, DNS on UDP and TCP).
+    let emulated: Vec<u16> = [
+        "ftp", "http", "https", "ssh", "mysql", "postgres", "telnet", "ldap", "ldaps", "mssql",
+        "rdp", "vnc", "rsync", "dns",
+    ]
+    .iter()
+    .map(|s| u16::try_from(config["services"][s][0]["port"].as_u64().unwrap()).unwrap())
+    .collect();
     trapster::wait_listening(&emulated, "sensor", &log);
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("fallback=\"json_api\""), "{text}");
+    assert!(!text.contains("Decoy not started"), "{text}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

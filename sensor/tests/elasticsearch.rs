@@ -292,9 +292,10 @@ fn item_429_is_resent_alone_and_item_400_is_dropped_and_counted() {
     }
     let (reports, logins): (Vec<_>, Vec<_>) = pairs
         .drain(..)
-        .partition(|(_, doc)| doc["event"]["action"] == "sensor.degraded");
+        .partition(|(_, doc)| doc["event"]["dataset"] == "trapster.sensor");
     assert_eq!(reports.len(), 1, "{reports:?}");
-    let report = &reports[0].1["trapster"]["extra"];
+    assert_eq!(reports[0].1["event"]["action"], "degraded");
+    let report = &reports[0].1["trapster"]["sensor"];
     assert_eq!(report["dropped"], 1);
     assert_eq!(report["reason"], "receiver refused");
     let pairs = logins;
@@ -566,7 +567,7 @@ async fn spooled_output_also_resends_only_the_429_items() {
     for (_, doc) in all_pairs(&rx) {
         let key = doc["user"]["name"]
             .as_str()
-            .or_else(|| doc["event"]["action"].as_str())
+            .or_else(|| doc["event"]["dataset"].as_str())
             .unwrap()
             .to_owned();
         *count.entry(key).or_default() += 1;
@@ -576,7 +577,7 @@ async fn spooled_output_also_resends_only_the_429_items() {
         ("busy-1", 2),
         ("bad-2", 1),
         ("ok-3", 1),
-        ("sensor.degraded", 1),
+        ("trapster.sensor", 1),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))

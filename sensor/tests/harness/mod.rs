@@ -66,6 +66,12 @@ impl Harness {
         let services = services::start(&config.services_plan(), tx, &token)
             .await
             .expect("services start");
+        // A decoy left down would only show up later as a missing listener: say why now.
+        assert!(
+            services.down().is_empty(),
+            "decoys down: {:?}",
+            services.down()
+        );
         Self {
             services: Some(services),
             events,

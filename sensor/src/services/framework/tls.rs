@@ -112,6 +112,13 @@ pub fn server_config_files(
     alpn: &[&[u8]],
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let (cert_path, key_path) = (cert_path.to_path_buf(), key_path.to_path_buf());
+    // Handlers are built at once on the blocking pool: two instances naming the same files
+    // (two on port 0, in tests) must not both generate, or one would load the other's key with
+    // its own certificate. One generates; the other finds both files and loads them.
+    static GENERATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = GENERATING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if !has_content(&cert_path) || !has_content(&key_path) {
         for dir in [cert_path.parent(), key_path.parent()]
             .into_iter()

@@ -157,7 +157,13 @@ fn build(config: &LdapConfig, ctx: &Context, implicit_tls: bool) -> Result<Handl
             common_name: names.dns_host_name(),
             ..Subject::default()
         };
-        let name = format!("{}-{}", ctx.service.as_str(), ctx.port);
+        // LDAPS reports on the `ldap` channel: its files get their own name, so an LDAP and an
+        // LDAPS instance never write the same certificate (both on port 0 in tests, at once).
+        let name = format!(
+            "{}-{}",
+            if implicit_tls { "ldaps" } else { "ldap" },
+            ctx.port
+        );
         let server = certs::server_config(
             ctx,
             &name,

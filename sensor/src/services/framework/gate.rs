@@ -51,6 +51,9 @@ pub struct ServiceCounters {
     pub udp_refused_reflection: AtomicU64,
     /// UDP replies refused: the source was over `udp_replies_per_source_per_sec`.
     pub udp_refused_rate: AtomicU64,
+    /// UDP replies a protocol deferred (a forwarded DNS query) that were dropped because the
+    /// socket already waited for `udp::MAX_DEFERRED` of them.
+    pub udp_deferred_dropped: AtomicU64,
 }
 
 impl ServiceCounters {
@@ -74,6 +77,7 @@ impl ServiceCounters {
             "udp_replies": get(&self.udp_replies),
             "udp_refused_reflection": get(&self.udp_refused_reflection),
             "udp_refused_rate": get(&self.udp_refused_rate),
+            "udp_deferred_dropped": get(&self.udp_deferred_dropped),
         })
     }
 }

@@ -11,6 +11,7 @@ pub mod session;
 pub mod tcp;
 pub mod tls;
 pub mod udp;
+mod udp_rates;
 #[cfg(test)]
 mod udp_tests;
 

@@ -25,7 +25,9 @@
 
 use std::{
     collections::HashMap,
+    future::Future,
     net::SocketAddr,
+    pin::Pin,
     sync::{Arc, atomic::Ordering},
     time::Duration,
 };
@@ -33,8 +35,9 @@ use std::{
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use socket2::{Protocol, Type};
-use tokio::{net::UdpSocket, time::Instant};
+use tokio::{net::UdpSocket, task::JoinSet, time::Instant};
 
+pub(super) use super::udp_rates::Rates;
 use super::{
     Shared, bind_error, bound_socket, gate::Permit, gate::Refusal, pktinfo, session::Session,
 };
@@ -46,6 +49,13 @@ use crate::{
 
 /// Largest datagram read (the largest UDP payload).
 const MAX_DATAGRAM: usize = 65_535;
+/// Deferred replies one socket waits for at once; further ones are dropped and counted.
+pub const MAX_DEFERRED: usize = 1_024;
+
+/// A reply that is not known yet when the datagram is handled (a DNS query forwarded
+/// upstream): the framework awaits it, then sends it under the same reflection and rate rules
+/// as an immediate reply. `None`: no reply.
+pub type Deferred = Pin<Box<dyn Future<Output = Option<Vec<u8>>> + Send>>;
 
 /// One peer's protocol state.
 pub trait UdpSession: Send {
@@ -72,11 +82,23 @@ pub trait UdpProtocol {
 
 /// What handling one datagram reports besides the reply: events, and whether the pseudo-session
 /// ends.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Exchange {
     events: Vec<(Action, Vec<u8>, Map<String, Value>)>,
     close: bool,
     local: Option<SocketAddr>,
+    deferred: Option<Deferred>,
+}
+
+impl std::fmt::Debug for Exchange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exchange")
+            .field("events", &self.events)
+            .field("close", &self.close)
+            .field("local", &self.local)
+            .field("deferred", &self.deferred.is_some())
+            .finish()
+    }
 }
 
 impl Exchange {
@@ -114,6 +136,18 @@ impl Exchange {
     /// Ends the pseudo-session after this datagram (its next datagram starts a new one).
     pub const fn close(&mut self) {
         self.close = true;
+    }
+
+    /// The reply comes later, from `reply` (the handler then returns `None`); what
+    /// [`UdpSession::handle`] returns is ignored once a reply is deferred.
+    pub fn defer(&mut self, reply: Deferred) {
+        self.deferred = Some(reply);
+    }
+
+    /// Takes the deferred reply (protocol unit tests).
+    #[cfg(test)]
+    pub fn take_deferred(&mut self) -> Option<Deferred> {
+        self.deferred.take()
     }
 
     /// The events reported so far (protocol unit tests).
@@ -170,86 +204,6 @@ pub(super) fn reply_budget(limits: &ServiceLimits, received: u64) -> u64 {
     received
         .saturating_mul(u64::from(limits.udp_reply_factor))
         .saturating_add(allowance)
-}
-
-/// A token bucket in thousandths of a reply.
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    milli: u64,
-    at: Instant,
-}
-
-/// Per-source reply rate (token buckets), bounded in size.
-#[derive(Debug)]
-pub(super) struct Rates {
-    per_sec: u64,
-    max: usize,
-    buckets: HashMap<SourceKey, Bucket>,
-}
-
-impl Rates {
-    pub(super) fn new(per_sec: u32, max: usize) -> Self {
-        Self {
-            per_sec: u64::from(per_sec),
-            max,
-            buckets: HashMap::new(),
-        }
-    }
-
-    fn capacity(&self) -> u64 {
-        self.per_sec.saturating_mul(1_000)
-    }
-
-    fn refill(&self, bucket: Bucket, now: Instant) -> u64 {
-        let elapsed =
-            u64::try_from(now.saturating_duration_since(bucket.at).as_millis()).unwrap_or(u64::MAX);
-        bucket
-            .milli
-            .saturating_add(elapsed.saturating_mul(self.per_sec))
-            .min(self.capacity())
-    }
-
-    /// Takes one reply's token for `source`; false when it has none (or no bucket can be kept).
-    pub(super) fn take(&mut self, source: SourceKey, now: Instant) -> bool {
-        let capacity = self.capacity();
-        let current = match self.buckets.get(&source) {
-            Some(bucket) => self.refill(*bucket, now),
-            None if self.buckets.len() >= self.max => return false,
-            None => capacity,
-        };
-        let Some(left) = current.checked_sub(1_000) else {
-            self.buckets.insert(
-                source,
-                Bucket {
-                    milli: current,
-                    at: now,
-                },
-            );
-            return false;
-        };
-        self.buckets.insert(
-            source,
-            Bucket {
-                milli: left,
-                at: now,
-            },
-        );
-        true
-    }
-
-    /// Forgets buckets that have refilled (they are the same as no bucket).
-    pub(super) fn sweep(&mut self, now: Instant) {
-        let capacity = self.capacity();
-        let full: Vec<SourceKey> = self
-            .buckets
-            .iter()
-            .filter(|(_, b)| self.refill(**b, now) >= capacity)
-            .map(|(k, _)| *k)
-            .collect();
-        for key in full {
-            self.buckets.remove(&key);
-        }
-    }
 }
 
 /// The pseudo-sessions of one socket.
@@ -314,12 +268,19 @@ pub async fn serve(socket: UdpSocket, service: Service, handler: UdpHandler, sha
         .clamp(Duration::from_millis(10), Duration::from_secs(5));
     let mut sweep = tokio::time::interval(period);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut deferred: JoinSet<(SocketAddr, Option<Vec<u8>>)> = JoinSet::new();
     loop {
         let received = tokio::select! {
             () = shared.shutdown.cancelled() => return,
             _ = sweep.tick() => {
                 let ended = table.expire(Instant::now());
                 add(&shared.counters.udp_expired, ended);
+                continue;
+            }
+            Some(done) = deferred.join_next(), if !deferred.is_empty() => {
+                if let Ok((peer, Some(reply))) = done {
+                    send_reply(&mut table, &socket, peer, &reply, service, &shared).await;
+                }
                 continue;
             }
             received = pktinfo::recv(&socket, &mut buf) => received,
@@ -338,10 +299,20 @@ pub async fn serve(socket: UdpSocket, service: Service, handler: UdpHandler, sha
             .fetch_add(1, Ordering::Relaxed);
         // On a wildcard socket the kernel names the address the client sent to.
         let to = SocketAddr::new(destination.unwrap_or_else(|| local.ip()), local.port());
-        datagram_in(
+        let later = datagram_in(
             &mut table, &socket, to, peer, datagram, service, &handler, &shared,
         )
         .await;
+        if let Some(reply) = later {
+            if deferred.len() >= MAX_DEFERRED {
+                shared
+                    .counters
+                    .udp_deferred_dropped
+                    .fetch_add(1, Ordering::Relaxed);
+            } else {
+                deferred.spawn(async move { (peer, reply.await) });
+            }
+        }
     }
 }
 
@@ -350,7 +321,7 @@ fn add(counter: &std::sync::atomic::AtomicU64, n: usize) {
 }
 
 /// Handles one datagram: finds or opens the peer's pseudo-session, runs the protocol, emits its
-/// events and sends the reply the rules allow.
+/// events and sends the reply the rules allow; returns the reply the protocol deferred.
 #[expect(
     clippy::too_many_arguments,
     reason = "one call site, the loop's own state"
@@ -364,7 +335,7 @@ async fn datagram_in(
     service: Service,
     handler: &UdpHandler,
     shared: &Shared,
-) {
+) -> Option<Deferred> {
     let now = Instant::now();
     if !table.entries.contains_key(&peer) {
         if table.entries.len() >= table.limits.udp_max_sessions {
@@ -376,7 +347,7 @@ async fn datagram_in(
                 .counters
                 .udp_table_full
                 .fetch_add(1, Ordering::Relaxed);
-            return;
+            return None;
         }
         let src_ip = crate::event::display_ip(peer.ip());
         let permit = match shared.gate.admit(src_ip) {
@@ -386,14 +357,14 @@ async fn datagram_in(
                     .counters
                     .rejected_global
                     .fetch_add(1, Ordering::Relaxed);
-                return;
+                return None;
             }
             Err(Refusal::Source) => {
                 shared
                     .counters
                     .rejected_source
                     .fetch_add(1, Ordering::Relaxed);
-                return;
+                return None;
             }
         };
         let silent = shared.is_whitelisted(src_ip);
@@ -430,9 +401,7 @@ async fn datagram_in(
             },
         );
     }
-    let Some(entry) = table.entries.get_mut(&peer) else {
-        return;
-    };
+    let entry = table.entries.get_mut(&peer)?;
     entry.last_seen = now;
     entry.received = entry
         .received
@@ -442,31 +411,47 @@ async fn datagram_in(
     for (action, data, extra) in exchange.events {
         entry.session.emit(action, &data, extra).await;
     }
-    if let Some(reply) = reply {
-        match table.allow_reply(peer, reply.len(), now) {
-            Ok(()) => match socket.send_to(&reply, peer).await {
-                Ok(_) => {
-                    shared.counters.udp_replies.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(err) => {
-                    tracing::debug!(service = service.as_str(), %peer, error = %err, "UDP send failed.");
-                }
-            },
-            Err(Refused::Reflection) => {
-                shared
-                    .counters
-                    .udp_refused_reflection
-                    .fetch_add(1, Ordering::Relaxed);
-            }
-            Err(Refused::Rate) => {
-                shared
-                    .counters
-                    .udp_refused_rate
-                    .fetch_add(1, Ordering::Relaxed);
-            }
-        }
+    if exchange.deferred.is_none()
+        && let Some(reply) = reply
+    {
+        send_reply(table, socket, peer, &reply, service, shared).await;
     }
     if exchange.close {
         table.entries.remove(&peer);
+    }
+    exchange.deferred
+}
+
+/// Sends `reply` to `peer` if its pseudo-session's reflection budget and its source's rate
+/// allow it; counts the outcome.
+async fn send_reply(
+    table: &mut Table,
+    socket: &UdpSocket,
+    peer: SocketAddr,
+    reply: &[u8],
+    service: Service,
+    shared: &Shared,
+) {
+    match table.allow_reply(peer, reply.len(), Instant::now()) {
+        Ok(()) => match socket.send_to(reply, peer).await {
+            Ok(_) => {
+                shared.counters.udp_replies.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(err) => {
+                tracing::debug!(service = service.as_str(), %peer, error = %err, "UDP send failed.");
+            }
+        },
+        Err(Refused::Reflection) => {
+            shared
+                .counters
+                .udp_refused_reflection
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        Err(Refused::Rate) => {
+            shared
+                .counters
+                .udp_refused_rate
+                .fetch_add(1, Ordering::Relaxed);
+        }
     }
 }

@@ -23,13 +23,15 @@
 //! configured address, else the address the query was sent to), the PTR of that address, MX,
 //! TXT, and SRV records for `_ldap._tcp`, `_kerberos._tcp`, `_kerberos._udp`, `_kpasswd._tcp`,
 //! `_gc._tcp` and `_ldap._tcp.dc._msdcs` pointing at the host, plus configured records.
-//! Nothing is ever forwarded: Trapster's `target_dns` (a forwarder that answers with the
-//! upstream's bytes, its `version.bind` included) is not read, and out-of-zone queries are
-//! REFUSED, so no upstream's identity can leak.
+//! Out-of-zone queries are REFUSED unless `target_dns` names a forwarder (Trapster's key): then
+//! recursive ones are forwarded and the upstream's answer relayed in this server's own message
+//! (see [`forward`]), so the upstream's identity does not leak as it does through Trapster,
+//! which relays the upstream's bytes, its `version.bind` included.
 //!
 //! The wire format is `hickory-proto`'s; compression pointers, label lengths and counts are
 //! its decoder's to check.
 
+pub mod forward;
 #[cfg(test)]
 mod tests;
 pub mod zone;
@@ -52,10 +54,11 @@ use crate::services::{
         conn::Conn,
         session::{Session, SessionError},
         tcp::{Handler, TcpProtocol},
-        udp::{Exchange, UdpHandler, UdpProtocol, UdpSession},
+        udp::{self, Exchange, UdpHandler, UdpProtocol, UdpSession},
     },
 };
-use zone::{Transport, Zone};
+use forward::{Forwarder, Upstream};
+use zone::{Outcome, Transport, Zone};
 
 /// Debian 12's bind9.
 const DEFAULT_VERSION: &str = "9.18.28-1~deb12u2-Debian";
@@ -108,6 +111,13 @@ pub struct DnsConfig {
     /// `allow-transfer`).
     #[serde(default)]
     pub allow_transfer: bool,
+    /// Trapster's forwarder: recursive queries outside the zone go to this address (`ip` or
+    /// `ip:port`, port 53 by default); unset, they are REFUSED.
+    #[serde(default)]
+    pub target_dns: Option<Upstream>,
+    /// Queries forwarded per second at most; default [`forward::DEFAULT_RATE`].
+    #[serde(default)]
+    pub forward_rate: Option<u32>,
 }
 
 /// One MX record.
@@ -226,6 +236,7 @@ pub fn build_zone(config: DnsConfig, ctx: &Context) -> Result<Zone, String> {
         version: config.version.unwrap_or_else(|| DEFAULT_VERSION.to_owned()),
         server_id: config.server_id.unwrap_or_else(|| ctx.hostname.clone()),
         allow_transfer: config.allow_transfer,
+        recursion: config.target_dns.is_some(),
     })
 }
 
@@ -259,20 +270,101 @@ fn configured(record: &RecordConfig, origin: &Name, ttl: u32) -> Result<Record, 
     Ok(Record::from_rdata(owner, ttl, data))
 }
 
-fn zone_for(config: DnsConfig, ctx: &Context) -> Result<Arc<Zone>, ServiceError> {
-    build_zone(config, ctx)
-        .map(Arc::new)
-        .map_err(|e| ctx.setup_error(e))
+/// What every query of an instance is answered from.
+#[derive(Debug)]
+struct Server {
+    zone: Zone,
+    forwarder: Option<Forwarder>,
+}
+
+impl Server {
+    fn new(config: DnsConfig, ctx: &Context) -> Result<Arc<Self>, ServiceError> {
+        let forwarder = config.target_dns.map(|upstream| {
+            let rate = config.forward_rate.unwrap_or(forward::DEFAULT_RATE);
+            tracing::info!(
+                port = ctx.port,
+                upstream = %upstream.0,
+                rate,
+                "DNS decoy forwards recursive queries outside its zone."
+            );
+            Forwarder::new(upstream, rate)
+        });
+        let zone = build_zone(config, ctx).map_err(|e| ctx.setup_error(e))?;
+        Ok(Arc::new(Self { zone, forwarder }))
+    }
+
+    /// Answers `message`; a forwarded query comes back as a future of its reply
+    /// (`Err`), with the event's fields in either case.
+    fn answer(
+        self: &Arc<Self>,
+        message: &[u8],
+        local: IpAddr,
+        transport: Transport,
+    ) -> (Option<serde_json::Map<String, serde_json::Value>>, Reply) {
+        let may_forward = |request: &hickory_proto::op::Message| {
+            self.forwarder.as_ref().is_some_and(|f| !f.is_own(request))
+        };
+        let Outcome {
+            query,
+            reply,
+            forward,
+        } = self
+            .zone
+            .answer_or_forward(message, local, transport, &may_forward);
+        let (Some(forward), Some(forwarder)) = (forward, &self.forwarder) else {
+            return (query, Reply::Now(reply));
+        };
+        let mut query = query;
+        match forwarder.admit() {
+            Ok(permit) => {
+                let server = Arc::clone(self);
+                let later = async move {
+                    let forwarder = server.forwarder.as_ref()?;
+                    let upstream = forwarder
+                        .ask(
+                            permit,
+                            &forward.query,
+                            forward.checking_disabled(),
+                            forward.dnssec_ok(),
+                        )
+                        .await;
+                    server.zone.relay(&forward, upstream.as_ref())
+                };
+                (query, Reply::Later(Box::pin(later)))
+            }
+            Err(busy) => {
+                if let Some(extra) = query.as_mut() {
+                    extra.insert("forwarded".into(), false.into());
+                    extra.insert("rcode".into(), "SERVFAIL".into());
+                    extra.insert(
+                        "forward_refused".into(),
+                        match busy {
+                            forward::Busy::InFlight => "in_flight",
+                            forward::Busy::Rate => "rate",
+                        }
+                        .into(),
+                    );
+                }
+                (query, Reply::Now(self.zone.relay(&forward, None)))
+            }
+        }
+    }
+}
+
+/// A reply now, or one that waits for the upstream.
+enum Reply {
+    Now(Option<Vec<u8>>),
+    Later(udp::Deferred),
 }
 
 impl UdpProtocol for Dns {
     type Config = DnsConfig;
 
     fn handler(config: DnsConfig, ctx: &Context) -> Result<UdpHandler, ServiceError> {
-        let zone = zone_for(config, ctx)?;
+        let server = Server::new(config, ctx)?;
         Ok(Arc::new(move || {
             Box::new(Peer {
-                zone: Arc::clone(&zone),
+                server: Arc::clone(&server),
             })
         }))
     }
@@ -282,10 +374,10 @@ impl TcpProtocol for Dns {
     type Config = DnsConfig;
 
     fn handler(config: DnsConfig, ctx: &Context) -> Result<Handler, ServiceError> {
-        let zone = zone_for(config, ctx)?;
+        let server = Server::new(config, ctx)?;
         Ok(Arc::new(move |session, stream| {
-            let zone = Arc::clone(&zone);
-            Box::pin(async move { serve_tcp(&zone, session, stream).await })
+            let server = Arc::clone(&server);
+            Box::pin(async move { serve_tcp(&server, session, stream).await })
         }))
     }
 }
@@ -293,7 +385,7 @@ impl TcpProtocol for Dns {
 /// One UDP peer (DNS keeps no state between datagrams).
 #[derive(Debug)]
 pub struct Peer {
-    zone: Arc<Zone>,
+    server: Arc<Server>,
 }
 
 impl UdpSession for Peer {
@@ -301,17 +393,23 @@ impl UdpSession for Peer {
         let local = out
             .local()
             .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
-        let outcome = self.zone.answer(datagram, local, Transport::Udp);
-        match outcome.query {
+        let (query, reply) = self.server.answer(datagram, local, Transport::Udp);
+        match query {
             Some(extra) => out.query(&[], extra),
             None => out.data(datagram),
         }
-        outcome.reply
+        match reply {
+            Reply::Now(reply) => reply,
+            Reply::Later(later) => {
+                out.defer(later);
+                None
+            }
+        }
     }
 }
 
 async fn serve_tcp(
-    zone: &Zone,
+    server: &Arc<Server>,
     mut session: Session,
     stream: tokio::net::TcpStream,
 ) -> Result<(), SessionError> {
@@ -340,12 +438,16 @@ async fn serve_tcp(
             }
             other => other?,
         };
-        let outcome = zone.answer(&message, local, Transport::Tcp);
-        match outcome.query {
+        let (query, reply) = server.answer(&message, local, Transport::Tcp);
+        match query {
             Some(extra) => session.query(&[], extra).await,
             None => session.data(&message).await,
         }
-        let Some(reply) = outcome.reply else {
+        let reply = match reply {
+            Reply::Now(reply) => reply,
+            Reply::Later(later) => later.await,
+        };
+        let Some(reply) = reply else {
             continue;
         };
         let Ok(reply_len) = u16::try_from(reply.len()) else {

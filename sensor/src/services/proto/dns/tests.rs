@@ -395,15 +395,110 @@ fn hostile_messages_never_panic_and_never_answer_much() {
 }
 
 #[test]
-fn trapster_target_dns_is_reported_as_not_read() {
+fn trapster_target_dns_is_read_and_checked() {
     let config = crate::config::Config::parse(
         r#"{"services": {"dns": [{"port": 53, "target_dns": "10.0.0.1"}]}}"#,
         "x",
     )
     .unwrap();
-    assert_eq!(
-        config.services.unknown_keys(),
-        ["services.dns[0].target_dns"]
-    );
+    assert!(config.services.unknown_keys().is_empty());
     assert_eq!(config.services.ports(), [("dns", 53)]);
+    let err = crate::config::Config::parse(
+        r#"{"services": {"dns": [{"port": 53, "target_dns": "resolver.corp"}]}}"#,
+        "x",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("target_dns"), "{err}");
+    assert!(
+        err.contains("`resolver.corp` is not an IP address"),
+        "{err}"
+    );
+}
+
+fn recursive(name: &str, qtype: RecordType) -> Vec<u8> {
+    let mut m = Message::new(7, MessageType::Query, OpCode::Query);
+    m.metadata.recursion_desired = true;
+    m.add_query(Query::query(Name::from_str(name).unwrap(), qtype));
+    let mut edns = Edns::new();
+    edns.options_mut()
+        .insert(EdnsOption::NSID(NSIDPayload::new(Vec::new()).unwrap()));
+    m.set_edns(edns);
+    m.to_vec().unwrap()
+}
+
+#[test]
+fn only_recursive_in_queries_outside_the_zone_are_forwarded() {
+    let z = zone(serde_json::json!({"target_dns": "10.9.9.9"}));
+    assert!(z.recursion);
+    let out = z.answer_or_forward(
+        &recursive("www.example.org.", RecordType::A),
+        LOCAL,
+        Transport::Udp,
+        &|_| true,
+    );
+    assert!(out.reply.is_none());
+    assert!(out.forward.is_some());
+    assert_eq!(out.query.unwrap()["forwarded"], true);
+    for (name, qtype) in [
+        ("srv01.corp.local.", RecordType::A),
+        ("3.2.1.10.in-addr.arpa.", RecordType::PTR),
+        ("example.org.", RecordType::AXFR),
+    ] {
+        let out = z.answer_or_forward(&recursive(name, qtype), LOCAL, Transport::Tcp, &|_| true);
+        assert!(out.forward.is_none(), "{name}");
+        let reply = Message::from_vec(&out.reply.unwrap()).unwrap();
+        assert!(reply.metadata.recursion_available, "{name}");
+    }
+    // Not allowed to forward (one of the forwarder's own queries): answered as without one.
+    let out = z.answer_or_forward(
+        &recursive("www.example.org.", RecordType::A),
+        LOCAL,
+        Transport::Udp,
+        &|_| false,
+    );
+    assert!(out.forward.is_none());
+    let reply = Message::from_vec(&out.reply.unwrap()).unwrap();
+    assert_eq!(reply.metadata.response_code, ResponseCode::Refused);
+}
+
+#[test]
+fn relayed_answers_keep_the_records_and_none_of_the_upstreams_identity() {
+    use hickory_proto::rr::{RData, Record, rdata::A};
+    let z = zone(serde_json::json!({"target_dns": "10.9.9.9", "server_id": "ns1"}));
+    let out = z.answer_or_forward(
+        &recursive("www.example.org.", RecordType::A),
+        LOCAL,
+        Transport::Udp,
+        &|_| true,
+    );
+    let forward = out.forward.unwrap();
+    let mut upstream = Message::response(999, OpCode::Query);
+    upstream.metadata.authoritative = true;
+    upstream.metadata.response_code = ResponseCode::NXDomain;
+    upstream.add_query(forward.query.clone());
+    upstream.add_answer(Record::from_rdata(
+        Name::from_str("www.example.org.").unwrap(),
+        60,
+        RData::A(A::new(192, 0, 2, 1)),
+    ));
+    let mut edns = Edns::new();
+    edns.options_mut().insert(EdnsOption::NSID(
+        NSIDPayload::new(b"dnsmasq-2.89".to_vec()).unwrap(),
+    ));
+    upstream.set_edns(edns);
+    let reply = Message::from_vec(&z.relay(&forward, Some(&upstream)).unwrap()).unwrap();
+    assert_eq!(reply.metadata.id, 7);
+    assert!(!reply.metadata.authoritative);
+    assert!(reply.metadata.recursion_available);
+    assert_eq!(reply.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(reply.answers.len(), 1);
+    let nsid = reply.edns.unwrap().option(EdnsCode::NSID).cloned();
+    assert_eq!(
+        nsid,
+        Some(EdnsOption::NSID(NSIDPayload::new(b"ns1".to_vec()).unwrap()))
+    );
+    let failed = Message::from_vec(&z.relay(&forward, None).unwrap()).unwrap();
+    assert_eq!(failed.metadata.response_code, ResponseCode::ServFail);
+    assert!(failed.answers.is_empty());
 }

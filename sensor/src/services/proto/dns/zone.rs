@@ -4,7 +4,9 @@
 //!   without the type: NOERROR and the SOA (NODATA); a name that does not exist: NXDOMAIN and
 //!   the SOA. Empty non-terminals (`_tcp.corp.local`) exist.
 //! - the reverse name of the host's address: its PTR, wherever the query came from.
-//! - any other `IN` name: REFUSED, recursion not available (BIND with `recursion no`).
+//! - any other `IN` name: REFUSED, recursion not available (BIND with `recursion no`); with
+//!   `target_dns`, a recursive query for it is forwarded (see [`super::forward`]) and every
+//!   answer says recursion is available.
 //! - `CH TXT version.bind`/`version.server`: the configured version; `hostname.bind`/`id.server`:
 //!   the configured server id. EDNS NSID (RFC 5001) is answered with the same id.
 //! - AXFR/IXFR: over TCP the whole zone (SOA first and last) when transfers are allowed,
@@ -68,6 +70,8 @@ pub struct Zone {
     pub server_id: String,
     /// Whether AXFR/IXFR over TCP get the zone.
     pub allow_transfer: bool,
+    /// Whether recursion is offered (a forwarder is configured).
+    pub recursion: bool,
 }
 
 /// What one query produced: its `dns.query` fields and the reply.
@@ -78,6 +82,35 @@ pub struct Outcome {
     pub query: Option<serde_json::Map<String, serde_json::Value>>,
     /// The reply's bytes, if any.
     pub reply: Option<Vec<u8>>,
+    /// The query to forward instead of replying, when forwarding was allowed and the question
+    /// is one to forward.
+    pub forward: Option<Forward>,
+}
+
+/// A recursive query to forward upstream; [`Zone::relay`] makes the client's reply.
+#[derive(Debug, Clone)]
+pub struct Forward {
+    request: Message,
+    /// The question.
+    pub query: hickory_proto::op::Query,
+    transport: Transport,
+}
+
+impl Forward {
+    /// Whether the client asked not to validate (CD).
+    #[must_use]
+    pub const fn checking_disabled(&self) -> bool {
+        self.request.metadata.checking_disabled
+    }
+
+    /// Whether the client asked for DNSSEC records (EDNS DO).
+    #[must_use]
+    pub fn dnssec_ok(&self) -> bool {
+        self.request
+            .edns
+            .as_ref()
+            .is_some_and(|e| e.flags().dnssec_ok)
+    }
 }
 
 impl Zone {
@@ -133,34 +166,38 @@ impl Zone {
         })
     }
 
-    /// Answers one message that reached `local` over `transport`.
+    /// Answers one message that reached `local` over `transport`, never forwarding.
     #[must_use]
     pub fn answer(&self, bytes: &[u8], local: IpAddr, transport: Transport) -> Outcome {
+        self.answer_or_forward(bytes, local, transport, &|_| false)
+    }
+
+    /// Answers one message that reached `local` over `transport`; when `may_forward` says so
+    /// of the request, a recursive `IN` query for a name outside the zone comes back as
+    /// [`Outcome::forward`] (no reply yet, `forwarded: true` in the event).
+    #[must_use]
+    pub fn answer_or_forward(
+        &self,
+        bytes: &[u8],
+        local: IpAddr,
+        transport: Transport,
+        may_forward: &dyn Fn(&Message) -> bool,
+    ) -> Outcome {
         let Ok(request) = Message::from_vec(bytes) else {
             return Outcome {
                 query: None,
                 reply: format_error(bytes),
+                forward: None,
             };
         };
         if request.metadata.message_type != MessageType::Query {
             return Outcome {
                 query: None,
                 reply: None,
+                forward: None,
             };
         }
-        let mut response = Message::response(request.metadata.id, request.metadata.op_code);
-        response.metadata.recursion_desired = request.metadata.recursion_desired;
-        response.metadata.checking_disabled = request.metadata.checking_disabled;
-        if let Some(edns) = &request.edns {
-            let mut ours = Edns::new();
-            ours.set_max_payload(EDNS_UDP);
-            if edns.option(EdnsCode::NSID).is_some()
-                && let Ok(payload) = NSIDPayload::new(self.server_id.as_bytes().to_vec())
-            {
-                ours.options_mut().insert(EdnsOption::NSID(payload));
-            }
-            response.set_edns(ours);
-        }
+        let mut response = self.response_to(&request);
         let mut extra = serde_json::Map::new();
         let query = match request.queries.as_slice() {
             [query] if request.metadata.op_code == OpCode::Query => query.clone(),
@@ -184,9 +221,90 @@ impl Zone {
         extra.insert("qname".into(), qname.into());
         extra.insert("qtype".into(), query.query_type().to_string().into());
         extra.insert("qclass".into(), query.query_class().to_string().into());
+        if self.recursion && self.forwardable(&request, &query, local) && may_forward(&request) {
+            extra.insert("transport".into(), transport.as_str().into());
+            extra.insert("recursion_desired".into(), true.into());
+            extra.insert("forwarded".into(), true.into());
+            return Outcome {
+                query: Some(extra),
+                reply: None,
+                forward: Some(Forward {
+                    request,
+                    query,
+                    transport,
+                }),
+            };
+        }
         let code = self.resolve(&query, &mut response, local, transport);
         response.metadata.response_code = code;
         self.finish(&request, response, extra, transport)
+    }
+
+    /// The response header for `request`: its ID, opcode, RD and CD, recursion available
+    /// when offered, and this server's EDNS (with its NSID when asked) when the client sent
+    /// EDNS.
+    fn response_to(&self, request: &Message) -> Message {
+        let mut response = Message::response(request.metadata.id, request.metadata.op_code);
+        response.metadata.recursion_desired = request.metadata.recursion_desired;
+        response.metadata.checking_disabled = request.metadata.checking_disabled;
+        response.metadata.recursion_available = self.recursion;
+        if let Some(edns) = &request.edns {
+            let mut ours = Edns::new();
+            ours.set_max_payload(EDNS_UDP);
+            if edns.option(EdnsCode::NSID).is_some()
+                && let Ok(payload) = NSIDPayload::new(self.server_id.as_bytes().to_vec())
+            {
+                ours.options_mut().insert(EdnsOption::NSID(payload));
+            }
+            response.set_edns(ours);
+        }
+        response
+    }
+
+    /// Whether `query` is one to forward: a recursive `IN` question outside the zone that is
+    /// not the host's own reverse name nor a transfer.
+    fn forwardable(
+        &self,
+        request: &Message,
+        query: &hickory_proto::op::Query,
+        local: IpAddr,
+    ) -> bool {
+        request.metadata.recursion_desired
+            && query.query_class() == DNSClass::IN
+            && !matches!(
+                query.query_type(),
+                RecordType::AXFR | RecordType::IXFR | RecordType::OPT
+            )
+            && !self.origin.zone_of(query.name())
+            && self.reverse(query.name(), local).is_none()
+    }
+
+    /// The client's reply to a forwarded query: the upstream's response code and records
+    /// (never its OPT, TSIG or SIG(0)) in this server's message; SERVFAIL without an upstream
+    /// answer.
+    #[must_use]
+    pub fn relay(&self, forward: &Forward, upstream: Option<&Message>) -> Option<Vec<u8>> {
+        let request = &forward.request;
+        let mut response = self.response_to(request);
+        response.add_query(forward.query.clone());
+        match upstream {
+            Some(upstream) => {
+                let ours = |r: &&Record| {
+                    !matches!(
+                        r.record_type(),
+                        RecordType::OPT | RecordType::TSIG | RecordType::SIG
+                    )
+                };
+                response.metadata.response_code = upstream.metadata.response_code;
+                response.metadata.authentic_data = upstream.metadata.authentic_data
+                    && (request.metadata.authentic_data || forward.dnssec_ok());
+                response.add_answers(upstream.answers.iter().filter(ours).cloned());
+                response.add_authorities(upstream.authorities.iter().filter(ours).cloned());
+                response.add_additionals(upstream.additionals.iter().filter(ours).cloned());
+            }
+            None => response.metadata.response_code = ResponseCode::ServFail,
+        }
+        encode(request, &response, forward.transport).0
     }
 
     fn finish(
@@ -206,24 +324,14 @@ impl Zone {
             "recursion_desired".into(),
             request.metadata.recursion_desired.into(),
         );
-        let limit = match (&request.edns, transport) {
-            (_, Transport::Tcp) => usize::from(u16::MAX),
-            (Some(edns), Transport::Udp) => usize::from(edns.max_payload().clamp(512, EDNS_UDP)),
-            (None, Transport::Udp) => CLASSIC_UDP,
-        };
-        let reply = response.to_vec().ok().and_then(|bytes| {
-            if bytes.len() <= limit {
-                return Some(bytes);
-            }
+        let (reply, truncated) = encode(request, &response, transport);
+        if truncated {
             extra.insert("truncated".into(), true.into());
-            let mut cut = response.truncate();
-            cut.metadata.id = request.metadata.id;
-            cut.metadata.message_type = MessageType::Response;
-            cut.to_vec().ok()
-        });
+        }
         Outcome {
             query: Some(extra),
             reply,
+            forward: None,
         }
     }
 
@@ -319,6 +427,26 @@ impl Zone {
             ResponseCode::NXDomain
         }
     }
+}
+
+/// `response` as bytes within what `transport` and the client allow; whether it had to be
+/// truncated (TC set, question only, so the client retries over TCP).
+fn encode(request: &Message, response: &Message, transport: Transport) -> (Option<Vec<u8>>, bool) {
+    let limit = match (&request.edns, transport) {
+        (_, Transport::Tcp) => usize::from(u16::MAX),
+        (Some(edns), Transport::Udp) => usize::from(edns.max_payload().clamp(512, EDNS_UDP)),
+        (None, Transport::Udp) => CLASSIC_UDP,
+    };
+    let Ok(bytes) = response.to_vec() else {
+        return (None, false);
+    };
+    if bytes.len() <= limit {
+        return (Some(bytes), false);
+    }
+    let mut cut = response.truncate();
+    cut.metadata.id = request.metadata.id;
+    cut.metadata.message_type = MessageType::Response;
+    (cut.to_vec().ok(), true)
 }
 
 /// A response code as `dig` prints it.

@@ -178,17 +178,38 @@ impl Vfs {
         self.nodes.get(path)
     }
 
-    /// The node at `path`, following links (bounded).
+    /// The node at `path`, following links in every component (bounded).
     #[must_use]
     pub fn resolve(&self, path: &str) -> Option<(String, &Node)> {
+        let mut current = "/".to_owned();
+        let mut hops = 0_u8;
+        for part in path.split('/').filter(|p| !p.is_empty()) {
+            current = normalize(&current, part);
+            while let Kind::Link(target) = &self.nodes.get(&current)?.kind {
+                hops = hops.saturating_add(1);
+                if hops > 8 {
+                    return None;
+                }
+                let parent = parent(&current);
+                current = normalize(&parent, target);
+                if current.split('/').filter(|p| !p.is_empty()).count() > 1 {
+                    // A target with several components: resolve it from the root.
+                    let (real, _) = self.resolve_shallow(&current)?;
+                    current = real;
+                }
+            }
+        }
+        let node = self.nodes.get(&current)?;
+        Some((current, node))
+    }
+
+    /// [`Vfs::resolve`] for targets, whose intermediate components are never links here.
+    fn resolve_shallow(&self, path: &str) -> Option<(String, &Node)> {
         let mut current = path.to_owned();
         for _ in 0..8 {
             let node = self.nodes.get(&current)?;
             match &node.kind {
-                Kind::Link(target) => {
-                    let parent = parent(&current);
-                    current = normalize(&parent, target);
-                }
+                Kind::Link(target) => current = normalize(&parent(&current), target),
                 _ => return Some((current, node)),
             }
         }

@@ -192,10 +192,7 @@ async fn serve(
         .await
         .map_err(|_| SessionError::HandshakeTimeout)??;
     let raw = match verdict {
-        Verdict::Accept { line, raw } => {
-            drop(line);
-            raw
-        }
+        Verdict::Accept { raw, .. } => raw,
         Verdict::Reject { line, answer } => {
             identification_refused(&session, &line, answer).await;
             stream.write_all(answer).await?;

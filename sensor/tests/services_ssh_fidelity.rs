@@ -282,22 +282,25 @@ async fn ssh_w_is_logged_with_its_target_and_refused() {
 async fn identification_answer(port: u16, line: &[u8]) -> (String, Vec<u8>, bool) {
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
-        .unwrap();
+        .expect("loopback test step");
     let mut got = Vec::new();
     let mut buf = [0_u8; 4096];
     tokio::time::timeout(LIMIT, async {
         while !got.contains(&b'\n') {
-            let n = s.read(&mut buf).await.unwrap();
+            let n = s.read(&mut buf).await.expect("loopback test step");
             assert!(n > 0, "closed before the identification");
             got.extend_from_slice(&buf[..n]);
         }
     })
     .await
-    .unwrap();
-    let end = got.iter().position(|&b| b == b'\n').unwrap();
+    .expect("loopback test step");
+    let end = got
+        .iter()
+        .position(|&b| b == b'\n')
+        .expect("loopback test step");
     let ident = String::from_utf8_lossy(&got[..=end]).into_owned();
     let mut rest = got[end + 1..].to_vec();
-    s.write_all(line).await.unwrap();
+    s.write_all(line).await.expect("loopback test step");
     let reset = tokio::time::timeout(LIMIT, async {
         loop {
             match s.read(&mut buf).await {
@@ -311,7 +314,7 @@ async fn identification_answer(port: u16, line: &[u8]) -> (String, Vec<u8>, bool
         }
     })
     .await
-    .unwrap();
+    .expect("loopback test step");
     (ident, rest, reset)
 }
 
@@ -384,32 +387,40 @@ impl RealSshd {
             let key = dir.join(format!("ssh_host_{kind}_key"));
             let out = run(
                 "ssh-keygen",
-                &["-q", "-t", kind, "-N", "", "-f", key.to_str().unwrap()],
+                &[
+                    "-q",
+                    "-t",
+                    kind,
+                    "-N",
+                    "",
+                    "-f",
+                    key.to_str().expect("loopback test step"),
+                ],
                 &[],
                 LIMIT,
             )
             .await;
             assert!(out.status.success());
         }
-        std::fs::create_dir_all("/run/sshd").unwrap();
+        std::fs::create_dir_all("/run/sshd").expect("loopback test step");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
+            .expect("loopback test step")
             .local_addr()
-            .unwrap()
+            .expect("loopback test step")
             .port();
         let config = format!(
             "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/ssh_host_rsa_key\nHostKey {d}/ssh_host_ecdsa_key\nHostKey {d}/ssh_host_ed25519_key\nUsePAM no\nPidFile {d}/sshd.pid\nStrictModes no\nAllowTcpForwarding no\n",
             d = dir.display()
         );
         let conf = dir.join("sshd_config");
-        std::fs::write(&conf, config).unwrap();
+        std::fs::write(&conf, config).expect("loopback test step");
         let child = tokio::process::Command::new("/usr/sbin/sshd")
-            .args(["-D", "-e", "-f", conf.to_str().unwrap()])
+            .args(["-D", "-e", "-f", conf.to_str().expect("loopback test step")])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .kill_on_drop(true)
             .spawn()
-            .unwrap();
+            .expect("loopback test step");
         let deadline = tokio::time::Instant::now() + LIMIT;
         while tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
@@ -465,7 +476,10 @@ async fn enum_algos(port: u16) -> BTreeMap<String, Vec<String>> {
         } else if body.starts_with("     ")
             && let Some(name) = &current
         {
-            lists.get_mut(name).unwrap().push(trimmed.to_owned());
+            lists
+                .get_mut(name)
+                .expect("loopback test step")
+                .push(trimmed.to_owned());
         }
     }
     assert!(!lists.is_empty(), "{text}");

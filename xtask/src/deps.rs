@@ -58,6 +58,14 @@ pub(crate) const TEST: &[Need] = &[
     need("telnet", "Telnet service client"),
     need("openssh-client", "SSH service client"),
     need("sshpass", "password logins with ssh"),
+    need(
+        "openssh-server",
+        "the real sshd the SSH decoy is compared with",
+    ),
+    need(
+        "python3-paramiko",
+        "paramiko key-then-password logins to the SSH decoy",
+    ),
     need("mariadb-client", "MySQL service client"),
     need("postgresql-client", "PostgreSQL service client (psql)"),
     need("openssl", "TLS client checks (s_client)"),

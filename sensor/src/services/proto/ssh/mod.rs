@@ -8,7 +8,8 @@
 //!                                      "public_key":"ssh-ed25519 AAAA...",
 //!                                      "fingerprint":"SHA256:...","client_version":"..."}
 //! C: password "toor"              -> ssh.login {"username":"root","password":"toor", ...}
-//! S: Permission denied, please try again.
+//!    (after `auth_failure_delay_ms`, 2 s as Debian's PAM gives)
+//! S: Permission denied, please try again.     (up to MaxAuthTries 6 per connection)
 //! ```
 //! `nmap -sV` reports `OpenSSH 9.2p1 Debian 2+deb12u7` (from the identification string).
 //!
@@ -17,9 +18,23 @@
 //! ECDSA P-256, Ed25519, as `ssh-keygen -A` makes them) are generated once and kept in the state
 //! directory. Logins succeed only for the configured `users`; they get a Debian-like shell
 //! (or `exec`) where every command is logged as `ssh.query` and answered as a fresh Debian
-//! system would answer the first commands intruders type (`id`, `uname -a`, `whoami`, ...).
+//! system would answer (see [`shell`]); `direct-tcpip` (`ssh -W`, `-L`) is logged with its
+//! target and refused as sshd refuses it with forwarding disabled.
+//!
+//! The client's identification is read and judged before russh sees it ([`ident`]), so bad
+//! ones get sshd's one-line answers. Connections that do not log in within
+//! `login_grace_time_secs` (sshd's `LoginGraceTime`, 120 s) are closed.
+//!
+//! Known differences from OpenSSH 9.2p1 that russh 0.65 does not let us close: no
+//! `sntrup761x25519-sha512@openssh.com` KEX and no `umac-*` MACs (so HASSH-server differs),
+//! `server-sig-algs` repeats the 4 host-key algorithms where sshd lists 11, identifications
+//! longer than 253 bytes (sshd takes 8192) are closed after being read, `SSH-2.x` with `x != 0`
+//! is refused, and a refused channel says `Administratively prohibited` where sshd says
+//! `open failed`.
 
+pub mod ident;
 mod keys;
+mod session;
 pub mod shell;
 
 use std::{
@@ -27,44 +42,49 @@ use std::{
     collections::BTreeMap,
     pin::Pin,
     sync::{
-        Arc, Mutex, PoisonError,
+        Arc,
         atomic::{AtomicBool, Ordering},
     },
     task::{Context as TaskContext, Poll},
+    time::Duration,
 };
 
-use russh::{
-    Channel, ChannelId, MethodKind, MethodSet, Preferred, Pty, SshId,
-    keys::HashAlg,
-    server::{
-        Auth, ChannelOpenHandle, Config, Handler as RusshHandler, Msg, PublicKeyOffer,
-        Session as RusshSession,
-    },
-};
+use russh::{MethodKind, MethodSet, Preferred, SshId, server::Config};
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use crate::services::{
     Context, ServiceError,
     framework::{
-        session::{Session, SessionError},
+        session::{Session, SessionError, lossy},
         tcp::{Handler, TcpProtocol},
     },
 };
 
-use self::keys::{CIPHERS, COMPRESSION, KEX, MACS, host_key_algorithms, host_keys};
+use self::{
+    ident::Verdict,
+    keys::{CIPHERS, COMPRESSION, KEX, MACS, host_key_algorithms, host_keys},
+    session::SshSession,
+};
 
 const DEFAULT_VERSION: &str = "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u7";
 /// OpenSSH's `MaxAuthTries`.
 const MAX_AUTH_TRIES: usize = 6;
+/// Debian's `pam_unix` delay after a wrong password (`ssh` sees about 2 s).
+const DEFAULT_AUTH_FAILURE_DELAY_MS: u64 = 2_000;
+/// sshd's `LoginGraceTime`.
+const DEFAULT_LOGIN_GRACE_TIME_SECS: u64 = 120;
 
 #[derive(Debug)]
 struct SshServer {
     config: Arc<Config>,
+    version: String,
     users: BTreeMap<String, String>,
     banner: Option<String>,
     hostname: String,
+    auth_failure_delay: Duration,
+    login_grace_time: Duration,
 }
 
 /// An SSH instance.
@@ -79,6 +99,14 @@ pub struct SshConfig {
     /// Accepted user/password pairs (Trapster `users`); logins always fail when empty.
     #[serde(default)]
     pub users: BTreeMap<String, String>,
+    /// Delay before a wrong password is refused, in milliseconds (default 2000, as Debian's
+    /// PAM gives).
+    #[serde(default)]
+    pub auth_failure_delay_ms: Option<u64>,
+    /// Seconds a connection has to log in before it is closed (sshd's `LoginGraceTime`,
+    /// default 120).
+    #[serde(default)]
+    pub login_grace_time_secs: Option<u64>,
 }
 
 /// The SSH protocol.
@@ -104,14 +132,22 @@ fn handler(config: SshConfig, ctx: &Context) -> Result<Handler, ServiceError> {
     let mut methods = MethodSet::empty();
     methods.push(MethodKind::PublicKey);
     methods.push(MethodKind::Password);
+    let login_grace_time = Duration::from_secs(
+        config
+            .login_grace_time_secs
+            .unwrap_or(DEFAULT_LOGIN_GRACE_TIME_SECS),
+    );
     let russh_config = Config {
-        server_id: SshId::Standard(Cow::Owned(version)),
+        server_id: SshId::Standard(Cow::Owned(version.clone())),
         methods,
-        auth_rejection_time: std::time::Duration::from_millis(300),
-        auth_rejection_time_initial: Some(std::time::Duration::ZERO),
+        // Only wrong passwords wait (in the handler), as with sshd and PAM: refused keys and
+        // the first `none` probe are answered at once.
+        auth_rejection_time: Duration::ZERO,
+        auth_rejection_time_initial: Some(Duration::ZERO),
         keys,
-        max_auth_attempts: MAX_AUTH_TRIES,
-        inactivity_timeout: Some(ctx.limits.idle_timeout()),
+        // russh counts the `none` probe OpenSSH clients send first; sshd does not.
+        max_auth_attempts: MAX_AUTH_TRIES.saturating_add(1),
+        inactivity_timeout: Some(ctx.limits.idle_timeout().max(login_grace_time)),
         maximum_packet_size: 32_768,
         preferred: Preferred {
             kex: Cow::Borrowed(KEX),
@@ -126,9 +162,16 @@ fn handler(config: SshConfig, ctx: &Context) -> Result<Handler, ServiceError> {
     };
     let ssh = Arc::new(SshServer {
         config: Arc::new(russh_config),
+        version,
         users: config.users,
         banner: config.banner.filter(|b| !b.is_empty()),
         hostname: ctx.hostname.clone(),
+        auth_failure_delay: Duration::from_millis(
+            config
+                .auth_failure_delay_ms
+                .unwrap_or(DEFAULT_AUTH_FAILURE_DELAY_MS),
+        ),
+        login_grace_time,
     });
     Ok(Arc::new(move |session, stream| {
         let ssh = Arc::clone(&ssh);
@@ -139,40 +182,66 @@ fn handler(config: SshConfig, ctx: &Context) -> Result<Handler, ServiceError> {
 async fn serve(
     ssh: &SshServer,
     session: Session,
-    stream: tokio::net::TcpStream,
+    mut stream: tokio::net::TcpStream,
 ) -> Result<(), SessionError> {
-    let client_id = Arc::new(Mutex::new(Vec::new()));
-    let authenticating = Arc::new(AtomicBool::new(false));
-    let handshake = session.limits().handshake_timeout();
-    let max_line = session.limits().max_line_bytes;
-    let handler = SshSession {
-        session: Arc::new(session),
-        users: ssh.users.clone(),
-        banner: ssh.banner.clone(),
-        client_id: Arc::clone(&client_id),
-        authenticating: Arc::clone(&authenticating),
-        hostname: ssh.hostname.clone(),
-        user: None,
-        line: Vec::new(),
-        max_line,
+    let grace = tokio::time::Instant::now() + ssh.login_grace_time;
+    // sshd sends its identification first, then reads the client's.
+    let id_line = format!("{}\r\n", ssh.version);
+    stream.write_all(id_line.as_bytes()).await?;
+    let verdict = tokio::time::timeout_at(grace, ident::read(&mut stream))
+        .await
+        .map_err(|_| SessionError::HandshakeTimeout)??;
+    let raw = match verdict {
+        Verdict::Accept { raw, .. } => raw,
+        Verdict::Reject { line, answer } => {
+            identification_refused(&session, &line, answer).await;
+            stream.write_all(answer).await?;
+            return Ok(());
+        }
+        Verdict::TooLongForRussh(line) => {
+            identification_refused(&session, &line, b"").await;
+            return Ok(());
+        }
+        Verdict::Closed(line) => {
+            if !line.is_empty() {
+                session.data(&line).await;
+            }
+            return Ok(());
+        }
     };
+    let client_version = raw
+        .strip_suffix(b"\n")
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .unwrap_or(&raw);
+    let authenticated = Arc::new(AtomicBool::new(false));
+    let handler = SshSession::new(
+        Arc::new(session),
+        ssh.users.clone(),
+        ssh.banner.clone(),
+        lossy(client_version),
+        ssh.hostname.clone(),
+        ssh.auth_failure_delay,
+        Arc::clone(&authenticated),
+    );
     let tap = Tap {
         inner: stream,
-        seen: client_id,
+        replay: raw,
+        replayed: 0,
+        swallow: id_line.len(),
     };
     let run = async move {
         let running = russh::server::run_stream(Arc::clone(&ssh.config), tap, handler).await?;
         running.await
     };
     tokio::pin!(run);
-    // Key exchange and the first authentication request must come within the handshake time.
+    // Until someone logs in, sshd's LoginGraceTime applies.
     let first = tokio::select! {
         result = &mut run => Some(result),
-        () = tokio::time::sleep(handshake) => None,
+        () = tokio::time::sleep_until(grace) => None,
     };
     let result = match first {
         Some(result) => result,
-        None if !authenticating.load(Ordering::Relaxed) => {
+        None if !authenticated.load(Ordering::Relaxed) => {
             return Err(SessionError::HandshakeTimeout);
         }
         None => run.await,
@@ -185,10 +254,27 @@ async fn serve(
     }
 }
 
-/// Records the client's identification line as it passes through.
+/// Logs a refused identification as `ssh.query` (`identification`, `answer`).
+async fn identification_refused(session: &Session, line: &[u8], answer: &[u8]) {
+    let mut extra = Map::new();
+    extra.insert(
+        "identification".to_owned(),
+        Value::String(lossy(line.get(..256).unwrap_or(line))),
+    );
+    extra.insert(
+        "answer".to_owned(),
+        Value::String(lossy(answer).trim_end().to_owned()),
+    );
+    session.query(line, extra).await;
+}
+
+/// The stream russh runs on: replays the identification already read, and drops russh's own
+/// identification (already sent).
 struct Tap<S> {
     inner: S,
-    seen: Arc<Mutex<Vec<u8>>>,
+    replay: Vec<u8>,
+    replayed: usize,
+    swallow: usize,
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Tap<S> {
@@ -197,17 +283,16 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tap<S> {
         cx: &mut TaskContext<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if matches!(poll, Poll::Ready(Ok(()))) {
-            let fresh = &buf.filled()[before..];
-            let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
-            if !seen.contains(&b'\n') && seen.len() < 255 {
-                let room = 255 - seen.len();
-                seen.extend_from_slice(&fresh[..fresh.len().min(room)]);
-            }
+        let this = &mut *self;
+        if let Some(rest) = this.replay.get(this.replayed..)
+            && !rest.is_empty()
+        {
+            let n = rest.len().min(buf.remaining());
+            buf.put_slice(rest.get(..n).unwrap_or_default());
+            this.replayed = this.replayed.saturating_add(n);
+            return Poll::Ready(Ok(()));
         }
-        poll
+        Pin::new(&mut this.inner).poll_read(cx, buf)
     }
 }
 
@@ -217,6 +302,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tap<S> {
         cx: &mut TaskContext<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
+        if self.swallow > 0 && !buf.is_empty() {
+            let n = self.swallow.min(buf.len());
+            self.swallow = self.swallow.saturating_sub(n);
+            return Poll::Ready(Ok(n));
+        }
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
@@ -229,222 +319,5 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tap<S> {
         cx: &mut TaskContext<'_>,
     ) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-struct SshSession {
-    session: Arc<Session>,
-    users: BTreeMap<String, String>,
-    banner: Option<String>,
-    client_id: Arc<Mutex<Vec<u8>>>,
-    authenticating: Arc<AtomicBool>,
-    hostname: String,
-    /// The configured user who logged in, once one has.
-    user: Option<String>,
-    /// The command line being typed in the shell.
-    line: Vec<u8>,
-    max_line: usize,
-}
-
-impl SshSession {
-    fn base(&self, user: &str) -> Map<String, Value> {
-        self.authenticating.store(true, Ordering::Relaxed);
-        let mut extra = Map::new();
-        extra.insert("username".to_owned(), Value::String(user.to_owned()));
-        let id = self
-            .client_id
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        let line = id.split(|&b| b == b'\n').next().unwrap_or(&[]);
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        extra.insert(
-            "client_version".to_owned(),
-            Value::String(String::from_utf8_lossy(line).into_owned()),
-        );
-        extra
-    }
-}
-
-impl RusshHandler for SshSession {
-    type Error = russh::Error;
-
-    async fn auth_none(&mut self, _user: &str) -> Result<Auth, Self::Error> {
-        self.authenticating.store(true, Ordering::Relaxed);
-        Ok(Auth::reject())
-    }
-
-    async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
-        let mut extra = self.base(user);
-        extra.insert("password".to_owned(), Value::String(password.to_owned()));
-        self.session.login(&[], extra).await;
-        if self.users.get(user).is_some_and(|p| p == password) {
-            self.user = Some(user.to_owned());
-            Ok(Auth::Accept)
-        } else {
-            Ok(Auth::reject())
-        }
-    }
-
-    async fn auth_publickey_offered(
-        &mut self,
-        user: &str,
-        offer: PublicKeyOffer<'_>,
-    ) -> Result<Auth, Self::Error> {
-        let key = offer.public_key;
-        let mut extra = self.base(user);
-        extra.insert(
-            "key_type".to_owned(),
-            Value::String(key.algorithm().as_str().to_owned()),
-        );
-        extra.insert(
-            "public_key".to_owned(),
-            Value::String(key.to_openssh().unwrap_or_default()),
-        );
-        extra.insert(
-            "fingerprint".to_owned(),
-            Value::String(key.fingerprint(HashAlg::Sha256).to_string()),
-        );
-        self.session.login(&[], extra).await;
-        Ok(Auth::reject())
-    }
-
-    async fn authentication_banner(&mut self) -> Result<Option<String>, Self::Error> {
-        Ok(self.banner.clone())
-    }
-
-    async fn channel_open_session(
-        &mut self,
-        _channel: Channel<Msg>,
-        reply: ChannelOpenHandle,
-        _session: &mut RusshSession,
-    ) -> Result<(), Self::Error> {
-        if self.user.is_some() {
-            reply.accept().await;
-        }
-        Ok(())
-    }
-
-    async fn pty_request(
-        &mut self,
-        channel: ChannelId,
-        _term: &str,
-        _cols: u32,
-        _rows: u32,
-        _pix_w: u32,
-        _pix_h: u32,
-        _modes: &[(Pty, u32)],
-        session: &mut RusshSession,
-    ) -> Result<(), Self::Error> {
-        session.channel_success(channel)?;
-        Ok(())
-    }
-
-    async fn shell_request(
-        &mut self,
-        channel: ChannelId,
-        session: &mut RusshSession,
-    ) -> Result<(), Self::Error> {
-        session.channel_success(channel)?;
-        let motd = format!(
-            "Linux {} 6.1.0-28-amd64 #1 SMP PREEMPT_DYNAMIC Debian 6.1.119-1 (2024-11-22) x86_64\r\n\r\nThe programs included with the Debian GNU/Linux system are free software;\r\nthe exact distribution terms for each program are described in the\r\nindividual files in /usr/share/doc/*/copyright.\r\n\r\n{}",
-            self.hostname,
-            self.prompt()
-        );
-        session.data(channel, motd.into_bytes())?;
-        Ok(())
-    }
-
-    async fn exec_request(
-        &mut self,
-        channel: ChannelId,
-        data: &[u8],
-        session: &mut RusshSession,
-    ) -> Result<(), Self::Error> {
-        session.channel_success(channel)?;
-        let command = String::from_utf8_lossy(data).into_owned();
-        let (output, status) = self.run(&command, "exec").await;
-        session.data(channel, output.into_bytes())?;
-        session.exit_status_request(channel, status)?;
-        session.eof(channel)?;
-        session.close(channel)?;
-        Ok(())
-    }
-
-    async fn data(
-        &mut self,
-        channel: ChannelId,
-        data: &[u8],
-        session: &mut RusshSession,
-    ) -> Result<(), Self::Error> {
-        let mut echo = Vec::new();
-        for &byte in data {
-            match byte {
-                b'\r' | b'\n' => {
-                    echo.extend_from_slice(b"\r\n");
-                    let command =
-                        String::from_utf8_lossy(&std::mem::take(&mut self.line)).into_owned();
-                    if command.trim() == "exit" || command.trim() == "logout" {
-                        session.data(channel, std::mem::take(&mut echo))?;
-                        session.data(channel, b"logout\r\n".to_vec())?;
-                        session.exit_status_request(channel, 0)?;
-                        session.eof(channel)?;
-                        session.close(channel)?;
-                        return Ok(());
-                    }
-                    if !command.trim().is_empty() {
-                        let (output, _) = self.run(&command, "shell").await;
-                        echo.extend_from_slice(output.replace('\n', "\r\n").as_bytes());
-                    }
-                    echo.extend_from_slice(self.prompt().as_bytes());
-                }
-                0x04 if self.line.is_empty() => {
-                    session.data(channel, b"logout\r\n".to_vec())?;
-                    session.exit_status_request(channel, 0)?;
-                    session.eof(channel)?;
-                    session.close(channel)?;
-                    return Ok(());
-                }
-                0x7f | 0x08 if !self.line.is_empty() => {
-                    self.line.pop();
-                    echo.extend_from_slice(b"\x08 \x08");
-                }
-                0x03 => {
-                    self.line.clear();
-                    echo.extend_from_slice(b"^C\r\n");
-                    echo.extend_from_slice(self.prompt().as_bytes());
-                }
-                b if b >= 0x20 && self.line.len() < self.max_line => {
-                    self.line.push(b);
-                    echo.push(b);
-                }
-                _ => {}
-            }
-        }
-        if !echo.is_empty() {
-            session.data(channel, echo)?;
-        }
-        Ok(())
-    }
-}
-
-impl SshSession {
-    fn user(&self) -> &str {
-        self.user.as_deref().unwrap_or("root")
-    }
-
-    fn prompt(&self) -> String {
-        shell::prompt(self.user(), &self.hostname)
-    }
-
-    /// Logs a command as `ssh.query` and answers it as the Debian shell would.
-    async fn run(&self, command: &str, mode: &str) -> (String, u32) {
-        let user = self.user();
-        let mut extra = Map::new();
-        extra.insert("username".to_owned(), Value::String(user.to_owned()));
-        extra.insert("command".to_owned(), Value::String(command.to_owned()));
-        extra.insert("mode".to_owned(), Value::String(mode.to_owned()));
-        self.session.query(command.as_bytes(), extra).await;
-        shell::answer(command, user, &self.hostname)
     }
 }

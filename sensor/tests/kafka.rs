@@ -58,7 +58,8 @@ fn event(n: usize) -> Event {
 }
 
 fn output(transport: serde_json::Value, spool: Option<&std::path::Path>) -> OutputConfig {
-    let mut json = serde_json::json!({"name": "kafka", "format": "trapster", "transport": transport});
+    let mut json =
+        serde_json::json!({"name": "kafka", "format": "trapster", "transport": transport});
     if let Some(dir) = spool {
         json["spool"] = serde_json::json!({"dir": dir, "max_bytes": 16 << 20});
     }
@@ -80,7 +81,11 @@ fn consume(bootstrap: &str, topic: &str) -> Vec<Consumed> {
         .args(["-o", "beginning", "-e", "-q", "-J"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "kcat: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "kcat: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -105,9 +110,14 @@ fn assert_each_once(bootstrap: &str, count: usize) {
         for record in consume(bootstrap, topic) {
             assert_eq!(record.envelope["channel"], channel);
             assert_eq!(record.key, record.envelope["src_ip"].as_str().unwrap());
-            let partition = *partitions.entry(record.key.clone()).or_insert(record.partition);
+            let partition = *partitions
+                .entry(record.key.clone())
+                .or_insert(record.partition);
             assert_eq!(partition, record.partition, "one key, one partition");
-            let user = record.envelope["extra"]["username"].as_str().unwrap().to_owned();
+            let user = record.envelope["extra"]["username"]
+                .as_str()
+                .unwrap()
+                .to_owned();
             *users.entry(user).or_insert(0) += 1;
         }
     }

@@ -37,10 +37,19 @@ pub(crate) const BUILD: &[Need] = &[
     ),
     need("git", "the commit `sensor --version` reports"),
     need("ca-certificates", "cargo downloads crates over TLS"),
-    need("make", "librdkafka's build (rdkafka-sys runs its ./configure and make)"),
+    need(
+        "make",
+        "librdkafka's build (rdkafka-sys runs its ./configure and make)",
+    ),
     need("g++", "librdkafka's configure checks for a C++ compiler"),
-    need("pkg-config", "openssl-sys and libz-sys find the system libraries"),
-    need("libssl-dev", "OpenSSL headers: librdkafka's TLS and SASL SCRAM"),
+    need(
+        "pkg-config",
+        "openssl-sys and libz-sys find the system libraries",
+    ),
+    need(
+        "libssl-dev",
+        "OpenSSL headers: librdkafka's TLS and SASL SCRAM",
+    ),
     need("zlib1g-dev", "zlib headers: librdkafka's gzip compression"),
 ];
 
@@ -83,7 +92,10 @@ pub(crate) const TEST: &[Need] = &[
     need("dpkg-dev", "dpkg-deb checks of the built package"),
     need("prometheus", "promtool check metrics of /metrics"),
     need("nats-server", "the nats output's JetStream receiver"),
-    need("kcat", "the kafka output's consumer (reads what the sensor produced)"),
+    need(
+        "kcat",
+        "the kafka output's consumer (reads what the sensor produced)",
+    ),
     need(
         "snmp",
         "SNMP service clients (snmpget, snmpwalk, snmpbulkwalk)",

@@ -53,7 +53,8 @@ pub fn fill(template: &str, record: &[u8], safe: Safe) -> String {
         let (before, after) = rest.split_at(open);
         out.push_str(before);
         let Some(close) = after.find('}') else {
-            break;
+            out.push_str(after);
+            return out;
         };
         let path = after.get(1..close).unwrap_or_default();
         let value = lookup(json.as_ref(), path).unwrap_or_else(|| "unknown".to_owned());
@@ -79,14 +80,24 @@ mod tests {
 
     #[test]
     fn fields_paths_and_fallbacks() {
-        let envelope = br#"{"channel":"ssh","src_ip":"2001:db8::1","src_port":50000,"device":"fw 01"}"#;
-        assert_eq!(fill("t.{channel}.{device}", envelope, Safe::Name), "t.ssh.fw_01");
+        let envelope =
+            br#"{"channel":"ssh","src_ip":"2001:db8::1","src_port":50000,"device":"fw 01"}"#;
+        assert_eq!(
+            fill("t.{channel}.{device}", envelope, Safe::Name),
+            "t.ssh.fw_01"
+        );
         assert_eq!(fill("{src_ip}", envelope, Safe::Any), "2001:db8::1");
-        assert_eq!(fill("{src_ip}:{src_port}", envelope, Safe::Name), "2001_db8__1_50000");
+        assert_eq!(
+            fill("{src_ip}:{src_port}", envelope, Safe::Name),
+            "2001_db8__1:50000"
+        );
         let ecs = br#"{"source":{"ip":"198.51.100.7"},"event":{"category":["network"]}}"#;
         assert_eq!(fill("{src_ip}", ecs, Safe::Any), "198.51.100.7");
-        assert_eq!(fill("{source.ip}|{event.kind}", ecs, Safe::Any), "198.51.100.7|unknown");
-        assert_eq!(fill("open {brace", envelope, Safe::Any), "open ");
+        assert_eq!(
+            fill("{source.ip}|{event.kind}", ecs, Safe::Any),
+            "198.51.100.7|unknown"
+        );
+        assert_eq!(fill("open {brace", envelope, Safe::Any), "open {brace");
         assert_eq!(fill("plain", b"CEF:0|x", Safe::Name), "plain");
     }
 }

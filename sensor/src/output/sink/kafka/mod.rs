@@ -153,7 +153,8 @@ impl KafkaOutput {
                 continue;
             };
             let topic = fill(&self.config.topic, record, Safe::Name);
-            let key = (!self.config.key.is_empty()).then(|| fill(&self.config.key, record, Safe::Any));
+            let key =
+                (!self.config.key.is_empty()).then(|| fill(&self.config.key, record, Safe::Any));
             let mut message = FutureRecord::<String, [u8]>::to(&topic).payload(*record);
             if let Some(key) = &key {
                 message = message.key(key);
@@ -274,18 +275,42 @@ mod tests {
     fn check_names_the_field() {
         let ok = config(serde_json::json!({"brokers": "10.0.0.9:9092, k2:9093"}));
         assert_eq!(ok.check(), Ok(()));
-        assert_eq!((ok.topic.as_str(), ok.key.as_str(), ok.acks.as_str()), ("trapster.{channel}", "{src_ip}", "all"));
+        assert_eq!(
+            (ok.topic.as_str(), ok.key.as_str(), ok.acks.as_str()),
+            ("trapster.{channel}", "{src_ip}", "all")
+        );
         let field = |json: serde_json::Value| config(json).check().unwrap_err().0;
-        assert_eq!(field(serde_json::json!({"brokers": "kafka://k:9092"})), "brokers");
+        assert_eq!(
+            field(serde_json::json!({"brokers": "kafka://k:9092"})),
+            "brokers"
+        );
         assert_eq!(field(serde_json::json!({"brokers": "k"})), "brokers");
-        assert_eq!(field(serde_json::json!({"brokers": "k:1", "topic": "a b.{channel}"})), "topic");
-        assert_eq!(field(serde_json::json!({"brokers": "k:1", "acks": 2})), "acks");
-        assert_eq!(field(serde_json::json!({"brokers": "k:1", "acks": 1})), "acks");
-        assert_eq!(field(serde_json::json!({"brokers": "k:1", "retries": 0})), "retries");
-        assert_eq!(field(serde_json::json!({"brokers": "k:1", "cert_file": "/c"})), "key_file");
-        let relaxed = config(serde_json::json!({"brokers": "k:1", "acks": 1, "idempotent": false, "retries": 0}));
+        assert_eq!(
+            field(serde_json::json!({"brokers": "k:1", "topic": "a b.{channel}"})),
+            "topic"
+        );
+        assert_eq!(
+            field(serde_json::json!({"brokers": "k:1", "acks": 2})),
+            "acks"
+        );
+        assert_eq!(
+            field(serde_json::json!({"brokers": "k:1", "acks": 1})),
+            "acks"
+        );
+        assert_eq!(
+            field(serde_json::json!({"brokers": "k:1", "retries": 0})),
+            "retries"
+        );
+        assert_eq!(
+            field(serde_json::json!({"brokers": "k:1", "cert_file": "/c"})),
+            "key_file"
+        );
+        let relaxed = config(
+            serde_json::json!({"brokers": "k:1", "acks": 1, "idempotent": false, "retries": 0}),
+        );
         assert_eq!(relaxed.check(), Ok(()));
-        let bad: Result<KafkaConfig, _> = serde_json::from_value(serde_json::json!({"brokers": "k:1", "compression": "brotli"}));
+        let bad: Result<KafkaConfig, _> =
+            serde_json::from_value(serde_json::json!({"brokers": "k:1", "compression": "brotli"}));
         assert!(bad.unwrap_err().to_string().contains("brotli"));
     }
 
@@ -302,7 +327,10 @@ mod tests {
         assert_eq!(props.get("enable.idempotence"), Some("true"));
         assert_eq!(props.get("message.timeout.ms"), Some("30000"));
         let out = KafkaOutput::new(c, "k");
-        assert_eq!(out.scrub("auth with s3cr3t-pw failed"), "auth with *** failed");
+        assert_eq!(
+            out.scrub("auth with s3cr3t-pw failed"),
+            "auth with *** failed"
+        );
         assert!(!format!("{out:?}").contains("s3cr3t-pw"));
         let plain = config(serde_json::json!({"brokers": "k1:9092"})).client_config();
         assert_eq!(plain.get("security.protocol"), Some("plaintext"));

@@ -37,13 +37,33 @@ pub(crate) const BUILD: &[Need] = &[
     ),
     need("git", "the commit `sensor --version` reports"),
     need("ca-certificates", "cargo downloads crates over TLS"),
+    need(
+        "make",
+        "librdkafka's build (rdkafka-sys runs its ./configure and make)",
+    ),
+    need("g++", "librdkafka's configure checks for a C++ compiler"),
+    need(
+        "pkg-config",
+        "openssl-sys and libz-sys find the system libraries",
+    ),
+    need(
+        "libssl-dev",
+        "OpenSSL headers: librdkafka's TLS and SASL SCRAM",
+    ),
+    need("zlib1g-dev", "zlib headers: librdkafka's gzip compression"),
 ];
 
 /// Running the built sensor (the Debian package computes its own `Depends:` from the binary).
-pub(crate) const RUN: &[Need] = &[need(
-    "libpcap0.8t64|libpcap0.8",
-    "libpcap.so.0.8, loaded by the dynamic linker at start",
-)];
+pub(crate) const RUN: &[Need] = &[
+    need(
+        "libpcap0.8t64|libpcap0.8",
+        "libpcap.so.0.8, loaded by the dynamic linker at start",
+    ),
+    need(
+        "libssl3t64|libssl3",
+        "libssl.so.3, the kafka output's TLS (librdkafka)",
+    ),
+];
 
 /// The test clients, attacker tools and receivers the tests drive.
 pub(crate) const TEST: &[Need] = &[
@@ -80,6 +100,10 @@ pub(crate) const TEST: &[Need] = &[
     need("dpkg-dev", "dpkg-deb checks of the built package"),
     need("prometheus", "promtool check metrics of /metrics"),
     need("nats-server", "the nats output's JetStream receiver"),
+    need(
+        "kcat",
+        "the kafka output's consumer (reads what the sensor produced)",
+    ),
     need(
         "snmp",
         "SNMP service clients (snmpget, snmpwalk, snmpbulkwalk)",

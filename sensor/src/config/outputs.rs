@@ -36,6 +36,7 @@ pub(super) fn check(transport: &Transport) -> Result<(), Mistake> {
         Transport::Webhook(c) => check_url("url", &c.url),
         Transport::Elasticsearch(c) => check_url("url", &c.url),
         Transport::Nats(c) => c.check(),
+        Transport::Kafka(c) => c.check(),
         Transport::Syslog(c) => {
             check_port(c.port)?;
             if c.facility > 23 {

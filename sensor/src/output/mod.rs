@@ -74,6 +74,8 @@ pub enum Transport {
     Elasticsearch(sink::elasticsearch::ElasticsearchConfig),
     /// NATS, by default JetStream with publish acknowledgements.
     Nats(sink::nats::NatsConfig),
+    /// Kafka through librdkafka, each record confirmed by its delivery report.
+    Kafka(sink::kafka::KafkaConfig),
     /// Syslog over UDP, TCP or TLS (CEF or JSON payload).
     Syslog(sink::syslog::SyslogConfig),
     /// Mail over SMTP: one per new incident, plus an optional digest.
@@ -106,6 +108,7 @@ impl Transport {
             Self::Webhook(_) => "webhook",
             Self::Elasticsearch(_) => "elasticsearch",
             Self::Nats(_) => "nats",
+            Self::Kafka(_) => "kafka",
             Self::Syslog(_) => "syslog",
             Self::Email(_) => "email",
         }
@@ -127,6 +130,7 @@ impl Transport {
             | Self::Syslog(_)
             | Self::Email(_)
             | Self::Nats(_)
+            | Self::Kafka(_)
             | Self::Elasticsearch(_) => None,
         }
     }

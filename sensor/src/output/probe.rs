@@ -80,6 +80,11 @@ async fn send(cfg: &OutputConfig, name: &str, ctx: &FormatContext) -> Result<Str
                 None => format!("published to {} and flushed", nats.url),
             })
         }
+        Transport::Kafka(kafka) => {
+            super::sink::kafka::KafkaOutput::new(kafka.clone(), name)
+                .try_write(&[&record])
+                .await
+        }
         Transport::Elasticsearch(es) => {
             let time = chrono::Utc::now().timestamp_micros() as f64 / 1e6;
             super::sink::elasticsearch::ElasticsearchOutput::new(es.clone(), name)
@@ -119,6 +124,9 @@ fn secrets(transport: &Transport) -> Vec<String> {
         Transport::Nats(nats) => {
             out.extend(nats.token.as_ref().map(|t| t.expose().to_owned()));
             out.extend(nats.password.as_ref().map(|p| p.expose().to_owned()));
+        }
+        Transport::Kafka(kafka) => {
+            out.extend(kafka.sasl.as_ref().map(|s| s.password.expose().to_owned()));
         }
         Transport::Redis(redis) => {
             out.extend(redis.password.as_ref().map(|p| p.expose().to_owned()));

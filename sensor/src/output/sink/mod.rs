@@ -10,6 +10,7 @@ pub mod api;
 pub mod elasticsearch;
 pub mod email;
 pub mod file;
+pub mod kafka;
 pub mod nats;
 pub mod redis;
 pub mod sekoia;
@@ -17,6 +18,7 @@ pub mod slack;
 pub mod splunk_hec;
 pub mod syslog;
 pub mod teams;
+pub mod template;
 pub mod terminal;
 pub mod webhook;
 
@@ -201,5 +203,6 @@ pub fn build(cfg: &OutputConfig, name: &str, ctx: &FormatContext) -> Box<dyn Sin
             Box::new(ElasticsearchOutput::new(c.clone(), name).with_body(body))
         }
         Transport::Nats(c) => Box::new(nats::NatsOutput::new(c.clone(), name).with_body(body)),
+        Transport::Kafka(c) => Box::new(kafka::KafkaOutput::new(c.clone(), name).with_body(body)),
     }
 }

@@ -117,43 +117,7 @@ impl NatsConfig {
 
 /// The subject for one encoded message.
 fn subject(template: &str, record: &[u8]) -> String {
-    let json: Option<Value> = serde_json::from_slice(record).ok();
-    let field = |name: &str| -> String {
-        let value = json
-            .as_ref()
-            .and_then(|j| j.get(name))
-            .and_then(Value::as_str);
-        let value = match (name, value) {
-            (_, Some(v)) if !v.is_empty() => v.to_owned(),
-            // The community format has no channel: the logtype's first part is it.
-            ("channel", None) => json
-                .as_ref()
-                .and_then(|j| j.get("logtype"))
-                .and_then(Value::as_str)
-                .and_then(|l| l.split('.').next())
-                .unwrap_or("unknown")
-                .to_owned(),
-            _ => "unknown".to_owned(),
-        };
-        value
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect()
-    };
-    let mut out = template.to_owned();
-    for name in ["channel", "logtype", "category", "device"] {
-        let key = format!("{{{name}}}");
-        if out.contains(&key) {
-            out = out.replace(&key, &field(name));
-        }
-    }
-    out
+    super::template::fill(template, record, super::template::Safe::Name)
 }
 
 /// The JetStream de-duplication id of one message: its `id`, else a hash of its bytes.

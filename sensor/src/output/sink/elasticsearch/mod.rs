@@ -65,7 +65,7 @@ struct Pending {
 }
 
 /// Identifies a batch across attempts by its records' bytes (event ids make them unique).
-fn fingerprint(batch: &[Record<'_>]) -> u64 {
+pub(crate) fn fingerprint(batch: &[Record<'_>]) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     batch.len().hash(&mut hasher);
     for record in batch {

@@ -386,7 +386,7 @@ fn error_response(http: &HttpServer, status: u16, method: &str, page: &Page<'_>)
     }
 }
 
-/// Why a request got no normal answer: the status, and whether its host is known.
+/// Why a request got no normal answer.
 enum Refused {
     /// Answer `status` (400, 413, 414, 408) and close.
     Close(u16, &'static str),
@@ -436,8 +436,8 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         let refused = match read.await {
             Err(_) => Refused::Close(408, "request timeout"),
             Ok(Ok(request)) => {
-                let more = MAX_REQUESTS.saturating_sub(served).saturating_sub(1);
-                if !answer_request(http, &mut session, &mut conn, request, secure, more).await? {
+                let left = MAX_REQUESTS.saturating_sub(served);
+                if !answer_request(http, &mut session, &mut conn, request, secure, left).await? {
                     conn.shutdown().await;
                     return Ok(());
                 }
@@ -480,17 +480,18 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     Ok(())
 }
 
-/// Answers one request and logs it; `Ok(false)` when the connection ends after it.
+/// Answers one request and logs it; `Ok(false)` when the connection ends after it. `left`
+/// counts this request and those the connection may still carry (`Keep-Alive: max=`).
 async fn answer_request<S: AsyncRead + AsyncWrite + Unpin>(
     http: &HttpServer,
     session: &mut Session,
     conn: &mut Conn<S>,
     request: Request,
     secure: bool,
-    more: usize,
+    left: usize,
 ) -> Result<bool, SessionError> {
     session.handshake_done();
-    let mut keep_alive = request.keep_alive() && more > 0;
+    let mut keep_alive = request.keep_alive() && left > 1;
     let tpl = template_request(&request, session, secure);
     let server = http.server_header();
     let page = Page {
@@ -593,7 +594,7 @@ async fn answer_request<S: AsyncRead + AsyncWrite + Unpin>(
         &http.skin.headers,
         &response,
         request.method == "HEAD",
-        keep_alive.then_some(more),
+        keep_alive.then_some(left),
     );
     conn.write_all(&bytes, session).await?;
     Ok(keep_alive)

@@ -9,6 +9,9 @@ use crate::services::framework::{
     session::{Session, SessionError},
 };
 
+/// Longest request line accepted (Apache's `LimitRequestLine`); longer gets 414.
+pub const MAX_REQUEST_LINE: usize = 8190;
+
 /// Most header lines accepted in one request.
 const MAX_HEADERS: usize = 100;
 
@@ -130,6 +133,9 @@ pub async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(
             break;
         }
         line = read_line(conn).await?;
+    }
+    if trim_eol(&line).len() > MAX_REQUEST_LINE {
+        return Err(ReadError::UriTooLong);
     }
     let text = String::from_utf8_lossy(trim_eol(&line)).into_owned();
     let mut parts = text.split(' ');

@@ -286,8 +286,8 @@ fn generate(cert_path: &Path, key_path: &Path, subject: &Subject) -> Result<(), 
         .to_public_key()
         .to_public_key_der()
         .map_err(|e| key_err(e.to_string()))?;
-    let key = KeyPair::from_pkcs8_pem_and_sign_algo(&pkcs8, &rcgen::PKCS_RSA_SHA256)
-        .map_err(gen_err)?;
+    let key =
+        KeyPair::from_pkcs8_pem_and_sign_algo(&pkcs8, &rcgen::PKCS_RSA_SHA256).map_err(gen_err)?;
     // The key identifier is the SHA-1 of the subjectPublicKey bits (RFC 5280 4.2.1.2 (1)):
     // the BIT STRING's content after its unused-bits byte.
     let key_bits = spki_key_bits(spki.as_bytes()).ok_or_else(|| key_err("SPKI".to_owned()))?;
@@ -318,7 +318,9 @@ fn der_header(bytes: &[u8], at: usize) -> Option<(usize, usize)> {
         let n = usize::from(first & 0x7f);
         let mut len = 0usize;
         for _ in 0..n.min(8) {
-            len = len.checked_mul(256)?.checked_add(usize::from(*bytes.get(pos)?))?;
+            len = len
+                .checked_mul(256)?
+                .checked_add(usize::from(*bytes.get(pos)?))?;
             pos = pos.checked_add(1)?;
         }
         len

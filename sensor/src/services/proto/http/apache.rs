@@ -66,8 +66,12 @@ pub fn bad_escape(path: &str) -> bool {
     let bytes = path.as_bytes();
     bytes.iter().enumerate().any(|(i, b)| {
         *b == b'%'
-            && !(bytes.get(i.saturating_add(1)).is_some_and(u8::is_ascii_hexdigit)
-                && bytes.get(i.saturating_add(2)).is_some_and(u8::is_ascii_hexdigit))
+            && !(bytes
+                .get(i.saturating_add(1))
+                .is_some_and(u8::is_ascii_hexdigit)
+                && bytes
+                    .get(i.saturating_add(2))
+                    .is_some_and(u8::is_ascii_hexdigit))
     })
 }
 

@@ -124,7 +124,6 @@ const FILES: &[(&str, &str, &[u8])] = &[
         "templates/404.html",
         include_bytes!("../../../../skins/default_apache/templates/404.html"),
     ),
-
     (
         "default_iis",
         "config.yaml",

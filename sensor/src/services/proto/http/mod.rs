@@ -37,8 +37,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::TlsAcceptor;
 
 use self::{
-    credentials::{basic_credentials, body_credentials, form_pairs},
     apache::Page,
+    credentials::{basic_credentials, body_credentials, form_pairs},
     request::{HTTP09, ReadError, Request, read_request},
     response::{bad_request, nginx_page, reason, render},
     skin::{Skin, Style, TemplateRequest},

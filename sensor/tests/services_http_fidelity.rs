@@ -4,8 +4,9 @@
 //! `http-methods`, `http-headers` and `http-title` on both; and the TLS shape every TLS decoy
 //! shares (RSA 2048 snakeoil-like certificate, server cipher preference).
 
+#![expect(clippy::unwrap_used, reason = "test helpers fail loudly on purpose")]
+
 mod harness;
-#[allow(dead_code, reason = "each test file uses part of the helpers")]
 mod support;
 
 use std::{

@@ -41,16 +41,16 @@ pub struct Subject {
     pub state: Option<String>,
     /// L.
     pub locality: Option<String>,
-    /// First day of validity (Trapster `not_valid_before`); default today. The time of day is
-    /// the time of generation, as `openssl req -x509` gives it.
+    /// First day of validity (Trapster `not_valid_before`, from midnight); default the moment
+    /// of generation, as `openssl req -x509` gives it.
     pub not_before: Option<chrono::NaiveDate>,
-    /// Last day of validity (Trapster `not_valid_after`); default 3650 days after the first.
+    /// Last day of validity (Trapster `not_valid_after`); default 3650 days after the start.
     pub not_after: Option<chrono::NaiveDate>,
 }
 
 /// A day as Trapster's `not_valid_before`/`not_valid_after` give it (Python
 /// `datetime.fromisoformat`: `2024-01-31` or `2024-01-31T08:00:00`; the time of day is not
-/// kept: a generated certificate is valid from that day at the time of day it was made).
+/// kept: a generated certificate is valid from that day at midnight, as Trapster's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IsoDay(pub chrono::NaiveDate);
 
@@ -239,9 +239,15 @@ fn der(tag: u8, content: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A `SystemTime` at `day` with the time of day of `now`.
-fn at_day(day: chrono::NaiveDate, now: chrono::DateTime<chrono::Utc>) -> std::time::SystemTime {
-    let at = day.and_time(now.time()).and_utc();
+/// `day` at the time of day of `clock`.
+fn at_day(
+    day: chrono::NaiveDate,
+    clock: chrono::DateTime<chrono::Utc>,
+) -> chrono::DateTime<chrono::Utc> {
+    day.and_time(clock.time()).and_utc()
+}
+
+fn to_system(at: chrono::DateTime<chrono::Utc>) -> std::time::SystemTime {
     let secs = u64::try_from(at.timestamp()).unwrap_or(0);
     std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs)
 }
@@ -266,13 +272,19 @@ fn generate(cert_path: &Path, key_path: &Path, subject: &Subject) -> Result<(), 
         }
     }
     params.distinguished_name = dn;
+    // Configured days start at midnight (Trapster's `fromisoformat` of a date); the default is
+    // the moment of generation, and 3650 days on, as `make-ssl-cert` gives them.
     let now = chrono::Utc::now();
-    let start = subject.not_before.unwrap_or_else(|| now.date_naive());
+    let midnight = now
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .map_or(now, |m| m.and_utc());
+    let start = subject.not_before.map_or(now, |d| at_day(d, midnight));
     let end = subject
         .not_after
-        .unwrap_or_else(|| start + chrono::Days::new(3650));
-    params.not_before = at_day(start, now).into();
-    params.not_after = at_day(end, now).into();
+        .map_or_else(|| start + chrono::Days::new(3650), |d| at_day(d, midnight));
+    params.not_before = to_system(start).into();
+    params.not_after = to_system(end).into();
     let mut serial: [u8; 20] = rand::random();
     serial[0] &= 0x7f;
     params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));

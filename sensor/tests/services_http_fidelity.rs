@@ -533,21 +533,33 @@ async fn tls_decoys_present_an_rsa_2048_certificate_shaped_as_debians_snakeoil()
     let not_before = pem.lines().find(|l| l.contains("Not Before")).unwrap();
     assert!(!not_before.contains("00:00:00"), "{not_before}");
 
-    // The server's preference decides: a client preferring AES128 gets AES256 in TLS 1.2.
-    let chosen = tokio::task::spawn_blocking(move || {
+    // A client preferring AES128 in TLS 1.2: Debian's Apache (SSLHonorCipherOrder off) follows
+    // it; nginx (Debian's `ssl_prefer_server_ciphers on`) and the other decoys pick AES256.
+    let choose = |addr: SocketAddr| {
         let out = Command::new("sh")
             .arg("-c")
             .arg(format!(
-                "openssl s_client -connect {https} -tls1_2 -cipher ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384 </dev/null 2>/dev/null"
+                "openssl s_client -connect {addr} -tls1_2 -cipher ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384 </dev/null 2>/dev/null"
             ))
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
-    })
-    .await
-    .unwrap();
+    };
+    let other = Harness::start(
+        json!({"https": [{"port": 0, "skin": "appliance_login"}]}),
+        json!({}),
+    )
+    .await;
+    let nginx = other.addr(Service::Https);
+    let (apache, appliance) = tokio::task::spawn_blocking(move || (choose(https), choose(nginx)))
+        .await
+        .unwrap();
     assert!(
-        chosen.contains("Cipher is ECDHE-RSA-AES256-GCM-SHA384"),
-        "{chosen}"
+        apache.contains("Cipher is ECDHE-RSA-AES128-GCM-SHA256"),
+        "{apache}"
+    );
+    assert!(
+        appliance.contains("Cipher is ECDHE-RSA-AES256-GCM-SHA384"),
+        "{appliance}"
     );
 }

@@ -179,6 +179,14 @@ fn handler(config: &HttpConfig, ctx: &Context, tls: bool) -> Result<Handler, Ser
             &[b"http/1.1"],
         )
         .map_err(|e| setup(e.to_string()))?;
+        // Debian's mod_ssl leaves `SSLHonorCipherOrder` off: the client's order decides.
+        let server = if skin.style == skin::Style::Apache {
+            let mut own = (*server).clone();
+            own.ignore_client_order = false;
+            Arc::new(own)
+        } else {
+            server
+        };
         Some(TlsAcceptor::from(server))
     } else {
         None
@@ -200,9 +208,12 @@ fn handler(config: &HttpConfig, ctx: &Context, tls: bool) -> Result<Handler, Ser
                 }
                 Some(acceptor) => {
                     let wait = session.limits().handshake_timeout();
-                    // A request in plain HTTP on the TLS port gets the server's 400 page.
+                    // A request in plain HTTP on the TLS port gets Apache's or nginx's 400
+                    // page (nmap names the port ssl/http from it); IIS's HTTP.sys has no
+                    // answer there, the handshake just fails.
                     let mut first = [0u8; 1];
-                    if let Ok(Ok(1)) = tokio::time::timeout(wait, stream.peek(&mut first)).await
+                    if http.skin.style != Style::Iis
+                        && let Ok(Ok(1)) = tokio::time::timeout(wait, stream.peek(&mut first)).await
                         && first[0].is_ascii_uppercase()
                     {
                         let conn = Conn::new(stream, session.limits());

@@ -180,7 +180,7 @@ fn handler(config: &HttpConfig, ctx: &Context, tls: bool) -> Result<Handler, Ser
         )
         .map_err(|e| setup(e.to_string()))?;
         // Debian's mod_ssl leaves `SSLHonorCipherOrder` off: the client's order decides.
-        let server = if skin.style == skin::Style::Apache {
+        let server = if skin.style == Style::Apache {
             let mut own = (*server).clone();
             own.ignore_client_order = false;
             Arc::new(own)

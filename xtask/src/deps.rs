@@ -121,6 +121,10 @@ pub(crate) const TEST: &[Need] = &[
     need("xvfb", "a display for xfreerdp (xvfb-run)"),
     need("xauth", "xvfb-run's X authority"),
     need("ldap-utils", "LDAP service client (ldapsearch)"),
+    need(
+        "apache2",
+        "the real Apache 2.4 of the HTTP side-by-side tests (apache2 -X)",
+    ),
     need("libsasl2-modules", "ldapsearch -Y NTLM"),
     need("freetds-bin", "MSSQL service client (tsql)"),
 ];

@@ -2,13 +2,26 @@
 //! configured subject and kept in the state directory (or at the paths an HTTPS instance names,
 //! Trapster's `key`/`certificate`: used as they are when both exist, else generated there), so
 //! a sensor presents the same certificate across restarts as a real server would.
+//!
+//! Generated certificates have the shape of Debian's `ssl-cert-snakeoil.pem` (what Apache,
+//! nginx and PostgreSQL on Debian present out of the box): an RSA 2048 key signed with
+//! SHA-256, a random 20-byte serial, ten years (3650 days) of validity from the second it was
+//! made, and the extensions `basicConstraints CA:FALSE`, `subjectAltName DNS:<cn>` and a SHA-1
+//! `subjectKeyIdentifier`, in that order. rcgen writes its own extensions in another order and
+//! marks basicConstraints critical, so the three are written as custom extensions; their DER
+//! is a few bytes (a sequence of one name, an octet string) encoded here by hand.
+//!
+//! Every configuration offers the cipher suites rustls has in OpenSSL's `HIGH` order and picks
+//! by the server's preference, as Apache with `SSLHonorCipherOrder on`, IIS and nginx do:
+//! TLS 1.3 `AES_256_GCM`, `CHACHA20_POLY1305`, `AES_128_GCM`; TLS 1.2 `ECDHE-{RSA,ECDSA}`
+//! with `AES256-GCM`, `CHACHA20-POLY1305`, `AES128-GCM`. rustls has no CBC, CCM, DHE,
+//! static-RSA, CAMELLIA or ARIA suite, so the rest of OpenSSL's list cannot be offered.
 
 use std::{
     path::{Path, PathBuf},
     sync::Arc,
 };
 
-use chrono::Datelike;
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair};
 use rustls::{
     ServerConfig,
@@ -28,15 +41,16 @@ pub struct Subject {
     pub state: Option<String>,
     /// L.
     pub locality: Option<String>,
-    /// First day of validity (Trapster `not_valid_before`); default today.
+    /// First day of validity (Trapster `not_valid_before`, from midnight); default the moment
+    /// of generation, as `openssl req -x509` gives it.
     pub not_before: Option<chrono::NaiveDate>,
-    /// Last day of validity (Trapster `not_valid_after`); default ten years on.
+    /// Last day of validity (Trapster `not_valid_after`); default 3650 days after the start.
     pub not_after: Option<chrono::NaiveDate>,
 }
 
 /// A day as Trapster's `not_valid_before`/`not_valid_after` give it (Python
 /// `datetime.fromisoformat`: `2024-01-31` or `2024-01-31T08:00:00`; the time of day is not
-/// kept, certificates here are valid from midnight).
+/// kept: a generated certificate is valid from that day at midnight, as Trapster's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IsoDay(pub chrono::NaiveDate);
 
@@ -67,6 +81,9 @@ pub enum TlsError {
     /// Generation failed.
     #[error("generating a certificate for {0}: {1}")]
     Generate(String, rcgen::Error),
+    /// The RSA key could not be made or encoded.
+    #[error("generating an RSA key for {0}: {1}")]
+    Key(String, String),
     /// The stored files do not form a usable certificate and key.
     #[error("{path}: {message}")]
     Invalid {
@@ -163,8 +180,7 @@ pub fn load(
         path: key_path.clone(),
         message: err.to_string(),
     })?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let mut config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|err| TlsError::Invalid {
             path: cert_path.clone(),
@@ -177,12 +193,71 @@ pub fn load(
             message: err.to_string(),
         })?;
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    config.ignore_client_order = true;
     Ok(Arc::new(config))
 }
 
+/// The crypto provider of every TLS decoy: ring's suites in OpenSSL's `HIGH` order (see the
+/// module doc), to be chosen by the server's preference (`ignore_client_order`).
+#[must_use]
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    use rustls::crypto::ring::cipher_suite as cs;
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.cipher_suites = vec![
+        cs::TLS13_AES_256_GCM_SHA384,
+        cs::TLS13_CHACHA20_POLY1305_SHA256,
+        cs::TLS13_AES_128_GCM_SHA256,
+        cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        cs::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+        cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        cs::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+        cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        cs::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+    ];
+    Arc::new(provider)
+}
+
+/// A DER length (short form below 128, else long form).
+fn der_len(len: usize) -> Vec<u8> {
+    if len < 0x80 {
+        return vec![u8::try_from(len).unwrap_or(0)];
+    }
+    let bytes: Vec<u8> = len
+        .to_be_bytes()
+        .into_iter()
+        .skip_while(|b| *b == 0)
+        .collect();
+    let mut out = vec![0x80 | u8::try_from(bytes.len()).unwrap_or(0)];
+    out.extend(bytes);
+    out
+}
+
+fn der(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    out.extend(der_len(content.len()));
+    out.extend_from_slice(content);
+    out
+}
+
+/// `day` at the time of day of `clock`.
+fn at_day(
+    day: chrono::NaiveDate,
+    clock: chrono::DateTime<chrono::Utc>,
+) -> chrono::DateTime<chrono::Utc> {
+    day.and_time(clock.time()).and_utc()
+}
+
+fn to_system(at: chrono::DateTime<chrono::Utc>) -> std::time::SystemTime {
+    let secs = u64::try_from(at.timestamp()).unwrap_or(0);
+    std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs)
+}
+
 fn generate(cert_path: &Path, key_path: &Path, subject: &Subject) -> Result<(), TlsError> {
+    use rsa::pkcs8::{EncodePrivateKey as _, EncodePublicKey as _};
+    use sha1::Digest as _;
     let gen_err = |err| TlsError::Generate(subject.common_name.clone(), err);
-    let mut params = CertificateParams::new(vec![subject.common_name.clone()]).map_err(gen_err)?;
+    let key_err = |err: String| TlsError::Key(subject.common_name.clone(), err);
+    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(gen_err)?;
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, subject.common_name.as_str());
     let optional = [
@@ -197,35 +272,82 @@ fn generate(cert_path: &Path, key_path: &Path, subject: &Subject) -> Result<(), 
         }
     }
     params.distinguished_name = dn;
-    let today = chrono::Utc::now().date_naive();
-    let (year, month, day) = (
-        today.year(),
-        u8::try_from(today.month()).unwrap_or(1),
-        u8::try_from(today.day()).unwrap_or(1),
-    );
-    let ymd = |d: chrono::NaiveDate| {
-        rcgen::date_time_ymd(
-            d.year(),
-            u8::try_from(d.month()).unwrap_or(1),
-            u8::try_from(d.day()).unwrap_or(1),
-        )
-    };
-    params.not_before = subject
-        .not_before
-        .map_or_else(|| rcgen::date_time_ymd(year, month, day), ymd);
-    params.not_after = subject.not_after.map_or_else(
-        || rcgen::date_time_ymd(year.saturating_add(10), month, day.min(28)),
-        ymd,
-    );
-    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(gen_err)?;
+    // Configured days start at midnight (Trapster's `fromisoformat` of a date); the default is
+    // the moment of generation, and 3650 days on, as `make-ssl-cert` gives them.
+    let now = chrono::Utc::now();
+    let midnight = now
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .map_or(now, |m| m.and_utc());
+    let start = subject.not_before.map_or(now, |d| at_day(d, midnight));
+    let end = subject
+        .not_after
+        .map_or_else(|| start + chrono::Days::new(3650), |d| at_day(d, midnight));
+    params.not_before = to_system(start).into();
+    params.not_after = to_system(end).into();
+    let mut serial: [u8; 20] = rand::random();
+    serial[0] &= 0x7f;
+    params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
+
+    let mut rng = rand::rng();
+    let rsa_key = rsa::RsaPrivateKey::new(&mut rng, 2048).map_err(|e| key_err(e.to_string()))?;
+    let pkcs8 = rsa_key
+        .to_pkcs8_pem(rsa::pkcs8::LineEnding::LF)
+        .map_err(|e| key_err(e.to_string()))?;
+    let spki = rsa_key
+        .to_public_key()
+        .to_public_key_der()
+        .map_err(|e| key_err(e.to_string()))?;
+    let key =
+        KeyPair::from_pkcs8_pem_and_sign_algo(&pkcs8, &rcgen::PKCS_RSA_SHA256).map_err(gen_err)?;
+    // The key identifier is the SHA-1 of the subjectPublicKey bits (RFC 5280 4.2.1.2 (1)):
+    // the BIT STRING's content after its unused-bits byte.
+    let key_bits = spki_key_bits(spki.as_bytes()).ok_or_else(|| key_err("SPKI".to_owned()))?;
+    let key_id = sha1::Sha1::digest(key_bits);
+    let name = der(0x82, subject.common_name.as_bytes());
+    params.custom_extensions = vec![
+        rcgen::CustomExtension::from_oid_content(&[2, 5, 29, 19], der(0x30, &[])),
+        rcgen::CustomExtension::from_oid_content(&[2, 5, 29, 17], der(0x30, &name)),
+        rcgen::CustomExtension::from_oid_content(&[2, 5, 29, 14], der(0x04, &key_id)),
+    ];
     let cert = params.self_signed(&key).map_err(gen_err)?;
-    write_private(key_path, key.serialize_pem().as_bytes())?;
+    write_private(key_path, pkcs8.as_bytes())?;
     std::fs::write(cert_path, cert.pem()).map_err(|source| TlsError::Io {
         path: cert_path.to_path_buf(),
         source,
     })?;
     tracing::info!(certificate = %cert_path.display(), common_name = %subject.common_name, "Generated a self-signed certificate.");
     Ok(())
+}
+
+/// Reads one DER header at `at`: (content start, content length).
+fn der_header(bytes: &[u8], at: usize) -> Option<(usize, usize)> {
+    let first = *bytes.get(at.checked_add(1)?)?;
+    let mut pos = at.checked_add(2)?;
+    let len = if first < 0x80 {
+        usize::from(first)
+    } else {
+        let n = usize::from(first & 0x7f);
+        let mut len = 0usize;
+        for _ in 0..n.min(8) {
+            len = len
+                .checked_mul(256)?
+                .checked_add(usize::from(*bytes.get(pos)?))?;
+            pos = pos.checked_add(1)?;
+        }
+        len
+    };
+    Some((pos, len))
+}
+
+/// The subjectPublicKey bits of a SubjectPublicKeyInfo: SEQUENCE { algorithm SEQUENCE,
+/// subjectPublicKey BIT STRING }.
+fn spki_key_bits(spki: &[u8]) -> Option<&[u8]> {
+    let (inner, _) = der_header(spki, 0)?;
+    let (alg_start, alg_len) = der_header(spki, inner)?;
+    let bits_at = alg_start.checked_add(alg_len)?;
+    let (bits_start, bits_len) = der_header(spki, bits_at)?;
+    spki.get(bits_start.checked_add(1)?..bits_start.checked_add(bits_len)?)
 }
 
 /// Writes a secret file readable by its owner only.

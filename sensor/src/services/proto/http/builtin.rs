@@ -101,6 +101,16 @@ const FILES: &[(&str, &str, &[u8])] = &[
     ),
     (
         "default_apache",
+        "files/icons/openlogo-75.png",
+        include_bytes!("../../../../skins/default_apache/files/icons/openlogo-75.png"),
+    ),
+    (
+        "default_apache",
+        "files/index.html",
+        include_bytes!("../../../../skins/default_apache/files/index.html"),
+    ),
+    (
+        "default_apache",
         "templates/401.html",
         include_bytes!("../../../../skins/default_apache/templates/401.html"),
     ),
@@ -113,11 +123,6 @@ const FILES: &[(&str, &str, &[u8])] = &[
         "default_apache",
         "templates/404.html",
         include_bytes!("../../../../skins/default_apache/templates/404.html"),
-    ),
-    (
-        "default_apache",
-        "templates/index.html",
-        include_bytes!("../../../../skins/default_apache/templates/index.html"),
     ),
     (
         "default_iis",

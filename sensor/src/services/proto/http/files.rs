@@ -33,6 +33,18 @@ impl Files {
     }
 }
 
+impl Files {
+    /// When a skin folder's file was last changed; `None` for a built-in skin.
+    pub fn modified(&self, rel: &str) -> Option<std::time::SystemTime> {
+        let Self::Dir(root) = self else {
+            return None;
+        };
+        std::fs::metadata(root.join(safe_relative(rel)?))
+            .and_then(|m| m.modified())
+            .ok()
+    }
+}
+
 /// `rel` as a relative path without `..`, or `None`.
 pub fn safe_relative(rel: &str) -> Option<PathBuf> {
     let path = Path::new(rel.trim_start_matches('/'));

@@ -9,6 +9,9 @@ use crate::services::framework::{
     session::{Session, SessionError},
 };
 
+/// Longest request line accepted (Apache's `LimitRequestLine`); longer gets 414.
+pub const MAX_REQUEST_LINE: usize = 8190;
+
 /// Most header lines accepted in one request.
 const MAX_HEADERS: usize = 100;
 
@@ -19,7 +22,7 @@ pub struct Request {
     pub method: String,
     /// Request target (path and query), as sent.
     pub target: String,
-    /// `HTTP/1.0` or `HTTP/1.1`.
+    /// `HTTP/1.0`, `HTTP/1.1` (or a later `HTTP/x.y`), or [`HTTP09`] for a line without one.
     pub version: String,
     /// Headers in order, names as sent.
     pub headers: Vec<(String, String)>,
@@ -76,10 +79,27 @@ impl Request {
     pub fn keep_alive(&self) -> bool {
         let connection = self.header("connection").map(str::to_ascii_lowercase);
         match self.version.as_str() {
-            "HTTP/1.1" => connection.as_deref() != Some("close"),
-            _ => connection.as_deref() == Some("keep-alive"),
+            HTTP09 => false,
+            "HTTP/1.0" => connection.as_deref() == Some("keep-alive"),
+            _ => connection.as_deref() != Some("close"),
         }
     }
+}
+
+/// The version a request line without one is given.
+pub const HTTP09: &str = "HTTP/0.9";
+
+/// `HTTP/<digit>.<digit>` with a major version of 1 or more (Apache serves `HTTP/1.2` and
+/// `HTTP/2.0` request lines as HTTP/1.1).
+fn valid_version(version: &str) -> bool {
+    let Some(digits) = version.strip_prefix("HTTP/") else {
+        return false;
+    };
+    let b = digits.as_bytes();
+    b.len() == 3
+        && b.first().is_some_and(|d| (b'1'..=b'9').contains(d))
+        && b.get(1) == Some(&b'.')
+        && b.get(2).is_some_and(u8::is_ascii_digit)
 }
 
 fn is_token(s: &str) -> bool {
@@ -101,22 +121,45 @@ pub async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(
     conn: &mut Conn<S>,
     session: &Session,
 ) -> Result<Request, ReadError> {
-    let mut line = conn.read_line(session).await?;
+    let read_line = async |conn: &mut Conn<S>| match conn.read_line(session).await {
+        // A request line past the line limit is a URI too long (Apache's LimitRequestLine).
+        Err(SessionError::LineTooLong(_)) => Err(ReadError::UriTooLong),
+        other => other.map_err(ReadError::from),
+    };
+    let mut line = read_line(conn).await?;
     // Robust servers ignore empty lines before a request (RFC 9112 section 2.2).
     for _ in 0..4 {
         if !trim_eol(&line).is_empty() {
             break;
         }
-        line = conn.read_line(session).await?;
+        line = read_line(conn).await?;
+    }
+    if trim_eol(&line).len() > MAX_REQUEST_LINE {
+        return Err(ReadError::UriTooLong);
     }
     let text = String::from_utf8_lossy(trim_eol(&line)).into_owned();
     let mut parts = text.split(' ');
-    let (Some(method), Some(target), Some(version), None) =
+    let (Some(method), Some(target), version, None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(ReadError::Bad("malformed request line"));
     };
-    if !is_token(method) || target.is_empty() || !matches!(version, "HTTP/1.0" | "HTTP/1.1") {
+    if !is_token(method) || target.is_empty() {
+        return Err(ReadError::Bad("malformed request line"));
+    }
+    let Some(version) = version else {
+        // HTTP/0.9: `GET /path`, no headers; answered with the body alone.
+        if method != "GET" {
+            return Err(ReadError::Bad("HTTP/0.9 request other than GET"));
+        }
+        return Ok(Request {
+            method: method.to_owned(),
+            target: target.to_owned(),
+            version: HTTP09.to_owned(),
+            ..Request::default()
+        });
+    };
+    if !valid_version(version) {
         return Err(ReadError::Bad("malformed request line"));
     }
     let mut request = Request {

@@ -39,8 +39,10 @@ pub fn render(
     skin_headers: &[(String, String)],
     response: &skin::Response,
     head_only: bool,
-    keep_alive: bool,
+    keep_alive: Option<usize>,
 ) -> Vec<u8> {
+    let keep_alive_max = keep_alive;
+    let keep_alive = keep_alive.is_some();
     let mut headers: Vec<(String, String)> = Vec::new();
     for (k, v) in skin_headers.iter().chain(response.headers.iter()) {
         headers.retain(|(name, _)| !name.eq_ignore_ascii_case(k));
@@ -53,7 +55,9 @@ pub fn render(
             .map(|i| headers.remove(i).1)
     };
     let server = take("server");
+    // An empty content type: none sent (Apache's `OPTIONS *`).
     let content_type = take("content-type").unwrap_or_else(|| "text/html".to_owned());
+    let vary = take("vary");
     let date = chrono::Utc::now()
         .format("%a, %d %b %Y %H:%M:%S GMT")
         .to_string();
@@ -69,15 +73,23 @@ pub fn render(
             }
             headers.drain(..).for_each(|(k, v)| push(&k, v));
             push("Content-Length", length);
-            if keep_alive {
-                push("Keep-Alive", "timeout=5, max=100".to_owned());
+            if let Some(v) = vary.clone() {
+                push("Vary", v);
+            }
+            if let Some(left) = keep_alive_max {
+                push("Keep-Alive", format!("timeout=5, max={left}"));
                 push("Connection", "Keep-Alive".to_owned());
             } else {
                 push("Connection", "close".to_owned());
             }
-            push("Content-Type", content_type);
+            if !content_type.is_empty() {
+                push("Content-Type", content_type.clone());
+            }
         }
         Style::Iis => {
+            if let Some(v) = vary.clone() {
+                push("Vary", v);
+            }
             push("Content-Type", content_type);
             if let Some(s) = server {
                 push("Server", s);
@@ -90,6 +102,9 @@ pub fn render(
             push("Content-Length", length);
         }
         Style::Nginx => {
+            if let Some(v) = vary {
+                push("Vary", v);
+            }
             if let Some(s) = server {
                 push("Server", s);
             }
@@ -121,12 +136,14 @@ pub fn render(
     out
 }
 
-/// The page Apache or IIS sends for a request it cannot parse (`status` 400, 413, 414).
+/// The page IIS or nginx sends for a request it cannot parse (`status` 400, 413, 414); Apache's
+/// is [`super::apache::Page`].
 #[must_use]
 pub fn bad_request(style: Style, status: u16) -> Vec<u8> {
     let body = match style {
         Style::Iis => format!("<h1>{}</h1>", reason(status)),
-        _ => format!(
+        Style::Nginx => nginx_page(status),
+        Style::Apache => format!(
             "<!DOCTYPE HTML PUBLIC \"-//IETF//DTD HTML 2.0//EN\">\n<html><head>\n<title>{status} {r}</title>\n</head><body>\n<h1>{r}</h1>\n<p>Your browser sent a request that this server could not understand.<br />\n</p>\n</body></html>\n",
             r = reason(status)
         ),
@@ -138,4 +155,13 @@ pub fn bad_request(style: Style, status: u16) -> Vec<u8> {
         body.len()
     )
     .into_bytes()
+}
+
+/// nginx's built-in page for `status` (`ngx_http_error_pages`).
+#[must_use]
+pub fn nginx_page(status: u16) -> String {
+    let r = reason(status);
+    format!(
+        "<html>\r\n<head><title>{status} {r}</title></head>\r\n<body>\r\n<center><h1>{status} {r}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+    )
 }

@@ -19,7 +19,7 @@ use serde_norway::Value as Yaml;
 use sha2::{Digest, Sha256};
 
 use super::{
-    builtin,
+    apache, builtin,
     files::{Files, mime, safe_relative},
 };
 
@@ -72,6 +72,9 @@ pub struct Skin {
     errors: HashMap<u16, Rule>,
     files: Files,
     env: Environment<'static>,
+    /// When the built-in skin's files were "installed": stable for a host name, so a sensor's
+    /// `ETag`/`Last-Modified` stay the same across restarts as a real server's do.
+    installed: std::time::SystemTime,
 }
 
 /// A skin that does not load.
@@ -305,7 +308,20 @@ fn parse(
         errors,
         env: environment(files.clone(), hostname, domain),
         files,
+        installed: installed_at(hostname),
     })
+}
+
+/// A time in the 300 days after 2025-01-01, from the host name (micro-second precision, as
+/// file systems keep it).
+fn installed_at(hostname: &str) -> std::time::SystemTime {
+    let digest = Sha256::digest(hostname.as_bytes());
+    let mut eight = [0u8; 8];
+    eight.copy_from_slice(digest.get(..8).unwrap_or(&[0; 8]));
+    let micros = u64::from_be_bytes(eight) % (300 * 86_400 * 1_000_000);
+    std::time::UNIX_EPOCH
+        + std::time::Duration::from_secs(1_735_689_600)
+        + std::time::Duration::from_micros(micros)
 }
 
 fn environment(files: Files, hostname: &str, domain: &str) -> Environment<'static> {
@@ -391,6 +407,13 @@ impl Skin {
         matches!(self.files, Files::Dir(_))
     }
 
+    /// Whether an endpoint of the skin answers `method` at `path` (its own rules come before
+    /// the imitated server's method handling).
+    #[must_use]
+    pub fn has_rule(&self, method: &str, path: &str, query: &str) -> bool {
+        self.find(method, path, query).is_some()
+    }
+
     /// The rule answering `method path?query`, as Trapster chooses it.
     fn find(&self, method: &str, path: &str, query: &str) -> Option<&Rule> {
         let params = parse_query(query);
@@ -458,7 +481,9 @@ impl Skin {
         query: &str,
         request: &TemplateRequest,
     ) -> Response {
-        let lookup = if method == "HEAD" { "GET" } else { method };
+        // Apache's default handler serves a static page for POST as for GET.
+        let as_get = method == "HEAD" || (method == "POST" && self.style == Style::Apache);
+        let lookup = if as_get { "GET" } else { method };
         if let Some(rule) = self
             .find(method, path, query)
             .or_else(|| self.find(lookup, path, query))
@@ -478,9 +503,16 @@ impl Skin {
                 format!("files{path}")
             };
             if let Some(body) = self.files.read(&rel) {
+                let content_type = mime(&rel);
+                let mut headers = Vec::new();
+                if self.style == Style::Apache {
+                    let modified = self.files.modified(&rel).unwrap_or(self.installed);
+                    headers = apache::static_headers(body.len(), modified, content_type);
+                }
+                headers.push(("Content-Type".to_owned(), content_type.to_owned()));
                 return Response {
                     status: 200,
-                    headers: vec![("Content-Type".to_owned(), mime(&rel).to_owned())],
+                    headers,
                     body,
                     matched: false,
                 };
@@ -499,6 +531,16 @@ impl Skin {
         let rule = self.errors.get(&status).unwrap_or(&fallback);
         let mut response = self.rule_response(rule, status, request);
         response.status = status;
+        let typed = response
+            .headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
+        if self.style == Style::Apache && !typed {
+            response.headers.push((
+                "Content-Type".to_owned(),
+                "text/html; charset=iso-8859-1".to_owned(),
+            ));
+        }
         response
     }
 

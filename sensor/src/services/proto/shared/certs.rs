@@ -74,16 +74,16 @@ pub fn server_config(
     }
     let private = PrivateKeyDer::from_pem_slice(&key_pem)
         .map_err(|e| field_error("key", &key_path, e.to_string()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = ServerConfig::builder_with_provider(provider);
+    let builder = ServerConfig::builder_with_provider(tls::provider());
     let builder = match versions {
         Versions::Modern => builder.with_safe_default_protocol_versions(),
         Versions::Tls12 => builder.with_protocol_versions(&[&rustls::version::TLS12]),
     }
     .map_err(|e| ctx.setup_error(e.to_string()))?;
-    let config = builder
+    let mut config = builder
         .with_no_client_auth()
         .with_single_cert(certs, private)
         .map_err(|e| field_error("key", &key_path, e.to_string()))?;
+    config.ignore_client_order = true;
     Ok(Arc::new(config))
 }

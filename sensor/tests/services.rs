@@ -455,7 +455,11 @@ async fn mysql_login_from_mariadb_gives_cleartext_and_a_hashcat_line() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_logins_from_psql_with_every_sslmode() {
-    let mut h = Harness::start(json!({"postgres": [{"port": 0}]}), no_limits()).await;
+    let mut h = Harness::start(
+        json!({"postgres": [{"port": 0, "auth": "cleartext"}]}),
+        no_limits(),
+    )
+    .await;
     let addr = h.addr(Service::Postgres);
     let port = addr.port();
     // With `prefer`, libpq retries without TLS after a refused login, as against a real server.

@@ -34,7 +34,10 @@ fn startup(version: u32, params: &[(&str, &str)]) -> Vec<u8> {
         body.push(0);
     }
     body.push(0);
-    let mut out = u32::try_from(body.len() + 4).unwrap().to_be_bytes().to_vec();
+    let mut out = u32::try_from(body.len() + 4)
+        .unwrap()
+        .to_be_bytes()
+        .to_vec();
     out.extend_from_slice(&body);
     out
 }
@@ -81,7 +84,12 @@ async fn psql_scram_with_and_without_channel_binding_is_captured_and_cracks() {
             "tls-server-end-point",
             true,
         ),
-        ("user=dba dbname=prod sslmode=disable", "SCRAM-SHA-256", "n", false),
+        (
+            "user=dba dbname=prod sslmode=disable",
+            "SCRAM-SHA-256",
+            "n",
+            false,
+        ),
         // Over TLS without requiring binding, libpq still binds when PLUS is offered.
         (
             "user=dba dbname=prod sslmode=require",
@@ -124,7 +132,10 @@ async fn psql_md5_gives_a_hashcat_11100_line() {
     .await;
     let port = h.addr(Service::Postgres).port();
     let err = psql(port, "user=bob sslmode=disable", "pw1").await;
-    assert!(err.contains("password authentication failed for user \"bob\""), "{err}");
+    assert!(
+        err.contains("password authentication failed for user \"bob\""),
+        "{err}"
+    );
     let events = h.until(Action::Login, 1, LIMIT).await;
     let login = events.iter().find(|e| e.action == Action::Login).unwrap();
     let line = login.extra["hashcat"].as_str().unwrap().to_owned();
@@ -187,7 +198,13 @@ impl RealPostgres {
         chown_nobody(&pwfile);
         let data = dir.join("data");
         let status = as_server_user(&format!("{BIN}/initdb"))
-            .args(["-D", data.to_str().unwrap(), "-U", "postgres", "--auth=scram-sha-256"])
+            .args([
+                "-D",
+                data.to_str().unwrap(),
+                "-U",
+                "postgres",
+                "--auth=scram-sha-256",
+            ])
             .arg(format!("--pwfile={}", pwfile.display()))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -199,7 +216,10 @@ impl RealPostgres {
             .unwrap()
             .self_signed(&key)
             .unwrap();
-        for (name, pem) in [("server.crt", cert.pem()), ("server.key", key.serialize_pem())] {
+        for (name, pem) in [
+            ("server.crt", cert.pem()),
+            ("server.key", key.serialize_pem()),
+        ] {
             let path = data.join(name);
             std::fs::write(&path, pem).unwrap();
             std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
@@ -228,7 +248,9 @@ impl RealPostgres {
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let probe = startup(196_608, &[("user", "postgres")]);
         for _ in 0..100 {
-            if TcpStream::connect(addr).await.is_ok() && answer(addr, &probe, 1).await.first() == Some(&b'R') {
+            if TcpStream::connect(addr).await.is_ok()
+                && answer(addr, &probe, 1).await.first() == Some(&b'R')
+            {
                 return real;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -246,7 +268,11 @@ async fn startup_answers_have_the_bytes_of_postgresql_15() {
     let ssl = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
     let gss = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x30];
     let cases: Vec<(&str, Vec<u8>, usize)> = vec![
-        ("startup without user", startup(196_608, &[("database", "x")]), 1),
+        (
+            "startup without user",
+            startup(196_608, &[("database", "x")]),
+            1,
+        ),
         (
             "protocol 3.1 with a _pq_ option",
             startup(196_609, &[("user", "postgres"), ("_pq_.foo", "1")]),
@@ -259,8 +285,16 @@ async fn startup_answers_have_the_bytes_of_postgresql_15() {
             startup(196_608, &[("user", "postgres"), ("replication", "bogus")]),
             1,
         ),
-        ("auth request", startup(196_608, &[("user", "postgres")]), 24),
-        ("auth request, unknown user", startup(196_608, &[("user", "nosuch")]), 24),
+        (
+            "auth request",
+            startup(196_608, &[("user", "postgres")]),
+            24,
+        ),
+        (
+            "auth request, unknown user",
+            startup(196_608, &[("user", "nosuch")]),
+            24,
+        ),
         (
             "unsupported version",
             startup(65_363 << 16 | 19_778, &[("user", "x")]),

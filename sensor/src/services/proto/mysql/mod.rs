@@ -22,7 +22,7 @@
 //! The native hashed response is logged in hashcat's `-m 11200` form, the SHA-256 scramble as
 //! described in [`sha2`], so a defender can check them against known passwords.
 
-mod sha2;
+pub mod sha2;
 
 use std::sync::{
     Arc,
@@ -158,7 +158,13 @@ impl TcpProtocol for Mysql {
 }
 
 /// Builds the server greeting (packet payload).
-fn greeting(version: &str, plugin: &str, thread_id: u32, scramble: &[u8; 20], tls: bool) -> Vec<u8> {
+fn greeting(
+    version: &str,
+    plugin: &str,
+    thread_id: u32,
+    scramble: &[u8; 20],
+    tls: bool,
+) -> Vec<u8> {
     let mut p = Vec::with_capacity(96);
     p.push(10);
     p.extend_from_slice(version.as_bytes());
@@ -458,7 +464,10 @@ async fn login<S: AsyncRead + AsyncWrite + Unpin>(
             .collect();
         extra.insert("client_attributes".to_owned(), Value::Object(attrs));
     }
-    extra.insert("tls".to_owned(), Value::Bool(tls));
+    if tls {
+        // Only when true: plain logins keep the keys Trapster's events have.
+        extra.insert("tls".to_owned(), Value::Bool(true));
+    }
     let mut seq = seq.wrapping_add(1);
     let using_password = !hello.auth_response.is_empty();
     // caching_sha2_password over TLS: the server's cache is empty, so it asks for the full
@@ -517,13 +526,22 @@ mod tests {
         assert_eq!(default_plugin("8.0.36"), "caching_sha2_password");
         assert_eq!(default_plugin("8.4.3"), "caching_sha2_password");
         assert_eq!(default_plugin("5.7.44"), "mysql_native_password");
-        assert_eq!(default_plugin("5.5.5-10.11.6-MariaDB"), "mysql_native_password");
+        assert_eq!(
+            default_plugin("5.5.5-10.11.6-MariaDB"),
+            "mysql_native_password"
+        );
         assert_eq!(default_plugin("junk"), "mysql_native_password");
     }
 
     #[test]
     fn greeting_matches_what_nmap_expects() {
-        let g = greeting("8.0.36", "mysql_native_password", 0x1234, &[b'a'; 20], false);
+        let g = greeting(
+            "8.0.36",
+            "mysql_native_password",
+            0x1234,
+            &[b'a'; 20],
+            false,
+        );
         assert_eq!(g[0], 10);
         assert!(g[1..].starts_with(b"8.0.36\0"));
         // Thread id: three bytes and a zero.

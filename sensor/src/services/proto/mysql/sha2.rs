@@ -32,7 +32,11 @@ pub fn scramble(password: &[u8], nonce: &[u8]) -> [u8; 32] {
 /// The logged line.
 #[must_use]
 pub fn line(nonce: &[u8], response: &[u8]) -> String {
-    format!("$mysql-sha2${}*{}", hex::encode(nonce), hex::encode(response))
+    format!(
+        "$mysql-sha2${}*{}",
+        hex::encode(nonce),
+        hex::encode(response)
+    )
 }
 
 /// True when `password` reproduces the response in `line`.
@@ -58,7 +62,13 @@ mod tests {
     fn the_scramble_line_cracks_with_the_password_only() {
         let nonce = b"0123456789abcdefghij";
         let line = line(nonce, &scramble(b"s3cret", nonce));
-        assert!(line.starts_with("$mysql-sha2$30313233343536373839616263646566676869 6a*".replace(' ', "").as_str()));
+        assert!(
+            line.starts_with(
+                "$mysql-sha2$30313233343536373839616263646566676869 6a*"
+                    .replace(' ', "")
+                    .as_str()
+            )
+        );
         assert!(verify(&line, b"s3cret"));
         assert!(!verify(&line, b"s3cret!"));
         assert!(!verify("$mysql-sha2$zz*00", b"s3cret"));

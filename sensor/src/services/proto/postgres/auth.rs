@@ -77,7 +77,12 @@ pub async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
         conn.shutdown().await;
         return Ok(());
     }
-    for key in ["database", "application_name", "client_encoding", "replication"] {
+    for key in [
+        "database",
+        "application_name",
+        "client_encoding",
+        "replication",
+    ] {
         if let Some(v) = get(key) {
             extra.insert(key.to_owned(), Value::String(v));
         }
@@ -255,7 +260,10 @@ mod tests {
         assert_eq!((m, f.nonce.as_str()), ("SCRAM-SHA-256", "abc"));
         let plus = initial("SCRAM-SHA-256-PLUS", "p=tls-server-end-point,,n=,r=abc");
         assert_eq!(parse_initial(&plus, true).unwrap().0, "SCRAM-SHA-256-PLUS");
-        assert!(parse_initial(&plus, false).is_none(), "PLUS is offered over TLS only");
+        assert!(
+            parse_initial(&plus, false).is_none(),
+            "PLUS is offered over TLS only"
+        );
         assert!(parse_initial(&initial("SCRAM-SHA-256-PLUS", "n,,n=,r=a"), true).is_none());
         assert!(parse_initial(&initial("SCRAM-SHA-256", "p=tls-unique,,n=,r=a"), true).is_none());
         assert!(parse_initial(&initial("MD5", "n,,n=,r=a"), true).is_none());

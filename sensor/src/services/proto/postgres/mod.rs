@@ -43,11 +43,11 @@ use crate::services::{
         tcp::{Handler, TcpProtocol},
     },
 };
-pub use wire::{body_length, parse_parameters};
 use wire::{
     CANCEL_REQUEST, Fatal, GSSENC_REQUEST, MAX_STARTUP, SSL_REQUEST, fatal,
     negotiate_protocol_version,
 };
+pub use wire::{body_length, parse_parameters};
 
 /// How the decoy asks for the password (`pg_hba.conf`'s method).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -206,7 +206,9 @@ async fn gss_token<S: AsyncRead + AsyncWrite + Unpin>(
         Some(n) => conn.read_exact(n, session).await?,
         None => bytes::Bytes::new(),
     };
-    session.data(&[head.as_ref(), token.as_ref()].concat()).await;
+    session
+        .data(&[head.as_ref(), token.as_ref()].concat())
+        .await;
     Ok(())
 }
 
@@ -318,20 +320,30 @@ mod tests {
         let ok = startup_body(&[("user", "bob"), ("_pq_.x", "1")]);
         assert_eq!(check_startup(196_608, &ok), Ok(vec!["_pq_.x".to_owned()]));
         let code = |answer: Vec<u8>| String::from_utf8_lossy(&answer).into_owned();
-        let no_user = code(check_startup(196_608, &startup_body(&[("database", "x")])).unwrap_err());
+        let no_user =
+            code(check_startup(196_608, &startup_body(&[("database", "x")])).unwrap_err());
         assert!(no_user.contains("C28000\0Mno PostgreSQL user name specified in startup packet\0"));
-        let repl = code(
-            check_startup(196_608, &startup_body(&[("replication", "bogus")])).unwrap_err(),
+        let repl =
+            code(check_startup(196_608, &startup_body(&[("replication", "bogus")])).unwrap_err());
+        assert!(
+            repl.contains("C22023\0Minvalid value for parameter \"replication\": \"bogus\"\0H")
         );
-        assert!(repl.contains("C22023\0Minvalid value for parameter \"replication\": \"bogus\"\0H"));
         let v4 = code(check_startup(4 << 16, &ok).unwrap_err());
-        assert!(v4.contains("C0A000\0Munsupported frontend protocol 4.0: server supports 3.0 to 3.0\0"));
+        assert!(
+            v4.contains("C0A000\0Munsupported frontend protocol 4.0: server supports 3.0 to 3.0\0")
+        );
         assert_eq!(
             check_startup(2 << 16, &ok).unwrap_err(),
             b"EFATAL:  unsupported frontend protocol 2.0: server supports 3.0 to 3.0\n\0"
         );
         let unterminated = code(check_startup(196_608, b"user\0bob\0").unwrap_err());
         assert!(unterminated.contains("C08P01\0"));
-        assert!(check_startup(196_609, &startup_body(&[("user", "bob"), ("replication", "database")])).is_ok());
+        assert!(
+            check_startup(
+                196_609,
+                &startup_body(&[("user", "bob"), ("replication", "database")])
+            )
+            .is_ok()
+        );
     }
 }

@@ -232,7 +232,8 @@ impl ScramCapture {
     /// True when `password` produces the captured proof.
     #[must_use]
     pub fn verify(&self, password: &[u8]) -> bool {
-        client_proof(password, &self.salt, self.iterations, &self.auth_message)[..] == self.proof[..]
+        client_proof(password, &self.salt, self.iterations, &self.auth_message)[..]
+            == self.proof[..]
     }
 }
 
@@ -280,7 +281,13 @@ mod tests {
         assert_eq!(c.nonce, "abcdef");
         assert_eq!(c.without_proof, "c=biws,r=abcdef");
         assert_eq!(c.proof, vec![0, 0, 0]);
-        for bad in ["", "c=biws,r=a", "r=a,p=AAAA", "c=!!,r=a,p=AAAA", "c=biws,r=a,p=!!"] {
+        for bad in [
+            "",
+            "c=biws,r=a",
+            "r=a,p=AAAA",
+            "c=!!,r=a,p=AAAA",
+            "c=biws,r=a,p=!!",
+        ] {
             assert!(parse_client_final(bad).is_err(), "{bad}");
         }
     }

@@ -61,8 +61,8 @@ pub fn acceptor(ctx: &Context) -> Result<(TlsAcceptor, [u8; 32]), TlsError> {
             .ok_or_else(|| invalid(&cert_path, "no certificate"))?
             .as_ref(),
     );
-    let key = PrivateKeyDer::from_pem_slice(&read(&key_path)?)
-        .map_err(|err| invalid(&key_path, err))?;
+    let key =
+        PrivateKeyDer::from_pem_slice(&read(&key_path)?).map_err(|err| invalid(&key_path, err))?;
     let ring = rustls::crypto::ring::default_provider();
     let provider = CryptoProvider {
         kx_groups: vec![rustls::crypto::ring::kx_group::SECP256R1],

@@ -198,7 +198,10 @@ mod tests {
 
     #[test]
     fn replication_values_are_postgres_booleans_or_database() {
-        for good in ["true", "t", "TR", "false", "f", "yes", "y", "no", "n", "on", "off", "of", "1", "0", "database"] {
+        for good in [
+            "true", "t", "TR", "false", "f", "yes", "y", "no", "n", "on", "off", "of", "1", "0",
+            "database",
+        ] {
             assert!(valid_replication(good), "{good}");
         }
         for bad in ["bogus", "", "o", "2", "Database", "truee", "none"] {

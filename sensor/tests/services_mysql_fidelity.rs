@@ -15,6 +15,7 @@ use tokio::io::AsyncReadExt as _;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
+#[cfg(test)]
 async fn mariadb(port: u16, extra_args: &[&str]) -> String {
     let port = port.to_string();
     let mut args = vec![
@@ -33,6 +34,7 @@ async fn mariadb(port: u16, extra_args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+#[cfg(test)]
 /// SHA256(p) XOR SHA256(SHA256(SHA256(p)) || nonce), recomputed here independently.
 fn sha2_scramble(password: &[u8], nonce: &[u8]) -> Vec<u8> {
     let s1 = sha2::Sha256::digest(password);

@@ -25,6 +25,7 @@ use tokio::{
 
 const LIMIT: Duration = Duration::from_secs(30);
 
+#[cfg(test)]
 fn startup(version: u32, params: &[(&str, &str)]) -> Vec<u8> {
     let mut body = version.to_be_bytes().to_vec();
     for (k, v) in params {
@@ -42,6 +43,7 @@ fn startup(version: u32, params: &[(&str, &str)]) -> Vec<u8> {
     out
 }
 
+#[cfg(test)]
 /// Sends `request` and reads until `want` bytes arrived, the peer closed, or 3 s passed.
 async fn answer(addr: SocketAddr, request: &[u8], want: usize) -> Vec<u8> {
     let mut s = TcpStream::connect(addr).await.unwrap();
@@ -58,6 +60,7 @@ async fn answer(addr: SocketAddr, request: &[u8], want: usize) -> Vec<u8> {
     out
 }
 
+#[cfg(test)]
 async fn psql(port: u16, conninfo: &str, password: &str) -> String {
     let out = run(
         "psql",
@@ -148,6 +151,7 @@ async fn psql_md5_gives_a_hashcat_11100_line() {
     h.stop().await;
 }
 
+#[cfg(test)]
 /// A real PostgreSQL 15 on a loopback port in a temporary directory, run as `nobody` when the
 /// test runs as root; stopped on drop.
 struct RealPostgres {
@@ -156,6 +160,7 @@ struct RealPostgres {
     _dir: PathBuf,
 }
 
+#[cfg(test)]
 impl Drop for RealPostgres {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -165,6 +170,7 @@ impl Drop for RealPostgres {
 
 const BIN: &str = "/usr/lib/postgresql/15/bin";
 
+#[cfg(test)]
 fn as_server_user(program: &str) -> std::process::Command {
     if nix_is_root() {
         let mut cmd = std::process::Command::new("runuser");
@@ -175,6 +181,7 @@ fn as_server_user(program: &str) -> std::process::Command {
     }
 }
 
+#[cfg(test)]
 fn nix_is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .unwrap()
@@ -182,12 +189,14 @@ fn nix_is_root() -> bool {
         .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
 }
 
+#[cfg(test)]
 fn chown_nobody(path: &Path) {
     if nix_is_root() {
         std::os::unix::fs::chown(path, Some(65_534), Some(65_534)).unwrap();
     }
 }
 
+#[cfg(test)]
 impl RealPostgres {
     async fn start() -> Self {
         let dir = temp_dir("real-postgres");

@@ -237,6 +237,13 @@ impl ScramCapture {
     }
 }
 
+/// `tls-server-end-point` channel-binding data (RFC 5929): the SHA-256 of the server
+/// certificate (the hash for certificates signed with SHA-256, as the generated ones are).
+#[must_use]
+pub fn server_end_point(certificate_der: &[u8]) -> [u8; 32] {
+    sha256(&[certificate_der])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,11 +311,4 @@ mod tests {
             "r=cnsn,s=BwcHBwcHBwcHBwcHBwcHBw==,i=4096"
         );
     }
-}
-
-/// `tls-server-end-point` channel-binding data (RFC 5929): the SHA-256 of the server
-/// certificate (the hash for certificates signed with SHA-256, as the generated ones are).
-#[must_use]
-pub fn server_end_point(certificate_der: &[u8]) -> [u8; 32] {
-    sha256(&[certificate_der])
 }

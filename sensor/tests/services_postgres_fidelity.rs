@@ -153,7 +153,7 @@ async fn psql_md5_gives_a_hashcat_11100_line() {
 
 #[cfg(test)]
 /// A real PostgreSQL 15 on a loopback port in a temporary directory, run as `nobody` when the
-/// test runs as root; stopped on drop.
+/// test runs as root (via setpriv, util-linux); stopped on drop.
 struct RealPostgres {
     child: std::process::Child,
     port: u16,
@@ -163,6 +163,21 @@ struct RealPostgres {
 #[cfg(test)]
 impl Drop for RealPostgres {
     fn drop(&mut self) {
+        // SIGQUIT: immediate shutdown, the postmaster stops and reaps its children at once.
+        // The server's own id, from its pid file (the first line), else the child's.
+        let from_file = std::fs::read_to_string(self._dir.join("data/postmaster.pid"))
+            .ok()
+            .and_then(|t| t.lines().next().and_then(|l| l.trim().parse::<i32>().ok()));
+        if let Some(pid) = from_file.or_else(|| i32::try_from(self.child.id()).ok()) {
+            // SAFETY: signals the server this test started, by its id.
+            unsafe { libc::kill(pid, libc::SIGQUIT) };
+        }
+        for _ in 0..50 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -173,8 +188,10 @@ const BIN: &str = "/usr/lib/postgresql/15/bin";
 #[cfg(test)]
 fn as_server_user(program: &str) -> std::process::Command {
     if nix_is_root() {
-        let mut cmd = std::process::Command::new("runuser");
-        cmd.args(["-u", "nobody", "--", program]);
+        // setpriv execs the program itself (runuser would fork it), so the child's id is the
+        // server's and Drop stops the server.
+        let mut cmd = std::process::Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", program]);
         cmd
     } else {
         std::process::Command::new(program)

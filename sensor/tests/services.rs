@@ -394,7 +394,7 @@ async fn http_queries_basic_auth_and_form_logins_from_curl() {
 #[tokio::test(flavor = "multi_thread")]
 async fn mysql_login_from_mariadb_gives_cleartext_and_a_hashcat_line() {
     let mut h = Harness::start(
-        json!({"mysql": [{"port": 0, "version": "8.0.36"}]}),
+        json!({"mysql": [{"port": 0, "version": "8.0.36", "auth_plugin": "mysql_native_password", "ssl": false}]}),
         no_limits(),
     )
     .await;
@@ -455,7 +455,11 @@ async fn mysql_login_from_mariadb_gives_cleartext_and_a_hashcat_line() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_logins_from_psql_with_every_sslmode() {
-    let mut h = Harness::start(json!({"postgres": [{"port": 0}]}), no_limits()).await;
+    let mut h = Harness::start(
+        json!({"postgres": [{"port": 0, "auth": "cleartext"}]}),
+        no_limits(),
+    )
+    .await;
     let addr = h.addr(Service::Postgres);
     let port = addr.port();
     // With `prefer`, libpq retries without TLS after a refused login, as against a real server.

@@ -393,7 +393,7 @@ async fn attacker_numbers_at_their_maximum_are_refused_and_the_next_client_is_se
         json!({
             "http": [{"port": 0}],
             "mysql": [{"port": 0}],
-            "postgres": [{"port": 0, "ssl": false}],
+            "postgres": [{"port": 0, "ssl": false, "auth": "cleartext"}],
             "telnet": [{"port": 0}],
             "ftp": [{"port": 0}],
         }),

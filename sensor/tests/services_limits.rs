@@ -145,7 +145,7 @@ async fn lines_longer_than_the_limit_close_the_connection() {
 #[tokio::test(flavor = "multi_thread")]
 async fn frames_larger_than_the_buffer_close_the_connection() {
     let h = Harness::start(
-        json!({"postgres": [{"port": 0, "ssl": false}], "http": [{"port": 0}]}),
+        json!({"postgres": [{"port": 0, "ssl": false, "auth": "cleartext"}], "http": [{"port": 0}]}),
         json!({"max_buffer_bytes": 4096}),
     )
     .await;

@@ -88,6 +88,10 @@ pub(crate) const TEST: &[Need] = &[
     ),
     need("mariadb-client", "MySQL service client"),
     need("postgresql-client", "PostgreSQL service client (psql)"),
+    need(
+        "postgresql",
+        "a real PostgreSQL 15 side by side with the decoy",
+    ),
     need("openssl", "TLS client checks (s_client)"),
     need("rsyslog", "the syslog output's receiver"),
     need("rsyslog-gnutls", "syslog over TLS"),

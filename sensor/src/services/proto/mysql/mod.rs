@@ -1,27 +1,39 @@
-//! MySQL client/server protocol 4.1+: the server greeting, the client's handshake response, and
-//! a request to resend the password in cleartext.
+//! MySQL client/server protocol 4.1+: the server greeting (TLS offered), the client's
+//! handshake response, and the password: in cleartext over TLS through `caching_sha2_password`'s
+//! full authentication, or through a request to resend it in cleartext.
 //!
 //! ```text
-//! S: greeting (protocol 10, "8.0.36", thread id, 20-byte scramble, mysql_native_password)
-//! C: handshake response (user "root", 20-byte auth response, database, client attributes)
-//! S: auth switch request: mysql_clear_password
-//! C: "s3cret\0"                   (clients that allow the cleartext plugin)
+//! S: greeting (protocol 10, "8.0.36", connection id, 20-byte scramble, CLIENT_SSL,
+//!    caching_sha2_password for 8.x and later, mysql_native_password for 5.x and MariaDB)
+//! C: SSLRequest, then a TLS handshake          (mariadb --ssl, mysql's default)
+//! C: handshake response (user "root", 32-byte scramble, database, client attributes)
+//! S: AuthMoreData perform_full_authentication  (caching_sha2_password over TLS)
+//! C: "s3cret\0"
 //!                                 -> mysql.login {"username":"root","password":"s3cret",
-//!                                    "hashcat":"$mysqlna$<scramble>*<response>", ...}
+//!                                    "scramble_sha2":"$mysql-sha2$<nonce>*<response>", ...}
 //! S: ERR 1045 (28000) Access denied for user 'root'@'192.0.2.7' (using password: YES)
 //! ```
+//! Without TLS, or with `mysql_native_password`, the server asks for `mysql_clear_password`
+//! (`ask_cleartext`), which libmariadb clients accept. Connection ids start at a random base
+//! and grow by one per connection, as a server's do.
 //! `nmap -sV` reports `MySQL <version>`: its NULL probe matches the greeting's protocol byte and
 //! version string (`^.\0\0\0\x0a(8\.[-_~.+\w]+)\0...\0`, the thread id's high byte is zero).
 //!
-//! The hashed response is logged in hashcat's `-m 11200` form, so a defender can check it
-//! against known passwords. The greeting never offers TLS, so clients send credentials in a
-//! form the sensor can read.
+//! The native hashed response is logged in hashcat's `-m 11200` form, the SHA-256 scramble as
+//! described in [`sha2`], so a defender can check them against known passwords.
 
-use std::sync::Arc;
+pub mod sha2;
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicU32, Ordering},
+};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::TlsAcceptor;
 
 use crate::services::{
     Context, ServiceError,
@@ -29,11 +41,13 @@ use crate::services::{
         conn::Conn,
         session::{Session, SessionError, lossy},
         tcp::{Handler, TcpProtocol},
+        tls::{self, Subject},
     },
 };
 
 const DEFAULT_VERSION: &str = "8.0.36";
-const DEFAULT_PLUGIN: &str = "mysql_native_password";
+const NATIVE: &str = "mysql_native_password";
+const CACHING_SHA2: &str = "caching_sha2_password";
 /// Largest packet accepted from a client before authentication (a handshake response is small).
 const MAX_PACKET: usize = 16 * 1024;
 
@@ -44,14 +58,41 @@ const CLIENT_SECURE_CONNECTION: u32 = 1 << 15;
 const CLIENT_PLUGIN_AUTH: u32 = 1 << 19;
 const CLIENT_CONNECT_ATTRS: u32 = 1 << 20;
 const CLIENT_PLUGIN_AUTH_LENENC: u32 = 1 << 21;
-/// What the greeting offers: everything a MySQL 8.0 server offers except TLS.
+/// What the greeting offers: everything a MySQL 8.0 server offers; TLS when it is on.
 const SERVER_CAPABILITIES: u32 = 0x01ff_ffff & !CLIENT_SSL;
 
-#[derive(Debug)]
 struct MysqlServer {
     version: String,
     plugin: String,
     ask_cleartext: bool,
+    tls: Option<TlsAcceptor>,
+    next_id: AtomicU32,
+}
+
+impl std::fmt::Debug for MysqlServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mysql")
+            .field("version", &self.version)
+            .field("plugin", &self.plugin)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The plugin a server of `version` announces by default: `caching_sha2_password` from MySQL
+/// 8.0 on, `mysql_native_password` for 5.x and MariaDB.
+#[must_use]
+pub fn default_plugin(version: &str) -> &'static str {
+    let major = version
+        .split('.')
+        .next()
+        .and_then(|m| m.parse::<u32>().ok())
+        .unwrap_or(0);
+    if major >= 8 && !version.contains("MariaDB") {
+        CACHING_SHA2
+    } else {
+        NATIVE
+    }
 }
 
 /// A MySQL instance.
@@ -60,13 +101,17 @@ pub struct MysqlConfig {
     /// Server version announced; default `8.0.36`.
     #[serde(default)]
     pub version: Option<String>,
-    /// Authentication plugin announced; default `mysql_native_password`.
+    /// Authentication plugin announced; default `caching_sha2_password` for 8.0 and later,
+    /// `mysql_native_password` for older versions and MariaDB.
     #[serde(default)]
     pub auth_plugin: Option<String>,
     /// After the hashed response, ask the client to resend its password in cleartext
     /// (`mysql_clear_password`); clients that allow it reveal the password. Default true.
     #[serde(default)]
     pub ask_cleartext: Option<bool>,
+    /// Offer TLS (CLIENT_SSL) with a certificate generated in the state directory; default true.
+    #[serde(default)]
+    pub ssl: Option<bool>,
 }
 
 /// The MySQL protocol.
@@ -76,13 +121,34 @@ pub struct Mysql;
 impl TcpProtocol for Mysql {
     type Config = MysqlConfig;
 
-    fn handler(config: MysqlConfig, _ctx: &Context) -> Result<Handler, ServiceError> {
+    /// Generates (once) or loads the certificate when TLS is on.
+    fn handler(config: MysqlConfig, ctx: &Context) -> Result<Handler, ServiceError> {
+        let version = config.version.unwrap_or_else(|| DEFAULT_VERSION.to_owned());
+        let tls = if config.ssl.unwrap_or(true) {
+            // MySQL 8.0's auto-generated certificate names itself so.
+            let subject = Subject {
+                common_name: format!("MySQL_Server_{version}_Auto_Generated_Server_Certificate"),
+                ..Subject::default()
+            };
+            let server = tls::server_config(
+                &ctx.state_dir(),
+                &format!("mysql-{}", ctx.port),
+                &subject,
+                &[],
+            )
+            .map_err(|err| ctx.setup_error(err.to_string()))?;
+            Some(TlsAcceptor::from(server))
+        } else {
+            None
+        };
         let mysql = Arc::new(MysqlServer {
-            version: config.version.unwrap_or_else(|| DEFAULT_VERSION.to_owned()),
             plugin: config
                 .auth_plugin
-                .unwrap_or_else(|| DEFAULT_PLUGIN.to_owned()),
+                .unwrap_or_else(|| default_plugin(&version).to_owned()),
+            version,
             ask_cleartext: config.ask_cleartext.unwrap_or(true),
+            tls,
+            next_id: AtomicU32::new(rand::random_range(20..5_000)),
         });
         Ok(Arc::new(move |session, stream| {
             let mysql = Arc::clone(&mysql);
@@ -92,7 +158,13 @@ impl TcpProtocol for Mysql {
 }
 
 /// Builds the server greeting (packet payload).
-fn greeting(version: &str, plugin: &str, thread_id: u32, scramble: &[u8; 20]) -> Vec<u8> {
+fn greeting(
+    version: &str,
+    plugin: &str,
+    thread_id: u32,
+    scramble: &[u8; 20],
+    tls: bool,
+) -> Vec<u8> {
     let mut p = Vec::with_capacity(96);
     p.push(10);
     p.extend_from_slice(version.as_bytes());
@@ -100,7 +172,12 @@ fn greeting(version: &str, plugin: &str, thread_id: u32, scramble: &[u8; 20]) ->
     p.extend_from_slice(&(thread_id & 0x00ff_ffff).to_le_bytes());
     p.extend_from_slice(&scramble[..8]);
     p.push(0);
-    let [c0, c1, c2, c3] = SERVER_CAPABILITIES.to_le_bytes();
+    let caps = if tls {
+        SERVER_CAPABILITIES | CLIENT_SSL
+    } else {
+        SERVER_CAPABILITIES
+    };
+    let [c0, c1, c2, c3] = caps.to_le_bytes();
     p.extend_from_slice(&[c0, c1]);
     p.push(if version.starts_with('8') { 0xff } else { 0x21 });
     p.extend_from_slice(&2u16.to_le_bytes());
@@ -147,7 +224,7 @@ pub fn packet_length(header: [u8; 4]) -> usize {
 /// header, and ends the session.
 async fn read_packet<S>(conn: &mut Conn<S>, session: &Session) -> Result<(u8, Bytes), SessionError>
 where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin,
 {
     let head = conn.read_exact(4, session).await?;
     let header: [u8; 4] = head
@@ -293,28 +370,52 @@ fn error_packet(seq: u8, code: u16, state: &str, message: &str) -> Vec<u8> {
 
 async fn serve(
     mysql: &MysqlServer,
-    mut session: Session,
+    session: Session,
     stream: tokio::net::TcpStream,
 ) -> Result<(), SessionError> {
     let mut conn = Conn::new(stream, session.limits());
     let salt = scramble();
-    let thread_id = u32::from_le_bytes(
-        uuid::Uuid::new_v4().into_bytes()[..4]
-            .try_into()
-            .unwrap_or_default(),
-    ) % 50_000
-        + 8;
-    conn.write_all(
-        &packet(
-            0,
-            &greeting(&mysql.version, &mysql.plugin, thread_id, &salt),
-        ),
-        &session,
-    )
-    .await?;
+    let thread_id = mysql.next_id.fetch_add(1, Ordering::Relaxed);
+    let hello = greeting(
+        &mysql.version,
+        &mysql.plugin,
+        thread_id,
+        &salt,
+        mysql.tls.is_some(),
+    );
+    conn.write_all(&packet(0, &hello), &session).await?;
     let (seq, payload) = read_packet(&mut conn, &session).await?;
-    let Some(hello) = parse_handshake_response(&payload) else {
-        session.data(&payload).await;
+    // An SSLRequest is the first 32 bytes of a handshake response, with CLIENT_SSL.
+    let ssl_request = payload.len() == 32
+        && payload
+            .get(..4)
+            .and_then(|c| <[u8; 4]>::try_from(c).ok())
+            .is_some_and(|c| u32::from_le_bytes(c) & CLIENT_SSL != 0);
+    if let (true, Some(acceptor)) = (ssl_request, &mysql.tls) {
+        let (stream, _) = conn.into_parts();
+        let wait = session.limits().handshake_timeout();
+        let tls = match tokio::time::timeout(wait, acceptor.accept(stream)).await {
+            Err(_) => return Err(SessionError::HandshakeTimeout),
+            Ok(result) => result?,
+        };
+        let mut conn = Conn::new(tls, session.limits());
+        let (seq, payload) = read_packet(&mut conn, &session).await?;
+        return login(mysql, session, conn, seq, &payload, &salt, true).await;
+    }
+    login(mysql, session, conn, seq, &payload, &salt, false).await
+}
+
+async fn login<S: AsyncRead + AsyncWrite + Unpin>(
+    mysql: &MysqlServer,
+    mut session: Session,
+    mut conn: Conn<S>,
+    seq: u8,
+    payload: &[u8],
+    salt: &[u8; 20],
+    tls: bool,
+) -> Result<(), SessionError> {
+    let Some(hello) = parse_handshake_response(payload) else {
+        session.data(payload).await;
         conn.write_all(
             &error_packet(seq.wrapping_add(1), 1043, "08S01", "Bad handshake"),
             &session,
@@ -334,7 +435,8 @@ async fn serve(
         "auth_response".to_owned(),
         Value::String(hex::encode(&hello.auth_response)),
     );
-    if hello.auth_response.len() == 20 && plugin.as_deref().is_none_or(|p| p == DEFAULT_PLUGIN) {
+    let client_plugin = plugin.as_deref().unwrap_or(mysql.plugin.as_str());
+    if hello.auth_response.len() == 20 && client_plugin == NATIVE {
         extra.insert(
             "hashcat".to_owned(),
             Value::String(format!(
@@ -342,6 +444,13 @@ async fn serve(
                 hex::encode(salt),
                 hex::encode(&hello.auth_response)
             )),
+        );
+    }
+    let sha2 = hello.auth_response.len() == 32 && client_plugin == CACHING_SHA2;
+    if sha2 {
+        extra.insert(
+            "scramble_sha2".to_owned(),
+            Value::String(sha2::line(salt, &hello.auth_response)),
         );
     }
     if let Some(db) = &hello.database {
@@ -355,12 +464,26 @@ async fn serve(
             .collect();
         extra.insert("client_attributes".to_owned(), Value::Object(attrs));
     }
+    if tls {
+        // Only when true: plain logins keep the keys Trapster's events have.
+        extra.insert("tls".to_owned(), Value::Bool(true));
+    }
     let mut seq = seq.wrapping_add(1);
     let using_password = !hello.auth_response.is_empty();
-    if mysql.ask_cleartext && using_password {
+    // caching_sha2_password over TLS: the server's cache is empty, so it asks for the full
+    // password, which the client sends in cleartext on the encrypted connection.
+    let full_auth = sha2 && tls;
+    let ask = if full_auth {
+        Some(vec![0x01, sha2::PERFORM_FULL_AUTHENTICATION])
+    } else if mysql.ask_cleartext && using_password {
         let mut switch = vec![0xfe];
         switch.extend_from_slice(b"mysql_clear_password\0");
-        conn.write_all(&packet(seq, &switch), &session).await?;
+        Some(switch)
+    } else {
+        None
+    };
+    if let Some(ask) = ask {
+        conn.write_all(&packet(seq, &ask), &session).await?;
         match read_packet(&mut conn, &session).await {
             Ok((client_seq, clear)) => {
                 seq = client_seq.wrapping_add(1);
@@ -388,11 +511,37 @@ async fn serve(
 
 #[cfg(test)]
 mod tests {
-    use super::{greeting, parse_handshake_response};
+    use super::{default_plugin, greeting, parse_handshake_response};
+
+    #[test]
+    fn tls_is_offered_and_plugins_follow_the_version() {
+        let caps = |g: &[u8]| {
+            let at = 1 + g[1..].iter().position(|&b| b == 0).unwrap() + 1 + 4 + 8 + 1;
+            u32::from(g[at]) | u32::from(g[at + 1]) << 8
+        };
+        let with = greeting("8.0.36", "caching_sha2_password", 9, &[b'a'; 20], true);
+        let without = greeting("8.0.36", "caching_sha2_password", 9, &[b'a'; 20], false);
+        assert_eq!(caps(&with) & (1 << 11), 1 << 11);
+        assert_eq!(caps(&without) & (1 << 11), 0);
+        assert_eq!(default_plugin("8.0.36"), "caching_sha2_password");
+        assert_eq!(default_plugin("8.4.3"), "caching_sha2_password");
+        assert_eq!(default_plugin("5.7.44"), "mysql_native_password");
+        assert_eq!(
+            default_plugin("5.5.5-10.11.6-MariaDB"),
+            "mysql_native_password"
+        );
+        assert_eq!(default_plugin("junk"), "mysql_native_password");
+    }
 
     #[test]
     fn greeting_matches_what_nmap_expects() {
-        let g = greeting("8.0.36", "mysql_native_password", 0x1234, &[b'a'; 20]);
+        let g = greeting(
+            "8.0.36",
+            "mysql_native_password",
+            0x1234,
+            &[b'a'; 20],
+            false,
+        );
         assert_eq!(g[0], 10);
         assert!(g[1..].starts_with(b"8.0.36\0"));
         // Thread id: three bytes and a zero.

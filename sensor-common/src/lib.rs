@@ -55,6 +55,26 @@ pub const SOURCE_BUDGET_SLOTS: u32 = 1 << 16;
 /// Per-CPU single-slot array holding the CPU-wide record budget, of [`BudgetSlot`].
 pub const CPU_BUDGET_MAP: &str = "CPU_BUDGET";
 
+/// Per-CPU direct-mapped table of recently seen sources, of [`HoldSlot`]s: the flood reserve.
+///
+/// Every probe that passed dedup and budgets counts against its source's slot; a source seen
+/// with [`PROMOTE_PROBES`] probes within [`HOLD_IDLE_NS`] of each other is *promoted* (probing
+/// many ports: a scan). While the ring is under pressure (at least 1/[`PRESSURE_FRACTION`] of
+/// it pending), probes of sources not promoted are held in their slot ([`Counter::Held`])
+/// instead of a record each, and released as records when their source is promoted
+/// ([`Counter::Released`]); a promoted, active source is never evicted from its slot by another.
+/// So a one-off spoofed source costs a slot write, not ring space, and a real scan keeps its
+/// records, including its first ones.
+pub const HOLD_MAP: &str = "HOLD";
+/// Slots of [`HOLD_MAP`] per CPU (a power of two).
+pub const HOLD_SLOTS: u32 = 1 << 16;
+/// Probes from one source (within [`HOLD_IDLE_NS`] of each other, on one CPU) that promote it.
+pub const PROMOTE_PROBES: u32 = 8;
+/// A source slot idle this long is free again (and its promotion forgotten).
+pub const HOLD_IDLE_NS: u64 = 1_000_000_000;
+/// The ring is under pressure when at least `1 / PRESSURE_FRACTION` of it holds unread records.
+pub const PRESSURE_FRACTION: u64 = 4;
+
 /// Single-slot array holding the runtime knobs, of [`Settings`].
 pub const SETTINGS_MAP: &str = "SETTINGS";
 
@@ -303,6 +323,26 @@ pub struct DedupSlot {
 
 const _: () = assert!(size_of::<DedupSlot>() == 48);
 
+/// One slot of the per-CPU source table [`HOLD_MAP`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HoldSlot {
+    /// Source key (address masked to its prefix) as two native-endian words.
+    pub src_addr: [u64; 2],
+    /// Last probe of the source, `bpf_ktime_get_coarse_ns()`; 0 means empty.
+    pub last_ns: u64,
+    /// Probes counted since the source took the slot (saturating at [`PROMOTE_PROBES`]).
+    pub probes: u32,
+    /// Held probes in `ports` / `kinds` (at most [`PROMOTE_PROBES`] − 1).
+    pub held: u32,
+    /// Destination ports (ICMP: type) of the held probes.
+    pub ports: [u16; PROMOTE_PROBES as usize],
+    /// Raw [`ProbeKind`]s of the held probes.
+    pub kinds: [u8; PROMOTE_PROBES as usize],
+}
+
+const _: () = assert!(size_of::<HoldSlot>() == 56);
+
 /// A records-per-second budget window, per source (direct-mapped, shared by all CPUs) or per CPU.
 ///
 /// In [`SOURCE_BUDGET_MAP`] a slot is a bucket: every source whose key hashes to it shares its
@@ -402,7 +442,8 @@ impl Settings {
 ///
 /// Two identities hold for the sums over all CPUs:
 /// `Packets = ParseFailures + NonTcp + Fragments + OtherTcp + Probes` and
-/// `Probes = AllowListed + Deduplicated + SourceBudget + CpuBudget + RecordsSent + RingBufFull`.
+/// `Probes = AllowListed + Deduplicated + SourceBudget + CpuBudget + RecordsSent + RingBufFull
+/// + Held`. Records written to the ring are `RecordsSent + Released` (`Released <= Held`).
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Counter {
@@ -432,11 +473,16 @@ pub enum Counter {
     RecordsSent = 10,
     /// Records lost because the ring buffer was full.
     RingBufFull = 11,
+    /// Probes of sources not (yet) seen probing many ports, held in [`HOLD_MAP`] instead of a
+    /// record while the ring was under pressure (the one-off sources of a spoofed flood).
+    Held = 12,
+    /// Held probes written as records later, when their source was promoted.
+    Released = 13,
 }
 
 impl Counter {
     /// Number of counters (size of [`COUNTERS_MAP`]).
-    pub const COUNT: u32 = 12;
+    pub const COUNT: u32 = 14;
 
     /// All counters, in index order.
     pub const ALL: [Self; Self::COUNT as usize] = [
@@ -452,6 +498,8 @@ impl Counter {
         Self::CpuBudget,
         Self::RecordsSent,
         Self::RingBufFull,
+        Self::Held,
+        Self::Released,
     ];
 
     /// Stable snake_case name used in logs and exported statistics.
@@ -470,13 +518,15 @@ impl Counter {
             Self::CpuBudget => "cpu_budget",
             Self::RecordsSent => "records_sent",
             Self::RingBufFull => "ringbuf_full",
+            Self::Held => "held",
+            Self::Released => "released",
         }
     }
 }
 
 #[cfg(feature = "user")]
 mod user {
-    use super::{BudgetSlot, DedupSlot, ScanRecord, Settings};
+    use super::{BudgetSlot, DedupSlot, HoldSlot, ScanRecord, Settings};
 
     // SAFETY: all of these are `#[repr(C)]` plain-old-data with no padding and no invalid bit
     // patterns (the sizes are asserted above).
@@ -487,6 +537,8 @@ mod user {
     unsafe impl aya::Pod for BudgetSlot {}
     // SAFETY: as above.
     unsafe impl aya::Pod for Settings {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for HoldSlot {}
 }
 
 #[cfg(test)]

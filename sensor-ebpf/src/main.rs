@@ -7,6 +7,13 @@
 //! allow-listed sources, suppresses repeated identical probes, enforces per-source and per-CPU
 //! record budgets and sends one [`ScanRecord`] per remaining probe over a ring buffer.
 //!
+//! Flood reserve: while a quarter of the ring is unread, probes of sources not yet seen probing
+//! [`PROMOTE_PROBES`] times are held in a per-CPU source table instead of a record each, and
+//! released as records when their source reaches that count; a promoted, active source keeps
+//! its slot. A spoofed flood of one-off sources then fills table slots, not the ring, and a
+//! real scan (a source probing many ports) keeps every record (see
+//! [`sensor_common::HOLD_MAP`]).
+//!
 //! Map sizes are chosen by the loader at load time; slot indexes are masked with the masks in
 //! [`Settings`], and every array lookup is bounds-checked by the kernel helper, so a mask that
 //! disagreed with the map size could only make a lookup miss (counted as a record sent without
@@ -37,7 +44,8 @@ use aya_ebpf::{
 use parse::{Parsed, Segment, addresses, icmp_ident, parse, ports, tcp_fields, tcp_options};
 use sensor_common::{
     ALLOWLIST_MAX_ENTRIES, BUDGET_WINDOW_NS, BudgetSlot, Counter, DEDUP_SLOTS, DedupSlot,
-    ProbeKind, RECORDS_MAP_BYTES, SOURCE_BUDGET_SLOTS, ScanRecord, Settings,
+    HOLD_IDLE_NS, HOLD_SLOTS, HoldSlot, PRESSURE_FRACTION, PROMOTE_PROBES, ProbeKind,
+    RECORDS_MAP_BYTES, SOURCE_BUDGET_SLOTS, ScanRecord, Settings,
     classify::{self, MAX_OPTIONS_BYTES, QUIRK_DF, TcpView, Verdict},
     family, protocol,
 };
@@ -64,6 +72,10 @@ static CPU_BUDGET: PerCpuArray<BudgetSlot> = PerCpuArray::with_max_entries(1, 0)
 
 #[map]
 static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
+
+/// The flood reserve: recently seen sources per CPU (see [`sensor_common::HOLD_MAP`]).
+#[map]
+static HOLD: PerCpuArray<HoldSlot> = PerCpuArray::with_max_entries(HOLD_SLOTS, 0);
 
 /// Entry point: classifies the packet, records probes, and always passes the packet on.
 #[xdp]
@@ -95,8 +107,7 @@ pub fn sensor(ctx: XdpContext) -> u32 {
                 Ok(None) => bump(counters, not_probe),
                 Ok(Some(p)) => {
                     bump(counters, Counter::Probes);
-                    let sent = counters[Counter::RecordsSent as usize];
-                    let fate = probe(&ctx, &p, sent);
+                    let fate = probe(&ctx, &p, counters);
                     bump(counters, fate);
                 }
             }
@@ -327,7 +338,7 @@ impl Probe {
 
 /// Decides what happens to one probe and returns the counter that records the outcome.
 #[inline(always)]
-fn probe(ctx: &XdpContext, p: &Probe, records_sent: u64) -> Counter {
+fn probe(ctx: &XdpContext, p: &Probe, counters: &mut [u64; Counter::COUNT as usize]) -> Counter {
     let kind = p.kind;
     let settings = SETTINGS.get(0).copied().unwrap_or(Settings::DEFAULT);
     if settings.allowlist_enabled != 0 {
@@ -356,13 +367,13 @@ fn probe(ctx: &XdpContext, p: &Probe, records_sent: u64) -> Counter {
             return Counter::Deduplicated;
         }
     }
+    let mask = if p.family == family::IPV4 {
+        settings.source_mask_v4
+    } else {
+        settings.source_mask_v6
+    };
+    let key = [p.src[0] & mask[0], p.src[1] & mask[1]];
     if settings.source_budget != 0 {
-        let mask = if p.family == family::IPV4 {
-            settings.source_mask_v4
-        } else {
-            settings.source_mask_v6
-        };
-        let key = [p.src[0] & mask[0], p.src[1] & mask[1]];
         let index = hash_words(key[0] ^ settings.hash_seed, key[1]) & settings.source_slot_mask;
         if let Some(slot) = SOURCE_BUDGET.get_ptr_mut(index)
             && !take_shared_budget(slot, key, now, settings.source_budget)
@@ -376,45 +387,35 @@ fn probe(ctx: &XdpContext, p: &Probe, records_sent: u64) -> Counter {
     {
         return Counter::CpuBudget;
     }
-    let Some(mut entry) = RECORDS.reserve::<ScanRecord>(0) else {
+    match hold(p, key, now, &settings) {
+        Hold::Record => {}
+        Hold::Held => return Counter::Held,
+        Hold::Promoted(slot) => {
+            // Release the source's held probes as records, then record this one.
+            // SAFETY: per-CPU map value; no other writer while this program runs here.
+            let slot = unsafe { &mut *slot };
+            let held = slot.held;
+            slot.held = 0;
+            let mut i = 0;
+            while i < PROMOTE_PROBES as usize - 1 {
+                if (i as u32) < held
+                    && let (Some(port), Some(raw)) = (slot.ports.get(i), slot.kinds.get(i))
+                {
+                    let kind_port = u32::from(*raw) << 16 | u32::from(*port);
+                    let wake = wake_flag(&settings, counters);
+                    if write_record(p, ctx.ingress_ifindex() as u32, kind_port, now, wake) {
+                        bump(counters, Counter::Released);
+                    }
+                }
+                i += 1;
+            }
+        }
+    }
+    let kind_port = (kind as u32) << 16 | u32::from(p.key_port());
+    let wake = wake_flag(&settings, counters);
+    if !write_record(p, ctx.ingress_ifindex() as u32, kind_port, now, wake) {
         return Counter::RingBufFull;
-    };
-    let icmp = p.proto == protocol::ICMP;
-    entry.write(ScanRecord {
-        kind: kind as u32,
-        ifindex: ctx.ingress_ifindex() as u32,
-        ts_ns: now,
-        src_addr: words_to_bytes(p.src),
-        dst_addr: words_to_bytes(p.dst),
-        src_port: p.src_port,
-        dst_port: p.dst_port,
-        family: p.family,
-        tcp_flags: if p.proto == protocol::TCP { p.flags } else { 0 },
-        vlan_id: p.vlan_id,
-        protocol: p.proto,
-        ttl: p.ttl,
-        ip_id: p.ip_id,
-        window: p.fp.window,
-        urg_ptr: p.fp.urg_ptr,
-        seq: p.fp.seq,
-        ack: p.fp.ack,
-        quirks: if p.df { QUIRK_DF } else { 0 },
-        icmp_type: if icmp { p.flags } else { 0 },
-        payload_len: p.payload_len,
-        options_len: p.fp.options_len,
-        reserved: [0; 3],
-        options: p.fp.options,
-    });
-    // Wake the reader once per `wakeup_bytes` of records written by this CPU; in between it
-    // drains on its own timer. A wakeup per record costs microseconds; asking the ring how
-    // much is pending costs a helper call per record; counting costs nothing.
-    let per_wakeup = u64::from(settings.wakeup_bytes) / (size_of::<ScanRecord>() as u64 + 8);
-    let wake = if per_wakeup == 0 || (records_sent + 1).is_multiple_of(per_wakeup) {
-        BPF_RB_FORCE_WAKEUP
-    } else {
-        BPF_RB_NO_WAKEUP
-    };
-    entry.submit(u64::from(wake));
+    }
     if let Some(slot) = dedup {
         // SAFETY: per-CPU map value, as above.
         unsafe {
@@ -429,6 +430,135 @@ fn probe(ctx: &XdpContext, p: &Probe, records_sent: u64) -> Counter {
         }
     }
     Counter::RecordsSent
+}
+
+/// What the flood reserve decided for one probe.
+enum Hold {
+    /// Record it.
+    Record,
+    /// Held in the source's slot (the ring is under pressure and the source is not promoted).
+    Held,
+    /// This probe promoted its source: release the held probes of the slot, then record it.
+    Promoted(*mut HoldSlot),
+}
+
+/// Counts the probe against its source's slot of [`HOLD`] and decides (see
+/// [`sensor_common::HOLD_MAP`]). Fail-open: without a slot, the probe is recorded.
+#[inline(always)]
+fn hold(p: &Probe, key: [u64; 2], now: u64, settings: &Settings) -> Hold {
+    let index = hash_words(key[0] ^ settings.hash_seed.rotate_left(7), key[1]) & (HOLD_SLOTS - 1);
+    let Some(slot) = HOLD.get_ptr_mut(index) else {
+        return Hold::Record;
+    };
+    // SAFETY: per-CPU map value; no other writer while this program runs on this CPU.
+    let s = unsafe { &mut *slot };
+    let fresh = s.last_ns != 0 && now.wrapping_sub(s.last_ns) < HOLD_IDLE_NS;
+    let mine = fresh && s.src_addr == key;
+    let pressure = under_pressure();
+    if !mine {
+        if fresh && s.probes >= PROMOTE_PROBES {
+            // A promoted, active source keeps its slot: the newcomer goes untracked.
+            return if pressure { Hold::Held } else { Hold::Record };
+        }
+        s.src_addr = key;
+        s.probes = 0;
+        s.held = 0;
+    }
+    s.last_ns = now;
+    if s.probes >= PROMOTE_PROBES {
+        return Hold::Record;
+    }
+    s.probes += 1;
+    if s.probes >= PROMOTE_PROBES {
+        return if s.held > 0 {
+            Hold::Promoted(slot)
+        } else {
+            Hold::Record
+        };
+    }
+    if !pressure {
+        return Hold::Record;
+    }
+    let i = s.held as usize;
+    if let (Some(port), Some(raw)) = (s.ports.get_mut(i), s.kinds.get_mut(i)) {
+        *port = p.key_port();
+        *raw = p.kind as u8;
+        s.held += 1;
+    }
+    Hold::Held
+}
+
+/// Whether at least `1 / PRESSURE_FRACTION` of the ring holds unread records.
+#[inline(always)]
+fn under_pressure() -> bool {
+    let pending = RECORDS.query(0); // BPF_RB_AVAIL_DATA
+    let size = RECORDS.query(1); // BPF_RB_RING_SIZE
+    pending.saturating_mul(PRESSURE_FRACTION) >= size && size != 0
+}
+
+/// The submit flag of the next record: wake the reader once per `wakeup_bytes` of records
+/// written by this CPU; in between it drains on its own timer. A wakeup per record costs
+/// microseconds; asking the ring how much is pending costs a helper call; counting costs
+/// nothing.
+#[inline(always)]
+fn wake_flag(settings: &Settings, counters: &[u64; Counter::COUNT as usize]) -> u64 {
+    let records_sent =
+        counters[Counter::RecordsSent as usize].wrapping_add(counters[Counter::Released as usize]);
+    let per_wakeup = u64::from(settings.wakeup_bytes) / (size_of::<ScanRecord>() as u64 + 8);
+    let wake = if per_wakeup == 0 || (records_sent + 1).is_multiple_of(per_wakeup) {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
+    u64::from(wake)
+}
+
+/// Writes one record for `p` with the kind and port packed in `kind_port` (kind << 16 | port:
+/// a held probe's on release), submitted with `wake`; false when the ring is full.
+///
+/// A BPF subprogram, not inlined: it has two call sites (release and record), and each inlined
+/// copy would take its own stack slots, past the 512-byte BPF stack.
+#[inline(never)]
+fn write_record(p: &Probe, ifindex: u32, kind_port: u32, now: u64, wake: u64) -> bool {
+    let kind = kind_port >> 16;
+    let key_port = (kind_port & 0xffff) as u16;
+    let Some(mut entry) = RECORDS.reserve::<ScanRecord>(0) else {
+        return false;
+    };
+    let icmp = p.proto == protocol::ICMP;
+    let dst_port = if icmp { p.dst_port } else { key_port };
+    // Written field by field into the ring's memory: a record built on the stack (120 bytes)
+    // and copied, once per call site, overflows the 512-byte BPF stack.
+    let r = entry.as_mut_ptr();
+    // SAFETY: `r` points to the reserved, writable, suitably aligned record; every field is
+    // written before the submit below.
+    unsafe {
+        (&raw mut (*r).kind).write(kind);
+        (&raw mut (*r).ifindex).write(ifindex);
+        (&raw mut (*r).ts_ns).write(now);
+        (&raw mut (*r).src_addr).write(words_to_bytes(p.src));
+        (&raw mut (*r).dst_addr).write(words_to_bytes(p.dst));
+        (&raw mut (*r).src_port).write(p.src_port);
+        (&raw mut (*r).dst_port).write(dst_port);
+        (&raw mut (*r).family).write(p.family);
+        (&raw mut (*r).tcp_flags).write(if p.proto == protocol::TCP { p.flags } else { 0 });
+        (&raw mut (*r).vlan_id).write(p.vlan_id);
+        (&raw mut (*r).protocol).write(p.proto);
+        (&raw mut (*r).ttl).write(p.ttl);
+        (&raw mut (*r).ip_id).write(p.ip_id);
+        (&raw mut (*r).window).write(p.fp.window);
+        (&raw mut (*r).urg_ptr).write(p.fp.urg_ptr);
+        (&raw mut (*r).seq).write(p.fp.seq);
+        (&raw mut (*r).ack).write(p.fp.ack);
+        (&raw mut (*r).quirks).write(if p.df { QUIRK_DF } else { 0 });
+        (&raw mut (*r).icmp_type).write(if icmp { key_port as u8 } else { 0 });
+        (&raw mut (*r).payload_len).write(p.payload_len);
+        (&raw mut (*r).options_len).write(p.fp.options_len);
+        (&raw mut (*r).reserved).write([0; 3]);
+        (&raw mut (*r).options).write(p.fp.options);
+    }
+    entry.submit(wake);
+    true
 }
 
 #[inline(always)]

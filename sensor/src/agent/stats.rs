@@ -41,6 +41,8 @@ impl RunSummary {
                 "follow_ups": self.merger.follow_ups,
                 "below_threshold": self.merger.below_threshold,
                 "evicted": self.merger.evicted,
+                "flood_folded": self.merger.flood_folded,
+                "flood_summaries": self.merger.flood_summaries,
             },
             "undecodable_records": self.undecodable,
             "events": self.events,

@@ -86,6 +86,7 @@ impl CounterSnapshot {
             C::CpuBudget,
             C::RecordsSent,
             C::RingBufFull,
+            C::Held,
         ]) else {
             return Some("probe fates overflow".to_owned());
         };

@@ -95,6 +95,18 @@ impl Config {
                 "must be at least 1".to_owned(),
             ));
         }
+        if scan.flood_few_ports == 0 {
+            return Err(invalid(
+                "sensor.portscan.flood_few_ports",
+                "must be at least 1".to_owned(),
+            ));
+        }
+        if scan.flood_window_secs == 0 {
+            return Err(invalid(
+                "sensor.portscan.flood_window_secs",
+                "must be at least 1".to_owned(),
+            ));
+        }
         if scan.max_tracked == 0 {
             return Err(invalid(
                 "sensor.portscan.max_tracked",

@@ -25,6 +25,13 @@ pub const CATALOGUE: &[Kind] = &[
     },
     Kind {
         logtype: LogType {
+            service: Service::Portscan,
+            action: Action::Flood,
+        },
+        source: "XDP scan detection (flood control)",
+    },
+    Kind {
+        logtype: LogType {
             service: Service::Sensor,
             action: Action::Degraded,
         },

@@ -39,11 +39,14 @@ pub enum Action {
     Url,
     /// A cloned login page called home (`honeytoken.js_clone`).
     JsClone,
+    /// Many sources probed few ports each of one destination: one summary per window
+    /// (`portscan.flood`).
+    Flood,
 }
 
 impl Action {
     /// Every action.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::Connection,
         Self::Data,
         Self::Login,
@@ -52,6 +55,7 @@ impl Action {
         Self::Poisoning,
         Self::Url,
         Self::JsClone,
+        Self::Flood,
     ];
 
     /// Lowercase name used in logtypes.
@@ -66,6 +70,7 @@ impl Action {
             Self::Poisoning => "poisoning",
             Self::Url => "url",
             Self::JsClone => "js_clone",
+            Self::Flood => "flood",
         }
     }
 }

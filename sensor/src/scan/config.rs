@@ -21,6 +21,15 @@ pub struct PortscanConfig {
     /// Memory the tracked port sets may hold, MiB (a full 65,536-port scan takes 8 KiB); when
     /// reached, the least recently active pairs are closed first.
     pub max_memory_mib: usize,
+    /// Alert-flood control: a first report with fewer distinct ports than this (ICMP: request
+    /// types) is a few-port report, subject to `flood_max_reports`.
+    pub flood_few_ports: usize,
+    /// Few-port reports per destination (and protocol) and window that become events one by
+    /// one; later ones in the window are folded into one `portscan.flood` summary. So a window
+    /// gives at most this many plus one events for few-port sources of one destination.
+    pub flood_max_reports: u64,
+    /// Length of a flood window, seconds.
+    pub flood_window_secs: u64,
 }
 
 impl Default for PortscanConfig {
@@ -31,6 +40,9 @@ impl Default for PortscanConfig {
             max_window_secs: 60,
             max_tracked: 65_536,
             max_memory_mib: 64,
+            flood_few_ports: 16,
+            flood_max_reports: 50,
+            flood_window_secs: 60,
         }
     }
 }

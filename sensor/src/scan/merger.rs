@@ -21,6 +21,7 @@ use sensor_common::ProbeKind;
 use super::{
     PortSet,
     attribution::{OsHint, Tool, os_hint, tool},
+    flood::{FloodGuard, FloodSummary},
 };
 use crate::{
     capture::Observation,
@@ -53,6 +54,11 @@ pub struct ScanReport {
     pub last_ns: u64,
     /// Whether an earlier report covered the same scan (long scans).
     pub follow_up: bool,
+    /// Probe records folded into this report (repeats included).
+    pub probes: u64,
+    /// Set on a `portscan.flood` summary of many few-port sources ([`super::flood`]); the
+    /// report's `src` is then the unspecified address and `ports`/`kinds` the union.
+    pub flood: Option<Box<FloodSummary>>,
 }
 
 /// What the merger did, for the agent's statistics.
@@ -68,6 +74,10 @@ pub struct MergerStats {
     pub below_threshold: u64,
     /// Pairs closed early because `max_tracked` or `max_memory_mib` was reached.
     pub evicted: u64,
+    /// Few-port reports folded into `portscan.flood` summaries instead of an event each.
+    pub flood_folded: u64,
+    /// `portscan.flood` summaries produced.
+    pub flood_summaries: u64,
 }
 
 #[derive(Debug)]
@@ -86,6 +96,7 @@ struct Scan {
     first_ns: u64,
     last_ns: u64,
     reported: bool,
+    probes: u64,
 }
 
 impl Scan {
@@ -101,11 +112,13 @@ impl Scan {
             first_ns: now,
             last_ns: now,
             reported: false,
+            probes: 0,
         }
     }
 
     /// Folds one observation's kind, port or ICMP type, and tool in.
     fn add(&mut self, obs: &Observation) {
+        self.probes = self.probes.saturating_add(1);
         if obs.kind == ProbeKind::Ping {
             self.icmp_types |= 1u128 << (obs.fp.icmp_type & 0x7f);
         } else {
@@ -132,6 +145,7 @@ pub struct Merger {
     port_bytes: usize,
     max_port_bytes: usize,
     stats: MergerStats,
+    flood: FloodGuard,
 }
 
 impl Merger {
@@ -148,6 +162,14 @@ impl Merger {
             port_bytes: 0,
             max_port_bytes: config.max_memory_mib.max(1).saturating_mul(1 << 20),
             stats: MergerStats::default(),
+            flood: FloodGuard::new(
+                config.flood_few_ports,
+                config.flood_max_reports,
+                config
+                    .flood_window_secs
+                    .saturating_mul(1_000_000_000)
+                    .max(1),
+            ),
         }
     }
 
@@ -162,7 +184,12 @@ impl Merger {
     /// Counters so far.
     #[must_use]
     pub const fn stats(&self) -> MergerStats {
-        self.stats
+        let flood = self.flood.stats();
+        MergerStats {
+            flood_folded: flood.folded,
+            flood_summaries: flood.summaries,
+            ..self.stats
+        }
     }
 
     /// Heap bytes held by the tracked port sets.
@@ -191,7 +218,14 @@ impl Merger {
                 // The sweep has not run since this scan went idle: close it first.
                 let old = std::mem::replace(scan, Scan::new(obs.src, now, os_hint(obs)));
                 self.port_bytes = self.port_bytes.saturating_sub(old.ports.heap_bytes());
-                Self::close(&mut self.stats, self.threshold, key.1, old, out);
+                Self::close(
+                    &mut self.stats,
+                    self.threshold,
+                    &mut self.flood,
+                    key.1,
+                    old,
+                    out,
+                );
             } else if now.saturating_sub(scan.window_start_ns) >= self.window_ns {
                 // Long scan: report this window, continue in a follow-up (same first address,
                 // same first-probe OS hint and tool).
@@ -202,7 +236,14 @@ impl Merger {
                 let old = std::mem::replace(scan, fresh);
                 self.port_bytes = self.port_bytes.saturating_sub(old.ports.heap_bytes());
                 let was_reported = old.reported;
-                let reported_now = Self::close(&mut self.stats, self.threshold, key.1, old, out);
+                let reported_now = Self::close(
+                    &mut self.stats,
+                    self.threshold,
+                    &mut self.flood,
+                    key.1,
+                    old,
+                    out,
+                );
                 scan.reported = was_reported || reported_now;
             }
             let before = scan.ports.heap_bytes();
@@ -222,7 +263,14 @@ impl Merger {
             {
                 self.port_bytes = self.port_bytes.saturating_sub(old.ports.heap_bytes());
                 self.stats.evicted += 1;
-                Self::close(&mut self.stats, self.threshold, old_key.1, old, out);
+                Self::close(
+                    &mut self.stats,
+                    self.threshold,
+                    &mut self.flood,
+                    old_key.1,
+                    old,
+                    out,
+                );
             }
         }
         // Memory bound: close the least recently active scans (reporting those that qualify)
@@ -233,7 +281,14 @@ impl Merger {
             };
             self.port_bytes = self.port_bytes.saturating_sub(old.ports.heap_bytes());
             self.stats.evicted += 1;
-            Self::close(&mut self.stats, self.threshold, old_key.1, old, out);
+            Self::close(
+                &mut self.stats,
+                self.threshold,
+                &mut self.flood,
+                old_key.1,
+                old,
+                out,
+            );
         }
     }
 
@@ -245,27 +300,60 @@ impl Merger {
             }
             if let Some(((_, dst, _), scan)) = self.scans.pop_lru() {
                 self.port_bytes = self.port_bytes.saturating_sub(scan.ports.heap_bytes());
-                Self::close(&mut self.stats, self.threshold, dst, scan, out);
+                Self::close(
+                    &mut self.stats,
+                    self.threshold,
+                    &mut self.flood,
+                    dst,
+                    scan,
+                    out,
+                );
             }
         }
+        self.flood.sweep(now_ns, out);
     }
 
     /// Closes every scan (at shutdown); reports are appended to `out`.
     pub fn flush(&mut self, out: &mut Vec<ScanReport>) {
         while let Some(((_, dst, _), scan)) = self.scans.pop_lru() {
             self.port_bytes = self.port_bytes.saturating_sub(scan.ports.heap_bytes());
-            Self::close(&mut self.stats, self.threshold, dst, scan, out);
+            Self::close(
+                &mut self.stats,
+                self.threshold,
+                &mut self.flood,
+                dst,
+                scan,
+                out,
+            );
         }
+        self.flood.flush(out);
     }
 
-    /// Reports `scan` if it qualifies; returns whether it did.
+    /// Reports `scan` if it qualifies (through the flood control); returns whether it did.
     fn close(
         stats: &mut MergerStats,
         threshold: usize,
+        flood: &mut FloodGuard,
         dst: IpAddr,
         scan: Scan,
         out: &mut Vec<ScanReport>,
     ) -> bool {
+        match Self::qualify(stats, threshold, dst, scan) {
+            Some(report) => {
+                flood.admit(report, out);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The report of `scan` if it qualifies.
+    fn qualify(
+        stats: &mut MergerStats,
+        threshold: usize,
+        dst: IpAddr,
+        scan: Scan,
+    ) -> Option<ScanReport> {
         let ping = scan.kinds & (1 << (ProbeKind::Ping as u32)) != 0;
         let needed = if scan.reported || ping { 1 } else { threshold };
         let seen = if ping {
@@ -277,13 +365,13 @@ impl Merger {
             if !scan.reported {
                 stats.below_threshold += 1;
             }
-            return false;
+            return None;
         }
         stats.reports += 1;
         if scan.reported {
             stats.follow_ups += 1;
         }
-        out.push(ScanReport {
+        Some(ScanReport {
             src: scan.src,
             dst,
             ports: scan.ports.to_vec(),
@@ -307,8 +395,9 @@ impl Merger {
             first_ns: scan.first_ns,
             last_ns: scan.last_ns,
             follow_up: scan.reported,
-        });
-        true
+            probes: scan.probes,
+            flood: None,
+        })
     }
 }
 
@@ -336,6 +425,7 @@ mod tests {
             max_window_secs: 60,
             max_tracked: 4,
             max_memory_mib: 64,
+            ..PortscanConfig::default()
         }
     }
 

@@ -4,10 +4,12 @@
 
 pub mod attribution;
 mod config;
+pub mod flood;
 mod merger;
 mod portset;
 
 pub use config::PortscanConfig;
+pub use flood::FloodSummary;
 pub use merger::{Merger, MergerStats, ScanReport};
 pub use portset::PortSet;
 
@@ -26,8 +28,14 @@ use crate::{
 /// Added to Trapster's keys: `extra.protocol` (`tcp`, `udp`, or `icmp` for host discovery,
 /// whose `extra.icmp_types` names the requests seen and whose `ports` is empty),
 /// `extra.tool`, `extra.os` and `extra.os_signature` ([`attribution`]).
+///
+/// A flood summary ([`ScanReport::flood`]) becomes a `portscan.flood` event instead
+/// ([`flood_event`]).
 #[must_use]
 pub fn to_event(report: &ScanReport, clock: &WallClock) -> Event {
+    if let Some(summary) = &report.flood {
+        return flood_event(report, summary, clock);
+    }
     let mut extra = Map::new();
     extra.insert(
         "flags".to_owned(),
@@ -89,6 +97,76 @@ pub fn to_event(report: &ScanReport, clock: &WallClock) -> Event {
     }
 }
 
+/// The `portscan.flood` event of a summary: `src_ip` is the unspecified address (many
+/// sources), `dst_port` the lowest port; `extra`: `sources` and `probes` (folded into this
+/// summary), `reported` (few-port sources of the window already reported one by one),
+/// `ports` (every distinct port, ascending, as strings), `flags`, `protocol`, `top_sources`
+/// (`[{"ip", "probes"}]`, most probes first) and `sample` (`[{"ip", "ports"}]`, first folded).
+/// The timestamp is the first folded probe's.
+#[must_use]
+pub fn flood_event(report: &ScanReport, summary: &FloodSummary, clock: &WallClock) -> Event {
+    let ports = |ps: &[u16]| Value::Array(ps.iter().map(|p| Value::from(p.to_string())).collect());
+    let mut extra = Map::new();
+    extra.insert("sources".to_owned(), Value::from(summary.sources));
+    extra.insert("probes".to_owned(), Value::from(summary.probes));
+    extra.insert("reported".to_owned(), Value::from(summary.reported));
+    extra.insert("ports".to_owned(), ports(&summary.ports));
+    extra.insert(
+        "flags".to_owned(),
+        Value::Array(
+            report
+                .kinds
+                .iter()
+                .map(|k| Value::from(k.token()))
+                .collect(),
+        ),
+    );
+    let protocol = match report.protocol {
+        sensor_common::protocol::UDP => "udp",
+        sensor_common::protocol::ICMP => "icmp",
+        _ => "tcp",
+    };
+    extra.insert("protocol".to_owned(), Value::from(protocol));
+    extra.insert(
+        "top_sources".to_owned(),
+        Value::Array(
+            summary
+                .top_sources
+                .iter()
+                .map(|(ip, n)| {
+                    serde_json::json!({"ip": crate::event::display_ip(*ip).to_string(), "probes": n})
+                })
+                .collect(),
+        ),
+    );
+    extra.insert(
+        "sample".to_owned(),
+        Value::Array(
+            summary
+                .sample
+                .iter()
+                .map(|(ip, ps)| {
+                    serde_json::json!({"ip": crate::event::display_ip(*ip).to_string(), "ports": ports(ps)})
+                })
+                .collect(),
+        ),
+    );
+    Event {
+        id: Uuid::new_v4(),
+        timestamp: clock.to_wall(report.first_ns),
+        session: SessionIdentity {
+            src_ip: report.src,
+            src_port: 0,
+            dst_ip: report.dst,
+            dst_port: summary.ports.first().copied().unwrap_or(0),
+        },
+        service: Service::Portscan,
+        action: Action::Flood,
+        data: bytes::Bytes::new(),
+        extra,
+    }
+}
+
 /// The `extra.icmp_types` name of an ICMP (ICMPv6 from 128) request type.
 fn icmp_type_name(t: u8) -> String {
     use sensor_common::classify::icmp;
@@ -129,6 +207,8 @@ mod tests {
             first_ns: 2_000,
             last_ns: 9_000,
             follow_up: false,
+            probes: 3,
+            flood: None,
         };
         let clock =
             WallClock::anchored(Utc.with_ymd_and_hms(2026, 2, 13, 13, 0, 9).unwrap(), 1_000);

@@ -87,6 +87,11 @@ fn classify(event: &Event) -> (Vec<&'static str>, Vec<&'static str>, &'static st
             )
         }
         Action::Query => (vec!["network"], vec!["access", "info"], "unknown"),
+        Action::Flood => (
+            vec!["intrusion_detection", "network"],
+            vec!["info"],
+            "unknown",
+        ),
         Action::Data => (vec!["network"], vec!["info"], "unknown"),
         // Not a Trapster logtype: the sensor's own health.
         Action::Degraded => (vec!["host"], vec!["info"], "failure"),

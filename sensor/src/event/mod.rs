@@ -39,11 +39,13 @@ pub enum Action {
     Url,
     /// A cloned login page called home (`honeytoken.js_clone`).
     JsClone,
+    /// The sensor is alive (`sensor.heartbeat`, every `sensor.heartbeat.interval_secs`).
+    Heartbeat,
 }
 
 impl Action {
     /// Every action.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::Connection,
         Self::Data,
         Self::Login,
@@ -52,6 +54,7 @@ impl Action {
         Self::Poisoning,
         Self::Url,
         Self::JsClone,
+        Self::Heartbeat,
     ];
 
     /// Lowercase name used in logtypes.
@@ -66,6 +69,7 @@ impl Action {
             Self::Poisoning => "poisoning",
             Self::Url => "url",
             Self::JsClone => "js_clone",
+            Self::Heartbeat => "heartbeat",
         }
     }
 }

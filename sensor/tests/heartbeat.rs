@@ -82,7 +82,11 @@ fn heartbeats_arrive_at_the_configured_interval_naming_version_and_decoys_down()
     let arrived =
         support::wait_until_blocking(Duration::from_secs(15), || heartbeats(&dir).len() >= 3);
     let stderr = stop(child);
-    assert!(arrived, "fewer than 3 heartbeats: {:?}\n{stderr}", events(&dir));
+    assert!(
+        arrived,
+        "fewer than 3 heartbeats: {:?}\n{stderr}",
+        events(&dir)
+    );
     let beats = heartbeats(&dir);
     let first = &beats[0];
     assert_eq!(first["src_ip"], "0.0.0.0");

@@ -107,7 +107,8 @@ fn sighup_swaps_outputs_keeps_unchanged_decoys_moves_changed_ones_and_refuses_a_
         }),
         "events never reached the new output"
     );
-    open.write_all(b"USER root\r\nPASS toor\r\nQUIT\r\n").unwrap();
+    open.write_all(b"USER root\r\nPASS toor\r\nQUIT\r\n")
+        .unwrap();
     let mut rest = Vec::new();
     let _ = open.read_to_end(&mut rest);
     assert!(
@@ -125,9 +126,10 @@ fn sighup_swaps_outputs_keeps_unchanged_decoys_moves_changed_ones_and_refuses_a_
         support::wait_serving(&mut child, &[(p2, false)], Duration::from_secs(20)),
         "the moved decoy never listened"
     );
-    assert!(support::wait_until_blocking(Duration::from_secs(10), || {
-        !support::process_listens(child.id(), p1, false)
-    }));
+    assert!(support::wait_until_blocking(
+        Duration::from_secs(10),
+        || { !support::process_listens(child.id(), p1, false) }
+    ));
 
     // A broken file is refused: the decoy keeps serving on the port in force.
     std::fs::write(&path, r#"{"services": {"ftp": [{"port": "not a port"}]}}"#).unwrap();
@@ -135,9 +137,10 @@ fn sighup_swaps_outputs_keeps_unchanged_decoys_moves_changed_ones_and_refuses_a_
     std::thread::sleep(Duration::from_millis(500));
     let before = logins(&dir, "b.log");
     assert!(login(p2).ends_with(b"221 Goodbye.\r\n"));
-    assert!(support::wait_until_blocking(Duration::from_secs(10), || {
-        logins(&dir, "b.log") == before + 1
-    }));
+    assert!(support::wait_until_blocking(
+        Duration::from_secs(10),
+        || { logins(&dir, "b.log") == before + 1 }
+    ));
 
     // SAFETY: sending SIGTERM to our own child.
     unsafe { libc::kill(i32::try_from(child.id()).unwrap(), libc::SIGTERM) };

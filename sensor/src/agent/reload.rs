@@ -42,7 +42,10 @@ fn restart_only(old: &Config, new: &Config) -> Vec<&'static str> {
     let s = (&old.sensor, &new.sensor);
     [
         ("interface", old.interface != new.interface),
-        ("sensor.xdp", format!("{:?}", s.0.xdp) != format!("{:?}", s.1.xdp)),
+        (
+            "sensor.xdp",
+            format!("{:?}", s.0.xdp) != format!("{:?}", s.1.xdp),
+        ),
         (
             "sensor.metrics",
             format!("{:?}", s.0.metrics) != format!("{:?}", s.1.metrics),
@@ -144,8 +147,7 @@ impl Running {
         running.sensor.run_as.clone_from(&self.config.sensor.run_as);
         running.sensor.poisoning = self.config.sensor.poisoning.clone();
         running.sensor.incidents = self.config.sensor.incidents.clone();
-        if !applied.contains(&"services") && services_key(&running) != services_key(&self.config)
-        {
+        if !applied.contains(&"services") && services_key(&running) != services_key(&self.config) {
             running.services = self.config.services.clone();
             running.hostname.clone_from(&self.config.hostname);
             running.domain.clone_from(&self.config.domain);

@@ -218,7 +218,9 @@ impl Source {
         match self {
             Self::Xdp { loaded, .. } => loaded.set_allowlist(allowlist),
             Self::Pcap { .. } => {
-                tracing::warn!("The libpcap capture keeps its whitelist until restarted; the services use the new one.");
+                tracing::warn!(
+                    "The libpcap capture keeps its whitelist until restarted; the services use the new one."
+                );
                 Ok(())
             }
             Self::Off => Ok(()),

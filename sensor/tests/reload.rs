@@ -12,7 +12,7 @@ mod support;
 use std::{
     io::{Read as _, Write as _},
     net::TcpStream,
-    path::{Path, PathBuf},
+    path::Path,
     process::{Child, Command, Stdio},
     time::Duration,
 };
@@ -60,7 +60,7 @@ fn hangup(child: &Child) {
     );
 }
 
-fn start(path: &PathBuf) -> Child {
+fn start(path: &Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_sensor"))
         .args(["run", "--capture", "none", "-c", path.to_str().unwrap()])
         .env("NO_COLOR", "1")

@@ -129,10 +129,8 @@ impl Running {
                 .set_interval(new.sensor.heartbeat.interval_secs);
             applied.push("sensor.heartbeat");
         }
-        if services_key(&new) != services_key(&self.config) {
-            if self.restart_services(&new).await {
-                applied.push("services");
-            }
+        if services_key(&new) != services_key(&self.config) && self.restart_services(&new).await {
+            applied.push("services");
         }
         let kept = restart_only(&self.config, &new);
         if !kept.is_empty() {

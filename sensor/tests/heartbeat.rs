@@ -63,7 +63,7 @@ fn heartbeats(dir: &Path) -> Vec<Value> {
         .collect()
 }
 
-fn stop(mut child: Child) -> String {
+fn stop(child: Child) -> String {
     // SAFETY: sending SIGTERM to our own child.
     unsafe { libc::kill(i32::try_from(child.id()).unwrap(), libc::SIGTERM) };
     let out = child.wait_with_output().unwrap();

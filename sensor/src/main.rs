@@ -371,7 +371,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             capture,
             stats_file,
         } => {
-            let config = load_config(config.as_ref())?;
+            let (config, path) = (load_config(config.as_ref())?, config);
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
@@ -391,6 +391,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                     mode: xdp_mode,
                     capture,
                     stats_file,
+                    config_path: path,
                 };
                 sensor::run(config, options, token)
                     .await

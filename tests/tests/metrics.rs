@@ -105,6 +105,11 @@ fn promtool(text: &str) -> std::process::Output {
     child.wait_with_output().expect("promtool output")
 }
 
+/// The ring buffer size the test configuration leaves at its default.
+fn stats_ring_size() -> u32 {
+    sensor_common::RECORDS_MAP_BYTES
+}
+
 #[test]
 fn metrics_pass_promtool_and_equal_the_stats_file_after_a_scan() {
     require_root!();
@@ -157,6 +162,12 @@ fn metrics_pass_promtool_and_equal_the_stats_file_after_a_scan() {
     );
     assert_eq!(got["trapster_sensor_merger_reports_total"], "1");
     assert_eq!(got["trapster_sensor_capture_attached"], "1");
+    // Every record was read: the ring buffer holds nothing, and its size is the configured one.
+    assert_eq!(got["trapster_sensor_ring_buffer_used_bytes"], "0");
+    assert_eq!(
+        got["trapster_sensor_ring_buffer_size_bytes"],
+        stats_ring_size().to_string()
+    );
     let checked = promtool(&text);
     assert!(
         checked.status.success(),

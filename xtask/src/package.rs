@@ -18,7 +18,9 @@ pub(crate) struct Options {
     out: Option<PathBuf>,
     /// Then check the package: its metadata and file list (`dpkg-deb --info`, `-c`), and, from
     /// a scratch extraction, `sensor --version`, `sensor check` of the packaged configuration
-    /// and `systemd-analyze verify` of the packaged unit.
+    /// and `systemd-analyze verify` of the packaged unit; as root, on a machine without the
+    /// package or its user, also `dpkg -i` it, check the installed binary, configuration,
+    /// user and unit, then `dpkg --purge` it.
     #[arg(long)]
     check: bool,
 }
@@ -89,7 +91,75 @@ fn check(deb: &std::path::Path) -> anyhow::Result<()> {
             .args(["verify", "--man=no"])
             .arg(&local),
     )?;
+    install_check(deb)?;
     eprintln!("xtask: {} checked", deb.display());
+    Ok(())
+}
+
+/// Whether `program args` exits successfully (false when it cannot run).
+fn succeeds(program: &str, args: &[&str]) -> bool {
+    Command::new(program)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// `dpkg -i` of the package, then `sensor --version` and `sensor check` of the installed
+/// default configuration, the system user and the unit file; `dpkg --purge` afterwards, also
+/// when a check fails. Skipped (said why) without root, or where the package or its user
+/// already exist: an operator's install is never replaced or purged.
+fn install_check(deb: &std::path::Path) -> anyhow::Result<()> {
+    let uid = output_of(Command::new("id").arg("-u")).unwrap_or_default();
+    if uid.trim() != "0" {
+        eprintln!("xtask: dpkg -i check skipped: needs root");
+        return Ok(());
+    }
+    if succeeds("dpkg-query", &["-W", "-f=${Status}", "trapster-sensor"])
+        || succeeds("getent", &["passwd", "trapster-sensor"])
+    {
+        eprintln!(
+            "xtask: dpkg -i check skipped: the package or the user `trapster-sensor` already exists here"
+        );
+        return Ok(());
+    }
+    run_cmd(Command::new("dpkg").arg("-i").arg(deb))?;
+    let checked = installed_checks();
+    let purged = run_cmd(Command::new("dpkg").args(["--purge", "trapster-sensor"]));
+    checked?;
+    purged?;
+    if succeeds("getent", &["passwd", "trapster-sensor"]) {
+        bail!("dpkg --purge left the user `trapster-sensor`");
+    }
+    eprintln!("xtask: dpkg -i, --version, check and dpkg --purge passed");
+    Ok(())
+}
+
+/// The checks of an installed package.
+fn installed_checks() -> anyhow::Result<()> {
+    let version = output_of(Command::new("/usr/bin/sensor").arg("--version"))?;
+    if !version.starts_with("sensor ") || !version.contains("(commit ") {
+        bail!("unexpected installed `sensor --version`: {version}");
+    }
+    run_cmd(Command::new("/usr/bin/sensor").args([
+        "check",
+        "-c",
+        "/etc/trapster-sensor/trapster.conf",
+    ]))?;
+    let user = output_of(Command::new("getent").args(["passwd", "trapster-sensor"]))?;
+    if !user.contains("/usr/sbin/nologin") {
+        bail!("the system user `trapster-sensor` has a login shell: {user}");
+    }
+    for path in [
+        "/usr/lib/systemd/system/trapster-sensor.service",
+        "/var/lib/trapster-sensor",
+        "/var/log/trapster-sensor",
+    ] {
+        if !std::path::Path::new(path).exists() {
+            bail!("the installed package lacks {path}");
+        }
+    }
     Ok(())
 }
 

@@ -3,8 +3,9 @@
 //! - `GET /metrics`: Prometheus text format 0.0.4 (`prometheus-client`), every counter of the
 //!   stats file (`--stats-file`) under the same path, `trapster_sensor_<section>_<key>_total`
 //!   (outputs labelled `output` and `type`), plus the gauges `trapster_sensor_merger_tracked`,
-//!   `trapster_sensor_incidents_open`, `trapster_sensor_output_failing_seconds` and
-//!   `trapster_sensor_capture_attached`;
+//!   `trapster_sensor_incidents_open`, `trapster_sensor_output_failing_seconds`,
+//!   `trapster_sensor_capture_attached` and (XDP capture) `trapster_sensor_ring_buffer_used_bytes`
+//!   and `trapster_sensor_ring_buffer_size_bytes`;
 //! - `GET /healthz`: `200 ok`, or `503` with one line per problem: a watched interface is gone
 //!   (the capture is detached), an output has been failing longer than
 //!   `sensor.metrics.output_failing_secs`, or the agent stopped refreshing its values.
@@ -53,6 +54,8 @@ pub struct Snapshot {
     pub gone: Vec<String>,
     /// Whether a capture engine runs.
     pub capturing: bool,
+    /// Ring buffer bytes in use and its size (XDP capture only).
+    pub ring: Option<(u64, u64)>,
     /// When it was published.
     pub at: Instant,
 }
@@ -194,7 +197,22 @@ impl Collector for SnapshotCollector {
                 ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
             }
         }
-        let gauges: [GaugeFamily; 4] = [
+        let ring = |pick: fn((u64, u64)) -> u64| {
+            s.ring
+                .map(|r| vec![(vec![], saturating(pick(r)))])
+                .unwrap_or_default()
+        };
+        let gauges: [GaugeFamily; 6] = [
+            (
+                "ring_buffer_used_bytes",
+                "Bytes of probe records in the kernel ring buffer not yet read (XDP capture).",
+                ring(|(used, _)| used),
+            ),
+            (
+                "ring_buffer_size_bytes",
+                "Size of the kernel ring buffer (XDP capture).",
+                ring(|(_, size)| size),
+            ),
             (
                 "merger_tracked",
                 "Scans being merged.",
@@ -359,6 +377,7 @@ mod tests {
             failing: vec![("siem".to_owned(), failing)],
             gone: vec![],
             capturing: true,
+            ring: Some((4096, 262_144)),
             at: Instant::now(),
         }
     }
@@ -397,6 +416,9 @@ mod tests {
             "trapster_sensor_incidents_open 1",
             "trapster_sensor_capture_attached 1",
             "trapster_sensor_output_failing_seconds{output=\"siem\"} 0",
+            "# TYPE trapster_sensor_ring_buffer_used_bytes gauge",
+            "trapster_sensor_ring_buffer_used_bytes 4096",
+            "trapster_sensor_ring_buffer_size_bytes 262144",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

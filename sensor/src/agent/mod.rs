@@ -16,9 +16,11 @@
 //! merger, close the incidents, then let the outputs drain within their deadline. An error is
 //! returned only after that.
 
+mod heartbeat;
 pub mod metrics;
 mod pipeline;
 pub mod privileges;
+mod reload;
 mod source;
 mod stats;
 mod systemd;
@@ -91,6 +93,8 @@ pub struct RunOptions {
     pub capture: CaptureMode,
     /// Where to write counters as JSON at every stats tick and at exit.
     pub stats_file: Option<PathBuf>,
+    /// The configuration file, read again on SIGHUP (none: the embedded default, no reload).
+    pub config_path: Option<PathBuf>,
 }
 
 /// The agent could not run.
@@ -178,6 +182,11 @@ pub async fn run(
         } else {
             interfaces.clone()
         },
+        heartbeat: heartbeat::Heartbeat::new(config.sensor.heartbeat.interval_secs),
+        config: config.clone(),
+        config_path: options.config_path.clone(),
+        sink: sink.clone(),
+        shutdown: shutdown.clone(),
     };
     let started = async {
         let services =
@@ -305,6 +314,14 @@ struct Running {
     published: Option<metrics::Published>,
     /// The watched interfaces (empty without capture), for `/healthz`.
     interfaces: Vec<String>,
+    /// The periodic `sensor.heartbeat` event.
+    heartbeat: heartbeat::Heartbeat,
+    /// The configuration in force (what a reload compares with) and where it is read from.
+    config: Config,
+    config_path: Option<PathBuf>,
+    /// Where restarted services send their events, and what stops them.
+    sink: mpsc::Sender<Event>,
+    shutdown: CancellationToken,
 }
 
 impl Running {
@@ -341,8 +358,11 @@ impl Running {
                     self.pipeline.deliver(event);
                 }
                 _ = hangup.recv() => {
-                    tracing::info!("SIGHUP: reopening output files.");
+                    tracing::info!("SIGHUP: reopening output files, reloading the configuration.");
                     self.pipeline.fanout.reopen();
+                    if let Some(path) = self.config_path.clone() {
+                        self.reload(&path).await;
+                    }
                 }
                 _ = drain_tick.tick() => {
                     self.source.drain(xdp_cfg.drain_batch, &mut self.merger, &mut self.pipeline.reports);
@@ -364,8 +384,19 @@ impl Running {
                 }
                 _ = metrics_tick.tick(), if self.published.is_some() => self.refresh_metrics()?,
                 _ = watchdog_tick.tick(), if watchdog_period.is_some() => systemd::watchdog(),
+                () = self.heartbeat.due() => self.beat()?,
             }
         }
+    }
+
+    /// Sends a `sensor.heartbeat` with the counters as of now.
+    fn beat(&mut self) -> Result<(), AgentError> {
+        let current = self.source.stats()?;
+        let summary = self.summary(current.kernel, current.pcap, current.undecodable);
+        let down = self.services.as_ref().map_or(&[][..], Services::down);
+        let event = self.heartbeat.event(&summary, down, &self.interfaces);
+        self.pipeline.deliver(event);
+        Ok(())
     }
 
     /// Publishes the counters as of now to the metrics listener, if on.
@@ -399,6 +430,7 @@ impl Running {
                 .cloned()
                 .collect(),
             capturing: !matches!(self.source, Source::Off),
+            ring: self.source.ring_fill(),
             at: std::time::Instant::now(),
         });
     }

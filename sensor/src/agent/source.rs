@@ -46,6 +46,8 @@ pub(super) enum Source {
         undecodable: u64,
         /// The last drain stopped at its budget.
         more: bool,
+        /// How full the ring buffer is (absent if its positions could not be mapped).
+        fill: Option<crate::capture::ring_fill::RingFill>,
     },
     /// libpcap on each interface, through a bounded channel.
     Pcap {
@@ -95,11 +97,18 @@ impl Source {
         // the AsyncFd owns the ring buffer.
         let records = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
             .map_err(|e| AgentError::Poll(std::io::Error::other(e.to_string())))?;
+        let fill = {
+            use std::os::fd::AsFd as _;
+            crate::capture::ring_fill::RingFill::map(records.get_ref().as_fd(), xdp.ring_buffer_bytes)
+        }
+        .inspect_err(|err| tracing::warn!(error = %err, "Mapping the ring buffer's positions failed; its fill gauge is missing."))
+        .ok();
         Ok(Self::Xdp {
             loaded,
             records,
             undecodable: 0,
             more: false,
+            fill,
         })
     }
 
@@ -200,6 +209,31 @@ impl Source {
                 drained
             }
             Self::Off => Drained::default(),
+        }
+    }
+
+    /// Replaces the kernel's allow-list (XDP, still attached); libpcap keeps its list until
+    /// restarted, which is logged.
+    pub(super) fn set_allowlist(&mut self, allowlist: &[crate::net::Cidr]) -> Result<(), XdpError> {
+        match self {
+            Self::Xdp { loaded, .. } => loaded.set_allowlist(allowlist),
+            Self::Pcap { .. } => {
+                tracing::warn!(
+                    "The libpcap capture keeps its whitelist until restarted; the services use the new one."
+                );
+                Ok(())
+            }
+            Self::Off => Ok(()),
+        }
+    }
+
+    /// Ring buffer bytes in use and its size (XDP only).
+    pub(super) fn ring_fill(&self) -> Option<(u64, u64)> {
+        match self {
+            Self::Xdp {
+                fill: Some(fill), ..
+            } => Some((fill.used(), fill.size())),
+            _ => None,
         }
     }
 

@@ -13,6 +13,7 @@ pub mod decode;
 pub mod pcap;
 pub mod queue;
 pub mod ring;
+pub mod ring_fill;
 pub mod sizing;
 pub mod testrun;
 pub mod xdp;

@@ -326,6 +326,52 @@ impl Loaded {
         Ok(attached)
     }
 
+    /// Replaces the allow-listed sources while the program stays attached (configuration
+    /// reload): the new networks are inserted first, then the stale ones removed, then
+    /// `allowlist_enabled` follows, so no source on both lists is reported in between. Works
+    /// without privileges on an open map (kernels >= 6.5).
+    ///
+    /// # Errors
+    /// [`XdpError::Map`] when the kernel refuses an update.
+    pub fn set_allowlist(&mut self, allowlist: &[Cidr]) -> Result<(), XdpError> {
+        let err = |name| move |source| XdpError::Map { name, source };
+        let wanted: Vec<([u8; 16], u32)> = allowlist
+            .iter()
+            .map(|cidr| {
+                let (addr, prefix) = cidr.to_mapped();
+                (addr.octets(), prefix)
+            })
+            .collect();
+        {
+            let map = self
+                .ebpf
+                .map_mut(ALLOWLIST_MAP)
+                .ok_or(XdpError::MissingMap(ALLOWLIST_MAP))?;
+            let mut trie: LpmTrie<_, [u8; 16], u8> =
+                LpmTrie::try_from(map).map_err(err(ALLOWLIST_MAP))?;
+            for (addr, prefix) in &wanted {
+                trie.insert(&Key::new(*prefix, *addr), 1, 0)
+                    .map_err(err(ALLOWLIST_MAP))?;
+            }
+            let stale: Vec<Key<[u8; 16]>> = trie
+                .keys()
+                .filter_map(Result::ok)
+                .filter(|k| !wanted.contains(&(k.data(), k.prefix_len())))
+                .collect();
+            for key in &stale {
+                trie.remove(key).map_err(err(ALLOWLIST_MAP))?;
+            }
+        }
+        let map = self
+            .ebpf
+            .map_mut(SETTINGS_MAP)
+            .ok_or(XdpError::MissingMap(SETTINGS_MAP))?;
+        let mut array: Array<_, Settings> = Array::try_from(map).map_err(err(SETTINGS_MAP))?;
+        let mut settings = array.get(&0, 0).map_err(err(SETTINGS_MAP))?;
+        settings.allowlist_enabled = u32::from(!wanted.is_empty());
+        array.set(0, settings, 0).map_err(err(SETTINGS_MAP))
+    }
+
     /// Detaches the program from every interface. Also happens on drop and on process exit.
     pub fn detach_all(&mut self) {
         let links = std::mem::take(&mut self.links);

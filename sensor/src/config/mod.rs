@@ -11,7 +11,8 @@ use std::path::Path;
 
 pub use crate::net::{Cidr, CidrError, SourcePrefix};
 pub use sections::{
-    IdentityConfig, LoggerConfig, MetricsConfig, PortscanConfig, SensorSection, XdpConfig, XdpMode,
+    HeartbeatConfig, IdentityConfig, LoggerConfig, MetricsConfig, PortscanConfig, SensorSection,
+    XdpConfig, XdpMode,
 };
 pub use show::{MASK, mask};
 
@@ -246,6 +247,7 @@ impl Config {
                 .collect();
         }
         config.warnings = config.validate(origin)?;
+        validate::run_as(config.sensor.run_as.as_deref(), text, origin)?;
         Ok(config)
     }
 

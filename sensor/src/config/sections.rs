@@ -130,6 +130,18 @@ pub struct SensorSection {
     /// The Prometheus `/metrics` and `/healthz` listener (off by default).
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// The periodic `sensor.heartbeat` event (off by default).
+    #[serde(default)]
+    pub heartbeat: HeartbeatConfig,
+}
+
+/// `sensor.heartbeat`: a `sensor.heartbeat` event through every output at a fixed interval, so
+/// a SIEM can alert on a sensor gone silent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HeartbeatConfig {
+    /// Seconds between two heartbeats; 0 (the default) sends none.
+    pub interval_secs: u64,
 }
 
 /// `sensor.metrics`: an HTTP listener serving `/metrics` (Prometheus text) and `/healthz`.

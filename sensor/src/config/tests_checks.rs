@@ -307,3 +307,37 @@ fn a_file_over_the_cap_is_refused_before_parsing() {
     Config::from_file(&path).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn an_unknown_run_as_user_is_refused_naming_field_line_and_column() {
+    let text = "{\n  \"sensor\": {\n    \"run_as\": \"no-such-sensor-user\"\n  }\n}";
+    match Config::parse(text, "x.conf") {
+        Err(err @ ConfigError::Parse { .. }) => {
+            let ConfigError::Parse {
+                ref field,
+                line,
+                column,
+                ..
+            } = err
+            else {
+                unreachable!()
+            };
+            assert_eq!((field.as_str(), line, column), ("sensor.run_as", 3, 5));
+            assert!(
+                err.to_string().starts_with(
+                    "x.conf: field `sensor.run_as`: no user `no-such-sensor-user` on this system"
+                ),
+                "{err}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // `root` and an existing user are accepted.
+    for user in ["root", "nobody"] {
+        let text = format!(r#"{{"sensor": {{"run_as": "{user}"}}}}"#);
+        assert_eq!(
+            Config::parse(&text, "x").unwrap().sensor.run_as.as_deref(),
+            Some(user)
+        );
+    }
+}

@@ -303,3 +303,43 @@ impl Config {
         })
     }
 }
+
+/// `sensor.run_as` must name a user of this system (or `root`): an unknown one is refused with
+/// the line and column of the value, so `check` catches what `run` would fail on.
+pub(super) fn run_as(user: Option<&str>, text: &str, origin: &str) -> Result<(), ConfigError> {
+    let Some(user) = user.filter(|u| *u != "root") else {
+        return Ok(());
+    };
+    let message = match nix::unistd::User::from_name(user) {
+        Ok(Some(_)) => return Ok(()),
+        Ok(None) => format!(
+            "no user `{user}` on this system (create it with `useradd --system \
+             --no-create-home --shell /usr/sbin/nologin {user}`, or install the package, which \
+             creates `trapster-sensor`)"
+        ),
+        Err(err) => format!("looking up user `{user}` failed: {err}"),
+    };
+    let (line, column) = position_of_key(text, "run_as");
+    Err(ConfigError::Parse {
+        origin: origin.to_owned(),
+        field: "sensor.run_as".to_owned(),
+        message,
+        line,
+        column,
+    })
+}
+
+/// The 1-based line and column of the first `"key"` in `text` (1, 1 when absent).
+fn position_of_key(text: &str, key: &str) -> (usize, usize) {
+    let quoted = format!("\"{key}\"");
+    let Some(at) = text.find(&quoted) else {
+        return (1, 1);
+    };
+    let before = text.get(..at).unwrap_or_default();
+    let line = before.matches('\n').count().saturating_add(1);
+    let column = before
+        .rfind('\n')
+        .map_or(at, |nl| at.saturating_sub(nl).saturating_sub(1))
+        .saturating_add(1);
+    (line, column)
+}

@@ -39,6 +39,13 @@ pub const CATALOGUE: &[Kind] = &[
     },
     Kind {
         logtype: LogType {
+            service: Service::Sensor,
+            action: Action::Heartbeat,
+        },
+        source: "agent (sensor.heartbeat)",
+    },
+    Kind {
+        logtype: LogType {
             service: Service::Breadcrumb,
             action: Action::Login,
         },

@@ -42,11 +42,13 @@ pub enum Action {
     /// Many sources probed few ports each of one destination: one summary per window
     /// (`portscan.flood`).
     Flood,
+    /// The sensor is alive (`sensor.heartbeat`, every `sensor.heartbeat.interval_secs`).
+    Heartbeat,
 }
 
 impl Action {
     /// Every action.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Connection,
         Self::Data,
         Self::Login,
@@ -56,6 +58,7 @@ impl Action {
         Self::Url,
         Self::JsClone,
         Self::Flood,
+        Self::Heartbeat,
     ];
 
     /// Lowercase name used in logtypes.
@@ -71,6 +74,7 @@ impl Action {
             Self::Url => "url",
             Self::JsClone => "js_clone",
             Self::Flood => "flood",
+            Self::Heartbeat => "heartbeat",
         }
     }
 }

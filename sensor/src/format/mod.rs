@@ -195,6 +195,13 @@ pub(crate) mod golden {
     fn example_extra(service: Service, action: Action) -> serde_json::Value {
         match (service, action) {
             (Service::Portscan, _) => json!({"flags": ["SYN"], "ports": ["1", "3", "25"]}),
+            (Service::Sensor, Action::Heartbeat) => json!({
+                "uptime_secs": 3600, "version": "0.1.0", "commit": "0123abc",
+                "interfaces": ["ens3"], "events": 42, "scans_reported": 3,
+                "outputs": {"siem": {"sent": 42, "dropped": 0, "failing_secs": null}},
+                "kernel": {"packets": 1000, "records": 40, "ring_buffer_full": 0},
+                "degraded_decoys": ["telnet:23"]
+            }),
             (Service::Sensor, _) => {
                 json!({"output": "siem", "dropped": 12, "reason": "spool full"})
             }

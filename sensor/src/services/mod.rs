@@ -35,7 +35,7 @@ use self::{
     framework::{Shared, gate::Gate, tcp, udp},
     registry::Built,
 };
-use crate::{event::Service, shutdown::CancellationToken};
+use crate::{event::Service, net::Cidr, shutdown::CancellationToken};
 
 /// A service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -120,6 +120,7 @@ pub struct Services {
     tracker: TaskTracker,
     stop: CancellationToken,
     loops: Vec<tokio::task::JoinHandle<()>>,
+    whitelist: Arc<std::sync::RwLock<Vec<Cidr>>>,
 }
 
 impl Services {
@@ -160,6 +161,16 @@ impl Services {
     #[must_use]
     pub fn open_connections(&self) -> usize {
         self.gate.open()
+    }
+
+    /// Replaces the whitelist every listener checks (configuration reload); sessions already
+    /// open keep the decision made when they started.
+    pub fn set_whitelist(&self, whitelist: Vec<Cidr>) {
+        let mut current = self
+            .whitelist
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *current = whitelist;
     }
 
     /// Stops accepting, ends every session and waits (up to `grace`) for them to finish.
@@ -295,7 +306,7 @@ pub async fn start(
             plan.source_prefix,
         ),
         counters: Arc::new(ServiceCounters::default()),
-        whitelist: Arc::new(plan.whitelist.clone()),
+        whitelist: Arc::new(std::sync::RwLock::new(plan.whitelist.clone())),
         sink,
         tracker: TaskTracker::new(),
         shutdown: stop.clone(),
@@ -340,6 +351,7 @@ pub async fn start(
         tracker: shared.tracker,
         stop,
         loops,
+        whitelist: shared.whitelist,
     })
 }
 

@@ -95,6 +95,7 @@ fn classify(event: &Event) -> (Vec<&'static str>, Vec<&'static str>, &'static st
         Action::Data => (vec!["network"], vec!["info"], "unknown"),
         // Not a Trapster logtype: the sensor's own health.
         Action::Degraded => (vec!["host"], vec!["info"], "failure"),
+        Action::Heartbeat => (vec!["host"], vec!["info"], "success"),
         // Not a Trapster logtype: a host answered a name the sensor made up.
         Action::Poisoning => (
             vec!["intrusion_detection", "network"],

@@ -38,8 +38,8 @@ pub struct Shared {
     pub gate: Arc<Gate>,
     /// Counters.
     pub counters: Arc<ServiceCounters>,
-    /// Sources served but never reported (`whitelist_ips`).
-    pub whitelist: Arc<Vec<Cidr>>,
+    /// Sources served but never reported (`whitelist_ips`); replaced on configuration reload.
+    pub whitelist: Arc<std::sync::RwLock<Vec<Cidr>>>,
     /// Where events go.
     pub sink: EventSink,
     /// Sessions in flight, awaited at shutdown.
@@ -53,7 +53,12 @@ impl Shared {
     /// company's own scanners, but never reported.
     #[must_use]
     pub fn is_whitelisted(&self, ip: IpAddr) -> bool {
-        self.whitelist.iter().any(|c| c.contains(ip))
+        // A poisoned lock still holds a whole list: the writer only swaps the vector.
+        self.whitelist
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .any(|c| c.contains(ip))
     }
 }
 

@@ -113,7 +113,7 @@ async fn start_on(
         limits: Arc::new(limits),
         gate: Gate::new(1_000, per_source, SourcePrefix::default()),
         counters: Arc::clone(&counters),
-        whitelist: Arc::new(whitelist),
+        whitelist: Arc::new(std::sync::RwLock::new(whitelist)),
         sink,
         tracker: TaskTracker::new(),
         shutdown: stop.clone(),

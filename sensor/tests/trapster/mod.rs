@@ -11,7 +11,7 @@ use std::{
 
 mod install;
 
-pub use install::{REQUIREMENT, Trapster, install};
+pub use install::{Trapster, install};
 
 /// A child process killed (and reaped) on drop.
 pub struct Guard(pub Child);

@@ -219,7 +219,6 @@ pub async fn session(kind: Kind, addr: SocketAddr, tls: &tokio_rustls::TlsConnec
         .unwrap_or(false)
 }
 
-
 /// A TLS client that accepts any certificate (the decoys' are self-signed), HTTP/1.1 by ALPN.
 #[must_use]
 pub fn tls_connector() -> tokio_rustls::TlsConnector {

@@ -46,7 +46,10 @@ fn ftp_config(port: u16, instance_extra: &str, sensor: &str) -> String {
 fn a_clean_configuration_exits_0_with_or_without_strict() {
     let path = temp_file("ok.conf", &ftp_config(free_port(), "", ""));
     let path = path.to_str().unwrap();
-    for args in [&["check", "-c", path][..], &["check", "--strict", "-c", path]] {
+    for args in [
+        &["check", "-c", path][..],
+        &["check", "--strict", "-c", path],
+    ] {
         let (code, stdout, stderr) = sensor(args);
         assert_eq!(code, Some(0), "{args:?}: {stdout}{stderr}");
         assert!(stdout.contains(": OK ("), "{stdout}");

@@ -88,7 +88,12 @@ fn chromium_loading_a_cloned_page_reports_honeytoken_js_clone() {
             .expect("sensor"),
     );
     let script = Command::new(env!("CARGO_BIN_EXE_sensor"))
-        .args(["token", "js-clone", "--origin", "https://portal.corp.example"])
+        .args([
+            "token",
+            "js-clone",
+            "--origin",
+            "https://portal.corp.example",
+        ])
         .arg("--beacon")
         .arg(format!("http://127.0.0.1:{port}/static/px.gif"))
         .output()
@@ -123,7 +128,10 @@ fn chromium_loading_a_cloned_page_reports_honeytoken_js_clone() {
             "--virtual-time-budget=5000",
             "--dump-dom",
         ])
-        .arg(format!("--user-data-dir={}", dir.join("chromium").display()))
+        .arg(format!(
+            "--user-data-dir={}",
+            dir.join("chromium").display()
+        ))
         .arg(&page_url)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -172,7 +180,11 @@ fn chromium_loading_a_cloned_page_reports_honeytoken_js_clone() {
     let clone = clones[0];
     assert_eq!(
         (&clone["channel"], &clone["category"], &clone["action"]),
-        (&json!("honeytoken"), &json!("js_clone"), &json!("event_new"))
+        (
+            &json!("honeytoken"),
+            &json!("js_clone"),
+            &json!("event_new")
+        )
     );
     assert_eq!(clone["dst_port"], port);
     assert_eq!(clone["src_ip"], "127.0.0.1");
@@ -184,7 +196,10 @@ fn chromium_loading_a_cloned_page_reports_honeytoken_js_clone() {
     let agent = headers["User-Agent"].as_str().expect("User-Agent");
     assert!(agent.contains("Chrome/"), "{agent}");
     assert!(
-        headers["Accept"].as_str().expect("Accept").contains("image/"),
+        headers["Accept"]
+            .as_str()
+            .expect("Accept")
+            .contains("image/"),
         "{headers:#?}"
     );
     // The image request the script made, as the browser labels it.
@@ -209,9 +224,7 @@ fn chromium_loading_a_cloned_page_reports_honeytoken_js_clone() {
         .expect("the http.query of the beacon");
     assert_eq!(
         query["extra"]["target"],
-        format!(
-            "/static/px.gif?c=http%3A%2F%2F127.0.0.1%3A{page_port}%2Flogin%3Fnext%3D%252Fhome"
-        )
+        format!("/static/px.gif?c=http%3A%2F%2F127.0.0.1%3A{page_port}%2Flogin%3Fnext%3D%252Fhome")
     );
     assert_eq!(query["src_port"], clone["src_port"]);
     assert!(

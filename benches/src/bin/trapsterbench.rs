@@ -212,7 +212,8 @@ async fn main() {
             let addr = SocketAddr::from(([127, 0, 0, 1], port_of(base, kind)));
             let before = count_logged(log, &logtype);
             let (sessions, elapsed) = load(kind, addr, &tls, CLIENTS, duration).await;
-            let logged = logged_since(log, &logtype, before, sessions, Duration::from_secs(5)).await;
+            let logged =
+                logged_since(log, &logtype, before, sessions, Duration::from_secs(5)).await;
             if let Some(m) = measured.get_mut(slot) {
                 *m = (sessions as f64 / elapsed, logged);
             }

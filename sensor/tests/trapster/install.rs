@@ -119,4 +119,3 @@ fn create(venv: &Path) -> Result<(), String> {
         Err(String::from_utf8_lossy(&out.stderr).into_owned())
     }
 }
-

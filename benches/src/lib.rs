@@ -9,12 +9,15 @@
 //!   increasing rates; probes offered vs (source, port) pairs reported, losses, CPU, RSS,
 //!   event latency.
 //! - [`report`]: the printed table, the JSON file and the SVG plot.
+//! - [`sessions`]: the client sessions of the service benchmarks (`servicebench`, and
+//!   `trapsterbench`: Trapster from PyPI side by side with the sensor).
 //!
 //! Figures are printed, never asserted: no benchmark fails on timing.
 
 pub mod e2e;
 pub mod kernel_cost;
 pub mod report;
+pub mod sessions;
 
 /// Median of a non-empty sample (0 for an empty one).
 #[must_use]

@@ -108,11 +108,15 @@ enum Command {
         /// The folder to write into (created).
         dir: PathBuf,
     },
-    /// Validate a configuration file and exit.
+    /// Validate a configuration file and exit: 0 valid (warnings, if any, printed), 1 valid
+    /// with warnings under `--strict`, 2 invalid (`run` would refuse it).
     Check {
         /// Configuration file to validate.
         #[arg(short, long)]
         config: PathBuf,
+        /// Exit 1 when the configuration is valid but has warnings (for CI).
+        #[arg(long)]
+        strict: bool,
     },
 }
 
@@ -185,6 +189,16 @@ fn read_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
     })
 }
 
+/// `sensor check`'s exit code for a valid configuration with warnings under `--strict`.
+const CHECK_WARNINGS: u8 = 1;
+/// `sensor check`'s exit code for a configuration `run` would refuse (as clap's usage errors).
+const CHECK_INVALID: u8 = 2;
+
+/// `sensor check --strict` found warnings only.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} warning(s) and `--strict`: exit {CHECK_WARNINGS}")]
+struct CheckWarnings(usize);
+
 fn main() -> ExitCode {
     tune_allocator();
     let cli = Cli::parse();
@@ -200,11 +214,21 @@ fn main() -> ExitCode {
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .init(),
     }
+    let checking = matches!(cli.command, Some(Command::Check { .. }));
     match real_main(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(err) if err.downcast_ref::<CheckWarnings>().is_some() => {
+            // Already printed on stdout, one line each.
+            eprintln!("{err}");
+            ExitCode::from(CHECK_WARNINGS)
+        }
         Err(err) => {
             tracing::error!("{err:#}");
-            ExitCode::FAILURE
+            if checking {
+                ExitCode::from(CHECK_INVALID)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -271,8 +295,20 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::GenerateAssets { dir } => generate_assets(&dir),
-        Command::Check { config } => {
+        Command::Check { config, strict } => {
             let parsed = read_config(Some(&config))?;
+            // What `run` would report down: ports this user cannot bind now.
+            let down = sensor::services::probe_ports(&parsed.services_plan())?;
+            if parsed.sensor.services.strict
+                && let Some(first) = down.first()
+            {
+                anyhow::bail!(
+                    "services.{}: port {}: {}; with sensor.services.strict `run` would stop here",
+                    first.service.as_str(),
+                    first.port,
+                    first.error
+                );
+            }
             println!(
                 "{}: OK (device `{}`, {} allow-listed networks, XDP on {:?}, {} emulated services: {}, {} outputs)",
                 config.display(),
@@ -292,14 +328,17 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             for warning in &parsed.warnings {
                 println!("warning: {warning}");
             }
-            // What `run` would report down: ports this user cannot bind now.
-            for down in sensor::services::probe_ports(&parsed.services_plan())? {
+            for down in &down {
                 println!(
                     "warning: services.{}: port {}: {}; this decoy would not start (the others would)",
                     down.service.as_str(),
                     down.port,
                     down.error
                 );
+            }
+            let warnings = parsed.warnings.len().saturating_add(down.len());
+            if strict && warnings > 0 {
+                return Err(CheckWarnings(warnings).into());
             }
             Ok(())
         }

@@ -1,7 +1,8 @@
 //! `cargo xtask bench`: userspace criterion benchmarks, then the privileged scan benchmark
 //! (kernel cost, XDP vs libpcap end to end, extremes), then the emulated-service benchmark
-//! (sessions per second, memory with 5,000 idle connections), printed and saved under
-//! `benches/results/`.
+//! (sessions per second, memory with 5,000 idle connections), then the sensor side by side with
+//! Trapster from PyPI (same services, same clients, `ab` HTTP load; `--no-trapster` skips it),
+//! printed and saved under `benches/results/`. Never run by CI.
 
 use std::process::Command;
 
@@ -16,6 +17,9 @@ pub(crate) struct Options {
     /// Skip the criterion benchmarks.
     #[arg(long)]
     no_criterion: bool,
+    /// Skip the comparison with Trapster from PyPI.
+    #[arg(long)]
+    no_trapster: bool,
 }
 
 pub(crate) fn run(options: &Options) -> anyhow::Result<()> {
@@ -45,6 +49,8 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<()> {
         "scanbench",
         "--bin",
         "servicebench",
+        "--bin",
+        "trapsterbench",
     ]))?;
     let bench = target_dir().join("release/scanbench");
     let mut cmd = as_root(&bench);
@@ -62,5 +68,17 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<()> {
     if options.quick {
         services.arg("--quick");
     }
-    run_cmd(&mut services)
+    run_cmd(&mut services)?;
+    if options.no_trapster {
+        return Ok(());
+    }
+    // Sensor vs Trapster: same services, same sessions, `ab -c 32` on HTTP.
+    let mut versus = Command::new(target_dir().join("release/trapsterbench"));
+    versus
+        .current_dir(&root)
+        .env("SENSOR_BIN", target_dir().join("release/sensor"));
+    if options.quick {
+        versus.arg("--quick");
+    }
+    run_cmd(&mut versus)
 }

@@ -131,6 +131,14 @@ pub(crate) const TEST: &[Need] = &[
     ),
     need("libsasl2-modules", "ldapsearch -Y NTLM"),
     need("freetds-bin", "MSSQL service client (tsql)"),
+    need(
+        "chromium",
+        "headless browser running a JS-clone honeytoken's script",
+    ),
+    need(
+        "apache2-utils",
+        "ab, the HTTP load of `cargo xtask bench` (sensor vs Trapster)",
+    ),
 ];
 
 /// Python packages the tests need that Debian does not ship (`pip install`).

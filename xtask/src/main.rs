@@ -9,7 +9,8 @@
 //! - `integration-test`: only the privileged tests (as root, or through `sudo -E`).
 //! - `package`: the Debian package (cargo-deb), with the systemd unit from `packaging/`.
 //! - `lint`: rustfmt, clippy (userspace and the BPF target).
-//! - `bench`: criterion benchmarks and the privileged scan benchmark (figures, JSON, SVG).
+//! - `bench`: criterion benchmarks, the privileged scan benchmark (figures, JSON, SVG), the
+//!   service benchmark and the sensor vs Trapster comparison.
 
 mod bench;
 mod build_ebpf;

@@ -1,0 +1,280 @@
+//! The client sessions of the service benchmarks (`servicebench`, `trapsterbench`): one full
+//! session per call (connect, log in or request, close), each read bounded by the session's
+//! 10 s timeout.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use tokio::{
+    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    net::TcpStream,
+};
+
+/// The services both benchmarks drive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// USER, PASS, QUIT.
+    Ftp,
+    /// A user name and a password at the prompts.
+    Telnet,
+    /// A password login (russh).
+    Ssh,
+    /// `GET /`.
+    Http,
+    /// `GET /` over TLS.
+    Https,
+    /// A `mysql_native_password` handshake response.
+    Mysql,
+    /// A startup message and a cleartext password.
+    Postgres,
+}
+
+impl Kind {
+    /// Every kind, in port order.
+    pub const ALL: [Self; 7] = [
+        Self::Ftp,
+        Self::Telnet,
+        Self::Ssh,
+        Self::Http,
+        Self::Https,
+        Self::Mysql,
+        Self::Postgres,
+    ];
+
+    /// The service name in the configuration.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Ftp => "ftp",
+            Self::Telnet => "telnet",
+            Self::Ssh => "ssh",
+            Self::Http => "http",
+            Self::Https => "https",
+            Self::Mysql => "mysql",
+            Self::Postgres => "postgres",
+        }
+    }
+
+    /// The event that proves a session was fully logged.
+    #[must_use]
+    pub const fn logged(self) -> &'static str {
+        match self {
+            Self::Http | Self::Https => "query",
+            _ => "login",
+        }
+    }
+}
+
+/// The port of `kind` counted from `base`.
+#[must_use]
+pub fn port_of(base: u16, kind: Kind) -> u16 {
+    base + Kind::ALL
+        .iter()
+        .position(|k| *k == kind)
+        .map_or(0, |i| i as u16)
+}
+
+struct SshClient;
+
+impl russh::client::Handler for SshClient {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        _key: &russh::keys::PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        Ok(true)
+    }
+}
+
+async fn read_to_end(s: &mut (impl tokio::io::AsyncRead + Unpin)) {
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = s.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+    }
+}
+
+async fn read_some(s: &mut TcpStream) -> usize {
+    let mut buf = [0u8; 4096];
+    s.read(&mut buf).await.unwrap_or(0)
+}
+
+fn mysql_response() -> Vec<u8> {
+    let mut p = Vec::new();
+    let caps: u32 = (1 << 9) | (1 << 15) | (1 << 19);
+    p.extend_from_slice(&caps.to_le_bytes());
+    p.extend_from_slice(&[0; 28]);
+    p.extend_from_slice(b"root\0\x14");
+    p.extend_from_slice(&[7u8; 20]);
+    p.extend_from_slice(b"mysql_native_password\0");
+    let mut out = vec![p.len() as u8, 0, 0, 1];
+    out.extend_from_slice(&p);
+    out
+}
+
+/// One full session (at most 10 s); true when it completed.
+pub async fn session(kind: Kind, addr: SocketAddr, tls: &tokio_rustls::TlsConnector) -> bool {
+    let run = async {
+        match kind {
+            Kind::Ssh => {
+                let config = Arc::new(russh::client::Config::default());
+                let Ok(mut handle) = russh::client::connect(config, addr, SshClient).await else {
+                    return false;
+                };
+                let ok = handle.authenticate_password("root", "bench").await.is_ok();
+                let _ = handle
+                    .disconnect(russh::Disconnect::ByApplication, "", "en")
+                    .await;
+                ok
+            }
+            Kind::Https => {
+                let Ok(s) = TcpStream::connect(addr).await else {
+                    return false;
+                };
+                let name = rustls::pki_types::ServerName::try_from("bench").expect("name");
+                let Ok(mut s) = tls.connect(name, s).await else {
+                    return false;
+                };
+                if s.write_all(b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+                    .await
+                    .is_err()
+                {
+                    return false;
+                }
+                read_to_end(&mut s).await;
+                true
+            }
+            _ => {
+                let Ok(mut s) = TcpStream::connect(addr).await else {
+                    return false;
+                };
+                match kind {
+                    Kind::Ftp => {
+                        // One command per write and its reply read: Trapster reads one
+                        // command per segment.
+                        read_some(&mut s).await;
+                        let _ = s.write_all(b"USER root\r\n").await;
+                        read_some(&mut s).await;
+                        let _ = s.write_all(b"PASS bench\r\n").await;
+                        read_some(&mut s).await;
+                        let _ = s.write_all(b"QUIT\r\n").await;
+                    }
+                    Kind::Telnet => {
+                        read_some(&mut s).await;
+                        let _ = s.write_all(b"admin\r\n").await;
+                        read_some(&mut s).await;
+                        let _ = s.write_all(b"bench\r\n").await;
+                        // One attempt is enough: close after the failure message.
+                        let mut buf = [0u8; 512];
+                        let mut seen = Vec::new();
+                        while !seen
+                            .windows(6)
+                            .any(|w| w == b"failed" || w == b"orrect" || w == b"nvalid")
+                        {
+                            match s.read(&mut buf).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => seen.extend_from_slice(&buf[..n]),
+                            }
+                        }
+                        return true;
+                    }
+                    Kind::Http => {
+                        let _ = s
+                            .write_all(
+                                b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n",
+                            )
+                            .await;
+                    }
+                    Kind::Mysql => {
+                        read_some(&mut s).await;
+                        let _ = s.write_all(&mysql_response()).await;
+                        read_some(&mut s).await;
+                        let _ = s.write_all(b"\x07\x00\x00\x03bench\0\0").await;
+                    }
+                    Kind::Postgres => {
+                        let body = b"\x00\x03\x00\x00user\0bench\0database\0db\0\0";
+                        let mut m = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+                        m.extend_from_slice(body);
+                        let _ = s.write_all(&m).await;
+                        read_some(&mut s).await;
+                        let _ = s.write_all(b"p\x00\x00\x00\x0abench\0").await;
+                    }
+                    Kind::Ssh | Kind::Https => {}
+                }
+                read_to_end(&mut s).await;
+                true
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .unwrap_or(false)
+}
+
+/// A TLS client that accepts any certificate (the decoys' are self-signed), HTTP/1.1 by ALPN.
+#[must_use]
+pub fn tls_connector() -> tokio_rustls::TlsConnector {
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .dangerous()
+    .with_custom_certificate_verifier(Arc::new(sensor::output::client::tls::AnyCertificate))
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+/// `clients` concurrent clients running sessions of `kind` against `addr` for `duration`:
+/// the completed sessions and the seconds it took.
+pub async fn load(
+    kind: Kind,
+    addr: SocketAddr,
+    tls: &tokio_rustls::TlsConnector,
+    clients: usize,
+    duration: Duration,
+) -> (u64, f64) {
+    let done = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let workers: Vec<_> = (0..clients)
+        .map(|_| {
+            let done = Arc::clone(&done);
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                while start.elapsed() < duration {
+                    if session(kind, addr, &tls).await {
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        let _ = w.await;
+    }
+    (done.load(Ordering::Relaxed), start.elapsed().as_secs_f64())
+}
+
+/// Lines of the JSON-lines file `log` whose `logtype` is `logtype` (Trapster's `default`
+/// format and the sensor's alike; lines that are not JSON are not counted).
+#[must_use]
+pub fn count_logged(log: &std::path::Path, logtype: &str) -> u64 {
+    std::fs::read_to_string(log)
+        .map(|text| {
+            text.lines()
+                .filter(|line| line.contains(logtype))
+                .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+                .filter(|doc| doc["logtype"] == logtype)
+                .count() as u64
+        })
+        .unwrap_or(0)
+}

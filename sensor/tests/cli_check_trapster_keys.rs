@@ -1,7 +1,7 @@
 //! Every key Trapster 1.2's own source reads from a service instance (`trapster/modules/*.py`
 //! and `trapster.py`, read for this table), for each of the 15 services its shipped
 //! `trapster.conf` names: `sensor check` on a configuration with that one key either accepts it
-//! silently (the sensor honours it) or names it in a warning (`services.dns[0].target_dns`);
+//! silently (the sensor honours it) or names it in a warning (`services.http[0].deploy_seed`);
 //! it never refuses it and never drops it without a word.
 
 use std::process::Command;
@@ -64,7 +64,7 @@ fn table(dir: &std::path::Path) -> Vec<(&'static str, &'static str, Value, Outco
         ),
         ("ssh", "banner", json!("Authorised use only"), Honoured),
         ("ssh", "users", json!({"root": "toor"}), Honoured),
-        ("dns", "target_dns", json!("127.0.0.1"), Warned),
+        ("dns", "target_dns", json!("127.0.0.1"), Honoured),
         ("vnc", "version", json!("RFB_38"), Honoured),
         ("mysql", "version", json!("8.4.3"), Honoured),
         (

@@ -55,6 +55,9 @@ pub fn der_length(head: &[u8]) -> Result<Option<usize>, ()> {
 /// Parses a client's TSRequest.
 #[must_use]
 pub fn parse(der: &[u8]) -> Option<TsRequest> {
+    if !crate::services::proto::shared::ber::check(der) {
+        return None;
+    }
     yasna::parse_ber(der, |r| r.read_sequence(fields)).ok()
 }
 

@@ -2,6 +2,7 @@
 //! SMB, RDP (CredSSP), LDAP (SASL GSS-SPNEGO/NTLM) and MSSQL (SSPI); TLS configurations and TDS
 //! framing for the Windows decoys.
 
+pub mod ber;
 pub mod certs;
 pub mod ntlm;
 pub mod tds;

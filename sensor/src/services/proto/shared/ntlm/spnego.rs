@@ -114,6 +114,9 @@ pub fn is_spnego(blob: &[u8]) -> bool {
 /// `None` when it is not SPNEGO or is malformed.
 #[must_use]
 pub fn parse_client(blob: &[u8]) -> Option<ClientToken> {
+    if !super::super::ber::check(blob) {
+        return None;
+    }
     yasna::parse_ber(blob, |r| match r.lookahead_tag()? {
         t if t == Tag::application(0) => r.read_tagged_implicit(Tag::application(0), |r| {
             r.read_sequence(|seq| {

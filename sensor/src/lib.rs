@@ -21,6 +21,8 @@ pub mod clock;
 pub mod config;
 pub mod event;
 pub mod format;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod incident;
 pub mod net;
 pub mod output;

@@ -18,7 +18,11 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     assert_eq!(cef.header[0], "CEF:0");
     assert_eq!(cef.header[4], cef_header(event.service.as_str()));
     assert_eq!(cef.header[5], cef_header(event.action.as_str()));
-    let ext = |k: &str| cef.get(k).unwrap_or_else(|| panic!("no {k} in {line:?}")).to_owned();
+    let ext = |k: &str| {
+        cef.get(k)
+            .unwrap_or_else(|| panic!("no {k} in {line:?}"))
+            .to_owned()
+    };
     assert_eq!(ext("rt"), event.timestamp.timestamp_millis().to_string());
     assert_eq!(ext("src"), display_ip(event.session.src_ip).to_string());
     assert_eq!(ext("spt"), event.session.src_port.to_string());
@@ -41,7 +45,15 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let expected: Vec<&str> = ["rt", "src", "spt", "dst", "dpt", "proto", "app", "act"]
         .into_iter()
         .chain(cef.get("suser").map(|_| "suser"))
-        .chain(["dvchost", "externalId", "msg", "cs1Label", "cs1", "cs2Label", "cs2"])
+        .chain([
+            "dvchost",
+            "externalId",
+            "msg",
+            "cs1Label",
+            "cs1",
+            "cs2Label",
+            "cs2",
+        ])
         .chain(["cs3Label", "cs3"])
         .collect();
     assert_eq!(keys, expected, "{line:?}");

@@ -14,8 +14,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let ctx = FormatContext::for_device(&device);
     for format in Format::ALL {
         let mut out = BytesMut::new();
-        encode(format, &event, &ctx, &mut out)
-            .unwrap_or_else(|e| panic!("{format:?} failed: {e}"));
+        encode(format, &event, &ctx, &mut out).unwrap_or_else(|e| panic!("{format:?} failed: {e}"));
         let text = std::str::from_utf8(&out).unwrap_or_else(|e| panic!("{format:?}: {e}"));
         let line = text
             .strip_suffix('\n')

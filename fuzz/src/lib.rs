@@ -11,7 +11,11 @@ use std::net::IpAddr;
 /// A JSON value of integers, strings, booleans, null, arrays and objects, `depth` levels deep
 /// at most (no floats: the property is exact equality after a round trip).
 pub fn json(u: &mut Unstructured<'_>, depth: u32) -> Result<Value> {
-    let pick = if depth == 0 { u.int_in_range(0..=4)? } else { u.int_in_range(0..=6)? };
+    let pick = if depth == 0 {
+        u.int_in_range(0..=4)?
+    } else {
+        u.int_in_range(0..=6)?
+    };
     Ok(match pick {
         0 => Value::Null,
         1 => Value::Bool(u.arbitrary()?),
@@ -30,7 +34,11 @@ fn object(u: &mut Unstructured<'_>, depth: u32) -> Result<Map<String, Value>> {
     let n = u.int_in_range(0..=5)?;
     let mut map = Map::new();
     for _ in 0..n {
-        let key = if u.arbitrary()? { "username".to_owned() } else { u.arbitrary()? };
+        let key = if u.arbitrary()? {
+            "username".to_owned()
+        } else {
+            u.arbitrary()?
+        };
         map.insert(key, json(u, depth)?);
     }
     Ok(map)
@@ -143,7 +151,12 @@ pub fn parse_cef(line: &str) -> Option<Cef> {
     for (n, &(start, eq)) in keys.iter().enumerate() {
         let end = keys.get(n + 1).map_or(items.len(), |&(next, _)| next - 1);
         let key: String = items[start..eq].iter().map(|i| i.c).collect();
-        let value: String = items.get(eq + 1..end).unwrap_or(&[]).iter().map(|i| i.c).collect();
+        let value: String = items
+            .get(eq + 1..end)
+            .unwrap_or(&[])
+            .iter()
+            .map(|i| i.c)
+            .collect();
         extensions.push((key, value));
     }
     Some(Cef { header, extensions })
@@ -152,7 +165,10 @@ pub fn parse_cef(line: &str) -> Option<Cef> {
 impl Cef {
     /// The value of extension `key` (the first one).
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.extensions.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.extensions
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -160,11 +176,19 @@ impl Cef {
 /// CR and LF turn into spaces.
 pub fn cef_value(text: &str) -> String {
     text.chars()
-        .map(|c| if c.is_control() && c != '\n' && c != '\r' { ' ' } else { c })
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\r' {
+                ' '
+            } else {
+                c
+            }
+        })
         .collect()
 }
 
 /// What a header field becomes: every control character turns into a space.
 pub fn cef_header(text: &str) -> String {
-    text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }

@@ -41,7 +41,8 @@ impl AsyncRead for Wire<'_> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let n = buf.remaining().min(self.input.len());
-        let (now, later) = self.input.split_at(n);
+        let input = self.input;
+        let (now, later) = input.split_at(n);
         buf.put_slice(now);
         self.input = later;
         Poll::Ready(Ok(()))
@@ -289,9 +290,7 @@ pub fn rdp_message(data: &[u8]) {
         let _ = rdp::x224::confirm(&request);
     }
     let _ = rdp::credssp::der_length(data);
-    if let Some(ts) = rdp::credssp::parse(data) {
-        let _ = ts;
-    }
+    let _ = rdp::credssp::parse(data);
 }
 
 fn snmp_agent() -> Option<Arc<snmp::Agent>> {
@@ -350,9 +349,7 @@ pub fn vnc_handshake(data: &[u8]) {
 /// rsync: the client's greeting line and the digest names it offers.
 pub fn rsync_greeting(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
-    if let Some(greeting) = rsync::parse_greeting(&text) {
-        let _ = greeting;
-    }
+    let _ = rsync::parse_greeting(&text);
     for name in text.split_whitespace().take(8) {
         if let Some(digest) = rsync::Digest::from_name(name) {
             let _ = rsync::response_for(digest, "secret", "challenge");
@@ -387,7 +384,8 @@ pub fn skin(data: &[u8]) {
     {
         return;
     }
-    let Ok(skin) = http::skin::load("fuzzskin", std::slice::from_ref(&root), "srv01", "corp") else {
+    let Ok(skin) = http::skin::load("fuzzskin", std::slice::from_ref(&root), "srv01", "corp")
+    else {
         return;
     };
     let request = http::skin::TemplateRequest {
@@ -446,7 +444,10 @@ pub fn spool_segments(data: &[u8]) {
         let _ = std::fs::write(dir.join("cursor"), cursor);
     }
     for (id, segment) in parts.take(3).enumerate() {
-        let _ = std::fs::write(dir.join(format!("{:020}.seg", id.saturating_add(1))), segment);
+        let _ = std::fs::write(
+            dir.join(format!("{:020}.seg", id.saturating_add(1))),
+            segment,
+        );
     }
     if let Ok(mut spool) = crate::output::spool::Spool::open(&dir, 1 << 20) {
         for _ in 0..64 {
@@ -460,7 +461,7 @@ pub fn spool_segments(data: &[u8]) {
             }
         }
         let _ = spool.take_skipped();
-        let _ = spool.push(&[b"{\"after\":1}"]);
+        let _ = spool.push(&[&b"{\"after\":1}"[..]]);
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -130,7 +130,10 @@ fn artifacts_of(dir: &Path, target: &str) -> Vec<PathBuf> {
             entries
                 .filter_map(Result::ok)
                 .map(|e| e.path())
-                .filter(|p| !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("slow-unit-")))
+                .filter(|p| {
+                    !p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("slow-unit-"))
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -203,7 +206,10 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<()> {
         running = still;
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    eprintln!("xtask: fuzzing took {} s in all", started.elapsed().as_secs());
+    eprintln!(
+        "xtask: fuzzing took {} s in all",
+        started.elapsed().as_secs()
+    );
     if !failed.is_empty() {
         bail!("fuzz targets failed: {}", failed.join(", "));
     }

@@ -215,3 +215,32 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{all_targets, fuzz_dir};
+
+    /// Every target file is a `[[bin]]` of the fuzz crate and has committed seeds, so a new
+    /// target cannot be forgotten by `cargo fuzz build` or start from nothing in CI.
+    #[test]
+    fn every_target_is_declared_and_has_seeds() {
+        let dir = fuzz_dir();
+        let targets = all_targets(&dir).unwrap();
+        assert!(targets.len() >= 20, "{targets:?}");
+        let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+        for target in &targets {
+            assert!(
+                manifest.contains(&format!(
+                    "name = \"{target}\"\npath = \"fuzz_targets/{target}.rs\""
+                )),
+                "{target} is not a [[bin]] of fuzz/Cargo.toml"
+            );
+            let seeds = std::fs::read_dir(dir.join("corpus").join(target))
+                .unwrap()
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with("seed-"))
+                .count();
+            assert!(seeds >= 1, "{target} has no committed seed");
+        }
+    }
+}

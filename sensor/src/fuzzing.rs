@@ -181,8 +181,8 @@ pub fn postgres_packet(data: &[u8]) {
 
 /// SSH after authentication: the fake shell's prompt and answers.
 pub fn ssh_shell(data: &[u8]) {
-    let text = String::from_utf8_lossy(data);
-    let (user, command) = text.split_once('\n').unwrap_or(("root", &text));
+    let text = String::from_utf8_lossy(data).into_owned();
+    let (user, command) = text.split_once('\n').unwrap_or(("root", text.as_str()));
     let _ = ssh::shell::prompt(user, "srv01");
     let _ = ssh::shell::answer(command, user, "srv01");
 }

@@ -21,6 +21,9 @@ pub mod clock;
 pub mod config;
 pub mod event;
 pub mod format;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod incident;
 pub mod net;
 pub mod output;

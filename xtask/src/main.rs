@@ -9,12 +9,14 @@
 //! - `integration-test`: only the privileged tests (as root, or through `sudo -E`).
 //! - `package`: the Debian package (cargo-deb), with the systemd unit from `packaging/`.
 //! - `lint`: rustfmt, clippy (userspace and the BPF target).
+//! - `fuzz`: builds the `cargo fuzz` targets in `fuzz/` and runs each for a bounded time.
 //! - `bench`: criterion benchmarks, the privileged scan benchmark (figures, JSON, SVG), the
 //!   service benchmark and the sensor vs Trapster comparison.
 
 mod bench;
 mod build_ebpf;
 mod deps;
+mod fuzz;
 mod lint;
 mod package;
 mod run;
@@ -54,6 +56,8 @@ enum Task {
     Lint,
     /// Benchmarks: criterion (userspace), then the privileged scan benchmark.
     Bench(bench::Options),
+    /// Fuzzing (cargo fuzz, libFuzzer, nightly): builds every target once, runs each bounded.
+    Fuzz(fuzz::Options),
 }
 
 fn main() -> ExitCode {
@@ -68,6 +72,7 @@ fn main() -> ExitCode {
         Task::Package(options) => package::run(&options),
         Task::Lint => lint::run(),
         Task::Bench(options) => bench::run(&options),
+        Task::Fuzz(options) => fuzz::run(&options),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -61,6 +61,21 @@ fn nightly() -> anyhow::Result<Nightly> {
     })
 }
 
+/// Installs the nightly toolchain (minimal profile) when `rustc +nightly` does not run: the BPF
+/// build and `cargo xtask fuzz` (libFuzzer) both need it.
+pub(crate) fn ensure_nightly() -> anyhow::Result<()> {
+    let present = Command::new("rustc")
+        .arg(format!("+{NIGHTLY}"))
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if present {
+        return Ok(());
+    }
+    eprintln!("xtask: installing the {NIGHTLY} toolchain");
+    run_cmd(Command::new("rustup").args(["toolchain", "install", NIGHTLY, "--profile", "minimal"]))
+}
+
 fn ensure_rust_src() -> anyhow::Result<()> {
     let installed = output_of(Command::new("rustup").args([
         "component",
@@ -110,6 +125,7 @@ fn cargo_home() -> Option<PathBuf> {
 }
 
 pub(crate) fn run() -> anyhow::Result<()> {
+    ensure_nightly()?;
     ensure_rust_src()?;
     let nightly = nightly()?;
     if bpf_linker_matches(nightly.llvm_major) {

@@ -1,0 +1,4 @@
+//! `sensor::fuzzing::ldap_message` on raw bytes.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| sensor::fuzzing::ldap_message(data));

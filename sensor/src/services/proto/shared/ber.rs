@@ -64,9 +64,9 @@ fn element(buf: &[u8], pos: usize, depth: usize) -> Option<usize> {
                 return None;
             }
             let bytes = buf.get(at..at.checked_add(n)?)?;
-            let len = bytes
-                .iter()
-                .try_fold(0u64, |acc, &b| acc.checked_mul(256)?.checked_add(u64::from(b)))?;
+            let len = bytes.iter().try_fold(0u64, |acc, &b| {
+                acc.checked_mul(256)?.checked_add(u64::from(b))
+            })?;
             definite(
                 buf,
                 at.checked_add(n)?,
@@ -98,7 +98,9 @@ mod tests {
     #[test]
     fn sound_ber_passes() {
         // SEQUENCE { INTEGER 5, [0] { OCTET STRING "ab" } }, definite and indefinite.
-        assert!(check(&[0x30, 0x09, 0x02, 0x01, 0x05, 0xa0, 0x04, 0x04, 0x02, b'a', b'b']));
+        assert!(check(&[
+            0x30, 0x09, 0x02, 0x01, 0x05, 0xa0, 0x04, 0x04, 0x02, b'a', b'b'
+        ]));
         assert!(check(&[
             0x30, 0x80, 0x02, 0x01, 0x05, 0xa0, 0x80, 0x04, 0x02, b'a', b'b', 0, 0, 0, 0
         ]));

@@ -172,19 +172,32 @@ pub fn mysql_packet(data: &[u8]) {
 /// PostgreSQL: the length word and the startup message's parameters.
 pub fn postgres_packet(data: &[u8]) {
     if let Some(length) = data.first_chunk::<4>() {
-        let _ = postgres::body_length(*length, 4);
-        let _ = postgres::body_length(*length, 5);
+        let _ = postgres::body_length(*length, 8, 10_000);
+        let _ = postgres::body_length(*length, 0, 16_384);
+        let _ = postgres::body_length(*length, 4, usize::MAX);
     }
     let _ = postgres::parse_parameters(data);
     let _ = postgres::parse_parameters(data.get(8..).unwrap_or(&[]));
 }
 
-/// SSH after authentication: the fake shell's prompt and answers.
+/// SSH after authentication: the fake shell, one line after the other (the first names the
+/// user; a line starting with `#` is typed at a password prompt when the shell asks for one),
+/// over a TTY and over `exec`.
 pub fn ssh_shell(data: &[u8]) {
     let text = String::from_utf8_lossy(data).into_owned();
-    let (user, command) = text.split_once('\n').unwrap_or(("root", text.as_str()));
-    let _ = ssh::shell::prompt(user, "srv01");
-    let _ = ssh::shell::answer(command, user, "srv01");
+    let mut lines = text.split('\n');
+    let user = lines.next().unwrap_or("root");
+    let mut shell = ssh::shell::Shell::new(user, "srv01", "secret");
+    let _ = shell.motd();
+    for (i, line) in lines.take(64).enumerate() {
+        let _ = shell.prompt();
+        if shell.wants_password() {
+            let _ = shell.password(line.trim_start_matches('#'));
+            continue;
+        }
+        let _ = shell.run(line, i % 2 == 0);
+    }
+    shell.cancel();
 }
 
 fn ntlm_identity() -> Arc<shared::ntlm::Identity> {

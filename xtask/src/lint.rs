@@ -38,7 +38,14 @@ pub(crate) fn run() -> anyhow::Result<()> {
     run_cmd(
         Command::new("cargo")
             .current_dir(&root)
-            .args(["clippy", "--lib", "--package", "sensor", "--features", "fuzzing"])
+            .args([
+                "clippy",
+                "--lib",
+                "--package",
+                "sensor",
+                "--features",
+                "fuzzing",
+            ])
             .args(["--", "-D", "warnings"]),
     )?;
     run_cmd(

@@ -37,32 +37,12 @@ pub fn to_event(report: &ScanReport, clock: &WallClock) -> Event {
         return flood_event(report, summary, clock);
     }
     let mut extra = Map::new();
+    extra.insert("flags".to_owned(), flags(report));
+    extra.insert("ports".to_owned(), ports(&report.ports));
     extra.insert(
-        "flags".to_owned(),
-        Value::Array(
-            report
-                .kinds
-                .iter()
-                .map(|k| Value::from(k.token()))
-                .collect(),
-        ),
+        "protocol".to_owned(),
+        Value::from(protocol_name(report.protocol)),
     );
-    extra.insert(
-        "ports".to_owned(),
-        Value::Array(
-            report
-                .ports
-                .iter()
-                .map(|p| Value::from(p.to_string()))
-                .collect(),
-        ),
-    );
-    let protocol = match report.protocol {
-        sensor_common::protocol::UDP => "udp",
-        sensor_common::protocol::ICMP => "icmp",
-        _ => "tcp",
-    };
-    extra.insert("protocol".to_owned(), Value::from(protocol));
     if report.protocol == sensor_common::protocol::ICMP {
         extra.insert(
             "icmp_types".to_owned(),
@@ -97,6 +77,31 @@ pub fn to_event(report: &ScanReport, clock: &WallClock) -> Event {
     }
 }
 
+/// `extra.flags`: the probe kinds seen, as tokens.
+fn flags(report: &ScanReport) -> Value {
+    Value::Array(
+        report
+            .kinds
+            .iter()
+            .map(|k| Value::from(k.token()))
+            .collect(),
+    )
+}
+
+/// `extra.ports`: ports as strings, in the given (ascending) order.
+fn ports(ports: &[u16]) -> Value {
+    Value::Array(ports.iter().map(|p| Value::from(p.to_string())).collect())
+}
+
+/// `extra.protocol` of an IP protocol number.
+const fn protocol_name(protocol: u8) -> &'static str {
+    match protocol {
+        sensor_common::protocol::UDP => "udp",
+        sensor_common::protocol::ICMP => "icmp",
+        _ => "tcp",
+    }
+}
+
 /// The `portscan.flood` event of a summary: `src_ip` is the unspecified address (many
 /// sources), `dst_port` the lowest port; `extra`: `sources` and `probes` (folded into this
 /// summary), `reported` (few-port sources of the window already reported one by one),
@@ -105,28 +110,16 @@ pub fn to_event(report: &ScanReport, clock: &WallClock) -> Event {
 /// The timestamp is the first folded probe's.
 #[must_use]
 pub fn flood_event(report: &ScanReport, summary: &FloodSummary, clock: &WallClock) -> Event {
-    let ports = |ps: &[u16]| Value::Array(ps.iter().map(|p| Value::from(p.to_string())).collect());
     let mut extra = Map::new();
     extra.insert("sources".to_owned(), Value::from(summary.sources));
     extra.insert("probes".to_owned(), Value::from(summary.probes));
     extra.insert("reported".to_owned(), Value::from(summary.reported));
     extra.insert("ports".to_owned(), ports(&summary.ports));
+    extra.insert("flags".to_owned(), flags(report));
     extra.insert(
-        "flags".to_owned(),
-        Value::Array(
-            report
-                .kinds
-                .iter()
-                .map(|k| Value::from(k.token()))
-                .collect(),
-        ),
+        "protocol".to_owned(),
+        Value::from(protocol_name(report.protocol)),
     );
-    let protocol = match report.protocol {
-        sensor_common::protocol::UDP => "udp",
-        sensor_common::protocol::ICMP => "icmp",
-        _ => "tcp",
-    };
-    extra.insert("protocol".to_owned(), Value::from(protocol));
     extra.insert(
         "top_sources".to_owned(),
         Value::Array(

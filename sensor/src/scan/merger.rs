@@ -261,16 +261,7 @@ impl Merger {
             if let Some((old_key, old)) = self.scans.push(key, scan)
                 && old_key != key
             {
-                self.port_bytes = self.port_bytes.saturating_sub(old.ports.heap_bytes());
-                self.stats.evicted += 1;
-                Self::close(
-                    &mut self.stats,
-                    self.threshold,
-                    &mut self.flood,
-                    old_key.1,
-                    old,
-                    out,
-                );
+                self.evict(old_key.1, old, out);
             }
         }
         // Memory bound: close the least recently active scans (reporting those that qualify)
@@ -279,16 +270,7 @@ impl Merger {
             let Some((old_key, old)) = self.scans.pop_lru() else {
                 break;
             };
-            self.port_bytes = self.port_bytes.saturating_sub(old.ports.heap_bytes());
-            self.stats.evicted += 1;
-            Self::close(
-                &mut self.stats,
-                self.threshold,
-                &mut self.flood,
-                old_key.1,
-                old,
-                out,
-            );
+            self.evict(old_key.1, old, out);
         }
     }
 
@@ -330,6 +312,21 @@ impl Merger {
     }
 
     /// Reports `scan` if it qualifies (through the flood control); returns whether it did.
+    /// Closes `scan` (to `dst`) to make room: its port set leaves the memory count, the
+    /// eviction is counted, and it is reported if it qualifies.
+    fn evict(&mut self, dst: IpAddr, scan: Scan, out: &mut Vec<ScanReport>) {
+        self.port_bytes = self.port_bytes.saturating_sub(scan.ports.heap_bytes());
+        self.stats.evicted += 1;
+        Self::close(
+            &mut self.stats,
+            self.threshold,
+            &mut self.flood,
+            dst,
+            scan,
+            out,
+        );
+    }
+
     fn close(
         stats: &mut MergerStats,
         threshold: usize,

@@ -4,7 +4,7 @@
 //! load time; `ring` drains the ring buffer in bounded batches; `decode` turns ring-buffer
 //! records into [`Observation`]s; `pcap` is the libpcap fallback and file reader, `queue` the
 //! bounded channel from its capture threads; `counters` reads the kernel's per-CPU counters;
-//! `testrun` runs the loaded program on hand-made frames (`BPF_PROG_TEST_RUN`) for tests and
+//! `sk_lookup` loads the any-port decoy program and owns its maps; `testrun` runs the loaded program on hand-made frames (`BPF_PROG_TEST_RUN`) for tests and
 //! benchmarks. Both engines are drained in bounded batches ([`Drained`]).
 
 mod config;
@@ -14,6 +14,7 @@ pub mod pcap;
 pub mod queue;
 pub mod ring;
 pub mod ring_fill;
+pub mod sk_lookup;
 pub mod sizing;
 pub mod testrun;
 pub mod xdp;

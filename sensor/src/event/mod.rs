@@ -126,11 +126,14 @@ pub enum Service {
     Breadcrumb,
     /// A honeytoken was used (`honeytoken.url`).
     Honeytoken,
+    /// A connection to an any-port decoy port (`tcp.connection`, Trapster's connection log),
+    /// whether or not a service took it.
+    Tcp,
 }
 
 impl Service {
     /// Every service, in catalogue order.
-    pub const ALL: [Self; 22] = [
+    pub const ALL: [Self; 23] = [
         Self::Portscan,
         Self::Ftp,
         Self::Ssh,
@@ -153,6 +156,7 @@ impl Service {
         Self::Sensor,
         Self::Breadcrumb,
         Self::Honeytoken,
+        Self::Tcp,
     ];
 
     /// Lowercase name used in logtypes (Trapster's channel).
@@ -181,6 +185,7 @@ impl Service {
             Self::Sensor => "sensor",
             Self::Breadcrumb => "breadcrumb",
             Self::Honeytoken => "honeytoken",
+            Self::Tcp => "tcp",
         }
     }
 

@@ -13,6 +13,11 @@
 //! - [`proto`]: one file (or folder) per protocol, which only reads, answers and adds `extra`
 //!   fields: FTP, Telnet, SSH, HTTP and HTTPS with Trapster skins, MySQL, PostgreSQL.
 //!
+//! With `sensor.decoys`, [`framework::anyport`] adds catch-all listeners that the kernel's
+//! `sk_lookup` program feeds with connections to every steered port, each handed to the
+//! service its port or first bytes name ([`Services::decoys`] gives the agent what the kernel
+//! program needs).
+//!
 //! Handlers are built on the blocking pool (host keys, certificates and skins are generated or
 //! read there), all instances at once. The services never open outbound connections.
 
@@ -121,6 +126,22 @@ pub struct Services {
     stop: CancellationToken,
     loops: Vec<tokio::task::JoinHandle<()>>,
     whitelist: Arc<std::sync::RwLock<Vec<Cidr>>>,
+    decoys: Option<DecoySockets>,
+}
+
+/// The any-port decoys' catch-all listeners, for the kernel program that steers connections
+/// to them (`capture::sk_lookup`), and the ports to steer.
+#[derive(Debug)]
+pub struct DecoySockets {
+    /// A duplicate of the IPv4 listener's descriptor.
+    pub v4: std::os::fd::OwnedFd,
+    /// A duplicate of the IPv6 listener's descriptor, when one is bound.
+    pub v6: Option<std::os::fd::OwnedFd>,
+    /// Where the listeners are bound (loopback, ephemeral ports).
+    pub addresses: Vec<SocketAddr>,
+    /// The TCP ports to steer: those `sensor.decoys` names, less those excluded and those
+    /// something listened on once the services were bound.
+    pub ports: Vec<u16>,
 }
 
 impl Services {
@@ -149,6 +170,12 @@ impl Services {
     #[must_use]
     pub fn down(&self) -> &[DownService] {
         &self.down
+    }
+
+    /// The any-port decoys' listeners and ports, when `sensor.decoys` is enabled.
+    #[must_use]
+    pub const fn decoys(&self) -> Option<&DecoySockets> {
+        self.decoys.as_ref()
     }
 
     /// Framework counters.
@@ -293,6 +320,26 @@ pub async fn start(
             Err(err) => return Err(err),
         }
     }
+    let catch_all = if plan.decoys.enabled {
+        let base = Context {
+            service: Service::Tcp,
+            port: 0,
+            hostname: hostname.clone(),
+            domain: plan.domain.clone(),
+            limits: Arc::clone(&limits),
+        };
+        let dispatch = framework::anyport::prepare(plan, &base).await?;
+        match framework::anyport::bind() {
+            Ok(listeners) => Some((Arc::new(dispatch), listeners)),
+            Err(err) if !limits.strict => {
+                down.push(DownService::new(Service::Tcp, 0, err));
+                None
+            }
+            Err(err) => return Err(err),
+        }
+    } else {
+        None
+    };
     for d in &down {
         tracing::error!(service = d.service.as_str(), port = d.port, error = %d.error, "Decoy not started; every other decoy and scan detection keep running (`sensor.services.strict` stops the sensor instead).");
     }
@@ -342,7 +389,23 @@ pub async fn start(
             }
         }
     }
+    let decoys = match catch_all {
+        Some((dispatch, listeners)) => {
+            let decoys = decoy_sockets(&plan.decoys, &listeners)?;
+            tracing::info!(ports = decoys.ports.len(), listeners = ?decoys.addresses, "Any-port decoy listeners ready.");
+            for listener in listeners {
+                loops.push(tokio::spawn(framework::anyport::accept_loop(
+                    listener,
+                    Arc::clone(&dispatch),
+                    shared.clone(),
+                )));
+            }
+            Some(decoys)
+        }
+        None => None,
+    };
     Ok(Services {
+        decoys,
         bound,
         udp: udp_bound,
         down,
@@ -461,6 +524,30 @@ fn bind_instance(
 enum Socket {
     Tcp(tokio::net::TcpListener, tcp::Handler),
     Udp(tokio::net::UdpSocket, udp::UdpHandler),
+}
+
+/// The descriptors, addresses and steered ports of the catch-all listeners; run once every
+/// service is bound, so their ports are left to them.
+fn decoy_sockets(
+    decoys: &framework::anyport::config::DecoysConfig,
+    listeners: &[tokio::net::TcpListener],
+) -> Result<DecoySockets, ServiceError> {
+    let err = |source| framework::bind_error("tcp", SocketAddr::from(([127, 0, 0, 1], 0)), source);
+    let (v4, v6) = framework::anyport::descriptors(listeners).map_err(err)?;
+    let addresses = listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .collect();
+    let listening = framework::anyport::listening_ports();
+    let ports = (1..=u16::MAX)
+        .filter(|p| decoys.steers(*p) && listening.binary_search(p).is_err())
+        .collect();
+    Ok(DecoySockets {
+        v4,
+        v6,
+        addresses,
+        ports,
+    })
 }
 
 /// A non-empty string key of an instance (`hostname`, `domain`).

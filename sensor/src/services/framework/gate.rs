@@ -54,6 +54,11 @@ pub struct ServiceCounters {
     /// UDP replies a protocol deferred (a forwarded DNS query) that were dropped because the
     /// socket already waited for `udp::MAX_DEFERRED` of them.
     pub udp_deferred_dropped: AtomicU64,
+    /// Connections the any-port decoys accepted (each also counted in `accepted`).
+    pub decoy_connections: AtomicU64,
+    /// Any-port decoy connections no service took (unknown bytes, a client gone, no banner
+    /// service): they got `tcp.connection` only.
+    pub decoys_unclaimed: AtomicU64,
 }
 
 impl ServiceCounters {
@@ -78,6 +83,8 @@ impl ServiceCounters {
             "udp_refused_reflection": get(&self.udp_refused_reflection),
             "udp_refused_rate": get(&self.udp_refused_rate),
             "udp_deferred_dropped": get(&self.udp_deferred_dropped),
+            "decoy_connections": get(&self.decoy_connections),
+            "decoys_unclaimed": get(&self.decoys_unclaimed),
         })
     }
 }

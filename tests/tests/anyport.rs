@@ -68,11 +68,8 @@ fn peer(net: &TestNet, program: &str, args: &[&str], stdin: &[u8]) -> std::proce
         return run_bounded(&mut cmd, LIMIT);
     }
     // Through a shell: run_bounded does not feed stdin.
-    let path = std::env::temp_dir().join(format!(
-        "anyport-stdin-{}-{}",
-        std::process::id(),
-        program
-    ));
+    let path =
+        std::env::temp_dir().join(format!("anyport-stdin-{}-{}", std::process::id(), program));
     std::fs::write(&path, stdin).unwrap();
     cmd.stdin(std::fs::File::open(&path).unwrap());
     let out = run_bounded(&mut cmd, LIMIT);
@@ -137,7 +134,8 @@ fn decoy_ports_reach_the_services_with_their_real_port() {
         b"",
     );
     assert!(out.status.success(), "curl: {out:?}");
-    let request = b"GET /admin HTTP/1.0\r\nHost: decoy\r\nAuthorization: Basic Ym9iOnMzY3JldA==\r\n\r\n";
+    let request =
+        b"GET /admin HTTP/1.0\r\nHost: decoy\r\nAuthorization: Basic Ym9iOnMzY3JldA==\r\n\r\n";
     let out = peer(
         &net,
         "openssl",
@@ -227,8 +225,16 @@ fn decoy_ports_reach_the_services_with_their_real_port() {
         "a configured service's port is not steered: {events:#?}"
     );
     assert_eq!(of(events, "ftp.connection", 2121).len(), 1);
-    assert_eq!(run.stats["services"]["decoy_connections"], 6, "{}", run.stats);
-    assert_eq!(run.stats["services"]["decoys_unclaimed"], 1, "{}", run.stats);
+    assert_eq!(
+        run.stats["services"]["decoy_connections"], 6,
+        "{}",
+        run.stats
+    );
+    assert_eq!(
+        run.stats["services"]["decoys_unclaimed"], 1,
+        "{}",
+        run.stats
+    );
 }
 
 fn hex(bytes: &[u8]) -> String {

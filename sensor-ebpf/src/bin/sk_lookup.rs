@@ -23,8 +23,8 @@ use aya_ebpf::{
 };
 use sensor_common::{
     decoy::{
-        AF_INET, AF_INET6, DECOY_PORT_WORDS, DECOY_SOCKET_SLOTS, DECOY_SOCKET_V4,
-        DECOY_SOCKET_V6, port_bit,
+        AF_INET, AF_INET6, DECOY_PORT_WORDS, DECOY_SOCKET_SLOTS, DECOY_SOCKET_V4, DECOY_SOCKET_V6,
+        port_bit,
     },
     protocol,
 };

@@ -18,9 +18,15 @@ use crate::{
 /// kernel refuses: logged, and `sensor.degraded` sent to `sink`).
 pub(super) fn attach(services: &Services, sink: &mpsc::Sender<Event>) -> Option<Attached> {
     let decoys = services.decoys()?;
-    match sk_lookup::attach(&PortBitmap::from_ports(decoys.ports.iter().copied()), listeners(decoys)) {
+    match sk_lookup::attach(
+        &PortBitmap::from_ports(decoys.ports.iter().copied()),
+        listeners(decoys),
+    ) {
         Ok(attached) => {
-            tracing::info!(ports = attached.ports(), "Any-port decoys steering connections (sk_lookup attached).");
+            tracing::info!(
+                ports = attached.ports(),
+                "Any-port decoys steering connections (sk_lookup attached)."
+            );
             Some(attached)
         }
         Err(err) => {
@@ -35,15 +41,16 @@ pub(super) fn attach(services: &Services, sink: &mpsc::Sender<Event>) -> Option<
 /// listeners and steered ports. Without decoys in the new services, nothing is steered.
 pub(super) fn refresh(attached: &mut Attached, services: &Services) {
     let outcome = match services.decoys() {
-        Some(decoys) => attached
-            .set_listeners(listeners(decoys))
-            .and_then(|()| {
-                attached.set_ports(&PortBitmap::from_ports(decoys.ports.iter().copied()))
-            }),
+        Some(decoys) => attached.set_listeners(listeners(decoys)).and_then(|()| {
+            attached.set_ports(&PortBitmap::from_ports(decoys.ports.iter().copied()))
+        }),
         None => attached.set_ports(&PortBitmap::default()),
     };
     match outcome {
-        Ok(()) => tracing::info!(ports = attached.ports(), "Any-port decoys follow the reloaded services."),
+        Ok(()) => tracing::info!(
+            ports = attached.ports(),
+            "Any-port decoys follow the reloaded services."
+        ),
         Err(err) => {
             // Steering to listeners that are gone would reset every decoy connection.
             let _ignored = attached.set_ports(&PortBitmap::default());

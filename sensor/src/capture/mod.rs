@@ -14,8 +14,8 @@ pub mod pcap;
 pub mod queue;
 pub mod ring;
 pub mod ring_fill;
-pub mod sk_lookup;
 pub mod sizing;
+pub mod sk_lookup;
 pub mod testrun;
 pub mod xdp;
 

@@ -235,9 +235,7 @@ impl Attached {
             .set(DECOY_SOCKET_V4, &listeners.v4, 0)
             .map_err(err)?;
         match listeners.v6 {
-            Some(v6) => sockets
-                .set(DECOY_SOCKET_V6, &v6, 0)
-                .map_err(err)?,
+            Some(v6) => sockets.set(DECOY_SOCKET_V6, &v6, 0).map_err(err)?,
             // Absent already, or removed now: either way the slot is empty.
             None => {
                 let _ignored = sockets.clear_index(&DECOY_SOCKET_V6);

@@ -61,7 +61,9 @@ fn what_run_would_refuse_is_refused_with_its_field() {
     ] {
         let text = format!(r#"{{"sensor": {{"decoys": {decoys}}}}}"#);
         match Config::parse(&text, "x") {
-            Err(ConfigError::Invalid { field: f, message, .. }) => {
+            Err(ConfigError::Invalid {
+                field: f, message, ..
+            }) => {
                 assert_eq!(f, field, "{decoys}");
                 assert!(message.contains(needle), "{decoys}: {message}");
             }

@@ -151,7 +151,10 @@ pub async fn run_session(
             if err.is_timeout() {
                 shared.counters.timeouts.fetch_add(1, Ordering::Relaxed);
             } else if err.is_violation() {
-                shared.counters.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                shared
+                    .counters
+                    .protocol_errors
+                    .fetch_add(1, Ordering::Relaxed);
             }
             tracing::debug!(service = service.as_str(), peer = %peer, error = %err, "session ended");
         }

@@ -140,7 +140,10 @@ impl DecoysConfig {
         }
         for (port, name) in &self.ports {
             if *port == 0 {
-                return Err((format!("ports.{port}"), "port 0 cannot be steered".to_owned()));
+                return Err((
+                    format!("ports.{port}"),
+                    "port 0 cannot be steered".to_owned(),
+                ));
             }
             tcp_protocol(name).map_err(|message| (format!("ports.{port}"), message))?;
         }

@@ -291,7 +291,10 @@ async fn serve(
     let (chosen, detected) = dispatch.choose(port, peeked.as_ref());
     let connection = admitted.session(Service::Tcp, shared);
     let mut extra = Map::new();
-    extra.insert("service".to_owned(), chosen.map_or(Value::Null, Value::from));
+    extra.insert(
+        "service".to_owned(),
+        chosen.map_or(Value::Null, Value::from),
+    );
     extra.insert("detected".to_owned(), Value::from(detected.as_str()));
     let bytes = peeked.as_ref().map_or(&[][..], |p| p.bytes.as_slice());
     connection.emit(Action::Connection, bytes, extra).await;

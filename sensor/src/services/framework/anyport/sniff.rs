@@ -48,7 +48,14 @@ static RULES: &[(&str, Pattern)] = &[
     // TLS record: handshake (0x16), version 3.x (x <= 7), any length, then ClientHello (1).
     (
         "https",
-        &[(0x16, 0xff), (0x03, 0xff), (0x00, 0xf8), (0, 0), (0, 0), (0x01, 0xff)],
+        &[
+            (0x16, 0xff),
+            (0x03, 0xff),
+            (0x00, 0xf8),
+            (0, 0),
+            (0, 0),
+            (0x01, 0xff),
+        ],
     ),
     ("ssh", exact!(b'S', b'S', b'H', b'-')),
     ("http", exact!(b'G', b'E', b'T', b' ')),
@@ -56,20 +63,62 @@ static RULES: &[(&str, Pattern)] = &[
     ("http", exact!(b'H', b'E', b'A', b'D', b' ')),
     ("http", exact!(b'P', b'U', b'T', b' ')),
     ("http", exact!(b'D', b'E', b'L', b'E', b'T', b'E', b' ')),
-    ("http", exact!(b'O', b'P', b'T', b'I', b'O', b'N', b'S', b' ')),
+    (
+        "http",
+        exact!(b'O', b'P', b'T', b'I', b'O', b'N', b'S', b' '),
+    ),
     ("http", exact!(b'P', b'A', b'T', b'C', b'H', b' ')),
     ("http", exact!(b'T', b'R', b'A', b'C', b'E', b' ')),
-    ("http", exact!(b'C', b'O', b'N', b'N', b'E', b'C', b'T', b' ')),
-    ("http", exact!(b'P', b'R', b'I', b' ', b'*', b' ', b'H', b'T', b'T', b'P', b'/', b'2')),
+    (
+        "http",
+        exact!(b'C', b'O', b'N', b'N', b'E', b'C', b'T', b' '),
+    ),
+    (
+        "http",
+        exact!(
+            b'P', b'R', b'I', b' ', b'*', b' ', b'H', b'T', b'T', b'P', b'/', b'2'
+        ),
+    ),
     // NetBIOS session message (type 0, 3-byte length), then the SMB1 (FF) or SMB2 (FE) magic.
     (
         "smb",
-        &[(0x00, 0xff), (0, 0), (0, 0), (0, 0), (0xfe, 0xfe), (b'S', 0xff), (b'M', 0xff), (b'B', 0xff)],
+        &[
+            (0x00, 0xff),
+            (0, 0),
+            (0, 0),
+            (0, 0),
+            (0xfe, 0xfe),
+            (b'S', 0xff),
+            (b'M', 0xff),
+            (b'B', 0xff),
+        ],
     ),
     // TPKT version 3, reserved 0, length, then an X.224 CR TPDU (code 0xE0, credit in the low bits).
-    ("rdp", &[(0x03, 0xff), (0x00, 0xff), (0, 0), (0, 0), (0, 0), (0xe0, 0xf0)]),
+    (
+        "rdp",
+        &[
+            (0x03, 0xff),
+            (0x00, 0xff),
+            (0, 0),
+            (0, 0),
+            (0, 0),
+            (0xe0, 0xf0),
+        ],
+    ),
     // TDS pre-login packet (0x12), end of message, length, SPID, packet id, window 0.
-    ("mssql", &[(0x12, 0xff), (0x01, 0x01), (0, 0), (0, 0), (0, 0), (0, 0), (0, 0), (0x00, 0xff)]),
+    (
+        "mssql",
+        &[
+            (0x12, 0xff),
+            (0x01, 0x01),
+            (0, 0),
+            (0, 0),
+            (0, 0),
+            (0, 0),
+            (0, 0),
+            (0x00, 0xff),
+        ],
+    ),
 ];
 
 /// The service the first bytes of a connection belong to.
@@ -173,7 +222,9 @@ mod tests {
 
     #[test]
     fn each_protocol_is_recognised_from_its_first_bytes() {
-        let hello = [0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03];
+        let hello = [
+            0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
+        ];
         for (bytes, want) in [
             (&hello[..], "https"),
             (&[0x16, 0x03, 0x03, 0x00, 0x30, 0x01][..], "https"),
@@ -183,10 +234,19 @@ mod tests {
             (b"HEAD / HTTP/1.0\r\n", "http"),
             (b"OPTIONS * HTTP/1.1\r\n", "http"),
             (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "http"),
-            (&[0x00, 0x00, 0x00, 0x54, 0xff, b'S', b'M', b'B', 0x72][..], "smb"),
-            (&[0x00, 0x00, 0x00, 0xa0, 0xfe, b'S', b'M', b'B', 0x40][..], "smb"),
+            (
+                &[0x00, 0x00, 0x00, 0x54, 0xff, b'S', b'M', b'B', 0x72][..],
+                "smb",
+            ),
+            (
+                &[0x00, 0x00, 0x00, 0xa0, 0xfe, b'S', b'M', b'B', 0x40][..],
+                "smb",
+            ),
             (&[0x03, 0x00, 0x00, 0x13, 0x0e, 0xe0, 0x00, 0x00][..], "rdp"),
-            (&[0x12, 0x01, 0x00, 0x2f, 0x00, 0x00, 0x01, 0x00, 0x00][..], "mssql"),
+            (
+                &[0x12, 0x01, 0x00, 0x2f, 0x00, 0x00, 0x01, 0x00, 0x00][..],
+                "mssql",
+            ),
         ] {
             assert_eq!(classify(bytes), Sniffed::Service(want), "{bytes:02x?}");
         }

@@ -16,7 +16,7 @@ use super::{
 };
 use crate::{
     event::{Action, Event, Service},
-    services::{ServiceLimits, ServicesPlan, ServicesSection, Services, framework::tcp, start},
+    services::{ServiceLimits, Services, ServicesPlan, ServicesSection, framework::tcp, start},
     shutdown::CancellationToken,
 };
 
@@ -82,16 +82,32 @@ async fn an_http_request_is_sniffed_and_served_by_the_http_decoy() {
     assert_eq!(&reply, b"HTTP/1.", "an HTTP response");
     let got = until(&mut events, Service::Http, Action::Query).await;
     let first = &got[0];
-    assert_eq!((first.service, first.action), (Service::Tcp, Action::Connection));
+    assert_eq!(
+        (first.service, first.action),
+        (Service::Tcp, Action::Connection)
+    );
     assert_eq!(first.extra["service"], "http");
     assert_eq!(first.extra["detected"], "sniff");
-    assert_eq!(&first.data[..], &request[..], "the bytes seen, still read by http");
+    assert_eq!(
+        &first.data[..],
+        &request[..],
+        "the bytes seen, still read by http"
+    );
     assert_eq!(first.session.dst_port, addr.port());
     let second = &got[1];
-    assert_eq!((second.service, second.action), (Service::Http, Action::Connection));
-    assert_eq!(second.session, first.session, "same identity, from the socket");
+    assert_eq!(
+        (second.service, second.action),
+        (Service::Http, Action::Connection)
+    );
+    assert_eq!(
+        second.session, first.session,
+        "same identity, from the socket"
+    );
     let query = got.last().unwrap();
-    assert_eq!((query.service, query.action), (Service::Http, Action::Query));
+    assert_eq!(
+        (query.service, query.action),
+        (Service::Http, Action::Query)
+    );
     assert_eq!(query.extra["method"], "GET");
     assert_eq!(query.extra["target"], "/");
     let counters = services.counters().to_json();
@@ -171,11 +187,17 @@ fn the_port_map_wins_then_the_bytes_then_the_banner() {
     // Mapped, but no handler could be built for it.
     assert_eq!(dispatch.choose(9443, None), (None, Detected::None));
     let http = peeked(Sniffed::Service("http"), b"GET ", false);
-    assert_eq!(dispatch.choose(80, Some(&http)), (Some("http"), Detected::Sniff));
+    assert_eq!(
+        dispatch.choose(80, Some(&http)),
+        (Some("http"), Detected::Sniff)
+    );
     let rdp = peeked(Sniffed::Service("rdp"), b"\x03\x00", false);
     assert_eq!(dispatch.choose(3389, Some(&rdp)), (None, Detected::None));
     let silent = peeked(Sniffed::NeedMore, b"", false);
-    assert_eq!(dispatch.choose(1, Some(&silent)), (Some("ftp"), Detected::Banner));
+    assert_eq!(
+        dispatch.choose(1, Some(&silent)),
+        (Some("ftp"), Detected::Banner)
+    );
     let gone = peeked(Sniffed::NeedMore, b"", true);
     assert_eq!(dispatch.choose(1, Some(&gone)), (None, Detected::None));
     let unknown = peeked(Sniffed::Unknown, b"xx", false);

@@ -144,8 +144,10 @@ struct Row {
 }
 
 fn ratio(a: f64, b: f64) -> String {
-    if b > 0.0 {
+    if b > 0.0 && a / b >= 10.0 {
         format!("{:.0}x", a / b)
+    } else if b > 0.0 {
+        format!("{:.2}x", a / b)
     } else {
         "-".to_owned()
     }

@@ -108,9 +108,7 @@ async fn read_some(s: &mut TcpStream) -> usize {
 }
 
 /// One PostgreSQL backend message (type, body), bounded to 64 KiB.
-async fn read_pg_message(
-    s: &mut (impl tokio::io::AsyncRead + Unpin),
-) -> Option<(u8, Vec<u8>)> {
+async fn read_pg_message(s: &mut (impl tokio::io::AsyncRead + Unpin)) -> Option<(u8, Vec<u8>)> {
     let mut head = [0u8; 5];
     s.read_exact(&mut head).await.ok()?;
     let [kind, a, b, c, d] = head;
@@ -131,7 +129,10 @@ fn pg_message(kind: u8, body: &[u8]) -> Vec<u8> {
 /// A login as `psql` (`sslmode=prefer`) makes it: SSLRequest, TLS when the server offers it,
 /// then [`postgres_startup`].
 async fn postgres_login(mut s: TcpStream, tls: &tokio_rustls::TlsConnector) {
-    if s.write_all(&[0, 0, 0, 8, 4, 0xd2, 0x16, 0x2f]).await.is_err() {
+    if s.write_all(&[0, 0, 0, 8, 4, 0xd2, 0x16, 0x2f])
+        .await
+        .is_err()
+    {
         return;
     }
     let mut answer = [0u8; 1];

@@ -367,16 +367,25 @@ mod tests {
             b[off..off + NMAP_TS.len()].copy_from_slice(&NMAP_TS);
             let end = (off + NMAP_TS.len()) as u8;
             assert!(has_nmap_timestamp(&b, end), "offset {off}");
-            assert!(has_nmap_timestamp(&b, MAX_OPTIONS_BYTES as u8), "offset {off}");
+            assert!(
+                has_nmap_timestamp(&b, MAX_OPTIONS_BYTES as u8),
+                "offset {off}"
+            );
             assert!(!has_nmap_timestamp(&b, end - 1), "cut at offset {off}");
             // One byte off anywhere in the ten: not nmap's.
             for j in 0..NMAP_TS.len() {
                 let mut c = b;
                 c[off + j] ^= 0x01;
-                assert!(!has_nmap_timestamp(&c, MAX_OPTIONS_BYTES as u8), "{off}/{j}");
+                assert!(
+                    !has_nmap_timestamp(&c, MAX_OPTIONS_BYTES as u8),
+                    "{off}/{j}"
+                );
             }
         }
-        assert!(!has_nmap_timestamp(&[0; MAX_OPTIONS_BYTES], MAX_OPTIONS_BYTES as u8));
+        assert!(!has_nmap_timestamp(
+            &[0; MAX_OPTIONS_BYTES],
+            MAX_OPTIONS_BYTES as u8
+        ));
     }
 
     fn opts(bytes: &[u8]) -> TcpOptions {

@@ -191,7 +191,10 @@ async fn main() {
         &s_diag,
     );
     let _trapster = spawn(
+        // Trapster writes its generated TLS key and certificate under its working directory
+        // (`trapster/data/ssl/`): keep them in the benchmark's own directory.
         Command::new(trapster.venv.join("bin/trapster"))
+            .current_dir(&dir)
             .arg("-c")
             .arg(dir.join("trapster.conf")),
         &t_diag,

@@ -167,9 +167,8 @@ const NMAP_TS: [u8; 10] = [8, 10, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0];
 
 /// Whether nmap's timestamp option appears at some offset of the options area. A plain scan
 /// over fixed offsets (cheap for the verifier); an option boundary is not checked, which can
-/// only matter for options that embed these exact ten bytes. Every SYN goes through here, so
-/// the scan stops at the end of the valid bytes and each offset at its first differing byte
-/// (a full compare of all 31 offsets cost about 100 ns a packet in the kernel).
+/// only matter for options that embed these exact ten bytes. The scan stops at the end of
+/// the valid bytes and each offset at its first differing byte.
 #[inline(always)]
 #[must_use]
 pub fn has_nmap_timestamp(options: &[u8; MAX_OPTIONS_BYTES], len: u8) -> bool {

@@ -233,7 +233,9 @@ fn sighup_restarts_only_the_decoys_whose_own_block_changed() {
         "{summary}"
     );
     assert!(
-        summary.contains(&format!("stopped=[\"ftp:{changed}\", \"telnet:{removed}\"]")),
+        summary.contains(&format!(
+            "stopped=[\"ftp:{changed}\", \"telnet:{removed}\"]"
+        )),
         "{summary}"
     );
     if let Some(port) = privileged {

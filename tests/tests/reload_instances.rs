@@ -83,10 +83,7 @@ fn the_pcap_capture_applies_a_reloaded_whitelist_while_it_runs() {
         sensor.wait_for_log(Duration::from_secs(20), "Configuration reloaded.", 1),
         "the reload never finished"
     );
-    let before = sensor
-        .stats_now()
-        .as_ref()
-        .map_or(0, pcap_allow_listed);
+    let before = sensor.stats_now().as_ref().map_or(0, pcap_allow_listed);
     scan(&net, "41-80");
     let stats = sensor.wait_for_stats(Duration::from_secs(10), |s| {
         pcap_allow_listed(s) >= before + 40

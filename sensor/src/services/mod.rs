@@ -37,8 +37,8 @@ pub use framework::{
 };
 pub use plan::{SectionError, ServiceLimits, ServicesPlan, ServicesSection};
 
-pub use self::reload::Reloaded;
 use self::framework::{Shared, gate::Gate};
+pub use self::reload::Reloaded;
 use crate::{event::Service, net::Cidr, shutdown::CancellationToken};
 
 /// A service could not start.
@@ -223,7 +223,13 @@ impl Services {
     fn log_down(&self) {
         for d in &self.down {
             if let ServiceError::Privileged { first_free, .. } = &d.error {
-                tracing::warn!(service = d.service.as_str(), port = d.port, unprivileged_port_start = first_free, capability = "CAP_NET_BIND_SERVICE", "New decoy on a privileged port not started: binding it needs CAP_NET_BIND_SERVICE, given up after start; restart the sensor to apply it.");
+                tracing::warn!(
+                    service = d.service.as_str(),
+                    port = d.port,
+                    unprivileged_port_start = first_free,
+                    capability = "CAP_NET_BIND_SERVICE",
+                    "New decoy on a privileged port not started: binding it needs CAP_NET_BIND_SERVICE, given up after start; restart the sensor to apply it."
+                );
             } else {
                 tracing::error!(service = d.service.as_str(), port = d.port, error = %d.error, "Decoy not started; every other decoy and scan detection keep running (`sensor.services.strict` stops the sensor instead).");
             }

@@ -74,8 +74,7 @@ impl Services {
                 .iter()
                 .filter(|i| diff.stop.contains(i.key()))
                 .collect();
-            instances::prepare(&starting, &limits, &plan.interface, &donors, Phase::Reload)
-                .await?
+            instances::prepare(&starting, &limits, &plan.interface, &donors, Phase::Reload).await?
         };
         // Everything that starts is built and bound: from here on the change happens.
         if everything {
@@ -223,7 +222,11 @@ mod tests {
         );
         let mut services = start(&old, sink, &shutdown).await.unwrap();
         let tcp = |s: &super::Services| -> Vec<std::net::SocketAddr> {
-            s.bound().iter().map(|(_, a)| *a).filter(|a| a.is_ipv4()).collect()
+            s.bound()
+                .iter()
+                .map(|(_, a)| *a)
+                .filter(|a| a.is_ipv4())
+                .collect()
         };
         let before = tcp(&services);
         assert_eq!(before.len(), 3, "{before:?}");
@@ -246,10 +249,16 @@ mod tests {
         assert!(services.down().is_empty(), "{:?}", services.down());
         let after = tcp(&services);
         // The changed instance kept its (kernel-chosen) port: it took over its socket.
-        assert!(after.contains(&kept_addr) && after.contains(&changed_addr), "{after:?}");
+        assert!(
+            after.contains(&kept_addr) && after.contains(&changed_addr),
+            "{after:?}"
+        );
         assert!(!after.contains(&telnet_addr), "{after:?}");
         assert_eq!(banner(changed_addr).await, "220 new\r\n");
-        assert!(TcpStream::connect(telnet_addr).await.is_err(), "telnet still listens");
+        assert!(
+            TcpStream::connect(telnet_addr).await.is_err(),
+            "telnet still listens"
+        );
 
         // The session opened before the reload still works, and is reported.
         open.get_mut()

@@ -269,7 +269,11 @@ impl Binder<'_> {
             Built::UdpTcp(udp_handler, tcp_handler) => {
                 // With `port: 0` the TCP listener takes the port the kernel gave UDP.
                 let udp = self.udp(ip, udp_handler)?;
-                let port = udp.0.socket.local_addr().map_or(self.key.port, |a| a.port());
+                let port = udp
+                    .0
+                    .socket
+                    .local_addr()
+                    .map_or(self.key.port, |a| a.port());
                 let tcp = self.tcp(ip, Some(port), tcp_handler)?;
                 vec![udp, tcp]
             }
@@ -364,4 +368,3 @@ pub fn unprivileged_port_start() -> u16 {
         .and_then(|text| text.trim().parse().ok())
         .unwrap_or(1024)
 }
-

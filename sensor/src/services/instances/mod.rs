@@ -25,8 +25,8 @@ mod bind;
 
 use std::{fmt, net::SocketAddr, time::Duration};
 
-pub use bind::{Phase, Prepared, prepare, unprivileged_port_start};
 use bind::{Held, Kind, Serving};
+pub use bind::{Phase, Prepared, prepare, unprivileged_port_start};
 use serde_json::Value;
 use tokio_util::task::TaskTracker;
 
@@ -148,10 +148,7 @@ pub fn diff<'a>(
 ) -> Diff {
     let mut out = Diff::default();
     for (key, recipe) in running {
-        let same = !everything
-            && wanted
-                .iter()
-                .any(|w| &w.key == key && &w.recipe == recipe);
+        let same = !everything && wanted.iter().any(|w| &w.key == key && &w.recipe == recipe);
         if same {
             out.keep.push(key.clone());
         } else {

@@ -163,6 +163,9 @@ pub fn diff<'a>(
     out
 }
 
+/// Bound addresses, each with its service.
+pub type Addresses = Vec<(Service, SocketAddr)>;
+
 /// A serving instance.
 #[derive(Debug)]
 pub struct Running {
@@ -191,7 +194,7 @@ impl Running {
 
     /// Its bound addresses: TCP listeners, then UDP sockets.
     #[must_use]
-    pub fn addresses(&self) -> (Vec<(Service, SocketAddr)>, Vec<(Service, SocketAddr)>) {
+    pub fn addresses(&self) -> (Addresses, Addresses) {
         let mut tcp = Vec::new();
         let mut udp = Vec::new();
         for held in &self.sockets {

@@ -14,7 +14,9 @@
 //!   fields: FTP, Telnet, SSH, HTTP and HTTPS with Trapster skins, MySQL, PostgreSQL.
 //!
 //! Handlers are built on the blocking pool (host keys, certificates and skins are generated or
-//! read there), all instances at once. The services never open outbound connections.
+//! read there), all instances at once. The services never open outbound connections, except
+//! FTP's active-mode data connections (`PORT`/`EPRT`), and those only to the control
+//! connection's own peer.
 
 pub mod framework;
 pub mod plan;
@@ -256,15 +258,21 @@ pub async fn start(
                 .unwrap_or_else(|| hostname.clone()),
             domain: instance_text(instance.settings, "domain")
                 .unwrap_or_else(|| plan.domain.clone()),
-            limits: Arc::clone(&limits),
+            // The instance's own timeouts: its keys, `sensor.services`, or its product's.
+            limits: Arc::new(framework::timeouts::resolve(
+                &limits,
+                (protocol.timeouts)(instance.settings),
+                instance.settings,
+            )),
         };
+        let instance_limits = Arc::clone(&ctx.limits);
         let settings = instance.settings.clone();
         let task = tokio::task::spawn_blocking(move || protocol.build(&settings, &ctx));
-        builds.push((protocol, instance.port, task));
+        builds.push((protocol, instance.port, instance_limits, task));
     }
-    let mut planned: Vec<(Service, u16, Built)> = Vec::new();
+    let mut planned: Vec<(Service, u16, Arc<ServiceLimits>, Built)> = Vec::new();
     let mut down = Vec::new();
-    for (protocol, port, task) in builds {
+    for (protocol, port, instance_limits, task) in builds {
         let built = task
             .await
             .map_err(|err| ServiceError::Setup {
@@ -274,7 +282,7 @@ pub async fn start(
             })
             .and_then(|built| built);
         match built {
-            Ok(built) => planned.push((protocol.service, port, built)),
+            Ok(built) => planned.push((protocol.service, port, instance_limits, built)),
             Err(err) if !limits.strict => down.push(DownService::new(protocol.service, port, err)),
             Err(err) => return Err(err),
         }
@@ -286,9 +294,13 @@ pub async fn start(
         framework::bind_addresses(&plan.interface)?
     };
     let mut sockets = Vec::new();
-    for (service, port, built) in planned {
+    for (service, port, instance_limits, built) in planned {
         match bind_instance(service, port, &built, &addresses) {
-            Ok(bound) => sockets.extend(bound.into_iter().map(|socket| (service, socket))),
+            Ok(bound) => sockets.extend(
+                bound
+                    .into_iter()
+                    .map(|socket| (service, Arc::clone(&instance_limits), socket)),
+            ),
             Err(err) if !limits.strict => down.push(DownService::new(service, port, err)),
             Err(err) => return Err(err),
         }
@@ -314,7 +326,11 @@ pub async fn start(
     let mut bound = Vec::new();
     let mut udp_bound = Vec::new();
     let mut loops = Vec::new();
-    for (service, socket) in sockets {
+    for (service, instance_limits, socket) in sockets {
+        let shared = Shared {
+            limits: instance_limits,
+            ..shared.clone()
+        };
         match socket {
             Socket::Tcp(listener, handler) => {
                 if let Ok(addr) = listener.local_addr() {

@@ -97,8 +97,9 @@ async fn lftp_lists_and_uploads_after_a_login() {
 async fn curl_lists_and_downloads_over_epsv_pasv_and_active_eprt() {
     let h = Harness::start(vsftpd(), json!({})).await;
     let addr = h.addr(Service::Ftp);
-    let pub_listing = "-rw-r--r--    1 ftp      ftp            76 Nov 14  2024 README\r\n\
-                       -rw-r--r--    1 ftp      ftp            98 Jan 07  2025 backup.sh\r\n";
+    // curl transfers listings in ASCII mode and turns the server's CR LF into LF.
+    let pub_listing = "-rw-r--r--    1 ftp      ftp            76 Nov 14  2024 README\n\
+                       -rw-r--r--    1 ftp      ftp            98 Jan 07  2025 backup.sh\n";
     for extra in [&[][..], &["--disable-epsv"][..], &["-P", "127.0.0.1"][..]] {
         let url = format!("ftp://{addr}/pub/");
         let mut args = vec!["-s", "--max-time", "10", "--user", "alice:s3cret"];
@@ -141,8 +142,8 @@ async fn iis_lists_in_ms_dos_style_and_says_125_when_the_client_is_already_conne
     .await;
     assert_eq!(
         text(&out),
-        "06-02-25  10:15PM       <DIR>          Backup\r\n\
-         03-11-24  09:44AM       <DIR>          Public\r\n"
+        "06-02-25  10:15PM       <DIR>          Backup\n\
+         03-11-24  09:44AM       <DIR>          Public\n"
     );
     let mut c = Control::login(addr, "alice", "s3cret").await;
     assert_eq!(c.ask("FEAT").await, "211-Extended features supported:");
@@ -302,7 +303,7 @@ async fn passive_listeners_are_bounded_per_instance() {
 async fn harness_wait<F, Fut>(check: F) -> bool
 where
     F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool>,
+    Fut: Future<Output = bool>,
 {
     for _ in 0..50 {
         if check().await {

@@ -29,7 +29,10 @@ fn vsftpd() -> Value {
 }
 
 fn uploads(events: &[Event]) -> Vec<&Event> {
-    events.iter().filter(|e| e.action == Action::Upload).collect()
+    events
+        .iter()
+        .filter(|e| e.action == Action::Upload)
+        .collect()
 }
 
 fn text(out: &std::process::Output) -> String {
@@ -284,7 +287,11 @@ async fn passive_listeners_are_bounded_per_instance() {
     let addr = h.addr(Service::Ftp);
     let mut one = Control::login(addr, "a", "b").await;
     let mut two = Control::login(addr, "a", "b").await;
-    assert!(one.ask("PASV").await.starts_with("227 Entering Passive Mode (127,0,0,1,"));
+    assert!(
+        one.ask("PASV")
+            .await
+            .starts_with("227 Entering Passive Mode (127,0,0,1,")
+    );
     assert_eq!(two.ask("PASV").await, "425 Failed to establish connection.");
     // A second PASV of the same session reuses its slot.
     assert!(one.ask("PASV").await.starts_with("227 "));

@@ -75,8 +75,7 @@ async fn linux_negotiation_matches_inetutils_telnetd_side_by_side() {
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(
-        want[0],
-        b"\xff\xfb%\xff\xfb&\xff\xfd\x18\xff\xfd \xff\xfd#\xff\xfd'\xff\xfd$",
+        want[0], b"\xff\xfb%\xff\xfb&\xff\xfd\x18\xff\xfd \xff\xfd#\xff\xfd'\xff\xfd$",
         "the real telnetd's first flight (nmap: Linux telnetd)"
     );
 
@@ -96,7 +95,10 @@ async fn linux_negotiation_matches_inetutils_telnetd_side_by_side() {
     let banner = b"\xff\xfb\x01\r\nLinux 6.1.0-28-amd64 (127.0.0.1) (pts/0)\r\n\r\nsrv01 login: ";
     assert_eq!(read_n(&mut decoy, banner.len()).await, banner);
     decoy.write_all(b"admin\r\n").await.unwrap();
-    assert_eq!(read_n(&mut decoy, b"admin\r\nPassword: ".len()).await, b"admin\r\nPassword: ");
+    assert_eq!(
+        read_n(&mut decoy, b"admin\r\nPassword: ".len()).await,
+        b"admin\r\nPassword: "
+    );
     decoy.write_all(b"hunter2\r\n").await.unwrap();
     let events = h.until(Action::Login, 1, LIMIT).await;
     let login = events.iter().find(|e| e.action == Action::Login).unwrap();

@@ -226,11 +226,7 @@ impl ServicesSection {
                 // timeouts).
                 if !matches!(
                     path.as_str(),
-                    "port"
-                        | "hostname"
-                        | "domain"
-                        | "handshake_timeout_secs"
-                        | "idle_timeout_secs"
+                    "port" | "hostname" | "domain" | "handshake_timeout_secs" | "idle_timeout_secs"
                 ) {
                     out.push(format!("services.{name}[{}].{path}", instance.index));
                 }

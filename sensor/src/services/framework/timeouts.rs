@@ -57,7 +57,11 @@ struct InstanceTimeouts {
 /// The limits one instance runs with: `limits` with its two timeouts resolved (see the
 /// module documentation for the order).
 #[must_use]
-pub fn resolve(limits: &ServiceLimits, product: Option<Timeouts>, settings: &Value) -> ServiceLimits {
+pub fn resolve(
+    limits: &ServiceLimits,
+    product: Option<Timeouts>,
+    settings: &Value,
+) -> ServiceLimits {
     let own: InstanceTimeouts = serde_json::from_value(settings.clone()).unwrap_or_default();
     let product = product.unwrap_or(Timeouts::FRAMEWORK);
     let mut out = limits.clone();
@@ -88,17 +92,33 @@ mod tests {
         let none = ServiceLimits::default();
         let vsftpd = Some(Timeouts::secs(300, 300));
         let got = resolve(&none, vsftpd, &json!({"port": 21}));
-        assert_eq!((got.handshake_timeout_secs, got.idle_timeout_secs), (Some(300), Some(300)));
+        assert_eq!(
+            (got.handshake_timeout_secs, got.idle_timeout_secs),
+            (Some(300), Some(300))
+        );
         let got = resolve(&none, None, &json!({}));
-        assert_eq!((got.handshake_timeout_secs, got.idle_timeout_secs), (Some(15), Some(60)));
+        assert_eq!(
+            (got.handshake_timeout_secs, got.idle_timeout_secs),
+            (Some(15), Some(60))
+        );
         let global = ServiceLimits {
             idle_timeout_secs: Some(7),
             ..ServiceLimits::default()
         };
         let got = resolve(&global, vsftpd, &json!({}));
-        assert_eq!((got.handshake_timeout_secs, got.idle_timeout_secs), (Some(300), Some(7)));
-        let got = resolve(&global, vsftpd, &json!({"idle_timeout_secs": 2, "handshake_timeout_secs": 3}));
-        assert_eq!((got.handshake_timeout_secs, got.idle_timeout_secs), (Some(3), Some(2)));
+        assert_eq!(
+            (got.handshake_timeout_secs, got.idle_timeout_secs),
+            (Some(300), Some(7))
+        );
+        let got = resolve(
+            &global,
+            vsftpd,
+            &json!({"idle_timeout_secs": 2, "handshake_timeout_secs": 3}),
+        );
+        assert_eq!(
+            (got.handshake_timeout_secs, got.idle_timeout_secs),
+            (Some(3), Some(2))
+        );
         assert_eq!(got.idle_timeout(), std::time::Duration::from_secs(2));
     }
 }

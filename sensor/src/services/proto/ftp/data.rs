@@ -277,6 +277,9 @@ mod tests {
             "[::ffff:10.0.0.7]:40000".parse().unwrap(),
             peer
         ));
-        assert!(same_host("::ffff:127.0.0.1".parse().unwrap(), "127.0.0.1".parse().unwrap()));
+        assert!(same_host(
+            "::ffff:127.0.0.1".parse().unwrap(),
+            "127.0.0.1".parse().unwrap()
+        ));
     }
 }

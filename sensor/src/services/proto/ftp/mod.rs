@@ -420,4 +420,3 @@ async fn command(
         _ => Next::Reply(p.unknown(text)),
     }
 }
-

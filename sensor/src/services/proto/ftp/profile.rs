@@ -105,9 +105,15 @@ impl Product {
     #[must_use]
     pub const fn feat(self) -> &'static str {
         match self {
-            Self::Iis => "211-Extended features supported:\r\n UTF8\r\n SIZE\r\n MDTM\r\n REST STREAM\r\n211 END\r\n",
-            Self::Vsftpd => "211-Features:\r\n EPRT\r\n EPSV\r\n MDTM\r\n PASV\r\n REST STREAM\r\n SIZE\r\n TVFS\r\n UTF8\r\n211 End\r\n",
-            Self::Proftpd => "211-Features:\r\n MDTM\r\n MLST modify*;perm*;size*;type*;unique*;UNIX.group*;UNIX.groupname*;UNIX.mode*;UNIX.owner*;UNIX.ownername*;\r\n UTF8\r\n EPRT\r\n EPSV\r\n REST STREAM\r\n SIZE\r\n211 End\r\n",
+            Self::Iis => {
+                "211-Extended features supported:\r\n UTF8\r\n SIZE\r\n MDTM\r\n REST STREAM\r\n211 END\r\n"
+            }
+            Self::Vsftpd => {
+                "211-Features:\r\n EPRT\r\n EPSV\r\n MDTM\r\n PASV\r\n REST STREAM\r\n SIZE\r\n TVFS\r\n UTF8\r\n211 End\r\n"
+            }
+            Self::Proftpd => {
+                "211-Features:\r\n MDTM\r\n MLST modify*;perm*;size*;type*;unique*;UNIX.group*;UNIX.groupname*;UNIX.mode*;UNIX.owner*;UNIX.ownername*;\r\n UTF8\r\n EPRT\r\n EPSV\r\n REST STREAM\r\n SIZE\r\n211 End\r\n"
+            }
         }
     }
 
@@ -287,7 +293,9 @@ impl Product {
         let verb = if extended { "EPRT" } else { "PORT" };
         match self {
             Self::Iis => format!("200 {verb} command successful.\r\n"),
-            Self::Vsftpd if extended => "200 EPRT command successful. Consider using EPSV.\r\n".to_owned(),
+            Self::Vsftpd if extended => {
+                "200 EPRT command successful. Consider using EPSV.\r\n".to_owned()
+            }
             Self::Vsftpd => "200 PORT command successful. Consider using PASV.\r\n".to_owned(),
             Self::Proftpd => format!("200 {verb} command successful\r\n"),
         }
@@ -301,7 +309,10 @@ impl Product {
             Self::Vsftpd if extended => "500 Bad EPRT command.\r\n".to_owned(),
             Self::Vsftpd => "500 Illegal PORT command.\r\n".to_owned(),
             Self::Proftpd => {
-                format!("500 Illegal {} command\r\n", if extended { "EPRT" } else { "PORT" })
+                format!(
+                    "500 Illegal {} command\r\n",
+                    if extended { "EPRT" } else { "PORT" }
+                )
             }
         }
     }
@@ -340,12 +351,19 @@ impl Product {
     #[must_use]
     pub fn opening(self, what: Transfer<'_>, ready: bool) -> String {
         match (self, what) {
-            (Self::Iis, _) if ready => "125 Data connection already open; Transfer starting.\r\n".to_owned(),
+            (Self::Iis, _) if ready => {
+                "125 Data connection already open; Transfer starting.\r\n".to_owned()
+            }
             (Self::Iis, Transfer::List) => "150 Opening ASCII mode data connection.\r\n".to_owned(),
             (Self::Iis, _) => "150 Opening BINARY mode data connection.\r\n".to_owned(),
-            (Self::Vsftpd, Transfer::List) => "150 Here comes the directory listing.\r\n".to_owned(),
+            (Self::Vsftpd, Transfer::List) => {
+                "150 Here comes the directory listing.\r\n".to_owned()
+            }
             (Self::Vsftpd, Transfer::Retr(name, size)) => {
-                format!("150 Opening BINARY mode data connection for {} ({size} bytes).\r\n", clean(name))
+                format!(
+                    "150 Opening BINARY mode data connection for {} ({size} bytes).\r\n",
+                    clean(name)
+                )
             }
             (Self::Vsftpd, Transfer::Stor(_)) => "150 Ok to send data.\r\n".to_owned(),
             (Self::Proftpd, Transfer::List) => {
@@ -355,12 +373,20 @@ impl Product {
                 "150 Opening ASCII mode data connection for MLSD\r\n".to_owned()
             }
             (Self::Proftpd, Transfer::Retr(name, size)) => {
-                format!("150 Opening BINARY mode data connection for {} ({size} bytes)\r\n", clean(name))
+                format!(
+                    "150 Opening BINARY mode data connection for {} ({size} bytes)\r\n",
+                    clean(name)
+                )
             }
             (Self::Proftpd, Transfer::Stor(name)) => {
-                format!("150 Opening BINARY mode data connection for {}\r\n", clean(name))
+                format!(
+                    "150 Opening BINARY mode data connection for {}\r\n",
+                    clean(name)
+                )
             }
-            (Self::Vsftpd, Transfer::Mlsd) => "150 Here comes the directory listing.\r\n".to_owned(),
+            (Self::Vsftpd, Transfer::Mlsd) => {
+                "150 Here comes the directory listing.\r\n".to_owned()
+            }
         }
     }
 
@@ -404,7 +430,10 @@ impl Product {
         match self {
             Self::Iis => format!("500 '{}': command not understood.\r\n", clean(line)),
             Self::Vsftpd => "500 Unknown command.\r\n".to_owned(),
-            Self::Proftpd => format!("500 {} not understood\r\n", clean(&verb.to_ascii_uppercase())),
+            Self::Proftpd => format!(
+                "500 {} not understood\r\n",
+                clean(&verb.to_ascii_uppercase())
+            ),
         }
     }
 
@@ -412,9 +441,15 @@ impl Product {
     #[must_use]
     pub const fn help(self) -> &'static str {
         match self {
-            Self::Iis => "214-The following commands are recognized (* ==>'s unimplemented).\r\n    ABOR  APPE  CDUP  CWD   DELE  EPRT  EPSV  FEAT  LIST  MDTM  MLSD  MKD\r\n    MODE  NLST  NOOP  OPTS  PASS  PASV  PORT  PWD   QUIT  REST  RETR  RMD\r\n    SIZE  STOR  STRU  SYST  TYPE  USER  XCUP  XCWD  XMKD  XPWD  XRMD\r\n214 HELP command successful.\r\n",
-            Self::Vsftpd => "214-The following commands are recognized.\r\n ABOR ACCT ALLO APPE CDUP CWD  DELE EPRT EPSV FEAT HELP LIST MDTM MKD\r\n MODE NLST NOOP OPTS PASS PASV PORT PWD  QUIT REIN REST RETR RMD  RNFR\r\n RNTO SITE SIZE SMNT STAT STOR STOU STRU SYST TYPE USER XCUP XCWD XMKD\r\n XPWD XRMD\r\n214 Help OK.\r\n",
-            Self::Proftpd => "214-The following commands are recognized (* =>'s unimplemented):\r\n CWD     XCWD    CDUP    XCUP    SMNT*   QUIT    PORT    PASV    \r\n EPRT    EPSV    ALLO*   RNFR    RNTO    DELE    MDTM    RMD     \r\n XRMD    MKD     XMKD    PWD     XPWD    SIZE    SYST    HELP    \r\n NOOP    FEAT    OPTS    AUTH*   CCC*    CONF*   ENC*    MIC*    \r\n PBSZ*   PROT*   TYPE    STRU    MODE    RETR    STOR    STOU    \r\n APPE    REST    ABOR    RANG    USER    PASS    ACCT*   REIN*   \r\n LIST    NLST    STAT    SITE    MLSD    MLST    \r\n214 Direct comments to root@localhost\r\n",
+            Self::Iis => {
+                "214-The following commands are recognized (* ==>'s unimplemented).\r\n    ABOR  APPE  CDUP  CWD   DELE  EPRT  EPSV  FEAT  LIST  MDTM  MLSD  MKD\r\n    MODE  NLST  NOOP  OPTS  PASS  PASV  PORT  PWD   QUIT  REST  RETR  RMD\r\n    SIZE  STOR  STRU  SYST  TYPE  USER  XCUP  XCWD  XMKD  XPWD  XRMD\r\n214 HELP command successful.\r\n"
+            }
+            Self::Vsftpd => {
+                "214-The following commands are recognized.\r\n ABOR ACCT ALLO APPE CDUP CWD  DELE EPRT EPSV FEAT HELP LIST MDTM MKD\r\n MODE NLST NOOP OPTS PASS PASV PORT PWD  QUIT REIN REST RETR RMD  RNFR\r\n RNTO SITE SIZE SMNT STAT STOR STOU STRU SYST TYPE USER XCUP XCWD XMKD\r\n XPWD XRMD\r\n214 Help OK.\r\n"
+            }
+            Self::Proftpd => {
+                "214-The following commands are recognized (* =>'s unimplemented):\r\n CWD     XCWD    CDUP    XCUP    SMNT*   QUIT    PORT    PASV    \r\n EPRT    EPSV    ALLO*   RNFR    RNTO    DELE    MDTM    RMD     \r\n XRMD    MKD     XMKD    PWD     XPWD    SIZE    SYST    HELP    \r\n NOOP    FEAT    OPTS    AUTH*   CCC*    CONF*   ENC*    MIC*    \r\n PBSZ*   PROT*   TYPE    STRU    MODE    RETR    STOR    STOU    \r\n APPE    REST    ABOR    RANG    USER    PASS    ACCT*   REIN*   \r\n LIST    NLST    STAT    SITE    MLSD    MLST    \r\n214 Direct comments to root@localhost\r\n"
+            }
         }
     }
 }

@@ -101,7 +101,10 @@ pub(super) fn listing(ftp: &FtpServer, st: &State, verb: &str, arg: &str) -> Nex
     let (what, bytes) = match verb {
         "NLST" => (TransferKind::List, vfs::nlst(&children)),
         "MLSD" => (TransferKind::Mlsd, vfs::mlsd(node, &children)),
-        _ => (TransferKind::List, vfs::list(&children, p.style(), Utc::now())),
+        _ => (
+            TransferKind::List,
+            vfs::list(&children, p.style(), Utc::now()),
+        ),
     };
     Next::Transfer(Job::Send {
         what,

@@ -161,7 +161,11 @@ impl Tree {
     /// Adds (or replaces) an uploaded file as seen by this session; false once the session
     /// has added its maximum.
     pub fn add_upload(&mut self, path: &str, size: u64, modified: DateTime<Utc>) -> bool {
-        if let Some(node) = self.nodes.iter_mut().find(|n| n.path == path && !n.is_dir()) {
+        if let Some(node) = self
+            .nodes
+            .iter_mut()
+            .find(|n| n.path == path && !n.is_dir())
+        {
             node.size = size;
             node.content = Some(Vec::new());
             node.modified = modified;
@@ -293,7 +297,10 @@ mod tests {
         assert_eq!(Tree::resolve("/pub", "../upload/./x"), "/upload/x");
         assert_eq!(Tree::resolve("/", "../../../etc/passwd"), "/etc/passwd");
         assert_eq!(Tree::resolve("/pub", "/"), "/");
-        assert_eq!(Tree::resolve("/", "Backup\\web.config.bak"), "/Backup/web.config.bak");
+        assert_eq!(
+            Tree::resolve("/", "Backup\\web.config.bak"),
+            "/Backup/web.config.bak"
+        );
         assert_eq!(parent("/pub/README"), "/pub");
         assert_eq!(parent("/pub"), "/");
     }
@@ -332,7 +339,10 @@ mod tests {
             assert!(tree.add_upload(&format!("/upload/{i}"), 1, when));
         }
         assert!(!tree.add_upload("/upload/one-too-many", 1, when));
-        assert!(tree.add_upload("/upload/a.bin", 20, when), "replacing is always allowed");
+        assert!(
+            tree.add_upload("/upload/a.bin", 20, when),
+            "replacing is always allowed"
+        );
         assert_eq!(tree.get("/upload/a.bin", Product::Vsftpd).unwrap().size, 20);
         assert!(tree.get("/BACKUP", Product::Iis).is_none());
         let iis = Tree::for_product(Product::Iis, "srv01");

@@ -133,7 +133,9 @@ impl TcpProtocol for Http {
     /// Apache's `Timeout 300`; `mod_reqtimeout` (20 s to send a request) and
     /// `KeepAliveTimeout 5` apply under it.
     fn timeouts(_config: &HttpConfig) -> Option<crate::services::framework::timeouts::Timeouts> {
-        Some(crate::services::framework::timeouts::Timeouts::secs(300, 300))
+        Some(crate::services::framework::timeouts::Timeouts::secs(
+            300, 300,
+        ))
     }
 
     /// Loads the skin (from disk for a skin folder: this runs on the blocking pool).
@@ -148,7 +150,9 @@ impl TcpProtocol for Https {
     /// Apache's `Timeout 300`; `mod_reqtimeout` (20 s to send a request) and
     /// `KeepAliveTimeout 5` apply under it.
     fn timeouts(_config: &HttpConfig) -> Option<crate::services::framework::timeouts::Timeouts> {
-        Some(crate::services::framework::timeouts::Timeouts::secs(300, 300))
+        Some(crate::services::framework::timeouts::Timeouts::secs(
+            300, 300,
+        ))
     }
 
     /// Loads the skin and generates (once) or loads the certificate.

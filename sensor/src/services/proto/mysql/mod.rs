@@ -124,7 +124,9 @@ impl TcpProtocol for Mysql {
     /// MySQL's `connect_timeout` (10 s to finish the handshake), then `wait_timeout` (8 h;
     /// the session timeout ends the session first).
     fn timeouts(_config: &MysqlConfig) -> Option<crate::services::framework::timeouts::Timeouts> {
-        Some(crate::services::framework::timeouts::Timeouts::secs(10, 28_800))
+        Some(crate::services::framework::timeouts::Timeouts::secs(
+            10, 28_800,
+        ))
     }
 
     /// Generates (once) or loads the certificate when TLS is on.

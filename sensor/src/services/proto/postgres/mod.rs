@@ -111,7 +111,9 @@ impl TcpProtocol for Postgres {
     fn timeouts(
         _config: &PostgresConfig,
     ) -> Option<crate::services::framework::timeouts::Timeouts> {
-        Some(crate::services::framework::timeouts::Timeouts::secs(60, 86_400))
+        Some(crate::services::framework::timeouts::Timeouts::secs(
+            60, 86_400,
+        ))
     }
 
     /// Generates (once) or loads the certificate when TLS is on.

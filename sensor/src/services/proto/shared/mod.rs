@@ -6,6 +6,6 @@ pub mod ber;
 pub mod certs;
 pub mod ntlm;
 pub mod tds;
-pub mod upload;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod upload;

@@ -215,7 +215,10 @@ mod tests {
             got.sha256,
             "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9"
         );
-        assert_eq!((got.size, got.kept, got.head.as_slice()), (11, 8, &b"hell"[..]));
+        assert_eq!(
+            (got.size, got.kept, got.head.as_slice()),
+            (11, 8, &b"hell"[..])
+        );
         let path = got.stored.unwrap();
         assert_eq!(path, dir.join("uploads").join(&got.sha256));
         assert_eq!(std::fs::read(&path).unwrap(), b"hello wo");

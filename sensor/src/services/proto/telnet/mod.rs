@@ -40,8 +40,8 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio::net::TcpStream;
 
-pub use self::parser::{LineParser, Negotiation, Step};
 use self::parser::{DO, DONT, IAC, SB, SE, WILL, WONT};
+pub use self::parser::{LineParser, Negotiation, Step};
 use crate::services::{
     Context, ServiceError,
     framework::{
@@ -375,7 +375,9 @@ async fn login(
             let mut hello = if profile.kind == Kind::Cisco {
                 CISCO_HELLO.to_vec()
             } else {
-                vec![IAC, DO, ECHO, IAC, DO, LFLOW, IAC, WILL, ECHO, IAC, WILL, SGA]
+                vec![
+                    IAC, DO, ECHO, IAC, DO, LFLOW, IAC, WILL, ECHO, IAC, WILL, SGA,
+                ]
             };
             hello.extend_from_slice(profile.greeting.as_bytes());
             hello.extend_from_slice(profile.user_prompt.as_bytes());

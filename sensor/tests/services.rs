@@ -125,7 +125,7 @@ async fn telnet_logins_in_line_mode_and_char_at_a_time() {
         addr.ip(),
         port
     );
-    let _ = run("sh", &["-c", &cmd], &[], LIMIT).await;
+    let _ = run("sh", &["-c", &cmd], &[("TERM", "vt100")], LIMIT).await;
     let events = h.until(Action::Login, 1, LIMIT).await;
     assert_well_formed(&events);
     let got: Vec<Value> = events.iter().map(normalized).collect();
@@ -138,7 +138,7 @@ async fn telnet_logins_in_line_mode_and_char_at_a_time() {
                 "login",
                 port,
                 b"",
-                json!({"username": "admin", "password": "cisco123"})
+                json!({"username": "admin", "password": "cisco123", "terminal_type": "VT100"})
             ),
         ]
     );

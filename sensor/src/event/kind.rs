@@ -88,6 +88,13 @@ pub const CATALOGUE: &[Kind] = &[
     },
     Kind {
         logtype: LogType {
+            service: Service::Ftp,
+            action: Action::Upload,
+        },
+        source: "FTP service",
+    },
+    Kind {
+        logtype: LogType {
             service: Service::Telnet,
             action: Action::Connection,
         },

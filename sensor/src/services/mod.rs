@@ -18,7 +18,9 @@
 //!   fields: FTP, Telnet, SSH, HTTP and HTTPS with Trapster skins, MySQL, PostgreSQL.
 //!
 //! Handlers are built on the blocking pool (host keys, certificates and skins are generated or
-//! read there), all instances at once. The services never open outbound connections.
+//! read there), all instances at once. The services never open outbound connections, except
+//! FTP's active-mode data connections (`PORT`/`EPRT`), and those only to the control
+//! connection's own peer.
 
 pub mod framework;
 pub mod instances;

@@ -194,7 +194,7 @@ mod tests {
         let old = plan(services.clone(), "");
         let mut new = plan(services, "");
         assert_eq!(keys(&diff(&old, &new).keep), ["ftp:0", "ftp:0#1"]);
-        new.limits.idle_timeout_secs = 5;
+        new.limits.idle_timeout_secs = Some(5);
         let d = diff(&old, &new);
         assert!(d.keep.is_empty());
         assert_eq!(keys(&d.start), ["ftp:0", "ftp:0#1"]);

@@ -104,6 +104,8 @@ pub struct Prepared {
     pub(super) key: InstanceKey,
     pub(super) recipe: Recipe,
     pub(super) service: Service,
+    /// Its own limits (timeouts resolved from its keys, `sensor.services` and its product).
+    pub(super) limits: Arc<ServiceLimits>,
     pub(super) sockets: Vec<Held>,
     pub(super) serving: Vec<Serving>,
 }
@@ -157,15 +159,21 @@ pub async fn prepare(
             port: wanted.key.port,
             hostname: wanted.recipe.hostname.clone(),
             domain: wanted.recipe.domain.clone(),
-            limits: Arc::clone(limits),
+            // The instance's own timeouts: its keys, `sensor.services`, or its product's.
+            limits: Arc::new(framework::timeouts::resolve(
+                limits,
+                (protocol.timeouts)(&wanted.recipe.settings),
+                &wanted.recipe.settings,
+            )),
         };
+        let instance_limits = Arc::clone(&ctx.limits);
         let settings = wanted.recipe.settings.clone();
         let task = tokio::task::spawn_blocking(move || protocol.build(&settings, &ctx));
-        builds.push((*wanted, task));
+        builds.push((*wanted, instance_limits, task));
     }
     let mut built = Vec::new();
     let mut down = Vec::new();
-    for (wanted, task) in builds {
+    for (wanted, instance_limits, task) in builds {
         let outcome = task
             .await
             .map_err(|err| ServiceError::Setup {
@@ -175,7 +183,7 @@ pub async fn prepare(
             })
             .and_then(|built| built);
         match outcome {
-            Ok(handler) => built.push((wanted, handler)),
+            Ok(handler) => built.push((wanted, instance_limits, handler)),
             Err(err) if !limits.strict => down.push(DownService::new(
                 wanted.protocol.service,
                 wanted.key.port,
@@ -191,7 +199,7 @@ pub async fn prepare(
     };
     let first_free = unprivileged_port_start();
     let mut prepared = Vec::new();
-    for (wanted, handler) in built {
+    for (wanted, instance_limits, handler) in built {
         let service = wanted.protocol.service;
         let binder = Binder {
             service,
@@ -205,6 +213,7 @@ pub async fn prepare(
                 key: wanted.key.clone(),
                 recipe: wanted.recipe.clone(),
                 service,
+                limits: instance_limits,
                 sockets,
                 serving,
             }),

@@ -240,13 +240,14 @@ pub async fn wait_sessions(trackers: Vec<TaskTracker>, grace: Duration) {
     }
 }
 
-/// Starts serving `prepared` with `shared`'s limits, gate, counters, whitelist and sink; its
-/// loops and sessions stop with `parent`.
+/// Starts serving `prepared` with its own limits and `shared`'s gate, counters, whitelist and
+/// sink; its loops and sessions stop with `parent`.
 #[must_use]
 pub fn launch(prepared: Prepared, shared: &Shared, parent: &CancellationToken) -> Running {
     let stop = parent.child_token();
     let tracker = TaskTracker::new();
     let shared = Shared {
+        limits: prepared.limits,
         tracker: tracker.clone(),
         shutdown: stop.clone(),
         ..shared.clone()

@@ -272,7 +272,8 @@ mod flood_paths {
                     .args(["--rand-source", "-p", "80", "--flood"])
                     .arg(&target);
                 let out = run_bounded(&mut cmd, Duration::from_secs(FLOOD_SECS + 10));
-                let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+                text.push_str(&String::from_utf8_lossy(&out.stderr));
                 // "N packets transmitted, ..." on SIGINT.
                 let transmitted = text
                     .lines()

@@ -195,7 +195,9 @@ mod flood_paths {
             Duration::from_millis(IDLE_MS) + Duration::from_secs(10),
             |events| {
                 events.iter().any(|e| {
-                    e["type"] == 2 && e["action"] == "incident_created" && e["src_ip"] == peer.as_str()
+                    e["type"] == 2
+                        && e["action"] == "incident_created"
+                        && e["src_ip"] == peer.as_str()
                 })
             },
         );
@@ -321,7 +323,10 @@ mod flood_paths {
         let run = sensor.stop();
         let _ = std::fs::remove_dir_all(&dir);
         assert!(run.clean_exit, "{:?}", run.stderr);
-        eprintln!("kernel: {}; merger {}", run.stats["kernel"], run.stats["merger"]);
+        eprintln!(
+            "kernel: {}; merger {}",
+            run.stats["kernel"], run.stats["merger"]
+        );
         assert!(
             reported,
             "nmap's scan was not reported with all 500 ports: {:?}",

@@ -122,9 +122,7 @@ async fn main() -> ExitCode {
             "outage" => soak::outage::run(&bin, options.outage, drain).await,
             "idle" => soak::idle::run(&bin, options.idle).await,
             "load" => soak::load::run(&bin, options.load, options.rss_every).await,
-            _ => {
-                soak::chaos::run(&bin, options.chaos_cycles, options.chaos_every, drain).await
-            }
+            _ => soak::chaos::run(&bin, options.chaos_cycles, options.chaos_every, drain).await,
         };
         report.insert(phase.clone(), figures);
     }

@@ -102,8 +102,9 @@ impl SensorProcess {
     /// The counters of its first output in the stats file.
     #[must_use]
     pub fn output_stats(&self) -> Value {
-        self.stats()
-            .map_or(Value::Null, |s| s["outputs"].get(0).cloned().unwrap_or(Value::Null))
+        self.stats().map_or(Value::Null, |s| {
+            s["outputs"].get(0).cloned().unwrap_or(Value::Null)
+        })
     }
 
     /// SIGTERM, then waits at most `limit` (killed after): the exit status (`None` if it had to

@@ -219,6 +219,12 @@ pub(crate) mod golden {
                 "username": "admin", "password": "admin",
                 "session_id": "0b7e1c52-8d1c-4c59-9a43-5f0f3a2f7d10"
             }),
+            (_, Action::Upload) => json!({
+                "username": "bob", "mode": "sftp", "path": "/tmp/x.sh", "size": 12,
+                "sha256": "a948904f2f0f479b8f8197694b30184b0d2ed1c1cd2a1ec0fb85d299a192a447",
+                "stored": "ssh-uploads/a948904f2f0f479b8f8197694b30184b0d2ed1c1cd2a1ec0fb85d299a192a447",
+                "session_id": "0b7e1c52-8d1c-4c59-9a43-5f0f3a2f7d10"
+            }),
             _ => json!({"session_id": "0b7e1c52-8d1c-4c59-9a43-5f0f3a2f7d10"}),
         }
     }

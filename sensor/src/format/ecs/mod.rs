@@ -93,6 +93,7 @@ fn classify(event: &Event) -> (Vec<&'static str>, Vec<&'static str>, &'static st
             "unknown",
         ),
         Action::Data => (vec!["network"], vec!["info"], "unknown"),
+        Action::Upload => (vec!["network", "file"], vec!["creation", "info"], "success"),
         // Not a Trapster logtype: the sensor's own health.
         Action::Degraded => (vec!["host"], vec!["info"], "failure"),
         Action::Heartbeat => (vec!["host"], vec!["info"], "success"),

@@ -140,12 +140,8 @@ fn cd(shell: &mut Shell, args: &[String]) -> (Vec<u8>, u32) {
     }
 }
 
-fn size(node: &Node) -> usize {
-    match &node.kind {
-        Kind::Dir => 4096,
-        Kind::File(data) => data.len(),
-        Kind::Link(target) => target.len(),
-    }
+fn size(node: &Node) -> u64 {
+    vfs::Vfs::size(node)
 }
 
 fn long_line(name: &str, node: &Node) -> String {
@@ -221,9 +217,9 @@ fn ls(shell: &Shell, args: &[String], tty: bool) -> (Vec<u8>, u32) {
             out.push_str(&format!("{shown}:\n"));
         }
         if long {
-            let blocks: usize = entries
+            let blocks: u64 = entries
                 .iter()
-                .map(|(_, n)| size(n).div_ceil(4096) * 4)
+                .map(|(_, n)| size(n).div_ceil(4096).saturating_mul(4))
                 .sum();
             out.push_str(&format!("total {blocks}\n"));
             for (name, node) in &entries {

@@ -95,15 +95,9 @@ async fn sftp_put_is_captured_with_its_sha256_and_kept() {
         format!("put {} /tmp/payload.bin\nls -l /tmp\n", local.display()),
     )
     .unwrap();
-    let args: Vec<String> = [
-        "-P",
-        &port,
-        "-b",
-        batch.to_str().unwrap(),
-        "bob@127.0.0.1",
-    ]
-    .map(str::to_owned)
-    .to_vec();
+    let args: Vec<String> = ["-P", &port, "-b", batch.to_str().unwrap(), "bob@127.0.0.1"]
+        .map(str::to_owned)
+        .to_vec();
     let out = client("sftp", &dir, &args).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -147,13 +141,7 @@ async fn scp_uploads_are_captured_over_sftp_and_the_legacy_protocol() {
         std::fs::write(&local, &content).unwrap();
         let mut args: Vec<String> = flag.map(str::to_owned).into_iter().collect();
         args.extend(
-            [
-                "-P",
-                &port,
-                local.to_str().unwrap(),
-                "bob@127.0.0.1:/tmp/",
-            ]
-            .map(str::to_owned),
+            ["-P", &port, local.to_str().unwrap(), "bob@127.0.0.1:/tmp/"].map(str::to_owned),
         );
         let out = client("scp", &dir, &args).await;
         assert!(
@@ -225,15 +213,9 @@ async fn sftp_ls_and_get_serve_the_virtual_file_system() {
         ),
     )
     .unwrap();
-    let args: Vec<String> = [
-        "-P",
-        &port,
-        "-b",
-        batch.to_str().unwrap(),
-        "bob@127.0.0.1",
-    ]
-    .map(str::to_owned)
-    .to_vec();
+    let args: Vec<String> = ["-P", &port, "-b", batch.to_str().unwrap(), "bob@127.0.0.1"]
+        .map(str::to_owned)
+        .to_vec();
     let out = client("sftp", &dir, &args).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -305,7 +287,10 @@ async fn wget_in_the_shell_is_logged_and_never_fetched() {
         .find(|e| e.extra.get("mode") == Some(&json!("download")))
         .expect("the download is logged");
     assert_eq!(download.extra["command"], json!("wget"));
-    assert_eq!(download.extra["url"], json!("http://bad.example.net/bot.sh"));
+    assert_eq!(
+        download.extra["url"],
+        json!("http://bad.example.net/bot.sh")
+    );
     h.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }

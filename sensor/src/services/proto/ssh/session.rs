@@ -210,7 +210,11 @@ impl SshSession {
             extra.insert("command".to_owned(), Value::String(op.command.to_owned()));
             extra.insert("path".to_owned(), Value::String(op.path.clone()));
             if let Some(detail) = op.detail {
-                let key = if op.command == "open" { "flags" } else { "target" };
+                let key = if op.command == "open" {
+                    "flags"
+                } else {
+                    "target"
+                };
                 extra.insert(key.to_owned(), Value::String(detail));
             }
             self.session.query(op.path.as_bytes(), extra).await;

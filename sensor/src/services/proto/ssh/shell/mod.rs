@@ -133,7 +133,13 @@ impl Shell {
     #[must_use]
     pub fn words(&self, line: &str) -> Option<Vec<String>> {
         let home = vfs::home(&self.user);
-        let var = move |name: &str| if name == "HOME" { home.clone() } else { String::new() };
+        let var = move |name: &str| {
+            if name == "HOME" {
+                home.clone()
+            } else {
+                String::new()
+            }
+        };
         parse::tokens(line, &var)
             .into_iter()
             .map(|t| match t {

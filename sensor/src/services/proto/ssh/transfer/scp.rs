@@ -88,7 +88,8 @@ fn run_err(step: &mut Step, message: &str) {
         .take(MAX_LINE)
         .collect();
     step.reply.push(1);
-    step.reply.extend_from_slice(format!("scp: {clean}\n").as_bytes());
+    step.reply
+        .extend_from_slice(format!("scp: {clean}\n").as_bytes());
 }
 
 impl Scp {
@@ -158,10 +159,7 @@ impl Scp {
             step.exit = Some(1);
             return Some((scp, step));
         }
-        let target = cx
-            .fs
-            .resolve(&target)
-            .map_or(target, |(real, _)| real);
+        let target = cx.fs.resolve(&target).map_or(target, |(real, _)| real);
         scp.mode = Mode::Sink {
             state: Sink::Line(Vec::new()),
             target,

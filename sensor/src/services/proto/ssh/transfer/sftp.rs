@@ -23,13 +23,10 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use russh_sftp::protocol::{
-    Attrs, Data, File, FileAttributes, Handle, Name, OpenFlags, Packet, Status, StatusCode,
-    Version,
+    Attrs, Data, File, FileAttributes, Handle, Name, OpenFlags, Packet, Status, StatusCode, Version,
 };
 
-use super::{
-    Cx, MTIME, Op, Step, finished, mode_bits, owner_id, store::Capture, type_bits,
-};
+use super::{Cx, MTIME, Op, Step, finished, mode_bits, owner_id, store::Capture, type_bits};
 use crate::services::proto::ssh::shell::vfs::{self, Kind, Node, Vfs};
 
 /// OpenSSH's `SFTP_MAX_MSG_LENGTH`.
@@ -161,8 +158,10 @@ impl Sftp {
         let mut used = 0_usize;
         loop {
             let rest = self.inbox.get(used..).unwrap_or_default();
-            let Some(head) = rest.get(..4) else { break };
-            let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+            let Some(head) = rest.get(..4).and_then(|h| <[u8; 4]>::try_from(h).ok()) else {
+                break;
+            };
+            let len = u32::from_be_bytes(head) as usize;
             if len > MAX_PACKET || len == 0 {
                 step.exit = Some(EXIT_BAD);
                 break;
@@ -288,10 +287,12 @@ impl Sftp {
                     Err(code) => status(id, code),
                 }
             }
-            Packet::FSetStat(r) => match slot_of(&r.handle).filter(|s| self.handles.contains_key(s)) {
-                Some(_) => status(id, StatusCode::Ok),
-                None => status(id, StatusCode::Failure),
-            },
+            Packet::FSetStat(r) => {
+                match slot_of(&r.handle).filter(|s| self.handles.contains_key(s)) {
+                    Some(_) => status(id, StatusCode::Ok),
+                    None => status(id, StatusCode::Failure),
+                }
+            }
             Packet::Remove(r) => {
                 step.ops.push(op("remove", &r.filename, None));
                 let path = cx.absolute(&r.filename);
@@ -391,7 +392,12 @@ impl Sftp {
     fn readdir(&mut self, id: u32, handle: &str) -> Packet {
         match slot_of(handle).and_then(|s| self.handles.get_mut(&s)) {
             Some(Open::Dir { entries, next }) => {
-                let files: Vec<File> = entries.iter().skip(*next).take(DIR_CHUNK).cloned().collect();
+                let files: Vec<File> = entries
+                    .iter()
+                    .skip(*next)
+                    .take(DIR_CHUNK)
+                    .cloned()
+                    .collect();
                 if files.is_empty() {
                     return status(id, StatusCode::Eof);
                 }
@@ -524,7 +530,11 @@ fn open_write(path: &str, flags: OpenFlags, cx: &mut Cx<'_>) -> Result<Open, Sta
         Some(Kind::Dir) => return Err(StatusCode::Failure),
         Some(Kind::Link(_)) => {
             // Writing through a link writes its target.
-            real = cx.fs.resolve(&real).map(|(p, _)| p).ok_or(StatusCode::NoSuchFile)?;
+            real = cx
+                .fs
+                .resolve(&real)
+                .map(|(p, _)| p)
+                .ok_or(StatusCode::NoSuchFile)?;
         }
         Some(Kind::File(_)) | None => {}
     }

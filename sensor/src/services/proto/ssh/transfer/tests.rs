@@ -4,8 +4,8 @@ use std::{collections::HashMap, sync::Arc};
 
 use bytes::{Buf as _, Bytes};
 use russh_sftp::protocol::{
-    Close, FileAttributes, Init, MkDir, Open, OpenDir, OpenFlags, Packet, Read, ReadDir,
-    RealPath, Remove, Stat, StatusCode, Write,
+    Close, FileAttributes, Init, MkDir, Open, OpenDir, OpenFlags, Packet, Read, ReadDir, RealPath,
+    Remove, Stat, StatusCode, Write,
 };
 use sha2::{Digest, Sha256};
 
@@ -52,7 +52,9 @@ impl Client {
             version: 3,
             extensions: HashMap::new(),
         }));
-        assert!(matches!(&replies[..], [Packet::Version(v)] if v.version == 3 && v.extensions.is_empty()));
+        assert!(
+            matches!(&replies[..], [Packet::Version(v)] if v.version == 3 && v.extensions.is_empty())
+        );
         c
     }
 
@@ -361,7 +363,10 @@ fn scp_sink_receives_files_as_openssh_scp_t() {
     let step = t.feed(b"C0644 3 x\n", &mut cx);
     assert_eq!(step.reply, b"\x01scp: /etc/x: Permission denied\n");
     let step = t.feed(b"D0755 0 d\n", &mut cx);
-    assert_eq!(step.reply, b"\x01scp: protocol error: received directory without -r\n");
+    assert_eq!(
+        step.reply,
+        b"\x01scp: protocol error: received directory without -r\n"
+    );
     assert_eq!(step.exit, Some(1));
 
     let (scp, _) = scp(&["scp", "-r", "-t", "/tmp"], cx.fs, &store);
@@ -369,7 +374,10 @@ fn scp_sink_receives_files_as_openssh_scp_t() {
     let step = t.feed(b"D0755 0 d\nC0644 2 a\nhi\0E\n", &mut cx);
     assert_eq!(step.reply, b"\0\0\0\0");
     assert_eq!(step.uploads[0].path, "/tmp/d/a");
-    assert_eq!(cx.fs.get("/tmp/d/a").unwrap().kind, Kind::File(b"hi".to_vec()));
+    assert_eq!(
+        cx.fs.get("/tmp/d/a").unwrap().kind,
+        Kind::File(b"hi".to_vec())
+    );
     assert_eq!(t.end(&mut cx).exit, Some(0));
 }
 

@@ -674,7 +674,9 @@ async fn ssh_configured_user_gets_a_shell_whose_commands_are_logged() {
     assert!(text.contains("admin@srv01:~$ "), "{text}");
     assert!(text.contains("GNU/Linux"), "{text}");
     assert!(
-        text.contains("wget: unable to resolve host address ‘198.51.100.1’"),
+        // An address is not resolved: real wget goes straight to connecting, and the decoy
+        // is a host without a route out.
+        text.contains("Connecting to 198.51.100.1:80... failed: Network is unreachable."),
         "{text}"
     );
     let events = h.until(Action::Query, 3, LIMIT).await;

@@ -130,6 +130,13 @@ pub const CATALOGUE: &[Kind] = &[
     },
     Kind {
         logtype: LogType {
+            service: Service::Ssh,
+            action: Action::Upload,
+        },
+        source: "SSH service",
+    },
+    Kind {
+        logtype: LogType {
             service: Service::Http,
             action: Action::Connection,
         },

@@ -44,7 +44,8 @@ pub enum Action {
     Flood,
     /// The sensor is alive (`sensor.heartbeat`, every `sensor.heartbeat.interval_secs`).
     Heartbeat,
-    /// A client uploaded a file (`ftp.upload`): its name, size and SHA-256.
+    /// A client uploaded a file (`ftp.upload`; `ssh.upload`: SFTP, SCP): its name, size and
+    /// SHA-256.
     Upload,
 }
 

@@ -10,6 +10,10 @@
 //!   (global and per-source caps, a source being an IPv4 address or an IPv6 /64 by default),
 //!   the session identity fixed from the socket, `<service>.connection`, the per-session event
 //!   cap, bounded reads and writes, timeouts, self-signed certificates.
+//! - [`instances`]: one instance at a time: its identity across configuration reloads, what it
+//!   is built from, its bound sockets (taken over by a changed instance on the same port, so a
+//!   privileged port stays served after the privilege drop); [`Services::reload`] applies a
+//!   new plan instance by instance.
 //! - [`proto`]: one file (or folder) per protocol, which only reads, answers and adds `extra`
 //!   fields: FTP, Telnet, SSH, HTTP and HTTPS with Trapster skins, MySQL, PostgreSQL.
 //!
@@ -19,27 +23,30 @@
 //! program needs).
 //!
 //! Handlers are built on the blocking pool (host keys, certificates and skins are generated or
-//! read there), all instances at once. The services never open outbound connections.
+//! read there), all instances at once. The services never open outbound connections, except
+//! FTP's active-mode data connections (`PORT`/`EPRT`), and those only to the control
+//! connection's own peer.
 
 pub mod framework;
+pub mod instances;
 pub mod plan;
 pub mod proto;
 pub mod registry;
+mod reload;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use tokio_util::task::TaskTracker;
 
+pub use framework::anyport::DecoySockets;
 pub use framework::{
     gate::ServiceCounters,
     session::{EventSink, Session, SessionError},
 };
 pub use plan::{SectionError, ServiceLimits, ServicesPlan, ServicesSection};
 
-use self::{
-    framework::{Shared, gate::Gate, tcp, udp},
-    registry::Built,
-};
+use self::framework::{Shared, gate::Gate};
+pub use self::reload::Reloaded;
 use crate::{event::Service, net::Cidr, shutdown::CancellationToken};
 
 /// A service could not start.
@@ -68,6 +75,21 @@ pub enum ServiceError {
     /// The `services` block does not fit the registry (a plan not checked by the configuration).
     #[error("{0}")]
     Section(#[from] SectionError),
+    /// A port below the unprivileged port start, new at a configuration reload: binding it
+    /// needs `CAP_NET_BIND_SERVICE`, which the sensor gave up after start.
+    #[error(
+        "{service}: port {port} is below the unprivileged port start ({first_free}) and binding \
+         it needs CAP_NET_BIND_SERVICE, which the sensor gives up after start; restart the \
+         sensor to apply this decoy"
+    )]
+    Privileged {
+        /// Service name.
+        service: &'static str,
+        /// The port.
+        port: u16,
+        /// `net.ipv4.ip_unprivileged_port_start`.
+        first_free: u16,
+    },
     /// A service's configuration cannot be used (a skin that does not load, ...).
     #[error("{service} port {port}: {message}")]
     Setup {
@@ -114,34 +136,22 @@ impl Context {
     }
 }
 
-/// The running services.
+/// The running services: every instance serves on its own (see [`instances`]), with one
+/// admission gate, one set of counters and one whitelist for all.
 #[derive(Debug)]
 pub struct Services {
     bound: Vec<(Service, SocketAddr)>,
     udp: Vec<(Service, SocketAddr)>,
     down: Vec<DownService>,
-    counters: Arc<ServiceCounters>,
-    gate: Arc<Gate>,
-    tracker: TaskTracker,
+    /// Limits, gate, counters, whitelist and sink every instance is launched with.
+    shared: Shared,
+    /// The parent of every instance's token.
     stop: CancellationToken,
-    loops: Vec<tokio::task::JoinHandle<()>>,
-    whitelist: Arc<std::sync::RwLock<Vec<Cidr>>>,
-    decoys: Option<DecoySockets>,
-}
-
-/// The any-port decoys' catch-all listeners, for the kernel program that steers connections
-/// to them (`capture::sk_lookup`), and the ports to steer.
-#[derive(Debug)]
-pub struct DecoySockets {
-    /// A duplicate of the IPv4 listener's descriptor.
-    pub v4: std::os::fd::OwnedFd,
-    /// A duplicate of the IPv6 listener's descriptor, when one is bound.
-    pub v6: Option<std::os::fd::OwnedFd>,
-    /// Where the listeners are bound (loopback, ephemeral ports).
-    pub addresses: Vec<SocketAddr>,
-    /// The TCP ports to steer: those `sensor.decoys` names, less those excluded and those
-    /// something listened on once the services were bound.
-    pub ports: Vec<u16>,
+    instances: Vec<instances::Running>,
+    /// [`instances::plan_wide`] of the plan in force.
+    plan_wide: String,
+    /// The any-port decoys' catch-all, when `sensor.decoys` is enabled.
+    decoys: Option<framework::anyport::CatchAll>,
 }
 
 impl Services {
@@ -174,26 +184,29 @@ impl Services {
 
     /// The any-port decoys' listeners and ports, when `sensor.decoys` is enabled.
     #[must_use]
-    pub const fn decoys(&self) -> Option<&DecoySockets> {
-        self.decoys.as_ref()
+    pub fn decoys(&self) -> Option<&DecoySockets> {
+        self.decoys
+            .as_ref()
+            .map(framework::anyport::CatchAll::sockets)
     }
 
-    /// Framework counters.
+    /// Framework counters (kept across configuration reloads).
     #[must_use]
     pub fn counters(&self) -> Arc<ServiceCounters> {
-        Arc::clone(&self.counters)
+        Arc::clone(&self.shared.counters)
     }
 
     /// Connections open now.
     #[must_use]
     pub fn open_connections(&self) -> usize {
-        self.gate.open()
+        self.shared.gate.open()
     }
 
     /// Replaces the whitelist every listener checks (configuration reload); sessions already
     /// open keep the decision made when they started.
     pub fn set_whitelist(&self, whitelist: Vec<Cidr>) {
         let mut current = self
+            .shared
             .whitelist
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -203,15 +216,47 @@ impl Services {
     /// Stops accepting, ends every session and waits (up to `grace`) for them to finish.
     pub async fn stop(self, grace: Duration) {
         self.stop.cancel();
-        self.tracker.close();
-        for handle in self.loops {
-            let _ignored = handle.await;
+        let mut trackers = Vec::new();
+        for instance in &self.instances {
+            instance.cancel();
         }
-        if tokio::time::timeout(grace, self.tracker.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!("Some service sessions did not end within the grace period.");
+        if let Some(decoys) = &self.decoys {
+            decoys.cancel();
+        }
+        for instance in self.instances {
+            trackers.push(instance.finish().await);
+        }
+        if let Some(decoys) = self.decoys {
+            trackers.push(decoys.finish().await);
+        }
+        instances::wait_sessions(trackers, grace).await;
+    }
+
+    /// The bound address lists, from the running instances.
+    fn refresh_bound(&mut self) {
+        self.bound.clear();
+        self.udp.clear();
+        for instance in &self.instances {
+            let (tcp, udp) = instance.addresses();
+            self.bound.extend(tcp);
+            self.udp.extend(udp);
+        }
+    }
+
+    /// Logs the instances that are down.
+    fn log_down(&self) {
+        for d in &self.down {
+            if let ServiceError::Privileged { first_free, .. } = &d.error {
+                tracing::warn!(
+                    service = d.service.as_str(),
+                    port = d.port,
+                    unprivileged_port_start = first_free,
+                    capability = "CAP_NET_BIND_SERVICE",
+                    "New decoy on a privileged port not started: binding it needs CAP_NET_BIND_SERVICE, given up after start; restart the sensor to apply it."
+                );
+            } else {
+                tracing::error!(service = d.service.as_str(), port = d.port, error = %d.error, "Decoy not started; every other decoy and scan detection keep running (`sensor.services.strict` stops the sensor instead).");
+            }
         }
     }
 }
@@ -264,158 +309,60 @@ pub async fn start(
     // Protocols this version does not emulate are named among the configuration's warnings
     // (`sensor check` prints them, `sensor run` logs them once).
     let limits = Arc::new(plan.limits.clone());
-    let hostname = if plan.hostname.is_empty() {
-        "srv01".to_owned()
-    } else {
-        plan.hostname.clone()
-    };
+    let wanted = instances::wanted(plan)?;
+    let all: Vec<&instances::Wanted> = wanted.iter().collect();
     // Every handler is built on the blocking pool (RSA host keys, certificates, skin files),
     // all instances at once.
-    let mut builds = Vec::new();
-    for instance in plan.services.instances()? {
-        let protocol = instance.protocol;
-        let ctx = Context {
-            service: protocol.service,
-            port: instance.port,
-            // Trapster merges the top-level `hostname`/`domain` into each instance, which may
-            // set its own.
-            hostname: instance_text(instance.settings, "hostname")
-                .unwrap_or_else(|| hostname.clone()),
-            domain: instance_text(instance.settings, "domain")
-                .unwrap_or_else(|| plan.domain.clone()),
-            limits: Arc::clone(&limits),
-        };
-        let settings = instance.settings.clone();
-        let task = tokio::task::spawn_blocking(move || protocol.build(&settings, &ctx));
-        builds.push((protocol, instance.port, task));
-    }
-    let mut planned: Vec<(Service, u16, Built)> = Vec::new();
-    let mut down = Vec::new();
-    for (protocol, port, task) in builds {
-        let built = task
-            .await
-            .map_err(|err| ServiceError::Setup {
-                service: protocol.name,
-                port,
-                message: format!("set-up did not finish: {err}"),
-            })
-            .and_then(|built| built);
-        match built {
-            Ok(built) => planned.push((protocol.service, port, built)),
-            Err(err) if !limits.strict => down.push(DownService::new(protocol.service, port, err)),
-            Err(err) => return Err(err),
-        }
-    }
-
-    let addresses = if planned.is_empty() {
-        Vec::new()
-    } else {
-        framework::bind_addresses(&plan.interface)?
-    };
-    let mut sockets = Vec::new();
-    for (service, port, built) in planned {
-        match bind_instance(service, port, &built, &addresses) {
-            Ok(bound) => sockets.extend(bound.into_iter().map(|socket| (service, socket))),
-            Err(err) if !limits.strict => down.push(DownService::new(service, port, err)),
-            Err(err) => return Err(err),
-        }
-    }
-    let catch_all = if plan.decoys.enabled {
-        let base = Context {
-            service: Service::Tcp,
-            port: 0,
-            hostname: hostname.clone(),
-            domain: plan.domain.clone(),
-            limits: Arc::clone(&limits),
-        };
-        let dispatch = framework::anyport::prepare(plan, &base).await?;
-        match framework::anyport::bind() {
-            Ok(listeners) => Some((Arc::new(dispatch), listeners)),
-            Err(err) if !limits.strict => {
-                down.push(DownService::new(Service::Tcp, 0, err));
-                None
-            }
-            Err(err) => return Err(err),
-        }
-    } else {
-        None
-    };
-    for d in &down {
-        tracing::error!(service = d.service.as_str(), port = d.port, error = %d.error, "Decoy not started; every other decoy and scan detection keep running (`sensor.services.strict` stops the sensor instead).");
-    }
-
+    let (prepared, down) =
+        instances::prepare(&all, &limits, &plan.interface, &[], instances::Phase::Start).await?;
     let stop = shutdown.child_token();
     let shared = Shared {
-        limits: Arc::clone(&limits),
         gate: Gate::new(
             limits.max_connections,
             limits.max_connections_per_source,
             plan.source_prefix,
         ),
+        limits,
         counters: Arc::new(ServiceCounters::default()),
         whitelist: Arc::new(std::sync::RwLock::new(plan.whitelist.clone())),
         sink,
         tracker: TaskTracker::new(),
         shutdown: stop.clone(),
     };
-    let mut bound = Vec::new();
-    let mut udp_bound = Vec::new();
-    let mut loops = Vec::new();
-    for (service, socket) in sockets {
-        match socket {
-            Socket::Tcp(listener, handler) => {
-                if let Ok(addr) = listener.local_addr() {
-                    tracing::info!(service = service.as_str(), %addr, "Service listening.");
-                    bound.push((service, addr));
-                }
-                loops.push(tokio::spawn(tcp::accept_loop(
-                    listener,
-                    service,
-                    handler,
-                    shared.clone(),
-                )));
+    let instances = prepared
+        .into_iter()
+        .map(|p| instances::launch(p, &shared, &stop))
+        .collect();
+    let mut down = down;
+    // After the instances are bound: the ports they listen on are left to them.
+    let decoys = if plan.decoys.enabled {
+        match framework::anyport::start(plan, &shared, &stop).await {
+            Ok(decoys) => Some(decoys),
+            Err(err) if !shared.limits.strict => {
+                down.push(DownService::new(Service::Tcp, 0, err));
+                None
             }
-            Socket::Udp(socket, handler) => {
-                if let Ok(addr) = socket.local_addr() {
-                    tracing::info!(service = service.as_str(), %addr, "Service listening on UDP.");
-                    udp_bound.push((service, addr));
-                }
-                loops.push(tokio::spawn(udp::serve(
-                    socket,
-                    service,
-                    handler,
-                    shared.clone(),
-                )));
+            Err(err) => {
+                stop.cancel();
+                return Err(err);
             }
         }
-    }
-    let decoys = match catch_all {
-        Some((dispatch, listeners)) => {
-            let decoys = decoy_sockets(&plan.decoys, &listeners)?;
-            tracing::info!(ports = decoys.ports.len(), listeners = ?decoys.addresses, "Any-port decoy listeners ready.");
-            for listener in listeners {
-                loops.push(tokio::spawn(framework::anyport::accept_loop(
-                    listener,
-                    Arc::clone(&dispatch),
-                    shared.clone(),
-                )));
-            }
-            Some(decoys)
-        }
-        None => None,
+    } else {
+        None
     };
-    Ok(Services {
-        decoys,
-        bound,
-        udp: udp_bound,
+    let mut services = Services {
+        bound: Vec::new(),
+        udp: Vec::new(),
         down,
-        counters: shared.counters,
-        gate: shared.gate,
-        tracker: shared.tracker,
+        shared,
         stop,
-        loops,
-        whitelist: shared.whitelist,
-    })
+        instances,
+        plan_wide: instances::plan_wide(plan),
+        decoys,
+    };
+    services.refresh_bound();
+    services.log_down();
+    Ok(services)
 }
 
 /// What `sensor check` can tell before `run`: the instances whose port cannot be bound now, by
@@ -470,93 +417,6 @@ pub fn probe_ports(plan: &ServicesPlan) -> Result<Vec<DownService>, ServiceError
         }
     }
     Ok(down)
-}
-
-/// Binds one instance on every address; all or nothing (a host without IPv6 still serves IPv4
-/// on the wildcard).
-fn bind_instance(
-    service: Service,
-    port: u16,
-    built: &Built,
-    addresses: &[std::net::IpAddr],
-) -> Result<Vec<Socket>, ServiceError> {
-    let mut sockets = Vec::new();
-    for ip in addresses {
-        let addr = SocketAddr::new(*ip, port);
-        let bound = match built {
-            Built::Tcp(handler) => tcp::bind(service, addr)
-                .map(|listener| vec![Socket::Tcp(listener, Arc::clone(handler))]),
-            Built::Udp(handler) => udp::bind(service, addr)
-                .map(|socket| vec![Socket::Udp(socket, Arc::clone(handler))]),
-            Built::UdpTcp(udp_handler, tcp_handler) => {
-                // With `port: 0` the TCP listener takes the port the kernel gave UDP.
-                udp::bind(service, addr).and_then(|socket| {
-                    let port = socket.local_addr().map_or(addr.port(), |a| a.port());
-                    tcp::bind(service, SocketAddr::new(addr.ip(), port)).map(|listener| {
-                        vec![
-                            Socket::Udp(socket, Arc::clone(udp_handler)),
-                            Socket::Tcp(listener, Arc::clone(tcp_handler)),
-                        ]
-                    })
-                })
-            }
-        };
-        match bound {
-            Ok(bound) => sockets.extend(bound),
-            Err(ServiceError::Bind { source, .. })
-                if ip.is_ipv6()
-                    && ip.is_unspecified()
-                    && source.kind() == std::io::ErrorKind::AddrNotAvailable =>
-            {
-                tracing::warn!(
-                    service = service.as_str(),
-                    port,
-                    "IPv6 unavailable; IPv4 only."
-                );
-            }
-            Err(err) => return Err(err),
-        }
-    }
-    Ok(sockets)
-}
-
-/// A bound socket and the handler that serves it.
-enum Socket {
-    Tcp(tokio::net::TcpListener, tcp::Handler),
-    Udp(tokio::net::UdpSocket, udp::UdpHandler),
-}
-
-/// The descriptors, addresses and steered ports of the catch-all listeners; run once every
-/// service is bound, so their ports are left to them.
-fn decoy_sockets(
-    decoys: &framework::anyport::config::DecoysConfig,
-    listeners: &[tokio::net::TcpListener],
-) -> Result<DecoySockets, ServiceError> {
-    let err = |source| framework::bind_error("tcp", SocketAddr::from(([127, 0, 0, 1], 0)), source);
-    let (v4, v6) = framework::anyport::descriptors(listeners).map_err(err)?;
-    let addresses = listeners
-        .iter()
-        .filter_map(|l| l.local_addr().ok())
-        .collect();
-    let listening = framework::anyport::listening_ports();
-    let ports = (1..=u16::MAX)
-        .filter(|p| decoys.steers(*p) && listening.binary_search(p).is_err())
-        .collect();
-    Ok(DecoySockets {
-        v4,
-        v6,
-        addresses,
-        ports,
-    })
-}
-
-/// A non-empty string key of an instance (`hostname`, `domain`).
-fn instance_text(settings: &serde_json::Value, key: &str) -> Option<String> {
-    settings
-        .get(key)
-        .and_then(serde_json::Value::as_str)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
 }
 
 #[cfg(test)]

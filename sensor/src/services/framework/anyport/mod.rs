@@ -19,6 +19,7 @@
 //!    configured, its defaults otherwise.
 
 pub mod config;
+mod running;
 pub mod sniff;
 
 use std::{
@@ -34,6 +35,7 @@ use tokio::{
     net::{TcpListener, TcpStream},
 };
 
+pub use self::running::{CatchAll, DecoySockets, follow, start};
 use self::{
     config::DecoysConfig,
     sniff::{Peeked, Sniffed},
@@ -41,13 +43,16 @@ use self::{
 use super::{Shared, tcp};
 use crate::{
     event::{Action, Service},
-    services::{Context, ServiceError, ServicesPlan, registry},
+    services::{Context, ServiceError, ServiceLimits, ServicesPlan, registry},
+    shutdown::CancellationToken,
 };
 
 /// The handlers decoy connections can be given, by registry name, and how one is chosen.
 #[derive(Clone)]
 pub struct Dispatch {
-    handlers: BTreeMap<&'static str, (Service, tcp::Handler)>,
+    /// Each protocol's channel, handler and limits (its own timeouts resolved as for an
+    /// instance with the same settings).
+    handlers: BTreeMap<&'static str, (Service, tcp::Handler, Arc<ServiceLimits>)>,
     ports: BTreeMap<u16, &'static str>,
     banner: Option<&'static str>,
     sniff_timeout: std::time::Duration,
@@ -165,13 +170,19 @@ pub async fn prepare(plan: &ServicesPlan, base: &Context) -> Result<Dispatch, Se
         let ctx = Context {
             service: protocol.service,
             port,
+            limits: Arc::new(super::timeouts::resolve(
+                &base.limits,
+                (protocol.timeouts)(&settings),
+                &settings,
+            )),
             ..base.clone()
         };
+        let limits = Arc::clone(&ctx.limits);
         let task = tokio::task::spawn_blocking(move || protocol.build(&settings, &ctx));
-        builds.push((protocol, task));
+        builds.push((protocol, limits, task));
     }
     let mut handlers = BTreeMap::new();
-    for (protocol, task) in builds {
+    for (protocol, limits, task) in builds {
         let built = match task.await {
             Ok(built) => built,
             Err(err) => Err(base.setup_error(format!("set-up did not finish: {err}"))),
@@ -184,7 +195,7 @@ pub async fn prepare(plan: &ServicesPlan, base: &Context) -> Result<Dispatch, Se
                 continue;
             }
         };
-        handlers.insert(protocol.name, (protocol.service, handler));
+        handlers.insert(protocol.name, (protocol.service, handler, limits));
     }
     let ports = decoys
         .ports
@@ -240,10 +251,17 @@ pub fn descriptors(listeners: &[TcpListener]) -> std::io::Result<(OwnedFd, Optio
     Ok((v4, v6))
 }
 
-/// Accepts steered connections until shutdown and serves each in its own task.
-pub async fn accept_loop(listener: TcpListener, dispatch: Arc<Dispatch>, shared: Shared) {
+/// Accepts steered connections until `accepting` (or the shutdown) is cancelled and serves
+/// each in its own task, which ends with `shared.shutdown`.
+pub async fn accept_loop(
+    listener: Arc<TcpListener>,
+    dispatch: Arc<Dispatch>,
+    shared: Shared,
+    accepting: CancellationToken,
+) {
     loop {
         let accepted = tokio::select! {
+            () = accepting.cancelled() => return,
             () = shared.shutdown.cancelled() => return,
             accepted = listener.accept() => accepted,
         };
@@ -298,7 +316,8 @@ async fn serve(
     extra.insert("detected".to_owned(), Value::from(detected.as_str()));
     let bytes = peeked.as_ref().map_or(&[][..], |p| p.bytes.as_slice());
     connection.emit(Action::Connection, bytes, extra).await;
-    let Some((service, handler)) = chosen.and_then(|name| dispatch.handlers.get(name)) else {
+    let Some((service, handler, limits)) = chosen.and_then(|name| dispatch.handlers.get(name))
+    else {
         shared
             .counters
             .decoys_unclaimed
@@ -313,8 +332,13 @@ async fn serve(
         .await;
         return;
     };
-    let session = admitted.session(*service, shared);
-    tcp::run_session(shared, session, handler, stream, peer).await;
+    // The chosen protocol's own limits (its product's timeouts), as its instances get.
+    let shared = Shared {
+        limits: Arc::clone(limits),
+        ..shared.clone()
+    };
+    let session = admitted.session(*service, &shared);
+    tcp::run_session(&shared, session, handler, stream, peer).await;
 }
 
 /// Ports something listens on now over TCP (`/proc/net/tcp` and `/proc/net/tcp6`, state

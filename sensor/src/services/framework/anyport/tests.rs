@@ -165,11 +165,18 @@ async fn unknown_bytes_are_a_connection_event_and_the_connection_is_closed() {
 #[test]
 fn the_port_map_wins_then_the_bytes_then_the_banner() {
     let noop: tcp::Handler = Arc::new(|_session, _stream| Box::pin(async { Ok(()) }));
+    let limits = Arc::new(ServiceLimits::default());
     let dispatch = Dispatch {
         handlers: [
-            ("ssh", (Service::Ssh, Arc::clone(&noop))),
-            ("http", (Service::Http, Arc::clone(&noop))),
-            ("ftp", (Service::Ftp, noop)),
+            (
+                "ssh",
+                (Service::Ssh, Arc::clone(&noop), Arc::clone(&limits)),
+            ),
+            (
+                "http",
+                (Service::Http, Arc::clone(&noop), Arc::clone(&limits)),
+            ),
+            ("ftp", (Service::Ftp, noop, limits)),
         ]
         .into_iter()
         .collect(),

@@ -1,7 +1,8 @@
-//! Any-port decoys (`sensor.decoys`, the `sk_lookup` program): with every TCP port steered,
-//! real clients in the peer namespace reach the emulated services on ports nothing listens on,
-//! every connection is a `tcp.connection` event with its real port, a port a configured service
-//! listens on stays that service's, and `kill -9` leaves no program attached.
+//! Any-port decoys (`sensor.decoys`, the `sk_lookup` program): with TCP ports 2000–9999
+//! steered, real clients in the peer namespace reach the emulated services on ports nothing
+//! listens on, every connection is a `tcp.connection` event with its real port, a port a
+//! configured service listens on stays that service's, a port outside the ranges is refused by
+//! the kernel as before, and neither a clean stop nor `kill -9` leaves a program attached.
 
 use std::{
     os::unix::fs::MetadataExt as _,
@@ -31,7 +32,7 @@ fn config(net: &TestNet, state: &Path) -> String {
             "services": {"state_dir": state},
             "decoys": {
                 "enabled": true,
-                "tcp": ["1-65535"],
+                "tcp": ["2000-9999"],
                 "ports": {"2200": "ssh", "8081": "http", "9443": "https"},
                 "banner": "ssh",
                 "sniff_timeout_ms": 1000
@@ -82,7 +83,9 @@ fn decoy_ports_reach_the_services_with_their_real_port() {
     require_root!();
     let net = TestNet::new();
     let state = state_dir("services");
+    let ino = netns_ino(&net);
     let sensor = RunningSensor::start(&net.sensor, &config(&net, &state), &[]);
+    assert_eq!(sk_lookup_links(ino).len(), 1, "attached at start");
     let ip = net.sensor_ip.clone();
 
     // A port nothing listens on: bytes no service claims.
@@ -154,6 +157,9 @@ fn decoy_ports_reach_the_services_with_their_real_port() {
         b"",
     );
     assert!(out.status.success(), "curl: {out:?}");
+    // Outside the ranges nothing listens: the kernel refuses as without the sensor.
+    let out = peer(&net, "nc", &["-z", "-w", "3", &ip, "10022"], b"");
+    assert!(!out.status.success(), "port 10022 is not steered: {out:?}");
     // A configured service's port stays that service's.
     let out = peer(&net, "nc", &["-w", "3", &ip, "2121"], b"");
     assert!(
@@ -171,6 +177,10 @@ fn decoy_ports_reach_the_services_with_their_real_port() {
     });
     let run = sensor.stop();
     let _ = std::fs::remove_dir_all(&state);
+    assert!(
+        sk_lookup_links(ino).is_empty(),
+        "the program is detached on a clean stop"
+    );
     assert!(all, "{:#?}", run.events);
     let events = &run.events;
 
@@ -225,6 +235,12 @@ fn decoy_ports_reach_the_services_with_their_real_port() {
         "a configured service's port is not steered: {events:#?}"
     );
     assert_eq!(of(events, "ftp.connection", 2121).len(), 1);
+    assert!(
+        events.iter().all(|e| e["dst_port"] != 10022
+            || e["logtype"] == "portscan.query"
+            || e["logtype"] == "portscan.flood"),
+        "no service event for a port outside the ranges: {events:#?}"
+    );
     assert_eq!(
         run.stats["services"]["decoy_connections"], 6,
         "{}",
@@ -260,14 +276,19 @@ fn sk_lookup_links(ino: u64) -> Vec<u64> {
         .unwrap_or_default()
 }
 
+/// The inode of the sensor's network namespace, as `bpftool link` names it.
+fn netns_ino(net: &TestNet) -> u64 {
+    std::fs::metadata(format!("/var/run/netns/{}", net.sensor.name))
+        .unwrap()
+        .ino()
+}
+
 #[test]
 fn kill_9_leaves_no_sk_lookup_or_xdp_program_attached() {
     require_root!();
     let net = TestNet::new();
     let state = state_dir("kill");
-    let ino = std::fs::metadata(format!("/var/run/netns/{}", net.sensor.name))
-        .unwrap()
-        .ino();
+    let ino = netns_ino(&net);
     assert!(sk_lookup_links(ino).is_empty());
     let sensor = RunningSensor::start(&net.sensor, &config(&net, &state), &[]);
     assert_eq!(

@@ -228,3 +228,52 @@ fn listening_ports_are_read_from_the_proc_table() {
     assert_eq!(parse_listening(table), [22, 8080, 3306]);
     assert_eq!(parse_listening(""), Vec::<u16>::new());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_keeps_the_listeners_and_follows_the_new_handlers_and_ports() {
+    let decoys = json!({
+        "enabled": true, "tcp": ["2000-2999"], "banner": "ftp", "sniff_timeout_ms": 100
+    });
+    let (mut services, mut events, addr) = started(decoys).await;
+    steered_exactly(&services.decoys().unwrap().ports, 2000..=2999);
+    // Another banner service and range: same listener, new handlers and steered ports.
+    let mut next = plan(json!({
+        "enabled": true, "tcp": ["3000-3009"], "banner": "telnet", "sniff_timeout_ms": 100
+    }));
+    services
+        .reload(&next, Duration::from_secs(1))
+        .await
+        .unwrap();
+    let sockets = services.decoys().unwrap();
+    assert_eq!(sockets.addresses[0], addr, "the listener is kept");
+    steered_exactly(&sockets.ports, 3000..=3009);
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    let got = until(&mut events, Service::Telnet, Action::Connection).await;
+    assert_eq!(got[0].service, Service::Tcp);
+    assert_eq!(got[0].extra["service"], "telnet");
+    assert_eq!(got[0].extra["detected"], "banner");
+    assert_eq!(got.last().unwrap().service, Service::Telnet);
+    drop(client.shutdown().await);
+    // Decoys off: the catch-all stops.
+    next.decoys = serde_json::from_value(json!({})).unwrap();
+    services
+        .reload(&next, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert!(services.decoys().is_none());
+    services.stop(Duration::from_secs(1)).await;
+}
+
+/// `ports` are the ports of `range` that nothing on this (shared) host listens on.
+fn steered_exactly(ports: &[u16], range: std::ops::RangeInclusive<u16>) {
+    let listening = super::listening_ports();
+    for port in range.clone() {
+        let steered = ports.contains(&port);
+        let listened = listening.contains(&port);
+        assert!(
+            steered != listened,
+            "port {port}: steered {steered}, listened on {listened}"
+        );
+    }
+    assert!(ports.iter().all(|p| range.contains(p)), "{ports:?}");
+}

@@ -4,8 +4,6 @@
 //! paths that do not exist or a read-only module; a wrong password still gets
 //! `auth failed` and no path.
 
-#![expect(clippy::unwrap_used, reason = "test helpers fail loudly on purpose")]
-
 mod harness;
 
 use std::time::Duration;

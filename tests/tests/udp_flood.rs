@@ -372,8 +372,8 @@ fn a_spoofed_udp_flood_stays_bounded_never_amplifies_and_every_datagram_is_count
     let stop = Arc::new(AtomicBool::new(false));
     let (sent, captured, rss_kib, after, run) = thread::scope(|scope| {
         let (r, s, ifname) = (ready.clone(), stop.clone(), net.peer_if.clone());
-        let capturer =
-            scope.spawn(move || net.peer.run(move || capture(&ifname, sensor_ip, &r, &s)));
+        let peer = &net.peer;
+        let capturer = scope.spawn(move || peer.run(move || capture(&ifname, sensor_ip, &r, &s)));
         let deadline = Instant::now() + Duration::from_secs(10);
         while !ready.load(Ordering::SeqCst) {
             assert!(Instant::now() < deadline, "the capture did not start");

@@ -6,7 +6,10 @@ use hickory_proto::{
 };
 
 use super::{OwnName, llmnr, nbns};
-use crate::poisoning::{iface::V4, nbns::query as nb_query};
+use crate::poisoning::{
+    iface::V4,
+    nbns::{parse_answer as nb_parse, query as nb_query},
+};
 
 const V4S: [Ipv4Addr; 1] = [Ipv4Addr::new(198, 18, 3, 1)];
 
@@ -147,7 +150,7 @@ fn nbns_queries_for_the_own_name_get_a_positive_answer() {
         "the querier's subnet"
     );
     // The answer is what the probe side reads as a positive answer.
-    let read = crate::poisoning::nbns::parse_answer(&a.reply, 0xbeef).unwrap();
+    let read = nb_parse(&a.reply, 0xbeef).unwrap();
     assert_eq!(read.name, "FILESRV01");
     assert_eq!(read.addresses, vec![V4S[0]]);
     assert_eq!(&a.reply[2..4], &[0x85, 0x00], "response, AA, RD copied");

@@ -65,11 +65,12 @@ while True:
 
 /// A querying client: asks `name` over LLMNR (A over IPv4 multicast, AAAA over IPv6
 /// multicast) and NBT-NS (broadcast), and prints one JSON object of the answers per way:
-/// `{"llmnr4": [...], "llmnr6": [...], "nbns": [...]}` (addresses; empty: no answer). Own-name
+/// `{"llmnr4": [...], "llmnr6": [...], "nbns": [...]}` (addresses; empty: no answer). The
+/// multicast interface is set for both families (the namespace has no default route). Own-name
 /// questions are asked up to three times (the sensor may still be opening its sockets).
 const CLIENT: &str = r#"
 import json, random, socket, struct, sys
-ifname, broadcast, name, tries = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+ifname, me, broadcast, name, tries = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
 index = socket.if_nametoindex(ifname)
 def question(qtype):
     qid = random.randint(0, 65535)
@@ -100,6 +101,7 @@ def ask(family, target, qtype):
         s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, index)
         s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 1)
     else:
+        s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(me))
         s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
     s.settimeout(1.0)
     for _ in range(tries):
@@ -271,6 +273,7 @@ fn client(net: &TestNet, dir: &Path, name: &str, tries: u32) -> Value {
     let mut cmd = net.peer.command("python3");
     cmd.arg(&script)
         .arg(&net.peer_if)
+        .arg(&net.peer_ip)
         .arg(&broadcast)
         .arg(name)
         .arg(tries.to_string());

@@ -35,44 +35,57 @@ enum Kind {
     Nbns,
 }
 
-/// Listens on every interface until the task is dropped.
-pub async fn serve(
-    own: OwnName,
-    interfaces: Vec<String>,
-    protocols: Vec<Protocol>,
-    ipv6: bool,
-    sink: tokio::sync::mpsc::Sender<Event>,
-) {
-    let mut tasks = JoinSet::new();
+/// One open listening socket.
+#[derive(Debug)]
+pub struct Listener {
+    socket: UdpSocket,
+    kind: Kind,
+    interface: String,
+}
+
+/// Opens every listening socket now: NBT-NS's port 137 is privileged, so this runs before the
+/// agent drops its privileges. A socket that cannot be opened is logged and skipped.
+#[must_use]
+pub fn open(interfaces: &[String], protocols: &[Protocol], ipv6: bool) -> Vec<Listener> {
+    let mut kinds = Vec::new();
+    if protocols.contains(&Protocol::Llmnr) {
+        kinds.push(Kind::Llmnr4);
+        if ipv6 {
+            kinds.push(Kind::Llmnr6);
+        }
+    }
+    if protocols.contains(&Protocol::Nbns) {
+        kinds.push(Kind::Nbns);
+    }
+    let mut listeners = Vec::new();
     for interface in interfaces {
-        let mut kinds = Vec::new();
-        if protocols.contains(&Protocol::Llmnr) {
-            kinds.push(Kind::Llmnr4);
-            if ipv6 {
-                kinds.push(Kind::Llmnr6);
-            }
-        }
-        if protocols.contains(&Protocol::Nbns) {
-            kinds.push(Kind::Nbns);
-        }
-        for kind in kinds {
-            match socket(kind, &interface) {
+        for &kind in &kinds {
+            match socket(kind, interface) {
                 Ok(Some(socket)) => {
                     tracing::info!(interface = %interface, protocol = ?kind, "Answering queries for the sensor's own name.");
-                    tasks.spawn(listen(
+                    listeners.push(Listener {
                         socket,
                         kind,
-                        interface.clone(),
-                        own.clone(),
-                        sink.clone(),
-                    ));
+                        interface: interface.clone(),
+                    });
                 }
-                Ok(None) => {}
+                Ok(None) => {
+                    tracing::debug!(interface = %interface, protocol = ?kind, "No address of the family; not listening.");
+                }
                 Err(err) => {
                     tracing::warn!(interface = %interface, protocol = ?kind, error = %err, "Cannot listen for name queries.");
                 }
             }
         }
+    }
+    listeners
+}
+
+/// Answers on every listener until the task is dropped.
+pub async fn serve(own: OwnName, listeners: Vec<Listener>, sink: tokio::sync::mpsc::Sender<Event>) {
+    let mut tasks = JoinSet::new();
+    for listener in listeners {
+        tasks.spawn(listen(listener, own.clone(), sink.clone()));
     }
     while tasks.join_next().await.is_some() {}
 }
@@ -130,13 +143,12 @@ fn socket(kind: Kind, interface: &str) -> std::io::Result<Option<UdpSocket>> {
 }
 
 /// Answers queries on one socket.
-async fn listen(
-    socket: UdpSocket,
-    kind: Kind,
-    interface: String,
-    own: OwnName,
-    sink: tokio::sync::mpsc::Sender<Event>,
-) {
+async fn listen(listener: Listener, own: OwnName, sink: tokio::sync::mpsc::Sender<Event>) {
+    let Listener {
+        socket,
+        kind,
+        interface,
+    } = listener;
     let mut buf = vec![0u8; 1500];
     let mut window = (Instant::now(), 0u32);
     loop {

@@ -165,7 +165,8 @@ impl PoisoningConfig {
 }
 
 /// Starts the detection (and, with `answer_own_name`, the answering) on `interfaces` when
-/// enabled; events go to `sink`. `hostname` is the configuration's, the default own name. The
+/// enabled; events go to `sink`. The answering sockets are opened before this returns (call
+/// it while the process still may bind port 137). `hostname` is the configuration's, the default own name. The
 /// task ends with `shutdown`.
 #[must_use]
 pub fn start(
@@ -191,6 +192,12 @@ pub fn start(
             .or(hostname.filter(|h| !h.is_empty()))
             .unwrap_or("srv01"),
     );
+    // Opened here, before the agent drops its privileges (NBT-NS listens on port 137).
+    let listeners = if config.answer_own_name {
+        answer::open(&interfaces, &config.protocols, config.ipv6)
+    } else {
+        Vec::new()
+    };
     let token = shutdown.child_token();
     Some(tokio::spawn(async move {
         let probing = async {
@@ -202,14 +209,7 @@ pub fn start(
         };
         let answering = async {
             if config.answer_own_name {
-                answer::serve(
-                    own,
-                    interfaces.clone(),
-                    config.protocols.clone(),
-                    config.ipv6,
-                    sink.clone(),
-                )
-                .await;
+                answer::serve(own, listeners, sink.clone()).await;
             }
             std::future::pending::<()>().await;
         };

@@ -146,6 +146,7 @@ fn temp(tag: &str) -> PathBuf {
 
 fn config(net: &TestNet, poisoning: &Value) -> String {
     let mut p = json!({
+        "enabled": true,
         "interval_secs": 2,
         "jitter_secs": 0,
         "wait_ms": 1000,
@@ -186,6 +187,27 @@ fn answerer(net: &TestNet, dir: &Path) -> ChildGuard {
     guard
 }
 
+/// Waits (at most 5 s) until both ends can send IPv6 multicast: the kernel adds the `ff00::/8`
+/// route of a veth only once it has seen the carrier, some hundreds of milliseconds after
+/// `link set up`; before that, sending to ff02::1:3 fails with "Network is unreachable".
+fn ipv6_multicast_ready(net: &TestNet) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for (ns, ifname) in [(&net.sensor, &net.sensor_if), (&net.peer, &net.peer_if)] {
+        loop {
+            let out = std::process::Command::new("ip")
+                .args(["-n", &ns.name, "-6", "route", "show", "table", "local", "ff00::/8"])
+                .args(["dev", ifname])
+                .output()
+                .expect("ip route");
+            if !out.stdout.is_empty() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no IPv6 multicast route on {ifname}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 fn of<'a>(events: &'a [Value], logtype: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| e["logtype"] == logtype).collect()
 }
@@ -194,6 +216,7 @@ fn of<'a>(events: &'a [Value], logtype: &str) -> Vec<&'a Value> {
 fn llmnr_poisoning_over_ipv6_names_the_answerer_s_ipv6_address() {
     require_root!();
     let net = TestNet::new();
+    ipv6_multicast_ready(&net);
     let dir = temp("v6");
     let _answerer = answerer(&net, &dir);
     let sensor = RunningSensor::start(
@@ -237,6 +260,7 @@ fn llmnr_poisoning_over_ipv6_names_the_answerer_s_ipv6_address() {
 fn answers_from_whitelisted_hosts_are_not_poisoning() {
     require_root!();
     let net = TestNet::new();
+    ipv6_multicast_ready(&net);
     let dir = temp("whitelist");
     let _answerer = answerer(&net, &dir);
     let poisoning = json!({"whitelist_ips": [net.peer_ip, format!("{}/64", net.peer_ip6)]});
@@ -286,6 +310,7 @@ fn client(net: &TestNet, dir: &Path, name: &str, tries: u32) -> Value {
 fn the_sensor_answers_queries_for_its_own_name_and_no_other() {
     require_root!();
     let net = TestNet::new();
+    ipv6_multicast_ready(&net);
     let dir = temp("answer");
     // Answering only: no probes of its own.
     let poisoning = json!({"enabled": false, "answer_own_name": true});

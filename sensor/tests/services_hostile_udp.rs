@@ -164,10 +164,12 @@ async fn hostile(
         }
         replies.push(reply);
     };
-    let counters = h.counters();
+    // The server counts a reply once its send returned, which may be after the peer read it:
+    // the counters are read once the server has gone quiet.
     let _ = h
         .drain(Duration::from_millis(100), Duration::from_secs(2))
         .await;
+    let counters = h.counters();
     h.stop().await;
     (replies, last, counters)
 }

@@ -195,14 +195,19 @@ fn ipv6_multicast_ready(net: &TestNet) {
     for (ns, ifname) in [(&net.sensor, &net.sensor_if), (&net.peer, &net.peer_if)] {
         loop {
             let out = std::process::Command::new("ip")
-                .args(["-n", &ns.name, "-6", "route", "show", "table", "local", "ff00::/8"])
+                .args([
+                    "-n", &ns.name, "-6", "route", "show", "table", "local", "ff00::/8",
+                ])
                 .args(["dev", ifname])
                 .output()
                 .expect("ip route");
             if !out.stdout.is_empty() {
                 break;
             }
-            assert!(Instant::now() < deadline, "no IPv6 multicast route on {ifname}");
+            assert!(
+                Instant::now() < deadline,
+                "no IPv6 multicast route on {ifname}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }

@@ -241,13 +241,9 @@ async fn serve(
     let authenticated = Arc::new(AtomicBool::new(false));
     let handler = SshSession::new(
         Arc::new(session),
-        ssh.users.clone(),
-        ssh.banner.clone(),
+        ssh,
         lossy(client_version),
-        ssh.hostname.clone(),
-        ssh.auth_failure_delay,
         Arc::clone(&authenticated),
-        Arc::clone(&ssh.store),
     );
     let tap = Tap {
         inner: stream,

@@ -55,31 +55,28 @@ pub struct SshSession {
 
 impl SshSession {
     /// A handler for `session`, whose client identified itself as `client_version`.
-    pub fn new(
+    /// `ssh` gives the instance's users, banner, host name, failure delay and upload store.
+    pub(super) fn new(
         session: Arc<Session>,
-        users: BTreeMap<String, String>,
-        banner: Option<String>,
+        ssh: &super::SshServer,
         client_version: String,
-        hostname: String,
-        auth_failure_delay: Duration,
         authenticated: Arc<AtomicBool>,
-        store: Arc<UploadStore>,
     ) -> Self {
         let max_line = session.limits().max_line_bytes;
         Self {
             session,
-            users,
-            banner,
+            users: ssh.users.clone(),
+            banner: ssh.banner.clone(),
             client_version,
-            hostname,
-            auth_failure_delay,
+            hostname: ssh.hostname.clone(),
+            auth_failure_delay: ssh.auth_failure_delay,
             authenticated,
             shell: None,
             line: Vec::new(),
             pty: false,
             max_line,
             transfers: BTreeMap::new(),
-            store,
+            store: Arc::clone(&ssh.store),
         }
     }
 
@@ -272,7 +269,7 @@ impl SshSession {
             Self::close(session, channel, 1)?;
             return Ok(true);
         }
-        self.transfers.insert(channel, Transfer::Scp(scp));
+        self.transfers.insert(channel, Transfer::Scp(Box::new(scp)));
         self.apply(channel, step, session).await?;
         Ok(true)
     }

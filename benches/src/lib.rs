@@ -11,6 +11,8 @@
 //! - [`report`]: the printed table, the JSON file and the SVG plot.
 //! - [`sessions`]: the client sessions of the service benchmarks (`servicebench`, and
 //!   `trapsterbench`: Trapster from PyPI side by side with the sensor).
+//! - [`soak`]: the soak test's phases (`soak`: output outage with a spool, idle connections and
+//!   slowloris, memory under long load, SIGTERM / `kill -9` chaos).
 //!
 //! Figures are printed, never asserted: no benchmark fails on timing.
 
@@ -18,6 +20,7 @@ pub mod e2e;
 pub mod kernel_cost;
 pub mod report;
 pub mod sessions;
+pub mod soak;
 
 /// Median of a non-empty sample (0 for an empty one).
 #[must_use]

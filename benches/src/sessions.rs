@@ -107,6 +107,97 @@ async fn read_some(s: &mut TcpStream) -> usize {
     s.read(&mut buf).await.unwrap_or(0)
 }
 
+/// One PostgreSQL backend message (type, body), bounded to 64 KiB.
+async fn read_pg_message(s: &mut (impl tokio::io::AsyncRead + Unpin)) -> Option<(u8, Vec<u8>)> {
+    let mut head = [0u8; 5];
+    s.read_exact(&mut head).await.ok()?;
+    let [kind, a, b, c, d] = head;
+    let len = usize::try_from(u32::from_be_bytes([a, b, c, d])).ok()?;
+    let mut body = vec![0u8; len.checked_sub(4).filter(|n| *n <= 65_536)?];
+    s.read_exact(&mut body).await.ok()?;
+    Some((kind, body))
+}
+
+/// A frontend message: type, length, body.
+fn pg_message(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut m = vec![kind];
+    m.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+    m.extend_from_slice(body);
+    m
+}
+
+/// A login as `psql` (`sslmode=prefer`) makes it: SSLRequest, TLS when the server offers it,
+/// then [`postgres_startup`].
+async fn postgres_login(mut s: TcpStream, tls: &tokio_rustls::TlsConnector) {
+    if s.write_all(&[0, 0, 0, 8, 4, 0xd2, 0x16, 0x2f])
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut answer = [0u8; 1];
+    if s.read_exact(&mut answer).await.is_err() {
+        return;
+    }
+    match answer {
+        [b'S'] => {
+            let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+            if let Ok(mut t) = tls.connect(name, s).await {
+                postgres_startup(&mut t).await;
+                read_to_end(&mut t).await;
+            }
+        }
+        [b'N'] => {
+            postgres_startup(&mut s).await;
+            read_to_end(&mut s).await;
+        }
+        _ => {}
+    }
+}
+
+/// StartupMessage, then the password in whatever form the server asks (cleartext, MD5 or
+/// SCRAM-SHA-256 with a proof from a wrong password), so each side logs one `postgres.login`.
+async fn postgres_startup(s: &mut (impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin)) {
+    let body = b"\x00\x03\x00\x00user\0bench\0database\0db\0\0";
+    let mut m = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+    m.extend_from_slice(body);
+    if s.write_all(&m).await.is_err() {
+        return;
+    }
+    let Some((b'R', auth)) = read_pg_message(s).await else {
+        return;
+    };
+    match auth.get(..4) {
+        Some([0, 0, 0, 3]) => {
+            let _ = s.write_all(&pg_message(b'p', b"bench\0")).await;
+        }
+        Some([0, 0, 0, 5]) => {
+            let _ = s
+                .write_all(&pg_message(b'p', b"md5a3556571e93b0d20722ba62be61e8c2d\0"))
+                .await;
+        }
+        Some([0, 0, 0, 10]) => {
+            let first = b"n,,n=,r=benchbenchbenchbenchbench";
+            let mut init = b"SCRAM-SHA-256\0".to_vec();
+            init.extend_from_slice(&(first.len() as u32).to_be_bytes());
+            init.extend_from_slice(first);
+            if s.write_all(&pg_message(b'p', &init)).await.is_err() {
+                return;
+            }
+            let Some((b'R', server_first)) = read_pg_message(s).await else {
+                return;
+            };
+            let text = String::from_utf8_lossy(server_first.get(4..).unwrap_or_default());
+            let Some(nonce) = text.split(',').find_map(|part| part.strip_prefix("r=")) else {
+                return;
+            };
+            let last = format!("c=biws,r={nonce},p=QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI=");
+            let _ = s.write_all(&pg_message(b'p', last.as_bytes())).await;
+        }
+        _ => {}
+    }
+}
+
 fn mysql_response() -> Vec<u8> {
     let mut p = Vec::new();
     let caps: u32 = (1 << 9) | (1 << 15) | (1 << 19);
@@ -200,12 +291,8 @@ pub async fn session(kind: Kind, addr: SocketAddr, tls: &tokio_rustls::TlsConnec
                         let _ = s.write_all(b"\x07\x00\x00\x03bench\0\0").await;
                     }
                     Kind::Postgres => {
-                        let body = b"\x00\x03\x00\x00user\0bench\0database\0db\0\0";
-                        let mut m = ((body.len() + 4) as u32).to_be_bytes().to_vec();
-                        m.extend_from_slice(body);
-                        let _ = s.write_all(&m).await;
-                        read_some(&mut s).await;
-                        let _ = s.write_all(b"p\x00\x00\x00\x0abench\0").await;
+                        postgres_login(s, tls).await;
+                        return true;
                     }
                     Kind::Ssh | Kind::Https => {}
                 }

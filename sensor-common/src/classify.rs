@@ -167,25 +167,20 @@ const NMAP_TS: [u8; 10] = [8, 10, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0];
 
 /// Whether nmap's timestamp option appears at some offset of the options area. A plain scan
 /// over fixed offsets (cheap for the verifier); an option boundary is not checked, which can
-/// only matter for options that embed these exact ten bytes.
+/// only matter for options that embed these exact ten bytes. The scan stops at the end of
+/// the valid bytes and each offset at its first differing byte.
 #[inline(always)]
 #[must_use]
 pub fn has_nmap_timestamp(options: &[u8; MAX_OPTIONS_BYTES], len: u8) -> bool {
     let len = usize::from(len);
     let mut off = 0;
-    while off + NMAP_TS.len() <= MAX_OPTIONS_BYTES {
-        if off + NMAP_TS.len() <= len {
-            let mut same = true;
-            let mut j = 0;
-            while j < NMAP_TS.len() {
-                if options[off + j] != NMAP_TS[j] {
-                    same = false;
-                }
-                j += 1;
-            }
-            if same {
-                return true;
-            }
+    while off + NMAP_TS.len() <= MAX_OPTIONS_BYTES && off + NMAP_TS.len() <= len {
+        let mut j = 0;
+        while j < NMAP_TS.len() && options[off + j] == NMAP_TS[j] {
+            j += 1;
+        }
+        if j == NMAP_TS.len() {
+            return true;
         }
         off += 1;
     }
@@ -223,11 +218,15 @@ pub fn is_nmap_os_probe(v: &TcpView) -> bool {
         || m == f::SYN | f::FIN | f::PSH | f::URG
         || m == f::ACK
         || m == f::XMAS;
-    if nmap_flags && has_nmap_timestamp(&v.options, v.options_len) {
+    if nmap_flags {
+        // The window first: a few compares rule out almost every packet before the options.
         let mut i = 0;
         while i < NMAP_OS_WINDOWS.len() {
             if NMAP_OS_WINDOWS[i] == v.window {
-                return true;
+                if has_nmap_timestamp(&v.options, v.options_len) {
+                    return true;
+                }
+                break;
             }
             i += 1;
         }
@@ -355,10 +354,38 @@ pub const fn ipv6_unicast(first_byte: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::{
-        MAX_OPTIONS_BYTES, NO_WSCALE, QUIRK_BAD_OPTIONS, QUIRK_TS, TcpOptions, TcpView, Verdict,
-        icmp, ipv4_unicast, opt, tcp, tcp_options, udp,
+        MAX_OPTIONS_BYTES, NMAP_TS, NO_WSCALE, QUIRK_BAD_OPTIONS, QUIRK_TS, TcpOptions, TcpView,
+        Verdict, has_nmap_timestamp, icmp, ipv4_unicast, opt, tcp, tcp_options, udp,
     };
     use crate::{ProbeKind, tcp_flags as f};
+
+    #[test]
+    fn nmap_timestamp_found_at_every_offset_within_the_valid_bytes_only() {
+        for off in 0..=MAX_OPTIONS_BYTES - NMAP_TS.len() {
+            let mut b = [1u8; MAX_OPTIONS_BYTES];
+            b[off..off + NMAP_TS.len()].copy_from_slice(&NMAP_TS);
+            let end = (off + NMAP_TS.len()) as u8;
+            assert!(has_nmap_timestamp(&b, end), "offset {off}");
+            assert!(
+                has_nmap_timestamp(&b, MAX_OPTIONS_BYTES as u8),
+                "offset {off}"
+            );
+            assert!(!has_nmap_timestamp(&b, end - 1), "cut at offset {off}");
+            // One byte off anywhere in the ten: not nmap's.
+            for j in 0..NMAP_TS.len() {
+                let mut c = b;
+                c[off + j] ^= 0x01;
+                assert!(
+                    !has_nmap_timestamp(&c, MAX_OPTIONS_BYTES as u8),
+                    "{off}/{j}"
+                );
+            }
+        }
+        assert!(!has_nmap_timestamp(
+            &[0; MAX_OPTIONS_BYTES],
+            MAX_OPTIONS_BYTES as u8
+        ));
+    }
 
     fn opts(bytes: &[u8]) -> TcpOptions {
         let mut b = [0u8; MAX_OPTIONS_BYTES];

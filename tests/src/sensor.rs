@@ -51,6 +51,8 @@ pub struct RunningSensor {
     /// Stdout lines as they arrive (read while the sensor runs, collected at the end).
     lines: Arc<Mutex<Vec<(Instant, String)>>>,
     stderr: thread::JoinHandle<Vec<String>>,
+    /// Stderr lines as they arrive, for [`RunningSensor::wait_for_log`].
+    logs: Arc<Mutex<Vec<String>>>,
     stats: PathBuf,
     dir: PathBuf,
 }
@@ -126,10 +128,16 @@ impl RunningSensor {
             }
         });
         let (ready_tx, ready_rx) = mpsc::channel();
+        let logs: Arc<Mutex<Vec<String>>> = Arc::default();
+        let logged = Arc::clone(&logs);
         let stderr = thread::spawn(move || {
             let mut lines = Vec::new();
             for line in BufReader::new(err).lines().map_while(Result::ok) {
                 eprintln!("[sensor] {line}");
+                logged
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(line.clone());
                 if line.contains("Sensor ready.") {
                     let _ = ready_tx.send(true);
                 }
@@ -146,6 +154,7 @@ impl RunningSensor {
             stdout,
             lines,
             stderr,
+            logs,
             stats,
             dir,
         };
@@ -221,6 +230,29 @@ impl RunningSensor {
                 return false;
             }
             thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits (at most `limit`, polling every 50 ms) until `count` diagnostics lines printed so
+    /// far contain `needle`; returns whether they did.
+    #[must_use]
+    pub fn wait_for_log(&self, limit: Duration, needle: &str, count: usize) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            let seen = self
+                .logs
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .iter()
+                .filter(|l| l.contains(needle))
+                .count();
+            if seen >= count {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(50));
         }
     }
 

@@ -76,6 +76,10 @@ pub(crate) const TEST: &[Need] = &[
     need("curl", "HTTP/HTTPS service client"),
     need("lftp", "FTP service client"),
     need("telnet", "Telnet service client"),
+    need(
+        "inetutils-telnetd",
+        "the real Linux telnetd the Telnet decoy is compared with",
+    ),
     need("openssh-client", "SSH service client"),
     need("sshpass", "password logins with ssh"),
     need(

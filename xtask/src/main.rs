@@ -12,6 +12,8 @@
 //! - `fuzz`: builds the `cargo fuzz` targets in `fuzz/` and runs each for a bounded time.
 //! - `bench`: criterion benchmarks, the privileged scan benchmark (figures, JSON, SVG), the
 //!   service benchmark and the sensor vs Trapster comparison.
+//! - `soak`: the soak test (release sensor; outage with a spool, idle connections and
+//!   slowloris, memory under long load, SIGTERM / `kill -9` chaos); never run by CI.
 
 mod bench;
 mod build_ebpf;
@@ -21,6 +23,7 @@ mod lint;
 mod package;
 mod run;
 mod setup;
+mod soak;
 mod test;
 
 use std::process::{Command, ExitCode};
@@ -58,6 +61,8 @@ enum Task {
     Bench(bench::Options),
     /// Fuzzing (cargo fuzz, libFuzzer, nightly): builds every target once, runs each bounded.
     Fuzz(fuzz::Options),
+    /// Soak test of the release sensor (not in CI): outage, idle connections, long load, chaos.
+    Soak(soak::Options),
 }
 
 fn main() -> ExitCode {
@@ -73,6 +78,7 @@ fn main() -> ExitCode {
         Task::Lint => lint::run(),
         Task::Bench(options) => bench::run(&options),
         Task::Fuzz(options) => fuzz::run(&options),
+        Task::Soak(options) => soak::run(&options),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

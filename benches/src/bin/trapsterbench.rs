@@ -144,8 +144,10 @@ struct Row {
 }
 
 fn ratio(a: f64, b: f64) -> String {
-    if b > 0.0 {
+    if b > 0.0 && a / b >= 10.0 {
         format!("{:.0}x", a / b)
+    } else if b > 0.0 {
+        format!("{:.2}x", a / b)
     } else {
         "-".to_owned()
     }
@@ -189,7 +191,10 @@ async fn main() {
         &s_diag,
     );
     let _trapster = spawn(
+        // Trapster writes its generated TLS key and certificate under its working directory
+        // (`trapster/data/ssl/`): keep them in the benchmark's own directory.
         Command::new(trapster.venv.join("bin/trapster"))
+            .current_dir(&dir)
             .arg("-c")
             .arg(dir.join("trapster.conf")),
         &t_diag,

@@ -2,17 +2,29 @@
 //! `sensor check` would; a configuration that does not pass is refused (the error logged) and
 //! the running one stays. An accepted one is applied part by part, each only when it changed:
 //!
-//! - `whitelist_ips`: the kernel allow-list is rewritten in place (the XDP program stays
-//!   attached, its link unchanged) and the decoys' listeners check the new list at once;
+//! - `whitelist_ips`: the allow-list is replaced while capturing, the XDP program's kernel map
+//!   in place (still attached, its link unchanged) or the list the libpcap threads apply from
+//!   their next frame (`--capture pcap`); the decoys' listeners check the new list at once;
 //! - the outputs (`outputs`, `logger`, identity and format settings): new outputs start, the
 //!   old ones drain what they hold within their deadline in the background;
 //! - `sensor.portscan`, `sensor.source_prefix`: scans in progress are reported with the old
 //!   settings, new ones are merged with the new;
 //! - `sensor.breadcrumbs`, `sensor.honeytokens`, `sensor.heartbeat`: replaced;
-//! - the decoys (`services`, `hostname`, `domain`, `sensor.services`): restarted, only when
-//!   their own settings changed, and only when every port is one an unprivileged process may
-//!   bind (the listeners were bound before privileges were dropped); otherwise the change waits
-//!   for a restart, which is logged.
+//! - the decoys (`services`, `hostname`, `domain`, `sensor.services`), instance by instance
+//!   ([`Services::reload`](crate::services::Services::reload)): an instance is its protocol and
+//!   port. Unchanged instances keep running untouched, their listeners and open sessions
+//!   included; removed ones stop (their sessions end within the grace period and their sockets
+//!   close); added and changed ones start. A changed instance, or a new one on the port of one
+//!   that stops, takes over the already bound socket for the same address, port and transport
+//!   instead of binding again, so decoys on ports below `net.ipv4.ip_unprivileged_port_start`
+//!   can change after the privilege drop; only a port below it that no stopping instance held
+//!   is refused (that decoy is down, logged with the port, `CAP_NET_BIND_SERVICE` and that a
+//!   restart applies it, and a `sensor.degraded` event). A top-level `hostname` or `domain`
+//!   restarts the instances that do not set their own (the sensor cannot tell which protocols
+//!   present the names, most do); `sensor.services` and `sensor.source_prefix` restart every
+//!   instance (their sockets are taken over all the same). Decoys that were down are tried
+//!   again at every reload. With `sensor.services.strict`, a reload in which one instance
+//!   cannot start changes no decoy.
 //!
 //! Settings read only at start (`interface`, `sensor.xdp`, `sensor.metrics`, `sensor.run_as`,
 //! `sensor.poisoning`, `sensor.incidents`) keep their running values, each named in a warning.
@@ -21,14 +33,6 @@ use std::path::Path;
 
 use super::{OUTPUT_GRACE, Running, SERVICE_GRACE};
 use crate::{config::Config, output::Fanout, scan::Merger};
-
-/// The first port an unprivileged process may bind, from the kernel (1024 when unreadable).
-fn unprivileged_port_start() -> u16 {
-    std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
-        .ok()
-        .and_then(|text| text.trim().parse().ok())
-        .unwrap_or(1024)
-}
 
 /// The decoys' settings without the whitelist (reloaded on its own), for comparison.
 fn services_key(config: &Config) -> String {
@@ -129,7 +133,10 @@ impl Running {
                 .set_interval(new.sensor.heartbeat.interval_secs);
             applied.push("sensor.heartbeat");
         }
-        if services_key(&new) != services_key(&self.config) && self.restart_services(&new).await {
+        let down = self.services.as_ref().is_some_and(|s| !s.down().is_empty());
+        if (down || services_key(&new) != services_key(&self.config))
+            && self.reload_services(&new).await
+        {
             applied.push("services");
         }
         let kept = restart_only(&self.config, &new);
@@ -154,42 +161,52 @@ impl Running {
         self.config = running;
     }
 
-    /// Stops the decoys and starts them with `new`'s settings; false (logged) when a port
-    /// cannot be bound again without privileges, and the running decoys stay.
-    async fn restart_services(&mut self, new: &Config) -> bool {
+    /// Applies `new`'s decoys instance by instance, delivering service events meanwhile;
+    /// false (logged) when the change was refused and the running decoys stay as they were.
+    async fn reload_services(&mut self, new: &Config) -> bool {
         let plan = new.services_plan();
-        let first_free = unprivileged_port_start();
-        let privileged: Vec<(&str, u16)> = plan
-            .services
-            .ports()
-            .into_iter()
-            .filter(|(_, port)| *port != 0 && *port < first_free)
-            .collect();
-        if !privileged.is_empty() {
-            tracing::warn!(ports = ?privileged, "The services changed, but these ports cannot be bound again without privileges; restart the sensor to apply the services block.");
-            return false;
-        }
-        if let Some(old) = self.services.take() {
-            let stopping = old.stop(SERVICE_GRACE);
-            tokio::pin!(stopping);
+        let Some(services) = self.services.as_mut() else {
+            // The decoys are not running (a failed start): start them afresh.
+            return match crate::services::start(&plan, self.sink.clone(), &self.shutdown).await {
+                Ok(services) => {
+                    for down in services.down() {
+                        self.pipeline.deliver(down.event());
+                    }
+                    self.services = Some(services);
+                    true
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "The reloaded services could not start; the decoys stay down until the next reload or restart.");
+                    false
+                }
+            };
+        };
+        let outcome = {
+            let reloading = services.reload(&plan, SERVICE_GRACE);
+            tokio::pin!(reloading);
             loop {
                 tokio::select! {
-                    () = &mut stopping => break,
+                    outcome = &mut reloading => break outcome,
                     Some(event) = self.service_events.recv() => self.pipeline.deliver(event),
                 }
             }
-        }
-        match crate::services::start(&plan, self.sink.clone(), &self.shutdown).await {
-            Ok(services) => {
-                for down in services.down() {
-                    self.pipeline.deliver(down.event());
+        };
+        match outcome {
+            Ok(reloaded) => {
+                let names = |keys: &[crate::services::instances::InstanceKey]| -> Vec<String> {
+                    keys.iter().map(ToString::to_string).collect()
+                };
+                tracing::info!(kept = ?names(&reloaded.kept), stopped = ?names(&reloaded.stopped), started = ?names(&reloaded.started), "Decoys reloaded instance by instance; the kept ones were not touched.");
+                if let Some(services) = &self.services {
+                    for down in services.down() {
+                        self.pipeline.deliver(down.event());
+                    }
                 }
-                self.services = Some(services);
                 true
             }
             Err(err) => {
-                tracing::error!(error = %err, "The reloaded services could not start; the decoys stay down until the next reload or restart.");
-                true
+                tracing::error!(error = %err, "The services change was refused; every running decoy stays as it was.");
+                false
             }
         }
     }

@@ -212,15 +212,15 @@ impl Source {
         }
     }
 
-    /// Replaces the kernel's allow-list (XDP, still attached); libpcap keeps its list until
-    /// restarted, which is logged.
+    /// Replaces the allow-list while capturing: the kernel's map in place (XDP, still
+    /// attached), or the list every libpcap thread applies from its next frame on.
     pub(super) fn set_allowlist(&mut self, allowlist: &[crate::net::Cidr]) -> Result<(), XdpError> {
         match self {
             Self::Xdp { loaded, .. } => loaded.set_allowlist(allowlist),
-            Self::Pcap { .. } => {
-                tracing::warn!(
-                    "The libpcap capture keeps its whitelist until restarted; the services use the new one."
-                );
+            Self::Pcap { captures, .. } => {
+                for capture in captures.iter() {
+                    capture.set_allowlist(allowlist);
+                }
                 Ok(())
             }
             Self::Off => Ok(()),

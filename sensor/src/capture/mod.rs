@@ -3,10 +3,12 @@
 //! `xdp` loads and attaches the XDP program and owns its maps; `sizing` chooses the map sizes at
 //! load time; `ring` drains the ring buffer in bounded batches; `decode` turns ring-buffer
 //! records into [`Observation`]s; `pcap` is the libpcap fallback and file reader, `queue` the
-//! bounded channel from its capture threads; `counters` reads the kernel's per-CPU counters;
+//! bounded channel from its capture threads, `allowlist` the allow-list they apply (replaced on
+//! a configuration reload); `counters` reads the kernel's per-CPU counters;
 //! `testrun` runs the loaded program on hand-made frames (`BPF_PROG_TEST_RUN`) for tests and
 //! benchmarks. Both engines are drained in bounded batches ([`Drained`]).
 
+pub mod allowlist;
 mod config;
 pub mod counters;
 pub mod decode;

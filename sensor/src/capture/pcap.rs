@@ -25,7 +25,7 @@ use etherparse::{
 use sensor_common::classify::{self, MAX_OPTIONS_BYTES, QUIRK_DF, TcpView, Verdict};
 use serde_json::{Value, json};
 
-use super::{Fingerprint, Observation};
+use super::{Fingerprint, Observation, allowlist::Allowlist};
 use crate::{clock::monotonic_ns, net::Cidr};
 
 /// What one frame is.
@@ -289,6 +289,8 @@ impl DropTotals {
 #[derive(Debug)]
 pub struct LiveCapture {
     stop: Arc<AtomicBool>,
+    /// The allow-list the thread applies, replaced by [`Self::set_allowlist`].
+    allowlist: Arc<Allowlist>,
     /// Counters as of the thread's last poll, drops included.
     live: Arc<Mutex<PcapStats>>,
     thread: std::thread::JoinHandle<Result<PcapStats, PcapError>>,
@@ -327,16 +329,29 @@ impl LiveCapture {
         .map_err(err)?;
         let stop = Arc::new(AtomicBool::new(false));
         let live = Arc::new(Mutex::new(PcapStats::default()));
+        let allowlist = Allowlist::new(allowlist);
         let shared = Shared {
             stop: stop.clone(),
             live: live.clone(),
         };
         let name = iface.to_owned();
+        let reader = allowlist.reader();
         let thread = std::thread::Builder::new()
             .name("pcap-capture".to_owned())
-            .spawn(move || capture_loop(cap, &name, &allowlist, &tx, &shared))
+            .spawn(move || capture_loop(cap, &name, reader, &tx, &shared))
             .map_err(|e| err(pcap::Error::IoError(e.kind())))?;
-        Ok(Self { stop, live, thread })
+        Ok(Self {
+            stop,
+            allowlist,
+            live,
+            thread,
+        })
+    }
+
+    /// Replaces the allow-list (configuration reload): every frame the thread reads from now
+    /// on is classified with `allowlist`, while the capture keeps running.
+    pub fn set_allowlist(&self, allowlist: &[Cidr]) {
+        self.allowlist.set(allowlist);
     }
 
     /// Counters as of the capture thread's last poll (at most one poll interval old), libpcap's
@@ -395,7 +410,7 @@ impl Shared {
 fn capture_loop(
     mut cap: pcap::Capture<pcap::Active>,
     name: &str,
-    allowlist: &[Cidr],
+    mut allowlist: super::allowlist::Reader,
     tx: &tokio::sync::mpsc::Sender<Vec<Observation>>,
     shared: &Shared,
 ) -> Result<PcapStats, PcapError> {
@@ -416,7 +431,7 @@ fn capture_loop(
         loop {
             match cap.next_packet() {
                 Ok(packet) => {
-                    let c = classify(packet.data, monotonic_ns(), allowlist);
+                    let c = classify(packet.data, monotonic_ns(), allowlist.current());
                     stats.count(&c);
                     if let Classified::Probe(obs) = c {
                         batch.push(obs);

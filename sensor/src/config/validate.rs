@@ -179,10 +179,10 @@ impl Config {
             ),
             (
                 "sensor.services.session_timeout_secs",
-                limits.session_timeout_secs,
+                Some(limits.session_timeout_secs),
             ),
         ] {
-            if value == 0 {
+            if value == Some(0) {
                 return Err(invalid(field, "must be at least 1 second".to_owned()));
             }
         }

@@ -88,6 +88,13 @@ pub const CATALOGUE: &[Kind] = &[
     },
     Kind {
         logtype: LogType {
+            service: Service::Ftp,
+            action: Action::Upload,
+        },
+        source: "FTP service",
+    },
+    Kind {
+        logtype: LogType {
             service: Service::Telnet,
             action: Action::Connection,
         },
@@ -118,6 +125,13 @@ pub const CATALOGUE: &[Kind] = &[
         logtype: LogType {
             service: Service::Ssh,
             action: Action::Query,
+        },
+        source: "SSH service",
+    },
+    Kind {
+        logtype: LogType {
+            service: Service::Ssh,
+            action: Action::Upload,
         },
         source: "SSH service",
     },

@@ -44,11 +44,14 @@ pub enum Action {
     Flood,
     /// The sensor is alive (`sensor.heartbeat`, every `sensor.heartbeat.interval_secs`).
     Heartbeat,
+    /// A client uploaded a file (`ftp.upload`; `ssh.upload`: SFTP, SCP): its name, size and
+    /// SHA-256.
+    Upload,
 }
 
 impl Action {
     /// Every action.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::Connection,
         Self::Data,
         Self::Login,
@@ -59,6 +62,7 @@ impl Action {
         Self::JsClone,
         Self::Flood,
         Self::Heartbeat,
+        Self::Upload,
     ];
 
     /// Lowercase name used in logtypes.
@@ -75,6 +79,7 @@ impl Action {
             Self::JsClone => "js_clone",
             Self::Flood => "flood",
             Self::Heartbeat => "heartbeat",
+            Self::Upload => "upload",
         }
     }
 }

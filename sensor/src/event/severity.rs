@@ -47,7 +47,9 @@ impl Severity {
     pub fn of_event(event: &Event) -> Self {
         match (event.service, event.action) {
             (Service::Breadcrumb | Service::Honeytoken, _) => Self::Critical,
-            (Service::Portscan, _) | (_, Action::Login | Action::Poisoning) => Self::High,
+            (Service::Portscan, _) | (_, Action::Login | Action::Poisoning | Action::Upload) => {
+                Self::High
+            }
             (_, Action::Data | Action::Query) => Self::Medium,
             _ => Self::Low,
         }

@@ -215,8 +215,21 @@ pub(crate) mod golden {
                 "name": "FILESRV02", "answers": ["1.2.3.4"], "interface": "eth0",
                 "query_type": "A"
             }),
+            (Service::Ftp, Action::Upload) => json!({
+                "command": "STOR", "filename": "drop.sh", "path": "/upload/drop.sh",
+                "size": 12, "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+                "complete": true, "stored_bytes": 12, "username": "admin",
+                "stored": "/var/lib/trapster-sensor/uploads/9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+                "session_id": "0b7e1c52-8d1c-4c59-9a43-5f0f3a2f7d10"
+            }),
             (_, Action::Login) => json!({
                 "username": "admin", "password": "admin",
+                "session_id": "0b7e1c52-8d1c-4c59-9a43-5f0f3a2f7d10"
+            }),
+            (Service::Ssh, Action::Upload) => json!({
+                "username": "bob", "mode": "sftp", "path": "/tmp/x.sh", "size": 12,
+                "sha256": "a948904f2f0f479b8f8197694b30184b0d2ed1c1cd2a1ec0fb85d299a192a447",
+                "stored": "/var/lib/trapster-sensor/ssh-uploads/a948904f2f0f479b8f8197694b30184b0d2ed1c1cd2a1ec0fb85d299a192a447",
                 "session_id": "0b7e1c52-8d1c-4c59-9a43-5f0f3a2f7d10"
             }),
             _ => json!({"session_id": "0b7e1c52-8d1c-4c59-9a43-5f0f3a2f7d10"}),

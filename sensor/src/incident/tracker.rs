@@ -252,6 +252,7 @@ fn describe(event: &Event, severity: Severity, logins: &BTreeSet<Service>) -> St
         (_, Action::Poisoning) => format!("{service} poisoning detected"),
         (_, Action::Query) => format!("Query on {service}"),
         (_, Action::Data) => format!("Data sent to {service}"),
+        (_, Action::Upload) => format!("File uploaded to {service}"),
         _ => format!("Connection to {service}"),
     }
 }

@@ -10,16 +10,24 @@
 //!   (global and per-source caps, a source being an IPv4 address or an IPv6 /64 by default),
 //!   the session identity fixed from the socket, `<service>.connection`, the per-session event
 //!   cap, bounded reads and writes, timeouts, self-signed certificates.
+//! - [`instances`]: one instance at a time: its identity across configuration reloads, what it
+//!   is built from, its bound sockets (taken over by a changed instance on the same port, so a
+//!   privileged port stays served after the privilege drop); [`Services::reload`] applies a
+//!   new plan instance by instance.
 //! - [`proto`]: one file (or folder) per protocol, which only reads, answers and adds `extra`
 //!   fields: FTP, Telnet, SSH, HTTP and HTTPS with Trapster skins, MySQL, PostgreSQL.
 //!
 //! Handlers are built on the blocking pool (host keys, certificates and skins are generated or
-//! read there), all instances at once. The services never open outbound connections.
+//! read there), all instances at once. The services never open outbound connections, except
+//! FTP's active-mode data connections (`PORT`/`EPRT`), and those only to the control
+//! connection's own peer.
 
 pub mod framework;
+pub mod instances;
 pub mod plan;
 pub mod proto;
 pub mod registry;
+mod reload;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
@@ -31,10 +39,8 @@ pub use framework::{
 };
 pub use plan::{SectionError, ServiceLimits, ServicesPlan, ServicesSection};
 
-use self::{
-    framework::{Shared, gate::Gate, tcp, udp},
-    registry::Built,
-};
+use self::framework::{Shared, gate::Gate};
+pub use self::reload::Reloaded;
 use crate::{event::Service, net::Cidr, shutdown::CancellationToken};
 
 /// A service could not start.
@@ -63,6 +69,21 @@ pub enum ServiceError {
     /// The `services` block does not fit the registry (a plan not checked by the configuration).
     #[error("{0}")]
     Section(#[from] SectionError),
+    /// A port below the unprivileged port start, new at a configuration reload: binding it
+    /// needs `CAP_NET_BIND_SERVICE`, which the sensor gave up after start.
+    #[error(
+        "{service}: port {port} is below the unprivileged port start ({first_free}) and binding \
+         it needs CAP_NET_BIND_SERVICE, which the sensor gives up after start; restart the \
+         sensor to apply this decoy"
+    )]
+    Privileged {
+        /// Service name.
+        service: &'static str,
+        /// The port.
+        port: u16,
+        /// `net.ipv4.ip_unprivileged_port_start`.
+        first_free: u16,
+    },
     /// A service's configuration cannot be used (a skin that does not load, ...).
     #[error("{service} port {port}: {message}")]
     Setup {
@@ -109,18 +130,20 @@ impl Context {
     }
 }
 
-/// The running services.
+/// The running services: every instance serves on its own (see [`instances`]), with one
+/// admission gate, one set of counters and one whitelist for all.
 #[derive(Debug)]
 pub struct Services {
     bound: Vec<(Service, SocketAddr)>,
     udp: Vec<(Service, SocketAddr)>,
     down: Vec<DownService>,
-    counters: Arc<ServiceCounters>,
-    gate: Arc<Gate>,
-    tracker: TaskTracker,
+    /// Limits, gate, counters, whitelist and sink every instance is launched with.
+    shared: Shared,
+    /// The parent of every instance's token.
     stop: CancellationToken,
-    loops: Vec<tokio::task::JoinHandle<()>>,
-    whitelist: Arc<std::sync::RwLock<Vec<Cidr>>>,
+    instances: Vec<instances::Running>,
+    /// [`instances::plan_wide`] of the plan in force.
+    plan_wide: String,
 }
 
 impl Services {
@@ -151,22 +174,23 @@ impl Services {
         &self.down
     }
 
-    /// Framework counters.
+    /// Framework counters (kept across configuration reloads).
     #[must_use]
     pub fn counters(&self) -> Arc<ServiceCounters> {
-        Arc::clone(&self.counters)
+        Arc::clone(&self.shared.counters)
     }
 
     /// Connections open now.
     #[must_use]
     pub fn open_connections(&self) -> usize {
-        self.gate.open()
+        self.shared.gate.open()
     }
 
     /// Replaces the whitelist every listener checks (configuration reload); sessions already
     /// open keep the decision made when they started.
     pub fn set_whitelist(&self, whitelist: Vec<Cidr>) {
         let mut current = self
+            .shared
             .whitelist
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -176,15 +200,41 @@ impl Services {
     /// Stops accepting, ends every session and waits (up to `grace`) for them to finish.
     pub async fn stop(self, grace: Duration) {
         self.stop.cancel();
-        self.tracker.close();
-        for handle in self.loops {
-            let _ignored = handle.await;
+        let mut trackers = Vec::new();
+        for instance in &self.instances {
+            instance.cancel();
         }
-        if tokio::time::timeout(grace, self.tracker.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!("Some service sessions did not end within the grace period.");
+        for instance in self.instances {
+            trackers.push(instance.finish().await);
+        }
+        instances::wait_sessions(trackers, grace).await;
+    }
+
+    /// The bound address lists, from the running instances.
+    fn refresh_bound(&mut self) {
+        self.bound.clear();
+        self.udp.clear();
+        for instance in &self.instances {
+            let (tcp, udp) = instance.addresses();
+            self.bound.extend(tcp);
+            self.udp.extend(udp);
+        }
+    }
+
+    /// Logs the instances that are down.
+    fn log_down(&self) {
+        for d in &self.down {
+            if let ServiceError::Privileged { first_free, .. } = &d.error {
+                tracing::warn!(
+                    service = d.service.as_str(),
+                    port = d.port,
+                    unprivileged_port_start = first_free,
+                    capability = "CAP_NET_BIND_SERVICE",
+                    "New decoy on a privileged port not started: binding it needs CAP_NET_BIND_SERVICE, given up after start; restart the sensor to apply it."
+                );
+            } else {
+                tracing::error!(service = d.service.as_str(), port = d.port, error = %d.error, "Decoy not started; every other decoy and scan detection keep running (`sensor.services.strict` stops the sensor instead).");
+            }
         }
     }
 }
@@ -237,122 +287,42 @@ pub async fn start(
     // Protocols this version does not emulate are named among the configuration's warnings
     // (`sensor check` prints them, `sensor run` logs them once).
     let limits = Arc::new(plan.limits.clone());
-    let hostname = if plan.hostname.is_empty() {
-        "srv01".to_owned()
-    } else {
-        plan.hostname.clone()
-    };
+    let wanted = instances::wanted(plan)?;
+    let all: Vec<&instances::Wanted> = wanted.iter().collect();
     // Every handler is built on the blocking pool (RSA host keys, certificates, skin files),
     // all instances at once.
-    let mut builds = Vec::new();
-    for instance in plan.services.instances()? {
-        let protocol = instance.protocol;
-        let ctx = Context {
-            service: protocol.service,
-            port: instance.port,
-            // Trapster merges the top-level `hostname`/`domain` into each instance, which may
-            // set its own.
-            hostname: instance_text(instance.settings, "hostname")
-                .unwrap_or_else(|| hostname.clone()),
-            domain: instance_text(instance.settings, "domain")
-                .unwrap_or_else(|| plan.domain.clone()),
-            limits: Arc::clone(&limits),
-        };
-        let settings = instance.settings.clone();
-        let task = tokio::task::spawn_blocking(move || protocol.build(&settings, &ctx));
-        builds.push((protocol, instance.port, task));
-    }
-    let mut planned: Vec<(Service, u16, Built)> = Vec::new();
-    let mut down = Vec::new();
-    for (protocol, port, task) in builds {
-        let built = task
-            .await
-            .map_err(|err| ServiceError::Setup {
-                service: protocol.name,
-                port,
-                message: format!("set-up did not finish: {err}"),
-            })
-            .and_then(|built| built);
-        match built {
-            Ok(built) => planned.push((protocol.service, port, built)),
-            Err(err) if !limits.strict => down.push(DownService::new(protocol.service, port, err)),
-            Err(err) => return Err(err),
-        }
-    }
-
-    let addresses = if planned.is_empty() {
-        Vec::new()
-    } else {
-        framework::bind_addresses(&plan.interface)?
-    };
-    let mut sockets = Vec::new();
-    for (service, port, built) in planned {
-        match bind_instance(service, port, &built, &addresses) {
-            Ok(bound) => sockets.extend(bound.into_iter().map(|socket| (service, socket))),
-            Err(err) if !limits.strict => down.push(DownService::new(service, port, err)),
-            Err(err) => return Err(err),
-        }
-    }
-    for d in &down {
-        tracing::error!(service = d.service.as_str(), port = d.port, error = %d.error, "Decoy not started; every other decoy and scan detection keep running (`sensor.services.strict` stops the sensor instead).");
-    }
-
+    let (prepared, down) =
+        instances::prepare(&all, &limits, &plan.interface, &[], instances::Phase::Start).await?;
     let stop = shutdown.child_token();
     let shared = Shared {
-        limits: Arc::clone(&limits),
         gate: Gate::new(
             limits.max_connections,
             limits.max_connections_per_source,
             plan.source_prefix,
         ),
+        limits,
         counters: Arc::new(ServiceCounters::default()),
         whitelist: Arc::new(std::sync::RwLock::new(plan.whitelist.clone())),
         sink,
         tracker: TaskTracker::new(),
         shutdown: stop.clone(),
     };
-    let mut bound = Vec::new();
-    let mut udp_bound = Vec::new();
-    let mut loops = Vec::new();
-    for (service, socket) in sockets {
-        match socket {
-            Socket::Tcp(listener, handler) => {
-                if let Ok(addr) = listener.local_addr() {
-                    tracing::info!(service = service.as_str(), %addr, "Service listening.");
-                    bound.push((service, addr));
-                }
-                loops.push(tokio::spawn(tcp::accept_loop(
-                    listener,
-                    service,
-                    handler,
-                    shared.clone(),
-                )));
-            }
-            Socket::Udp(socket, handler) => {
-                if let Ok(addr) = socket.local_addr() {
-                    tracing::info!(service = service.as_str(), %addr, "Service listening on UDP.");
-                    udp_bound.push((service, addr));
-                }
-                loops.push(tokio::spawn(udp::serve(
-                    socket,
-                    service,
-                    handler,
-                    shared.clone(),
-                )));
-            }
-        }
-    }
-    Ok(Services {
-        bound,
-        udp: udp_bound,
+    let instances = prepared
+        .into_iter()
+        .map(|p| instances::launch(p, &shared, &stop))
+        .collect();
+    let mut services = Services {
+        bound: Vec::new(),
+        udp: Vec::new(),
         down,
-        counters: shared.counters,
-        gate: shared.gate,
-        tracker: shared.tracker,
+        shared,
         stop,
-        loops,
-        whitelist: shared.whitelist,
-    })
+        instances,
+        plan_wide: instances::plan_wide(plan),
+    };
+    services.refresh_bound();
+    services.log_down();
+    Ok(services)
 }
 
 /// What `sensor check` can tell before `run`: the instances whose port cannot be bound now, by
@@ -407,69 +377,6 @@ pub fn probe_ports(plan: &ServicesPlan) -> Result<Vec<DownService>, ServiceError
         }
     }
     Ok(down)
-}
-
-/// Binds one instance on every address; all or nothing (a host without IPv6 still serves IPv4
-/// on the wildcard).
-fn bind_instance(
-    service: Service,
-    port: u16,
-    built: &Built,
-    addresses: &[std::net::IpAddr],
-) -> Result<Vec<Socket>, ServiceError> {
-    let mut sockets = Vec::new();
-    for ip in addresses {
-        let addr = SocketAddr::new(*ip, port);
-        let bound = match built {
-            Built::Tcp(handler) => tcp::bind(service, addr)
-                .map(|listener| vec![Socket::Tcp(listener, Arc::clone(handler))]),
-            Built::Udp(handler) => udp::bind(service, addr)
-                .map(|socket| vec![Socket::Udp(socket, Arc::clone(handler))]),
-            Built::UdpTcp(udp_handler, tcp_handler) => {
-                // With `port: 0` the TCP listener takes the port the kernel gave UDP.
-                udp::bind(service, addr).and_then(|socket| {
-                    let port = socket.local_addr().map_or(addr.port(), |a| a.port());
-                    tcp::bind(service, SocketAddr::new(addr.ip(), port)).map(|listener| {
-                        vec![
-                            Socket::Udp(socket, Arc::clone(udp_handler)),
-                            Socket::Tcp(listener, Arc::clone(tcp_handler)),
-                        ]
-                    })
-                })
-            }
-        };
-        match bound {
-            Ok(bound) => sockets.extend(bound),
-            Err(ServiceError::Bind { source, .. })
-                if ip.is_ipv6()
-                    && ip.is_unspecified()
-                    && source.kind() == std::io::ErrorKind::AddrNotAvailable =>
-            {
-                tracing::warn!(
-                    service = service.as_str(),
-                    port,
-                    "IPv6 unavailable; IPv4 only."
-                );
-            }
-            Err(err) => return Err(err),
-        }
-    }
-    Ok(sockets)
-}
-
-/// A bound socket and the handler that serves it.
-enum Socket {
-    Tcp(tokio::net::TcpListener, tcp::Handler),
-    Udp(tokio::net::UdpSocket, udp::UdpHandler),
-}
-
-/// A non-empty string key of an instance (`hostname`, `domain`).
-fn instance_text(settings: &serde_json::Value, key: &str) -> Option<String> {
-    settings
-        .get(key)
-        .and_then(serde_json::Value::as_str)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
 }
 
 #[cfg(test)]

@@ -71,6 +71,10 @@ pub struct Instance<'a> {
 struct Common {
     #[serde(default)]
     port: Option<u16>,
+    #[serde(default)]
+    handshake_timeout_secs: Option<u64>,
+    #[serde(default)]
+    idle_timeout_secs: Option<u64>,
 }
 
 impl ServicesSection {
@@ -130,6 +134,17 @@ impl ServicesSection {
                         field: at(e.path),
                         message: e.message,
                     })?;
+                    for (key, value) in [
+                        ("handshake_timeout_secs", common.handshake_timeout_secs),
+                        ("idle_timeout_secs", common.idle_timeout_secs),
+                    ] {
+                        if value == Some(0) {
+                            return Err(SectionError {
+                                field: at(key.to_owned()),
+                                message: "must be at least 1 second".to_owned(),
+                            });
+                        }
+                    }
                     (protocol.check)(settings).map_err(|e| SectionError {
                         field: at(e.path),
                         message: e.message,
@@ -207,8 +222,12 @@ impl ServicesSection {
                 .find(|name| instance.protocol.answers_to(name))
                 .map_or(instance.protocol.name, String::as_str);
             for path in (instance.protocol.ignored)(instance.settings) {
-                // Every instance takes these (the per-instance host and domain names).
-                if !matches!(path.as_str(), "port" | "hostname" | "domain") {
+                // Every instance takes these (the per-instance host and domain names, and
+                // timeouts).
+                if !matches!(
+                    path.as_str(),
+                    "port" | "hostname" | "domain" | "handshake_timeout_secs" | "idle_timeout_secs"
+                ) {
                     out.push(format!("services.{name}[{}].{path}", instance.index));
                 }
             }
@@ -250,10 +269,12 @@ pub struct ServiceLimits {
     /// Longest line (FTP, Telnet, HTTP request and header lines).
     pub max_line_bytes: usize,
     /// Time for a client to complete the protocol's handshake (first request, startup packet,
-    /// TLS, key exchange).
-    pub handshake_timeout_secs: u64,
-    /// Time without a byte from the client before the connection is closed.
-    pub idle_timeout_secs: u64,
+    /// TLS, key exchange, login); unset: each instance's product default
+    /// ([`timeouts`](super::framework::timeouts)).
+    pub handshake_timeout_secs: Option<u64>,
+    /// Time without a byte from the client before the connection is closed; unset: each
+    /// instance's product default.
+    pub idle_timeout_secs: Option<u64>,
     /// Longest session, whatever the client does.
     pub session_timeout_secs: u64,
     /// Raw client bytes kept in one event's `data` (hex); longer input is cut and flagged.
@@ -297,8 +318,8 @@ impl Default for ServiceLimits {
             max_connections_per_source: 64,
             max_buffer_bytes: 64 * 1024,
             max_line_bytes: 8 * 1024,
-            handshake_timeout_secs: 15,
-            idle_timeout_secs: 60,
+            handshake_timeout_secs: None,
+            idle_timeout_secs: None,
             session_timeout_secs: 600,
             max_data_bytes: 4 * 1024,
             max_events_per_session: 256,
@@ -316,16 +337,23 @@ impl Default for ServiceLimits {
 }
 
 impl ServiceLimits {
-    /// Handshake timeout.
+    /// Handshake timeout (resolved per instance when the services start; the framework's
+    /// 15 s where nothing resolved it).
     #[must_use]
-    pub const fn handshake_timeout(&self) -> Duration {
-        Duration::from_secs(self.handshake_timeout_secs)
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs(
+            self.handshake_timeout_secs
+                .unwrap_or(super::framework::timeouts::Timeouts::FRAMEWORK.handshake_secs),
+        )
     }
 
-    /// Idle timeout.
+    /// Idle timeout (resolved per instance; the framework's 60 s where nothing resolved it).
     #[must_use]
-    pub const fn idle_timeout(&self) -> Duration {
-        Duration::from_secs(self.idle_timeout_secs)
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(
+            self.idle_timeout_secs
+                .unwrap_or(super::framework::timeouts::Timeouts::FRAMEWORK.idle_secs),
+        )
     }
 
     /// UDP pseudo-session idle timeout.

@@ -15,6 +15,7 @@ use super::{
     Context, ServiceError,
     framework::{
         tcp::{Handler, TcpProtocol},
+        timeouts::Timeouts,
         udp::{UdpHandler, UdpProtocol},
     },
     proto::{
@@ -139,6 +140,8 @@ pub struct Protocol {
     pub ignored: fn(&Value) -> Vec<String>,
     /// Builds an instance's handler.
     pub build: Build,
+    /// The imitated product's timeouts for an instance's settings (none: the framework's).
+    pub timeouts: fn(&Value) -> Option<Timeouts>,
 }
 
 impl Protocol {
@@ -153,6 +156,7 @@ impl Protocol {
             check: check::<P::Config>,
             ignored: ignored::<P::Config>,
             build: Build::Tcp(build_tcp::<P>),
+            timeouts: timeouts::<P>,
         }
     }
 
@@ -167,6 +171,7 @@ impl Protocol {
             check: check::<P::Config>,
             ignored: ignored::<P::Config>,
             build: Build::Udp(build_udp::<P>),
+            timeouts: no_timeouts,
         }
     }
 
@@ -185,6 +190,7 @@ impl Protocol {
             check: check::<<P as UdpProtocol>::Config>,
             ignored: ignored::<<P as UdpProtocol>::Config>,
             build: Build::UdpTcp(build_udp_tcp::<P>),
+            timeouts: timeouts::<P>,
         }
     }
 
@@ -261,6 +267,14 @@ fn ignored<T: DeserializeOwned>(value: &Value) -> Vec<String> {
 
 fn settings<T: DeserializeOwned>(value: &Value, ctx: &Context) -> Result<T, ServiceError> {
     parse(value).map_err(|err| ctx.setup_error(format!("{}: {}", err.path, err.message)))
+}
+
+const fn no_timeouts(_value: &Value) -> Option<Timeouts> {
+    None
+}
+
+fn timeouts<P: TcpProtocol>(value: &Value) -> Option<Timeouts> {
+    parse::<P::Config>(value).ok().and_then(|c| P::timeouts(&c))
 }
 
 fn build_tcp<P: TcpProtocol>(value: &Value, ctx: &Context) -> Result<Handler, ServiceError> {

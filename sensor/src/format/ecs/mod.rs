@@ -105,6 +105,8 @@ fn classify(event: &Event) -> (Vec<&'static str>, Vec<&'static str>, &'static st
         Action::Url | Action::JsClone => {
             (vec!["network", "web"], vec!["access", "info"], "unknown")
         }
+        // Not a Trapster logtype: a file written to the decoy.
+        Action::Upload => (vec!["network", "file"], vec!["creation", "info"], "unknown"),
     }
 }
 

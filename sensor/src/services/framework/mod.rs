@@ -2,13 +2,15 @@
 //! interface's addresses ([`bind_addresses`]), the TCP accept loop ([`tcp`]) and the UDP
 //! datagram loop with pseudo-sessions and anti-reflection ([`udp`]), the admission gate with its
 //! global and per-source caps ([`gate`]), the session identity and its event cap ([`session`]),
-//! bounded reads and writes over a stream ([`conn`]), and self-signed certificates ([`tls`]).
+//! bounded reads and writes over a stream ([`conn`]), per-instance timeouts ([`timeouts`]), and
+//! self-signed certificates ([`tls`]).
 
 pub mod conn;
 pub mod gate;
 mod pktinfo;
 pub mod session;
 pub mod tcp;
+pub mod timeouts;
 pub mod tls;
 pub mod udp;
 mod udp_rates;

@@ -43,6 +43,13 @@ pub trait TcpProtocol {
     /// # Errors
     /// [`ServiceError::Setup`] (see [`Context::setup_error`]) when the instance cannot start.
     fn handler(config: Self::Config, ctx: &Context) -> Result<Handler, ServiceError>;
+
+    /// The imitated product's handshake and idle timeouts for this configuration; `None`
+    /// (the default) leaves the framework's. An instance's own keys and `sensor.services`
+    /// override them ([`super::timeouts`]).
+    fn timeouts(_config: &Self::Config) -> Option<super::timeouts::Timeouts> {
+        None
+    }
 }
 
 /// Binds a listening socket for `service` on `addr`.

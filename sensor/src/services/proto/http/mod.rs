@@ -130,6 +130,14 @@ pub struct Https;
 impl TcpProtocol for Http {
     type Config = HttpConfig;
 
+    /// Apache's `Timeout 300`; `mod_reqtimeout` (20 s to send a request) and
+    /// `KeepAliveTimeout 5` apply under it.
+    fn timeouts(_config: &HttpConfig) -> Option<crate::services::framework::timeouts::Timeouts> {
+        Some(crate::services::framework::timeouts::Timeouts::secs(
+            300, 300,
+        ))
+    }
+
     /// Loads the skin (from disk for a skin folder: this runs on the blocking pool).
     fn handler(config: HttpConfig, ctx: &Context) -> Result<Handler, ServiceError> {
         handler(&config, ctx, false)
@@ -138,6 +146,14 @@ impl TcpProtocol for Http {
 
 impl TcpProtocol for Https {
     type Config = HttpConfig;
+
+    /// Apache's `Timeout 300`; `mod_reqtimeout` (20 s to send a request) and
+    /// `KeepAliveTimeout 5` apply under it.
+    fn timeouts(_config: &HttpConfig) -> Option<crate::services::framework::timeouts::Timeouts> {
+        Some(crate::services::framework::timeouts::Timeouts::secs(
+            300, 300,
+        ))
+    }
 
     /// Loads the skin and generates (once) or loads the certificate.
     fn handler(config: HttpConfig, ctx: &Context) -> Result<Handler, ServiceError> {

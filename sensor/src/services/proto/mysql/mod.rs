@@ -121,6 +121,14 @@ pub struct Mysql;
 impl TcpProtocol for Mysql {
     type Config = MysqlConfig;
 
+    /// MySQL's `connect_timeout` (10 s to finish the handshake), then `wait_timeout` (8 h;
+    /// the session timeout ends the session first).
+    fn timeouts(_config: &MysqlConfig) -> Option<crate::services::framework::timeouts::Timeouts> {
+        Some(crate::services::framework::timeouts::Timeouts::secs(
+            10, 28_800,
+        ))
+    }
+
     /// Generates (once) or loads the certificate when TLS is on.
     fn handler(config: MysqlConfig, ctx: &Context) -> Result<Handler, ServiceError> {
         let version = config.version.unwrap_or_else(|| DEFAULT_VERSION.to_owned());

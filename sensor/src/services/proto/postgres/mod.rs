@@ -106,6 +106,16 @@ pub struct Postgres;
 impl TcpProtocol for Postgres {
     type Config = PostgresConfig;
 
+    /// PostgreSQL's `authentication_timeout` (60 s); no idle limit after it
+    /// (`idle_session_timeout` 0: the session timeout ends the session).
+    fn timeouts(
+        _config: &PostgresConfig,
+    ) -> Option<crate::services::framework::timeouts::Timeouts> {
+        Some(crate::services::framework::timeouts::Timeouts::secs(
+            60, 86_400,
+        ))
+    }
+
     /// Generates (once) or loads the certificate when TLS is on.
     fn handler(config: PostgresConfig, ctx: &Context) -> Result<Handler, ServiceError> {
         let tls = if config.ssl.unwrap_or(true) {

@@ -19,7 +19,11 @@
 //! directory. Logins succeed only for the configured `users`; they get a Debian-like shell
 //! (or `exec`) where every command is logged as `ssh.query` and answered as a fresh Debian
 //! system would answer (see [`shell`]); `direct-tcpip` (`ssh -W`, `-L`) is logged with its
-//! target and refused as sshd refuses it with forwarding disabled.
+//! target and refused as sshd refuses it with forwarding disabled. The same users get the
+//! `sftp` subsystem and `scp -t`/`scp -f` over the shell's file system ([`transfer`]):
+//! every upload is an `ssh.upload` event (path, size, SHA-256) and its content is kept in
+//! `<state_dir>/ssh-uploads/<sha256>` (0600) up to `upload_max_bytes` a file and
+//! `upload_store_bytes` in all.
 //!
 //! The client's identification is read and judged before russh sees it ([`ident`]), so bad
 //! ones get sshd's one-line answers. Connections that do not log in within
@@ -36,6 +40,7 @@ pub mod ident;
 mod keys;
 mod session;
 pub mod shell;
+pub mod transfer;
 
 use std::{
     borrow::Cow,
@@ -66,6 +71,7 @@ use self::{
     ident::Verdict,
     keys::{CIPHERS, COMPRESSION, KEX, MACS, host_key_algorithms, host_keys},
     session::SshSession,
+    transfer::store::UploadStore,
 };
 
 const DEFAULT_VERSION: &str = "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u7";
@@ -75,6 +81,10 @@ const MAX_AUTH_TRIES: usize = 6;
 const DEFAULT_AUTH_FAILURE_DELAY_MS: u64 = 2_000;
 /// sshd's `LoginGraceTime`.
 const DEFAULT_LOGIN_GRACE_TIME_SECS: u64 = 120;
+/// Largest upload kept (bytes).
+const DEFAULT_UPLOAD_MAX_BYTES: usize = 16 << 20;
+/// Bytes the upload store holds in all.
+const DEFAULT_UPLOAD_STORE_BYTES: u64 = 256 << 20;
 
 #[derive(Debug)]
 struct SshServer {
@@ -85,6 +95,7 @@ struct SshServer {
     hostname: String,
     auth_failure_delay: Duration,
     login_grace_time: Duration,
+    store: Arc<UploadStore>,
 }
 
 /// An SSH instance.
@@ -107,6 +118,13 @@ pub struct SshConfig {
     /// default 120).
     #[serde(default)]
     pub login_grace_time_secs: Option<u64>,
+    /// Largest upload (SFTP, SCP) whose content is kept, in bytes (default 16 MiB; larger
+    /// ones are still hashed and reported; 0 keeps none).
+    #[serde(default)]
+    pub upload_max_bytes: Option<usize>,
+    /// Bytes the kept uploads may take in the state directory in all (default 256 MiB).
+    #[serde(default)]
+    pub upload_store_bytes: Option<u64>,
 }
 
 /// The SSH protocol.
@@ -172,6 +190,13 @@ fn handler(config: SshConfig, ctx: &Context) -> Result<Handler, ServiceError> {
                 .unwrap_or(DEFAULT_AUTH_FAILURE_DELAY_MS),
         ),
         login_grace_time,
+        store: Arc::new(UploadStore::new(
+            &ctx.state_dir(),
+            config.upload_max_bytes.unwrap_or(DEFAULT_UPLOAD_MAX_BYTES),
+            config
+                .upload_store_bytes
+                .unwrap_or(DEFAULT_UPLOAD_STORE_BYTES),
+        )),
     });
     Ok(Arc::new(move |session, stream| {
         let ssh = Arc::clone(&ssh);
@@ -222,6 +247,7 @@ async fn serve(
         ssh.hostname.clone(),
         ssh.auth_failure_delay,
         Arc::clone(&authenticated),
+        Arc::clone(&ssh.store),
     );
     let tap = Tap {
         inner: stream,

@@ -1,6 +1,7 @@
 //! One SSH connection after the identification: authentication as sshd answers it (several
 //! passwords per connection, keys refused at once, wrong passwords delayed), the shell and
-//! `exec` channels of a configured user, and refused `direct-tcpip` channels.
+//! `exec` channels of a configured user, their `sftp` subsystem and `scp -t`/`scp -f`
+//! ([`super::transfer`]), and refused `direct-tcpip` channels.
 
 use std::{
     collections::BTreeMap,
@@ -21,9 +22,15 @@ use russh::{
 };
 use serde_json::{Map, Value};
 
-use crate::services::framework::session::Session;
+use crate::{event::Action, services::framework::session::Session};
 
-use super::shell::{Effect, Shell};
+use super::{
+    shell::{Effect, Shell},
+    transfer::{Cx, Step, Transfer, scp::Scp, sftp::Sftp, store::UploadStore},
+};
+
+/// File transfers (SFTP, SCP) open at once on one connection.
+const MAX_TRANSFERS: usize = 8;
 
 /// The russh handler of one connection.
 pub struct SshSession {
@@ -41,6 +48,9 @@ pub struct SshSession {
     /// Whether the client asked for a terminal.
     pty: bool,
     max_line: usize,
+    /// The SFTP and SCP channels.
+    transfers: BTreeMap<ChannelId, Transfer>,
+    store: Arc<UploadStore>,
 }
 
 impl SshSession {
@@ -53,6 +63,7 @@ impl SshSession {
         hostname: String,
         auth_failure_delay: Duration,
         authenticated: Arc<AtomicBool>,
+        store: Arc<UploadStore>,
     ) -> Self {
         let max_line = session.limits().max_line_bytes;
         Self {
@@ -67,6 +78,8 @@ impl SshSession {
             line: Vec::new(),
             pty: false,
             max_line,
+            transfers: BTreeMap::new(),
+            store,
         }
     }
 
@@ -93,22 +106,30 @@ impl SshSession {
 
     /// Logs `command` as `ssh.query` and runs it in the shell.
     async fn run(&mut self, command: &str, mode: &str) -> (Vec<u8>, u32) {
+        if self.shell.is_none() {
+            return (Vec::new(), 1);
+        }
+        self.log_command(command, mode).await;
         let Some(shell) = self.shell.as_mut() else {
             return (Vec::new(), 1);
         };
-        let mut extra = Map::new();
-        extra.insert(
-            "username".to_owned(),
-            Value::String(shell.user().to_owned()),
-        );
-        extra.insert("command".to_owned(), Value::String(command.to_owned()));
-        extra.insert("mode".to_owned(), Value::String(mode.to_owned()));
-        self.session.query(command.as_bytes(), extra).await;
         let outcome = shell.run(command, self.pty);
         for effect in &outcome.effects {
             self.log_effect(effect).await;
         }
         (outcome.output, outcome.status)
+    }
+
+    /// Logs `command` as `ssh.query`.
+    async fn log_command(&self, command: &str, mode: &str) {
+        let mut extra = Map::new();
+        extra.insert(
+            "username".to_owned(),
+            Value::String(self.shell.as_ref().map_or("", Shell::user).to_owned()),
+        );
+        extra.insert("command".to_owned(), Value::String(command.to_owned()));
+        extra.insert("mode".to_owned(), Value::String(mode.to_owned()));
+        self.session.query(command.as_bytes(), extra).await;
     }
 
     async fn log_effect(&self, effect: &Effect) {
@@ -129,6 +150,131 @@ impl SshSession {
                 self.session.login(&[], extra).await;
             }
         }
+    }
+
+    /// Feeds a transfer channel and does what it asks.
+    async fn transfer(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        session: &mut RusshSession,
+    ) -> Result<(), russh::Error> {
+        let (Some(shell), Some(transfer)) = (self.shell.as_mut(), self.transfers.get_mut(&channel))
+        else {
+            return Ok(());
+        };
+        let (user, fs) = shell.split();
+        let mut cx = Cx {
+            fs,
+            user,
+            store: &self.store,
+        };
+        let step = transfer.feed(data, &mut cx);
+        self.apply(channel, step, session).await
+    }
+
+    /// Ends a transfer channel's transfer (the client's EOF or close).
+    fn end_transfer(&mut self, channel: ChannelId) -> Step {
+        let (Some(shell), Some(transfer)) = (self.shell.as_mut(), self.transfers.get_mut(&channel))
+        else {
+            return Step::default();
+        };
+        let (user, fs) = shell.split();
+        let mut cx = Cx {
+            fs,
+            user,
+            store: &self.store,
+        };
+        transfer.end(&mut cx)
+    }
+
+    /// Sends a transfer's answer, logs its operations and uploads, closes when it is done.
+    async fn apply(
+        &mut self,
+        channel: ChannelId,
+        step: Step,
+        session: &mut RusshSession,
+    ) -> Result<(), russh::Error> {
+        if !step.reply.is_empty() {
+            session.data(channel, step.reply)?;
+        }
+        let user = self.shell.as_ref().map_or("", Shell::user).to_owned();
+        let mode = match self.transfers.get(&channel) {
+            Some(Transfer::Scp(_)) => "scp",
+            _ => "sftp",
+        };
+        for op in step.ops {
+            let mut extra = Map::new();
+            extra.insert("username".to_owned(), Value::String(user.clone()));
+            extra.insert("mode".to_owned(), Value::String("sftp".to_owned()));
+            extra.insert("command".to_owned(), Value::String(op.command.to_owned()));
+            extra.insert("path".to_owned(), Value::String(op.path.clone()));
+            if let Some(detail) = op.detail {
+                let key = if op.command == "open" {
+                    "flags"
+                } else {
+                    "target"
+                };
+                extra.insert(key.to_owned(), Value::String(detail));
+            }
+            self.session.query(op.path.as_bytes(), extra).await;
+        }
+        for upload in step.uploads {
+            let stored = self.store.keep(&upload.file).await;
+            let file = &upload.file;
+            let mut extra = Map::new();
+            extra.insert("username".to_owned(), Value::String(user.clone()));
+            extra.insert("mode".to_owned(), Value::String(mode.to_owned()));
+            extra.insert("path".to_owned(), Value::String(upload.path.clone()));
+            extra.insert("size".to_owned(), Value::from(file.size));
+            extra.insert("sha256".to_owned(), Value::String(file.sha256.clone()));
+            if let Some(stored) = stored {
+                extra.insert("stored".to_owned(), Value::String(stored));
+            }
+            extra.insert("truncated".to_owned(), Value::Bool(file.truncated));
+            extra.insert("complete".to_owned(), Value::Bool(file.complete));
+            self.session
+                .emit(Action::Upload, &file.content, extra)
+                .await;
+        }
+        if let Some(status) = step.exit {
+            self.transfers.remove(&channel);
+            Self::close(session, channel, status)?;
+        }
+        Ok(())
+    }
+
+    /// Starts `scp -t`/`scp -f` on `channel` if `command` is one; false otherwise.
+    async fn start_scp(
+        &mut self,
+        channel: ChannelId,
+        command: &str,
+        session: &mut RusshSession,
+    ) -> Result<bool, russh::Error> {
+        let Some(shell) = self.shell.as_mut() else {
+            return Ok(false);
+        };
+        let Some(words) = shell.words(command) else {
+            return Ok(false);
+        };
+        let (user, fs) = shell.split();
+        let mut cx = Cx {
+            fs,
+            user,
+            store: &self.store,
+        };
+        let Some((scp, step)) = Scp::start(&words, &mut cx) else {
+            return Ok(false);
+        };
+        self.log_command(command, "exec").await;
+        session.channel_success(channel)?;
+        if self.transfers.len() >= MAX_TRANSFERS {
+            Self::close(session, channel, 1)?;
+            return Ok(true);
+        }
+        self.transfers.insert(channel, Transfer::Scp(scp));
+        self.apply(channel, step, session).await?;
+        Ok(true)
     }
 
     fn prompt(&self) -> Vec<u8> {
@@ -323,14 +469,71 @@ impl RusshHandler for SshSession {
         Ok(())
     }
 
+    async fn subsystem_request(
+        &mut self,
+        channel: ChannelId,
+        name: &str,
+        session: &mut RusshSession,
+    ) -> Result<(), Self::Error> {
+        let user = self.shell.as_ref().map_or("", Shell::user).to_owned();
+        let mut extra = Map::new();
+        extra.insert("username".to_owned(), Value::String(user));
+        extra.insert("mode".to_owned(), Value::String("subsystem".to_owned()));
+        extra.insert("command".to_owned(), Value::String(name.to_owned()));
+        self.session.query(name.as_bytes(), extra).await;
+        if name == "sftp" && self.shell.is_some() && self.transfers.len() < MAX_TRANSFERS {
+            self.transfers.insert(channel, Transfer::Sftp(Sftp::new()));
+            session.channel_success(channel)?;
+        } else {
+            // sshd: `subsystem request for <name> failed, subsystem not found`.
+            session.channel_failure(channel)?;
+        }
+        Ok(())
+    }
+
+    async fn channel_eof(
+        &mut self,
+        channel: ChannelId,
+        session: &mut RusshSession,
+    ) -> Result<(), Self::Error> {
+        if self.transfers.contains_key(&channel) {
+            let mut step = self.end_transfer(channel);
+            // sftp-server exits when its input ends.
+            step.exit = step.exit.or(Some(0));
+            self.apply(channel, step, session).await?;
+        }
+        Ok(())
+    }
+
+    async fn channel_close(
+        &mut self,
+        channel: ChannelId,
+        session: &mut RusshSession,
+    ) -> Result<(), Self::Error> {
+        if self.transfers.contains_key(&channel) {
+            // The channel is gone: nothing is sent, uploads still open are reported.
+            let step = Step {
+                reply: Vec::new(),
+                exit: None,
+                ..self.end_transfer(channel)
+            };
+            self.apply(channel, step, session).await?;
+            self.transfers.remove(&channel);
+        }
+        Ok(())
+    }
+
     async fn exec_request(
         &mut self,
         channel: ChannelId,
         data: &[u8],
         session: &mut RusshSession,
     ) -> Result<(), Self::Error> {
-        session.channel_success(channel)?;
         let command = String::from_utf8_lossy(data).into_owned();
+        if self.start_scp(channel, &command, session).await? {
+            return Ok(());
+        }
+        session.channel_success(channel)?;
         let (output, status) = self.run(&command, "exec").await;
         let output = if self.pty { crlf(&output) } else { output };
         session.data(channel, output)?;
@@ -343,6 +546,9 @@ impl RusshHandler for SshSession {
         data: &[u8],
         session: &mut RusshSession,
     ) -> Result<(), Self::Error> {
+        if self.transfers.contains_key(&channel) {
+            return self.transfer(channel, data, session).await;
+        }
         let mut echo = Vec::new();
         let hidden = self.shell.as_ref().is_some_and(Shell::wants_password);
         for &byte in data {

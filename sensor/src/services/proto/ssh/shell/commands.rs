@@ -140,12 +140,8 @@ fn cd(shell: &mut Shell, args: &[String]) -> (Vec<u8>, u32) {
     }
 }
 
-fn size(node: &Node) -> usize {
-    match &node.kind {
-        Kind::Dir => 4096,
-        Kind::File(data) => data.len(),
-        Kind::Link(target) => target.len(),
-    }
+fn size(node: &Node) -> u64 {
+    vfs::Vfs::size(node)
 }
 
 fn long_line(name: &str, node: &Node) -> String {
@@ -221,9 +217,9 @@ fn ls(shell: &Shell, args: &[String], tty: bool) -> (Vec<u8>, u32) {
             out.push_str(&format!("{shown}:\n"));
         }
         if long {
-            let blocks: usize = entries
+            let blocks: u64 = entries
                 .iter()
-                .map(|(_, n)| size(n).div_ceil(4096) * 4)
+                .map(|(_, n)| size(n).div_ceil(4096).saturating_mul(4))
                 .sum();
             out.push_str(&format!("total {blocks}\n"));
             for (name, node) in &entries {
@@ -402,19 +398,50 @@ fn download(tool: &str, args: &[String], effects: &mut Vec<Effect>) -> (Vec<u8>,
     } else {
         format!("http://{url}")
     };
+    // A host with neither resolver nor route: names fail to resolve, addresses to connect.
+    let literal = host.parse::<std::net::IpAddr>().is_ok();
+    let port = without_scheme
+        .split(['/', '?'])
+        .next()
+        .and_then(|authority| authority.rsplit_once(':'))
+        .and_then(|(_, p)| p.parse::<u16>().ok())
+        .unwrap_or(if url.starts_with("https://") { 443 } else { 80 });
+    let cluster = |c: char| {
+        args.iter()
+            .any(|a| a.starts_with('-') && !a.starts_with("--") && a.contains(c))
+    };
     if tool == "wget" {
-        (
+        let status = 4;
+        if cluster('q') || args.iter().any(|a| a == "--quiet") {
+            return (Vec::new(), status);
+        }
+        let when = Utc::now().format("%Y-%m-%d %H:%M:%S");
+        let text = if literal {
             format!(
-                "--{}--  {shown}\nResolving {host} ({host})... failed: Temporary failure in name resolution.\nwget: unable to resolve host address ‘{host}’\n",
-                Utc::now().format("%Y-%m-%d %H:%M:%S")
+                "--{when}--  {shown}\nConnecting to {host}:{port}... failed: Network is unreachable.\n"
             )
-            .into_bytes(),
-            4,
-        )
+        } else {
+            format!(
+                "--{when}--  {shown}\nResolving {host} ({host})... failed: Temporary failure in name resolution.\nwget: unable to resolve host address ‘{host}’\n"
+            )
+        };
+        (text.into_bytes(), status)
     } else {
-        (
-            format!("curl: (6) Could not resolve host: {host}\n").into_bytes(),
-            6,
-        )
+        let (text, status) = if literal {
+            (
+                format!(
+                    "curl: (7) Failed to connect to {host} port {port} after 0 ms: Couldn't connect to server\n"
+                ),
+                7,
+            )
+        } else {
+            (format!("curl: (6) Could not resolve host: {host}\n"), 6)
+        };
+        let silent = cluster('s') || args.iter().any(|a| a == "--silent");
+        let show = cluster('S') || args.iter().any(|a| a == "--show-error");
+        if silent && !show {
+            return (Vec::new(), status);
+        }
+        (text.into_bytes(), status)
     }
 }

@@ -117,6 +117,38 @@ impl Shell {
         }
     }
 
+    /// The file system this shell sees (shared with SFTP and SCP on the same connection).
+    #[must_use]
+    pub const fn fs(&self) -> &Vfs {
+        &self.fs
+    }
+
+    /// The user and the file system, to change it as that user.
+    pub fn split(&mut self) -> (&str, &mut Vfs) {
+        (&self.user, &mut self.fs)
+    }
+
+    /// The words of `line` when it is one simple command (no operator, no redirection), as
+    /// bash would pass them; `None` otherwise.
+    #[must_use]
+    pub fn words(&self, line: &str) -> Option<Vec<String>> {
+        let home = vfs::home(&self.user);
+        let var = move |name: &str| {
+            if name == "HOME" {
+                home.clone()
+            } else {
+                String::new()
+            }
+        };
+        parse::tokens(line, &var)
+            .into_iter()
+            .map(|t| match t {
+                Token::Word(w) => Some(w),
+                Token::Op(_) | Token::Redirect { .. } => None,
+            })
+            .collect()
+    }
+
     /// Whether the next line typed is a password (for `sudo`).
     #[must_use]
     pub fn wants_password(&self) -> bool {

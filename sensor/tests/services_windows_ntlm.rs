@@ -1,6 +1,6 @@
 //! NTLM logins the earlier Windows tests did not drive, on loopback: impacket's LDAP client
-//! binding with Sicily (AD's own NTLM bind) and with SASL GSS-SPNEGO, over LDAP and LDAPS, and
-//! impacket's and Samba's SMB1 clients against a Windows Server 2012 R2 decoy. Every hashcat
+//! binding with Sicily (AD's own NTLM bind) and with SASL GSS-SPNEGO, over LDAP and LDAPS,
+//! `ldapsearch -Y GSS-SPNEGO` with gss-ntlmssp's NTLM, and impacket's and Samba's SMB1 clients against a Windows Server 2012 R2 decoy. Every hashcat
 //! line is recomputed here from the password the client typed (MD4, HMAC-MD5), independently
 //! of the sensor's own code, and checked not to verify another password.
 
@@ -188,6 +188,64 @@ async fn impacket_gss_spnego_binds_over_ldap_and_ldaps_verify_too() {
         assert_netntlmv2(login.extra["hashcat"].as_str().unwrap(), user, password);
         h.stop().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ldapsearch_gss_spnego_bind_over_gss_ntlmssp_gives_a_netntlmv2_line_that_verifies() {
+    // Cyrus SASL's GSS-SPNEGO (the gssapiv2 plugin) over MIT GSSAPI, whose SPNEGO picks
+    // gss-ntlmssp's NTLM mechanism: its credentials come from `NTLM_USER_FILE`.
+    let mut h =
+        start(json!({"ldap": [{"port": 0, "server": "DC01", "domain": "acme", "tld": "local"}]}))
+            .await;
+    let port = h.addr(Service::Ldap).port();
+    let dir = temp_dir("gss-ntlmssp");
+    let creds = dir.join("ntlm_user_file");
+    std::fs::write(&creds, "ACME:grace:Harvest=2026\n").unwrap();
+    let url = format!("ldap://127.0.0.1:{port}");
+    let out = run(
+        "ldapsearch",
+        &["-N", "-Y", "GSS-SPNEGO", "-H", &url, "-b", "DC=acme,DC=local"],
+        &[("NTLM_USER_FILE", creds.to_str().unwrap())],
+        LIMIT,
+    )
+    .await;
+    std::fs::remove_dir_all(&dir).unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(49), "{text}");
+    assert!(
+        text.contains("80090308: LdapErr: DSID-0C09041C, comment: AcceptSecurityContext error, data 52e, v4563"),
+        "{text}"
+    );
+    let events = h.until(Action::Login, 1, LIMIT).await;
+    assert_well_formed(&events);
+    let found = logins(&events);
+    assert_eq!(found.len(), 1, "{events:?}");
+    let login = found[0];
+    for (key, want) in [
+        ("username", json!("grace")),
+        ("domain", json!("ACME")),
+        ("mechanism", json!("GSS-SPNEGO")),
+        ("ntlm_version", json!("NTLMv2")),
+        ("tls", json!(false)),
+        ("version", json!(3)),
+    ] {
+        assert_eq!(login.extra[key], want, "{key}: {login:?}");
+    }
+    // gss-ntlmssp names the client's host.
+    assert!(
+        !login.extra["workstation"].as_str().unwrap().is_empty(),
+        "{login:?}"
+    );
+    assert_netntlmv2(
+        login.extra["hashcat"].as_str().unwrap(),
+        "grace",
+        "Harvest=2026",
+    );
+    h.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -134,6 +134,11 @@ pub(crate) const TEST: &[Need] = &[
         "the real Apache 2.4 of the HTTP side-by-side tests (apache2 -X)",
     ),
     need("libsasl2-modules", "ldapsearch -Y NTLM"),
+    need(
+        "libsasl2-modules-gssapi-mit",
+        "ldapsearch -Y GSS-SPNEGO (Cyrus SASL's GSSAPI plugin)",
+    ),
+    need("gss-ntlmssp", "NTLM under GSS-SPNEGO for ldapsearch"),
     need("freetds-bin", "MSSQL service client (tsql)"),
     need(
         "chromium",

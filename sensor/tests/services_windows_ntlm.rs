@@ -1,8 +1,9 @@
 //! NTLM logins the earlier Windows tests did not drive, on loopback: impacket's LDAP client
-//! binding with Sicily (AD's own NTLM bind) and with SASL GSS-SPNEGO, over LDAP and LDAPS,
-//! `ldapsearch -Y GSS-SPNEGO` with gss-ntlmssp's NTLM, and impacket's and Samba's SMB1 clients against a Windows Server 2012 R2 decoy. Every hashcat
-//! line is recomputed here from the password the client typed (MD4, HMAC-MD5), independently
-//! of the sensor's own code, and checked not to verify another password.
+//! binding with Sicily (AD's own NTLM bind) and with SASL GSS-SPNEGO, ldap3's NTLM (Sicily),
+//! over LDAP and LDAPS; `ldapsearch -Y GSS-SPNEGO` with gss-ntlmssp's NTLM; impacket's and
+//! Samba's SMB1 clients against a Windows Server 2012 R2 decoy. Every hashcat line is
+//! recomputed here from the password the client typed (MD4, HMAC-MD5), independently of the
+//! sensor's own code, and checked not to verify another password.
 
 #![expect(clippy::unwrap_used, reason = "tests fail loudly on purpose")]
 
@@ -157,6 +158,51 @@ async fn impacket_sicily_bind_gives_a_netntlmv2_line_that_verifies() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn ldap3_ntlm_binds_over_ldap_and_ldaps_are_sicily_and_verify() {
+    // ldap3's `authentication=NTLM` (what BloodHound.py, ldapdomaindump and NetExec bind with):
+    // package discovery, then Sicily NEGOTIATE and RESPONSE on the same connection.
+    for (list, secure, user, password) in [
+        ("ldap", false, "frank", "Summer-2026"),
+        ("ldaps", true, "heidi", "Frost*2026"),
+    ] {
+        let mut h =
+            start(json!({list: [{"port": 0, "server": "DC01", "domain": "acme", "tld": "local"}]}))
+                .await;
+        let port = h.addr(Service::Ldap).port();
+        let ssl = if secure { "True" } else { "False" };
+        let script = format!(
+            "import ldap3\n\
+             s = ldap3.Server('127.0.0.1', port={port}, use_ssl={ssl}, get_info=ldap3.NONE)\n\
+             c = ldap3.Connection(s, user='ACME\\\\{user}', password='{password}', \
+             authentication=ldap3.NTLM)\n\
+             print('bound', c.bind(), c.result['description'], repr(c.result['message']))\n"
+        );
+        let text = python(&script).await;
+        assert!(
+            text.contains("bound False invalidCredentials '80090308: LdapErr: DSID-0C09041C, comment: AcceptSecurityContext error, data 52e, v4563\\x00'"),
+            "{text}"
+        );
+        let events = h.until(Action::Login, 1, LIMIT).await;
+        assert_well_formed(&events);
+        let found = logins(&events);
+        assert_eq!(found.len(), 1, "{events:?}");
+        let login = found[0];
+        for (key, want) in [
+            ("username", json!(user)),
+            ("domain", json!("ACME")),
+            ("mechanism", json!("sicily")),
+            ("ntlm_version", json!("NTLMv2")),
+            ("tls", json!(secure)),
+            ("version", json!(3)),
+        ] {
+            assert_eq!(login.extra[key], want, "{key}: {login:?}");
+        }
+        assert_netntlmv2(login.extra["hashcat"].as_str().unwrap(), user, password);
+        h.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn impacket_gss_spnego_binds_over_ldap_and_ldaps_verify_too() {
     for (list, url, secure, user, password) in [
         ("ldap", "ldap://127.0.0.1", false, "bob", "Winter#2025"),
@@ -204,7 +250,15 @@ async fn ldapsearch_gss_spnego_bind_over_gss_ntlmssp_gives_a_netntlmv2_line_that
     let url = format!("ldap://127.0.0.1:{port}");
     let out = run(
         "ldapsearch",
-        &["-N", "-Y", "GSS-SPNEGO", "-H", &url, "-b", "DC=acme,DC=local"],
+        &[
+            "-N",
+            "-Y",
+            "GSS-SPNEGO",
+            "-H",
+            &url,
+            "-b",
+            "DC=acme,DC=local",
+        ],
         &[("NTLM_USER_FILE", creds.to_str().unwrap())],
         LIMIT,
     )

@@ -158,6 +158,14 @@ pub(crate) const PIP_TEST: &[Need] = &[
     ),
     need("vncdotool", "VNC service client (vncdo)"),
     need(
+        "ldap3",
+        "LDAP NTLM (Sicily) binds as BloodHound.py and NetExec make them",
+    ),
+    need(
+        "pycryptodome",
+        "the MD4 ldap3's NTLM needs (OpenSSL 3 has none)",
+    ),
+    need(
         "service_identity",
         "what vncdotool's Twisted needs to import",
     ),

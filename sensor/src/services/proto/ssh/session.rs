@@ -55,6 +55,10 @@ pub struct SshSession {
 
 impl SshSession {
     /// A handler for `session`, whose client identified itself as `client_version`.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one per piece of the instance's configuration the handler keeps"
+    )]
     pub fn new(
         session: Arc<Session>,
         users: BTreeMap<String, String>,
@@ -272,7 +276,7 @@ impl SshSession {
             Self::close(session, channel, 1)?;
             return Ok(true);
         }
-        self.transfers.insert(channel, Transfer::Scp(scp));
+        self.transfers.insert(channel, Transfer::Scp(Box::new(scp)));
         self.apply(channel, step, session).await?;
         Ok(true)
     }

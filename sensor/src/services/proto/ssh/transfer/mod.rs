@@ -106,8 +106,8 @@ pub struct Step {
 pub enum Transfer {
     /// The `sftp` subsystem.
     Sftp(sftp::Sftp),
-    /// `scp -t` or `scp -f`.
-    Scp(scp::Scp),
+    /// `scp -t` or `scp -f` (boxed: its state is four times the SFTP one).
+    Scp(Box<scp::Scp>),
 }
 
 impl Transfer {

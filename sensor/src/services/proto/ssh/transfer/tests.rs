@@ -342,7 +342,7 @@ fn scp_sink_receives_files_as_openssh_scp_t() {
     let mut fs = Vfs::seeded("bob", "srv01");
     let (scp, step) = start_scp(&["scp", "-t", "--", "/tmp/"], &mut fs, &store);
     assert_eq!(step.reply, b"\0");
-    let mut t = Transfer::Scp(scp);
+    let mut t = Transfer::Scp(Box::new(scp));
     let mut cx = Cx {
         fs: &mut fs,
         user: "bob",
@@ -367,7 +367,7 @@ fn scp_sink_receives_files_as_openssh_scp_t() {
     assert_eq!(step.exit, Some(1));
 
     let (scp, _) = start_scp(&["scp", "-t", "/etc/x"], cx.fs, &store);
-    let mut t = Transfer::Scp(scp);
+    let mut t = Transfer::Scp(Box::new(scp));
     let step = t.feed(b"C0644 3 x\n", &mut cx);
     assert_eq!(step.reply, b"\x01scp: /etc/x: Permission denied\n");
     let step = t.feed(b"D0755 0 d\n", &mut cx);
@@ -378,7 +378,7 @@ fn scp_sink_receives_files_as_openssh_scp_t() {
     assert_eq!(step.exit, Some(1));
 
     let (scp, _) = start_scp(&["scp", "-r", "-t", "/tmp"], cx.fs, &store);
-    let mut t = Transfer::Scp(scp);
+    let mut t = Transfer::Scp(Box::new(scp));
     let step = t.feed(b"D0755 0 d\nC0644 2 a\nhi\0E\n", &mut cx);
     assert_eq!(step.reply, b"\0\0\0\0");
     assert_eq!(step.uploads[0].path, "/tmp/d/a");
@@ -395,7 +395,7 @@ fn scp_source_sends_file_system_files_as_openssh_scp_f() {
     let mut fs = Vfs::seeded("bob", "srv01");
     let (scp, step) = start_scp(&["scp", "-f", "/etc/hostname", "/nope"], &mut fs, &store);
     assert!(step.reply.is_empty());
-    let mut t = Transfer::Scp(scp);
+    let mut t = Transfer::Scp(Box::new(scp));
     let mut cx = Cx {
         fs: &mut fs,
         user: "bob",

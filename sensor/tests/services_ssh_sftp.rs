@@ -51,6 +51,23 @@ async fn client(program: &str, dir: &Path, args: &[String]) -> std::process::Out
     run("sshpass", &all, &[], LIMIT).await
 }
 
+/// Runs `sftp -b` with `script` as bob on `port`; asserts it succeeded and returns its output.
+async fn sftp_batch(port: &str, dir: &Path, script: &str) -> String {
+    let batch = dir.join("batch");
+    std::fs::write(&batch, script).unwrap();
+    let args: Vec<String> = ["-P", port, "-b", batch.to_str().unwrap(), "bob@127.0.0.1"]
+        .map(str::to_owned)
+        .to_vec();
+    let out = client("sftp", dir, &args).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 fn sha256(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
@@ -89,22 +106,8 @@ async fn sftp_put_is_captured_with_its_sha256_and_kept() {
     let content = harness::noise(100_000, 7);
     let local = dir.join("payload.bin");
     std::fs::write(&local, &content).unwrap();
-    let batch = dir.join("batch");
-    std::fs::write(
-        &batch,
-        format!("put {} /tmp/payload.bin\nls -l /tmp\n", local.display()),
-    )
-    .unwrap();
-    let args: Vec<String> = ["-P", &port, "-b", batch.to_str().unwrap(), "bob@127.0.0.1"]
-        .map(str::to_owned)
-        .to_vec();
-    let out = client("sftp", &dir, &args).await;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let script = format!("put {} /tmp/payload.bin\nls -l /tmp\n", local.display());
+    let stdout = sftp_batch(&port, &dir, &script).await;
     // The listing after the upload shows it, as sftp-server's long names do.
     assert!(
         stdout.contains("-rw-r--r--    1 bob      bob        100000 Nov 22 10:04 payload.bin\n"),
@@ -204,25 +207,11 @@ async fn sftp_ls_and_get_serve_the_virtual_file_system() {
     let mut h = Harness::start(json!({"ssh": [ssh_config()]}), json!({})).await;
     let port = h.addr(Service::Ssh).port().to_string();
     let dir = harness::temp_dir("sftp-get");
-    let batch = dir.join("batch");
-    std::fs::write(
-        &batch,
-        format!(
-            "pwd\nls -la /home/bob\nget /etc/hostname {d}/hostname\nget /proc/self/exe {d}/exe\n",
-            d = dir.display()
-        ),
-    )
-    .unwrap();
-    let args: Vec<String> = ["-P", &port, "-b", batch.to_str().unwrap(), "bob@127.0.0.1"]
-        .map(str::to_owned)
-        .to_vec();
-    let out = client("sftp", &dir, &args).await;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
+    let script = format!(
+        "pwd\nls -la /home/bob\nget /etc/hostname {d}/hostname\nget /proc/self/exe {d}/exe\n",
+        d = dir.display()
     );
+    let stdout = sftp_batch(&port, &dir, &script).await;
     assert!(
         stdout.contains("Remote working directory: /home/bob\n"),
         "{stdout}"

@@ -135,6 +135,11 @@ pub(crate) const TEST: &[Need] = &[
         "the real Apache 2.4 of the HTTP side-by-side tests (apache2 -X)",
     ),
     need("libsasl2-modules", "ldapsearch -Y NTLM"),
+    need(
+        "libsasl2-modules-gssapi-mit",
+        "ldapsearch -Y GSS-SPNEGO (Cyrus SASL's GSSAPI plugin)",
+    ),
+    need("gss-ntlmssp", "NTLM under GSS-SPNEGO for ldapsearch"),
     need("freetds-bin", "MSSQL service client (tsql)"),
     need(
         "chromium",
@@ -153,6 +158,14 @@ pub(crate) const PIP_TEST: &[Need] = &[
         "SMB and MSSQL clients (SMBConnection, mssqlclient.py)",
     ),
     need("vncdotool", "VNC service client (vncdo)"),
+    need(
+        "ldap3",
+        "LDAP NTLM (Sicily) binds as BloodHound.py and NetExec make them",
+    ),
+    need(
+        "pycryptodome",
+        "the MD4 ldap3's NTLM needs (OpenSSL 3 has none)",
+    ),
     need(
         "service_identity",
         "what vncdotool's Twisted needs to import",

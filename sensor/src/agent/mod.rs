@@ -207,6 +207,7 @@ pub async fn run(
         running.poisoning = crate::poisoning::start(
             &config.sensor.poisoning,
             &watched,
+            config.hostname.as_deref(),
             poisoning_sink,
             &shutdown,
         );

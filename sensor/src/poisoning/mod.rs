@@ -14,37 +14,48 @@
 //! - mDNS: an A question for `<name>.local.` to 224.0.0.251:5353 from an ephemeral port, a
 //!   "legacy unicast" query (RFC 6762 6.7) answered straight to that port.
 //!
+//! - with `ipv6` (default on), from the interface's IPv6 address (a global one if it has one,
+//!   else its link-local one): LLMNR's A question to ff02::1:3 port 5355, hop limit 1.
+//!
 //! Answers are read for `wait_ms` on the socket that asked. Each host that answers gives one
 //! `llmnr.poisoning`, `nbns.poisoning` or `mdns.poisoning` event per round: `src_ip`/`src_port`
 //! are the answering host's, `dst_ip`/`dst_port` the socket that asked, `data` the answer's
 //! bytes, `extra` the `name` asked, the `answers` (addresses it gave), the `interface` and the
-//! `query_type`. Events go through the same pipeline as the services'.
+//! `query_type`. Answers from the sensor's own addresses and from `whitelist_ips` (the real
+//! DNS and WINS servers, which may answer NBT-NS for names they know) are not poisoning.
+//! Events go through the same pipeline as the services'.
+//!
+//! With `answer_own_name` (off by default) the sensor also answers, as a Windows host does,
+//! LLMNR and NBT-NS queries for its own name (`own_name`, default `hostname`'s first label)
+//! with its own address, and never for any other name ([`answer`], [`reply`]).
 
+mod answer;
 mod dns;
 mod iface;
 mod names;
 mod nbns;
+mod probe;
+mod reply;
 #[cfg(test)]
 mod tests;
 
 use std::{
-    net::{IpAddr, Ipv4Addr, SocketAddr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     time::Duration,
 };
 
-use bytes::Bytes;
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
-use tokio::net::UdpSocket;
-use uuid::Uuid;
 
 use crate::{
-    event::{Action, Event, Service, SessionIdentity},
+    event::{Event, Service},
+    net::Cidr,
     shutdown::CancellationToken,
 };
 
 /// The LLMNR group and port.
 const LLMNR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(224, 0, 0, 252)), 5355);
+/// The LLMNR IPv6 group (link scope).
+const LLMNR6: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 1, 3);
 /// The mDNS group and port.
 const MDNS: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(224, 0, 0, 251)), 5353);
 /// The NetBIOS name service port.
@@ -67,7 +78,7 @@ pub enum Protocol {
 }
 
 impl Protocol {
-    const fn service(self) -> Service {
+    pub(crate) const fn service(self) -> Service {
         match self {
             Self::Llmnr => Service::Llmnr,
             Self::Nbns => Service::Nbns,
@@ -90,8 +101,19 @@ pub struct PoisoningConfig {
     pub wait_ms: u64,
     /// Names to ask for (one per round, at random); default: random plausible host names.
     pub names: Vec<String>,
-    /// Which protocols to ask with; default all three.
+    /// Which protocols to ask with (and, with `answer_own_name`, answer); default all three.
     pub protocols: Vec<Protocol>,
+    /// Ask (and answer) LLMNR over IPv6 too, on interfaces with an IPv6 address; default true.
+    pub ipv6: bool,
+    /// Hosts whose answers are not poisoning (the real DNS / WINS servers): addresses or
+    /// CIDRs, IPv4 or IPv6; default none.
+    pub whitelist_ips: Vec<Cidr>,
+    /// Answer LLMNR and NBT-NS queries for the sensor's own name with its address, as a
+    /// Windows host would (never for another name); default false.
+    pub answer_own_name: bool,
+    /// The name answered; default the first label of `hostname`, else `srv01` (the services'
+    /// default).
+    pub own_name: Option<String>,
 }
 
 impl Default for PoisoningConfig {
@@ -103,6 +125,10 @@ impl Default for PoisoningConfig {
             wait_ms: 2000,
             names: Vec::new(),
             protocols: vec![Protocol::Llmnr, Protocol::Nbns, Protocol::Mdns],
+            ipv6: true,
+            whitelist_ips: Vec::new(),
+            answer_own_name: false,
+            own_name: None,
         }
     }
 }
@@ -128,20 +154,29 @@ impl PoisoningConfig {
                 format!("`{bad}` is not a host name of 1 to 15 letters, digits or `-`"),
             ));
         }
+        if let Some(bad) = self.own_name.as_ref().filter(|n| !names::is_valid(n)) {
+            return Err((
+                "own_name",
+                format!("`{bad}` is not a host name of 1 to 15 letters, digits or `-`"),
+            ));
+        }
         Ok(())
     }
 }
 
-/// Starts the detection on `interfaces` when enabled; events go to `sink`. The task ends with
-/// `shutdown`.
+/// Starts the detection (and, with `answer_own_name`, the answering) on `interfaces` when
+/// enabled; events go to `sink`. The answering sockets are opened before this returns (call
+/// it while the process still may bind port 137). `hostname` is the configuration's, the default own name. The
+/// task ends with `shutdown`.
 #[must_use]
 pub fn start(
     config: &PoisoningConfig,
     interfaces: &[String],
+    hostname: Option<&str>,
     sink: tokio::sync::mpsc::Sender<Event>,
     shutdown: &CancellationToken,
 ) -> Option<tokio::task::JoinHandle<()>> {
-    if !config.enabled || config.protocols.is_empty() {
+    if !(config.enabled || config.answer_own_name) || config.protocols.is_empty() {
         return None;
     }
     if interfaces.is_empty() {
@@ -150,11 +185,38 @@ pub fn start(
     }
     let config = config.clone();
     let interfaces = interfaces.to_vec();
+    let own = reply::OwnName::new(
+        config
+            .own_name
+            .as_deref()
+            .or(hostname.filter(|h| !h.is_empty()))
+            .unwrap_or("srv01"),
+    );
+    // Opened here, before the agent drops its privileges (NBT-NS listens on port 137).
+    let listeners = if config.answer_own_name {
+        answer::open(&interfaces, &config.protocols, config.ipv6)
+    } else {
+        Vec::new()
+    };
     let token = shutdown.child_token();
     Some(tokio::spawn(async move {
+        let probing = async {
+            if config.enabled {
+                run(&config, &interfaces, &sink).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        let answering = async {
+            if config.answer_own_name {
+                answer::serve(own, listeners, sink.clone()).await;
+            }
+            std::future::pending::<()>().await;
+        };
         tokio::select! {
             () = token.cancelled() => {}
-            () = run(&config, &interfaces, &sink) => {}
+            () = probing => {}
+            () = answering => {}
         }
     }))
 }
@@ -169,15 +231,28 @@ async fn run(
         tokio::time::sleep(wait).await;
         let name = names::pick(&config.names);
         for interface in interfaces {
-            match iface::ipv4(interface) {
-                Ok(addrs) => {
-                    for (addr, broadcast) in addrs {
-                        round(config, interface, addr, broadcast, &name, sink).await;
-                    }
-                }
+            let own = match iface::addresses(interface) {
+                Ok(own) => own,
                 Err(err) => {
                     tracing::warn!(interface = %interface, error = %err, "Poisoning detection cannot read the interface's addresses.");
+                    continue;
                 }
+            };
+            if own.v4.is_empty() && own.v6.is_empty() {
+                tracing::warn!(interface = %interface, "Poisoning detection: the interface has no address.");
+            }
+            for a in &own.v4 {
+                let from = probe::Source::V4 {
+                    addr: a.addr,
+                    broadcast: a.broadcast(),
+                };
+                round(config, interface, from, &own, &name, sink).await;
+            }
+            if config.ipv6
+                && let (Some(addr), Some(index)) = (own.v6_source(), iface::index(interface))
+            {
+                let from = probe::Source::V6 { addr, index };
+                round(config, interface, from, &own, &name, sink).await;
             }
         }
         wait = Duration::from_secs(config.interval_secs).saturating_add(jitter(config.jitter_secs));
@@ -193,26 +268,28 @@ fn jitter(max_secs: u64) -> Duration {
     })
 }
 
-/// One round on one address: every protocol at once.
+/// One round on one address: every protocol at once (only LLMNR from an IPv6 address).
 async fn round(
     config: &PoisoningConfig,
     interface: &str,
-    addr: Ipv4Addr,
-    broadcast: Ipv4Addr,
+    from: probe::Source,
+    own: &iface::Addresses,
     name: &str,
     sink: &tokio::sync::mpsc::Sender<Event>,
 ) {
     let wait = Duration::from_millis(config.wait_ms);
+    let v6 = matches!(from, probe::Source::V6 { .. });
     let ask = |protocol: Protocol| async move {
-        if !config.protocols.contains(&protocol) {
+        if !config.protocols.contains(&protocol) || (v6 && protocol != Protocol::Llmnr) {
             return;
         }
-        let probe = Probe {
+        let probe = probe::Probe {
             protocol,
             interface,
-            addr,
-            broadcast,
+            from,
             name,
+            own,
+            whitelist: &config.whitelist_ips,
         };
         match probe.ask(wait).await {
             Ok(events) => {
@@ -232,125 +309,4 @@ async fn round(
         ask(Protocol::Nbns),
         ask(Protocol::Mdns)
     );
-}
-
-/// One query on one interface address.
-struct Probe<'a> {
-    protocol: Protocol,
-    interface: &'a str,
-    addr: Ipv4Addr,
-    broadcast: Ipv4Addr,
-    name: &'a str,
-}
-
-impl Probe<'_> {
-    /// Sends the query and returns one event per host that answered within `wait`.
-    async fn ask(&self, wait: Duration) -> std::io::Result<Vec<Event>> {
-        let id: u16 = rand::random();
-        let (packet, target, asked, ttl) = match self.protocol {
-            Protocol::Llmnr => (dns::query(id, self.name), LLMNR, self.name.to_owned(), 1),
-            Protocol::Mdns => {
-                let asked = format!("{}.local.", self.name);
-                (dns::query(id, &asked), MDNS, asked, 255)
-            }
-            Protocol::Nbns => (
-                Some(nbns::query(id, self.name)),
-                SocketAddr::new(IpAddr::V4(self.broadcast), NBNS_PORT),
-                self.name.to_ascii_uppercase(),
-                64,
-            ),
-        };
-        let packet = packet.ok_or_else(|| std::io::Error::other("name cannot be encoded"))?;
-        let socket = self.socket(ttl)?;
-        socket.send_to(&packet, target).await?;
-        let local = socket.local_addr()?;
-        let deadline = tokio::time::Instant::now() + wait;
-        let mut seen: Vec<IpAddr> = Vec::new();
-        let mut events = Vec::new();
-        let mut buf = vec![0u8; 1500];
-        for _ in 0..MAX_ANSWERS {
-            let Ok(received) = tokio::time::timeout_at(deadline, socket.recv_from(&mut buf)).await
-            else {
-                break;
-            };
-            let (n, from) = received?;
-            let answer = buf.get(..n).unwrap_or_default();
-            let answers: Option<Vec<IpAddr>> = match self.protocol {
-                Protocol::Llmnr | Protocol::Mdns => dns::parse_answer(answer, id, &asked),
-                Protocol::Nbns => nbns::parse_answer(answer, id)
-                    .filter(|a| a.name.eq_ignore_ascii_case(&asked))
-                    .map(|a| a.addresses.into_iter().map(IpAddr::V4).collect()),
-            };
-            let Some(answers) = answers else { continue };
-            if from.ip() == IpAddr::V4(self.addr) || seen.contains(&from.ip()) {
-                continue;
-            }
-            seen.push(from.ip());
-            events.push(self.event(from, local, &asked, &answers, answer));
-        }
-        Ok(events)
-    }
-
-    fn socket(&self, ttl: u32) -> std::io::Result<UdpSocket> {
-        use socket2::{Domain, Protocol as Proto, Socket, Type};
-        let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Proto::UDP))?;
-        socket.set_nonblocking(true)?;
-        // Best effort: SO_BINDTODEVICE needs CAP_NET_RAW; the address bind below already
-        // picks the interface for unicast and broadcast, IP_MULTICAST_IF for multicast.
-        if let Err(err) = socket.bind_device(Some(self.interface.as_bytes())) {
-            tracing::debug!(interface = %self.interface, error = %err, "SO_BINDTODEVICE refused.");
-        }
-        match self.protocol {
-            Protocol::Nbns => socket.set_broadcast(true)?,
-            Protocol::Llmnr | Protocol::Mdns => {
-                socket.set_multicast_if_v4(&self.addr)?;
-                socket.set_multicast_ttl_v4(ttl)?;
-                socket.set_multicast_loop_v4(false)?;
-            }
-        }
-        socket.set_ttl_v4(ttl)?;
-        socket.bind(&SocketAddr::new(IpAddr::V4(self.addr), 0).into())?;
-        UdpSocket::from_std(socket.into())
-    }
-
-    fn event(
-        &self,
-        from: SocketAddr,
-        local: SocketAddr,
-        asked: &str,
-        answers: &[IpAddr],
-        raw: &[u8],
-    ) -> Event {
-        let mut extra = Map::new();
-        extra.insert("name".to_owned(), Value::String(asked.to_owned()));
-        extra.insert(
-            "answers".to_owned(),
-            json!(answers.iter().map(ToString::to_string).collect::<Vec<_>>()),
-        );
-        extra.insert(
-            "interface".to_owned(),
-            Value::String(self.interface.to_owned()),
-        );
-        extra.insert(
-            "query_type".to_owned(),
-            json!(match self.protocol {
-                Protocol::Nbns => "NB",
-                Protocol::Llmnr | Protocol::Mdns => "A",
-            }),
-        );
-        Event {
-            id: Uuid::new_v4(),
-            timestamp: chrono::Utc::now(),
-            session: SessionIdentity {
-                src_ip: crate::event::display_ip(from.ip()),
-                src_port: from.port(),
-                dst_ip: crate::event::display_ip(local.ip()),
-                dst_port: local.port(),
-            },
-            service: self.protocol.service(),
-            action: Action::Poisoning,
-            data: Bytes::copy_from_slice(raw.get(..raw.len().min(MAX_DATA)).unwrap_or_default()),
-            extra,
-        }
-    }
 }

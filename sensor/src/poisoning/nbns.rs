@@ -46,7 +46,7 @@ fn encode_name(name: &str) -> [u8; 32] {
 }
 
 /// Decodes 32 first-level encoded bytes: the name (trailing spaces removed) and its suffix.
-fn decode_name(encoded: &[u8]) -> Option<(String, u8)> {
+pub(super) fn decode_name(encoded: &[u8]) -> Option<(String, u8)> {
     if encoded.len() != 32 {
         return None;
     }

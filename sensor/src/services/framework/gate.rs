@@ -54,6 +54,12 @@ pub struct ServiceCounters {
     /// UDP replies a protocol deferred (a forwarded DNS query) that were dropped because the
     /// socket already waited for `udp::MAX_DEFERRED` of them.
     pub udp_deferred_dropped: AtomicU64,
+    /// UDP payload bytes received (every datagram counted in `udp_datagrams`).
+    pub udp_bytes_received: AtomicU64,
+    /// UDP payload bytes sent in replies (every reply counted in `udp_replies`).
+    pub udp_bytes_replied: AtomicU64,
+    /// UDP replies allowed but not sent: the socket refused them.
+    pub udp_send_failed: AtomicU64,
     /// Connections the any-port decoys accepted (each also counted in `accepted`).
     pub decoy_connections: AtomicU64,
     /// Any-port decoy connections no service took (unknown bytes, a client gone, no banner
@@ -83,6 +89,9 @@ impl ServiceCounters {
             "udp_refused_reflection": get(&self.udp_refused_reflection),
             "udp_refused_rate": get(&self.udp_refused_rate),
             "udp_deferred_dropped": get(&self.udp_deferred_dropped),
+            "udp_bytes_received": get(&self.udp_bytes_received),
+            "udp_bytes_replied": get(&self.udp_bytes_replied),
+            "udp_send_failed": get(&self.udp_send_failed),
             "decoy_connections": get(&self.decoy_connections),
             "decoys_unclaimed": get(&self.decoys_unclaimed),
         })

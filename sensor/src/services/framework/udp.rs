@@ -297,6 +297,7 @@ pub async fn serve(socket: UdpSocket, service: Service, handler: UdpHandler, sha
             .counters
             .udp_datagrams
             .fetch_add(1, Ordering::Relaxed);
+        add(&shared.counters.udp_bytes_received, n);
         // On a wildcard socket the kernel names the address the client sent to.
         let to = SocketAddr::new(destination.unwrap_or_else(|| local.ip()), local.port());
         let later = datagram_in(
@@ -436,8 +437,13 @@ async fn send_reply(
         Ok(()) => match socket.send_to(reply, peer).await {
             Ok(_) => {
                 shared.counters.udp_replies.fetch_add(1, Ordering::Relaxed);
+                add(&shared.counters.udp_bytes_replied, reply.len());
             }
             Err(err) => {
+                shared
+                    .counters
+                    .udp_send_failed
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(service = service.as_str(), %peer, error = %err, "UDP send failed.");
             }
         },

@@ -190,6 +190,10 @@ async fn pseudo_sessions_log_cap_and_never_amplify() {
     assert_eq!(s.count("udp_refused_reflection"), 1);
     assert_eq!(s.count("udp_replies"), 2);
     assert_eq!(s.count("udp_datagrams"), 3);
+    // Bytes: hello + amp + ping in, hello + ping out (the refused 30 bytes are not counted).
+    assert_eq!(s.count("udp_bytes_received"), 12);
+    assert_eq!(s.count("udp_bytes_replied"), 9);
+    assert_eq!(s.count("udp_send_failed"), 0);
 
     // Events: connection, hello, amp, ping = the cap of 4; the last carries events_capped.
     let amp = s.next_event().await;

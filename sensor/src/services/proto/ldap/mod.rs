@@ -24,6 +24,10 @@
 //!                                                              "domain":"ACME", "hashcat":
 //!                                                              "alice::ACME:...", ...}
 //! S: bindResponse invalidCredentials "80090308: ... data 52e, v4563"
+//! C: bindRequest v3 "alice" sicilyNegotiate NEGOTIATE      (AD's own NTLM bind, [`sicily`])
+//! S: bindResponse success, matchedDN CHALLENGE
+//! C: bindRequest v3 "alice" sicilyResponse AUTHENTICATE    -> ldap.login {"mechanism":"sicily",
+//!                                                              "hashcat": ..., ...}
 //! C: extendedRequest 1.3.6.1.4.1.1466.20037 (StartTLS)
 //! S: extendedResponse success, then a TLS handshake with the domain controller's certificate
 //! ```
@@ -44,6 +48,7 @@ pub mod ber;
 pub mod filter;
 pub mod ops;
 pub mod rootdse;
+pub mod sicily;
 #[cfg(test)]
 mod tests;
 

@@ -111,12 +111,20 @@ pub fn handle(
     bytes: &[u8],
     now: chrono::DateTime<chrono::Utc>,
 ) -> Handled {
-    let decoded = if nesting_ok(bytes, MAX_DEPTH, MAX_ELEMENTS) {
+    let nested = nesting_ok(bytes, MAX_DEPTH, MAX_ELEMENTS);
+    let decoded = if nested {
         rasn::ber::decode::<LdapMessage>(bytes).ok()
     } else {
         None
     };
     let Some(message) = decoded else {
+        // RFC 4511 has no room for AD's Sicily binds: they are read on their own.
+        if let Some(handled) = nested
+            .then(|| super::sicily::handle(names, state, bytes))
+            .flatten()
+        {
+            return handled;
+        }
         return Handled {
             reply: disconnection(names),
             report: Report::Data,

@@ -18,8 +18,20 @@
 //! of milliseconds are a tell no real rsyncd has). `nmap -sV` reports `rsync (protocol
 //! version 31.0)`. The listing is rsyncd's `%-15s\t%s` per module (`modules`: names and
 //! comments), an unknown module gets `@ERROR: Unknown module 'x'`, and every module asks for a
-//! password, which never succeeds (so the paths a client wants, sent only after
-//! `@RSYNCD: OK`, are never seen: the module name is).
+//! password. Only a login matching one of `users` (name and password, as in an rsyncd secrets
+//! file) is let in (`@RSYNCD: OK`); every other gets `@ERROR: auth failed on module x`.
+//!
+//! # What a client let in asks for
+//! ```text
+//! S: @RSYNCD: OK
+//! C: --server\0--sender\0-logDtpre.iLsfxCIvu\0.\0Backup/etc/shadow\0\0
+//!                                  -> rsync.query {"module":"Backup","paths":["Backup/etc/shadow"],
+//!                                     "direction":"download","options":[...],"username":"admin"}
+//! S: (no compat flags, seed) MSG_ERROR rsync: [sender] link_stat "/etc/shadow" (in Backup)
+//!    failed: No such file or directory (2), MSG_ERROR_EXIT 23
+//! ```
+//! (see [`args`]): the module is empty, so every path is missing, and an upload is refused as
+//! a read-only module refuses it.
 //!
 //! # The crackable line
 //! rsyncd's challenge is 16 random bytes in base64 without padding. The client answers
@@ -32,6 +44,7 @@
 //! `sha256($pass.$salt)` 1410, `sha512($pass.$salt)` 1710). A test recomputes the response
 //! from the password.
 
+mod args;
 mod auth;
 #[cfg(test)]
 mod tests;
@@ -83,6 +96,18 @@ pub struct RsyncConfig {
     /// md4` by default, as rsync 3.2); an empty list announces none, as rsync 3.1 did.
     #[serde(default)]
     pub auth_digests: Option<Vec<Digest>>,
+    /// Logins let in (`@RSYNCD: OK`), so the paths they ask for are seen; default none.
+    #[serde(default)]
+    pub users: Vec<UserConfig>,
+}
+
+/// A login the daemon accepts (a line of an rsyncd secrets file).
+#[derive(Debug, Clone, Deserialize)]
+pub struct UserConfig {
+    /// User name.
+    pub username: String,
+    /// Password.
+    pub password: String,
 }
 
 #[derive(Debug)]
@@ -90,6 +115,7 @@ struct RsyncServer {
     version: String,
     modules: Vec<(String, String)>,
     digests: Vec<Digest>,
+    users: Vec<UserConfig>,
 }
 
 /// The rsync protocol.
@@ -124,6 +150,16 @@ impl TcpProtocol for Rsync {
         {
             return Err(ctx.setup_error(format!("modules: `{bad}` cannot be a module name")));
         }
+        if let Some((i, _)) = config
+            .users
+            .iter()
+            .enumerate()
+            .find(|(_, u)| u.username.is_empty() || u.username.contains([' ', '\n', '\r']))
+        {
+            return Err(ctx.setup_error(format!(
+                "users[{i}].username: a user name is non-empty and has no space"
+            )));
+        }
         let digests = config.auth_digests.unwrap_or_else(|| {
             DEFAULT_DIGESTS
                 .iter()
@@ -134,6 +170,7 @@ impl TcpProtocol for Rsync {
             version,
             modules,
             digests,
+            users: config.users,
         });
         Ok(Arc::new(move |session, stream| {
             let server = Arc::clone(&server);
@@ -251,11 +288,24 @@ async fn serve(
         ("module", Value::String(module.clone())),
         ("challenge", Value::String(challenge.clone())),
     ]);
+    let mut authenticated = false;
     match answer.split_once(' ') {
         None => {
             fields.insert("username".to_owned(), Value::String(answer.clone()));
         }
         Some((user, response)) => {
+            // Without an announced list the client used MD5 (protocol 30+) or MD4.
+            let tried: &[Digest] = if server.digests.is_empty() {
+                &[Digest::Md5, Digest::Md4]
+            } else {
+                &server.digests
+            };
+            authenticated = server.users.iter().any(|u| {
+                u.username == user
+                    && tried.iter().any(|d| {
+                        response.trim_end_matches('=') == response_for(*d, &u.password, &challenge)
+                    })
+            });
             fields.insert("username".to_owned(), Value::String(user.to_owned()));
             fields.insert("response".to_owned(), Value::String(response.to_owned()));
             let picked = digest_for(response, &client, &server.digests);
@@ -272,11 +322,105 @@ async fn serve(
             }
         }
     }
+    fields.insert("authenticated".to_owned(), Value::Bool(authenticated));
     session.login(&line, fields).await;
-    let reply = format!("@ERROR: auth failed on module {module}\n");
-    conn.write_all(reply.as_bytes(), &session).await?;
+    if !authenticated {
+        let reply = format!("@ERROR: auth failed on module {module}\n");
+        conn.write_all(reply.as_bytes(), &session).await?;
+        conn.shutdown().await;
+        return Ok(());
+    }
+    conn.write_all(b"@RSYNCD: OK\n", &session).await?;
+    let separator = if client.protocol >= 30 { 0 } else { b'\n' };
+    let (mut list, mut raw) = next_args(&mut conn, &session, separator).await?;
+    let mut request = args::request(&list);
+    if request.secluded {
+        // The rest of the command line follows at once in a second, NUL-separated list that
+        // starts with a new argv[0] (`rsync`).
+        let (more, more_raw) = next_args(&mut conn, &session, 0).await?;
+        raw.extend_from_slice(&more_raw);
+        let argv0 = usize::from(more.first().is_some_and(|a| a == "rsync"));
+        list.extend(more.into_iter().skip(argv0));
+        request = args::request(&list);
+    }
+    let user = answer.split_once(' ').map_or("", |(u, _)| u);
+    session
+        .query(
+            &raw,
+            extra([
+                ("module", Value::String(module.clone())),
+                ("username", Value::String(user.to_owned())),
+                (
+                    "direction",
+                    json!(if request.download {
+                        "download"
+                    } else {
+                        "upload"
+                    }),
+                ),
+                ("paths", json!(request.paths)),
+                ("options", json!(request.options)),
+            ]),
+        )
+        .await;
+    let reply = args::refusal(&request, &module, rand::random());
+    conn.write_all(&reply, &session).await?;
     conn.shutdown().await;
+    linger(&mut conn, &session).await;
     Ok(())
+}
+
+/// Reads and drops what the client still sends (its filter list, a file list) until it
+/// closes, for two seconds and 64 reads at most: closing with unread bytes would reset the
+/// connection before the client has read the refusal.
+async fn linger<S>(conn: &mut Conn<S>, session: &Session)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let drain = async {
+        for _ in 0..64 {
+            if conn.read_some(session).await.is_err() {
+                break;
+            }
+        }
+    };
+    let _ignored = tokio::time::timeout(std::time::Duration::from_secs(2), drain).await;
+}
+
+/// One argument list and its raw bytes; too many arguments are logged as `rsync.data` and
+/// end the session.
+async fn next_args<S>(
+    conn: &mut Conn<S>,
+    session: &Session,
+    separator: u8,
+) -> Result<(Vec<String>, Vec<u8>), SessionError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    loop {
+        match args::split(conn.buffered(), separator) {
+            args::Split::Complete(list, used) => {
+                let raw = conn.buffered().get(..used).unwrap_or_default().to_vec();
+                conn.consume(used);
+                return Ok((list, raw));
+            }
+            args::Split::Partial => match conn.fill(session).await {
+                Ok(_) => {}
+                Err(err) => {
+                    if !conn.buffered().is_empty() {
+                        session.data(conn.buffered()).await;
+                    }
+                    return Err(err);
+                }
+            },
+            args::Split::TooMany => {
+                session.data(conn.buffered()).await;
+                return Err(SessionError::Protocol(
+                    "too many rsync arguments".to_owned(),
+                ));
+            }
+        }
+    }
 }
 
 /// One line; an overlong one is logged as `rsync.data` and ends the session.

@@ -209,7 +209,20 @@ impl Channel {
                     "TDS packet {kind:#04x} during the TLS handshake"
                 )));
             }
-            feed(&mut tls, &payload)?;
+            if let Err(e) = feed(&mut tls, &payload) {
+                // SChannel answers a hello it cannot serve (nmap's ssl-cert offers only RSA key
+                // exchange suites over TDS) with its alert before it closes: so does the decoy.
+                let mut out = Vec::new();
+                while tls.wants_write() {
+                    if tls.write_tls(&mut out).is_err() {
+                        break;
+                    }
+                }
+                if !out.is_empty() {
+                    conn.write_all(&message(PRELOGIN, &out), session).await?;
+                }
+                return Err(e);
+            }
         }
         Err(SessionError::Protocol("TLS handshake too long".to_owned()))
     }

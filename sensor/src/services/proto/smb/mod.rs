@@ -18,16 +18,23 @@
 //! with STATUS_ACCESS_DENIED, and the connection closed.
 //!
 //! An SMB1 NEGOTIATE offering `SMB 2.???` gets the SMB2 wildcard answer (dialect 0x02FF), as
-//! Windows answers; one offering only SMB1 dialects is dropped, as a Windows Server with SMB1
-//! removed does. `nmap -sV` reports `microsoft-ds?` for such a server (its SMB1-only probe gets
-//! no answer), and `smb2-security-mode` reports "Message signing enabled but not required";
-//! `smb2-time`, and `smbclient -L` / impacket `smbclient.py` get the NTLM challenge with the
-//! configured names.
+//! Windows answers. One offering only SMB1 dialects is answered by [`smb1`] where the configured
+//! release has SMB1 (`smb1`, default on for 2016 and older), and dropped where it does not, as
+//! Windows Server 2019 with SMB1 removed drops it: `nmap -sV` then reports `microsoft-ds?` (its
+//! SMB1-only probe gets no answer), with SMB1 `Microsoft Windows Server 2008 R2 - 2012
+//! microsoft-ds (workgroup: CORP)` and `smb-os-discovery` the OS, names and FQDN.
+//! `smb2-security-mode` reports "Message signing enabled but not required", `smb-protocols`
+//! the dialects of the release (up to 3.0.2 for 2012 R2, 3.1.1 from 2016); `smb2-time`, and
+//! `smbclient -L` / impacket `smbclient.py` get the NTLM challenge with the configured names.
 
+pub mod smb1;
 pub mod wire;
+pub mod wire1;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests1;
 
 use std::sync::Arc;
 
@@ -69,6 +76,10 @@ pub struct SmbConfig {
     /// login fails with STATUS_LOGON_FAILURE).
     #[serde(default)]
     pub accept_guest: Option<bool>,
+    /// Answer SMB1 (NT LM 0.12) as Windows does with the feature installed; default true up to
+    /// Windows Server 2016, false from 2019 (which ships without it).
+    #[serde(default)]
+    pub smb1: Option<bool>,
 }
 
 #[derive(Debug)]
@@ -78,6 +89,10 @@ struct SmbServer {
     init_token: Vec<u8>,
     accept_anonymous: bool,
     accept_guest: bool,
+    /// SMB1 is answered.
+    smb1: bool,
+    /// The newest SMB2 dialect of the release.
+    max_dialect: u16,
 }
 
 /// The SMB protocol.
@@ -94,12 +109,15 @@ impl TcpProtocol for Smb {
                 ctx.setup_error(format!("version: {v:?} is not a Windows version"))
             })?,
         };
+        let release = (version.major, version.minor, version.build);
         let server = Arc::new(SmbServer {
             identity: Arc::new(Identity::new(&ctx.hostname, &ctx.domain, version)),
             guid: *uuid::Uuid::new_v4().as_bytes(),
             init_token: spnego::server_init(&[spnego::NTLMSSP_OID]),
             accept_anonymous: config.accept_anonymous.unwrap_or(true),
             accept_guest: config.accept_guest.unwrap_or(false),
+            smb1: config.smb1.unwrap_or(release < (10, 0, 17763)),
+            max_dialect: wire::max_dialect(version),
         });
         Ok(Arc::new(move |session, stream| {
             let server = Arc::clone(&server);
@@ -122,6 +140,8 @@ struct State<'a> {
     session_id: u64,
     logins: usize,
     admitted: bool,
+    /// What an SMB1 NEGOTIATE settled.
+    smb1: Option<smb1::Smb1>,
 }
 
 /// What to do after answering a request.
@@ -143,6 +163,7 @@ impl<'a> State<'a> {
             session_id: 0,
             logins: 0,
             admitted: false,
+            smb1: None,
         }
     }
 
@@ -177,8 +198,8 @@ impl<'a> State<'a> {
                 return Err(SessionError::Protocol(format!("message of {len} bytes")));
             }
             let msg = conn.read_exact(len, &session).await?;
-            let reply = if let Some(dialects) = wire::smb1_dialects(&msg) {
-                self.smb1(&session, &msg, &dialects).await
+            let reply = if msg.starts_with(b"\xffSMB") {
+                self.smb1(&mut session, &msg).await
             } else if let Some(h) = wire::parse_header(&msg) {
                 session.handshake_done();
                 self.smb2(&session, &msg, &h).await
@@ -214,33 +235,6 @@ impl<'a> State<'a> {
         out
     }
 
-    /// SMB1 NEGOTIATE: the SMB2 wildcard answer, or nothing for an SMB1-only client.
-    async fn smb1(
-        &mut self,
-        session: &Session,
-        msg: &[u8],
-        dialects: &[String],
-    ) -> Option<(Vec<u8>, Next)> {
-        let dialect = if dialects.iter().any(|d| d == "SMB 2.???") {
-            wire::DIALECT_WILDCARD
-        } else if dialects.iter().any(|d| d == "SMB 2.002") {
-            0x0202
-        } else {
-            session.data(msg).await;
-            return None;
-        };
-        let header = wire::Header {
-            command: command::NEGOTIATE,
-            credits: 1,
-            flags: 0,
-            message_id: 0,
-            process_id: 0xfeff,
-            tree_id: 0,
-            session_id: 0,
-        };
-        Some((self.negotiate_bytes(dialect, None, &header), Next::Continue))
-    }
-
     fn error(header: &wire::Header, code: u32, session_id: u64) -> Vec<u8> {
         let mut out = wire::response_header(header, code, session_id, 0);
         out.extend_from_slice(&wire::ERROR_BODY);
@@ -259,7 +253,8 @@ impl<'a> State<'a> {
                     session.data(msg).await;
                     return Some((Self::error(h, status::INVALID_PARAMETER, 0), Next::Close));
                 };
-                let Some(dialect) = wire::choose_dialect(&req.dialects) else {
+                let Some(dialect) = wire::choose_dialect(&req.dialects, self.server.max_dialect)
+                else {
                     session.data(msg).await;
                     return Some((Self::error(h, status::NOT_SUPPORTED, 0), Next::Close));
                 };

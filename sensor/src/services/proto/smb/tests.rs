@@ -109,9 +109,13 @@ fn a_windows_negotiate_gets_3_1_1_with_contexts() {
     assert_eq!(req.client_guid, [0xab; 16]);
     assert!(req.preauth);
     assert_eq!(req.ciphers, Some(vec![4, 2]));
-    assert_eq!(wire::choose_dialect(&req.dialects), Some(0x0311));
-    assert_eq!(wire::choose_dialect(&[0x0202, 0x0210]), Some(0x0210));
-    assert_eq!(wire::choose_dialect(&[0x0100]), None);
+    assert_eq!(wire::choose_dialect(&req.dialects, 0x0311), Some(0x0311));
+    assert_eq!(wire::choose_dialect(&req.dialects, 0x0302), Some(0x0302));
+    assert_eq!(
+        wire::choose_dialect(&[0x0202, 0x0210], 0x0311),
+        Some(0x0210)
+    );
+    assert_eq!(wire::choose_dialect(&[0x0100], 0x0311), None);
     let blob = spnego::server_init(&[spnego::NTLMSSP_OID]);
     let info = ServerInfo {
         guid: [9; 16],

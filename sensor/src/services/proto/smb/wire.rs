@@ -4,6 +4,8 @@
 //! Hand-written: the messages are little-endian fixed structures read with bounds checks; no
 //! maintained crate parses the server side of SMB2 without a full file server behind it.
 
+use crate::services::proto::shared::ntlm::ProductVersion;
+
 /// Largest SMB message accepted before authentication (a SESSION_SETUP is a few KiB).
 pub const MAX_MESSAGE: usize = 64 * 1024;
 /// SMB2 header length.
@@ -215,10 +217,26 @@ pub fn parse_negotiate(msg: &[u8]) -> Option<NegotiateRequest> {
     Some(out)
 }
 
-/// The dialect chosen from the client's list, if any is spoken.
+/// The dialect chosen from the client's list, if any is spoken up to `max`.
 #[must_use]
-pub fn choose_dialect(offered: &[u16]) -> Option<u16> {
-    DIALECTS.iter().copied().find(|d| offered.contains(d))
+pub fn choose_dialect(offered: &[u16], max: u16) -> Option<u16> {
+    DIALECTS
+        .iter()
+        .copied()
+        .find(|&d| d <= max && offered.contains(&d))
+}
+
+/// The newest SMB2 dialect a Windows release speaks: 3.1.1 from Windows 10 / Server 2016, 3.0.2
+/// for 2012 R2, 3.0 for 2012, 2.1 for 2008 R2, 2.0.2 before.
+#[must_use]
+pub const fn max_dialect(v: ProductVersion) -> u16 {
+    match (v.major, v.minor) {
+        (major, _) if major >= 10 => 0x0311,
+        (6, minor) if minor >= 3 => 0x0302,
+        (6, 2) => 0x0300,
+        (6, 1) => 0x0210,
+        _ => 0x0202,
+    }
 }
 
 /// What the server says about itself in a NEGOTIATE response.

@@ -54,10 +54,16 @@ async fn client(program: &str, dir: &Path, args: &[String]) -> std::process::Out
 /// Runs `sftp -b` with `script` as bob on `port`; asserts it succeeded and returns its output.
 async fn sftp_batch(port: &str, dir: &Path, script: &str) -> String {
     let batch = dir.join("batch");
-    std::fs::write(&batch, script).unwrap();
-    let args: Vec<String> = ["-P", port, "-b", batch.to_str().unwrap(), "bob@127.0.0.1"]
-        .map(str::to_owned)
-        .to_vec();
+    std::fs::write(&batch, script).expect("write the batch file");
+    let args: Vec<String> = [
+        "-P",
+        port,
+        "-b",
+        batch.to_str().expect("a UTF-8 path"),
+        "bob@127.0.0.1",
+    ]
+    .map(str::to_owned)
+    .to_vec();
     let out = client("sftp", dir, &args).await;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(

@@ -9,6 +9,7 @@
 #![no_std]
 
 pub mod classify;
+pub mod decoy;
 
 use core::mem::size_of;
 

@@ -30,6 +30,8 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<()> {
                 "sensor-ebpf",
                 "--bin",
                 "sensor",
+                "--bin",
+                "sk_lookup",
                 "--release",
             ])
             .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core"])
@@ -38,6 +40,12 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<()> {
     )?;
     let object = target_dir().join("bpfel-unknown-none/release/sensor");
     eprintln!("xtask: XDP object at {}", object.display());
+    eprintln!(
+        "xtask: sk_lookup object at {}",
+        target_dir()
+            .join("bpfel-unknown-none/release/sk_lookup")
+            .display()
+    );
     if let Some(out) = &options.out {
         std::fs::copy(&object, out)
             .with_context(|| format!("copying {} to {}", object.display(), out.display()))?;

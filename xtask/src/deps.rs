@@ -82,6 +82,7 @@ pub(crate) const TEST: &[Need] = &[
     ),
     need("openssh-client", "SSH service client"),
     need("sshpass", "password logins with ssh"),
+    need("netcat-openbsd", "raw connections to any-port decoys (nc)"),
     need(
         "openssh-server",
         "the real sshd the SSH decoy is compared with",

@@ -16,6 +16,7 @@
 //! merger, close the incidents, then let the outputs drain within their deadline. An error is
 //! returned only after that.
 
+mod decoys;
 mod heartbeat;
 pub mod metrics;
 mod pipeline;
@@ -172,6 +173,7 @@ pub async fn run(
         merger: Merger::new(&config.sensor.portscan)
             .with_source_prefix(config.sensor.source_prefix),
         services: None,
+        decoys: None,
         poisoning: None,
         service_events,
         source: Source::Off,
@@ -195,6 +197,7 @@ pub async fn run(
         for down in services.down() {
             let _ignored = sink.try_send(down.event());
         }
+        running.decoys = decoys::attach(&services, &sink);
         running.services = Some(services);
         let watched = if interfaces.is_empty() && !config.interface.is_empty() {
             vec![config.interface.clone()]
@@ -306,6 +309,8 @@ struct Running {
     pipeline: Pipeline,
     merger: Merger,
     services: Option<Services>,
+    /// The any-port decoys' kernel program, when `sensor.decoys` is on and the kernel took it.
+    decoys: Option<crate::capture::sk_lookup::Attached>,
     /// The poisoning detection task, when enabled.
     poisoning: Option<tokio::task::JoinHandle<()>>,
     service_events: mpsc::Receiver<Event>,
@@ -462,16 +467,19 @@ impl Running {
             mut pipeline,
             mut merger,
             services,
+            decoys,
             poisoning,
             mut service_events,
             source,
             stats_file,
             ..
         } = self;
-        // 0. No more decoy queries; what they found is already queued.
+        // 0. No more decoy queries; what they found is already queued. No more connections
+        // steered to the catch-all listeners, which close next.
         if let Some(task) = poisoning {
             task.abort();
         }
+        drop(decoys);
         // 1. Stop accepting and end the sessions; what they emit on the way out still flows.
         let service_counters = services.as_ref().map(Services::counters);
         if let Some(services) = services {

@@ -201,6 +201,15 @@ impl Running {
                     for down in services.down() {
                         self.pipeline.deliver(down.event());
                     }
+                    match &mut self.decoys {
+                        Some(attached) => super::decoys::refresh(attached, services),
+                        None if services.decoys().is_some() => {
+                            tracing::warn!(
+                                "sensor.decoys is on in the reloaded configuration, but the sk_lookup program is loaded only at start; restart the sensor to steer decoy ports."
+                            );
+                        }
+                        None => {}
+                    }
                 }
                 true
             }

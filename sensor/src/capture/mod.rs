@@ -5,7 +5,8 @@
 //! records into [`Observation`]s; `pcap` is the libpcap fallback and file reader, `queue` the
 //! bounded channel from its capture threads, `allowlist` the allow-list they apply (replaced on
 //! a configuration reload); `counters` reads the kernel's per-CPU counters;
-//! `testrun` runs the loaded program on hand-made frames (`BPF_PROG_TEST_RUN`) for tests and
+//! `sk_lookup` loads the any-port decoy program and owns its maps; `testrun` runs the loaded
+//! program on hand-made frames (`BPF_PROG_TEST_RUN`) for tests and
 //! benchmarks. Both engines are drained in bounded batches ([`Drained`]).
 
 pub mod allowlist;
@@ -17,6 +18,7 @@ pub mod queue;
 pub mod ring;
 pub mod ring_fill;
 pub mod sizing;
+pub mod sk_lookup;
 pub mod testrun;
 pub mod xdp;
 

@@ -330,6 +330,7 @@ impl Config {
             source_prefix: self.sensor.source_prefix,
             limits: self.sensor.services.clone(),
             services: self.services.clone(),
+            decoys: self.sensor.decoys.clone(),
         }
     }
 
@@ -351,5 +352,7 @@ impl Config {
 mod tests;
 #[cfg(test)]
 mod tests_checks;
+#[cfg(test)]
+mod tests_decoys;
 #[cfg(test)]
 mod tests_trapster;

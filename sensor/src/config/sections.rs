@@ -133,6 +133,10 @@ pub struct SensorSection {
     /// The periodic `sensor.heartbeat` event (off by default).
     #[serde(default)]
     pub heartbeat: HeartbeatConfig,
+    /// Any-port decoys: TCP ports steered to the agent by the `sk_lookup` program and handed
+    /// to the emulated services (off by default).
+    #[serde(default)]
+    pub decoys: crate::services::framework::anyport::config::DecoysConfig,
 }
 
 /// `sensor.heartbeat`: a `sensor.heartbeat` event through every output at a fixed interval, so

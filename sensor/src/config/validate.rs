@@ -61,6 +61,9 @@ impl Config {
         if let Err((field, message)) = self.sensor.poisoning.check() {
             return Err(invalid(&format!("sensor.poisoning.{field}"), message));
         }
+        if let Err((field, message)) = self.sensor.decoys.check() {
+            return Err(invalid(&format!("sensor.decoys.{field}"), message));
+        }
         if scan.threshold == 0 {
             return Err(invalid(
                 "sensor.portscan.threshold",

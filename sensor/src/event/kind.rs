@@ -457,6 +457,13 @@ pub const CATALOGUE: &[Kind] = &[
         },
         source: "DNS service",
     },
+    Kind {
+        logtype: LogType {
+            service: Service::Tcp,
+            action: Action::Connection,
+        },
+        source: "any-port decoys (sensor.decoys)",
+    },
 ];
 
 #[cfg(test)]

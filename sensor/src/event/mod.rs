@@ -131,11 +131,14 @@ pub enum Service {
     Breadcrumb,
     /// A honeytoken was used (`honeytoken.url`).
     Honeytoken,
+    /// A connection to an any-port decoy port (`tcp.connection`, Trapster's connection log),
+    /// whether or not a service took it.
+    Tcp,
 }
 
 impl Service {
     /// Every service, in catalogue order.
-    pub const ALL: [Self; 22] = [
+    pub const ALL: [Self; 23] = [
         Self::Portscan,
         Self::Ftp,
         Self::Ssh,
@@ -158,6 +161,7 @@ impl Service {
         Self::Sensor,
         Self::Breadcrumb,
         Self::Honeytoken,
+        Self::Tcp,
     ];
 
     /// Lowercase name used in logtypes (Trapster's channel).
@@ -186,6 +190,7 @@ impl Service {
             Self::Sensor => "sensor",
             Self::Breadcrumb => "breadcrumb",
             Self::Honeytoken => "honeytoken",
+            Self::Tcp => "tcp",
         }
     }
 

@@ -232,6 +232,10 @@ pub(crate) mod golden {
                 "stored": "/var/lib/trapster-sensor/ssh-uploads/a948904f2f0f479b8f8197694b30184b0d2ed1c1cd2a1ec0fb85d299a192a447",
                 "session_id": "0b7e1c52-8d1c-4c59-9a43-5f0f3a2f7d10"
             }),
+            (Service::Tcp, Action::Connection) => json!({
+                "service": "http", "detected": "sniff",
+                "session_id": "0b7e1c52-8d1c-4c59-9a43-5f0f3a2f7d10"
+            }),
             _ => json!({"session_id": "0b7e1c52-8d1c-4c59-9a43-5f0f3a2f7d10"}),
         }
     }

@@ -17,6 +17,11 @@
 //! - [`proto`]: one file (or folder) per protocol, which only reads, answers and adds `extra`
 //!   fields: FTP, Telnet, SSH, HTTP and HTTPS with Trapster skins, MySQL, PostgreSQL.
 //!
+//! With `sensor.decoys`, [`framework::anyport`] adds catch-all listeners that the kernel's
+//! `sk_lookup` program feeds with connections to every steered port, each handed to the
+//! service its port or first bytes name ([`Services::decoys`] gives the agent what the kernel
+//! program needs).
+//!
 //! Handlers are built on the blocking pool (host keys, certificates and skins are generated or
 //! read there), all instances at once. The services never open outbound connections, except
 //! FTP's active-mode data connections (`PORT`/`EPRT`), and those only to the control
@@ -33,6 +38,7 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use tokio_util::task::TaskTracker;
 
+pub use framework::anyport::DecoySockets;
 pub use framework::{
     gate::ServiceCounters,
     session::{EventSink, Session, SessionError},
@@ -144,6 +150,8 @@ pub struct Services {
     instances: Vec<instances::Running>,
     /// [`instances::plan_wide`] of the plan in force.
     plan_wide: String,
+    /// The any-port decoys' catch-all, when `sensor.decoys` is enabled.
+    decoys: Option<framework::anyport::CatchAll>,
 }
 
 impl Services {
@@ -172,6 +180,14 @@ impl Services {
     #[must_use]
     pub fn down(&self) -> &[DownService] {
         &self.down
+    }
+
+    /// The any-port decoys' listeners and ports, when `sensor.decoys` is enabled.
+    #[must_use]
+    pub fn decoys(&self) -> Option<&DecoySockets> {
+        self.decoys
+            .as_ref()
+            .map(framework::anyport::CatchAll::sockets)
     }
 
     /// Framework counters (kept across configuration reloads).
@@ -204,8 +220,14 @@ impl Services {
         for instance in &self.instances {
             instance.cancel();
         }
+        if let Some(decoys) = &self.decoys {
+            decoys.cancel();
+        }
         for instance in self.instances {
             trackers.push(instance.finish().await);
+        }
+        if let Some(decoys) = self.decoys {
+            trackers.push(decoys.finish().await);
         }
         instances::wait_sessions(trackers, grace).await;
     }
@@ -311,6 +333,23 @@ pub async fn start(
         .into_iter()
         .map(|p| instances::launch(p, &shared, &stop))
         .collect();
+    let mut down = down;
+    // After the instances are bound: the ports they listen on are left to them.
+    let decoys = if plan.decoys.enabled {
+        match framework::anyport::start(plan, &shared, &stop).await {
+            Ok(decoys) => Some(decoys),
+            Err(err) if !shared.limits.strict => {
+                down.push(DownService::new(Service::Tcp, 0, err));
+                None
+            }
+            Err(err) => {
+                stop.cancel();
+                return Err(err);
+            }
+        }
+    } else {
+        None
+    };
     let mut services = Services {
         bound: Vec::new(),
         udp: Vec::new(),
@@ -319,6 +358,7 @@ pub async fn start(
         stop,
         instances,
         plan_wide: instances::plan_wide(plan),
+        decoys,
     };
     services.refresh_bound();
     services.log_down();

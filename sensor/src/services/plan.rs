@@ -37,6 +37,8 @@ pub struct ServicesPlan {
     pub limits: ServiceLimits,
     /// The `services` block.
     pub services: ServicesSection,
+    /// Any-port decoys (`sensor.decoys`).
+    pub decoys: super::framework::anyport::config::DecoysConfig,
 }
 
 /// The `services` block, as written: protocol name to its list of instances.

@@ -54,6 +54,7 @@ impl Services {
         );
         self.set_whitelist(plan.whitelist.clone());
         if diff.stop.is_empty() && diff.start.is_empty() {
+            self.follow_decoys(plan).await;
             return Ok(Reloaded {
                 kept: diff.keep,
                 ..Reloaded::default()
@@ -107,6 +108,7 @@ impl Services {
         }
         self.down = down;
         self.refresh_bound();
+        self.follow_decoys(plan).await;
         self.log_down();
         instances::wait_sessions(trackers, grace).await;
         Ok(Reloaded {
@@ -114,6 +116,35 @@ impl Services {
             stopped: diff.stop,
             started,
         })
+    }
+}
+
+impl Services {
+    /// The any-port decoys follow `plan`, once its instances run: started, stopped, or
+    /// relaunched with new handlers on the same listeners, and their steered ports recomputed.
+    /// A catch-all that cannot start or follow is reported down (`tcp`, port 0); one that
+    /// cannot follow keeps serving as it was.
+    async fn follow_decoys(&mut self, plan: &ServicesPlan) {
+        let outcome = match (&mut self.decoys, plan.decoys.enabled) {
+            (Some(decoys), true) => {
+                super::framework::anyport::follow(decoys, plan, &self.shared).await
+            }
+            (Some(_), false) => {
+                if let Some(decoys) = self.decoys.take() {
+                    decoys.cancel();
+                    let _sessions = decoys.finish().await;
+                }
+                Ok(())
+            }
+            (None, true) => super::framework::anyport::start(plan, &self.shared, &self.stop)
+                .await
+                .map(|decoys| self.decoys = Some(decoys)),
+            (None, false) => Ok(()),
+        };
+        if let Err(err) = outcome {
+            self.down
+                .push(super::DownService::new(crate::event::Service::Tcp, 0, err));
+        }
     }
 }
 

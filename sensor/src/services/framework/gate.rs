@@ -60,6 +60,11 @@ pub struct ServiceCounters {
     pub udp_bytes_replied: AtomicU64,
     /// UDP replies allowed but not sent: the socket refused them.
     pub udp_send_failed: AtomicU64,
+    /// Connections the any-port decoys accepted (each also counted in `accepted`).
+    pub decoy_connections: AtomicU64,
+    /// Any-port decoy connections no service took (unknown bytes, a client gone, no banner
+    /// service): they got `tcp.connection` only.
+    pub decoys_unclaimed: AtomicU64,
 }
 
 impl ServiceCounters {
@@ -87,6 +92,8 @@ impl ServiceCounters {
             "udp_bytes_received": get(&self.udp_bytes_received),
             "udp_bytes_replied": get(&self.udp_bytes_replied),
             "udp_send_failed": get(&self.udp_send_failed),
+            "decoy_connections": get(&self.decoy_connections),
+            "decoys_unclaimed": get(&self.decoys_unclaimed),
         })
     }
 }

@@ -2,9 +2,11 @@
 //! interface's addresses ([`bind_addresses`]), the TCP accept loop ([`tcp`]) and the UDP
 //! datagram loop with pseudo-sessions and anti-reflection ([`udp`]), the admission gate with its
 //! global and per-source caps ([`gate`]), the session identity and its event cap ([`session`]),
-//! bounded reads and writes over a stream ([`conn`]), per-instance timeouts ([`timeouts`]), and
-//! self-signed certificates ([`tls`]).
+//! bounded reads and writes over a stream ([`conn`]), per-instance timeouts ([`timeouts`]),
+//! self-signed certificates ([`tls`]), and the any-port decoys' catch-all listeners and hand-off
+//! ([`anyport`]).
 
+pub mod anyport;
 pub mod conn;
 pub mod gate;
 mod pktinfo;

@@ -16,7 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::{
     Shared, bind_error, bound_socket,
-    gate::Refusal,
+    gate::{Permit, Refusal},
     session::{Session, SessionError},
 };
 use crate::{
@@ -66,6 +66,108 @@ pub fn bind(service: Service, addr: SocketAddr) -> Result<TcpListener, ServiceEr
     TcpListener::from_std(socket.into()).map_err(err)
 }
 
+/// A connection past the admission gate: its permit, identity and whether its source is
+/// whitelisted (served, never reported).
+#[derive(Debug)]
+pub struct Admitted {
+    /// Held for the connection's lifetime (the gate's global and per-source caps).
+    pub permit: Permit,
+    /// Addresses and ports from the socket: the local side is the address the client asked
+    /// for, also when the kernel steered the connection to a catch-all listener.
+    pub identity: SessionIdentity,
+    /// A whitelisted source: its sessions emit nothing.
+    pub silent: bool,
+}
+
+impl Admitted {
+    /// A session of `service` for this connection.
+    #[must_use]
+    pub fn session(&self, service: Service, shared: &Shared) -> Session {
+        Session::new(
+            self.identity,
+            service,
+            shared.sink.clone(),
+            Arc::clone(&shared.limits),
+            Arc::clone(&shared.counters),
+            self.silent,
+        )
+    }
+}
+
+/// Admits one accepted connection: the gate (a refused one is reset at once and counted), the
+/// counters, the whitelist and the identity from the socket. `None` when refused.
+pub fn admit(shared: &Shared, stream: &TcpStream, peer: SocketAddr) -> Option<Admitted> {
+    let local = stream.local_addr().ok()?;
+    let src_ip = crate::event::display_ip(peer.ip());
+    let permit = match shared.gate.admit(src_ip) {
+        Ok(permit) => permit,
+        Err(refusal) => {
+            let counter = match refusal {
+                Refusal::Global => &shared.counters.rejected_global,
+                Refusal::Source => &shared.counters.rejected_source,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            // Closed at once: RST instead of a lingering FIN_WAIT.
+            let _ignored =
+                socket2::SockRef::from(stream).set_linger(Some(std::time::Duration::ZERO));
+            return None;
+        }
+    };
+    shared.counters.accepted.fetch_add(1, Ordering::Relaxed);
+    // Whitelisted sources (the company's own scanners) are served like anyone else, so the
+    // decoy looks the same to them, but their sessions emit nothing.
+    let silent = shared.is_whitelisted(src_ip);
+    if silent {
+        shared.counters.whitelisted.fetch_add(1, Ordering::Relaxed);
+    }
+    Some(Admitted {
+        permit,
+        identity: SessionIdentity {
+            src_ip,
+            src_port: peer.port(),
+            dst_ip: crate::event::display_ip(local.ip()),
+            dst_port: local.port(),
+        },
+        silent,
+    })
+}
+
+/// Runs one admitted session to its end: `<service>.connection`, then the handler, within the
+/// session timeout and until shutdown; counts how it ended.
+pub async fn run_session(
+    shared: &Shared,
+    session: Session,
+    handler: &Handler,
+    stream: TcpStream,
+    peer: SocketAddr,
+) {
+    let service = session.service();
+    let limit = shared.limits.session_timeout();
+    let run = async move {
+        session.connection().await;
+        handler(session, stream).await
+    };
+    let outcome = tokio::select! {
+        () = shared.shutdown.cancelled() => return,
+        outcome = tokio::time::timeout(limit, run) => outcome,
+    };
+    let result = outcome.unwrap_or(Err(SessionError::SessionTimeout));
+    match result {
+        Ok(()) | Err(SessionError::Closed) => {}
+        Err(err) => {
+            if err.is_timeout() {
+                shared.counters.timeouts.fetch_add(1, Ordering::Relaxed);
+            } else if err.is_violation() {
+                shared
+                    .counters
+                    .protocol_errors
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            tracing::debug!(service = service.as_str(), peer = %peer, error = %err, "session ended");
+        }
+    }
+}
+
 /// Accepts connections until shutdown, running `handler` for each admitted one.
 pub async fn accept_loop(
     listener: TcpListener,
@@ -87,73 +189,16 @@ pub async fn accept_loop(
                 continue;
             }
         };
-        let Ok(local) = stream.local_addr() else {
+        let Some(admitted) = admit(&shared, &stream, peer) else {
             continue;
         };
-        let src_ip = crate::event::display_ip(peer.ip());
-        let permit = match shared.gate.admit(src_ip) {
-            Ok(permit) => permit,
-            Err(refusal) => {
-                let counter = match refusal {
-                    Refusal::Global => &shared.counters.rejected_global,
-                    Refusal::Source => &shared.counters.rejected_source,
-                };
-                counter.fetch_add(1, Ordering::Relaxed);
-                // Closed at once: RST instead of a lingering FIN_WAIT.
-                let _ignored =
-                    socket2::SockRef::from(&stream).set_linger(Some(std::time::Duration::ZERO));
-                continue;
-            }
-        };
-        shared.counters.accepted.fetch_add(1, Ordering::Relaxed);
-        // Whitelisted sources (the company's own scanners) are served like anyone else, so the
-        // decoy looks the same to them, but their sessions emit nothing.
-        let silent = shared.is_whitelisted(src_ip);
-        if silent {
-            shared.counters.whitelisted.fetch_add(1, Ordering::Relaxed);
-        }
-        let identity = SessionIdentity {
-            src_ip,
-            src_port: peer.port(),
-            dst_ip: crate::event::display_ip(local.ip()),
-            dst_port: local.port(),
-        };
-        let session = Session::new(
-            identity,
-            service,
-            shared.sink.clone(),
-            Arc::clone(&shared.limits),
-            Arc::clone(&shared.counters),
-            silent,
-        );
+        let session = admitted.session(service, &shared);
         let handler = Arc::clone(&handler);
         let shared_task = shared.clone();
+        let permit = admitted.permit;
         shared.tracker.spawn(async move {
             let _permit = permit;
-            let limit = shared_task.limits.session_timeout();
-            let run = async move {
-                session.connection().await;
-                handler(session, stream).await
-            };
-            let outcome = tokio::select! {
-                () = shared_task.shutdown.cancelled() => return,
-                outcome = tokio::time::timeout(limit, run) => outcome,
-            };
-            let result = outcome.unwrap_or(Err(SessionError::SessionTimeout));
-            match result {
-                Ok(()) | Err(SessionError::Closed) => {}
-                Err(err) => {
-                    if err.is_timeout() {
-                        shared_task.counters.timeouts.fetch_add(1, Ordering::Relaxed);
-                    } else if err.is_violation() {
-                        shared_task
-                            .counters
-                            .protocol_errors
-                            .fetch_add(1, Ordering::Relaxed);
-                    }
-                    tracing::debug!(service = service.as_str(), peer = %peer, error = %err, "session ended");
-                }
-            }
+            run_session(&shared_task, session, &handler, stream, peer).await;
         });
     }
 }

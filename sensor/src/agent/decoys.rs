@@ -1,0 +1,75 @@
+//! Wiring the any-port decoys: the services' catch-all listeners and steered ports go into the
+//! kernel's `sk_lookup` program ([`crate::capture::sk_lookup`]). A kernel that refuses the
+//! program costs the any-port decoys only: the failure is logged and reported as
+//! `sensor.degraded` (`extra = {decoy: "tcp", port: 0, reason}`), and the configured services
+//! and scan detection keep running.
+
+use std::os::fd::AsFd;
+
+use tokio::sync::mpsc;
+
+use crate::{
+    capture::sk_lookup::{self, Attached, Listeners, PortBitmap, SkLookupError},
+    event::{Action, Event},
+    services::{DecoySockets, Services},
+};
+
+/// Attaches the program for `services`' decoys (none when `sensor.decoys` is off, or when the
+/// kernel refuses: logged, and `sensor.degraded` sent to `sink`).
+pub(super) fn attach(services: &Services, sink: &mpsc::Sender<Event>) -> Option<Attached> {
+    let decoys = services.decoys()?;
+    match sk_lookup::attach(
+        &PortBitmap::from_ports(decoys.ports.iter().copied()),
+        listeners(decoys),
+    ) {
+        Ok(attached) => {
+            tracing::info!(
+                ports = attached.ports(),
+                "Any-port decoys steering connections (sk_lookup attached)."
+            );
+            Some(attached)
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "Any-port decoys unavailable; the configured services and scan detection keep running.");
+            let _ignored = sink.try_send(degraded(&err));
+            None
+        }
+    }
+}
+
+/// Points the attached program at restarted services (configuration reload): their new
+/// listeners and steered ports. Without decoys in the new services, nothing is steered.
+pub(super) fn refresh(attached: &mut Attached, services: &Services) {
+    let outcome = match services.decoys() {
+        Some(decoys) => attached.set_listeners(listeners(decoys)).and_then(|()| {
+            attached.set_ports(&PortBitmap::from_ports(decoys.ports.iter().copied()))
+        }),
+        None => attached.set_ports(&PortBitmap::default()),
+    };
+    match outcome {
+        Ok(()) => tracing::info!(
+            ports = attached.ports(),
+            "Any-port decoys follow the reloaded services."
+        ),
+        Err(err) => {
+            // Steering to listeners that are gone would reset every decoy connection.
+            let _ignored = attached.set_ports(&PortBitmap::default());
+            tracing::error!(error = %err, "The any-port decoys could not follow the reloaded services; nothing is steered until a restart.");
+        }
+    }
+}
+
+fn listeners(decoys: &DecoySockets) -> Listeners<'_> {
+    Listeners {
+        v4: decoys.v4.as_fd(),
+        v6: decoys.v6.as_ref().map(AsFd::as_fd),
+    }
+}
+
+fn degraded(err: &SkLookupError) -> Event {
+    let mut extra = serde_json::Map::new();
+    extra.insert("decoy".to_owned(), "tcp".into());
+    extra.insert("port".to_owned(), 0.into());
+    extra.insert("reason".to_owned(), err.to_string().into());
+    Event::health(Action::Degraded, extra)
+}

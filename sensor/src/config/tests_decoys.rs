@@ -1,0 +1,73 @@
+//! `sensor.decoys`: read into the services plan, and every mistake named by its field (and
+//! line, where the JSON itself does not fit).
+
+use super::{Config, ConfigError};
+
+#[test]
+fn decoys_are_off_by_default_and_reach_the_services_plan() {
+    let config = Config::parse("{}", "x").unwrap();
+    assert!(!config.services_plan().decoys.enabled);
+    let config = Config::parse(
+        r#"{"sensor": {"decoys": {"enabled": true, "tcp": ["1-65535"],
+            "ports": {"2200": "ssh", "8081": "http", "9443": "https"}, "banner": "ftp"}}}"#,
+        "x",
+    )
+    .unwrap();
+    let decoys = config.services_plan().decoys;
+    assert!(decoys.enabled);
+    assert_eq!(decoys.tcp.len(), 1);
+    assert_eq!(decoys.ports.len(), 3);
+    assert_eq!(decoys.banner(), Some("ftp"));
+    assert!(decoys.steers(1) && decoys.steers(65_535));
+}
+
+#[test]
+fn a_bad_range_names_the_field_and_line() {
+    let text = "{\"sensor\": {\"decoys\": {\n  \"enabled\": true,\n  \"tcp\": [\"1-70000\"]\n}}}";
+    match Config::parse(text, "x") {
+        Err(ConfigError::Parse {
+            field,
+            message,
+            line,
+            ..
+        }) => {
+            assert_eq!(field, "sensor.decoys.tcp[0]");
+            assert!(message.contains("`1-70000` is not a port"), "{message}");
+            assert_eq!(line, 3);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn what_run_would_refuse_is_refused_with_its_field() {
+    for (decoys, field, needle) in [
+        (
+            r#"{"ports": {"2200": "sshd"}}"#,
+            "sensor.decoys.ports.2200",
+            "`sshd` is not an emulated TCP service",
+        ),
+        (
+            r#"{"banner": "snmp"}"#,
+            "sensor.decoys.banner",
+            "served over UDP only",
+        ),
+        (
+            r#"{"sniff_timeout_ms": 60000}"#,
+            "sensor.decoys.sniff_timeout_ms",
+            "outside 100..=10000",
+        ),
+        (r#"{"enabled": true}"#, "sensor.decoys.tcp", "names a port"),
+    ] {
+        let text = format!(r#"{{"sensor": {{"decoys": {decoys}}}}}"#);
+        match Config::parse(&text, "x") {
+            Err(ConfigError::Invalid {
+                field: f, message, ..
+            }) => {
+                assert_eq!(f, field, "{decoys}");
+                assert!(message.contains(needle), "{decoys}: {message}");
+            }
+            other => panic!("{decoys}: {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! `sensor.decoys`: which TCP ports the any-port decoy answers on, which service a port gets,
+//! and how long the first bytes are waited for.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use serde::Deserialize;
+
+use crate::services::registry::{self, Transport};
+
+/// Default wait for a client's first bytes before the banner service takes the connection.
+pub const DEFAULT_SNIFF_TIMEOUT_MS: u64 = 1_500;
+
+/// `sensor.decoys` (off by default).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DecoysConfig {
+    /// Steer connections to the agent; default false.
+    pub enabled: bool,
+    /// The catch-all: TCP port ranges (`"1-65535"`, `"8000-8999"`, `"2222"`) whose
+    /// connections reach the agent. A port something listens on (a configured service or any
+    /// other program, when the sensor starts) keeps going to that listener.
+    pub tcp: Vec<PortRange>,
+    /// Ports with a fixed service (`{"2200": "ssh", "8081": "http"}`); they are steered too,
+    /// whether or not the ranges hold them. Other ports get the service the first bytes name.
+    pub ports: BTreeMap<u16, String>,
+    /// The service a client that sends nothing within `sniff_timeout_ms` gets (a protocol where
+    /// the server speaks first: `ssh`, `ftp`, `telnet`, `mysql`, `vnc`, ...), or `none` to
+    /// close such a connection after its `tcp.connection` event; default `ssh`.
+    pub banner: String,
+    /// How long the first bytes are waited for, milliseconds (100–10000); default 1500.
+    pub sniff_timeout_ms: u64,
+    /// Ports never steered, in the same form as `tcp`.
+    pub exclude: Vec<PortRange>,
+}
+
+impl Default for DecoysConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            tcp: Vec::new(),
+            ports: BTreeMap::new(),
+            banner: "ssh".to_owned(),
+            sniff_timeout_ms: DEFAULT_SNIFF_TIMEOUT_MS,
+            exclude: Vec::new(),
+        }
+    }
+}
+
+/// An inclusive range of ports, written `"first-last"` or `"port"` (ports 1–65535).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
+pub struct PortRange {
+    /// First port.
+    pub first: u16,
+    /// Last port (inclusive).
+    pub last: u16,
+}
+
+impl PortRange {
+    /// Whether `port` is in the range.
+    #[must_use]
+    pub const fn contains(self, port: u16) -> bool {
+        self.first <= port && port <= self.last
+    }
+
+    /// The ports of the range.
+    pub fn ports(self) -> impl Iterator<Item = u16> {
+        self.first..=self.last
+    }
+}
+
+impl TryFrom<String> for PortRange {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        let port = |s: &str| match s.trim().parse::<u16>() {
+            Ok(0) | Err(_) => Err(format!(
+                "`{text}` is not a port or a range `first-last` of ports 1-65535"
+            )),
+            Ok(p) => Ok(p),
+        };
+        let (first, last) = match text.split_once('-') {
+            Some((a, b)) => (port(a)?, port(b)?),
+            None => {
+                let p = port(&text)?;
+                (p, p)
+            }
+        };
+        if first > last {
+            return Err(format!("`{text}`: the first port is after the last"));
+        }
+        Ok(Self { first, last })
+    }
+}
+
+impl std::fmt::Display for PortRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.first == self.last {
+            write!(f, "{}", self.first)
+        } else {
+            write!(f, "{}-{}", self.first, self.last)
+        }
+    }
+}
+
+impl DecoysConfig {
+    /// The first-bytes wait.
+    #[must_use]
+    pub const fn sniff_timeout(&self) -> Duration {
+        Duration::from_millis(self.sniff_timeout_ms)
+    }
+
+    /// The banner service, `None` for `none`.
+    #[must_use]
+    pub fn banner(&self) -> Option<&str> {
+        (self.banner != "none").then_some(self.banner.as_str())
+    }
+
+    /// Whether connections to `port` are steered (before the ports something listens on are
+    /// taken out): in a `tcp` range or the `ports` map, and not excluded.
+    #[must_use]
+    pub fn steers(&self, port: u16) -> bool {
+        (self.ports.contains_key(&port) || self.tcp.iter().any(|r| r.contains(port)))
+            && !self.exclude.iter().any(|r| r.contains(port))
+    }
+
+    /// What `run` would refuse, as `(field inside sensor.decoys, message)`.
+    ///
+    /// # Errors
+    /// The first field that cannot be used.
+    pub fn check(&self) -> Result<(), (String, String)> {
+        if !(100..=10_000).contains(&self.sniff_timeout_ms) {
+            return Err((
+                "sniff_timeout_ms".to_owned(),
+                format!("{} is outside 100..=10000", self.sniff_timeout_ms),
+            ));
+        }
+        if let Some(banner) = self.banner() {
+            tcp_protocol(banner).map_err(|message| ("banner".to_owned(), message))?;
+        }
+        for (port, name) in &self.ports {
+            if *port == 0 {
+                return Err((
+                    format!("ports.{port}"),
+                    "port 0 cannot be steered".to_owned(),
+                ));
+            }
+            tcp_protocol(name).map_err(|message| (format!("ports.{port}"), message))?;
+        }
+        if self.enabled && self.tcp.is_empty() && self.ports.is_empty() {
+            return Err((
+                "tcp".to_owned(),
+                "decoys are enabled but neither `tcp` nor `ports` names a port".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The registry's name of the TCP protocol `name`, or why it cannot serve decoy connections.
+///
+/// # Errors
+/// `name` is no protocol, or one served over UDP only.
+pub fn tcp_protocol(name: &str) -> Result<&'static str, String> {
+    let Some(protocol) = registry::find(name) else {
+        let known: Vec<&str> = registry::PROTOCOLS
+            .iter()
+            .filter(|p| p.transport() != Transport::Udp)
+            .map(|p| p.name)
+            .collect();
+        return Err(format!(
+            "`{name}` is not an emulated TCP service (one of: {})",
+            known.join(", ")
+        ));
+    };
+    if protocol.transport() == Transport::Udp {
+        return Err(format!("`{name}` is served over UDP only"));
+    }
+    Ok(protocol.name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{DecoysConfig, PortRange};
+
+    fn parse(json: &str) -> Result<DecoysConfig, String> {
+        serde_json::from_str(json).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn ranges_single_ports_and_the_map_are_read() {
+        let c = parse(
+            r#"{"enabled": true, "tcp": ["1-1024", "8080"], "exclude": ["22"],
+                "ports": {"2200": "ssh", "9443": "https"}, "banner": "ftp"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.tcp,
+            [
+                PortRange {
+                    first: 1,
+                    last: 1024
+                },
+                PortRange {
+                    first: 8080,
+                    last: 8080
+                }
+            ]
+        );
+        assert_eq!(c.ports.get(&2200).map(String::as_str), Some("ssh"));
+        assert!(c.steers(1) && c.steers(1024) && c.steers(8080));
+        assert!(c.steers(2200) && c.steers(9443), "mapped ports are steered");
+        assert!(!c.steers(22), "excluded");
+        assert!(!c.steers(1025) && !c.steers(8081));
+        assert_eq!(c.banner(), Some("ftp"));
+        assert_eq!(c.check(), Ok(()));
+        assert_eq!(c.tcp[0].to_string(), "1-1024");
+        assert_eq!(c.tcp[1].to_string(), "8080");
+    }
+
+    #[test]
+    fn defaults_are_off_with_the_ssh_banner() {
+        let c = parse("{}").unwrap();
+        assert_eq!(c, DecoysConfig::default());
+        assert!(!c.enabled);
+        assert_eq!(c.banner(), Some("ssh"));
+        assert_eq!(c.sniff_timeout_ms, 1_500);
+        assert_eq!(c.check(), Ok(()));
+        let none = parse(r#"{"banner": "none"}"#).unwrap();
+        assert_eq!(none.banner(), None);
+        assert_eq!(none.check(), Ok(()));
+    }
+
+    #[test]
+    fn bad_ranges_are_refused_with_the_value() {
+        for (text, want) in [
+            ("0-10", "`0-10` is not a port"),
+            ("10-70000", "`10-70000` is not a port"),
+            ("http", "`http` is not a port"),
+            ("900-80", "the first port is after the last"),
+            ("", "`` is not a port"),
+        ] {
+            let err = parse(&format!(r#"{{"tcp": ["{text}"]}}"#)).unwrap_err();
+            assert!(err.contains(want), "{text}: {err}");
+        }
+        let err = parse(r#"{"ports": {"x": "ssh"}}"#).unwrap_err();
+        assert!(err.contains("invalid"), "{err}");
+        let err = parse(r#"{"tpc": []}"#).unwrap_err();
+        assert!(err.contains("unknown field `tpc`"), "{err}");
+    }
+
+    #[test]
+    fn check_names_the_field_that_cannot_be_used() {
+        let check = |json: &str| parse(json).unwrap().check().unwrap_err();
+        let (field, message) = check(r#"{"ports": {"2200": "sshh"}}"#);
+        assert_eq!(field, "ports.2200");
+        assert!(
+            message.contains("`sshh` is not an emulated TCP service"),
+            "{message}"
+        );
+        assert!(message.contains("ssh, http"), "{message}");
+        let (field, message) = check(r#"{"ports": {"161": "snmp"}}"#);
+        assert_eq!(
+            (field.as_str(), message.as_str()),
+            ("ports.161", "`snmp` is served over UDP only")
+        );
+        assert_eq!(check(r#"{"banner": "kafka"}"#).0, "banner");
+        assert_eq!(
+            check(r#"{"sniff_timeout_ms": 50}"#),
+            (
+                "sniff_timeout_ms".to_owned(),
+                "50 is outside 100..=10000".to_owned()
+            )
+        );
+        assert_eq!(check(r#"{"enabled": true}"#).0, "tcp");
+        assert_eq!(check(r#"{"ports": {"0": "ssh"}}"#).0, "ports.0");
+        // The Trapster alias of a protocol is accepted.
+        assert_eq!(
+            parse(r#"{"ports": {"5433": "postgresql"}}"#)
+                .unwrap()
+                .check(),
+            Ok(())
+        );
+    }
+}

@@ -312,6 +312,20 @@ pub const CATALOGUE: &[Kind] = &[
     },
     Kind {
         logtype: LogType {
+            service: Service::Llmnr,
+            action: Action::Query,
+        },
+        source: "own-name answering",
+    },
+    Kind {
+        logtype: LogType {
+            service: Service::Nbns,
+            action: Action::Query,
+        },
+        source: "own-name answering",
+    },
+    Kind {
+        logtype: LogType {
             service: Service::Smb,
             action: Action::Connection,
         },

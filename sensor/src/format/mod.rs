@@ -211,6 +211,10 @@ pub(crate) mod golden {
                 "username": "admin", "password": "admin",
                 "session_id": "0b7e1c52-8d1c-4c59-9a43-5f0f3a2f7d10"
             }),
+            (Service::Llmnr | Service::Nbns, Action::Query) => json!({
+                "name": "SRV01", "answers": ["5.6.7.8"], "interface": "eth0",
+                "query_type": "A"
+            }),
             (_, Action::Poisoning) => json!({
                 "name": "FILESRV02", "answers": ["1.2.3.4"], "interface": "eth0",
                 "query_type": "A"

@@ -3,82 +3,15 @@
 //! Every captured hashcat line is recomputed here from the password the client typed, with the
 //! MD4/HMAC-MD5 of NTLMv2, independently of the sensor's own code.
 
-#![expect(clippy::unwrap_used, reason = "tests fail loudly on purpose")]
-
 mod harness;
 
 use std::time::Duration;
 
-use harness::{Harness, assert_well_formed, run, temp_dir};
-use hmac::{Hmac, Mac as _};
-use md4::Digest as _;
-use sensor::{
-    config::Config,
-    event::{Action, Event, Service},
-    services,
-    shutdown::CancellationToken,
-};
+use harness::{Harness, assert_well_formed, ntlm::assert_netntlmv2, run, temp_dir};
+use sensor::event::{Action, Event, Service};
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-/// The harness, with a domain (the shared harness has none).
-async fn start(services_block: Value) -> Harness {
-    let state = temp_dir("smb-rdp");
-    let config = json!({
-        "id": "sensor-test",
-        "interface": "lo",
-        "hostname": "srv01",
-        "domain": "corp.local",
-        "services": services_block,
-        "sensor": {"services": {"state_dir": state, "ephemeral_ports": true}},
-    });
-    let config = Config::parse(&config.to_string(), "test").unwrap();
-    let (tx, events) = mpsc::channel(100_000);
-    let token = CancellationToken::new();
-    let services = services::start(&config.services_plan(), tx, &token)
-        .await
-        .unwrap();
-    Harness {
-        services: Some(services),
-        events,
-        token,
-        state,
-    }
-}
-
-fn utf16(s: &str) -> Vec<u8> {
-    s.encode_utf16().flat_map(u16::to_le_bytes).collect()
-}
-
-fn hmac_md5(key: &[u8], data: &[&[u8]]) -> Vec<u8> {
-    let mut m = Hmac::<md5::Md5>::new_from_slice(key).unwrap();
-    for d in data {
-        m.update(d);
-    }
-    m.finalize().into_bytes().to_vec()
-}
-
-/// Recomputes a `-m 5600` line's NTProofStr from `password`.
-fn assert_netntlmv2(line: &str, user: &str, password: &str) {
-    let f: Vec<&str> = line.split(':').collect();
-    assert_eq!(f.len(), 6, "{line}");
-    assert!(f[0].eq_ignore_ascii_case(user), "{line}");
-    assert_eq!(f[1], "");
-    let challenge = hex::decode(f[3]).unwrap();
-    let proof = hex::decode(f[4]).unwrap();
-    let blob = hex::decode(f[5]).unwrap();
-    assert_eq!((challenge.len(), proof.len()), (8, 16), "{line}");
-    assert_eq!(&blob[..2], &[1, 1], "NTLMv2 blob");
-    let nt = md4::Md4::digest(utf16(password));
-    let key = hmac_md5(&nt, &[&utf16(&format!("{}{}", f[0].to_uppercase(), f[2]))]);
-    assert_eq!(
-        hmac_md5(&key, &[&challenge, &blob]),
-        proof,
-        "{line} vs {password}"
-    );
-}
 
 fn login_of(events: &[Event]) -> &Event {
     events
@@ -87,9 +20,14 @@ fn login_of(events: &[Event]) -> &Event {
         .unwrap_or_else(|| panic!("no login in {events:?}"))
 }
 
+/// The harness, with the domain the Windows decoys present.
+async fn start_windows(services_block: Value) -> Harness {
+    Harness::start_in_domain(services_block, "corp.local", "smb-rdp").await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn smbclient_login_gives_a_netntlmv2_line_that_verifies() {
-    let mut h = start(json!({"smb": [{"port": 0}]})).await;
+    let mut h = start_windows(json!({"smb": [{"port": 0}]})).await;
     let port = h.addr(Service::Smb).port().to_string();
     let out = run(
         "smbclient",
@@ -132,7 +70,7 @@ async fn smbclient_login_gives_a_netntlmv2_line_that_verifies() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn smbclient_anonymous_listing_is_logged_as_a_share_query() {
-    let mut h = start(json!({"smb": [{"port": 0}]})).await;
+    let mut h = start_windows(json!({"smb": [{"port": 0}]})).await;
     let port = h.addr(Service::Smb).port().to_string();
     let out = run(
         "smbclient",
@@ -159,7 +97,7 @@ async fn smbclient_anonymous_listing_is_logged_as_a_share_query() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn impacket_smbclient_login_verifies_too() {
-    let mut h = start(json!({"smb": [{"port": 0}]})).await;
+    let mut h = start_windows(json!({"smb": [{"port": 0}]})).await;
     let port = h.addr(Service::Smb).port().to_string();
     // impacket's `smbclient.py` only takes ports 139 and 445: its SMBConnection, as the
     // script uses it, on the test's port.
@@ -189,7 +127,7 @@ async fn impacket_smbclient_login_verifies_too() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn nmap_scripts_read_the_configured_names_from_smb() {
-    let h = start(json!({"smb": [{"port": 0}]})).await;
+    let h = start_windows(json!({"smb": [{"port": 0}]})).await;
     let port = h.addr(Service::Smb).port();
     let out = run(
         "nmap",
@@ -227,7 +165,7 @@ async fn nmap_scripts_read_the_configured_names_from_smb() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn xfreerdp_nla_login_gives_a_netntlmv2_line_that_verifies() {
-    let mut h = start(json!({"rdp": [{"port": 0}]})).await;
+    let mut h = start_windows(json!({"rdp": [{"port": 0}]})).await;
     let target = format!("/v:127.0.0.1:{}", h.addr(Service::Rdp).port());
     let out = run(
         "xvfb-run",
@@ -281,7 +219,7 @@ async fn nmap_names_rdp_and_smb_and_reads_the_ntlm_names() {
     let cert = params.self_signed(&key).unwrap();
     std::fs::write(dir.join("rdp.crt"), cert.pem()).unwrap();
     std::fs::write(dir.join("rdp.key"), key.serialize_pem()).unwrap();
-    let h = start(json!({
+    let h = start_windows(json!({
         "rdp": [{
             "port": 0, "ntlm_hostname": "ts01", "ntlm_domain": "corp.local", "version": "2022",
             "certificate": dir.join("rdp.crt"), "key": dir.join("rdp.key"),
@@ -342,7 +280,7 @@ async fn nmap_names_rdp_and_smb_and_reads_the_ntlm_names() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn smbclient_with_ntlmv1_gives_a_netntlmv1_line_that_verifies() {
-    let mut h = start(json!({"smb": [{"port": 0}]})).await;
+    let mut h = start_windows(json!({"smb": [{"port": 0}]})).await;
     let port = h.addr(Service::Smb).port().to_string();
     run(
         "smbclient",

@@ -15,41 +15,12 @@ use std::time::Duration;
 
 use harness::{Harness, assert_well_formed, run, temp_dir};
 use sensor::{
-    config::Config,
     event::{Action, Service},
-    services,
     services::proto::shared::ntlm::crypto::verify_hashcat,
-    shutdown::CancellationToken,
 };
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 
 const LIMIT: Duration = Duration::from_secs(120);
-
-/// The harness, with a host name and a domain (the shared harness has no domain).
-async fn start(services_block: Value) -> Harness {
-    let state = temp_dir("windows-nse");
-    let config = json!({
-        "id": "sensor-test",
-        "interface": "lo",
-        "hostname": "srv01",
-        "domain": "corp.local",
-        "services": services_block,
-        "sensor": {"services": {"state_dir": state, "ephemeral_ports": true}},
-    });
-    let config = Config::parse(&config.to_string(), "test").unwrap();
-    let (tx, events) = mpsc::channel(100_000);
-    let token = CancellationToken::new();
-    let services = services::start(&config.services_plan(), tx, &token)
-        .await
-        .unwrap();
-    Harness {
-        services: Some(services),
-        events,
-        token,
-        state,
-    }
-}
 
 /// Where Debian's nmap keeps its scripts and libraries.
 const NMAP_SHARE: &str = "/usr/share/nmap";
@@ -136,10 +107,16 @@ fn script_block<'a>(report: &'a str, name: &str) -> Vec<&'a str> {
     out
 }
 
+/// The harness, with the domain the Windows decoys present.
+async fn start_windows(services_block: Value) -> Harness {
+    Harness::start_in_domain(services_block, "corp.local", "windows-nse").await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn ms_sql_ntlm_info_reads_the_names_and_version_of_the_challenge() {
     let mut h =
-        start(json!({"mssql": [{"port": 0, "hostname": "SQL01", "version": "2019"}]})).await;
+        start_windows(json!({"mssql": [{"port": 0, "hostname": "SQL01", "version": "2019"}]}))
+            .await;
     let port = h.addr(Service::Mssql).port().to_string();
     let report = nmap(&[
         "-Pn",
@@ -195,7 +172,7 @@ async fn ms_sql_ntlm_info_reads_the_names_and_version_of_the_challenge() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn smb1_scripts_see_a_windows_server_2012_r2() {
-    let mut h = start(json!({"smb": [{"port": 0, "version": "2012"}]})).await;
+    let mut h = start_windows(json!({"smb": [{"port": 0, "version": "2012"}]})).await;
     let port = h.addr(Service::Smb).port().to_string();
     let report = nmap(&[
         "-sV",
@@ -284,7 +261,7 @@ async fn smb1_scripts_see_a_windows_server_2012_r2() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn windows_server_2019_has_no_smb1_and_speaks_3_1_1() {
-    let h = start(json!({"smb": [{"port": 0}]})).await;
+    let h = start_windows(json!({"smb": [{"port": 0}]})).await;
     let port = h.addr(Service::Smb).port().to_string();
     let report = nmap(&[
         "-Pn",
@@ -323,7 +300,8 @@ async fn a_tls_hello_without_a_shared_suite_gets_its_alert_inside_tds() {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     // What ssl-cert sends over TDS: PRELOGIN with ENCRYPTION=ON, then NSE's own TLS 1.2 hello
     // (RSA key exchange and CBC suites only, none the decoy's TLS offers) in a PRELOGIN.
-    let h = start(json!({"mssql": [{"port": 0, "hostname": "SQL01", "version": "2019"}]})).await;
+    let h = start_windows(json!({"mssql": [{"port": 0, "hostname": "SQL01", "version": "2019"}]}))
+        .await;
     let prelogin = b"\x00\x00\x1a\x00\x06\x01\x00\x20\x00\x01\x02\x00\x21\x00\x01\x03\x00\x22\x00\x04\x04\x00\x26\x00\x01\xff\x08\x00\x01\x55\x00\x00\x01\x00\x00\x00\x00\x00\x00".to_vec();
     assert_eq!(prelogin[32], 1, "ENCRYPTION=ON");
     let mut hello = b"\x16\x03\x00\x00\x2d\x01\x00\x00\x29\x03\x03".to_vec();

@@ -12,75 +12,17 @@ mod harness;
 use std::time::Duration;
 
 use harness::{Harness, assert_well_formed, run, temp_dir};
-use hmac::{Hmac, Mac as _};
-use md4::Digest as _;
 use sensor::{
-    config::Config,
     event::{Action, Event, Service},
-    services,
     services::proto::shared::ntlm::crypto::verify_hashcat,
-    shutdown::CancellationToken,
 };
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 
 const LIMIT: Duration = Duration::from_secs(60);
 
-/// The harness, with a host name and a domain.
-async fn start(services_block: Value) -> Harness {
-    let state = temp_dir("windows-ntlm");
-    let config = json!({
-        "id": "sensor-test",
-        "interface": "lo",
-        "hostname": "srv01",
-        "domain": "corp.local",
-        "services": services_block,
-        "sensor": {"services": {"state_dir": state, "ephemeral_ports": true}},
-    });
-    let config = Config::parse(&config.to_string(), "test").unwrap();
-    let (tx, events) = mpsc::channel(100_000);
-    let token = CancellationToken::new();
-    let services = services::start(&config.services_plan(), tx, &token)
-        .await
-        .unwrap();
-    Harness {
-        services: Some(services),
-        events,
-        token,
-        state,
-    }
-}
-
-fn utf16(s: &str) -> Vec<u8> {
-    s.encode_utf16().flat_map(u16::to_le_bytes).collect()
-}
-
-fn hmac_md5(key: &[u8], data: &[&[u8]]) -> Vec<u8> {
-    let mut m = Hmac::<md5::Md5>::new_from_slice(key).unwrap();
-    for d in data {
-        m.update(d);
-    }
-    m.finalize().into_bytes().to_vec()
-}
-
 /// Recomputes a `-m 5600` line's NTProofStr from `password`, and checks another password fails.
 fn assert_netntlmv2(line: &str, user: &str, password: &str) {
-    let f: Vec<&str> = line.split(':').collect();
-    assert_eq!(f.len(), 6, "{line}");
-    assert!(f[0].eq_ignore_ascii_case(user), "{line}");
-    assert_eq!(f[1], "");
-    let challenge = hex::decode(f[3]).unwrap();
-    let proof = hex::decode(f[4]).unwrap();
-    let blob = hex::decode(f[5]).unwrap();
-    assert_eq!((challenge.len(), proof.len()), (8, 16), "{line}");
-    assert_eq!(&blob[..2], &[1, 1], "NTLMv2 blob");
-    let nt = md4::Md4::digest(utf16(password));
-    let key = hmac_md5(&nt, &[&utf16(&format!("{}{}", f[0].to_uppercase(), f[2]))]);
-    assert_eq!(
-        hmac_md5(&key, &[&challenge, &blob]),
-        proof,
-        "{line} vs {password}"
-    );
+    harness::ntlm::assert_netntlmv2(line, user, password);
     assert!(verify_hashcat(line, password), "{line}");
     assert!(!verify_hashcat(line, &format!("{password}x")), "{line}");
 }
@@ -115,11 +57,17 @@ fn ldap_script(url: &str, port: u16, signing: bool, body: &str) -> String {
     )
 }
 
+/// The harness, with the domain the Windows decoys present.
+async fn start_windows(services_block: Value) -> Harness {
+    Harness::start_in_domain(services_block, "corp.local", "windows-ntlm").await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn impacket_sicily_bind_gives_a_netntlmv2_line_that_verifies() {
-    let mut h =
-        start(json!({"ldap": [{"port": 0, "server": "DC01", "domain": "acme", "tld": "local"}]}))
-            .await;
+    let mut h = start_windows(
+        json!({"ldap": [{"port": 0, "server": "DC01", "domain": "acme", "tld": "local"}]}),
+    )
+    .await;
     let port = h.addr(Service::Ldap).port();
     let body = "print('discovery', c.login(authenticationChoice='sicilyPackageDiscovery'))\n\
                 try:\n    c.login('alice', 'Spring2026!', 'ACME', authenticationChoice='sicilyNegotiate')\n\
@@ -165,9 +113,10 @@ async fn ldap3_ntlm_binds_over_ldap_and_ldaps_are_sicily_and_verify() {
         ("ldap", false, "frank", "Summer-2026"),
         ("ldaps", true, "heidi", "Frost*2026"),
     ] {
-        let mut h =
-            start(json!({list: [{"port": 0, "server": "DC01", "domain": "acme", "tld": "local"}]}))
-                .await;
+        let mut h = start_windows(
+            json!({list: [{"port": 0, "server": "DC01", "domain": "acme", "tld": "local"}]}),
+        )
+        .await;
         let port = h.addr(Service::Ldap).port();
         let ssl = if secure { "True" } else { "False" };
         let script = format!(
@@ -208,9 +157,10 @@ async fn impacket_gss_spnego_binds_over_ldap_and_ldaps_verify_too() {
         ("ldap", "ldap://127.0.0.1", false, "bob", "Winter#2025"),
         ("ldaps", "ldaps://127.0.0.1", true, "carol", "Autumn!23"),
     ] {
-        let mut h =
-            start(json!({list: [{"port": 0, "server": "DC01", "domain": "acme", "tld": "local"}]}))
-                .await;
+        let mut h = start_windows(
+            json!({list: [{"port": 0, "server": "DC01", "domain": "acme", "tld": "local"}]}),
+        )
+        .await;
         let port = h.addr(Service::Ldap).port();
         // impacket's default: SASL GSS-SPNEGO carrying NTLM, with a MIC.
         let body = format!(
@@ -240,9 +190,10 @@ async fn impacket_gss_spnego_binds_over_ldap_and_ldaps_verify_too() {
 async fn ldapsearch_gss_spnego_bind_over_gss_ntlmssp_gives_a_netntlmv2_line_that_verifies() {
     // Cyrus SASL's GSS-SPNEGO (the gssapiv2 plugin) over MIT GSSAPI, whose SPNEGO picks
     // gss-ntlmssp's NTLM mechanism: its credentials come from `NTLM_USER_FILE`.
-    let mut h =
-        start(json!({"ldap": [{"port": 0, "server": "DC01", "domain": "acme", "tld": "local"}]}))
-            .await;
+    let mut h = start_windows(
+        json!({"ldap": [{"port": 0, "server": "DC01", "domain": "acme", "tld": "local"}]}),
+    )
+    .await;
     let port = h.addr(Service::Ldap).port();
     let dir = temp_dir("gss-ntlmssp");
     let creds = dir.join("ntlm_user_file");
@@ -304,7 +255,7 @@ async fn ldapsearch_gss_spnego_bind_over_gss_ntlmssp_gives_a_netntlmv2_line_that
 
 #[tokio::test(flavor = "multi_thread")]
 async fn impacket_smb1_login_gives_a_netntlmv2_line_that_verifies() {
-    let mut h = start(json!({"smb": [{"port": 0, "version": "2012"}]})).await;
+    let mut h = start_windows(json!({"smb": [{"port": 0, "version": "2012"}]})).await;
     let port = h.addr(Service::Smb).port();
     let script = format!(
         "from impacket.smbconnection import SMBConnection\n\
@@ -349,7 +300,7 @@ async fn impacket_smb1_login_gives_a_netntlmv2_line_that_verifies() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn smbclient_over_smb1_gives_a_netntlmv2_line_that_verifies() {
-    let mut h = start(json!({"smb": [{"port": 0, "version": "2012"}]})).await;
+    let mut h = start_windows(json!({"smb": [{"port": 0, "version": "2012"}]})).await;
     let port = h.addr(Service::Smb).port().to_string();
     let out = run(
         "smbclient",
@@ -430,7 +381,7 @@ async fn send_and_wait(addr: std::net::SocketAddr, bytes: &[u8]) -> Result<Vec<u
 
 #[tokio::test(flavor = "multi_thread")]
 async fn hostile_smb1_clients_are_closed_and_the_next_client_is_served() {
-    let mut h = start(json!({"smb": [{"port": 0, "version": "2012"}]})).await;
+    let mut h = start_windows(json!({"smb": [{"port": 0, "version": "2012"}]})).await;
     let addr = h.addr(Service::Smb);
     let negotiate = smb1(0x72, 0xc853, &[], b"\x02NT LM 0.12\0");
     let mut setup_words = vec![0xff, 0, 0, 0, 0xff, 0xff, 1, 0, 1, 0, 0, 0, 0, 0];

@@ -2,6 +2,8 @@
 //! private state directory, and collects the events they emit.
 #![allow(dead_code, reason = "each test file uses part of the harness")]
 
+pub mod ntlm;
+
 use std::{
     net::SocketAddr,
     path::PathBuf,
@@ -48,6 +50,22 @@ impl Harness {
         state: PathBuf,
         whitelist: Value,
     ) -> Self {
+        Self::launch(services, limits, state, whitelist, None).await
+    }
+
+    /// Starts the `services` block with the top-level `domain` given (the Windows decoys
+    /// present it), default limits and a state directory tagged `tag`.
+    pub async fn start_in_domain(services: Value, domain: &str, tag: &str) -> Self {
+        Self::launch(services, json!({}), temp_dir(tag), json!([]), Some(domain)).await
+    }
+
+    async fn launch(
+        services: Value,
+        limits: Value,
+        state: PathBuf,
+        whitelist: Value,
+        domain: Option<&str>,
+    ) -> Self {
         let mut limits = limits;
         limits["state_dir"] = json!(state);
         // Port 0: the kernel picks each service's port, read back with `addr`.
@@ -60,6 +78,10 @@ impl Harness {
             "services": services,
             "sensor": {"services": limits},
         });
+        let mut config = config;
+        if let Some(domain) = domain {
+            config["domain"] = json!(domain);
+        }
         let config = Config::parse(&config.to_string(), "test").expect("config");
         let (tx, events) = mpsc::channel(100_000);
         let token = CancellationToken::new();

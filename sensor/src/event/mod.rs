@@ -217,6 +217,20 @@ pub struct SessionIdentity {
     pub dst_port: u16,
 }
 
+impl SessionIdentity {
+    /// The identity of traffic from `peer` to the sensor's `local` address, IPv4-mapped IPv6
+    /// addresses shown as IPv4.
+    #[must_use]
+    pub fn between(peer: std::net::SocketAddr, local: std::net::SocketAddr) -> Self {
+        Self {
+            src_ip: display_ip(peer.ip()),
+            src_port: peer.port(),
+            dst_ip: display_ip(local.ip()),
+            dst_port: local.port(),
+        }
+    }
+}
+
 /// One security event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {

@@ -256,12 +256,7 @@ fn query_event(
     Event {
         id: Uuid::new_v4(),
         timestamp: chrono::Utc::now(),
-        session: SessionIdentity {
-            src_ip: crate::event::display_ip(from.ip()),
-            src_port: from.port(),
-            dst_ip: crate::event::display_ip(local.ip()),
-            dst_port: local.port(),
-        },
+        session: SessionIdentity::between(from, local),
         service: match kind {
             Kind::Llmnr4 | Kind::Llmnr6 => Service::Llmnr,
             Kind::Nbns => Service::Nbns,

@@ -196,12 +196,7 @@ impl Probe<'_> {
         Event {
             id: Uuid::new_v4(),
             timestamp: chrono::Utc::now(),
-            session: SessionIdentity {
-                src_ip: crate::event::display_ip(from.ip()),
-                src_port: from.port(),
-                dst_ip: crate::event::display_ip(local.ip()),
-                dst_port: local.port(),
-            },
+            session: SessionIdentity::between(from, local),
             service: self.protocol.service(),
             action: Action::Poisoning,
             data: Bytes::copy_from_slice(raw.get(..raw.len().min(MAX_DATA)).unwrap_or_default()),

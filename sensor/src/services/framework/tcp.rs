@@ -122,12 +122,7 @@ pub fn admit(shared: &Shared, stream: &TcpStream, peer: SocketAddr) -> Option<Ad
     }
     Some(Admitted {
         permit,
-        identity: SessionIdentity {
-            src_ip,
-            src_port: peer.port(),
-            dst_ip: crate::event::display_ip(local.ip()),
-            dst_port: local.port(),
-        },
+        identity: SessionIdentity::between(peer, local),
         silent,
     })
 }

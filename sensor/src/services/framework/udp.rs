@@ -373,12 +373,7 @@ async fn datagram_in(
             shared.counters.whitelisted.fetch_add(1, Ordering::Relaxed);
         }
         shared.counters.udp_sessions.fetch_add(1, Ordering::Relaxed);
-        let identity = SessionIdentity {
-            src_ip,
-            src_port: peer.port(),
-            dst_ip: crate::event::display_ip(local.ip()),
-            dst_port: local.port(),
-        };
+        let identity = SessionIdentity::between(peer, local);
         let mut session = Session::new(
             identity,
             service,

@@ -19,7 +19,11 @@ fn no_limits() -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ftp_logins_from_curl_lftp_and_a_pipelining_client() {
-    let mut h = Harness::start(json!({"ftp": [{"port": 0}]}), no_limits()).await;
+    let mut h = Harness::start(
+        json!({"ftp": [{"port": 0, "banner": "Microsoft FTP Service"}]}),
+        no_limits(),
+    )
+    .await;
     let addr = h.addr(Service::Ftp);
     let port = addr.port();
 
@@ -519,8 +523,9 @@ async fn postgres_logins_from_psql_with_every_sslmode() {
 async fn nmap_version_detection_names_every_imitated_product() {
     let h = Harness::start(
         json!({
-            "ftp": [{"port": 0}],
-            "telnet": [{"port": 0}],
+            // Each module's own product, whatever the default persona picks.
+            "ftp": [{"port": 0, "banner": "Microsoft FTP Service"}],
+            "telnet": [{"port": 0, "version": "Cisco IOS"}],
             "ssh": [{"port": 0}],
             "http": [{"port": 0, "skin": "default_apache"}],
             "https": [{"port": 0, "skin": "default_iis"}],

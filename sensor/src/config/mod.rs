@@ -331,6 +331,7 @@ impl Config {
             limits: self.sensor.services.clone(),
             services: self.services.clone(),
             decoys: self.sensor.decoys.clone(),
+            persona: self.sensor.persona,
         }
     }
 

@@ -137,6 +137,10 @@ pub struct SensorSection {
     /// to the emulated services (off by default).
     #[serde(default)]
     pub decoys: crate::services::framework::anyport::config::DecoysConfig,
+    /// The machine the decoys present together (`debian-12-server`, `windows-server-2022`,
+    /// `cisco-ios`, or `none` for each service's own defaults); default `debian-12-server`.
+    #[serde(default)]
+    pub persona: crate::services::Persona,
 }
 
 /// `sensor.heartbeat`: a `sensor.heartbeat` event through every output at a fixed interval, so

@@ -341,3 +341,31 @@ fn an_unknown_run_as_user_is_refused_naming_field_line_and_column() {
         );
     }
 }
+
+#[test]
+fn a_persona_is_one_of_the_known_machines() {
+    let Err(ConfigError::Parse {
+        field,
+        message,
+        line,
+        ..
+    }) = Config::parse(r#"{"sensor": {"persona": "windows-xp"}}"#, "x")
+    else {
+        panic!("an unknown persona parses");
+    };
+    assert_eq!((field.as_str(), line), ("sensor.persona", 1));
+    assert!(
+        message.contains("`debian-12-server`, `windows-server-2022`, `cisco-ios`, `none`"),
+        "{message}"
+    );
+    let config = Config::parse(r#"{"services": {"ftp": [{}]}}"#, "x").unwrap();
+    assert_eq!(
+        config.services_plan().persona,
+        crate::services::Persona::Debian12Server
+    );
+    let config = Config::parse(r#"{"sensor": {"persona": "cisco-ios"}}"#, "x").unwrap();
+    assert_eq!(
+        config.services_plan().persona,
+        crate::services::Persona::CiscoIos
+    );
+}

@@ -29,6 +29,7 @@
 
 pub mod framework;
 pub mod instances;
+pub mod persona;
 pub mod plan;
 pub mod proto;
 pub mod registry;
@@ -43,6 +44,7 @@ pub use framework::{
     gate::ServiceCounters,
     session::{EventSink, Session, SessionError},
 };
+pub use persona::Persona;
 pub use plan::{SectionError, ServiceLimits, ServicesPlan, ServicesSection};
 
 use self::framework::{Shared, gate::Gate};

@@ -39,6 +39,9 @@ pub struct ServicesPlan {
     pub services: ServicesSection,
     /// Any-port decoys (`sensor.decoys`).
     pub decoys: super::framework::anyport::config::DecoysConfig,
+    /// The machine every decoy presents (`sensor.persona`): defaults under each instance's
+    /// keys, and the decoy sockets' TTL.
+    pub persona: super::Persona,
 }
 
 /// The `services` block, as written: protocol name to its list of instances.

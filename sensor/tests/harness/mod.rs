@@ -50,13 +50,27 @@ impl Harness {
         state: PathBuf,
         whitelist: Value,
     ) -> Self {
-        Self::launch(services, limits, state, whitelist, None).await
+        Self::launch(services, limits, state, whitelist, None, None).await
     }
 
     /// Starts the `services` block with the top-level `domain` given (the Windows decoys
     /// present it), default limits and a state directory tagged `tag`.
     pub async fn start_in_domain(services: Value, domain: &str, tag: &str) -> Self {
-        Self::launch(services, json!({}), temp_dir(tag), json!([]), Some(domain)).await
+        Self::launch(
+            services,
+            json!({}),
+            temp_dir(tag),
+            json!([]),
+            Some(domain),
+            None,
+        )
+        .await
+    }
+
+    /// Starts the `services` block as `sensor.persona` presents it, default limits.
+    pub async fn start_as(services: Value, persona: &str) -> Self {
+        let state = temp_dir("persona");
+        Self::launch(services, json!({}), state, json!([]), None, Some(persona)).await
     }
 
     async fn launch(
@@ -65,6 +79,7 @@ impl Harness {
         state: PathBuf,
         whitelist: Value,
         domain: Option<&str>,
+        persona: Option<&str>,
     ) -> Self {
         let mut limits = limits;
         limits["state_dir"] = json!(state);
@@ -82,6 +97,8 @@ impl Harness {
         if let Some(domain) = domain {
             config["domain"] = json!(domain);
         }
+        // Tests of one module see its own defaults (persona `none`) unless they ask for one.
+        config["sensor"]["persona"] = json!(persona.unwrap_or("none"));
         let config = Config::parse(&config.to_string(), "test").expect("config");
         let (tx, events) = mpsc::channel(100_000);
         let token = CancellationToken::new();

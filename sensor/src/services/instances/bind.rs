@@ -207,6 +207,7 @@ pub async fn prepare(
             donors,
             phase,
             first_free,
+            ttl: wanted.recipe.ttl,
         };
         match binder.instance(&handler, &addresses) {
             Ok((sockets, serving)) => prepared.push(Prepared {
@@ -233,6 +234,8 @@ struct Binder<'a> {
     donors: &'a [&'a Running],
     phase: Phase,
     first_free: u16,
+    /// The persona's TTL for every socket, else the kernel's.
+    ttl: Option<u32>,
 }
 
 impl Binder<'_> {
@@ -320,10 +323,29 @@ impl Binder<'_> {
         )
     }
 
+    /// [`Self::take_or_bind`], with the persona's TTL set (replies, and the SYN-ACKs and
+    /// accepted connections of a listener, carry it).
+    fn socket(&self, ip: IpAddr, kind: Kind, port: Option<u16>) -> Result<Held, ServiceError> {
+        let held = self.take_or_bind(ip, kind, port)?;
+        if let Some(ttl) = self.ttl {
+            let set = match &held.socket {
+                HeldSocket::Tcp(s) => set_ttl(&socket2::SockRef::from(s), ip, ttl),
+                HeldSocket::Udp(s) => set_ttl(&socket2::SockRef::from(s), ip, ttl),
+            };
+            set.map_err(|source| self.error(ip, source))?;
+        }
+        Ok(held)
+    }
+
     /// A stopping instance's socket for this address, port and transport (for port 0, only
     /// this instance's own predecessor's), else a new one bound on `port` (the configured one
     /// unless given).
-    fn socket(&self, ip: IpAddr, kind: Kind, port: Option<u16>) -> Result<Held, ServiceError> {
+    fn take_or_bind(
+        &self,
+        ip: IpAddr,
+        kind: Kind,
+        port: Option<u16>,
+    ) -> Result<Held, ServiceError> {
         let configured = self.key.port;
         let addr = SocketAddr::new(ip, port.unwrap_or(configured));
         let err = |source| framework::bind_error(self.service.as_str(), addr, source);
@@ -366,6 +388,15 @@ impl Binder<'_> {
             }
             Err(err) => Err(err),
         }
+    }
+}
+
+/// Sets the IPv4 TTL or the IPv6 unicast hop limit of a socket bound on `ip`.
+fn set_ttl(socket: &socket2::SockRef<'_>, ip: IpAddr, ttl: u32) -> std::io::Result<()> {
+    if ip.is_ipv4() {
+        socket.set_ttl_v4(ttl)
+    } else {
+        socket.set_unicast_hops_v6(ttl)
     }
 }
 

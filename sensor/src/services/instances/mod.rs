@@ -68,6 +68,8 @@ pub struct Recipe {
     hostname: String,
     /// The domain it presents (its own, else the top-level one).
     domain: String,
+    /// The IP TTL of its sockets (the persona's), else the kernel's.
+    ttl: Option<u32>,
 }
 
 /// One instance the plan asks for.
@@ -106,11 +108,15 @@ pub fn wanted(plan: &ServicesPlan) -> Result<Vec<Wanted>, SectionError> {
             // Trapster merges the top-level `hostname`/`domain` into each instance, which may
             // set its own.
             recipe: Recipe {
-                settings: instance.settings.clone(),
+                // The persona's keys under the instance's own.
+                settings: plan
+                    .persona
+                    .apply(instance.protocol.name, instance.settings),
                 hostname: instance_text(instance.settings, "hostname")
                     .unwrap_or_else(|| hostname.clone()),
                 domain: instance_text(instance.settings, "domain")
                     .unwrap_or_else(|| plan.domain.clone()),
+                ttl: plan.persona.ttl(),
             },
             protocol: instance.protocol,
         });

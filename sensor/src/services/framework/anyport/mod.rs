@@ -167,6 +167,7 @@ pub async fn prepare(plan: &ServicesPlan, base: &Context) -> Result<Dispatch, Se
             || (empty.clone(), protocol.default_port),
             |i| (i.settings.clone(), i.port),
         );
+        let settings = plan.persona.apply(protocol.name, &settings);
         let ctx = Context {
             service: protocol.service,
             port,

@@ -134,6 +134,10 @@ pub(crate) const TEST: &[Need] = &[
         "apache2",
         "the real Apache 2.4 of the HTTP side-by-side tests (apache2 -X)",
     ),
+    need(
+        "nginx",
+        "the real nginx 1.22 of the nginx-style side-by-side test",
+    ),
     need("libsasl2-modules", "ldapsearch -Y NTLM"),
     need(
         "libsasl2-modules-gssapi-mit",

@@ -23,6 +23,7 @@ pub mod apache;
 mod builtin;
 pub mod credentials;
 pub mod files;
+pub mod nginx;
 pub mod request;
 pub mod response;
 pub mod skin;
@@ -480,7 +481,16 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         };
         let Refused::Close(status, why) = refused;
         session.data(conn.buffered()).await;
-        let bytes = if http.skin.style == Style::Apache {
+        let bytes = if http.skin.style == Style::Nginx {
+            // An over-long header line is nginx's "Request Header Or Cookie Too Large".
+            let (status, detail) = match (status, why) {
+                (400, "line too long") | (413, _) => {
+                    (400, Some("Request Header Or Cookie Too Large"))
+                }
+                _ => (status, None),
+            };
+            nginx::refusal_bytes(&server, status, detail, false)
+        } else if http.skin.style == Style::Apache {
             let page = Page {
                 server: &server,
                 host: &local_ip,
@@ -534,7 +544,19 @@ async fn answer_request<S: AsyncRead + AsyncWrite + Unpin>(
         });
     let apache = http.skin.style == Style::Apache;
     let (path, query) = (request.path(), request.query());
-    let refused = if !apache {
+    // nginx's own refusals never reach the application behind it, nor get its headers.
+    let nginx_refusal = (http.skin.style == Style::Nginx)
+        .then(|| nginx::refusal(&request))
+        .flatten();
+    let refused = if let Some(status) = nginx_refusal {
+        keep_alive = keep_alive && nginx::keeps_alive(status);
+        Some(skin::Response {
+            status,
+            headers: Vec::new(),
+            body: nginx::page(status, None).into_bytes(),
+            matched: false,
+        })
+    } else if !apache {
         None
     } else if request.version != HTTP09
         && request.version != "HTTP/1.0"
@@ -615,6 +637,12 @@ async fn answer_request<S: AsyncRead + AsyncWrite + Unpin>(
         // HTTP/0.9: the body alone, then the connection closes.
         conn.write_all(&response.body, session).await?;
         return Ok(false);
+    }
+    if let Some(status) = nginx_refusal {
+        let server = if server.is_empty() { "nginx" } else { &server };
+        let bytes = nginx::refusal_bytes(server, status, None, keep_alive);
+        conn.write_all(&bytes, session).await?;
+        return Ok(keep_alive);
     }
     let bytes = render(
         http.skin.style,

@@ -118,12 +118,12 @@ pub fn render(
             headers.drain(..).for_each(|(k, v)| push(&k, v));
         }
     }
-    let mut out = format!(
-        "HTTP/1.1 {} {}\r\n",
-        response.status,
+    let phrase = if style == Style::Nginx {
+        super::nginx::reason(response.status)
+    } else {
         reason(response.status)
-    )
-    .into_bytes();
+    };
+    let mut out = format!("HTTP/1.1 {} {phrase}\r\n", response.status).into_bytes();
     for (k, v) in ordered {
         // Header values come from the skin; strip line breaks so none can split the head.
         let v: String = v.chars().filter(|c| *c != '\r' && *c != '\n').collect();
@@ -140,6 +140,9 @@ pub fn render(
 /// is [`super::apache::Page`].
 #[must_use]
 pub fn bad_request(style: Style, status: u16) -> Vec<u8> {
+    if style == Style::Nginx {
+        return super::nginx::refusal_bytes("nginx", status, None, false);
+    }
     let body = match style {
         Style::Iis => format!("<h1>{}</h1>", reason(status)),
         Style::Nginx => nginx_page(status),
@@ -160,8 +163,5 @@ pub fn bad_request(style: Style, status: u16) -> Vec<u8> {
 /// nginx's built-in page for `status` (`ngx_http_error_pages`).
 #[must_use]
 pub fn nginx_page(status: u16) -> String {
-    let r = reason(status);
-    format!(
-        "<html>\r\n<head><title>{status} {r}</title></head>\r\n<body>\r\n<center><h1>{status} {r}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
-    )
+    super::nginx::page(status, None)
 }

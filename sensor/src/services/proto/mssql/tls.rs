@@ -12,14 +12,19 @@
 //! (SChannel's defaults, Microsoft's "Cipher Suites in TLS/SSL (Schannel SSP)" lists, the
 //! ECDSA suites left out since the key is RSA, RC4 left out as the 2015 updates disabled it):
 //! - SQL Server 2016 and later (Windows Server 2016/2019): `ECDHE-RSA` GCM, `DHE-RSA` GCM,
-//!   `ECDHE-RSA` CBC (SHA-384, SHA-256, SHA-1), then static RSA GCM, CBC-SHA256, CBC-SHA and
-//!   3DES, in that order;
+//!   `ECDHE-RSA` CBC (SHA-384, SHA-256, SHA-1), then static RSA GCM, CBC-SHA256 and CBC-SHA,
+//!   in that order; curves X25519, P-256, P-384;
 //! - 2008 to 2014 (Windows Server 2012 R2): `ECDHE-RSA` CBC first, `DHE-RSA` GCM, static RSA
-//!   GCM and CBC, `DHE-RSA` CBC, 3DES, then the `ECDHE-RSA` GCM suites KB3042058 appended.
+//!   GCM and CBC, `DHE-RSA` CBC, then the `ECDHE-RSA` GCM suites KB3042058 appended; curves
+//!   P-256, P-384 (no X25519 before Windows 10).
+//!
+//! SChannel also offers `TLS_RSA_WITH_3DES_EDE_CBC_SHA` last; Debian's OpenSSL is built
+//! without 3DES (`no-weak-ssl-ciphers`), so the decoy cannot. DHE uses RFC 5114's 2048-bit
+//! group (Windows picks its own 2048-bit one).
 //!
 //! The server's order wins, as SChannel's does. TLS 1.0, 1.1 and 1.2 are served: both Windows
 //! releases enable all three by default, and TDS 7.x cannot carry TLS 1.3. OpenSSL 3.0 forbids
-//! TLS below 1.2, 3DES and SHA-1 signatures from security level 1 up, so the context runs at
+//! TLS below 1.2 and SHA-1 signatures from security level 1 up, so the context runs at
 //! level 0 with the suite list set explicitly (never OpenSSL's `DEFAULT`).
 //!
 //! The certificate, unless Trapster's `key` and `certificate` name existing files, is made at
@@ -58,14 +63,13 @@ pub const FALLBACK_NAME: &str = "SSL_Self_Signed_Fallback";
 const SUITES_2019: &str = "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-GCM-SHA256:\
 DHE-RSA-AES256-GCM-SHA384:DHE-RSA-AES128-GCM-SHA256:\
 ECDHE-RSA-AES256-SHA384:ECDHE-RSA-AES128-SHA256:ECDHE-RSA-AES256-SHA:ECDHE-RSA-AES128-SHA:\
-AES256-GCM-SHA384:AES128-GCM-SHA256:AES256-SHA256:AES128-SHA256:AES256-SHA:AES128-SHA:\
-DES-CBC3-SHA";
+AES256-GCM-SHA384:AES128-GCM-SHA256:AES256-SHA256:AES128-SHA256:AES256-SHA:AES128-SHA";
 
 /// SChannel's order on Windows Server 2012 R2 (with KB3042058's GCM suites last).
 const SUITES_2012R2: &str = "ECDHE-RSA-AES256-SHA384:ECDHE-RSA-AES128-SHA256:\
 ECDHE-RSA-AES256-SHA:ECDHE-RSA-AES128-SHA:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-AES128-GCM-SHA256:\
 AES256-GCM-SHA384:AES128-GCM-SHA256:AES256-SHA256:AES128-SHA256:AES256-SHA:AES128-SHA:\
-DHE-RSA-AES256-SHA:DHE-RSA-AES128-SHA:DES-CBC3-SHA:\
+DHE-RSA-AES256-SHA:DHE-RSA-AES128-SHA:\
 ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-GCM-SHA256";
 
 /// Why the TLS side cannot be set up or goes on.
@@ -184,7 +188,11 @@ pub fn context(
             | SslOptions::NO_COMPRESSION
             | SslOptions::NO_RENEGOTIATION,
     );
-    ctx.set_groups_list("X25519:P-256:P-384")?;
+    ctx.set_groups_list(if version.major >= 13 {
+        "X25519:P-256:P-384"
+    } else {
+        "P-256:P-384"
+    })?;
     let dh = Dh::get_2048_256()?;
     ctx.set_tmp_dh(&dh)?;
     let (leaf, rest) = chain

@@ -3,7 +3,7 @@
 //! packets) read SQL Server's `SSL_Self_Signed_Fallback` certificate and SChannel's suites in
 //! the server's order; a hand-built hello in nmap's shape gets the ServerHello and the
 //! certificate inside PRELOGIN, and a hello offering only a NULL suite gets SChannel's alert,
-//! inside TDS too.
+//! inside TDS too. Trapster-style `key`/`certificate` files replace the fallback certificate.
 
 #![expect(clippy::unwrap_used, reason = "tests fail loudly on purpose")]
 
@@ -205,10 +205,17 @@ async fn a_hello_in_nmaps_shape_gets_the_server_hello_and_certificate_inside_pre
     // ServerHello: type, length (3), version (2), random (32), session id (1 + n), suite.
     let sid = usize::from(tls[5 + 38]);
     let suite = u16::from_be_bytes([tls[5 + 39 + sid], tls[5 + 40 + sid]]);
-    assert_eq!(suite, 0x002f, "AES128-SHA: SChannel's first of what was offered");
+    assert_eq!(
+        suite, 0x002f,
+        "AES128-SHA: SChannel's first of what was offered"
+    );
     let name = b"SSL_Self_Signed_Fallback";
     assert!(tls.windows(name.len()).any(|w| w == name), "{tls:02x?}");
-    assert_eq!(&tls[tls.len() - 4..], &[0x0e, 0, 0, 0], "ServerHelloDone last");
+    assert_eq!(
+        &tls[tls.len() - 4..],
+        &[0x0e, 0, 0, 0],
+        "ServerHelloDone last"
+    );
     h.stop().await;
 }
 
@@ -223,4 +230,58 @@ async fn a_hello_without_a_shared_suite_gets_its_alert_inside_tds() {
         "{rest:02x?}"
     );
     h.stop().await;
+}
+
+/// An RSA 2048 certificate for `cn` and its key, as PEM files in `dir`: (key, certificate).
+fn own_certificate(dir: &std::path::Path, cn: &str) -> (String, String) {
+    use openssl::{
+        asn1::Asn1Time,
+        hash::MessageDigest,
+        nid::Nid,
+        pkey::PKey,
+        rsa::Rsa,
+        x509::{X509Builder, X509NameBuilder},
+    };
+    let key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+    let mut name = X509NameBuilder::new().unwrap();
+    name.append_entry_by_nid(Nid::COMMONNAME, cn).unwrap();
+    let name = name.build();
+    let mut cert = X509Builder::new().unwrap();
+    cert.set_version(2).unwrap();
+    cert.set_subject_name(&name).unwrap();
+    cert.set_issuer_name(&name).unwrap();
+    cert.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    cert.set_not_after(&Asn1Time::days_from_now(365).unwrap())
+        .unwrap();
+    cert.set_pubkey(&key).unwrap();
+    cert.sign(&key, MessageDigest::sha256()).unwrap();
+    let (key_path, cert_path) = (dir.join("sql.key"), dir.join("sql.crt"));
+    std::fs::write(&key_path, key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+    std::fs::write(&cert_path, cert.build().to_pem().unwrap()).unwrap();
+    (
+        key_path.to_str().unwrap().to_owned(),
+        cert_path.to_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn configured_key_and_certificate_are_presented_instead_of_the_fallback() {
+    let dir = harness::temp_dir("mssql-tls-own");
+    let (key, certificate) = own_certificate(&dir, "sql01.corp.local");
+    let h = Harness::start_in_domain(
+        json!({"mssql": [{"port": 0, "hostname": "SQL01", "version": "2016",
+                          "key": key, "certificate": certificate}]}),
+        "corp.local",
+        "mssql-tls-own",
+    )
+    .await;
+    let rest = send_hello(&h, &hello(&[0x0035, 0x002f])).await;
+    assert_eq!(&rest[..2], &[0x12, 0x01], "{rest:02x?}");
+    let name = b"sql01.corp.local";
+    assert!(rest.windows(name.len()).any(|w| w == name), "{rest:02x?}");
+    let fallback = b"SSL_Self_Signed_Fallback";
+    assert!(!rest.windows(fallback.len()).any(|w| w == fallback));
+    h.stop().await;
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -222,8 +222,7 @@ async fn serve(
         conn.write_all(&tds::message(tds::TABULAR, &answer), &session)
             .await?;
         if encryption != ENCRYPT_NOT_SUP {
-            chan.start_tls(&server.tls, &mut conn, &session)
-                .await?;
+            chan.start_tls(&server.tls, &mut conn, &session).await?;
         }
         let (kind, payload) = read_or_log(&mut chan, &mut conn, &session).await?;
         if kind != tds::LOGIN7 {

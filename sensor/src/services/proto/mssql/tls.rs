@@ -48,8 +48,7 @@ use openssl::{
     pkey::{PKey, Private},
     rsa::Rsa,
     ssl::{
-        ErrorCode, Ssl, SslContext, SslContextBuilder, SslMethod, SslOptions, SslStream,
-        SslVersion,
+        ErrorCode, Ssl, SslContext, SslContextBuilder, SslMethod, SslOptions, SslStream, SslVersion,
     },
     x509::{X509, X509Builder, X509NameBuilder},
 };

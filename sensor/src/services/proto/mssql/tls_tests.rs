@@ -81,10 +81,7 @@ fn static_rsa_cbc_as_nmap_offers_it_is_served_with_the_fallback_certificate() {
     assert_eq!(serial.num_bytes(), 16);
     assert!(!serial.is_negative());
     let days = seen.not_before().diff(seen.not_after()).unwrap();
-    assert!(
-        (10_957..=10_958).contains(&days.days),
-        "30 years: {days:?}"
-    );
+    assert!((10_957..=10_958).contains(&days.days), "30 years: {days:?}");
     // No extensions: the TBSCertificate ends with the key (no [3] tag after it).
     let text = String::from_utf8(seen.to_text().unwrap()).unwrap();
     assert!(!text.contains("X509v3"), "{text}");
@@ -149,7 +146,10 @@ fn a_hello_without_a_shared_suite_gets_a_handshake_failure_alert() {
     server.feed(&hello);
     assert!(matches!(server.handshake(), Err(TlsError::Protocol(_))));
     // One alert record: fatal (2), handshake_failure (40).
-    assert_eq!(server.take_output(), vec![0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 40]);
+    assert_eq!(
+        server.take_output(),
+        vec![0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 40]
+    );
 }
 
 #[test]

@@ -3,8 +3,9 @@
 //! it ships) `smb-os-discovery` prints the OS, computer, domain and FQDN, `smb-protocols` the
 //! release's dialects, `smb2-security-mode` its signing, and `-sV` names it. The logins the
 //! scripts make are captured, their hashcat lines recomputed from the (empty) guest password.
-//! (`ssl-cert` and `ssl-enum-ciphers` over TDS are in `services_mssql_tls.rs`.) nmap 7.93's own bugs in two of these scripts are fixed in a private `--datadir` (see
-//! [`NMAP_FIXES`]); the decoy is never adapted to them.
+//! (`ssl-cert` and `ssl-enum-ciphers` over TDS are in `services_mssql_tls.rs`.) nmap 7.93's
+//! own bugs in two of these scripts are fixed in a private `--datadir` (see [`NMAP_FIXES`]);
+//! the decoy is never adapted to them.
 
 #![expect(clippy::unwrap_used, reason = "tests fail loudly on purpose")]
 

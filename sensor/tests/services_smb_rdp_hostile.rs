@@ -1,4 +1,4 @@
-//! SMB and RDP against hostile clients on loopback, with tight limits: every truncation of
+//! SMB, RDP, MSSQL and LDAP against hostile clients on loopback, with tight limits: every truncation of
 //! a valid opening (closed and held open), maximal length prefixes, random bytes, other
 //! protocols' openings, silence and slow drip. Each connection must be closed within the
 //! session timeout, none left open, events well-formed and capped, and a real client served
@@ -22,9 +22,34 @@ use tokio::sync::mpsc;
 
 const LIMIT: Duration = Duration::from_secs(60);
 
-/// A client's valid opening: an SMB2 NEGOTIATE in its frame, or an X.224 request.
+/// A TDS message of `kind` (one packet, end of message) carrying `data`.
+fn tds(kind: u8, id: u8, data: &[u8]) -> Vec<u8> {
+    let len = u16::try_from(data.len() + 8).unwrap();
+    let mut out = vec![kind, 1];
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&[0, 0, id, 0]);
+    out.extend_from_slice(data);
+    out
+}
+
+/// A client's valid opening: an SMB2 NEGOTIATE in its frame, an X.224 request, an LDAP simple
+/// bind, or a TDS
+/// PRELOGIN asking for encryption followed by a TLS hello in PRELOGIN (nmap's static-RSA and
+/// CBC offer), so that cuts land inside the TLS engine too.
 fn opening(service: Service) -> Vec<u8> {
     match service {
+        Service::Ldap => {
+            b"\x30\x16\x02\x01\x01\x60\x11\x02\x01\x03\x04\x05admin\x80\x05guess".to_vec()
+        }
+        Service::Mssql => {
+            let prelogin = b"\x00\x00\x1a\x00\x06\x01\x00\x20\x00\x01\x02\x00\x21\x00\x01\x03\x00\x22\x00\x04\x04\x00\x26\x00\x01\xff\x08\x00\x01\x55\x00\x00\x01\x00\x00\x00\x00\x00\x00";
+            let mut hello = b"\x16\x03\x00\x00\x2d\x01\x00\x00\x29\x03\x03".to_vec();
+            hello.extend_from_slice(&[0x5a; 32]);
+            hello.extend_from_slice(b"\x00\x00\x04\x00\x2f\x00\x35\x01\x00");
+            hello[4] = u8::try_from(hello.len() - 5).unwrap();
+            hello[8] = u8::try_from(hello.len() - 9).unwrap();
+            [tds(0x12, 1, prelogin), tds(0x12, 2, &hello)].concat()
+        }
         Service::Smb => {
             let mut m = b"\xfeSMB\x40\0".to_vec();
             m.resize(64, 0);
@@ -98,7 +123,8 @@ async fn hostile_clients_are_closed_in_time_and_the_next_client_is_served() {
         "id": "sensor-test",
         "interface": "lo",
         "hostname": "srv01",
-        "services": {"smb": [{"port": 0}], "rdp": [{"port": 0}]},
+        "services": {"smb": [{"port": 0}], "rdp": [{"port": 0}], "mssql": [{"port": 0}],
+                     "ldap": [{"port": 0}]},
         "sensor": {"services": {
             "state_dir": state, "ephemeral_ports": true,
             "handshake_timeout_secs": 2, "idle_timeout_secs": 2, "session_timeout_secs": 6,
@@ -117,7 +143,7 @@ async fn hostile_clients_are_closed_in_time_and_the_next_client_is_served() {
         token,
         state,
     };
-    for service in [Service::Smb, Service::Rdp] {
+    for service in [Service::Smb, Service::Rdp, Service::Mssql, Service::Ldap] {
         let addr = h.addr(service);
         let open = opening(service);
         let mut cases: Vec<(String, Vec<u8>, bool, bool)> = Vec::new();
@@ -142,6 +168,33 @@ async fn hostile_clients_are_closed_in_time_and_the_next_client_is_served() {
             false,
             false,
         ));
+        cases.push((
+            "max TDS packet".into(),
+            b"\x12\x01\xff\xff\x00\x00\x01\x00".to_vec(),
+            false,
+            false,
+        ));
+        if service == Service::Ldap {
+            cases.push((
+                "max BER length".into(),
+                b"\x30\x84\xff\xff\xff\xff\x02\x01\x01".to_vec(),
+                false,
+                false,
+            ));
+        }
+        if service == Service::Mssql {
+            // The PRELOGIN (47 bytes), then a TLS record and a hello at their maximum lengths.
+            cases.push((
+                "max TLS record in PRELOGIN".into(),
+                [
+                    &open[..47],
+                    &tds(0x12, 2, b"\x16\x03\x03\xff\xff\x01\xff\xff\xff")[..],
+                ]
+                .concat(),
+                false,
+                false,
+            ));
+        }
         cases.push((
             "NetBIOS type".into(),
             b"\x42\0\0\x04abcd".to_vec(),
@@ -227,5 +280,21 @@ async fn hostile_clients_are_closed_in_time_and_the_next_client_is_served() {
     for e in &events {
         assert!(e.data.len() <= 256, "data capped");
     }
+    // And tsql's login, TLS inside TDS included.
+    let port = h.addr(Service::Mssql).port().to_string();
+    run(
+        "tsql",
+        &["-H", "127.0.0.1", "-p", &port, "-U", "sa", "-P", "pw"],
+        &[("TDSVER", "7.4")],
+        LIMIT,
+    )
+    .await;
+    let events = h.until(Action::Login, 1, LIMIT).await;
+    assert!(
+        events.iter().any(|e| e.service == Service::Mssql
+            && e.extra.get("username") == Some(&json!("sa"))
+            && e.extra.get("tls") == Some(&json!(true))),
+        "{events:?}"
+    );
     h.stop().await;
 }

@@ -3,9 +3,9 @@
 //! it ships) `smb-os-discovery` prints the OS, computer, domain and FQDN, `smb-protocols` the
 //! release's dialects, `smb2-security-mode` its signing, and `-sV` names it. The logins the
 //! scripts make are captured, their hashcat lines recomputed from the (empty) guest password.
-//! What ssl-cert meets over TDS (its TLS hello has no suite the decoy shares) is SChannel's
-//! answer: the alert, in a PRELOGIN packet. nmap 7.93's own bugs in two of these scripts are fixed in a private `--datadir` (see
-//! [`NMAP_FIXES`]); the decoy is never adapted to them.
+//! (`ssl-cert` and `ssl-enum-ciphers` over TDS are in `services_mssql_tls.rs`.) nmap 7.93's
+//! own bugs in two of these scripts are fixed in a private `--datadir` (see [`NMAP_FIXES`]);
+//! the decoy is never adapted to them.
 
 #![expect(clippy::unwrap_used, reason = "tests fail loudly on purpose")]
 
@@ -282,53 +282,5 @@ async fn windows_server_2019_has_no_smb1_and_speaks_3_1_1() {
     }
     // smb-os-discovery speaks SMB1 only: it gets nothing from 2019.
     assert!(!report.contains("smb-os-discovery"), "{report}");
-    h.stop().await;
-}
-
-/// A TDS message of `kind` (one packet, end of message) carrying `data`.
-fn tds(kind: u8, id: u8, data: &[u8]) -> Vec<u8> {
-    let len = u16::try_from(data.len() + 8).unwrap();
-    let mut out = vec![kind, 1];
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(&[0, 0, id, 0]);
-    out.extend_from_slice(data);
-    out
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_tls_hello_without_a_shared_suite_gets_its_alert_inside_tds() {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    // What ssl-cert sends over TDS: PRELOGIN with ENCRYPTION=ON, then NSE's own TLS 1.2 hello
-    // (RSA key exchange and CBC suites only, none the decoy's TLS offers) in a PRELOGIN.
-    let h = start_windows(json!({"mssql": [{"port": 0, "hostname": "SQL01", "version": "2019"}]}))
-        .await;
-    let prelogin = b"\x00\x00\x1a\x00\x06\x01\x00\x20\x00\x01\x02\x00\x21\x00\x01\x03\x00\x22\x00\x04\x04\x00\x26\x00\x01\xff\x08\x00\x01\x55\x00\x00\x01\x00\x00\x00\x00\x00\x00".to_vec();
-    assert_eq!(prelogin[32], 1, "ENCRYPTION=ON");
-    let mut hello = b"\x16\x03\x00\x00\x2d\x01\x00\x00\x29\x03\x03".to_vec();
-    hello.extend_from_slice(&[0x5a; 32]);
-    hello
-        .extend_from_slice(b"\x00\x00\x0c\x00\x2f\x00\x0a\x00\x13\x00\x39\x00\x04\x00\xff\x01\x00");
-    hello[4] = u8::try_from(hello.len() - 5).unwrap();
-    hello[8] = u8::try_from(hello.len() - 9).unwrap();
-    let mut s = tokio::net::TcpStream::connect(h.addr(Service::Mssql))
-        .await
-        .unwrap();
-    s.write_all(&tds(0x12, 1, &prelogin)).await.unwrap();
-    let mut head = [0u8; 8];
-    s.read_exact(&mut head).await.unwrap();
-    assert_eq!(head[0], 0x04, "a TABULAR answer");
-    let mut body = vec![0u8; usize::from(u16::from_be_bytes([head[2], head[3]])) - 8];
-    s.read_exact(&mut body).await.unwrap();
-    s.write_all(&tds(0x12, 2, &hello)).await.unwrap();
-    let mut rest = Vec::new();
-    tokio::time::timeout(LIMIT, s.read_to_end(&mut rest))
-        .await
-        .unwrap()
-        .unwrap();
-    // A PRELOGIN packet holding one fatal handshake_failure alert, then the close.
-    assert_eq!(
-        rest, b"\x12\x01\x00\x0f\x00\x00\x01\x00\x15\x03\x03\x00\x02\x02\x28",
-        "{rest:02x?}"
-    );
     h.stop().await;
 }

@@ -48,7 +48,7 @@ pub(crate) const BUILD: &[Need] = &[
     ),
     need(
         "libssl-dev",
-        "OpenSSL headers: librdkafka's TLS and SASL SCRAM",
+        "OpenSSL headers: librdkafka's TLS and SASL SCRAM, the MSSQL decoy's TLS (openssl crate)",
     ),
     need("zlib1g-dev", "zlib headers: librdkafka's gzip compression"),
 ];
@@ -61,7 +61,7 @@ pub(crate) const RUN: &[Need] = &[
     ),
     need(
         "libssl3t64|libssl3",
-        "libssl.so.3, the kafka output's TLS (librdkafka)",
+        "libssl.so.3, the kafka output's TLS (librdkafka) and the MSSQL decoy's TLS inside TDS",
     ),
 ];
 

@@ -45,6 +45,7 @@ fn check(deb: &std::path::Path) -> anyhow::Result<()> {
         "Package: trapster-sensor",
         "Depends:",
         "libpcap0.8",
+        "libssl3",
         "adduser",
         "postinst",
         "postrm",

@@ -3,8 +3,9 @@
 //! ```text
 //! C: PRELOGIN  VERSION, ENCRYPTION=OFF, INSTOPT "MSSQLServer", THREADID
 //! S: PRELOGIN  VERSION 15.0.2000 (per `version`), ENCRYPTION=OFF, INSTOPT, THREADID
-//! C/S: TLS 1.2 handshake carried in PRELOGIN packets (SQL Server's self-signed certificate,
-//!      CN=SSL_Self_Signed_Fallback)
+//! C/S: TLS handshake carried in PRELOGIN packets (SQL Server's self-signed certificate,
+//!      CN=SSL_Self_Signed_Fallback; SChannel's suites, static RSA and CBC included: see
+//!      [`tls`])
 //! C: LOGIN7 over TLS: user "sa", password (obfuscated), host "WKS-7", app "TSQL", server
 //!    "sql01", library "DB-Library", database "master"
 //!                                   -> mssql.login {"username":"sa","password":"P@ss",
@@ -23,22 +24,25 @@
 //! PRELOGIN answer's exact layout and version bytes.
 //!
 //! Trapster keys: `version` (`2008`, `2008R2`, `2012`, `2014`, `2016`, `2017`, `2019`, `2022`;
-//! default `2019`), `hostname` (the server name in error messages; default the sensor's).
+//! default `2019`), `hostname` (the server name in error messages; default the sensor's), and
+//! as the other TLS decoys `key`/`certificate` (PEM files used when both exist; otherwise a
+//! fresh `SSL_Self_Signed_Fallback` certificate at every start, as SQL Server makes one).
 
 pub mod login7;
 #[cfg(test)]
 mod tests;
+pub mod tls;
 pub mod wire;
 
-use std::sync::Arc;
+use std::{path::Path, sync::Arc};
 
+use openssl::ssl::SslContext;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use self::wire::{ENCRYPT_NOT_SUP, ENCRYPT_OFF, ENCRYPT_ON, Version};
 use super::shared::{
-    certs::{self, Versions},
     ntlm::{Exchange, Identity, ProductVersion, Step},
     tds::{self, Channel},
 };
@@ -48,7 +52,6 @@ use crate::services::{
         conn::Conn,
         session::{Session, SessionError},
         tcp::{Handler, TcpProtocol},
-        tls::Subject,
     },
 };
 
@@ -88,13 +91,19 @@ pub struct MssqlConfig {
     /// Server name in error messages; default the sensor's `hostname`, upper case.
     #[serde(default)]
     pub hostname: Option<String>,
+    /// PEM private key of the certificate to present (with `certificate`).
+    #[serde(default)]
+    pub key: Option<String>,
+    /// PEM certificate (chain) to present (with `key`); both must exist to be used.
+    #[serde(default)]
+    pub certificate: Option<String>,
 }
 
 #[derive(Debug)]
 struct SqlServer {
     version: Version,
     hostname: String,
-    tls: Arc<rustls::ServerConfig>,
+    tls: SslContext,
     /// What Windows authentication's NTLM CHALLENGE presents.
     identity: Arc<Identity>,
 }
@@ -106,20 +115,9 @@ pub struct Mssql;
 impl TcpProtocol for Mssql {
     type Config = MssqlConfig;
 
-    /// Generates (once) or loads the self-signed certificate, as SQL Server makes one at start.
+    /// Loads the configured certificate, or makes the self-signed one as SQL Server does at
+    /// every start.
     fn handler(config: MssqlConfig, ctx: &Context) -> Result<Handler, ServiceError> {
-        let subject = Subject {
-            common_name: "SSL_Self_Signed_Fallback".to_owned(),
-            ..Subject::default()
-        };
-        let tls = certs::server_config(
-            ctx,
-            &format!("mssql-{}", ctx.port),
-            &subject,
-            None,
-            None,
-            Versions::Tls12,
-        )?;
         let default_host = ctx
             .hostname
             .split('.')
@@ -134,6 +132,7 @@ impl TcpProtocol for Mssql {
             },
             |v| v.0,
         );
+        let tls = tls_context(&config, version).map_err(|e| ctx.setup_error(e.to_string()))?;
         let hostname = config
             .hostname
             .filter(|h| !h.is_empty())
@@ -156,6 +155,21 @@ impl TcpProtocol for Mssql {
             Box::pin(async move { serve(&server, session, stream).await })
         }))
     }
+}
+
+/// The TLS context: Trapster's `key` and `certificate` when both files exist, else a fresh
+/// fallback certificate.
+fn tls_context(config: &MssqlConfig, version: Version) -> Result<SslContext, tls::TlsError> {
+    let given = match (config.key.as_deref(), config.certificate.as_deref()) {
+        (Some(k), Some(c)) if Path::new(k).exists() && Path::new(c).exists() => Some((c, k)),
+        _ => None,
+    };
+    if let Some((certificate, key)) = given {
+        let (chain, key) = tls::load(Path::new(certificate), Path::new(key))?;
+        return tls::context(version, &chain, &key);
+    }
+    let (cert, key) = tls::fallback_certificate(version)?;
+    tls::context(version, std::slice::from_ref(&cert), &key)
 }
 
 /// A LOGIN7 `TDSVersion` as MS-TDS names it (`7.4`), or in hex when unknown.
@@ -208,8 +222,7 @@ async fn serve(
         conn.write_all(&tds::message(tds::TABULAR, &answer), &session)
             .await?;
         if encryption != ENCRYPT_NOT_SUP {
-            chan.start_tls(Arc::clone(&server.tls), &mut conn, &session)
-                .await?;
+            chan.start_tls(&server.tls, &mut conn, &session).await?;
         }
         let (kind, payload) = read_or_log(&mut chan, &mut conn, &session).await?;
         if kind != tds::LOGIN7 {

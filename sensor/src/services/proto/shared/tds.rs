@@ -3,22 +3,22 @@
 //! A TDS message is one or more packets: an 8-byte header (type, status with the end-of-message
 //! bit, big-endian length including the header, SPID, packet number, window) and a payload.
 //! SQL Server's TDS 7.x encryption runs the TLS handshake *inside* PRELOGIN packets, then sends
-//! TLS records bare on the stream. [`Channel`] does both with a `rustls` connection driven by
-//! hand, since the handshake records must be wrapped and the later ones must not.
+//! TLS records bare on the stream. [`Channel`] does both with the decoy's OpenSSL engine
+//! ([`tls::Engine`], SChannel's suites) driven by hand, since the handshake records must be
+//! wrapped and the later ones must not.
 //!
 //! Hand-written: no crate implements the server side of TDS (`tiberius` is a client).
 
-use std::{
-    io::{Read as _, Write as _},
-    sync::Arc,
-};
-
 use bytes::BytesMut;
+use openssl::ssl::SslContext;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::services::framework::{
-    conn::Conn,
-    session::{Session, SessionError},
+use crate::services::{
+    framework::{
+        conn::Conn,
+        session::{Session, SessionError},
+    },
+    proto::mssql::tls::{Engine, TlsError},
 };
 
 /// PRELOGIN (and the TLS handshake inside it).
@@ -153,13 +153,16 @@ pub fn take_message(buf: &mut BytesMut, max: usize) -> Result<Option<(u8, Vec<u8
 /// A session's TDS stream: plain, or TLS once [`Channel::start_tls`] has run.
 #[derive(Debug)]
 pub struct Channel {
-    tls: Option<rustls::ServerConnection>,
+    tls: Option<Engine>,
     plain: BytesMut,
     max: usize,
 }
 
-fn tls_error(err: &rustls::Error) -> SessionError {
-    SessionError::Protocol(format!("TLS: {err}"))
+fn tls_error(err: TlsError) -> SessionError {
+    match err {
+        TlsError::Closed => SessionError::Closed,
+        other => SessionError::Protocol(other.to_string()),
+    }
 }
 
 impl Channel {
@@ -185,43 +188,30 @@ impl Channel {
     /// A TLS failure, a timeout, or a message that is not PRELOGIN.
     pub async fn start_tls<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
-        config: Arc<rustls::ServerConfig>,
+        ctx: &SslContext,
         conn: &mut Conn<S>,
         session: &Session,
     ) -> Result<(), SessionError> {
-        let mut tls = rustls::ServerConnection::new(config).map_err(|e| tls_error(&e))?;
+        let mut engine = Engine::new(ctx).map_err(tls_error)?;
         // A handshake is a handful of flights; more rounds than this is not a TLS client.
         for _ in 0..16 {
-            if tls.wants_write() {
-                let mut out = Vec::new();
-                while tls.wants_write() {
-                    tls.write_tls(&mut out)?;
-                }
-                conn.write_all(&message(PRELOGIN, &out), session).await?;
-            }
-            if !tls.is_handshaking() {
-                self.tls = Some(tls);
-                return Ok(());
-            }
             let (kind, payload) = read_plain(conn, session, self.max).await?;
             if kind != PRELOGIN {
                 return Err(SessionError::Protocol(format!(
                     "TDS packet {kind:#04x} during the TLS handshake"
                 )));
             }
-            if let Err(e) = feed(&mut tls, &payload) {
-                // SChannel answers a hello it cannot serve (nmap's ssl-cert offers only RSA key
-                // exchange suites over TDS) with its alert before it closes: so does the decoy.
-                let mut out = Vec::new();
-                while tls.wants_write() {
-                    if tls.write_tls(&mut out).is_err() {
-                        break;
-                    }
-                }
-                if !out.is_empty() {
-                    conn.write_all(&message(PRELOGIN, &out), session).await?;
-                }
-                return Err(e);
+            engine.feed(&payload);
+            let done = engine.handshake();
+            // The next flight, or the alert SChannel also sends before it closes on a hello it
+            // cannot serve.
+            let out = engine.take_output();
+            if !out.is_empty() {
+                conn.write_all(&message(PRELOGIN, &out), session).await?;
+            }
+            if done.map_err(tls_error)? {
+                self.tls = Some(engine);
+                return Ok(());
             }
         }
         Err(SessionError::Protocol("TLS handshake too long".to_owned()))
@@ -242,30 +232,28 @@ impl Channel {
         conn: &mut Conn<S>,
         session: &Session,
     ) -> Result<(u8, Vec<u8>), SessionError> {
-        let Some(tls) = self.tls.as_mut() else {
+        let Some(engine) = self.tls.as_mut() else {
             return read_plain(conn, session, self.max).await;
         };
+        let limit = self.max.saturating_add(HEADER * 64);
         loop {
             match take_message(&mut self.plain, self.max) {
                 Ok(Some(found)) => return Ok(found),
                 Ok(None) => {}
                 Err(err) => return Err(SessionError::Protocol(err.to_string())),
             }
-            let raw = conn.read_some(session).await?;
-            feed(tls, &raw)?;
-            let mut chunk = [0u8; 4096];
-            loop {
-                match tls.reader().read(&mut chunk) {
-                    Ok(0) => return Err(SessionError::Closed),
-                    Ok(n) => {
-                        self.plain.extend_from_slice(chunk.get(..n).unwrap_or(&[]));
-                        if self.plain.len() > self.max.saturating_add(HEADER * 64) {
-                            return Err(SessionError::BufferFull(self.max));
-                        }
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                    Err(e) => return Err(e.into()),
-                }
+            if self.plain.len() >= limit {
+                return Err(SessionError::BufferFull(self.max));
+            }
+            let mut clear = Vec::new();
+            engine
+                .read_into(&mut clear, limit.saturating_sub(self.plain.len()))
+                .map_err(tls_error)?;
+            if clear.is_empty() {
+                let raw = conn.read_some(session).await?;
+                engine.feed(&raw);
+            } else {
+                self.plain.extend_from_slice(&clear);
             }
         }
     }
@@ -280,28 +268,13 @@ impl Channel {
         session: &Session,
         bytes: &[u8],
     ) -> Result<(), SessionError> {
-        let Some(tls) = self.tls.as_mut() else {
+        let Some(engine) = self.tls.as_mut() else {
             return conn.write_all(bytes, session).await;
         };
-        tls.writer().write_all(bytes)?;
-        let mut out = Vec::new();
-        while tls.wants_write() {
-            tls.write_tls(&mut out)?;
-        }
+        engine.write(bytes).map_err(tls_error)?;
+        let out = engine.take_output();
         conn.write_all(&out, session).await
     }
-}
-
-/// Gives `bytes` to the TLS engine, processing records as they complete.
-fn feed(tls: &mut rustls::ServerConnection, mut bytes: &[u8]) -> Result<(), SessionError> {
-    while !bytes.is_empty() {
-        let n = tls.read_tls(&mut bytes)?;
-        tls.process_new_packets().map_err(|e| tls_error(&e))?;
-        if n == 0 {
-            break;
-        }
-    }
-    Ok(())
 }
 
 /// Reads one plain message from the stream.

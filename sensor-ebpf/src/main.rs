@@ -479,11 +479,16 @@ fn hold(p: &Probe, key: [u64; 2], now: u64, settings: &Settings) -> Hold {
     let s = unsafe { &mut *slot };
     let fresh = s.last_ns != 0 && now.wrapping_sub(s.last_ns) < HOLD_IDLE_NS;
     let mine = fresh && s.src_addr == key;
-    let pressure = under_pressure();
+    // The ring's fill level is asked (two helper calls) only on the paths that depend on it:
+    // a promoted source, the common case of a real scan, never asks.
     if !mine {
         if fresh && s.probes >= PROMOTE_PROBES {
             // A promoted, active source keeps its slot: the newcomer goes untracked.
-            return if pressure { Hold::Held } else { Hold::Record };
+            return if under_pressure() {
+                Hold::Held
+            } else {
+                Hold::Record
+            };
         }
         s.src_addr = key;
         s.probes = 0;
@@ -501,7 +506,7 @@ fn hold(p: &Probe, key: [u64; 2], now: u64, settings: &Settings) -> Hold {
             Hold::Record
         };
     }
-    if !pressure {
+    if !under_pressure() {
         return Hold::Record;
     }
     let i = s.held as usize;

@@ -1,4 +1,8 @@
 //! Kernel cost per packet: the sensor program against the empty program, same run, same frames.
+//!
+//! With `SENSOR_BASELINE_OBJECT` naming another build of the sensor program (an object file
+//! copied from `target/*/build/sensor-*/out/sensor` before a change), that build is measured
+//! too, interleaved with the others, so a change's before and after come from one run.
 
 use std::os::fd::AsFd as _;
 
@@ -6,7 +10,7 @@ use aya::programs::Xdp;
 use sensor::{
     capture::{
         testrun,
-        xdp::{LoadOptions, Loaded, bench_programs, load},
+        xdp::{LoadOptions, Loaded, bench_programs, load, load_object},
     },
     config::Cidr,
 };
@@ -30,6 +34,8 @@ pub struct MixResult {
     pub sensor_ns: f64,
     /// Median ns/packet of the empty program on the same frame.
     pub empty_ns: f64,
+    /// Median ns/packet of the baseline build (`SENSOR_BASELINE_OBJECT`), when one was given.
+    pub before_ns: Option<f64>,
 }
 
 impl MixResult {
@@ -46,12 +52,12 @@ impl MixResult {
     /// As JSON.
     #[must_use]
     pub fn to_json(&self) -> Value {
-        json!({"mix": self.name, "sensor_ns": self.sensor_ns, "empty_ns": self.empty_ns, "ratio": self.ratio()})
+        json!({"mix": self.name, "sensor_ns": self.sensor_ns, "empty_ns": self.empty_ns, "ratio": self.ratio(), "before_ns": self.before_ns})
     }
 }
 
-fn sensor_program(settings: Settings, allow: &[&str]) -> Loaded {
-    load(&LoadOptions {
+fn sensor_program(settings: Settings, allow: &[&str], object: Option<&[u8]>) -> Loaded {
+    let options = LoadOptions {
         ring_buffer_bytes: sensor_common::RECORDS_MAP_BYTES,
         settings,
         allowlist: allow
@@ -59,20 +65,59 @@ fn sensor_program(settings: Settings, allow: &[&str]) -> Loaded {
             .filter_map(|c| c.parse::<Cidr>().ok())
             .collect(),
         ..LoadOptions::default()
-    })
+    };
+    match object {
+        Some(object) => load_object(&options, object),
+        None => load(&options),
+    }
     .unwrap_or_else(|e| panic!("loading the sensor program: {e}"))
 }
 
-fn measure(loaded: &mut Loaded, empty: &mut Xdp, frame: &[u8]) -> (f64, f64) {
+/// The baseline build named by `SENSOR_BASELINE_OBJECT`, in an 8-byte aligned buffer (the ELF
+/// parser reads its headers in place).
+fn baseline_object() -> Option<(usize, Vec<u64>)> {
+    let path = std::env::var_os("SENSOR_BASELINE_OBJECT")?;
+    let bytes = std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", std::path::Path::new(&path).display()));
+    let mut words = vec![0u64; bytes.len().div_ceil(8)];
+    for (word, chunk) in words.iter_mut().zip(bytes.chunks(8)) {
+        let mut b = [0u8; 8];
+        b[..chunk.len()].copy_from_slice(chunk);
+        *word = u64::from_ne_bytes(b);
+    }
+    Some((bytes.len(), words))
+}
+
+/// Views `words` as the first `len` bytes they hold.
+fn as_bytes(words: &[u64], len: usize) -> &[u8] {
+    // SAFETY: a u64 slice is valid as bytes for its whole length; `len` is clamped to it.
+    unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), len.min(words.len() * 8)) }
+}
+
+/// One round of `program` on `frame`, its ring drained afterwards.
+fn round(loaded: &mut Loaded, frame: &[u8]) -> f64 {
+    let out = loaded
+        .test_run(frame, REPEAT)
+        .unwrap_or_else(|e| panic!("test run: {e}"));
+    if let Some(ring) = loaded.records.as_mut() {
+        while ring.next().is_some() {}
+    }
+    f64::from(out.duration_ns)
+}
+
+fn measure(
+    loaded: &mut Loaded,
+    mut before: Option<&mut Loaded>,
+    empty: &mut Xdp,
+    frame: &[u8],
+) -> (f64, f64, Option<f64>) {
     let mut sensor = Vec::new();
     let mut baseline = Vec::new();
+    let mut previous = Vec::new();
     for _ in 0..ROUNDS {
-        let out = loaded
-            .test_run(frame, REPEAT)
-            .unwrap_or_else(|e| panic!("test run: {e}"));
-        sensor.push(f64::from(out.duration_ns));
-        if let Some(ring) = loaded.records.as_mut() {
-            while ring.next().is_some() {}
+        sensor.push(round(loaded, frame));
+        if let Some(before) = before.as_deref_mut() {
+            previous.push(round(before, frame));
         }
         let fd = empty
             .fd()
@@ -81,7 +126,8 @@ fn measure(loaded: &mut Loaded, empty: &mut Xdp, frame: &[u8]) -> (f64, f64) {
             testrun::run(fd.as_fd(), frame, REPEAT).unwrap_or_else(|e| panic!("test run: {e}"));
         baseline.push(f64::from(out.duration_ns));
     }
-    (median(sensor), median(baseline))
+    let previous = (!previous.is_empty()).then(|| median(previous));
+    (median(sensor), median(baseline), previous)
 }
 
 /// Runs every mix and returns the figures.
@@ -89,6 +135,7 @@ fn measure(loaded: &mut Loaded, empty: &mut Xdp, frame: &[u8]) -> (f64, f64) {
 pub fn run() -> Vec<MixResult> {
     let mut empty_obj = crate::load_xdp(bench_programs::PASS, "pass");
     let empty = crate::xdp(&mut empty_obj, "pass");
+    let baseline = baseline_object();
 
     // Budgets off: the record path is measured, not the cheaper refusal path.
     let unlimited = Settings {
@@ -119,6 +166,19 @@ pub fn run() -> Vec<MixResult> {
         &ipv4([198, 18, 200, 2], [198, 18, 200, 1], 17, 0, &[0u8; 64]),
     );
 
+    // A SYN with a 20-byte options area and one of nmap's OS-probe windows (65,535): the
+    // options must be read to tell an OS probe from a SYN.
+    let syn_options = eth(
+        ETH_IPV4,
+        &ipv4(
+            [198, 18, 200, 2],
+            [198, 18, 200, 1],
+            6,
+            0,
+            &tcp(40_000, 22, f::SYN, 20),
+        ),
+    );
+
     let mixes: Vec<(&'static str, Settings, &[&str], Vec<u8>)> = vec![
         ("established TCP (ACK+data)", unlimited, &[], established),
         ("non-TCP (UDP)", unlimited, &[], udp),
@@ -137,6 +197,13 @@ pub fn run() -> Vec<MixResult> {
         ),
         ("repeat SYN (dedup hit)", unlimited, &[], v4_tcp(22, f::SYN)),
         (
+            "new-port SYN, 20 B options",
+            new_probe,
+            &[],
+            syn_options.clone(),
+        ),
+        ("repeat SYN, 20 B options", unlimited, &[], syn_options),
+        (
             "allow-listed source SYN",
             unlimited,
             &["198.18.200.0/24"],
@@ -146,12 +213,17 @@ pub fn run() -> Vec<MixResult> {
     mixes
         .into_iter()
         .map(|(name, settings, allow, frame)| {
-            let mut loaded = sensor_program(settings, allow);
-            let (sensor_ns, empty_ns) = measure(&mut loaded, empty, &frame);
+            let mut loaded = sensor_program(settings, allow, None);
+            let mut before = baseline
+                .as_ref()
+                .map(|(len, words)| sensor_program(settings, allow, Some(as_bytes(words, *len))));
+            let (sensor_ns, empty_ns, before_ns) =
+                measure(&mut loaded, before.as_mut(), empty, &frame);
             MixResult {
                 name,
                 sensor_ns,
                 empty_ns,
+                before_ns,
             }
         })
         .collect()

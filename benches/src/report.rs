@@ -10,18 +10,36 @@ use crate::{
 /// Prints the kernel-cost table.
 pub fn print_kernel(mixes: &[MixResult]) {
     println!("\nKernel cost (BPF_PROG_TEST_RUN, median ns/packet, same run)");
-    println!(
-        "{:<30} {:>10} {:>10} {:>7}",
-        "mix", "sensor", "empty", "ratio"
-    );
-    for m in mixes {
+    let with_before = mixes.iter().any(|m| m.before_ns.is_some());
+    if with_before {
         println!(
-            "{:<30} {:>10.1} {:>10.1} {:>6.2}x",
-            m.name,
-            m.sensor_ns,
-            m.empty_ns,
-            m.ratio()
+            "{:<30} {:>10} {:>10} {:>10} {:>7}",
+            "mix", "before", "sensor", "empty", "ratio"
         );
+    } else {
+        println!(
+            "{:<30} {:>10} {:>10} {:>7}",
+            "mix", "sensor", "empty", "ratio"
+        );
+    }
+    for m in mixes {
+        match m.before_ns {
+            Some(before) if with_before => println!(
+                "{:<30} {:>10.1} {:>10.1} {:>10.1} {:>6.2}x",
+                m.name,
+                before,
+                m.sensor_ns,
+                m.empty_ns,
+                m.ratio()
+            ),
+            _ => println!(
+                "{:<30} {:>10.1} {:>10.1} {:>6.2}x",
+                m.name,
+                m.sensor_ns,
+                m.empty_ns,
+                m.ratio()
+            ),
+        }
     }
 }
 

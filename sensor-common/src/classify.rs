@@ -205,33 +205,81 @@ const NMAP_OS_WINDOWS: [u16; 11] = [1, 63, 4, 16, 512, 128, 256, 1024, 31337, 32
 /// Urgent pointer of nmap's ECN probe (set without the URG flag).
 const NMAP_ECN_URG: u16 = 0xf7f5;
 
+/// The fixed-offset fields of a TCP segment: everything the rules look at but the bytes of the
+/// options area. Enough to decide every segment for which [`may_carry_os_marker`] is false,
+/// so the kernel reads the options area only when it must (or when it writes a record).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpHead {
+    /// Flags byte (ECE and CWR included).
+    pub flags: u8,
+    /// Window.
+    pub window: u16,
+    /// Urgent pointer.
+    pub urg_ptr: u16,
+    /// Bytes after the TCP header.
+    pub payload_len: u16,
+    /// Length of the options area (data offset × 4 − 20).
+    pub options_len: u8,
+}
+
+impl TcpView {
+    /// The fixed-offset fields of this segment.
+    #[inline(always)]
+    #[must_use]
+    pub const fn head(&self) -> TcpHead {
+        TcpHead {
+            flags: self.flags,
+            window: self.window,
+            urg_ptr: self.urg_ptr,
+            payload_len: self.payload_len,
+            options_len: self.options_len,
+        }
+    }
+}
+
+/// Whether nmap's timestamp marker would make this segment an OS-detection probe: one of the
+/// flag sets of SEQ/T5 (SYN), T2 (none), T3 (SYN FIN PSH URG), T4/T6 (ACK), T7 (XMAS), one of
+/// nmap's probe windows, and an options area long enough to hold the ten marker bytes. When
+/// false, [`tcp_head`] alone is the verdict of [`tcp`].
+#[inline(always)]
+#[must_use]
+pub fn may_carry_os_marker(h: &TcpHead) -> bool {
+    let m = h.flags & f::MASK;
+    let nmap_flags = m == f::SYN
+        || m == 0
+        || m == f::SYN | f::FIN | f::PSH | f::URG
+        || m == f::ACK
+        || m == f::XMAS;
+    if !nmap_flags || usize::from(h.options_len) < NMAP_TS.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < NMAP_OS_WINDOWS.len() {
+        if NMAP_OS_WINDOWS[i] == h.window {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
 /// Whether a segment is one of nmap's OS-detection probes: its timestamp option says
 /// TSval 0xFFFFFFFF, TSecr 0 (no stack sends that) with one of nmap's probe windows, or it is
 /// the ECN probe (SYN with ECE and CWR, window 3, urgent pointer 0xF7F5 without URG).
 #[inline(always)]
 #[must_use]
 pub fn is_nmap_os_probe(v: &TcpView) -> bool {
-    let m = v.flags & f::MASK;
-    // The flag sets of SEQ/T5 (SYN), T2 (none), T3 (SYN FIN PSH URG), T4/T6 (ACK), T7 (XMAS).
-    let nmap_flags = m == f::SYN
-        || m == 0
-        || m == f::SYN | f::FIN | f::PSH | f::URG
-        || m == f::ACK
-        || m == f::XMAS;
-    if nmap_flags {
-        // The window first: a few compares rule out almost every packet before the options.
-        let mut i = 0;
-        while i < NMAP_OS_WINDOWS.len() {
-            if NMAP_OS_WINDOWS[i] == v.window {
-                if has_nmap_timestamp(&v.options, v.options_len) {
-                    return true;
-                }
-                break;
-            }
-            i += 1;
-        }
-    }
-    m == f::SYN && v.flags & 0xc0 == 0xc0 && v.window == 3 && v.urg_ptr == NMAP_ECN_URG
+    let h = v.head();
+    (may_carry_os_marker(&h) && has_nmap_timestamp(&v.options, v.options_len)) || is_nmap_ecn(&h)
+}
+
+/// nmap's ECN probe: SYN with ECE and CWR, window 3, urgent pointer 0xF7F5 without URG.
+#[inline(always)]
+fn is_nmap_ecn(h: &TcpHead) -> bool {
+    h.flags & f::MASK == f::SYN
+        && h.flags & 0xc0 == 0xc0
+        && h.window == 3
+        && h.urg_ptr == NMAP_ECN_URG
 }
 
 /// The TCP rule.
@@ -243,15 +291,28 @@ pub fn is_nmap_os_probe(v: &TcpView) -> bool {
 #[inline(always)]
 #[must_use]
 pub fn tcp(v: &TcpView) -> Verdict {
-    if is_nmap_os_probe(v) {
+    let h = v.head();
+    if may_carry_os_marker(&h) && has_nmap_timestamp(&v.options, v.options_len) {
         return Verdict::Probe(ProbeKind::Os);
     }
-    if let Some(kind) = ProbeKind::classify(v.flags) {
+    tcp_head(&h)
+}
+
+/// [`tcp`] without the timestamp marker: the verdict from the fixed-offset fields alone, which
+/// is [`tcp`]'s whenever [`may_carry_os_marker`] is false, and otherwise its verdict for an
+/// options area without nmap's marker.
+#[inline(always)]
+#[must_use]
+pub fn tcp_head(h: &TcpHead) -> Verdict {
+    if is_nmap_ecn(h) {
+        return Verdict::Probe(ProbeKind::Os);
+    }
+    if let Some(kind) = ProbeKind::classify(h.flags) {
         return Verdict::Probe(kind);
     }
-    let m = v.flags & f::MASK;
+    let m = h.flags & f::MASK;
     if m == f::ACK || m == f::FIN | f::ACK {
-        if v.payload_len != 0 {
+        if h.payload_len != 0 {
             return Verdict::NotProbe;
         }
         let kind = if m == f::ACK {
@@ -279,12 +340,11 @@ pub fn tcp(v: &TcpView) -> Verdict {
 #[must_use]
 pub fn tcp_flags_may_probe(flags: u8) -> bool {
     !matches!(
-        tcp(&TcpView {
+        tcp_head(&TcpHead {
             flags,
             window: 0,
             urg_ptr: 0,
             payload_len: 0,
-            options: [0; MAX_OPTIONS_BYTES],
             options_len: 0,
         }),
         Verdict::NotProbe
@@ -588,6 +648,54 @@ mod tests {
         }
         assert!(!super::tcp_flags_may_probe(f::SYN | f::ACK));
         assert!(!super::tcp_flags_may_probe(f::PSH | f::ACK));
+    }
+
+    #[test]
+    fn the_head_decides_unless_the_marker_may_be_there() {
+        let windows = [
+            0u16, 1, 3, 4, 63, 128, 256, 1024, 29200, 31337, 32768, 65535,
+        ];
+        let cut = &NMAP_T[..9];
+        let mut marker_only = [1u8; 10];
+        marker_only.copy_from_slice(&NMAP_TS);
+        for flags in 0..=255u8 {
+            for window in windows {
+                for payload_len in [0u16, 1] {
+                    for options in [&[][..], cut, &marker_only[..], &NMAP_T[..], &LINUX_SYN[..]] {
+                        for urg_ptr in [0u16, 0xf7f5] {
+                            let v = TcpView {
+                                urg_ptr,
+                                payload_len,
+                                ..view(flags, window, options)
+                            };
+                            let h = v.head();
+                            if super::may_carry_os_marker(&h) {
+                                // The marker decides between OS and the head's verdict.
+                                let expected = if has_nmap_timestamp(&v.options, v.options_len) {
+                                    Verdict::Probe(ProbeKind::Os)
+                                } else {
+                                    super::tcp_head(&h)
+                                };
+                                assert_eq!(tcp(&v), expected, "{v:?}");
+                            } else {
+                                assert_eq!(tcp(&v), super::tcp_head(&h), "{v:?}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // Nine option bytes cannot hold the marker: decided without reading them.
+        assert!(!super::may_carry_os_marker(&view(f::SYN, 1024, cut).head()));
+        assert!(super::may_carry_os_marker(
+            &view(f::SYN, 1024, &NMAP_T).head()
+        ));
+        assert!(!super::may_carry_os_marker(
+            &view(f::SYN, 29200, &NMAP_T).head()
+        ));
+        assert!(!super::may_carry_os_marker(
+            &view(f::SYN | f::ACK, 1024, &NMAP_T).head()
+        ));
     }
 
     #[test]

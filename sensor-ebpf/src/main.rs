@@ -7,6 +7,12 @@
 //! allow-listed sources, suppresses repeated identical probes, enforces per-source and per-CPU
 //! record budgets and sends one [`ScanRecord`] per remaining probe over a ring buffer.
 //!
+//! Cheap decisions first: a probe is classified from the fixed-offset header fields (the
+//! options area is read only when nmap's OS marker could be in it), then checked against the
+//! allow-list, the dedup table and the budgets; the rest of the fingerprint (sequence and
+//! acknowledgment numbers, options, ICMP identifier) is read only by [`write_record`], for a
+//! probe that is recorded.
+//!
 //! Flood reserve: while a quarter of the ring is unread, probes of sources not yet seen probing
 //! [`PROMOTE_PROBES`] times are held in a per-CPU source table instead of a record each, and
 //! released as records when their source reaches that count; a promoted, active source keeps
@@ -35,18 +41,20 @@ mod atomic;
 mod parse;
 
 use aya_ebpf::{
-    bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, bpf_sock_tuple, xdp_action},
+    bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, bpf_sock_tuple, xdp_action, xdp_md},
     helpers::{bpf_ktime_get_coarse_ns, bpf_sk_lookup_udp, bpf_sk_release, bpf_skc_lookup_tcp},
     macros::{map, xdp},
     maps::{Array, LpmTrie, PerCpuArray, RingBuf, lpm_trie::Key},
     programs::XdpContext,
 };
-use parse::{Parsed, Segment, addresses, icmp_ident, parse, ports, tcp_fields, tcp_options};
+use parse::{
+    Parsed, Segment, addresses, icmp_ident, parse, ports, tcp_options, tcp_seq_ack, tcp_window_urg,
+};
 use sensor_common::{
     ALLOWLIST_MAX_ENTRIES, BUDGET_WINDOW_NS, BudgetSlot, Counter, DEDUP_SLOTS, DedupSlot,
     HOLD_IDLE_NS, HOLD_SLOTS, HoldSlot, PRESSURE_FRACTION, PROMOTE_PROBES, ProbeKind,
     RECORDS_MAP_BYTES, SOURCE_BUDGET_SLOTS, ScanRecord, Settings,
-    classify::{self, MAX_OPTIONS_BYTES, QUIRK_DF, TcpView, Verdict},
+    classify::{self, MAX_OPTIONS_BYTES, QUIRK_DF, TcpHead, Verdict},
     family, protocol,
 };
 
@@ -117,41 +125,37 @@ pub fn sensor(ctx: XdpContext) -> u32 {
 }
 
 /// Reads what the rules need and classifies: `Ok(None)` when the packet is not a probe.
+///
+/// Reads only the fixed-offset fields: the options area only for a segment whose flags and
+/// window say nmap's OS marker could be in it ([`classify::may_carry_os_marker`]), and the
+/// rest of the fingerprint not at all (see [`write_record`]), so that a probe refused by the
+/// allow-list, the dedup table or a budget costs no more than its classification.
 #[inline(always)]
 fn inspect(ctx: &XdpContext, seg: &Segment) -> Result<Option<Probe>, parse::Malformed> {
     let (src, dst) = addresses(ctx, seg)?;
     let (mut src_port, mut dst_port) = ports(ctx, seg)?;
-    let mut fp = Fingerprint {
-        window: 0,
-        urg_ptr: 0,
-        seq: 0,
-        ack: 0,
-        options: [0u8; MAX_OPTIONS_BYTES],
-        options_len: 0,
-    };
     let payload_len = seg.segment_len.saturating_sub(seg.header_len);
     let payload_len = if payload_len > usize::from(u16::MAX) {
         u16::MAX
     } else {
         payload_len as u16
     };
+    let options_len = seg.header_len.saturating_sub(20).min(MAX_OPTIONS_BYTES) as u8;
+    let (mut window, mut urg_ptr) = (0, 0);
     let verdict = if seg.proto == protocol::TCP {
-        let h = tcp_fields(ctx, seg)?;
-        fp.seq = u32::from_be_bytes([h[0], h[1], h[2], h[3]]);
-        fp.ack = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
-        fp.window = u16::from_be_bytes([h[10], h[11]]);
-        fp.urg_ptr = u16::from_be_bytes([h[14], h[15]]);
-        // The options area is copied, not walked: userspace parses it (a variable walk costs
-        // the verifier too much); the rules only scan it at fixed offsets.
-        fp.options_len = tcp_options(ctx, seg, &mut fp.options) as u8;
-        classify::tcp(&TcpView {
+        (window, urg_ptr) = tcp_window_urg(ctx, seg)?;
+        let head = TcpHead {
             flags: seg.flags,
-            window: fp.window,
-            urg_ptr: fp.urg_ptr,
+            window,
+            urg_ptr,
             payload_len,
-            options: fp.options,
-            options_len: fp.options_len,
-        })
+            options_len,
+        };
+        if classify::may_carry_os_marker(&head) && os_marker(ctx.ctx, seg.l4, options_len) {
+            Verdict::Probe(ProbeKind::Os)
+        } else {
+            classify::tcp_head(&head)
+        }
     } else if seg.proto == protocol::UDP {
         let unicast = if seg.family == family::IPV4 {
             let b = dst[1].to_ne_bytes();
@@ -161,7 +165,6 @@ fn inspect(ctx: &XdpContext, seg: &Segment) -> Result<Option<Probe>, parse::Malf
         };
         classify::udp(unicast)
     } else {
-        fp.seq = icmp_ident(ctx, seg)?;
         src_port = 0;
         dst_port = 0;
         classify::icmp(seg.family == family::IPV6, seg.flags, seg.segment_len)
@@ -190,8 +193,33 @@ fn inspect(ctx: &XdpContext, seg: &Segment) -> Result<Option<Probe>, parse::Malf
         ip_id: seg.ip_id,
         df: seg.df,
         payload_len,
-        fp,
+        window,
+        urg_ptr,
+        options_len: if seg.proto == protocol::TCP {
+            options_len
+        } else {
+            0
+        },
+        l4: seg.l4,
     }))
+}
+
+/// Whether the first `len` bytes of the TCP options area at `l4` hold nmap's OS marker.
+///
+/// A BPF subprogram, not inlined: its 40-byte buffer then takes no stack slots of the main
+/// program, which stays under the 512-byte BPF stack.
+#[inline(never)]
+fn os_marker(ctx: *mut xdp_md, l4: usize, len: u8) -> bool {
+    let ctx = XdpContext::new(ctx);
+    let mut words = [0u64; MAX_OPTIONS_BYTES / 8];
+    // SAFETY: `words` is a live, aligned array of five words.
+    unsafe { zero_words(&raw mut words) };
+    let buf = words.as_mut_ptr().cast::<[u8; MAX_OPTIONS_BYTES]>();
+    // SAFETY: `buf` covers the MAX_OPTIONS_BYTES bytes of the live, initialised `words`.
+    unsafe {
+        let read = tcp_options(&ctx, l4, usize::from(len), buf);
+        classify::has_nmap_timestamp(&*buf, read as u8)
+    }
 }
 
 /// `state` of a listening TCP socket (`TCP_LISTEN`).
@@ -293,17 +321,6 @@ fn bump(counters: &mut [u64; Counter::COUNT as usize], counter: Counter) {
     counters[counter as usize] += 1;
 }
 
-/// TCP fields read for a possible probe (zero for UDP; `seq` holds ICMP identifier and
-/// sequence).
-struct Fingerprint {
-    window: u16,
-    urg_ptr: u16,
-    seq: u32,
-    ack: u32,
-    options: [u8; MAX_OPTIONS_BYTES],
-    options_len: u8,
-}
-
 /// The fields of one probe packet.
 struct Probe {
     src: [u64; 2],
@@ -320,7 +337,15 @@ struct Probe {
     ip_id: u16,
     df: bool,
     payload_len: u16,
-    fp: Fingerprint,
+    /// TCP window (0 otherwise).
+    window: u16,
+    /// TCP urgent pointer (0 otherwise).
+    urg_ptr: u16,
+    /// Length of the TCP options area (0 otherwise), read only when a record is written.
+    options_len: u8,
+    /// Offset of the transport header, where [`write_record`] reads the rest of the
+    /// fingerprint.
+    l4: usize,
 }
 
 impl Probe {
@@ -403,7 +428,7 @@ fn probe(ctx: &XdpContext, p: &Probe, counters: &mut [u64; Counter::COUNT as usi
                 {
                     let kind_port = u32::from(*raw) << 16 | u32::from(*port);
                     let wake = wake_flag(&settings, counters);
-                    if write_record(p, ctx.ingress_ifindex() as u32, kind_port, now, wake) {
+                    if write_record(ctx.ctx, p, kind_port, now, wake) {
                         bump(counters, Counter::Released);
                     }
                 }
@@ -413,7 +438,7 @@ fn probe(ctx: &XdpContext, p: &Probe, counters: &mut [u64; Counter::COUNT as usi
     }
     let kind_port = (kind as u32) << 16 | u32::from(p.key_port());
     let wake = wake_flag(&settings, counters);
-    if !write_record(p, ctx.ingress_ifindex() as u32, kind_port, now, wake) {
+    if !write_record(ctx.ctx, p, kind_port, now, wake) {
         return Counter::RingBufFull;
     }
     if let Some(slot) = dedup {
@@ -454,11 +479,16 @@ fn hold(p: &Probe, key: [u64; 2], now: u64, settings: &Settings) -> Hold {
     let s = unsafe { &mut *slot };
     let fresh = s.last_ns != 0 && now.wrapping_sub(s.last_ns) < HOLD_IDLE_NS;
     let mine = fresh && s.src_addr == key;
-    let pressure = under_pressure();
+    // The ring's fill level is asked (two helper calls) only on the paths that depend on it:
+    // a promoted source, the common case of a real scan, never asks.
     if !mine {
         if fresh && s.probes >= PROMOTE_PROBES {
             // A promoted, active source keeps its slot: the newcomer goes untracked.
-            return if pressure { Hold::Held } else { Hold::Record };
+            return if under_pressure() {
+                Hold::Held
+            } else {
+                Hold::Record
+            };
         }
         s.src_addr = key;
         s.probes = 0;
@@ -476,7 +506,7 @@ fn hold(p: &Probe, key: [u64; 2], now: u64, settings: &Settings) -> Hold {
             Hold::Record
         };
     }
-    if !pressure {
+    if !under_pressure() {
         return Hold::Record;
     }
     let i = s.held as usize;
@@ -516,17 +546,32 @@ fn wake_flag(settings: &Settings, counters: &[u64; Counter::COUNT as usize]) -> 
 /// Writes one record for `p` with the kind and port packed in `kind_port` (kind << 16 | port:
 /// a held probe's on release), submitted with `wake`; false when the ring is full.
 ///
+/// The fingerprint fields no rule needed (TCP sequence and acknowledgment numbers, the options
+/// area, the ICMP identifier) are read from the packet here, straight into the record: only
+/// a probe that is recorded pays for them. Their bounds were checked while parsing; a read
+/// that failed anyway leaves zeros.
+///
 /// A BPF subprogram, not inlined: it has two call sites (release and record), and each inlined
 /// copy would take its own stack slots, past the 512-byte BPF stack.
 #[inline(never)]
-fn write_record(p: &Probe, ifindex: u32, kind_port: u32, now: u64, wake: u64) -> bool {
+fn write_record(ctx: *mut xdp_md, p: &Probe, kind_port: u32, now: u64, wake: u64) -> bool {
+    let ctx = XdpContext::new(ctx);
+    let ifindex = ctx.ingress_ifindex() as u32;
     let kind = kind_port >> 16;
     let key_port = (kind_port & 0xffff) as u16;
     let Some(mut entry) = RECORDS.reserve::<ScanRecord>(0) else {
         return false;
     };
     let icmp = p.proto == protocol::ICMP;
+    let tcp = p.proto == protocol::TCP;
     let dst_port = if icmp { p.dst_port } else { key_port };
+    let (seq, ack) = if tcp {
+        tcp_seq_ack(&ctx, p.l4).unwrap_or((0, 0))
+    } else if icmp {
+        (icmp_ident(&ctx, p.l4).unwrap_or(0), 0)
+    } else {
+        (0, 0)
+    };
     // Written field by field into the ring's memory: a record built on the stack (120 bytes)
     // and copied, once per call site, overflows the 512-byte BPF stack.
     let r = entry.as_mut_ptr();
@@ -536,8 +581,10 @@ fn write_record(p: &Probe, ifindex: u32, kind_port: u32, now: u64, wake: u64) ->
         (&raw mut (*r).kind).write(kind);
         (&raw mut (*r).ifindex).write(ifindex);
         (&raw mut (*r).ts_ns).write(now);
-        (&raw mut (*r).src_addr).write(words_to_bytes(p.src));
-        (&raw mut (*r).dst_addr).write(words_to_bytes(p.dst));
+        // Native-endian words hold the address bytes in order; both fields are 8-byte aligned
+        // (offsets 16 and 32): two stores each instead of sixteen.
+        (&raw mut (*r).src_addr).cast::<[u64; 2]>().write(p.src);
+        (&raw mut (*r).dst_addr).cast::<[u64; 2]>().write(p.dst);
         (&raw mut (*r).src_port).write(p.src_port);
         (&raw mut (*r).dst_port).write(dst_port);
         (&raw mut (*r).family).write(p.family);
@@ -546,19 +593,53 @@ fn write_record(p: &Probe, ifindex: u32, kind_port: u32, now: u64, wake: u64) ->
         (&raw mut (*r).protocol).write(p.proto);
         (&raw mut (*r).ttl).write(p.ttl);
         (&raw mut (*r).ip_id).write(p.ip_id);
-        (&raw mut (*r).window).write(p.fp.window);
-        (&raw mut (*r).urg_ptr).write(p.fp.urg_ptr);
-        (&raw mut (*r).seq).write(p.fp.seq);
-        (&raw mut (*r).ack).write(p.fp.ack);
+        (&raw mut (*r).window).write(p.window);
+        (&raw mut (*r).urg_ptr).write(p.urg_ptr);
+        (&raw mut (*r).seq).write(seq);
+        (&raw mut (*r).ack).write(ack);
         (&raw mut (*r).quirks).write(if p.df { QUIRK_DF } else { 0 });
         (&raw mut (*r).icmp_type).write(if icmp { key_port as u8 } else { 0 });
         (&raw mut (*r).payload_len).write(p.payload_len);
-        (&raw mut (*r).options_len).write(p.fp.options_len);
-        (&raw mut (*r).reserved).write([0; 3]);
-        (&raw mut (*r).options).write(p.fp.options);
+        let options = &raw mut (*r).options;
+        // `options` is at offset 80 of the 8-byte aligned record: zeroed as five words.
+        zero_words(options.cast::<[u64; MAX_OPTIONS_BYTES / 8]>());
+        let read = tcp_options(&ctx, p.l4, usize::from(p.options_len), options);
+        // `options_len` and the three reserved bytes as one little-endian word (offset 76):
+        // the length in the first byte, zeros after it (three byte stores become a `memset`
+        // call, a loop on BPF).
+        (&raw mut (*r).options_len)
+            .cast::<u32>()
+            .write(u32::from(read as u8));
     }
     entry.submit(wake);
     true
+}
+
+// The word-wise writes of `write_record` rely on these offsets in the 8-byte aligned record.
+const _: () = assert!(core::mem::offset_of!(ScanRecord, src_addr).is_multiple_of(8));
+const _: () = assert!(core::mem::offset_of!(ScanRecord, dst_addr).is_multiple_of(8));
+const _: () = assert!(core::mem::offset_of!(ScanRecord, options).is_multiple_of(8));
+const _: () = assert!(MAX_OPTIONS_BYTES.is_multiple_of(8));
+const _: () = assert!(core::mem::offset_of!(ScanRecord, options_len).is_multiple_of(4));
+const _: () = assert!(
+    core::mem::offset_of!(ScanRecord, reserved)
+        == core::mem::offset_of!(ScanRecord, options_len) + 1
+);
+
+/// Zeroes the five words at `dst` with five 8-byte stores. Volatile on purpose: LLVM would
+/// turn plain stores into a call to `memset`, which on BPF is a loop of byte stores.
+///
+/// # Safety
+/// `dst` must point to five writable, 8-byte aligned words.
+#[inline(always)]
+unsafe fn zero_words(dst: *mut [u64; MAX_OPTIONS_BYTES / 8]) {
+    let words = dst.cast::<u64>();
+    let mut i = 0;
+    while i < MAX_OPTIONS_BYTES / 8 {
+        // SAFETY: the caller vouches for the five words; `i` stays below five.
+        unsafe { words.add(i).write_volatile(0) };
+        i += 1;
+    }
 }
 
 #[inline(always)]

@@ -36,8 +36,10 @@ pub enum Parsed {
 }
 
 /// Where a segment's headers are, and the few fields every packet needs. Addresses, ports and
-/// fingerprint fields are read only for possible probes ([`addresses`], [`ports`]), so ordinary
-/// traffic costs as little as possible.
+/// the TCP window are read only for possible probes ([`addresses`], [`ports`],
+/// [`tcp_window_urg`]), and the rest of the fingerprint ([`tcp_seq_ack`], [`icmp_ident`],
+/// [`tcp_options`]) only for a probe that is written as a record, so ordinary traffic and
+/// repeated probes cost as little as possible.
 pub struct Segment {
     /// Offset of the IP header.
     pub l3: usize,
@@ -394,42 +396,66 @@ pub fn ports(ctx: &XdpContext, seg: &Segment) -> Result<(u16, u16), Malformed> {
     ))
 }
 
-/// Bytes 4..20 of a TCP header: sequence, acknowledgment, data offset, flags, window,
-/// checksum, urgent pointer (the verifier's bounds were checked while parsing; checked again).
+/// Window and urgent pointer of a TCP header (the verifier's bounds were checked while
+/// parsing; checked again).
 #[inline(always)]
-pub fn tcp_fields(ctx: &XdpContext, seg: &Segment) -> Result<[u8; 16], Malformed> {
+pub fn tcp_window_urg(ctx: &XdpContext, seg: &Segment) -> Result<(u16, u16), Malformed> {
     if seg.l4 > MAX_L4_OFFSET {
         return Err(Malformed);
     }
-    load::<[u8; 16]>(ctx, seg.l4 + 4)
+    let h = load::<[u8; 6]>(ctx, seg.l4 + 14)?;
+    Ok((
+        u16::from_be_bytes([h[0], h[1]]),
+        u16::from_be_bytes([h[4], h[5]]),
+    ))
 }
 
-/// Bytes 4..8 of an ICMP header (identifier and sequence of echo, timestamp, mask requests).
+/// Sequence and acknowledgment numbers of the TCP header at `l4`.
 #[inline(always)]
-pub fn icmp_ident(ctx: &XdpContext, seg: &Segment) -> Result<u32, Malformed> {
-    if seg.l4 > MAX_L4_OFFSET {
+pub fn tcp_seq_ack(ctx: &XdpContext, l4: usize) -> Result<(u32, u32), Malformed> {
+    if l4 > MAX_L4_OFFSET {
         return Err(Malformed);
     }
-    load::<[u8; 4]>(ctx, seg.l4 + 4).map(u32::from_be_bytes)
+    let h = load::<[u8; 8]>(ctx, l4 + 4)?;
+    Ok((
+        u32::from_be_bytes([h[0], h[1], h[2], h[3]]),
+        u32::from_be_bytes([h[4], h[5], h[6], h[7]]),
+    ))
 }
 
-/// Copies the TCP options area (`seg.header_len - 20` bytes, at most 40) into `buf`; false
-/// when the helper refuses (it cannot, the header was bounds-checked while parsing).
+/// Bytes 4..8 of the ICMP header at `l4` (identifier and sequence of echo, timestamp, mask
+/// requests).
 #[inline(always)]
-pub fn tcp_options(
+pub fn icmp_ident(ctx: &XdpContext, l4: usize) -> Result<u32, Malformed> {
+    if l4 > MAX_L4_OFFSET {
+        return Err(Malformed);
+    }
+    load::<[u8; 4]>(ctx, l4 + 4).map(u32::from_be_bytes)
+}
+
+/// Copies the `len` bytes (at most 40) of the TCP options area of the header at `l4` into
+/// `buf` (a stack buffer or a ring-buffer record); returns the bytes copied, 0 when the
+/// helper refuses (it cannot, the header was bounds-checked while parsing).
+///
+/// # Safety
+/// `buf` must point to [`sensor_common::classify::MAX_OPTIONS_BYTES`] writable bytes.
+#[inline(always)]
+pub unsafe fn tcp_options(
     ctx: &XdpContext,
-    seg: &Segment,
-    buf: &mut [u8; sensor_common::classify::MAX_OPTIONS_BYTES],
+    l4: usize,
+    len: usize,
+    buf: *mut [u8; sensor_common::classify::MAX_OPTIONS_BYTES],
 ) -> usize {
-    let len = seg.header_len.wrapping_sub(TCP_HLEN);
-    if len == 0 || len > sensor_common::classify::MAX_OPTIONS_BYTES || seg.l4 > MAX_L4_OFFSET {
+    // Opaque to the optimiser: callers bound `len` already, and LLVM would drop this check as
+    // redundant in a form the verifier cannot follow (it must see the bound at the helper).
+    let len = core::hint::black_box(len);
+    if len == 0 || len > sensor_common::classify::MAX_OPTIONS_BYTES || l4 > MAX_L4_OFFSET {
         return 0;
     }
-    let offset = (seg.l4 + TCP_HLEN) as u32;
-    // SAFETY: `buf` is a live stack buffer of at least `len` bytes (checked above); the helper
-    // bounds-checks the packet range itself.
-    let rc = unsafe {
-        aya_ebpf::helpers::bpf_xdp_load_bytes(ctx.ctx, offset, buf.as_mut_ptr().cast(), len as u32)
-    };
+    let offset = (l4 + TCP_HLEN) as u32;
+    // SAFETY: the caller vouches for `buf`, which holds at least `len` bytes (checked above);
+    // the helper bounds-checks the packet range itself.
+    let rc =
+        unsafe { aya_ebpf::helpers::bpf_xdp_load_bytes(ctx.ctx, offset, buf.cast(), len as u32) };
     if rc == 0 { len } else { 0 }
 }

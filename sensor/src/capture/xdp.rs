@@ -151,6 +151,15 @@ impl std::fmt::Debug for Loaded {
 /// # Errors
 /// [`XdpError`] when the kernel refuses the program or a map.
 pub fn load(options: &LoadOptions) -> Result<Loaded, XdpError> {
+    load_object(options, PROGRAM)
+}
+
+/// [`load`] with another build of the sensor program than the embedded one (the benchmark
+/// measures the previous build next to this one in the same run).
+///
+/// # Errors
+/// As [`load`].
+pub fn load_object(options: &LoadOptions, object: &[u8]) -> Result<Loaded, XdpError> {
     raise_memlock_limit();
     let cpus =
         aya::util::nr_cpus().map_err(|(path, source)| XdpError::PossibleCpus { path, source })?;
@@ -174,7 +183,7 @@ pub fn load(options: &LoadOptions) -> Result<Loaded, XdpError> {
         .map_max_entries(RECORDS_MAP, options.ring_buffer_bytes)
         .map_max_entries(DEDUP_MAP, plan.dedup_slots)
         .map_max_entries(SOURCE_BUDGET_MAP, plan.source_slots)
-        .load(PROGRAM)
+        .load(object)
         .map_err(|e| XdpError::Load(Box::new(e)))?;
     let program = xdp_program(&mut ebpf)?;
     program.load().map_err(XdpError::Program)?;

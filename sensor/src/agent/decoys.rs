@@ -9,7 +9,7 @@ use std::os::fd::AsFd;
 use tokio::sync::mpsc;
 
 use crate::{
-    capture::sk_lookup::{self, Attached, Listeners, PortBitmap, SkLookupError},
+    capture::sk_lookup::{self, Attached, Listeners, PortBitmap, SkLookupError, Steered},
     event::{Action, Event},
     services::{DecoySockets, Services},
 };
@@ -18,10 +18,7 @@ use crate::{
 /// kernel refuses: logged, and `sensor.degraded` sent to `sink`).
 pub(super) fn attach(services: &Services, sink: &mpsc::Sender<Event>) -> Option<Attached> {
     let decoys = services.decoys()?;
-    match sk_lookup::attach(
-        &PortBitmap::from_ports(decoys.ports.iter().copied()),
-        listeners(decoys),
-    ) {
+    match sk_lookup::attach(&steered(decoys), listeners(decoys)) {
         Ok(attached) => {
             tracing::info!(
                 ports = attached.ports(),
@@ -41,10 +38,10 @@ pub(super) fn attach(services: &Services, sink: &mpsc::Sender<Event>) -> Option<
 /// listeners and steered ports. Without decoys in the new services, nothing is steered.
 pub(super) fn refresh(attached: &mut Attached, services: &Services) {
     let outcome = match services.decoys() {
-        Some(decoys) => attached.set_listeners(listeners(decoys)).and_then(|()| {
-            attached.set_ports(&PortBitmap::from_ports(decoys.ports.iter().copied()))
-        }),
-        None => attached.set_ports(&PortBitmap::default()),
+        Some(decoys) => attached
+            .set_listeners(listeners(decoys))
+            .and_then(|()| attached.set_ports(&steered(decoys))),
+        None => attached.set_ports(&Steered::default()),
     };
     match outcome {
         Ok(()) => tracing::info!(
@@ -53,7 +50,7 @@ pub(super) fn refresh(attached: &mut Attached, services: &Services) {
         ),
         Err(err) => {
             // Steering to listeners that are gone would reset every decoy connection.
-            let _ignored = attached.set_ports(&PortBitmap::default());
+            let _ignored = attached.set_ports(&Steered::default());
             tracing::error!(error = %err, "The any-port decoys could not follow the reloaded services; nothing is steered until a restart.");
         }
     }
@@ -63,6 +60,15 @@ fn listeners(decoys: &DecoySockets) -> Listeners<'_> {
     Listeners {
         v4: decoys.v4.as_fd(),
         v6: decoys.v6.as_ref().map(AsFd::as_fd),
+        udp_v4: decoys.udp_v4.as_ref().map(AsFd::as_fd),
+        udp_v6: decoys.udp_v6.as_ref().map(AsFd::as_fd),
+    }
+}
+
+fn steered(decoys: &DecoySockets) -> Steered {
+    Steered {
+        tcp: PortBitmap::from_ports(decoys.ports.iter().copied()),
+        udp: PortBitmap::from_ports(decoys.udp_ports.iter().copied()),
     }
 }
 

@@ -144,6 +144,12 @@ impl Exchange {
         self.deferred = Some(reply);
     }
 
+    /// The events, whether the pseudo-session ends, and the deferred reply (for a datagram loop
+    /// outside this module: the any-port decoys).
+    pub(super) fn into_parts(self) -> (Vec<(Action, Vec<u8>, Map<String, Value>)>, bool, Option<Deferred>) {
+        (self.events, self.close, self.deferred)
+    }
+
     /// Takes the deferred reply (protocol unit tests).
     #[cfg(test)]
     pub fn take_deferred(&mut self) -> Option<Deferred> {

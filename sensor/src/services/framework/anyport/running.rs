@@ -1,11 +1,15 @@
-//! The running catch-all: its listeners (bound once, kept across configuration reloads so the
-//! kernel program's SOCKMAP never points at a closed socket), the steered ports, and the
-//! accept loops, relaunched with a new [`Dispatch`] when a reload changes what the
-//! connections are handed to.
+//! The running catch-all: its TCP listeners and UDP sockets (bound once, kept across
+//! configuration reloads so the kernel program's SOCKMAP never points at a closed socket), the
+//! steered ports, and the accept and datagram loops, relaunched with a new [`Dispatch`] when a
+//! reload changes what the connections are handed to.
 
-use std::{net::SocketAddr, os::fd::OwnedFd, sync::Arc};
+use std::{
+    net::SocketAddr,
+    os::fd::{AsFd as _, OwnedFd},
+    sync::Arc,
+};
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::task::TaskTracker;
 
 use super::{Dispatch, config::DecoysConfig, descriptors, listening_ports};
@@ -23,17 +27,26 @@ pub struct DecoySockets {
     pub v4: OwnedFd,
     /// A duplicate of the IPv6 listener's descriptor, when one is bound.
     pub v6: Option<OwnedFd>,
+    /// A duplicate of the IPv4 UDP socket's descriptor.
+    pub udp_v4: Option<OwnedFd>,
+    /// A duplicate of the IPv6 UDP socket's descriptor, when one is bound.
+    pub udp_v6: Option<OwnedFd>,
     /// Where the listeners are bound (loopback, ephemeral ports).
     pub addresses: Vec<SocketAddr>,
+    /// Where the UDP sockets are bound (loopback, ephemeral ports).
+    pub udp_addresses: Vec<SocketAddr>,
     /// The TCP ports to steer: those `sensor.decoys` names, less those excluded and those
     /// something listened on when they were last computed (start, reload).
     pub ports: Vec<u16>,
+    /// The UDP ports to steer, as `ports`: less those something was bound to.
+    pub udp_ports: Vec<u16>,
 }
 
 /// The serving catch-all.
 #[derive(Debug)]
 pub struct CatchAll {
     listeners: Vec<Arc<TcpListener>>,
+    udp: Vec<Arc<UdpSocket>>,
     sockets: DecoySockets,
     /// What the running dispatch was built from; a reload with another one relaunches.
     recipe: String,
@@ -55,6 +68,7 @@ impl CatchAll {
     /// [`ServiceError::Bind`] when a listener's descriptor cannot be duplicated.
     pub fn launch(
         listeners: Vec<TcpListener>,
+        udp: Vec<UdpSocket>,
         dispatch: Dispatch,
         recipe: String,
         decoys: &DecoysConfig,
@@ -68,15 +82,36 @@ impl CatchAll {
             .iter()
             .filter_map(|l| l.local_addr().ok())
             .collect();
+        let udp_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        let (mut udp_v4, mut udp_v6) = (None, None);
+        let mut udp_addresses = Vec::new();
+        for socket in &udp {
+            let fd = socket.as_fd().try_clone_to_owned();
+            let fd = fd.map_err(|source| super::super::bind_error("udp", udp_addr, source))?;
+            let local = socket
+                .local_addr()
+                .map_err(|source| super::super::bind_error("udp", udp_addr, source))?;
+            udp_addresses.push(local);
+            if local.is_ipv4() {
+                udp_v4 = Some(fd);
+            } else {
+                udp_v6 = Some(fd);
+            }
+        }
         let stop = parent.child_token();
         let tracker = TaskTracker::new();
         let mut catch_all = Self {
             listeners: listeners.into_iter().map(Arc::new).collect(),
+            udp: udp.into_iter().map(Arc::new).collect(),
             sockets: DecoySockets {
                 v4,
                 v6,
+                udp_v4,
+                udp_v6,
                 addresses,
+                udp_addresses,
                 ports: Vec::new(),
+                udp_ports: Vec::new(),
             },
             recipe,
             accepting: stop.child_token(),
@@ -91,7 +126,7 @@ impl CatchAll {
         };
         catch_all.refresh_ports(decoys);
         catch_all.spawn(Arc::new(dispatch));
-        tracing::info!(ports = catch_all.sockets.ports.len(), listeners = ?catch_all.sockets.addresses, "Any-port decoy listeners ready.");
+        tracing::info!(ports = catch_all.sockets.ports.len(), udp_ports = catch_all.sockets.udp_ports.len(), listeners = ?catch_all.sockets.addresses, udp = ?catch_all.sockets.udp_addresses, "Any-port decoy listeners ready.");
         Ok(catch_all)
     }
 
@@ -99,6 +134,14 @@ impl CatchAll {
         for listener in &self.listeners {
             self.loops.push(tokio::spawn(super::accept_loop(
                 Arc::clone(listener),
+                Arc::clone(&dispatch),
+                self.shared.clone(),
+                self.accepting.clone(),
+            )));
+        }
+        for socket in &self.udp {
+            self.loops.push(tokio::spawn(super::udp::serve(
+                Arc::clone(socket),
                 Arc::clone(&dispatch),
                 self.shared.clone(),
                 self.accepting.clone(),
@@ -124,6 +167,10 @@ impl CatchAll {
         let listening = listening_ports();
         self.sockets.ports = (1..=u16::MAX)
             .filter(|p| decoys.steers(*p) && listening.binary_search(p).is_err())
+            .collect();
+        let bound = super::udp::bound_ports();
+        self.sockets.udp_ports = (1..=u16::MAX)
+            .filter(|p| decoys.steers_udp(*p) && bound.binary_search(p).is_err())
             .collect();
     }
 
@@ -158,6 +205,7 @@ impl CatchAll {
             let _ignored = handle.await;
         }
         drop(self.listeners);
+        drop(self.udp);
         drop(self.sockets);
         self.tracker
     }
@@ -199,8 +247,10 @@ pub async fn start(
 ) -> Result<CatchAll, ServiceError> {
     let dispatch = super::prepare(plan, &base(plan, &shared.limits)).await?;
     let listeners = super::bind()?;
+    let udp = super::udp::bind()?;
     CatchAll::launch(
         listeners,
+        udp,
         dispatch,
         recipe(plan),
         &plan.decoys,

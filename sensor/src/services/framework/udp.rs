@@ -146,7 +146,13 @@ impl Exchange {
 
     /// The events, whether the pseudo-session ends, and the deferred reply (for a datagram loop
     /// outside this module: the any-port decoys).
-    pub(super) fn into_parts(self) -> (Vec<(Action, Vec<u8>, Map<String, Value>)>, bool, Option<Deferred>) {
+    pub(super) fn into_parts(
+        self,
+    ) -> (
+        Vec<(Action, Vec<u8>, Map<String, Value>)>,
+        bool,
+        Option<Deferred>,
+    ) {
         (self.events, self.close, self.deferred)
     }
 

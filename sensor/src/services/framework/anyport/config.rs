@@ -384,6 +384,11 @@ mod tests {
         let err = parse(r#"{"udp": ["0"]}"#).unwrap_err();
         assert!(err.contains("`0` is not a port"), "{err}");
         // UDP alone is enough to enable the decoys.
-        assert_eq!(parse(r#"{"enabled": true, "udp": ["1-65535"]}"#).unwrap().check(), Ok(()));
+        assert_eq!(
+            parse(r#"{"enabled": true, "udp": ["1-65535"]}"#)
+                .unwrap()
+                .check(),
+            Ok(())
+        );
     }
 }

@@ -71,7 +71,10 @@ impl std::fmt::Debug for Dispatch {
         f.debug_struct("Dispatch")
             .field("services", &self.handlers.keys().collect::<Vec<_>>())
             .field("ports", &self.ports)
-            .field("udp_services", &self.udp_handlers.keys().collect::<Vec<_>>())
+            .field(
+                "udp_services",
+                &self.udp_handlers.keys().collect::<Vec<_>>(),
+            )
             .field("udp_ports", &self.udp_ports)
             .field("banner", &self.banner)
             .finish_non_exhaustive()

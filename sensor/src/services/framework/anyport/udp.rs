@@ -71,8 +71,7 @@ pub fn sniff(datagram: &[u8]) -> Option<&'static str> {
     {
         return Some("dns");
     }
-    let snmp = rasn::ber::decode::<rasn_snmp::v2c::Message<rasn_snmp::v2::Pdus>>(datagram)
-        .is_ok()
+    let snmp = rasn::ber::decode::<rasn_snmp::v2c::Message<rasn_snmp::v2::Pdus>>(datagram).is_ok()
         || rasn::ber::decode::<rasn_snmp::v3::Message>(datagram).is_ok();
     snmp.then_some("snmp")
 }
@@ -166,8 +165,9 @@ struct Table {
 impl Table {
     fn expire(&mut self, now: Instant) -> usize {
         let before = self.entries.len();
-        self.entries
-            .retain(|_, e| now.saturating_duration_since(e.last_seen) < e.limits.udp_idle_timeout());
+        self.entries.retain(|_, e| {
+            now.saturating_duration_since(e.last_seen) < e.limits.udp_idle_timeout()
+        });
         self.rates.sweep(now);
         before.saturating_sub(self.entries.len())
     }
@@ -252,12 +252,7 @@ pub async fn serve(
 
 /// Opens the pseudo-session of `key` for its first `datagram`: admission, `udp.connection`,
 /// the chosen service's `<service>.connection`. `None` when refused (counted).
-async fn open(
-    key: Key,
-    datagram: &[u8],
-    dispatch: &Dispatch,
-    shared: &Shared,
-) -> Option<Entry> {
+async fn open(key: Key, datagram: &[u8], dispatch: &Dispatch, shared: &Shared) -> Option<Entry> {
     let (peer, local) = key;
     let src_ip = crate::event::display_ip(peer.ip());
     let permit = match shared.gate.admit(src_ip) {

@@ -133,7 +133,10 @@ async fn a_dns_query_is_answered_and_noise_is_a_udp_connection_only() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(from, addr, "the reply leaves from the address the query went to");
+    assert_eq!(
+        from, addr,
+        "the reply leaves from the address the query went to"
+    );
     assert_eq!(&reply[..2], b"\x12\x34", "same id");
     assert_ne!(reply[2] & 0x80, 0, "a response");
     assert!(n >= DNS_QUERY.len());
@@ -162,7 +165,10 @@ async fn a_dns_query_is_answered_and_noise_is_a_udp_connection_only() {
     noise.send_to(b"\x01\x02again", addr).await.unwrap();
     let got = next(&mut events, 1).await;
     assert_eq!(got.len(), 1);
-    assert_eq!((got[0].service, got[0].action), (Service::Udp, Action::Connection));
+    assert_eq!(
+        (got[0].service, got[0].action),
+        (Service::Udp, Action::Connection)
+    );
     assert_eq!(got[0].extra["service"], Value::Null);
     assert_eq!(got[0].extra["detected"], "none");
     assert_eq!(&got[0].data[..], b"\x01\x02hello");
@@ -179,5 +185,8 @@ async fn a_dns_query_is_answered_and_noise_is_a_udp_connection_only() {
     assert_eq!(counters["udp_replies"], 1);
     assert_eq!(counters["udp_datagrams"], 3);
     services.stop(Duration::from_secs(1)).await;
-    assert!(events.try_recv().is_err(), "one event for the noise pseudo-session");
+    assert!(
+        events.try_recv().is_err(),
+        "one event for the noise pseudo-session"
+    );
 }

@@ -145,9 +145,9 @@ fn recv_now(fd: RawFd, buf: &mut [u8]) -> io::Result<Received> {
                 // A sockaddr_in or sockaddr_in6, whose family field says which.
                 let mut storage: libc::sockaddr_storage = zeroed();
                 let room = size_of::<libc::sockaddr_storage>();
-                let have = usize::try_from(header.cmsg_len)
-                    .unwrap_or(0)
-                    .saturating_sub(libc::CMSG_LEN(0) as usize)
+                let have = header
+                    .cmsg_len
+                    .saturating_sub(usize::try_from(libc::CMSG_LEN(0)).unwrap_or(usize::MAX))
                     .min(room);
                 std::ptr::copy_nonoverlapping(
                     libc::CMSG_DATA(cmsg),

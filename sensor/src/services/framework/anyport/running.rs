@@ -15,7 +15,10 @@ use tokio_util::task::TaskTracker;
 use super::{Dispatch, config::DecoysConfig, descriptors, listening_ports};
 use crate::{
     event::Service,
-    services::{Context, ServiceError, ServiceLimits, ServicesPlan, framework::Shared},
+    services::{
+        Context, ServiceError, ServiceLimits, ServicesPlan,
+        framework::{Shared, tasks::Tasks},
+    },
     shutdown::CancellationToken,
 };
 
@@ -52,10 +55,8 @@ pub struct CatchAll {
     recipe: String,
     /// Ends the accept loops only (a relaunch keeps the sessions).
     accepting: CancellationToken,
-    /// Ends the sessions too.
-    stop: CancellationToken,
-    tracker: TaskTracker,
-    loops: Vec<tokio::task::JoinHandle<()>>,
+    /// The loops and sessions.
+    tasks: Tasks,
     shared: Shared,
 }
 
@@ -98,8 +99,7 @@ impl CatchAll {
                 udp_v6 = Some(fd);
             }
         }
-        let stop = parent.child_token();
-        let tracker = TaskTracker::new();
+        let tasks = Tasks::new(parent);
         let mut catch_all = Self {
             listeners: listeners.into_iter().map(Arc::new).collect(),
             udp: udp.into_iter().map(Arc::new).collect(),
@@ -114,15 +114,13 @@ impl CatchAll {
                 udp_ports: Vec::new(),
             },
             recipe,
-            accepting: stop.child_token(),
+            accepting: tasks.stop().child_token(),
             shared: Shared {
-                tracker: tracker.clone(),
-                shutdown: stop.clone(),
+                tracker: tasks.tracker().clone(),
+                shutdown: tasks.stop().clone(),
                 ..shared.clone()
             },
-            stop,
-            tracker,
-            loops: Vec::new(),
+            tasks,
         };
         catch_all.refresh_ports(decoys);
         catch_all.spawn(Arc::new(dispatch));
@@ -132,7 +130,7 @@ impl CatchAll {
 
     fn spawn(&mut self, dispatch: Arc<Dispatch>) {
         for listener in &self.listeners {
-            self.loops.push(tokio::spawn(super::accept_loop(
+            self.tasks.push(tokio::spawn(super::accept_loop(
                 Arc::clone(listener),
                 Arc::clone(&dispatch),
                 self.shared.clone(),
@@ -140,7 +138,7 @@ impl CatchAll {
             )));
         }
         for socket in &self.udp {
-            self.loops.push(tokio::spawn(super::udp::serve(
+            self.tasks.push(tokio::spawn(super::udp::serve(
                 Arc::clone(socket),
                 Arc::clone(&dispatch),
                 self.shared.clone(),
@@ -179,13 +177,11 @@ impl CatchAll {
     /// limits in force.
     pub async fn relaunch(&mut self, dispatch: Dispatch, recipe: String, shared: &Shared) {
         self.accepting.cancel();
-        for handle in std::mem::take(&mut self.loops) {
-            let _ignored = handle.await;
-        }
-        self.accepting = self.stop.child_token();
+        self.tasks.join_loops().await;
+        self.accepting = self.tasks.stop().child_token();
         self.shared = Shared {
-            tracker: self.tracker.clone(),
-            shutdown: self.stop.clone(),
+            tracker: self.tasks.tracker().clone(),
+            shutdown: self.tasks.stop().clone(),
             ..shared.clone()
         };
         self.recipe = recipe;
@@ -194,20 +190,17 @@ impl CatchAll {
 
     /// Stops accepting and ends its sessions ([`Self::finish`] waits).
     pub fn cancel(&self) {
-        self.stop.cancel();
-        self.tracker.close();
+        self.tasks.cancel();
     }
 
     /// Waits for the accept loops after [`Self::cancel`], closes the listeners, and returns
     /// what its sessions are awaited with.
     pub async fn finish(self) -> TaskTracker {
-        for handle in self.loops {
-            let _ignored = handle.await;
-        }
+        let tracker = self.tasks.finish().await;
         drop(self.listeners);
         drop(self.udp);
         drop(self.sockets);
-        self.tracker
+        tracker
     }
 }
 

@@ -190,3 +190,60 @@ async fn a_dns_query_is_answered_and_noise_is_a_udp_connection_only() {
         "one event for the noise pseudo-session"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn decoy_replies_keep_the_reflection_budget_and_the_source_rate() {
+    let (sink, mut events) = mpsc::channel(64);
+    let mut plan = plan(json!({"enabled": true, "udp": ["1-65535"]}));
+    // A budget of 10 bytes whatever is received, one reply per second per source.
+    plan.limits.udp_reply_factor = 0;
+    plan.limits.udp_reply_allowance_bytes = 10;
+    plan.limits.udp_replies_per_source_per_sec = 1;
+    let services = start(&plan, sink, &CancellationToken::new()).await.unwrap();
+    let addr = services.decoys().expect("decoys enabled").udp_addresses[0];
+    let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    // Every DNS answer repeats the question (29 bytes): over the budget, refused.
+    client.send_to(DNS_QUERY, addr).await.unwrap();
+    let got = next(&mut events, 3).await;
+    assert_eq!(got.len(), 3, "{got:?}");
+    let mut buf = [0_u8; 512];
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), client.recv_from(&mut buf))
+            .await
+            .is_err(),
+        "no reply over the reflection budget"
+    );
+    let counters = services.counters().to_json();
+    assert_eq!(counters["udp_refused_reflection"], 1, "{counters}");
+    assert_eq!(counters["udp_replies"], 0, "{counters}");
+    services.stop(Duration::from_secs(1)).await;
+
+    // A generous budget, but one reply per second: of three peers of one source, one answer.
+    let (sink, mut events) = mpsc::channel(64);
+    plan.limits.udp_reply_factor = 10;
+    plan.limits.udp_reply_allowance_bytes = 512;
+    let services = start(&plan, sink, &CancellationToken::new()).await.unwrap();
+    let addr = services.decoys().expect("decoys enabled").udp_addresses[0];
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        client.send_to(DNS_QUERY, addr).await.unwrap();
+        clients.push(client);
+    }
+    let got = next(&mut events, 9).await;
+    assert_eq!(got.len(), 9, "{got:?}");
+    let mut answered = 0;
+    for client in &clients {
+        if tokio::time::timeout(Duration::from_millis(300), client.recv_from(&mut buf))
+            .await
+            .is_ok()
+        {
+            answered += 1;
+        }
+    }
+    assert_eq!(answered, 1);
+    let counters = services.counters().to_json();
+    assert_eq!(counters["udp_refused_rate"], 2, "{counters}");
+    assert_eq!(counters["udp_replies"], 1, "{counters}");
+    services.stop(Duration::from_secs(1)).await;
+}

@@ -1,5 +1,7 @@
-//! Wiring the any-port decoys: the services' catch-all listeners and steered ports go into the
-//! kernel's `sk_lookup` program ([`crate::capture::sk_lookup`]). A kernel that refuses the
+//! Wiring the any-port decoys: the services' catch-all listeners and UDP sockets, and the
+//! steered TCP and UDP ports, go into the kernel's `sk_lookup` program
+//! ([`crate::capture::sk_lookup`]). A reload (also after the privilege drop: the program's map
+//! descriptors are kept from the start) puts the restarted services' sockets and ports in. A kernel that refuses the
 //! program costs the any-port decoys only: the failure is logged and reported as
 //! `sensor.degraded` (`extra = {decoy: "tcp", port: 0, reason}`), and the configured services
 //! and scan detection keep running.

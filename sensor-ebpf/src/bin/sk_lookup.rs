@@ -1,10 +1,13 @@
-//! The any-port decoy program (`sk_lookup`): steers new TCP connections for decoy ports to the
-//! agent's catch-all listener, so one socket answers on every port an attacker tries.
+//! The any-port decoy program (`sk_lookup`): steers new TCP connections and UDP datagrams for
+//! decoy ports to the agent's catch-all sockets, so one socket answers on every port an
+//! attacker tries.
 //!
 //! Runs in the network namespace's socket lookup, before the kernel's own. A connection is
-//! assigned with `bpf_sk_assign` when its destination port is set in the port bitmap
-//! ([`sensor_common::decoy::DECOY_PORTS_MAP`]), its destination is not a loopback address and
-//! the agent's listener of its address family is in the SOCKMAP. Every other case, and every
+//! assigned with `bpf_sk_assign` when its destination port is set in its transport's port
+//! bitmap ([`sensor_common::decoy::DECOY_PORTS_MAP`] for TCP,
+//! [`sensor_common::decoy::DECOY_UDP_PORTS_MAP`] for UDP), its destination is not a loopback
+//! address and the agent's socket of its transport and address family is in the SOCKMAP. (The
+//! kernel runs the program for a UDP datagram only when no connected socket matches it.) Every other case, and every
 //! failure, returns `SK_PASS` without an assignment: the kernel's normal lookup continues, so
 //! nothing is ever blocked, and ports the agent leaves out of the bitmap (those its services or
 //! other programs listen on) keep reaching their own socket.
@@ -24,7 +27,7 @@ use aya_ebpf::{
 use sensor_common::{
     decoy::{
         AF_INET, AF_INET6, DECOY_PORT_WORDS, DECOY_SOCKET_SLOTS, DECOY_SOCKET_V4, DECOY_SOCKET_V6,
-        port_bit,
+        DECOY_UDP_SOCKET_V4, DECOY_UDP_SOCKET_V6, port_bit,
     },
     protocol,
 };
@@ -33,7 +36,11 @@ use sensor_common::{
 #[map]
 static DECOY_PORTS: Array<u32> = Array::with_max_entries(DECOY_PORT_WORDS, 0);
 
-/// The agent's catch-all listeners, one per address family.
+/// One bit per UDP port: set for the ports steered to the agent.
+#[map]
+static DECOY_UDP_PORTS: Array<u32> = Array::with_max_entries(DECOY_PORT_WORDS, 0);
+
+/// The agent's catch-all sockets, one per transport and address family.
 #[map]
 static DECOY_SOCKETS: SockMap = SockMap::with_max_entries(DECOY_SOCKET_SLOTS, 0);
 
@@ -60,13 +67,18 @@ fn decoy_slot(ctx: &SkLookupContext) -> Option<u32> {
             unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*lookup).$($f)+)) }
         };
     }
-    if field!(protocol) != u32::from(protocol::TCP) {
+    let proto = field!(protocol);
+    let (ports, v4, v6) = if proto == u32::from(protocol::TCP) {
+        (&DECOY_PORTS, DECOY_SOCKET_V4, DECOY_SOCKET_V6)
+    } else if proto == u32::from(protocol::UDP) {
+        (&DECOY_UDP_PORTS, DECOY_UDP_SOCKET_V4, DECOY_UDP_SOCKET_V6)
+    } else {
         return None;
-    }
+    };
     let local_port = field!(local_port);
     let port = u16::try_from(local_port).ok()?;
     let (word, bit) = port_bit(port);
-    let steered = DECOY_PORTS.get(word).copied().unwrap_or(0);
+    let steered = ports.get(word).copied().unwrap_or(0);
     if steered & bit == 0 {
         return None;
     }
@@ -76,7 +88,7 @@ fn decoy_slot(ctx: &SkLookupContext) -> Option<u32> {
         if field!(local_ip4) & 0xff == 127 {
             return None;
         }
-        Some(DECOY_SOCKET_V4)
+        Some(v4)
     } else if fam == AF_INET6 {
         let loopback = field!(local_ip6[0]) == 0
             && field!(local_ip6[1]) == 0
@@ -85,7 +97,7 @@ fn decoy_slot(ctx: &SkLookupContext) -> Option<u32> {
         if loopback {
             return None;
         }
-        Some(DECOY_SOCKET_V6)
+        Some(v6)
     } else {
         None
     }

@@ -1,5 +1,7 @@
-//! Wiring the any-port decoys: the services' catch-all listeners and steered ports go into the
-//! kernel's `sk_lookup` program ([`crate::capture::sk_lookup`]). A kernel that refuses the
+//! Wiring the any-port decoys: the services' catch-all listeners and UDP sockets, and the
+//! steered TCP and UDP ports, go into the kernel's `sk_lookup` program
+//! ([`crate::capture::sk_lookup`]). A reload (also after the privilege drop: the program's map
+//! descriptors are kept from the start) puts the restarted services' sockets and ports in. A kernel that refuses the
 //! program costs the any-port decoys only: the failure is logged and reported as
 //! `sensor.degraded` (`extra = {decoy: "tcp", port: 0, reason}`), and the configured services
 //! and scan detection keep running.
@@ -9,7 +11,7 @@ use std::os::fd::AsFd;
 use tokio::sync::mpsc;
 
 use crate::{
-    capture::sk_lookup::{self, Attached, Listeners, PortBitmap, SkLookupError},
+    capture::sk_lookup::{self, Attached, Listeners, PortBitmap, SkLookupError, Steered},
     event::{Action, Event},
     services::{DecoySockets, Services},
 };
@@ -18,10 +20,7 @@ use crate::{
 /// kernel refuses: logged, and `sensor.degraded` sent to `sink`).
 pub(super) fn attach(services: &Services, sink: &mpsc::Sender<Event>) -> Option<Attached> {
     let decoys = services.decoys()?;
-    match sk_lookup::attach(
-        &PortBitmap::from_ports(decoys.ports.iter().copied()),
-        listeners(decoys),
-    ) {
+    match sk_lookup::attach(&steered(decoys), listeners(decoys)) {
         Ok(attached) => {
             tracing::info!(
                 ports = attached.ports(),
@@ -41,10 +40,10 @@ pub(super) fn attach(services: &Services, sink: &mpsc::Sender<Event>) -> Option<
 /// listeners and steered ports. Without decoys in the new services, nothing is steered.
 pub(super) fn refresh(attached: &mut Attached, services: &Services) {
     let outcome = match services.decoys() {
-        Some(decoys) => attached.set_listeners(listeners(decoys)).and_then(|()| {
-            attached.set_ports(&PortBitmap::from_ports(decoys.ports.iter().copied()))
-        }),
-        None => attached.set_ports(&PortBitmap::default()),
+        Some(decoys) => attached
+            .set_listeners(listeners(decoys))
+            .and_then(|()| attached.set_ports(&steered(decoys))),
+        None => attached.set_ports(&Steered::default()),
     };
     match outcome {
         Ok(()) => tracing::info!(
@@ -53,7 +52,7 @@ pub(super) fn refresh(attached: &mut Attached, services: &Services) {
         ),
         Err(err) => {
             // Steering to listeners that are gone would reset every decoy connection.
-            let _ignored = attached.set_ports(&PortBitmap::default());
+            let _ignored = attached.set_ports(&Steered::default());
             tracing::error!(error = %err, "The any-port decoys could not follow the reloaded services; nothing is steered until a restart.");
         }
     }
@@ -63,6 +62,15 @@ fn listeners(decoys: &DecoySockets) -> Listeners<'_> {
     Listeners {
         v4: decoys.v4.as_fd(),
         v6: decoys.v6.as_ref().map(AsFd::as_fd),
+        udp_v4: decoys.udp_v4.as_ref().map(AsFd::as_fd),
+        udp_v6: decoys.udp_v6.as_ref().map(AsFd::as_fd),
+    }
+}
+
+fn steered(decoys: &DecoySockets) -> Steered {
+    Steered {
+        tcp: PortBitmap::from_ports(decoys.ports.iter().copied()),
+        udp: PortBitmap::from_ports(decoys.udp_ports.iter().copied()),
     }
 }
 

@@ -1,8 +1,10 @@
 //! Loading and attaching the embedded any-port decoy program (`sk_lookup`), and owning its maps.
 //!
 //! The program (`sensor-ebpf/src/bin/sk_lookup.rs`) steers new TCP connections for the ports
-//! of a [`PortBitmap`] to the agent's catch-all listeners, which this module puts in the
-//! program's SOCKMAP. It attaches to the agent's network namespace with a BPF link that is
+//! of one [`PortBitmap`], and UDP datagrams for the ports of another, to the agent's catch-all
+//! sockets, which this module puts in the program's SOCKMAP. The maps stay reachable through
+//! the descriptors [`Attached`] holds, so a reload after the agent gave up its privileges can
+//! still change the steered ports (a map update checks no capability; only loading does). It attaches to the agent's network namespace with a BPF link that is
 //! never pinned: when the process exits, even by `kill -9`, the kernel releases the link and
 //! the namespace's socket lookup is the kernel's own again. A kernel without `sk_lookup`
 //! (before 5.9, or built without it) refuses the load with [`SkLookupError::Load`] or
@@ -18,7 +20,7 @@ use aya::{
 };
 use sensor_common::decoy::{
     DECOY_PORT_WORDS, DECOY_PORTS_MAP, DECOY_PROGRAM_NAME, DECOY_SOCKET_V4, DECOY_SOCKET_V6,
-    DECOY_SOCKETS_MAP, port_bit,
+    DECOY_SOCKETS_MAP, DECOY_UDP_PORTS_MAP, DECOY_UDP_SOCKET_V4, DECOY_UDP_SOCKET_V6, port_bit,
 };
 
 /// The `sk_lookup` object built by `build.rs`, embedded so the binary needs no other file.
@@ -61,7 +63,7 @@ pub enum SkLookupError {
     },
 }
 
-/// The ports steered to the agent: one bit per TCP port, as the kernel map holds them.
+/// The ports steered to the agent: one bit per port, as the kernel maps hold them.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PortBitmap(Box<[u32]>);
 
@@ -132,7 +134,7 @@ impl PortBitmap {
     }
 }
 
-/// The agent's catch-all listeners, as the program's SOCKMAP takes them.
+/// The agent's catch-all sockets, as the program's SOCKMAP takes them.
 #[derive(Debug, Clone, Copy)]
 pub struct Listeners<'a> {
     /// The IPv4 listener.
@@ -140,6 +142,33 @@ pub struct Listeners<'a> {
     /// The IPv6 listener (`None` on a host without IPv6: IPv6 decoy connections then go on to
     /// the kernel's lookup).
     pub v6: Option<BorrowedFd<'a>>,
+    /// The IPv4 UDP socket (`None`: no UDP decoys; datagrams go on to the kernel's lookup).
+    pub udp_v4: Option<BorrowedFd<'a>>,
+    /// The IPv6 UDP socket.
+    pub udp_v6: Option<BorrowedFd<'a>>,
+}
+
+/// The ports to steer, per transport.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Steered {
+    /// TCP ports.
+    pub tcp: PortBitmap,
+    /// UDP ports.
+    pub udp: PortBitmap,
+}
+
+impl Steered {
+    /// Number of ports steered, both transports together.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.tcp.len().saturating_add(self.udp.len())
+    }
+
+    /// Whether no port is steered.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.tcp.is_empty() && self.udp.is_empty()
+    }
 }
 
 /// The loaded and attached program.
@@ -164,7 +193,7 @@ impl std::fmt::Debug for Attached {
 /// # Errors
 /// [`SkLookupError`] when the kernel lacks `sk_lookup`, refuses the program, a map update or
 /// the attachment; nothing stays attached then.
-pub fn attach(ports: &PortBitmap, listeners: Listeners<'_>) -> Result<Attached, SkLookupError> {
+pub fn attach(ports: &Steered, listeners: Listeners<'_>) -> Result<Attached, SkLookupError> {
     // No kernel BTF: the program reads only its context, there is nothing to relocate.
     let mut ebpf = EbpfLoader::new()
         .btf(None)
@@ -199,20 +228,23 @@ impl Attached {
     ///
     /// # Errors
     /// [`SkLookupError::Map`] when the kernel refuses an update.
-    pub fn set_ports(&mut self, ports: &PortBitmap) -> Result<(), SkLookupError> {
-        let err = |source| SkLookupError::Map {
-            name: DECOY_PORTS_MAP,
-            source,
-        };
+    pub fn set_ports(&mut self, ports: &Steered) -> Result<(), SkLookupError> {
+        self.set_bitmap(DECOY_PORTS_MAP, &ports.tcp)?;
+        self.set_bitmap(DECOY_UDP_PORTS_MAP, &ports.udp)?;
+        self.ports = ports.len();
+        Ok(())
+    }
+
+    fn set_bitmap(&mut self, name: &'static str, ports: &PortBitmap) -> Result<(), SkLookupError> {
+        let err = |source| SkLookupError::Map { name, source };
         let map = self
             .ebpf
-            .map_mut(DECOY_PORTS_MAP)
-            .ok_or(SkLookupError::Missing(DECOY_PORTS_MAP))?;
+            .map_mut(name)
+            .ok_or(SkLookupError::Missing(name))?;
         let mut array: Array<&mut MapData, u32> = Array::try_from(map).map_err(err)?;
         for (index, word) in (0..DECOY_PORT_WORDS).zip(ports.words()) {
             array.set(index, *word, 0).map_err(err)?;
         }
-        self.ports = ports.len();
         Ok(())
     }
 
@@ -220,7 +252,8 @@ impl Attached {
     /// services restarted on a reload).
     ///
     /// # Errors
-    /// [`SkLookupError::Map`] when the kernel refuses a socket (it must be a TCP listener).
+    /// [`SkLookupError::Map`] when the kernel refuses a socket (a TCP listener or a bound UDP
+    /// socket).
     pub fn set_listeners(&mut self, listeners: Listeners<'_>) -> Result<(), SkLookupError> {
         let err = |source| SkLookupError::Map {
             name: DECOY_SOCKETS_MAP,
@@ -234,17 +267,23 @@ impl Attached {
         sockets
             .set(DECOY_SOCKET_V4, &listeners.v4, 0)
             .map_err(err)?;
-        match listeners.v6 {
-            Some(v6) => sockets.set(DECOY_SOCKET_V6, &v6, 0).map_err(err)?,
-            // Absent already, or removed now: either way the slot is empty.
-            None => {
-                let _ignored = sockets.clear_index(&DECOY_SOCKET_V6);
+        for (slot, socket) in [
+            (DECOY_SOCKET_V6, listeners.v6),
+            (DECOY_UDP_SOCKET_V4, listeners.udp_v4),
+            (DECOY_UDP_SOCKET_V6, listeners.udp_v6),
+        ] {
+            match socket {
+                Some(fd) => sockets.set(slot, &fd, 0).map_err(err)?,
+                // Absent already, or removed now: either way the slot is empty.
+                None => {
+                    let _ignored = sockets.clear_index(&slot);
+                }
             }
         }
         Ok(())
     }
 
-    /// Number of ports steered now.
+    /// Number of ports steered now (TCP and UDP together).
     #[must_use]
     pub const fn ports(&self) -> usize {
         self.ports

@@ -133,8 +133,8 @@ pub struct SensorSection {
     /// The periodic `sensor.heartbeat` event (off by default).
     #[serde(default)]
     pub heartbeat: HeartbeatConfig,
-    /// Any-port decoys: TCP ports steered to the agent by the `sk_lookup` program and handed
-    /// to the emulated services (off by default).
+    /// Any-port decoys: TCP and UDP ports steered to the agent by the `sk_lookup` program and
+    /// handed to the emulated services (off by default).
     #[serde(default)]
     pub decoys: crate::services::framework::anyport::config::DecoysConfig,
     /// The machine the decoys present together (`debian-12-server`, `windows-server-2022`,

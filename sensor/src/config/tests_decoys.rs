@@ -58,6 +58,11 @@ fn what_run_would_refuse_is_refused_with_its_field() {
             "outside 100..=10000",
         ),
         (r#"{"enabled": true}"#, "sensor.decoys.tcp", "names a port"),
+        (
+            r#"{"udp_ports": {"5300": "ssh"}}"#,
+            "sensor.decoys.udp_ports.5300",
+            "`ssh` is served over TCP only",
+        ),
     ] {
         let text = format!(r#"{{"sensor": {{"decoys": {decoys}}}}}"#);
         match Config::parse(&text, "x") {
@@ -70,4 +75,35 @@ fn what_run_would_refuse_is_refused_with_its_field() {
             other => panic!("{decoys}: {other:?}"),
         }
     }
+}
+
+#[test]
+fn a_bad_udp_range_names_the_field_and_line() {
+    let text =
+        "{\"sensor\": {\"decoys\": {\n  \"enabled\": true,\n  \"udp\": [\"53\", \"900-80\"]\n}}}";
+    match Config::parse(text, "x") {
+        Err(ConfigError::Parse {
+            field,
+            message,
+            line,
+            ..
+        }) => {
+            assert_eq!(field, "sensor.decoys.udp[1]");
+            assert!(
+                message.contains("the first port is after the last"),
+                "{message}"
+            );
+            assert_eq!(line, 3);
+        }
+        other => panic!("{other:?}"),
+    }
+    let config = Config::parse(
+        r#"{"sensor": {"decoys": {"enabled": true, "udp": ["1-65535"], "udp_ports": {"5300": "dns"}}}}"#,
+        "x",
+    )
+    .unwrap();
+    let decoys = config.services_plan().decoys;
+    assert_eq!(decoys.udp.len(), 1);
+    assert_eq!(decoys.udp_ports.get(&5300).map(String::as_str), Some("dns"));
+    assert!(decoys.steers_udp(1) && !decoys.steers(1));
 }

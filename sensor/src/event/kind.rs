@@ -478,6 +478,13 @@ pub const CATALOGUE: &[Kind] = &[
         },
         source: "any-port decoys (sensor.decoys)",
     },
+    Kind {
+        logtype: LogType {
+            service: Service::Udp,
+            action: Action::Connection,
+        },
+        source: "any-port decoys (sensor.decoys)",
+    },
 ];
 
 #[cfg(test)]

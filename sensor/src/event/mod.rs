@@ -134,11 +134,14 @@ pub enum Service {
     /// A connection to an any-port decoy port (`tcp.connection`, Trapster's connection log),
     /// whether or not a service took it.
     Tcp,
+    /// A datagram to an any-port decoy UDP port (`udp.connection`, once per pseudo-session),
+    /// whether or not a service took it.
+    Udp,
 }
 
 impl Service {
     /// Every service, in catalogue order.
-    pub const ALL: [Self; 23] = [
+    pub const ALL: [Self; 24] = [
         Self::Portscan,
         Self::Ftp,
         Self::Ssh,
@@ -162,6 +165,7 @@ impl Service {
         Self::Breadcrumb,
         Self::Honeytoken,
         Self::Tcp,
+        Self::Udp,
     ];
 
     /// Lowercase name used in logtypes (Trapster's channel).
@@ -191,6 +195,7 @@ impl Service {
             Self::Breadcrumb => "breadcrumb",
             Self::Honeytoken => "honeytoken",
             Self::Tcp => "tcp",
+            Self::Udp => "udp",
         }
     }
 
@@ -198,7 +203,7 @@ impl Service {
     #[must_use]
     pub const fn transport(self) -> &'static str {
         match self {
-            Self::Snmp | Self::Dns | Self::Llmnr | Self::Nbns | Self::Mdns => "udp",
+            Self::Snmp | Self::Dns | Self::Llmnr | Self::Nbns | Self::Mdns | Self::Udp => "udp",
             _ => "tcp",
         }
     }

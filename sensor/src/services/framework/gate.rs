@@ -65,6 +65,10 @@ pub struct ServiceCounters {
     /// Any-port decoy connections no service took (unknown bytes, a client gone, no banner
     /// service): they got `tcp.connection` only.
     pub decoys_unclaimed: AtomicU64,
+    /// UDP pseudo-sessions the any-port decoys opened (each also counted in `udp_sessions`).
+    pub decoy_udp_sessions: AtomicU64,
+    /// Any-port decoy pseudo-sessions no service took: they got `udp.connection` only.
+    pub decoy_udp_unclaimed: AtomicU64,
 }
 
 impl ServiceCounters {
@@ -94,6 +98,8 @@ impl ServiceCounters {
             "udp_send_failed": get(&self.udp_send_failed),
             "decoy_connections": get(&self.decoy_connections),
             "decoys_unclaimed": get(&self.decoys_unclaimed),
+            "decoy_udp_sessions": get(&self.decoy_udp_sessions),
+            "decoy_udp_unclaimed": get(&self.decoy_udp_unclaimed),
         })
     }
 }

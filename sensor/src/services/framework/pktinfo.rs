@@ -1,7 +1,9 @@
 //! The destination address of a datagram received on a wildcard-bound UDP socket, from the
 //! kernel (`IP_PKTINFO`, `IPV6_RECVPKTINFO`), so a pseudo-session's `dst_ip` is the address the
-//! client sent to, as `local_addr` of an accepted TCP stream is. Neither tokio nor socket2
-//! parses control messages, hence the few lines of libc here.
+//! client sent to, as `local_addr` of an accepted TCP stream is. A socket the kernel's
+//! `sk_lookup` program hands datagrams for other ports (the any-port decoys) asks for the
+//! original destination instead (`IP_RECVORIGDSTADDR`, `IPV6_RECVORIGDSTADDR`): address and
+//! port. Neither tokio nor socket2 parses control messages, hence the few lines of libc here.
 
 use std::{
     io,
@@ -34,6 +36,28 @@ pub fn enable(socket: &socket2::Socket, ipv6: bool) -> io::Result<()> {
     }
 }
 
+/// Asks the kernel to attach the original destination address and port to every datagram.
+///
+/// # Errors
+/// The `setsockopt` error.
+pub fn enable_original(socket: &socket2::Socket, ipv6: bool) -> io::Result<()> {
+    let (level, name) = if ipv6 {
+        (libc::IPPROTO_IPV6, libc::IPV6_RECVORIGDSTADDR)
+    } else {
+        (libc::IPPROTO_IP, libc::IP_RECVORIGDSTADDR)
+    };
+    let on: libc::c_int = 1;
+    let len = libc::socklen_t::try_from(size_of::<libc::c_int>()).unwrap_or(4);
+    // SAFETY: a valid socket, an int option and its size.
+    let rc =
+        unsafe { libc::setsockopt(socket.as_raw_fd(), level, name, (&raw const on).cast(), len) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// One datagram: its length, who sent it, and where it was sent to (when the kernel said).
 pub async fn recv(
     socket: &UdpSocket,
@@ -41,15 +65,39 @@ pub async fn recv(
 ) -> io::Result<(usize, SocketAddr, Option<IpAddr>)> {
     let fd = socket.as_raw_fd();
     socket
-        .async_io(Interest::READABLE, || recv_now(fd, buf))
+        .async_io(Interest::READABLE, || {
+            recv_now(fd, buf).map(|r| (r.len, r.peer, r.destination))
+        })
         .await
+}
+
+/// One datagram on a socket with [`enable_original`]: its length, who sent it, and the
+/// address and port it was sent to (when the kernel said).
+pub async fn recv_original(
+    socket: &UdpSocket,
+    buf: &mut [u8],
+) -> io::Result<(usize, SocketAddr, Option<SocketAddr>)> {
+    let fd = socket.as_raw_fd();
+    socket
+        .async_io(Interest::READABLE, || {
+            recv_now(fd, buf).map(|r| (r.len, r.peer, r.original))
+        })
+        .await
+}
+
+/// What `recvmsg` said about one datagram.
+struct Received {
+    len: usize,
+    peer: SocketAddr,
+    destination: Option<IpAddr>,
+    original: Option<SocketAddr>,
 }
 
 /// Control buffer, aligned for `cmsghdr`, room for one `in6_pktinfo` and more.
 #[repr(C, align(8))]
 struct Control([u8; 128]);
 
-fn recv_now(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, SocketAddr, Option<IpAddr>)> {
+fn recv_now(fd: RawFd, buf: &mut [u8]) -> io::Result<Received> {
     // SAFETY: all-zero is a valid sockaddr_storage, msghdr and control buffer.
     let mut name: libc::sockaddr_storage = unsafe { zeroed() };
     let mut control = Control([0; 128]);
@@ -71,6 +119,7 @@ fn recv_now(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, SocketAddr, Option<
     let peer = peer_of(&name)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an IP peer"))?;
     let mut destination = None;
+    let mut original = None;
     // SAFETY: the CMSG macros walk the control buffer the kernel filled, within
     // `msg_controllen`; each payload is read unaligned, with the size of its type.
     unsafe {
@@ -88,11 +137,34 @@ fn recv_now(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, SocketAddr, Option<
                 let info: libc::in6_pktinfo =
                     std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
                 destination = Some(IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr)));
+            } else if (header.cmsg_level == libc::IPPROTO_IP
+                && header.cmsg_type == libc::IP_ORIGDSTADDR)
+                || (header.cmsg_level == libc::IPPROTO_IPV6
+                    && header.cmsg_type == libc::IPV6_ORIGDSTADDR)
+            {
+                // A sockaddr_in or sockaddr_in6, whose family field says which.
+                let mut storage: libc::sockaddr_storage = zeroed();
+                let room = size_of::<libc::sockaddr_storage>();
+                let have = header
+                    .cmsg_len
+                    .saturating_sub(usize::try_from(libc::CMSG_LEN(0)).unwrap_or(usize::MAX))
+                    .min(room);
+                std::ptr::copy_nonoverlapping(
+                    libc::CMSG_DATA(cmsg),
+                    (&raw mut storage).cast::<u8>(),
+                    have,
+                );
+                original = peer_of(&storage);
             }
             cmsg = libc::CMSG_NXTHDR(&raw const msg, cmsg);
         }
     }
-    Ok((n, peer, destination))
+    Ok(Received {
+        len: n,
+        peer,
+        destination,
+        original,
+    })
 }
 
 /// The IP address and port in a `sockaddr_storage` the kernel filled.

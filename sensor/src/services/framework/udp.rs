@@ -57,6 +57,9 @@ pub const MAX_DEFERRED: usize = 1_024;
 /// as an immediate reply. `None`: no reply.
 pub type Deferred = Pin<Box<dyn Future<Output = Option<Vec<u8>>> + Send>>;
 
+/// The events one datagram reported: action, raw bytes, `extra`.
+pub(super) type Events = Vec<(Action, Vec<u8>, Map<String, Value>)>;
+
 /// One peer's protocol state.
 pub trait UdpSession: Send {
     /// Handles one datagram from the peer; returns the reply to send, if any (the framework may
@@ -142,6 +145,12 @@ impl Exchange {
     /// [`UdpSession::handle`] returns is ignored once a reply is deferred.
     pub fn defer(&mut self, reply: Deferred) {
         self.deferred = Some(reply);
+    }
+
+    /// The events, whether the pseudo-session ends, and the deferred reply (for a datagram loop
+    /// outside this module: the any-port decoys).
+    pub(super) fn into_parts(self) -> (Events, bool, Option<Deferred>) {
+        (self.events, self.close, self.deferred)
     }
 
     /// Takes the deferred reply (protocol unit tests).

@@ -32,7 +32,7 @@ use tokio_util::task::TaskTracker;
 
 use super::{
     ServicesPlan,
-    framework::{Shared, tcp, udp},
+    framework::{Shared, tasks::Tasks, tcp, udp},
     plan::SectionError,
     registry::Protocol,
 };
@@ -179,10 +179,8 @@ pub struct Running {
     recipe: Recipe,
     service: Service,
     sockets: Vec<Held>,
-    /// Ends its loops and sessions (a child of the services' token).
-    stop: CancellationToken,
-    tracker: TaskTracker,
-    loops: Vec<tokio::task::JoinHandle<()>>,
+    /// Its loops and sessions (they stop with the services' token).
+    tasks: Tasks,
 }
 
 impl Running {
@@ -216,18 +214,15 @@ impl Running {
 
     /// Stops accepting and ends its sessions (they stop at once; [`Self::finish`] waits).
     pub fn cancel(&self) {
-        self.stop.cancel();
-        self.tracker.close();
+        self.tasks.cancel();
     }
 
     /// Waits for its loops after [`Self::cancel`], closes its sockets (unless another instance
     /// took them over), and returns what its sessions are awaited with.
     pub async fn finish(self) -> TaskTracker {
-        for handle in self.loops {
-            let _ignored = handle.await;
-        }
+        let tracker = self.tasks.finish().await;
         drop(self.sockets);
-        self.tracker
+        tracker
     }
 }
 
@@ -250,23 +245,21 @@ pub async fn wait_sessions(trackers: Vec<TaskTracker>, grace: Duration) {
 /// sink; its loops and sessions stop with `parent`.
 #[must_use]
 pub fn launch(prepared: Prepared, shared: &Shared, parent: &CancellationToken) -> Running {
-    let stop = parent.child_token();
-    let tracker = TaskTracker::new();
+    let mut tasks = Tasks::new(parent);
     let shared = Shared {
         limits: prepared.limits,
-        tracker: tracker.clone(),
-        shutdown: stop.clone(),
+        tracker: tasks.tracker().clone(),
+        shutdown: tasks.stop().clone(),
         ..shared.clone()
     };
     let service = prepared.service;
-    let mut loops = Vec::new();
     for serving in prepared.serving {
         match serving {
             Serving::Tcp(listener, handler) => {
                 if let Ok(addr) = listener.local_addr() {
                     tracing::info!(service = service.as_str(), %addr, "Service listening.");
                 }
-                loops.push(tokio::spawn(tcp::accept_loop(
+                tasks.push(tokio::spawn(tcp::accept_loop(
                     listener,
                     service,
                     handler,
@@ -277,7 +270,7 @@ pub fn launch(prepared: Prepared, shared: &Shared, parent: &CancellationToken) -
                 if let Ok(addr) = socket.local_addr() {
                     tracing::info!(service = service.as_str(), %addr, "Service listening on UDP.");
                 }
-                loops.push(tokio::spawn(udp::serve(
+                tasks.push(tokio::spawn(udp::serve(
                     socket,
                     service,
                     handler,
@@ -291,9 +284,7 @@ pub fn launch(prepared: Prepared, shared: &Shared, parent: &CancellationToken) -
         recipe: prepared.recipe,
         service,
         sockets: prepared.sockets,
-        stop,
-        tracker,
-        loops,
+        tasks,
     }
 }
 

@@ -1,5 +1,5 @@
-//! `sensor.decoys`: which TCP ports the any-port decoy answers on, which service a port gets,
-//! and how long the first bytes are waited for.
+//! `sensor.decoys`: which TCP and UDP ports the any-port decoy answers on, which service a
+//! port gets, and how long the first bytes are waited for.
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -29,8 +29,16 @@ pub struct DecoysConfig {
     pub banner: String,
     /// How long the first bytes are waited for, milliseconds (100–10000); default 1500.
     pub sniff_timeout_ms: u64,
-    /// Ports never steered, in the same form as `tcp`.
+    /// Ports never steered, in the same form as `tcp` (TCP and UDP).
     pub exclude: Vec<PortRange>,
+    /// The UDP catch-all: port ranges, in the same form as `tcp`, whose datagrams reach the
+    /// agent. A port something is bound to over UDP when the sensor starts (or reloads) keeps
+    /// going to that socket.
+    pub udp: Vec<PortRange>,
+    /// UDP ports with a fixed service (`{"5300": "dns", "1161": "snmp"}`), steered too. Without
+    /// an entry, a UDP service's own port (53 `dns`, 161 `snmp`) gets that service; other
+    /// ports get the service the datagram's form names (a DNS query, an SNMP message).
+    pub udp_ports: BTreeMap<u16, String>,
 }
 
 impl Default for DecoysConfig {
@@ -42,6 +50,8 @@ impl Default for DecoysConfig {
             banner: "ssh".to_owned(),
             sniff_timeout_ms: DEFAULT_SNIFF_TIMEOUT_MS,
             exclude: Vec::new(),
+            udp: Vec::new(),
+            udp_ports: BTreeMap::new(),
         }
     }
 }
@@ -124,6 +134,14 @@ impl DecoysConfig {
             && !self.exclude.iter().any(|r| r.contains(port))
     }
 
+    /// Whether datagrams to `port` are steered (before the ports something is bound to are
+    /// taken out): in a `udp` range or the `udp_ports` map, and not excluded.
+    #[must_use]
+    pub fn steers_udp(&self, port: u16) -> bool {
+        (self.udp_ports.contains_key(&port) || self.udp.iter().any(|r| r.contains(port)))
+            && !self.exclude.iter().any(|r| r.contains(port))
+    }
+
     /// What `run` would refuse, as `(field inside sensor.decoys, message)`.
     ///
     /// # Errors
@@ -147,10 +165,25 @@ impl DecoysConfig {
             }
             tcp_protocol(name).map_err(|message| (format!("ports.{port}"), message))?;
         }
-        if self.enabled && self.tcp.is_empty() && self.ports.is_empty() {
+        for (port, name) in &self.udp_ports {
+            if *port == 0 {
+                return Err((
+                    format!("udp_ports.{port}"),
+                    "port 0 cannot be steered".to_owned(),
+                ));
+            }
+            udp_protocol(name).map_err(|message| (format!("udp_ports.{port}"), message))?;
+        }
+        if self.enabled
+            && self.tcp.is_empty()
+            && self.ports.is_empty()
+            && self.udp.is_empty()
+            && self.udp_ports.is_empty()
+        {
             return Err((
                 "tcp".to_owned(),
-                "decoys are enabled but neither `tcp` nor `ports` names a port".to_owned(),
+                "decoys are enabled but none of `tcp`, `ports`, `udp` or `udp_ports` names a port"
+                    .to_owned(),
             ));
         }
         Ok(())
@@ -175,6 +208,28 @@ pub fn tcp_protocol(name: &str) -> Result<&'static str, String> {
     };
     if protocol.transport() == Transport::Udp {
         return Err(format!("`{name}` is served over UDP only"));
+    }
+    Ok(protocol.name)
+}
+
+/// The registry's name of the UDP protocol `name`, or why it cannot serve decoy datagrams.
+///
+/// # Errors
+/// `name` is no protocol, or one served over TCP only.
+pub fn udp_protocol(name: &str) -> Result<&'static str, String> {
+    let Some(protocol) = registry::find(name) else {
+        let known: Vec<&str> = registry::PROTOCOLS
+            .iter()
+            .filter(|p| p.transport() != Transport::Tcp)
+            .map(|p| p.name)
+            .collect();
+        return Err(format!(
+            "`{name}` is not an emulated UDP service (one of: {})",
+            known.join(", ")
+        ));
+    };
+    if protocol.transport() == Transport::Tcp {
+        return Err(format!("`{name}` is served over TCP only"));
     }
     Ok(protocol.name)
 }
@@ -277,6 +332,60 @@ mod tests {
         // The Trapster alias of a protocol is accepted.
         assert_eq!(
             parse(r#"{"ports": {"5433": "postgresql"}}"#)
+                .unwrap()
+                .check(),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn udp_ranges_and_the_udp_map_are_read_and_checked() {
+        let c = parse(
+            r#"{"enabled": true, "udp": ["5000-5999", "1161"], "exclude": ["5353"],
+                "udp_ports": {"5300": "dns", "1162": "snmp"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.udp,
+            [
+                PortRange {
+                    first: 5000,
+                    last: 5999
+                },
+                PortRange {
+                    first: 1161,
+                    last: 1161
+                }
+            ]
+        );
+        assert!(c.steers_udp(5000) && c.steers_udp(5999) && c.steers_udp(1161));
+        assert!(c.steers_udp(1162), "mapped UDP ports are steered");
+        assert!(!c.steers_udp(5353), "excluded");
+        assert!(!c.steers_udp(6000) && !c.steers_udp(53));
+        assert!(!c.steers(5000), "UDP ranges steer no TCP port");
+        assert_eq!(c.check(), Ok(()));
+        let check = |json: &str| parse(json).unwrap().check().unwrap_err();
+        assert_eq!(
+            check(r#"{"udp_ports": {"5300": "ssh"}}"#),
+            (
+                "udp_ports.5300".to_owned(),
+                "`ssh` is served over TCP only".to_owned()
+            )
+        );
+        let (field, message) = check(r#"{"udp_ports": {"5300": "dnss"}}"#);
+        assert_eq!(field, "udp_ports.5300");
+        assert_eq!(
+            message,
+            "`dnss` is not an emulated UDP service (one of: snmp, dns)"
+        );
+        assert_eq!(check(r#"{"udp_ports": {"0": "dns"}}"#).0, "udp_ports.0");
+        let err = parse(r#"{"udp": ["900-80"]}"#).unwrap_err();
+        assert!(err.contains("the first port is after the last"), "{err}");
+        let err = parse(r#"{"udp": ["0"]}"#).unwrap_err();
+        assert!(err.contains("`0` is not a port"), "{err}");
+        // UDP alone is enough to enable the decoys.
+        assert_eq!(
+            parse(r#"{"enabled": true, "udp": ["1-65535"]}"#)
                 .unwrap()
                 .check(),
             Ok(())

@@ -17,10 +17,14 @@
 //! 3. the chosen service runs the session as if it had accepted it (`<service>.connection`,
 //!    logins, ...), with the settings of its first instance in `services` when one is
 //!    configured, its defaults otherwise.
+//!
+//! UDP datagrams for `sensor.decoys.udp` go the same way through one socket per address
+//! family ([`udp`]): `udp.connection`, then the UDP service the port or the datagram names.
 
 pub mod config;
 mod running;
 pub mod sniff;
+pub mod udp;
 
 use std::{
     collections::BTreeMap,
@@ -54,6 +58,10 @@ pub struct Dispatch {
     /// instance with the same settings).
     handlers: BTreeMap<&'static str, (Service, tcp::Handler, Arc<ServiceLimits>)>,
     ports: BTreeMap<u16, &'static str>,
+    /// The UDP protocols' handlers, as `handlers`.
+    udp_handlers: BTreeMap<&'static str, (Service, super::udp::UdpHandler, Arc<ServiceLimits>)>,
+    /// UDP ports with a fixed service: `udp_ports`, and each UDP protocol's own port.
+    udp_ports: BTreeMap<u16, &'static str>,
     banner: Option<&'static str>,
     sniff_timeout: std::time::Duration,
 }
@@ -63,6 +71,11 @@ impl std::fmt::Debug for Dispatch {
         f.debug_struct("Dispatch")
             .field("services", &self.handlers.keys().collect::<Vec<_>>())
             .field("ports", &self.ports)
+            .field(
+                "udp_services",
+                &self.udp_handlers.keys().collect::<Vec<_>>(),
+            )
+            .field("udp_ports", &self.udp_ports)
             .field("banner", &self.banner)
             .finish_non_exhaustive()
     }
@@ -140,7 +153,22 @@ fn wanted(decoys: &DecoysConfig) -> Vec<&'static str> {
             names.push(name);
         }
     }
+    if decoys.enabled {
+        for name in udp_wanted() {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
     names
+}
+
+/// Every protocol served over UDP (the UDP decoys may hand datagrams to any of them).
+fn udp_wanted() -> impl Iterator<Item = &'static str> {
+    registry::PROTOCOLS
+        .iter()
+        .filter(|p| p.transport() != registry::Transport::Tcp)
+        .map(|p| p.name)
 }
 
 /// Builds the handlers decoy connections may get (on the blocking pool, all at once), from the
@@ -183,21 +211,43 @@ pub async fn prepare(plan: &ServicesPlan, base: &Context) -> Result<Dispatch, Se
         builds.push((protocol, limits, task));
     }
     let mut handlers = BTreeMap::new();
+    let mut udp_handlers = BTreeMap::new();
     for (protocol, limits, task) in builds {
         let built = match task.await {
             Ok(built) => built,
             Err(err) => Err(base.setup_error(format!("set-up did not finish: {err}"))),
         };
-        let handler = match built {
-            Ok(registry::Built::Tcp(handler) | registry::Built::UdpTcp(_, handler)) => handler,
-            Ok(registry::Built::Udp(_)) => continue,
+        let (tcp_handler, udp_handler) = match built {
+            Ok(registry::Built::Tcp(handler)) => (Some(handler), None),
+            Ok(registry::Built::UdpTcp(udp, handler)) => (Some(handler), Some(udp)),
+            Ok(registry::Built::Udp(udp)) => (None, Some(udp)),
             Err(err) => {
-                tracing::error!(service = protocol.name, error = %err, "Decoy service not available for any-port connections; they get tcp.connection only.");
+                tracing::error!(service = protocol.name, error = %err, "Decoy service not available for any-port connections; they get tcp.connection or udp.connection only.");
                 continue;
             }
         };
-        handlers.insert(protocol.name, (protocol.service, handler, limits));
+        if let Some(handler) = tcp_handler {
+            handlers.insert(
+                protocol.name,
+                (protocol.service, handler, Arc::clone(&limits)),
+            );
+        }
+        if let Some(handler) = udp_handler {
+            udp_handlers.insert(protocol.name, (protocol.service, handler, limits));
+        }
     }
+    // Each UDP protocol's own port, then the configured map over it.
+    let mut udp_ports: BTreeMap<u16, &'static str> = registry::PROTOCOLS
+        .iter()
+        .filter(|p| p.transport() != registry::Transport::Tcp)
+        .map(|p| (p.default_port, p.name))
+        .collect();
+    udp_ports.extend(
+        decoys
+            .udp_ports
+            .iter()
+            .filter_map(|(port, name)| config::udp_protocol(name).ok().map(|n| (*port, n))),
+    );
     let ports = decoys
         .ports
         .iter()
@@ -206,6 +256,8 @@ pub async fn prepare(plan: &ServicesPlan, base: &Context) -> Result<Dispatch, Se
     Ok(Dispatch {
         handlers,
         ports,
+        udp_handlers,
+        udp_ports,
         banner: decoys.banner().and_then(|b| config::tcp_protocol(b).ok()),
         sniff_timeout: decoys.sniff_timeout(),
     })
@@ -349,7 +401,7 @@ pub fn listening_ports() -> Vec<u16> {
     let mut ports = Vec::new();
     for path in ["/proc/net/tcp", "/proc/net/tcp6"] {
         if let Ok(text) = std::fs::read_to_string(path) {
-            ports.extend(parse_listening(&text));
+            ports.extend(parse_table(&text, "0A"));
         }
     }
     ports.sort_unstable();
@@ -357,8 +409,9 @@ pub fn listening_ports() -> Vec<u16> {
     ports
 }
 
-/// The listening ports of one `/proc/net/tcp{,6}` table.
-fn parse_listening(table: &str) -> Vec<u16> {
+/// The local ports of the sockets in `state` (`0A`: TCP `LISTEN`; `07`: an unconnected UDP
+/// socket) of one `/proc/net/{tcp,udp}{,6}` table.
+fn parse_table(table: &str, wanted: &str) -> Vec<u16> {
     table
         .lines()
         .skip(1)
@@ -366,7 +419,7 @@ fn parse_listening(table: &str) -> Vec<u16> {
             let mut fields = line.split_whitespace();
             let local = fields.nth(1)?;
             let state = fields.nth(1)?;
-            if state != "0A" {
+            if state != wanted {
                 return None;
             }
             let (_, port) = local.rsplit_once(':')?;

@@ -1,17 +1,24 @@
-//! The running catch-all: its listeners (bound once, kept across configuration reloads so the
-//! kernel program's SOCKMAP never points at a closed socket), the steered ports, and the
-//! accept loops, relaunched with a new [`Dispatch`] when a reload changes what the
-//! connections are handed to.
+//! The running catch-all: its TCP listeners and UDP sockets (bound once, kept across
+//! configuration reloads so the kernel program's SOCKMAP never points at a closed socket), the
+//! steered ports, and the accept and datagram loops, relaunched with a new [`Dispatch`] when a
+//! reload changes what the connections are handed to.
 
-use std::{net::SocketAddr, os::fd::OwnedFd, sync::Arc};
+use std::{
+    net::SocketAddr,
+    os::fd::{AsFd as _, OwnedFd},
+    sync::Arc,
+};
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::task::TaskTracker;
 
 use super::{Dispatch, config::DecoysConfig, descriptors, listening_ports};
 use crate::{
     event::Service,
-    services::{Context, ServiceError, ServiceLimits, ServicesPlan, framework::Shared},
+    services::{
+        Context, ServiceError, ServiceLimits, ServicesPlan,
+        framework::{Shared, tasks::Tasks},
+    },
     shutdown::CancellationToken,
 };
 
@@ -23,26 +30,33 @@ pub struct DecoySockets {
     pub v4: OwnedFd,
     /// A duplicate of the IPv6 listener's descriptor, when one is bound.
     pub v6: Option<OwnedFd>,
+    /// A duplicate of the IPv4 UDP socket's descriptor.
+    pub udp_v4: Option<OwnedFd>,
+    /// A duplicate of the IPv6 UDP socket's descriptor, when one is bound.
+    pub udp_v6: Option<OwnedFd>,
     /// Where the listeners are bound (loopback, ephemeral ports).
     pub addresses: Vec<SocketAddr>,
+    /// Where the UDP sockets are bound (loopback, ephemeral ports).
+    pub udp_addresses: Vec<SocketAddr>,
     /// The TCP ports to steer: those `sensor.decoys` names, less those excluded and those
     /// something listened on when they were last computed (start, reload).
     pub ports: Vec<u16>,
+    /// The UDP ports to steer, as `ports`: less those something was bound to.
+    pub udp_ports: Vec<u16>,
 }
 
 /// The serving catch-all.
 #[derive(Debug)]
 pub struct CatchAll {
     listeners: Vec<Arc<TcpListener>>,
+    udp: Vec<Arc<UdpSocket>>,
     sockets: DecoySockets,
     /// What the running dispatch was built from; a reload with another one relaunches.
     recipe: String,
     /// Ends the accept loops only (a relaunch keeps the sessions).
     accepting: CancellationToken,
-    /// Ends the sessions too.
-    stop: CancellationToken,
-    tracker: TaskTracker,
-    loops: Vec<tokio::task::JoinHandle<()>>,
+    /// The loops and sessions.
+    tasks: Tasks,
     shared: Shared,
 }
 
@@ -55,6 +69,7 @@ impl CatchAll {
     /// [`ServiceError::Bind`] when a listener's descriptor cannot be duplicated.
     pub fn launch(
         listeners: Vec<TcpListener>,
+        udp: Vec<UdpSocket>,
         dispatch: Dispatch,
         recipe: String,
         decoys: &DecoysConfig,
@@ -68,37 +83,63 @@ impl CatchAll {
             .iter()
             .filter_map(|l| l.local_addr().ok())
             .collect();
-        let stop = parent.child_token();
-        let tracker = TaskTracker::new();
+        let udp_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        let (mut udp_v4, mut udp_v6) = (None, None);
+        let mut udp_addresses = Vec::new();
+        for socket in &udp {
+            let fd = socket.as_fd().try_clone_to_owned();
+            let fd = fd.map_err(|source| super::super::bind_error("udp", udp_addr, source))?;
+            let local = socket
+                .local_addr()
+                .map_err(|source| super::super::bind_error("udp", udp_addr, source))?;
+            udp_addresses.push(local);
+            if local.is_ipv4() {
+                udp_v4 = Some(fd);
+            } else {
+                udp_v6 = Some(fd);
+            }
+        }
+        let tasks = Tasks::new(parent);
         let mut catch_all = Self {
             listeners: listeners.into_iter().map(Arc::new).collect(),
+            udp: udp.into_iter().map(Arc::new).collect(),
             sockets: DecoySockets {
                 v4,
                 v6,
+                udp_v4,
+                udp_v6,
                 addresses,
+                udp_addresses,
                 ports: Vec::new(),
+                udp_ports: Vec::new(),
             },
             recipe,
-            accepting: stop.child_token(),
+            accepting: tasks.stop().child_token(),
             shared: Shared {
-                tracker: tracker.clone(),
-                shutdown: stop.clone(),
+                tracker: tasks.tracker().clone(),
+                shutdown: tasks.stop().clone(),
                 ..shared.clone()
             },
-            stop,
-            tracker,
-            loops: Vec::new(),
+            tasks,
         };
         catch_all.refresh_ports(decoys);
         catch_all.spawn(Arc::new(dispatch));
-        tracing::info!(ports = catch_all.sockets.ports.len(), listeners = ?catch_all.sockets.addresses, "Any-port decoy listeners ready.");
+        tracing::info!(ports = catch_all.sockets.ports.len(), udp_ports = catch_all.sockets.udp_ports.len(), listeners = ?catch_all.sockets.addresses, udp = ?catch_all.sockets.udp_addresses, "Any-port decoy listeners ready.");
         Ok(catch_all)
     }
 
     fn spawn(&mut self, dispatch: Arc<Dispatch>) {
         for listener in &self.listeners {
-            self.loops.push(tokio::spawn(super::accept_loop(
+            self.tasks.push(tokio::spawn(super::accept_loop(
                 Arc::clone(listener),
+                Arc::clone(&dispatch),
+                self.shared.clone(),
+                self.accepting.clone(),
+            )));
+        }
+        for socket in &self.udp {
+            self.tasks.push(tokio::spawn(super::udp::serve(
+                Arc::clone(socket),
                 Arc::clone(&dispatch),
                 self.shared.clone(),
                 self.accepting.clone(),
@@ -125,6 +166,10 @@ impl CatchAll {
         self.sockets.ports = (1..=u16::MAX)
             .filter(|p| decoys.steers(*p) && listening.binary_search(p).is_err())
             .collect();
+        let bound = super::udp::bound_ports();
+        self.sockets.udp_ports = (1..=u16::MAX)
+            .filter(|p| decoys.steers_udp(*p) && bound.binary_search(p).is_err())
+            .collect();
     }
 
     /// Accepts with `dispatch` from now on, on the same listeners (connections queued meanwhile
@@ -132,13 +177,11 @@ impl CatchAll {
     /// limits in force.
     pub async fn relaunch(&mut self, dispatch: Dispatch, recipe: String, shared: &Shared) {
         self.accepting.cancel();
-        for handle in std::mem::take(&mut self.loops) {
-            let _ignored = handle.await;
-        }
-        self.accepting = self.stop.child_token();
+        self.tasks.join_loops().await;
+        self.accepting = self.tasks.stop().child_token();
         self.shared = Shared {
-            tracker: self.tracker.clone(),
-            shutdown: self.stop.clone(),
+            tracker: self.tasks.tracker().clone(),
+            shutdown: self.tasks.stop().clone(),
             ..shared.clone()
         };
         self.recipe = recipe;
@@ -147,19 +190,17 @@ impl CatchAll {
 
     /// Stops accepting and ends its sessions ([`Self::finish`] waits).
     pub fn cancel(&self) {
-        self.stop.cancel();
-        self.tracker.close();
+        self.tasks.cancel();
     }
 
     /// Waits for the accept loops after [`Self::cancel`], closes the listeners, and returns
     /// what its sessions are awaited with.
     pub async fn finish(self) -> TaskTracker {
-        for handle in self.loops {
-            let _ignored = handle.await;
-        }
+        let tracker = self.tasks.finish().await;
         drop(self.listeners);
+        drop(self.udp);
         drop(self.sockets);
-        self.tracker
+        tracker
     }
 }
 
@@ -199,8 +240,10 @@ pub async fn start(
 ) -> Result<CatchAll, ServiceError> {
     let dispatch = super::prepare(plan, &base(plan, &shared.limits)).await?;
     let listeners = super::bind()?;
+    let udp = super::udp::bind()?;
     CatchAll::launch(
         listeners,
+        udp,
         dispatch,
         recipe(plan),
         &plan.decoys,

@@ -11,7 +11,7 @@ use tokio::{
 };
 
 use super::{
-    Detected, Dispatch, parse_listening,
+    Detected, Dispatch, parse_table,
     sniff::{Peeked, Sniffed},
 };
 use crate::{
@@ -181,6 +181,8 @@ fn the_port_map_wins_then_the_bytes_then_the_banner() {
         .into_iter()
         .collect(),
         ports: [(2200, "ssh"), (9443, "https")].into_iter().collect(),
+        udp_handlers: BTreeMap::new(),
+        udp_ports: BTreeMap::new(),
         banner: Some("ftp"),
         sniff_timeout: Duration::from_millis(100),
     };
@@ -225,8 +227,8 @@ fn listening_ports_are_read_from_the_proc_table() {
    3: 00000000000000000000000000000000:0CEA 00000000000000000000000000000000:0000 0A 0 0 0 0 0 0 0 0
    4: garbage
 ";
-    assert_eq!(parse_listening(table), [22, 8080, 3306]);
-    assert_eq!(parse_listening(""), Vec::<u16>::new());
+    assert_eq!(parse_table(table, "0A"), [22, 8080, 3306]);
+    assert_eq!(parse_table("", "0A"), Vec::<u16>::new());
 }
 
 #[tokio::test(flavor = "multi_thread")]

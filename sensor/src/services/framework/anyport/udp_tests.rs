@@ -1,0 +1,249 @@
+//! The UDP hand-off without the kernel program: datagrams sent straight to the catch-all UDP
+//! socket on loopback take the same path as steered ones (their original destination is then
+//! the socket's own address).
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use serde_json::{Value, json};
+use tokio::{net::UdpSocket, sync::mpsc};
+
+use super::{super::Detected, Dispatch, sniff};
+use crate::{
+    event::{Action, Event, Service},
+    services::{
+        ServiceLimits, ServicesPlan, ServicesSection,
+        framework::udp::{Exchange, UdpHandler, UdpSession},
+        start,
+    },
+    shutdown::CancellationToken,
+};
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+/// `dig example.com A` as sent (id 0x1234, RD, one question, no EDNS).
+const DNS_QUERY: &[u8] = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\
+\x07example\x03com\x00\x00\x01\x00\x01";
+
+/// `snmpget -v2c -c public <host> sysDescr.0` as sent (request id 1).
+const SNMP_GET: &[u8] = b"\x30\x29\x02\x01\x01\x04\x06public\xa0\x1c\x02\x04\x00\x00\x00\x01\
+\x02\x01\x00\x02\x01\x00\x30\x0e\x30\x0c\x06\x08\x2b\x06\x01\x02\x01\x01\x01\x00\x05\x00";
+
+#[test]
+fn a_dns_query_and_an_snmp_message_are_recognised_from_their_form() {
+    assert_eq!(sniff(DNS_QUERY), Some("dns"));
+    assert_eq!(sniff(SNMP_GET), Some("snmp"));
+    // A DNS response (QR set) is no query to answer.
+    let mut response = DNS_QUERY.to_vec();
+    response[2] |= 0x80;
+    assert_eq!(sniff(&response), None);
+    // Cut short, or noise.
+    assert_eq!(sniff(&DNS_QUERY[..20]), None);
+    assert_eq!(sniff(&SNMP_GET[..30]), None);
+    assert_eq!(sniff(b""), None);
+    assert_eq!(sniff(b"hello\n"), None);
+    assert_eq!(sniff(&[0x30, 0x80, 0x00, 0x00]), None);
+}
+
+struct Quiet;
+
+impl UdpSession for Quiet {
+    fn handle(&mut self, _datagram: &[u8], _out: &mut Exchange) -> Option<Vec<u8>> {
+        None
+    }
+}
+
+#[test]
+fn the_udp_port_map_wins_then_the_datagram_form() {
+    let quiet: UdpHandler = Arc::new(|| Box::new(Quiet));
+    let limits = Arc::new(ServiceLimits::default());
+    let dispatch = Dispatch {
+        handlers: BTreeMap::new(),
+        ports: BTreeMap::new(),
+        udp_handlers: [("dns", (Service::Dns, quiet, limits))]
+            .into_iter()
+            .collect(),
+        udp_ports: [(53, "dns"), (161, "snmp"), (5300, "dns")]
+            .into_iter()
+            .collect(),
+        banner: None,
+        sniff_timeout: Duration::from_millis(100),
+    };
+    assert_eq!(
+        dispatch.choose_udp(5300, b"noise"),
+        (Some("dns"), Detected::Port)
+    );
+    assert_eq!(
+        dispatch.choose_udp(5353, DNS_QUERY),
+        (Some("dns"), Detected::Sniff)
+    );
+    // Mapped or recognised, but no handler could be built for it.
+    assert_eq!(dispatch.choose_udp(161, SNMP_GET), (None, Detected::None));
+    assert_eq!(dispatch.choose_udp(1161, SNMP_GET), (None, Detected::None));
+    assert_eq!(dispatch.choose_udp(9999, b"hi"), (None, Detected::None));
+}
+
+fn plan(decoys: Value) -> ServicesPlan {
+    ServicesPlan {
+        interface: "lo".to_owned(),
+        limits: ServiceLimits {
+            state_dir: "/dev/null/state".into(),
+            ephemeral_ports: true,
+            ..ServiceLimits::default()
+        },
+        services: ServicesSection::from_map(BTreeMap::new()),
+        decoys: serde_json::from_value(decoys).unwrap(),
+        ..ServicesPlan::default()
+    }
+}
+
+/// The next `n` events (at most `LIMIT` in all).
+async fn next(events: &mut mpsc::Receiver<Event>, n: usize) -> Vec<Event> {
+    let mut got = Vec::new();
+    let wait = async {
+        while got.len() < n {
+            match events.recv().await {
+                Some(event) => got.push(event),
+                None => break,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LIMIT, wait).await;
+    got
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dns_query_is_answered_and_noise_is_a_udp_connection_only() {
+    let (sink, mut events) = mpsc::channel(64);
+    let services = start(
+        &plan(json!({"enabled": true, "udp": ["1-65535"]})),
+        sink,
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    let sockets = services.decoys().expect("decoys enabled");
+    let addr = sockets.udp_addresses[0];
+    assert!(addr.is_ipv4() && addr.ip().is_loopback(), "{addr}");
+    assert!(sockets.udp_v4.is_some());
+    assert!(sockets.udp_ports.contains(&5353) && !sockets.udp_ports.contains(&addr.port()));
+    let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    client.send_to(DNS_QUERY, addr).await.unwrap();
+    let mut reply = [0_u8; 512];
+    let (n, from) = tokio::time::timeout(LIMIT, client.recv_from(&mut reply))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        from, addr,
+        "the reply leaves from the address the query went to"
+    );
+    assert_eq!(&reply[..2], b"\x12\x34", "same id");
+    assert_ne!(reply[2] & 0x80, 0, "a response");
+    assert!(n >= DNS_QUERY.len());
+    let got = next(&mut events, 3).await;
+    assert_eq!(
+        got.iter()
+            .map(|e| (e.service, e.action))
+            .collect::<Vec<_>>(),
+        [
+            (Service::Udp, Action::Connection),
+            (Service::Dns, Action::Connection),
+            (Service::Dns, Action::Query)
+        ],
+        "{got:?}"
+    );
+    assert_eq!(got[0].extra["service"], "dns");
+    assert_eq!(got[0].extra["detected"], "sniff");
+    assert_eq!(&got[0].data[..], DNS_QUERY);
+    assert_eq!(got[0].session.dst_port, addr.port());
+    assert_eq!(got[0].session.src_port, client.local_addr().unwrap().port());
+    assert_eq!(got[1].session, got[0].session);
+    assert_eq!(got[2].extra["qname"], "example.com");
+
+    let noise = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    noise.send_to(b"\x01\x02hello", addr).await.unwrap();
+    noise.send_to(b"\x01\x02again", addr).await.unwrap();
+    let got = next(&mut events, 1).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        (got[0].service, got[0].action),
+        (Service::Udp, Action::Connection)
+    );
+    assert_eq!(got[0].extra["service"], Value::Null);
+    assert_eq!(got[0].extra["detected"], "none");
+    assert_eq!(&got[0].data[..], b"\x01\x02hello");
+    let mut buf = [0_u8; 64];
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), noise.recv_from(&mut buf))
+            .await
+            .is_err(),
+        "no reply to noise"
+    );
+    let counters = services.counters().to_json();
+    assert_eq!(counters["decoy_udp_sessions"], 2);
+    assert_eq!(counters["decoy_udp_unclaimed"], 1);
+    assert_eq!(counters["udp_replies"], 1);
+    assert_eq!(counters["udp_datagrams"], 3);
+    services.stop(Duration::from_secs(1)).await;
+    assert!(
+        events.try_recv().is_err(),
+        "one event for the noise pseudo-session"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn decoy_replies_keep_the_reflection_budget_and_the_source_rate() {
+    let (sink, mut events) = mpsc::channel(64);
+    let mut plan = plan(json!({"enabled": true, "udp": ["1-65535"]}));
+    // A budget of 10 bytes whatever is received, one reply per second per source.
+    plan.limits.udp_reply_factor = 0;
+    plan.limits.udp_reply_allowance_bytes = 10;
+    plan.limits.udp_replies_per_source_per_sec = 1;
+    let services = start(&plan, sink, &CancellationToken::new()).await.unwrap();
+    let addr = services.decoys().expect("decoys enabled").udp_addresses[0];
+    let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    // Every DNS answer repeats the question (29 bytes): over the budget, refused.
+    client.send_to(DNS_QUERY, addr).await.unwrap();
+    let got = next(&mut events, 3).await;
+    assert_eq!(got.len(), 3, "{got:?}");
+    let mut buf = [0_u8; 512];
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), client.recv_from(&mut buf))
+            .await
+            .is_err(),
+        "no reply over the reflection budget"
+    );
+    let counters = services.counters().to_json();
+    assert_eq!(counters["udp_refused_reflection"], 1, "{counters}");
+    assert_eq!(counters["udp_replies"], 0, "{counters}");
+    services.stop(Duration::from_secs(1)).await;
+
+    // A generous budget, but one reply per second: of three peers of one source, one answer.
+    let (sink, mut events) = mpsc::channel(64);
+    plan.limits.udp_reply_factor = 10;
+    plan.limits.udp_reply_allowance_bytes = 512;
+    let services = start(&plan, sink, &CancellationToken::new()).await.unwrap();
+    let addr = services.decoys().expect("decoys enabled").udp_addresses[0];
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        client.send_to(DNS_QUERY, addr).await.unwrap();
+        clients.push(client);
+    }
+    let got = next(&mut events, 9).await;
+    assert_eq!(got.len(), 9, "{got:?}");
+    let mut answered = 0;
+    for client in &clients {
+        if tokio::time::timeout(Duration::from_millis(300), client.recv_from(&mut buf))
+            .await
+            .is_ok()
+        {
+            answered += 1;
+        }
+    }
+    assert_eq!(answered, 1);
+    let counters = services.counters().to_json();
+    assert_eq!(counters["udp_refused_rate"], 2, "{counters}");
+    assert_eq!(counters["udp_replies"], 1, "{counters}");
+    services.stop(Duration::from_secs(1)).await;
+}

@@ -218,32 +218,48 @@ async fn decoy_replies_keep_the_reflection_budget_and_the_source_rate() {
     assert_eq!(counters["udp_replies"], 0, "{counters}");
     services.stop(Duration::from_secs(1)).await;
 
-    // A generous budget, but one reply per second: of three peers of one source, one answer.
-    let (sink, mut events) = mpsc::channel(64);
+    // A generous budget, but one reply per second per source: twenty peers of one source get
+    // at most one answer plus one per second the exchange took, whatever the machine's speed.
+    let (sink, mut events) = mpsc::channel(128);
     plan.limits.udp_reply_factor = 10;
     plan.limits.udp_reply_allowance_bytes = 512;
     let services = start(&plan, sink, &CancellationToken::new()).await.unwrap();
     let addr = services.decoys().expect("decoys enabled").udp_addresses[0];
+    let began = std::time::Instant::now();
     let mut clients = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..20 {
         let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         client.send_to(DNS_QUERY, addr).await.unwrap();
         clients.push(client);
     }
-    let got = next(&mut events, 9).await;
-    assert_eq!(got.len(), 9, "{got:?}");
+    let got = next(&mut events, 60).await;
+    assert_eq!(got.len(), 60, "{got:?}");
+    let settled = tokio::time::timeout(LIMIT, async {
+        loop {
+            let c = services.counters().to_json();
+            let done = c["udp_replies"].as_u64().unwrap_or(0)
+                + c["udp_refused_rate"].as_u64().unwrap_or(0);
+            if done >= 20 {
+                return c;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("every query answered or refused");
+    let took = began.elapsed().as_secs();
+    let replies = settled["udp_replies"].as_u64().unwrap();
+    assert!(replies >= 1 && replies <= 1 + took, "{settled} in {took} s");
+    assert_eq!(settled["udp_refused_rate"].as_u64().unwrap(), 20 - replies);
     let mut answered = 0;
     for client in &clients {
-        if tokio::time::timeout(Duration::from_millis(300), client.recv_from(&mut buf))
-            .await
-            .is_ok()
+        if let Ok(Ok(_)) =
+            tokio::time::timeout(Duration::from_millis(50), client.recv_from(&mut buf)).await
         {
             answered += 1;
         }
     }
-    assert_eq!(answered, 1);
-    let counters = services.counters().to_json();
-    assert_eq!(counters["udp_refused_rate"], 2, "{counters}");
-    assert_eq!(counters["udp_replies"], 1, "{counters}");
+    // Sent replies are already in the clients' queues.
+    assert_eq!(answered, replies);
     services.stop(Duration::from_secs(1)).await;
 }

@@ -14,7 +14,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     Filter, Message, OutputConfig, WhenFull, driver,
-    queue::{self, Counters, OutputQueue},
+    durable::Durability,
+    queue::{self, Counters, OutputQueue, Pushed},
 };
 use crate::format::FormatContext;
 
@@ -75,6 +76,8 @@ struct Handle {
     kind: &'static str,
     filter: Filter,
     queue: Arc<OutputQueue>,
+    /// Writes every message to a spool first (cleared when the spool cannot be used).
+    spools: Arc<std::sync::atomic::AtomicBool>,
     task: JoinHandle<()>,
     expiry: Option<JoinHandle<()>>,
 }
@@ -84,6 +87,7 @@ pub struct Fanout {
     handles: Vec<Handle>,
     reopen: broadcast::Sender<()>,
     give_up: CancellationToken,
+    durability: Arc<Durability>,
 }
 
 impl std::fmt::Debug for Fanout {
@@ -100,6 +104,7 @@ impl Fanout {
     pub fn start(outputs: &[OutputConfig], ctx: &FormatContext) -> Self {
         let (reopen, _) = broadcast::channel(4);
         let give_up = CancellationToken::new();
+        let durability = Durability::new(outputs.iter().filter(|c| c.spool.is_some()).count());
         let handles = outputs
             .iter()
             .enumerate()
@@ -116,6 +121,7 @@ impl Fanout {
                 ));
                 let expiry = (cfg.when_full == WhenFull::Block)
                     .then(|| tokio::spawn(queue::run_expiry(queue.clone())));
+                let spools = Arc::new(std::sync::atomic::AtomicBool::new(cfg.spool.is_some()));
                 let task = tokio::spawn(run_output(driver::Driver {
                     cfg: cfg.clone(),
                     name: name.clone(),
@@ -123,12 +129,15 @@ impl Fanout {
                     queue: queue.clone(),
                     reopen: reopen.subscribe(),
                     give_up: give_up.clone(),
+                    durability: durability.clone(),
+                    spools: spools.clone(),
                 }));
                 Handle {
                     name,
                     kind: cfg.transport.kind(),
                     filter: cfg.filter(),
                     queue,
+                    spools,
                     task,
                     expiry,
                 }
@@ -138,16 +147,44 @@ impl Fanout {
             handles,
             reopen,
             give_up,
+            durability,
         }
     }
 
+    /// Where sessions wait for their events to reach the spooled outputs' disks.
+    #[must_use]
+    pub fn durability(&self) -> Arc<Durability> {
+        self.durability.clone()
+    }
+
     /// Hands a message (an event or an incident) to every output that takes it, applying each
-    /// one's full-queue policy. Never waits.
+    /// one's full-queue policy. Never waits. A session waiting for this event
+    /// ([`Durability`]) is released once every spooled output that takes it has it on disk, or
+    /// at once when none takes it or its queue dropped it (counted there).
     pub fn send(&self, message: impl Into<Message>) {
         let message = Arc::new(message.into());
+        let event_id = match message.as_ref() {
+            Message::Event(e) => Some(e.id),
+            Message::Incident(_) => None,
+        };
+        let durable = |h: &Handle| h.spools.load(Ordering::Relaxed);
+        if let Some(id) = event_id {
+            let spooled = self
+                .handles
+                .iter()
+                .filter(|h| durable(h) && h.filter.accepts(&message))
+                .count();
+            self.durability.routed(id, spooled);
+        }
         for h in &self.handles {
             if h.filter.accepts(&message) {
-                h.queue.push(message.clone());
+                let pushed = h.queue.push(message.clone());
+                if pushed == Pushed::Dropped
+                    && durable(h)
+                    && let Some(id) = event_id
+                {
+                    self.durability.stored(id);
+                }
             }
         }
     }
@@ -231,6 +268,10 @@ async fn run_output(d: driver::Driver) {
                 tracing::error!(output = %d.name, error = %err, "Opening the spool failed.");
             }
         }
+    }
+    if d.spools.swap(false, Ordering::Relaxed) {
+        // Configured with a spool it cannot use: best effort, nobody waits for it.
+        d.durability.spool_unavailable();
     }
     driver::run(sink, d).await;
 }

@@ -17,7 +17,9 @@ use serde_json::Value;
 use tokio::sync::Notify;
 
 use super::{
+    Message,
     driver::Driver,
+    durable::Durability,
     queue::{self, OutputQueue},
     retry::Backoff,
     sink::{Body, Record, Sink, WriteError},
@@ -50,6 +52,7 @@ async fn spool_intake(
     name: String,
     wake: Arc<Notify>,
     pending: Arc<AtomicU64>,
+    durability: Arc<Durability>,
 ) {
     let counters = queue.counters().clone();
     let mut warned = false;
@@ -57,9 +60,13 @@ async fn spool_intake(
         let mut buf = BytesMut::new();
         let mut starts = Vec::new();
         let mut taken = 0u64;
+        let mut ids = Vec::new();
         let mut next = Some(first);
         while let Some(event) = next {
             taken += 1;
+            if let Message::Event(e) = event.as_ref() {
+                ids.push(e.id);
+            }
             let start = buf.len();
             match body.encode(&event, &ctx, &mut buf) {
                 Ok(()) => starts.push(start),
@@ -115,6 +122,10 @@ async fn spool_intake(
         }
         counters.drop_for(lost, queue::SPOOL_FULL);
         queue.resolved(taken);
+        // On disk (synced) or given up and counted: the sessions waiting for them answer now.
+        for id in ids {
+            durability.stored(id);
+        }
         wake.notify_one();
     }
 }
@@ -145,6 +156,7 @@ pub(crate) async fn run(mut sink: Box<dyn Sink>, mut spool: Spool, d: Driver) {
         name.clone(),
         wake.clone(),
         pending.clone(),
+        d.durability.clone(),
     ));
     let mut intake_done = false;
     // Periodic work of the sink (the email digest), on time even while nothing arrives.

@@ -65,6 +65,9 @@ pub struct ServiceCounters {
     /// Any-port decoy connections no service took (unknown bytes, a client gone, no banner
     /// service): they got `tcp.connection` only.
     pub decoys_unclaimed: AtomicU64,
+    /// Events a TCP session answered without their confirmation from the spooled outputs (not
+    /// on disk within `output::durable::WAIT`, or too many waiting).
+    pub events_unconfirmed: AtomicU64,
 }
 
 impl ServiceCounters {
@@ -94,6 +97,7 @@ impl ServiceCounters {
             "udp_send_failed": get(&self.udp_send_failed),
             "decoy_connections": get(&self.decoy_connections),
             "decoys_unclaimed": get(&self.decoys_unclaimed),
+            "events_unconfirmed": get(&self.events_unconfirmed),
         })
     }
 }

@@ -377,7 +377,7 @@ async fn datagram_in(
         let mut session = Session::new(
             identity,
             service,
-            shared.sink.clone(),
+            shared.sink.best_effort(),
             Arc::clone(&shared.limits),
             Arc::clone(&shared.counters),
             silent,

@@ -13,7 +13,7 @@ use tokio::{sync::broadcast, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Filter, Message, OutputConfig, WhenFull, driver,
+    Filter, Message, OutputConfig, Transport, WhenFull, driver,
     durable::Durability,
     queue::{self, Counters, OutputQueue, Pushed},
 };
@@ -104,7 +104,11 @@ impl Fanout {
     pub fn start(outputs: &[OutputConfig], ctx: &FormatContext) -> Self {
         let (reopen, _) = broadcast::channel(4);
         let give_up = CancellationToken::new();
-        let durability = Durability::new(outputs.iter().filter(|c| c.spool.is_some()).count());
+        // File and terminal outputs never spool (they write through).
+        let spools = |c: &OutputConfig| {
+            c.spool.is_some() && !matches!(c.transport, Transport::File(_) | Transport::Terminal)
+        };
+        let durability = Durability::new(outputs.iter().filter(|c| spools(c)).count());
         let handles = outputs
             .iter()
             .enumerate()
@@ -121,7 +125,7 @@ impl Fanout {
                 ));
                 let expiry = (cfg.when_full == WhenFull::Block)
                     .then(|| tokio::spawn(queue::run_expiry(queue.clone())));
-                let spools = Arc::new(std::sync::atomic::AtomicBool::new(cfg.spool.is_some()));
+                let spools = Arc::new(std::sync::atomic::AtomicBool::new(spools(cfg)));
                 let task = tokio::spawn(run_output(driver::Driver {
                     cfg: cfg.clone(),
                     name: name.clone(),
@@ -323,6 +327,69 @@ mod tests {
         let cef = std::fs::read_to_string(&b).unwrap();
         assert_eq!(cef.lines().count(), 100);
         assert!(cef.lines().all(|l| l.starts_with("CEF:0|")));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_waiting_session_is_released_once_its_event_is_in_the_spool() {
+        let dir = std::env::temp_dir().join(format!("sensor-fanout-dur-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // An api output whose receiver is down (a port nobody listens on), with a spool, and
+        // a file output (best effort, never waited for).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let api: OutputConfig = serde_json::from_value(serde_json::json!({
+            "format": "trapster",
+            "transport": {"type": "api", "url": format!("http://127.0.0.1:{port}/e")},
+            "spool": {"dir": dir.join("spool")}
+        }))
+        .unwrap();
+        let fanout = Fanout::start(
+            &[api, file_output(&dir.join("f.ndjson"), Format::Default)],
+            &FormatContext::for_device("s1"),
+        );
+        let durability = fanout.durability();
+        let event = golden::catalogue_events().remove(0);
+        let id = event.id;
+        let rx = durability.expect(id).unwrap().expect("a spooled output to wait for");
+        fanout.send(event);
+        assert_eq!(durability.confirmed(id, rx).await, Ok(()));
+        let spooled = std::fs::read_dir(dir.join("spool"))
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| e.path().extension().is_some_and(|x| x == "seg"))
+            .map(|e| std::fs::read_to_string(e.path()).unwrap())
+            .collect::<String>();
+        assert!(spooled.contains(&id.to_string()), "{spooled}");
+        assert_eq!(durability.waiting(), 0);
+        let _ = fanout.finish(Duration::from_millis(100)).await;
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[tokio::test]
+    async fn without_a_spooled_output_nothing_waits() {
+        let dir = std::env::temp_dir().join(format!("sensor-fanout-nodur-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut file = file_output(&dir.join("f.ndjson"), Format::Default);
+        // A file output writes through: a spool setting changes nothing.
+        file.spool = Some(crate::output::SpoolConfig {
+            dir: dir.join("spool"),
+            max_bytes: 1 << 20,
+        });
+        let fanout = Fanout::start(&[file], &FormatContext::for_device("s1"));
+        assert!(!fanout.durability().is_needed());
+        assert!(
+            fanout
+                .durability()
+                .expect(uuid::Uuid::new_v4())
+                .unwrap()
+                .is_none()
+        );
+        let _ = fanout.finish(Duration::from_secs(1)).await;
         std::fs::remove_dir_all(&dir).ok();
     }
 

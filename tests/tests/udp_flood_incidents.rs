@@ -125,7 +125,11 @@ fn a_spoofed_udp_flood_gives_bounded_events_and_incidents_with_the_counts_in_a_s
     let sensor = RunningSensor::start(&net.sensor, &config, &["--capture", "none"]);
     let sensor_ip: Ipv4Addr = net.sensor_ip.parse().expect("address");
     let sent = net.peer.run(move || send(sensor_ip));
-    assert_eq!(sent, 2 * SOURCES as usize, "every forged datagram left the peer");
+    assert_eq!(
+        sent,
+        2 * SOURCES as usize,
+        "every forged datagram left the peer"
+    );
     // The window (2 s) closes at a sweep (every 5 s with this idle timeout): its summary.
     let summarised = sensor.wait_for_events(Duration::from_secs(20), |events| {
         events.iter().any(|e| e["logtype"] == "dns.flood")
@@ -138,7 +142,11 @@ fn a_spoofed_udp_flood_gives_bounded_events_and_incidents_with_the_counts_in_a_s
     assert!(run.clean_exit, "{:?}", run.stderr);
     assert!(summarised, "no dns.flood summary");
     let s = &run.stats;
-    let forged = |e: &&Value| e["src_ip"].as_str().is_some_and(|ip| ip.starts_with("198.19."));
+    let forged = |e: &&Value| {
+        e["src_ip"]
+            .as_str()
+            .is_some_and(|ip| ip.starts_with("198.19."))
+    };
     let events: Vec<&Value> = run
         .events
         .iter()
@@ -210,10 +218,20 @@ fn a_spoofed_udp_flood_gives_bounded_events_and_incidents_with_the_counts_in_a_s
         .count() as u64;
     assert_eq!(reported_queries + total("datagrams"), handled);
     // The folded events: a connection and a query per folded datagram's pair.
-    assert_eq!(total("events_folded"), total("sources") + total("datagrams"));
-    assert!(floods.iter().all(|e| e["extra"]["reported_sources"] == MAX_SOURCES));
+    assert_eq!(
+        total("events_folded"),
+        total("sources") + total("datagrams")
+    );
+    assert!(
+        floods
+            .iter()
+            .all(|e| e["extra"]["reported_sources"] == MAX_SOURCES)
+    );
     let first = floods[0];
-    assert_eq!(first["extra"]["top_sources"].as_array().map(Vec::len), Some(5));
+    assert_eq!(
+        first["extra"]["top_sources"].as_array().map(Vec::len),
+        Some(5)
+    );
     assert_eq!(first["extra"]["sample"].as_array().map(Vec::len), Some(5));
     assert_eq!(first["extra"]["sample"][0], "198.19.0.21");
 }

@@ -169,7 +169,8 @@ pub async fn run(
     let (sink, service_events) = mpsc::channel(SERVICE_QUEUE);
     let poisoning_sink = sink.clone();
     // TCP sessions answer once their events are in every spool (bounded wait).
-    let service_sink = crate::services::EventSink::durable(sink.clone(), pipeline.fanout.durability());
+    let service_sink =
+        crate::services::EventSink::durable(sink.clone(), pipeline.fanout.durability());
     let mut running = Running {
         pipeline,
         merger: Merger::new(&config.sensor.portscan)

@@ -355,7 +355,10 @@ mod tests {
         let durability = fanout.durability();
         let event = golden::catalogue_events().remove(0);
         let id = event.id;
-        let rx = durability.expect(id).unwrap().expect("a spooled output to wait for");
+        let rx = durability
+            .expect(id)
+            .unwrap()
+            .expect("a spooled output to wait for");
         fanout.send(event);
         assert_eq!(durability.confirmed(id, rx).await, Ok(()));
         let spooled = std::fs::read_dir(dir.join("spool"))

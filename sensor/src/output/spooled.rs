@@ -44,6 +44,10 @@ fn lock(spool: &Mutex<Spool>) -> std::sync::MutexGuard<'_, Spool> {
 
 /// Takes messages from the queue, encodes them and appends them to the spool (off the
 /// runtime), never waiting for the receiver: a spooled output's queue only waits for the disk.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site, the output loop's own state"
+)]
 async fn spool_intake(
     queue: Arc<OutputQueue>,
     spool: Arc<Mutex<Spool>>,

@@ -270,7 +270,12 @@ impl Session {
                     Unconfirmed::TooMany => "too many waiting",
                     Unconfirmed::Stopped => "outputs stopped",
                 };
-                tracing::warn!(service = self.service.as_str(), unconfirmed = n, reason, "Session answered before its event was confirmed in the spool.");
+                tracing::warn!(
+                    service = self.service.as_str(),
+                    unconfirmed = n,
+                    reason,
+                    "Session answered before its event was confirmed in the spool."
+                );
             }
         }
     }

@@ -42,8 +42,8 @@ use serde_json::{Map, Value};
 use socket2::{Protocol, Type};
 use tokio::{net::UdpSocket, task::JoinSet, time::Instant};
 
-pub(super) use super::udp_rates::Rates;
 use super::udp_flood::{UdpFlood, UdpFloodSummary};
+pub(super) use super::udp_rates::Rates;
 use super::{
     Shared, bind_error, bound_socket, gate::Permit, gate::Refusal, pktinfo, session::Session,
 };
@@ -446,9 +446,7 @@ async fn datagram_in(
             .len()
             .saturating_add(usize::from(entry.datagrams == 1));
         let total = entry.datagrams;
-        table
-            .flood
-            .fold(peer.ip(), datagram.len(), total, events);
+        table.flood.fold(peer.ip(), datagram.len(), total, events);
     } else {
         for (action, data, extra) in exchange.events {
             entry.session.emit(action, &data, extra).await;

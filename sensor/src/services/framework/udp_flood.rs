@@ -205,7 +205,10 @@ mod tests {
         let extra = s.extra();
         assert_eq!(extra["sources"], 7);
         assert_eq!(extra["window_secs"], 60);
-        assert_eq!(extra["top_sources"][0], json!({"ip": "24.0.0.9", "datagrams": 10}));
+        assert_eq!(
+            extra["top_sources"][0],
+            json!({"ip": "24.0.0.9", "datagrams": 10})
+        );
         // The next window starts afresh.
         let (report, closed) = g.admit(t0 + window + Duration::from_secs(1));
         assert!(report);

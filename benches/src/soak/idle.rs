@@ -113,10 +113,11 @@ async fn slowloris(
     }
 }
 
-/// A fresh session on every service from a new source: how many completed and were logged.
-async fn fresh(addrs: &[(Kind, SocketAddr)], log: &Path) -> (usize, usize) {
+/// A fresh session on every service from a new source: how many completed and were logged,
+/// and the services whose completed session was not logged.
+async fn fresh(addrs: &[(Kind, SocketAddr)], log: &Path) -> (usize, usize, Vec<&'static str>) {
     let tls = tls_connector();
-    let (mut answered, mut logged) = (0, 0);
+    let (mut answered, mut logged, mut unlogged) = (0, 0, Vec::new());
     for (kind, addr) in addrs {
         let logtype = format!("{}.{}", kind.name(), kind.logged());
         let before = count_logged(log, &logtype);
@@ -128,10 +129,12 @@ async fn fresh(addrs: &[(Kind, SocketAddr)], log: &Path) -> (usize, usize) {
             .await
             {
                 logged += 1;
+            } else {
+                unlogged.push(kind.name());
             }
         }
     }
-    (answered, logged)
+    (answered, logged, unlogged)
 }
 
 fn services(stats: &Value) -> Value {
@@ -262,11 +265,11 @@ pub async fn run(bin: &Path, hold: Duration) -> Value {
         "slowloris_clients": n * SLOWLORIS,
         "slowloris_cut_by_sensor": slow.cut.load(Ordering::Relaxed),
         "slowloris_last_cut_secs": round1(slow.last_cut_ms.load(Ordering::Relaxed) as f64 / 1e3),
-        "fresh_sessions_while_held": {"services": n, "answered": fresh_held.0, "logged": fresh_held.1},
+        "fresh_sessions_while_held": {"services": n, "answered": fresh_held.0, "logged": fresh_held.1, "unlogged": fresh_held.2},
         "beyond_global_cap_attempted": 300,
         "beyond_global_cap_open": beyond_open,
-        "fresh_sessions_global_cap_full": {"services": n, "answered": fresh_full.0, "logged": fresh_full.1},
-        "fresh_sessions_after": {"services": n, "answered": fresh_after.0, "logged": fresh_after.1},
+        "fresh_sessions_global_cap_full": {"services": n, "answered": fresh_full.0, "logged": fresh_full.1, "unlogged": fresh_full.2},
+        "fresh_sessions_after": {"services": n, "answered": fresh_after.0, "logged": fresh_after.1, "unlogged": fresh_after.2},
         "max_connections": MAX_CONNECTIONS,
         "max_connections_per_source": PER_SOURCE,
         "handshake_and_idle_timeout_secs": timeout,

@@ -168,6 +168,9 @@ pub async fn run(
     pipeline.honeytokens = config.sensor.honeytokens.clone();
     let (sink, service_events) = mpsc::channel(SERVICE_QUEUE);
     let poisoning_sink = sink.clone();
+    // TCP sessions answer once their events are in every spool (bounded wait).
+    let service_sink =
+        crate::services::EventSink::durable(sink.clone(), pipeline.fanout.durability());
     let mut running = Running {
         pipeline,
         merger: Merger::new(&config.sensor.portscan)
@@ -187,12 +190,12 @@ pub async fn run(
         heartbeat: heartbeat::Heartbeat::new(config.sensor.heartbeat.interval_secs),
         config: config.clone(),
         config_path: options.config_path.clone(),
-        sink: sink.clone(),
+        sink: service_sink.clone(),
         shutdown: shutdown.clone(),
     };
     let started = async {
         let services =
-            crate::services::start(&config.services_plan(), sink.clone(), &shutdown).await?;
+            crate::services::start(&config.services_plan(), service_sink, &shutdown).await?;
         // A decoy that could not start is an event too: the SOC sees which one is down.
         for down in services.down() {
             let _ignored = sink.try_send(down.event());
@@ -326,7 +329,7 @@ struct Running {
     config: Config,
     config_path: Option<PathBuf>,
     /// Where restarted services send their events, and what stops them.
-    sink: mpsc::Sender<Event>,
+    sink: crate::services::EventSink,
     shutdown: CancellationToken,
 }
 

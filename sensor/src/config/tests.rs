@@ -29,6 +29,12 @@ fn service_mistakes_are_named() {
         let err = Config::parse(&zero, "t").unwrap_err().to_string();
         assert!(err.contains(&format!("sensor.services.{field}")), "{err}");
     }
+    let zero = r#"{"sensor": {"services": {"udp_flood_window_secs": 0}}}"#;
+    let err = Config::parse(zero, "t").unwrap_err().to_string();
+    assert!(
+        err.contains("sensor.services.udp_flood_window_secs"),
+        "{err}"
+    );
     let typo = r#"{"services": {"ssh": [{"port": "twenty-two"}]}}"#;
     let err = Config::parse(typo, "t").unwrap_err().to_string();
     assert!(err.contains("services.ssh[0].port"), "{err}");

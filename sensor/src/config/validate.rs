@@ -189,6 +189,12 @@ impl Config {
                 return Err(invalid(field, "must be at least 1 second".to_owned()));
             }
         }
+        if limits.udp_flood_window_secs == 0 {
+            return Err(invalid(
+                "sensor.services.udp_flood_window_secs",
+                "must be at least 1 second".to_owned(),
+            ));
+        }
         if limits.udp_idle_timeout_ms == 0 {
             return Err(invalid(
                 "sensor.services.udp_idle_timeout_ms",

@@ -32,6 +32,20 @@ pub const CATALOGUE: &[Kind] = &[
     },
     Kind {
         logtype: LogType {
+            service: Service::Dns,
+            action: Action::Flood,
+        },
+        source: "UDP decoys (flood control)",
+    },
+    Kind {
+        logtype: LogType {
+            service: Service::Snmp,
+            action: Action::Flood,
+        },
+        source: "UDP decoys (flood control)",
+    },
+    Kind {
+        logtype: LogType {
             service: Service::Sensor,
             action: Action::Degraded,
         },

@@ -40,6 +40,10 @@ pub(crate) struct Driver {
     pub reopen: broadcast::Receiver<()>,
     /// Fired when the shutdown grace period is over.
     pub give_up: CancellationToken,
+    /// Sessions waiting for their events to be spooled (told by the spool intake).
+    pub durability: Arc<super::durable::Durability>,
+    /// Whether this output writes every message to its spool first.
+    pub spools: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Driver {

@@ -13,8 +13,9 @@ use tokio::{sync::broadcast, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Filter, Message, OutputConfig, WhenFull, driver,
-    queue::{self, Counters, OutputQueue},
+    Filter, Message, OutputConfig, Transport, WhenFull, driver,
+    durable::Durability,
+    queue::{self, Counters, OutputQueue, Pushed},
 };
 use crate::format::FormatContext;
 
@@ -75,6 +76,8 @@ struct Handle {
     kind: &'static str,
     filter: Filter,
     queue: Arc<OutputQueue>,
+    /// Writes every message to a spool first (cleared when the spool cannot be used).
+    spools: Arc<std::sync::atomic::AtomicBool>,
     task: JoinHandle<()>,
     expiry: Option<JoinHandle<()>>,
 }
@@ -84,6 +87,7 @@ pub struct Fanout {
     handles: Vec<Handle>,
     reopen: broadcast::Sender<()>,
     give_up: CancellationToken,
+    durability: Arc<Durability>,
 }
 
 impl std::fmt::Debug for Fanout {
@@ -100,6 +104,11 @@ impl Fanout {
     pub fn start(outputs: &[OutputConfig], ctx: &FormatContext) -> Self {
         let (reopen, _) = broadcast::channel(4);
         let give_up = CancellationToken::new();
+        // File and terminal outputs never spool (they write through).
+        let spools = |c: &OutputConfig| {
+            c.spool.is_some() && !matches!(c.transport, Transport::File(_) | Transport::Terminal)
+        };
+        let durability = Durability::new(outputs.iter().filter(|c| spools(c)).count());
         let handles = outputs
             .iter()
             .enumerate()
@@ -116,6 +125,7 @@ impl Fanout {
                 ));
                 let expiry = (cfg.when_full == WhenFull::Block)
                     .then(|| tokio::spawn(queue::run_expiry(queue.clone())));
+                let spools = Arc::new(std::sync::atomic::AtomicBool::new(spools(cfg)));
                 let task = tokio::spawn(run_output(driver::Driver {
                     cfg: cfg.clone(),
                     name: name.clone(),
@@ -123,12 +133,15 @@ impl Fanout {
                     queue: queue.clone(),
                     reopen: reopen.subscribe(),
                     give_up: give_up.clone(),
+                    durability: durability.clone(),
+                    spools: spools.clone(),
                 }));
                 Handle {
                     name,
                     kind: cfg.transport.kind(),
                     filter: cfg.filter(),
                     queue,
+                    spools,
                     task,
                     expiry,
                 }
@@ -138,16 +151,44 @@ impl Fanout {
             handles,
             reopen,
             give_up,
+            durability,
         }
     }
 
+    /// Where sessions wait for their events to reach the spooled outputs' disks.
+    #[must_use]
+    pub fn durability(&self) -> Arc<Durability> {
+        self.durability.clone()
+    }
+
     /// Hands a message (an event or an incident) to every output that takes it, applying each
-    /// one's full-queue policy. Never waits.
+    /// one's full-queue policy. Never waits. A session waiting for this event
+    /// ([`Durability`]) is released once every spooled output that takes it has it on disk, or
+    /// at once when none takes it or its queue dropped it (counted there).
     pub fn send(&self, message: impl Into<Message>) {
         let message = Arc::new(message.into());
+        let event_id = match message.as_ref() {
+            Message::Event(e) => Some(e.id),
+            Message::Incident(_) => None,
+        };
+        let durable = |h: &Handle| h.spools.load(Ordering::Relaxed);
+        if let Some(id) = event_id {
+            let spooled = self
+                .handles
+                .iter()
+                .filter(|h| durable(h) && h.filter.accepts(&message))
+                .count();
+            self.durability.routed(id, spooled);
+        }
         for h in &self.handles {
             if h.filter.accepts(&message) {
-                h.queue.push(message.clone());
+                let pushed = h.queue.push(message.clone());
+                if pushed == Pushed::Dropped
+                    && durable(h)
+                    && let Some(id) = event_id
+                {
+                    self.durability.stored(id);
+                }
             }
         }
     }
@@ -232,6 +273,10 @@ async fn run_output(d: driver::Driver) {
             }
         }
     }
+    if d.spools.swap(false, Ordering::Relaxed) {
+        // Configured with a spool it cannot use: best effort, nobody waits for it.
+        d.durability.spool_unavailable();
+    }
     driver::run(sink, d).await;
 }
 
@@ -282,6 +327,72 @@ mod tests {
         let cef = std::fs::read_to_string(&b).unwrap();
         assert_eq!(cef.lines().count(), 100);
         assert!(cef.lines().all(|l| l.starts_with("CEF:0|")));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_waiting_session_is_released_once_its_event_is_in_the_spool() {
+        let dir = std::env::temp_dir().join(format!("sensor-fanout-dur-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // An api output whose receiver is down (a port nobody listens on), with a spool, and
+        // a file output (best effort, never waited for).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let api: OutputConfig = serde_json::from_value(serde_json::json!({
+            "format": "trapster",
+            "transport": {"type": "api", "url": format!("http://127.0.0.1:{port}/e")},
+            "spool": {"dir": dir.join("spool")}
+        }))
+        .unwrap();
+        let fanout = Fanout::start(
+            &[api, file_output(&dir.join("f.ndjson"), Format::Default)],
+            &FormatContext::for_device("s1"),
+        );
+        let durability = fanout.durability();
+        let event = golden::catalogue_events().remove(0);
+        let id = event.id;
+        let rx = durability
+            .expect(id)
+            .unwrap()
+            .expect("a spooled output to wait for");
+        fanout.send(event);
+        assert_eq!(durability.confirmed(id, rx).await, Ok(()));
+        let spooled = std::fs::read_dir(dir.join("spool"))
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| e.path().extension().is_some_and(|x| x == "seg"))
+            .map(|e| std::fs::read_to_string(e.path()).unwrap())
+            .collect::<String>();
+        assert!(spooled.contains(&id.to_string()), "{spooled}");
+        assert_eq!(durability.waiting(), 0);
+        let _ = fanout.finish(Duration::from_millis(100)).await;
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[tokio::test]
+    async fn without_a_spooled_output_nothing_waits() {
+        let dir = std::env::temp_dir().join(format!("sensor-fanout-nodur-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut file = file_output(&dir.join("f.ndjson"), Format::Default);
+        // A file output writes through: a spool setting changes nothing.
+        file.spool = Some(crate::output::SpoolConfig {
+            dir: dir.join("spool"),
+            max_bytes: 1 << 20,
+        });
+        let fanout = Fanout::start(&[file], &FormatContext::for_device("s1"));
+        assert!(!fanout.durability().is_needed());
+        assert!(
+            fanout
+                .durability()
+                .expect(uuid::Uuid::new_v4())
+                .unwrap()
+                .is_none()
+        );
+        let _ = fanout.finish(Duration::from_secs(1)).await;
         std::fs::remove_dir_all(&dir).ok();
     }
 

@@ -11,6 +11,7 @@
 
 pub mod client;
 pub mod driver;
+pub mod durable;
 pub mod fanout;
 pub mod filter;
 pub mod probe;

@@ -17,7 +17,9 @@ use serde_json::Value;
 use tokio::sync::Notify;
 
 use super::{
+    Message,
     driver::Driver,
+    durable::Durability,
     queue::{self, OutputQueue},
     retry::Backoff,
     sink::{Body, Record, Sink, WriteError},
@@ -42,6 +44,10 @@ fn lock(spool: &Mutex<Spool>) -> std::sync::MutexGuard<'_, Spool> {
 
 /// Takes messages from the queue, encodes them and appends them to the spool (off the
 /// runtime), never waiting for the receiver: a spooled output's queue only waits for the disk.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site, the output loop's own state"
+)]
 async fn spool_intake(
     queue: Arc<OutputQueue>,
     spool: Arc<Mutex<Spool>>,
@@ -50,6 +56,7 @@ async fn spool_intake(
     name: String,
     wake: Arc<Notify>,
     pending: Arc<AtomicU64>,
+    durability: Arc<Durability>,
 ) {
     let counters = queue.counters().clone();
     let mut warned = false;
@@ -57,9 +64,13 @@ async fn spool_intake(
         let mut buf = BytesMut::new();
         let mut starts = Vec::new();
         let mut taken = 0u64;
+        let mut ids = Vec::new();
         let mut next = Some(first);
         while let Some(event) = next {
             taken += 1;
+            if let Message::Event(e) = event.as_ref() {
+                ids.push(e.id);
+            }
             let start = buf.len();
             match body.encode(&event, &ctx, &mut buf) {
                 Ok(()) => starts.push(start),
@@ -115,6 +126,10 @@ async fn spool_intake(
         }
         counters.drop_for(lost, queue::SPOOL_FULL);
         queue.resolved(taken);
+        // On disk (synced) or given up and counted: the sessions waiting for them answer now.
+        for id in ids {
+            durability.stored(id);
+        }
         wake.notify_one();
     }
 }
@@ -145,6 +160,7 @@ pub(crate) async fn run(mut sink: Box<dyn Sink>, mut spool: Spool, d: Driver) {
         name.clone(),
         wake.clone(),
         pending.clone(),
+        d.durability.clone(),
     ));
     let mut intake_done = false;
     // Periodic work of the sink (the email digest), on time even while nothing arrives.

@@ -305,9 +305,10 @@ impl DownService {
 /// port that cannot start; nothing is left listening.
 pub async fn start(
     plan: &ServicesPlan,
-    sink: EventSink,
+    sink: impl Into<EventSink>,
     shutdown: &CancellationToken,
 ) -> Result<Services, ServiceError> {
+    let sink = sink.into();
     // Protocols this version does not emulate are named among the configuration's warnings
     // (`sensor check` prints them, `sensor run` logs them once).
     let limits = Arc::new(plan.limits.clone());

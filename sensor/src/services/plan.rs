@@ -303,6 +303,12 @@ pub struct ServiceLimits {
     /// UDP: replies per second to one source (`sensor.source_prefix`), all its peers together;
     /// further replies are refused (counted).
     pub udp_replies_per_source_per_sec: u32,
+    /// UDP alert-flood control: new pseudo-sessions one socket reports one by one per
+    /// `udp_flood_window_secs`; further ones (a spoofed-source flood) are served but folded
+    /// into one `<service>.flood` summary event per window, with their counts.
+    pub udp_flood_max_sources: u64,
+    /// UDP alert-flood control: length of a window, seconds.
+    pub udp_flood_window_secs: u64,
     /// Accept `port: 0` in the `services` block and let the kernel pick a port (tests and
     /// tools that read the bound port back); off by default, where port 0 is refused.
     pub ephemeral_ports: bool,
@@ -333,6 +339,8 @@ impl Default for ServiceLimits {
             udp_reply_factor: 1,
             udp_reply_allowance_bytes: 512,
             udp_replies_per_source_per_sec: 10,
+            udp_flood_max_sources: 50,
+            udp_flood_window_secs: 60,
             ephemeral_ports: false,
             strict: false,
             state_dir: PathBuf::from("/var/lib/trapster-sensor"),

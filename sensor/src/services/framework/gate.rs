@@ -69,6 +69,9 @@ pub struct ServiceCounters {
     pub decoy_udp_sessions: AtomicU64,
     /// Any-port decoy pseudo-sessions no service took: they got `udp.connection` only.
     pub decoy_udp_unclaimed: AtomicU64,
+    /// Events a TCP session answered without their confirmation from the spooled outputs (not
+    /// on disk within `output::durable::WAIT`, or too many waiting).
+    pub events_unconfirmed: AtomicU64,
 }
 
 impl ServiceCounters {
@@ -100,6 +103,7 @@ impl ServiceCounters {
             "decoys_unclaimed": get(&self.decoys_unclaimed),
             "decoy_udp_sessions": get(&self.decoy_udp_sessions),
             "decoy_udp_unclaimed": get(&self.decoy_udp_unclaimed),
+            "events_unconfirmed": get(&self.events_unconfirmed),
         })
     }
 }

@@ -16,6 +16,7 @@ pub mod tcp;
 pub mod timeouts;
 pub mod tls;
 pub mod udp;
+pub mod udp_flood;
 mod udp_rates;
 #[cfg(test)]
 mod udp_tests;

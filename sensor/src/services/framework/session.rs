@@ -22,10 +22,51 @@ use uuid::Uuid;
 
 use super::gate::ServiceCounters;
 use crate::event::{Action, Event, Service, SessionIdentity};
+use crate::output::durable::{Durability, Unconfirmed};
 use crate::services::ServiceLimits;
 
-/// Where services send their events: the agent forwards them to the outputs.
-pub type EventSink = mpsc::Sender<Event>;
+/// Where services send their events: the agent forwards them to the outputs. A durable sink
+/// (the agent's, with spooled outputs) makes a TCP session wait, bounded, until its event is in
+/// every spool that takes it before the session goes on to answer the client
+/// ([`crate::output::durable`]).
+#[derive(Debug, Clone)]
+pub struct EventSink {
+    tx: mpsc::Sender<Event>,
+    durability: Option<Arc<Durability>>,
+}
+
+impl From<mpsc::Sender<Event>> for EventSink {
+    fn from(tx: mpsc::Sender<Event>) -> Self {
+        Self {
+            tx,
+            durability: None,
+        }
+    }
+}
+
+impl EventSink {
+    /// A sink whose sessions wait for the spooled outputs to have their events on disk.
+    #[must_use]
+    pub const fn durable(tx: mpsc::Sender<Event>, durability: Arc<Durability>) -> Self {
+        Self {
+            tx,
+            durability: Some(durability),
+        }
+    }
+
+    /// The same channel, never waiting for the disk (UDP: one loop serves every source, so a
+    /// wait would hold up the whole decoy).
+    #[must_use]
+    pub fn best_effort(&self) -> Self {
+        self.tx.clone().into()
+    }
+
+    /// The channel itself.
+    #[must_use]
+    pub const fn sender(&self) -> &mpsc::Sender<Event> {
+        &self.tx
+    }
+}
 
 /// Why a session ended before the client closed it cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -97,7 +138,7 @@ impl Session {
     pub fn new(
         identity: SessionIdentity,
         service: Service,
-        sink: EventSink,
+        sink: impl Into<EventSink>,
         limits: Arc<ServiceLimits>,
         counters: Arc<ServiceCounters>,
         silent: bool,
@@ -107,7 +148,7 @@ impl Session {
             identity,
             service,
             id: Uuid::new_v4(),
-            sink,
+            sink: sink.into(),
             limits,
             counters,
             handshake_deadline,
@@ -162,7 +203,10 @@ impl Session {
     }
 
     /// Emits one event. `data` is the client's raw bytes (kept up to `max_data_bytes`; longer
-    /// input is cut and `extra.data_truncated`/`extra.data_length` say so).
+    /// input is cut and `extra.data_truncated`/`extra.data_length` say so). With a durable sink,
+    /// returns once the event is in every spool that takes it (at most
+    /// [`crate::output::durable::WAIT`]; beyond, counted in `events_unconfirmed`), so what the
+    /// session answers next was recorded first.
     pub async fn emit(&self, action: Action, data: &[u8], mut extra: Map<String, Value>) {
         if self.silent {
             return;
@@ -199,8 +243,40 @@ impl Session {
             data: Bytes::copy_from_slice(kept),
             extra,
         };
-        if self.sink.send(event).await.is_err() {
+        let id = event.id;
+        let durability = self.sink.durability.as_deref();
+        let wait = durability.map(|d| d.expect(id));
+        if self.sink.tx.send(event).await.is_err() {
             self.counters.events_lost.fetch_add(1, Ordering::Relaxed);
+            if let Some(d) = durability {
+                d.forget(id);
+            }
+            return;
+        }
+        let outcome = match (durability, wait) {
+            (Some(d), Some(Ok(Some(rx)))) => d.confirmed(id, rx).await,
+            (_, Some(Err(why))) => Err(why),
+            _ => Ok(()),
+        };
+        if let Err(why) = outcome {
+            let n = self
+                .counters
+                .events_unconfirmed
+                .fetch_add(1, Ordering::Relaxed)
+                .saturating_add(1);
+            if n.is_power_of_two() {
+                let reason = match why {
+                    Unconfirmed::TimedOut => "timeout",
+                    Unconfirmed::TooMany => "too many waiting",
+                    Unconfirmed::Stopped => "outputs stopped",
+                };
+                tracing::warn!(
+                    service = self.service.as_str(),
+                    unconfirmed = n,
+                    reason,
+                    "Session answered before its event was confirmed in the spool."
+                );
+            }
         }
     }
 

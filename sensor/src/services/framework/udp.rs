@@ -19,6 +19,11 @@
 //! - one source (all its peers together) gets at most `udp_replies_per_source_per_sec`
 //!   replies per second (token bucket, burst of one second's worth).
 //!
+//! A spoofed-source flood opens one pseudo-session per forged address: beyond
+//! `udp_flood_max_sources` new ones per socket and `udp_flood_window_secs`, they are served the
+//! same but their events are folded into one `<service>.flood` summary per window
+//! ([`super::udp_flood`]), so the flood gives a bounded number of events and incidents.
+//!
 //! On a wildcard-bound socket the kernel tells each datagram's destination (`IP_PKTINFO`), so
 //! `dst_ip` is the address the client sent to; replies leave from the address the kernel routes
 //! them from.
@@ -37,6 +42,7 @@ use serde_json::{Map, Value};
 use socket2::{Protocol, Type};
 use tokio::{net::UdpSocket, task::JoinSet, time::Instant};
 
+use super::udp_flood::{UdpFlood, UdpFloodSummary};
 pub(super) use super::udp_rates::Rates;
 use super::{
     Shared, bind_error, bound_socket, gate::Permit, gate::Refusal, pktinfo, session::Session,
@@ -196,6 +202,10 @@ struct Entry {
     last_seen: Instant,
     received: u64,
     sent: u64,
+    /// Datagrams received.
+    datagrams: u64,
+    /// Folded into the window's flood summary (its events are not sent one by one).
+    folded: bool,
 }
 
 /// Why a reply was not sent.
@@ -219,6 +229,7 @@ pub(super) fn reply_budget(limits: &ServiceLimits, received: u64) -> u64 {
 struct Table {
     entries: HashMap<SocketAddr, Entry>,
     rates: Rates,
+    flood: UdpFlood,
     limits: Arc<ServiceLimits>,
 }
 
@@ -229,6 +240,10 @@ impl Table {
             rates: Rates::new(
                 limits.udp_replies_per_source_per_sec,
                 limits.udp_max_sessions,
+            ),
+            flood: UdpFlood::new(
+                limits.udp_flood_max_sources,
+                Duration::from_secs(limits.udp_flood_window_secs),
             ),
             limits,
         }
@@ -280,10 +295,19 @@ pub async fn serve(socket: UdpSocket, service: Service, handler: UdpHandler, sha
     let mut deferred: JoinSet<(SocketAddr, Option<Vec<u8>>)> = JoinSet::new();
     loop {
         let received = tokio::select! {
-            () = shared.shutdown.cancelled() => return,
+            () = shared.shutdown.cancelled() => {
+                if let Some(summary) = table.flood.flush() {
+                    report_flood(&summary, local, service, &shared).await;
+                }
+                return;
+            }
             _ = sweep.tick() => {
-                let ended = table.expire(Instant::now());
+                let now = Instant::now();
+                let ended = table.expire(now);
                 add(&shared.counters.udp_expired, ended);
+                if let Some(summary) = table.flood.sweep(now) {
+                    report_flood(&summary, local, service, &shared).await;
+                }
                 continue;
             }
             Some(done) = deferred.join_next(), if !deferred.is_empty() => {
@@ -377,16 +401,24 @@ async fn datagram_in(
                 return None;
             }
         };
-        let silent = shared.is_whitelisted(src_ip);
-        if silent {
+        let whitelisted = shared.is_whitelisted(src_ip);
+        let folded = if whitelisted {
             shared.counters.whitelisted.fetch_add(1, Ordering::Relaxed);
-        }
+            false
+        } else {
+            let (reported, closed) = table.flood.admit(now);
+            if let Some(summary) = closed {
+                report_flood(&summary, local, service, shared).await;
+            }
+            !reported
+        };
+        let silent = whitelisted || folded;
         shared.counters.udp_sessions.fetch_add(1, Ordering::Relaxed);
         let identity = SessionIdentity::between(peer, local);
         let mut session = Session::new(
             identity,
             service,
-            shared.sink.clone(),
+            shared.sink.best_effort(),
             Arc::clone(&shared.limits),
             Arc::clone(&shared.counters),
             silent,
@@ -403,6 +435,8 @@ async fn datagram_in(
                 last_seen: now,
                 received: 0,
                 sent: 0,
+                datagrams: 0,
+                folded,
             },
         );
     }
@@ -411,10 +445,21 @@ async fn datagram_in(
     entry.received = entry
         .received
         .saturating_add(u64::try_from(datagram.len()).unwrap_or(u64::MAX));
+    entry.datagrams = entry.datagrams.saturating_add(1);
     let mut exchange = Exchange::to(local);
     let reply = entry.state.handle(datagram, &mut exchange);
-    for (action, data, extra) in exchange.events {
-        entry.session.emit(action, &data, extra).await;
+    if entry.folded {
+        // Its first datagram also stood for `<service>.connection`.
+        let events = exchange
+            .events
+            .len()
+            .saturating_add(usize::from(entry.datagrams == 1));
+        let total = entry.datagrams;
+        table.flood.fold(peer.ip(), datagram.len(), total, events);
+    } else {
+        for (action, data, extra) in exchange.events {
+            entry.session.emit(action, &data, extra).await;
+        }
     }
     if exchange.deferred.is_none()
         && let Some(reply) = reply
@@ -425,6 +470,38 @@ async fn datagram_in(
         table.entries.remove(&peer);
     }
     exchange.deferred
+}
+
+/// Sends the `<service>.flood` event of a window that folded sources: from the unspecified
+/// address (every summary shares one incident) to the socket's address.
+async fn report_flood(
+    summary: &UdpFloodSummary,
+    local: SocketAddr,
+    service: Service,
+    shared: &Shared,
+) {
+    let nobody = if local.is_ipv6() {
+        std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+    } else {
+        std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
+    };
+    tracing::warn!(
+        service = service.as_str(),
+        port = local.port(),
+        sources = summary.sources,
+        datagrams = summary.datagrams,
+        "UDP flood: new sources beyond the bound were folded into one summary event."
+    );
+    let mut session = Session::new(
+        SessionIdentity::between(SocketAddr::new(nobody, 0), local),
+        service,
+        shared.sink.best_effort(),
+        Arc::clone(&shared.limits),
+        Arc::clone(&shared.counters),
+        false,
+    );
+    session.handshake_done();
+    session.emit(Action::Flood, &[], summary.extra()).await;
 }
 
 /// Sends `reply` to `peer` if its pseudo-session's reflection budget and its source's rate

@@ -114,7 +114,7 @@ async fn start_on(
         gate: Gate::new(1_000, per_source, SourcePrefix::default()),
         counters: Arc::clone(&counters),
         whitelist: Arc::new(std::sync::RwLock::new(whitelist)),
-        sink,
+        sink: sink.into(),
         tracker: TaskTracker::new(),
         shutdown: stop.clone(),
     };

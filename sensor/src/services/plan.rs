@@ -303,8 +303,9 @@ pub struct ServiceLimits {
     /// UDP: replies per second to one source (`sensor.source_prefix`), all its peers together;
     /// further replies are refused (counted).
     pub udp_replies_per_source_per_sec: u32,
-    /// UDP alert-flood control: new pseudo-sessions one socket reports one by one per
-    /// `udp_flood_window_secs`; further ones (a spoofed-source flood) are served but folded
+    /// UDP alert-flood control: sources (`sensor.source_prefix`) whose pseudo-sessions one
+    /// socket reports one by one per `udp_flood_window_secs`, however many ports each uses;
+    /// the pseudo-sessions of further sources (a spoofed-source flood) are served but folded
     /// into one `<service>.flood` summary event per window, with their counts.
     pub udp_flood_max_sources: u64,
     /// UDP alert-flood control: length of a window, seconds.

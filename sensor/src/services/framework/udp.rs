@@ -406,7 +406,7 @@ async fn datagram_in(
             shared.counters.whitelisted.fetch_add(1, Ordering::Relaxed);
             false
         } else {
-            let (reported, closed) = table.flood.admit(now);
+            let (reported, closed) = table.flood.admit(shared.gate.source_of(src_ip), now);
             if let Some(summary) = closed {
                 report_flood(&summary, local, service, shared).await;
             }

@@ -1,7 +1,9 @@
 //! Alert-flood control for UDP decoys: a spoofed-source flood opens one pseudo-session per
 //! forged address, and each would give its own events and its own incident. Per socket and
-//! window of `udp_flood_window_secs`, the first `udp_flood_max_sources` new pseudo-sessions are
-//! reported as usual; the following ones are served the same (replies under the same
+//! window of `udp_flood_window_secs`, the pseudo-sessions of the first `udp_flood_max_sources`
+//! sources (`sensor.source_prefix`) are reported as usual, however many ports each uses (a
+//! resolver asking from a fresh port per query stays one source); the pseudo-sessions of
+//! further sources are served the same (replies under the same
 //! reflection rules) but *folded*: their events are not sent one by one, and one
 //! `<service>.flood` event at the end of the window (source `0.0.0.0` or `::`, so every
 //! summary shares one incident) carries the counts of everything folded (sources, datagrams,
@@ -11,10 +13,12 @@
 //!
 //! Pure: time is an input. The state is a few counters and two short lists.
 
-use std::{net::IpAddr, time::Duration};
+use std::{collections::HashSet, net::IpAddr, time::Duration};
 
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;
+
+use crate::net::SourceKey;
 
 /// Sources listed in `top_sources`.
 pub const TOP_SOURCES: usize = 5;
@@ -32,7 +36,7 @@ pub struct UdpFloodSummary {
     pub bytes: u64,
     /// Events they would have emitted.
     pub events: u64,
-    /// New pseudo-sessions of the window reported one by one before the bound was reached.
+    /// Sources of the window reported one by one before the bound was reached.
     pub reported: u64,
     /// The folded sources with the most datagrams, most first (ties: first seen first).
     pub top_sources: Vec<(IpAddr, u64)>,
@@ -75,33 +79,39 @@ pub struct UdpFlood {
     max_sources: u64,
     window: Duration,
     start: Option<Instant>,
-    reported: u64,
+    /// The window's reported sources (at most `max_sources`).
+    reported: HashSet<SourceKey>,
     folded: Option<UdpFloodSummary>,
 }
 
 impl UdpFlood {
-    /// At most `max_sources` new pseudo-sessions reported per `window`.
+    /// At most `max_sources` sources reported per `window`.
     #[must_use]
     pub fn new(max_sources: u64, window: Duration) -> Self {
         Self {
             max_sources,
             window: window.max(Duration::from_millis(1)),
             start: None,
-            reported: 0,
+            reported: HashSet::new(),
             folded: None,
         }
     }
 
-    /// A new pseudo-session opens at `now`: whether it is reported (`true`) or folded. A
-    /// window that ended is closed first; its summary, if any, is returned.
-    pub fn admit(&mut self, now: Instant) -> (bool, Option<UdpFloodSummary>) {
+    /// A new pseudo-session of `source` opens at `now`: whether it is reported (`true`: its
+    /// source is one of the window's first `max_sources`) or folded. A window that ended is
+    /// closed first; its summary, if any, is returned.
+    pub fn admit(&mut self, source: SourceKey, now: Instant) -> (bool, Option<UdpFloodSummary>) {
         let closed = self.sweep(now);
         self.start.get_or_insert(now);
-        if self.reported < self.max_sources {
-            self.reported = self.reported.saturating_add(1);
+        if self.reported.contains(&source) {
             return (true, closed);
         }
-        let reported = self.reported;
+        let count = u64::try_from(self.reported.len()).unwrap_or(u64::MAX);
+        if count < self.max_sources {
+            self.reported.insert(source);
+            return (true, closed);
+        }
+        let reported = count;
         let window = self.window;
         let s = self.folded.get_or_insert_with(|| UdpFloodSummary {
             window,
@@ -148,14 +158,14 @@ impl UdpFlood {
             return None;
         }
         self.start = None;
-        self.reported = 0;
+        self.reported.clear();
         self.folded.take()
     }
 
     /// Closes the window now (shutdown); its summary when it folded anything.
     pub fn flush(&mut self) -> Option<UdpFloodSummary> {
         self.start = None;
-        self.reported = 0;
+        self.reported.clear();
         self.folded.take()
     }
 }
@@ -170,6 +180,24 @@ mod tests {
         IpAddr::V4(Ipv4Addr::new(24, 0, 0, n))
     }
 
+    fn key(n: u8) -> SourceKey {
+        crate::net::SourcePrefix::default().key(ip(n))
+    }
+
+    #[test]
+    fn many_ports_of_one_reported_source_stay_reported() {
+        let t0 = Instant::now();
+        let mut g = UdpFlood::new(2, Duration::from_secs(60));
+        // A resolver asking from a fresh port each time: 100 pseudo-sessions, one source.
+        for _ in 0..100 {
+            assert!(g.admit(key(1), t0).0);
+        }
+        assert!(g.admit(key(2), t0).0);
+        assert!(!g.admit(key(3), t0).0, "a third source is past the bound");
+        assert!(g.admit(key(1), t0).0, "a reported source stays reported");
+        assert_eq!(g.flush().map(|s| (s.sources, s.reported)), Some((1, 2)));
+    }
+
     #[test]
     fn a_window_reports_its_first_sources_and_folds_the_rest_with_counts() {
         let t0 = Instant::now();
@@ -177,7 +205,7 @@ mod tests {
         let mut g = UdpFlood::new(3, window);
         let mut reported = 0;
         for n in 0..10u8 {
-            let (report, closed) = g.admit(t0 + Duration::from_millis(u64::from(n)));
+            let (report, closed) = g.admit(key(n), t0 + Duration::from_millis(u64::from(n)));
             assert!(closed.is_none());
             if report {
                 reported += 1;
@@ -210,7 +238,7 @@ mod tests {
             json!({"ip": "24.0.0.9", "datagrams": 10})
         );
         // The next window starts afresh.
-        let (report, closed) = g.admit(t0 + window + Duration::from_secs(1));
+        let (report, closed) = g.admit(key(20), t0 + window + Duration::from_secs(1));
         assert!(report);
         assert!(closed.is_none());
     }
@@ -219,12 +247,12 @@ mod tests {
     fn a_quiet_window_gives_no_summary_and_the_next_new_source_closes_a_busy_one() {
         let t0 = Instant::now();
         let mut g = UdpFlood::new(1, Duration::from_secs(10));
-        assert!(g.admit(t0).0);
+        assert!(g.admit(key(1), t0).0);
         assert!(g.sweep(t0 + Duration::from_secs(10)).is_none());
-        assert!(g.admit(t0 + Duration::from_secs(11)).0);
-        assert!(!g.admit(t0 + Duration::from_secs(12)).0);
+        assert!(g.admit(key(2), t0 + Duration::from_secs(11)).0);
+        assert!(!g.admit(key(1), t0 + Duration::from_secs(12)).0);
         g.fold(ip(1), 5, 1, 2);
-        let (report, closed) = g.admit(t0 + Duration::from_secs(21));
+        let (report, closed) = g.admit(key(3), t0 + Duration::from_secs(21));
         assert!(report, "a new window reports again");
         let s = closed.expect("the busy window's summary");
         assert_eq!((s.sources, s.datagrams, s.events, s.reported), (1, 1, 2, 1));
@@ -235,7 +263,7 @@ mod tests {
     fn flush_returns_what_is_folded() {
         let t0 = Instant::now();
         let mut g = UdpFlood::new(0, Duration::from_secs(10));
-        assert!(!g.admit(t0).0);
+        assert!(!g.admit(key(2), t0).0);
         g.fold(ip(2), 1, 1, 1);
         assert_eq!(g.flush().map(|s| s.sources), Some(1));
     }

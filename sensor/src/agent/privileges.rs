@@ -390,7 +390,10 @@ mod tests {
     fn thread_listing_includes_this_thread() {
         // SAFETY: gettid has no preconditions.
         let tid = unsafe { libc::gettid() };
-        assert!(thread_ids().contains(&tid));
+        // /proc/self/task is read by position: while other test threads start and exit, one
+        // listing may skip a live thread (the agent lists in rounds for that reason). A quiet
+        // moment comes within a few listings.
+        assert!((0..100).any(|_| thread_ids().contains(&tid)));
         // This test thread keeps what the test process has: CapEff of a thread is readable.
         let me = cap_eff(tid);
         let process = std::fs::read_to_string("/proc/self/status").unwrap();

@@ -29,7 +29,7 @@ use std::{
 use tokio_util::task::TaskTracker;
 
 use self::{
-    gate::{Gate, ServiceCounters},
+    gate::{Gate, Permit, Refusal, ServiceCounters},
     session::EventSink,
 };
 use super::{ServiceError, ServiceLimits};
@@ -55,6 +55,23 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// A session slot for a connection or pseudo-session from `ip`, or `None` with the refusal
+    /// counted (`rejected_global`, `rejected_source`).
+    #[must_use]
+    pub fn admit(&self, ip: IpAddr) -> Option<Permit> {
+        match self.gate.admit(ip) {
+            Ok(permit) => Some(permit),
+            Err(refusal) => {
+                let counter = match refusal {
+                    Refusal::Global => &self.counters.rejected_global,
+                    Refusal::Source => &self.counters.rejected_source,
+                };
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
     /// Whether `ip` is whitelisted: served like anyone else, so the decoy looks the same to the
     /// company's own scanners, but never reported.
     #[must_use]

@@ -16,7 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::{
     Shared, bind_error, bound_socket,
-    gate::{Permit, Refusal},
+    gate::Permit,
     session::{Session, SessionError},
 };
 use crate::{
@@ -99,19 +99,10 @@ impl Admitted {
 pub fn admit(shared: &Shared, stream: &TcpStream, peer: SocketAddr) -> Option<Admitted> {
     let local = stream.local_addr().ok()?;
     let src_ip = crate::event::display_ip(peer.ip());
-    let permit = match shared.gate.admit(src_ip) {
-        Ok(permit) => permit,
-        Err(refusal) => {
-            let counter = match refusal {
-                Refusal::Global => &shared.counters.rejected_global,
-                Refusal::Source => &shared.counters.rejected_source,
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
-            // Closed at once: RST instead of a lingering FIN_WAIT.
-            let _ignored =
-                socket2::SockRef::from(stream).set_linger(Some(std::time::Duration::ZERO));
-            return None;
-        }
+    let Some(permit) = shared.admit(src_ip) else {
+        // Closed at once: RST instead of a lingering FIN_WAIT.
+        let _ignored = socket2::SockRef::from(stream).set_linger(Some(std::time::Duration::ZERO));
+        return None;
     };
     shared.counters.accepted.fetch_add(1, Ordering::Relaxed);
     // Whitelisted sources (the company's own scanners) are served like anyone else, so the

@@ -44,9 +44,7 @@ use tokio::{net::UdpSocket, task::JoinSet, time::Instant};
 
 use super::udp_flood::{UdpFlood, UdpFloodSummary};
 pub(super) use super::udp_rates::Rates;
-use super::{
-    Shared, bind_error, bound_socket, gate::Permit, gate::Refusal, pktinfo, session::Session,
-};
+use super::{Shared, bind_error, bound_socket, gate::Permit, pktinfo, session::Session};
 use crate::{
     event::{Action, Service, SessionIdentity},
     net::SourceKey,
@@ -384,23 +382,7 @@ async fn datagram_in(
             return None;
         }
         let src_ip = crate::event::display_ip(peer.ip());
-        let permit = match shared.gate.admit(src_ip) {
-            Ok(permit) => permit,
-            Err(Refusal::Global) => {
-                shared
-                    .counters
-                    .rejected_global
-                    .fetch_add(1, Ordering::Relaxed);
-                return None;
-            }
-            Err(Refusal::Source) => {
-                shared
-                    .counters
-                    .rejected_source
-                    .fetch_add(1, Ordering::Relaxed);
-                return None;
-            }
-        };
+        let permit = shared.admit(src_ip)?;
         let whitelisted = shared.is_whitelisted(src_ip);
         let folded = if whitelisted {
             shared.counters.whitelisted.fetch_add(1, Ordering::Relaxed);

@@ -44,7 +44,7 @@ use crate::{
         ServiceError, ServiceLimits,
         framework::{
             Shared, bound_socket,
-            gate::{Permit, Refusal},
+            gate::Permit,
             pktinfo,
             session::Session,
             udp::{Deferred, Exchange, MAX_DEFERRED, Rates, UdpSession, reply_budget},
@@ -255,23 +255,7 @@ pub async fn serve(
 async fn open(key: Key, datagram: &[u8], dispatch: &Dispatch, shared: &Shared) -> Option<Entry> {
     let (peer, local) = key;
     let src_ip = crate::event::display_ip(peer.ip());
-    let permit = match shared.gate.admit(src_ip) {
-        Ok(permit) => permit,
-        Err(Refusal::Global) => {
-            shared
-                .counters
-                .rejected_global
-                .fetch_add(1, Ordering::Relaxed);
-            return None;
-        }
-        Err(Refusal::Source) => {
-            shared
-                .counters
-                .rejected_source
-                .fetch_add(1, Ordering::Relaxed);
-            return None;
-        }
-    };
+    let permit = shared.admit(src_ip)?;
     let silent = shared.is_whitelisted(src_ip);
     if silent {
         shared.counters.whitelisted.fetch_add(1, Ordering::Relaxed);

@@ -46,6 +46,13 @@ pub const CATALOGUE: &[Kind] = &[
     },
     Kind {
         logtype: LogType {
+            service: Service::Udp,
+            action: Action::Flood,
+        },
+        source: "any-port decoys (flood control)",
+    },
+    Kind {
+        logtype: LogType {
             service: Service::Sensor,
             action: Action::Degraded,
         },

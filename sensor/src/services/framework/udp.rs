@@ -456,7 +456,7 @@ async fn datagram_in(
 
 /// Sends the `<service>.flood` event of a window that folded sources: from the unspecified
 /// address (every summary shares one incident) to the socket's address.
-async fn report_flood(
+pub(super) async fn report_flood(
     summary: &UdpFloodSummary,
     local: SocketAddr,
     service: Service,

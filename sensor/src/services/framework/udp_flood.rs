@@ -24,6 +24,8 @@ use crate::net::SourceKey;
 pub const TOP_SOURCES: usize = 5;
 /// Sources listed in `sample`.
 pub const SAMPLE_SOURCES: usize = 5;
+/// Destination ports listed in `ports` (any-port decoys; `ports_count` counts them all).
+pub const PORTS_LISTED: usize = 32;
 
 /// What a window folded, reported by its `<service>.flood` event.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -44,6 +46,11 @@ pub struct UdpFloodSummary {
     pub sample: Vec<IpAddr>,
     /// The window's length.
     pub window: Duration,
+    /// Destination ports the folded pseudo-sessions went to, lowest first, up to
+    /// [`PORTS_LISTED`] (any-port decoys only: a service socket has one port).
+    pub ports: std::collections::BTreeSet<u16>,
+    /// How many distinct destination ports they went to (any-port decoys only).
+    pub ports_count: u64,
 }
 
 impl UdpFloodSummary {
@@ -69,6 +76,11 @@ impl UdpFloodSummary {
         extra.insert("window_secs".to_owned(), self.window.as_secs().into());
         extra.insert("top_sources".to_owned(), Value::Array(top));
         extra.insert("sample".to_owned(), Value::Array(sample));
+        if self.ports_count > 0 {
+            let ports: Vec<Value> = self.ports.iter().map(|p| Value::from(*p)).collect();
+            extra.insert("ports".to_owned(), Value::Array(ports));
+            extra.insert("ports_count".to_owned(), self.ports_count.into());
+        }
         extra
     }
 }
@@ -81,6 +93,8 @@ pub struct UdpFlood {
     start: Option<Instant>,
     /// The window's reported sources (at most `max_sources`).
     reported: HashSet<SourceKey>,
+    /// Every destination port folded this window (bounded by the 65,536 ports).
+    ports: HashSet<u16>,
     folded: Option<UdpFloodSummary>,
 }
 
@@ -93,6 +107,7 @@ impl UdpFlood {
             window: window.max(Duration::from_millis(1)),
             start: None,
             reported: HashSet::new(),
+            ports: HashSet::new(),
             folded: None,
         }
     }
@@ -151,6 +166,20 @@ impl UdpFlood {
         }
     }
 
+    /// A folded pseudo-session went to destination `port` (any-port decoys).
+    pub fn fold_port(&mut self, port: u16) {
+        let Some(s) = self.folded.as_mut() else {
+            return;
+        };
+        if self.ports.insert(port) {
+            s.ports_count = s.ports_count.saturating_add(1);
+            s.ports.insert(port);
+            while s.ports.len() > PORTS_LISTED {
+                s.ports.pop_last();
+            }
+        }
+    }
+
     /// Closes the window if it ended at `now`; returns its summary when it folded anything.
     pub fn sweep(&mut self, now: Instant) -> Option<UdpFloodSummary> {
         let start = self.start?;
@@ -159,6 +188,7 @@ impl UdpFlood {
         }
         self.start = None;
         self.reported.clear();
+        self.ports.clear();
         self.folded.take()
     }
 
@@ -166,6 +196,7 @@ impl UdpFlood {
     pub fn flush(&mut self) -> Option<UdpFloodSummary> {
         self.start = None;
         self.reported.clear();
+        self.ports.clear();
         self.folded.take()
     }
 }
@@ -257,6 +288,32 @@ mod tests {
         let s = closed.expect("the busy window's summary");
         assert_eq!((s.sources, s.datagrams, s.events, s.reported), (1, 1, 2, 1));
         assert!(g.flush().is_none());
+    }
+
+    #[test]
+    fn folded_ports_are_counted_and_the_lowest_listed() {
+        let t0 = Instant::now();
+        let mut g = UdpFlood::new(0, Duration::from_secs(10));
+        g.fold_port(7);
+        assert!(!g.admit(key(1), t0).0);
+        for port in (1..=100u16).rev().chain([5, 5, 9]) {
+            g.fold_port(port);
+        }
+        let s = g.flush().expect("a summary");
+        assert_eq!(s.ports_count, 100);
+        assert_eq!(
+            s.ports.iter().copied().collect::<Vec<_>>(),
+            (1..=32).collect::<Vec<u16>>()
+        );
+        let extra = s.extra();
+        assert_eq!(extra["ports_count"], 100);
+        assert_eq!(extra["ports"][0], 1);
+        // A service socket's summary has no port keys.
+        let mut g = UdpFlood::new(0, Duration::from_secs(10));
+        assert!(!g.admit(key(1), t0).0);
+        g.fold(ip(1), 1, 1, 1);
+        let extra = g.flush().expect("a summary").extra();
+        assert!(!extra.contains_key("ports") && !extra.contains_key("ports_count"));
     }
 
     #[test]

@@ -24,6 +24,12 @@
 //! `net.ipv4.ip_unprivileged_port_start` needs `CAP_NET_BIND_SERVICE`, which the sensor gives
 //! up after start: datagrams to such decoy ports are still reported, their replies are counted
 //! in `udp_send_failed`.
+//!
+//! Alert-flood control is the UDP framework's ([`super::super::udp_flood`]), per catch-all
+//! socket: past `udp_flood_max_sources` new sources in a window of `udp_flood_window_secs`,
+//! further sources are served the same but their events (`udp.connection` and the chosen
+//! service's) are folded into one `udp.flood` summary at the end of the window, which also
+//! lists the destination ports they went to (`ports`, up to 32, and `ports_count`).
 
 use std::{
     collections::HashMap,
@@ -47,7 +53,10 @@ use crate::{
             gate::Permit,
             pktinfo,
             session::Session,
-            udp::{Deferred, Exchange, MAX_DEFERRED, Rates, UdpSession, reply_budget},
+            udp::{
+                Deferred, Exchange, MAX_DEFERRED, Rates, UdpSession, reply_budget, report_flood,
+            },
+            udp_flood::UdpFlood,
         },
     },
     shutdown::CancellationToken,
@@ -144,6 +153,12 @@ struct Entry {
     last_seen: Instant,
     received: u64,
     sent: u64,
+    /// Datagrams so far.
+    datagrams: u64,
+    /// Whether its events are folded into the window's `udp.flood` summary.
+    folded: bool,
+    /// Events its opening stood for (`udp.connection`, and the service's connection).
+    opening_events: usize,
 }
 
 /// A pseudo-session no service took: its datagrams are counted, never answered.
@@ -159,6 +174,9 @@ impl UdpSession for Unclaimed {
 struct Table {
     entries: HashMap<Key, Entry>,
     rates: Rates,
+    flood: UdpFlood,
+    /// The first destination folded this window: the summary's `dst`.
+    flood_dst: Option<SocketAddr>,
     limits: Arc<ServiceLimits>,
 }
 
@@ -170,6 +188,18 @@ impl Table {
         });
         self.rates.sweep(now);
         before.saturating_sub(self.entries.len())
+    }
+
+    /// Sends the window's `udp.flood` summary, if it folded anything.
+    async fn report(
+        &mut self,
+        summary: Option<super::super::udp_flood::UdpFloodSummary>,
+        shared: &Shared,
+    ) {
+        let dst = self.flood_dst.take();
+        if let (Some(summary), Some(dst)) = (summary, dst) {
+            report_flood(&summary, dst, Service::Udp, shared).await;
+        }
     }
 }
 
@@ -190,6 +220,11 @@ pub async fn serve(
             shared.limits.udp_replies_per_source_per_sec,
             shared.limits.udp_max_sessions,
         ),
+        flood: UdpFlood::new(
+            shared.limits.udp_flood_max_sources,
+            Duration::from_secs(shared.limits.udp_flood_window_secs),
+        ),
+        flood_dst: None,
         limits: Arc::clone(&shared.limits),
     };
     let mut buf = vec![0u8; MAX_DATAGRAM];
@@ -204,11 +239,22 @@ pub async fn serve(
     let mut deferred: JoinSet<(Key, Option<Vec<u8>>)> = JoinSet::new();
     loop {
         let received = tokio::select! {
-            () = accepting.cancelled() => return,
-            () = shared.shutdown.cancelled() => return,
+            () = accepting.cancelled() => {
+                let summary = table.flood.flush();
+                table.report(summary, &shared).await;
+                return;
+            }
+            () = shared.shutdown.cancelled() => {
+                let summary = table.flood.flush();
+                table.report(summary, &shared).await;
+                return;
+            }
             _ = sweep.tick() => {
-                let ended = table.expire(Instant::now());
+                let now = Instant::now();
+                let ended = table.expire(now);
                 add(&shared.counters.udp_expired, ended);
+                let summary = table.flood.sweep(now);
+                table.report(summary, &shared).await;
                 continue;
             }
             Some(done) = deferred.join_next(), if !deferred.is_empty() => {
@@ -250,16 +296,35 @@ pub async fn serve(
     }
 }
 
-/// Opens the pseudo-session of `key` for its first `datagram`: admission, `udp.connection`,
-/// the chosen service's `<service>.connection`. `None` when refused (counted).
-async fn open(key: Key, datagram: &[u8], dispatch: &Dispatch, shared: &Shared) -> Option<Entry> {
+/// Opens the pseudo-session of `key` for its first `datagram`: admission, flood control,
+/// `udp.connection`, the chosen service's `<service>.connection`. `None` when refused
+/// (counted).
+async fn open(
+    table: &mut Table,
+    key: Key,
+    datagram: &[u8],
+    dispatch: &Dispatch,
+    shared: &Shared,
+) -> Option<Entry> {
     let (peer, local) = key;
     let src_ip = crate::event::display_ip(peer.ip());
     let permit = shared.admit(src_ip)?;
-    let silent = shared.is_whitelisted(src_ip);
-    if silent {
+    let whitelisted = shared.is_whitelisted(src_ip);
+    let folded = if whitelisted {
         shared.counters.whitelisted.fetch_add(1, Ordering::Relaxed);
-    }
+        false
+    } else {
+        let (reported, closed) = table
+            .flood
+            .admit(shared.gate.source_of(src_ip), Instant::now());
+        table.report(closed, shared).await;
+        if !reported {
+            table.flood_dst.get_or_insert(local);
+            table.flood.fold_port(local.port());
+        }
+        !reported
+    };
+    let silent = whitelisted || folded;
     shared.counters.udp_sessions.fetch_add(1, Ordering::Relaxed);
     shared
         .counters
@@ -289,10 +354,12 @@ async fn open(key: Key, datagram: &[u8], dispatch: &Dispatch, shared: &Shared) -
     let first = datagram.get(..PEEK_BYTES).unwrap_or(datagram);
     connection.emit(Action::Connection, first, extra).await;
     let claimed = chosen.and_then(|name| dispatch.udp_handlers.get(name));
+    let mut opening_events = 1;
     let (session, state, limits) = match claimed {
         Some((service, handler, limits)) => {
             let session = session(*service, limits);
             session.connection().await;
+            opening_events = 2;
             (session, handler(), Arc::clone(limits))
         }
         None => {
@@ -313,6 +380,9 @@ async fn open(key: Key, datagram: &[u8], dispatch: &Dispatch, shared: &Shared) -
         last_seen: Instant::now(),
         received: 0,
         sent: 0,
+        datagrams: 0,
+        folded,
+        opening_events,
     })
 }
 
@@ -336,7 +406,7 @@ async fn datagram_in(
                 .fetch_add(1, Ordering::Relaxed);
             return None;
         }
-        let entry = open(key, datagram, dispatch, shared).await?;
+        let entry = open(table, key, datagram, dispatch, shared).await?;
         table.entries.insert(key, entry);
     }
     let entry = table.entries.get_mut(&key)?;
@@ -344,11 +414,28 @@ async fn datagram_in(
     entry.received = entry
         .received
         .saturating_add(u64::try_from(datagram.len()).unwrap_or(u64::MAX));
+    entry.datagrams = entry.datagrams.saturating_add(1);
     let mut exchange = Exchange::to(key.1);
     let reply = entry.state.handle(datagram, &mut exchange);
     let (events, close, deferred) = exchange.into_parts();
-    for (action, data, extra) in events {
-        entry.session.emit(action, &data, extra).await;
+    if entry.folded {
+        // Its first datagram also stood for the opening's events.
+        let opening = if entry.datagrams == 1 {
+            entry.opening_events
+        } else {
+            0
+        };
+        let total = entry.datagrams;
+        table.flood.fold(
+            key.0.ip(),
+            datagram.len(),
+            total,
+            events.len().saturating_add(opening),
+        );
+    } else {
+        for (action, data, extra) in events {
+            entry.session.emit(action, &data, extra).await;
+        }
     }
     if deferred.is_none()
         && let Some(reply) = reply

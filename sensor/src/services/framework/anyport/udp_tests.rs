@@ -263,3 +263,57 @@ async fn decoy_replies_keep_the_reflection_budget_and_the_source_rate() {
     assert_eq!(answered, replies);
     services.stop(Duration::from_secs(1)).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sources_past_the_flood_bound_fold_into_one_udp_flood_summary() {
+    let (sink, mut events) = mpsc::channel(64);
+    let mut plan = plan(json!({"enabled": true, "udp": ["1-65535"]}));
+    plan.limits.udp_flood_max_sources = 2;
+    let services = start(&plan, sink, &CancellationToken::new()).await.unwrap();
+    let addr = services.decoys().expect("decoys enabled").udp_addresses[0];
+    // Five sources (127.0.0.11–15), noise no service claims; the last one sends twice.
+    let mut clients = Vec::new();
+    for n in 11..=15u8 {
+        let client = UdpSocket::bind(format!("127.0.0.{n}:0")).await.unwrap();
+        client.send_to(b"\x01\x02hello", addr).await.unwrap();
+        clients.push(client);
+    }
+    clients[4].send_to(b"\x01\x02again", addr).await.unwrap();
+    let got = next(&mut events, 2).await;
+    assert_eq!(got.len(), 2, "{got:?}");
+    for (event, n) in got.iter().zip(11..) {
+        assert_eq!(
+            (event.service, event.action),
+            (Service::Udp, Action::Connection)
+        );
+        assert_eq!(event.session.src_ip.to_string(), format!("127.0.0.{n}"));
+    }
+    // Every datagram was taken before the summary is asked for.
+    let seen = tokio::time::timeout(LIMIT, async {
+        while services.counters().to_json()["udp_datagrams"] != 6 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(seen.is_ok(), "{}", services.counters().to_json());
+    services.stop(Duration::from_secs(1)).await;
+    let got = next(&mut events, 1).await;
+    assert_eq!(got.len(), 1, "one summary: {got:?}");
+    let flood = &got[0];
+    assert_eq!((flood.service, flood.action), (Service::Udp, Action::Flood));
+    assert!(flood.session.src_ip.is_unspecified());
+    assert_eq!(flood.session.dst_port, addr.port());
+    assert_eq!(flood.extra["sources"], 3);
+    assert_eq!(flood.extra["datagrams"], 4);
+    assert_eq!(flood.extra["bytes"], 28);
+    // Each opening stood for one `udp.connection` (no service took the noise).
+    assert_eq!(flood.extra["events_folded"], 3);
+    assert_eq!(flood.extra["reported_sources"], 2);
+    assert_eq!(flood.extra["ports"], json!([addr.port()]));
+    assert_eq!(flood.extra["ports_count"], 1);
+    assert_eq!(
+        flood.extra["top_sources"][0],
+        json!({"ip": "127.0.0.15", "datagrams": 2})
+    );
+    assert!(events.try_recv().is_err(), "nothing else");
+}

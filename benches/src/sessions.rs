@@ -93,13 +93,17 @@ impl russh::client::Handler for SshClient {
     }
 }
 
-async fn read_to_end(s: &mut (impl tokio::io::AsyncRead + Unpin)) {
+/// Reads until the peer closes; the bytes read.
+async fn read_to_end(s: &mut (impl tokio::io::AsyncRead + Unpin)) -> usize {
     let mut buf = [0u8; 4096];
+    let mut total = 0usize;
     while let Ok(n) = s.read(&mut buf).await {
         if n == 0 {
             break;
         }
+        total = total.saturating_add(n);
     }
+    total
 }
 
 async fn read_some(s: &mut TcpStream) -> usize {
@@ -127,74 +131,73 @@ fn pg_message(kind: u8, body: &[u8]) -> Vec<u8> {
 }
 
 /// A login as `psql` (`sslmode=prefer`) makes it: SSLRequest, TLS when the server offers it,
-/// then [`postgres_startup`].
-async fn postgres_login(mut s: TcpStream, tls: &tokio_rustls::TlsConnector) {
+/// then [`postgres_startup`]; true when the server answered the password.
+async fn postgres_login(mut s: TcpStream, tls: &tokio_rustls::TlsConnector) -> bool {
     if s.write_all(&[0, 0, 0, 8, 4, 0xd2, 0x16, 0x2f])
         .await
         .is_err()
     {
-        return;
+        return false;
     }
     let mut answer = [0u8; 1];
     if s.read_exact(&mut answer).await.is_err() {
-        return;
+        return false;
     }
     match answer {
         [b'S'] => {
             let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
-            if let Ok(mut t) = tls.connect(name, s).await {
-                postgres_startup(&mut t).await;
-                read_to_end(&mut t).await;
+            match tls.connect(name, s).await {
+                Ok(mut t) => postgres_startup(&mut t).await && read_to_end(&mut t).await > 0,
+                Err(_) => false,
             }
         }
-        [b'N'] => {
-            postgres_startup(&mut s).await;
-            read_to_end(&mut s).await;
-        }
-        _ => {}
+        [b'N'] => postgres_startup(&mut s).await && read_to_end(&mut s).await > 0,
+        _ => false,
     }
 }
 
 /// StartupMessage, then the password in whatever form the server asks (cleartext, MD5 or
-/// SCRAM-SHA-256 with a proof from a wrong password), so each side logs one `postgres.login`.
-async fn postgres_startup(s: &mut (impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin)) {
+/// SCRAM-SHA-256 with a proof from a wrong password), so each side logs one `postgres.login`;
+/// true when the password was sent.
+async fn postgres_startup(
+    s: &mut (impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin),
+) -> bool {
     let body = b"\x00\x03\x00\x00user\0bench\0database\0db\0\0";
     let mut m = ((body.len() + 4) as u32).to_be_bytes().to_vec();
     m.extend_from_slice(body);
     if s.write_all(&m).await.is_err() {
-        return;
+        return false;
     }
     let Some((b'R', auth)) = read_pg_message(s).await else {
-        return;
+        return false;
     };
     match auth.get(..4) {
-        Some([0, 0, 0, 3]) => {
-            let _ = s.write_all(&pg_message(b'p', b"bench\0")).await;
-        }
-        Some([0, 0, 0, 5]) => {
-            let _ = s
-                .write_all(&pg_message(b'p', b"md5a3556571e93b0d20722ba62be61e8c2d\0"))
-                .await;
-        }
+        Some([0, 0, 0, 3]) => s.write_all(&pg_message(b'p', b"bench\0")).await.is_ok(),
+        Some([0, 0, 0, 5]) => s
+            .write_all(&pg_message(b'p', b"md5a3556571e93b0d20722ba62be61e8c2d\0"))
+            .await
+            .is_ok(),
         Some([0, 0, 0, 10]) => {
             let first = b"n,,n=,r=benchbenchbenchbenchbench";
             let mut init = b"SCRAM-SHA-256\0".to_vec();
             init.extend_from_slice(&(first.len() as u32).to_be_bytes());
             init.extend_from_slice(first);
             if s.write_all(&pg_message(b'p', &init)).await.is_err() {
-                return;
+                return false;
             }
             let Some((b'R', server_first)) = read_pg_message(s).await else {
-                return;
+                return false;
             };
             let text = String::from_utf8_lossy(server_first.get(4..).unwrap_or_default());
             let Some(nonce) = text.split(',').find_map(|part| part.strip_prefix("r=")) else {
-                return;
+                return false;
             };
             let last = format!("c=biws,r={nonce},p=QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI=");
-            let _ = s.write_all(&pg_message(b'p', last.as_bytes())).await;
+            s.write_all(&pg_message(b'p', last.as_bytes()))
+                .await
+                .is_ok()
         }
-        _ => {}
+        _ => false,
     }
 }
 
@@ -211,7 +214,8 @@ fn mysql_response() -> Vec<u8> {
     out
 }
 
-/// One full session (at most 10 s); true when it completed.
+/// One full session (at most 10 s); true when the server answered its credentials or request
+/// (a connection closed at once, e.g. by a full connection cap, is not answered).
 pub async fn session(kind: Kind, addr: SocketAddr, tls: &tokio_rustls::TlsConnector) -> bool {
     let run = async {
         match kind {
@@ -240,8 +244,7 @@ pub async fn session(kind: Kind, addr: SocketAddr, tls: &tokio_rustls::TlsConnec
                 {
                     return false;
                 }
-                read_to_end(&mut s).await;
-                true
+                read_to_end(&mut s).await > 0
             }
             _ => {
                 let Ok(mut s) = TcpStream::connect(addr).await else {
@@ -255,7 +258,10 @@ pub async fn session(kind: Kind, addr: SocketAddr, tls: &tokio_rustls::TlsConnec
                         let _ = s.write_all(b"USER root\r\n").await;
                         read_some(&mut s).await;
                         let _ = s.write_all(b"PASS bench\r\n").await;
-                        read_some(&mut s).await;
+                        // Answered: the server replied to the password.
+                        if read_some(&mut s).await == 0 {
+                            return false;
+                        }
                         let _ = s.write_all(b"QUIT\r\n").await;
                     }
                     Kind::Telnet => {
@@ -264,18 +270,20 @@ pub async fn session(kind: Kind, addr: SocketAddr, tls: &tokio_rustls::TlsConnec
                         read_some(&mut s).await;
                         let _ = s.write_all(b"bench\r\n").await;
                         // One attempt is enough: close after the failure message.
+                        // Answered: the failure message arrived (a closed connection is not).
                         let mut buf = [0u8; 512];
                         let mut seen = Vec::new();
-                        while !seen
-                            .windows(6)
-                            .any(|w| w == b"failed" || w == b"orrect" || w == b"nvalid")
-                        {
+                        let failed = |seen: &[u8]| {
+                            seen.windows(6)
+                                .any(|w| w == b"failed" || w == b"orrect" || w == b"nvalid")
+                        };
+                        while !failed(&seen) && seen.len() < 65_536 {
                             match s.read(&mut buf).await {
                                 Ok(0) | Err(_) => break,
                                 Ok(n) => seen.extend_from_slice(&buf[..n]),
                             }
                         }
-                        return true;
+                        return failed(&seen);
                     }
                     Kind::Http => {
                         let _ = s
@@ -287,17 +295,20 @@ pub async fn session(kind: Kind, addr: SocketAddr, tls: &tokio_rustls::TlsConnec
                     Kind::Mysql => {
                         read_some(&mut s).await;
                         let _ = s.write_all(&mysql_response()).await;
-                        read_some(&mut s).await;
+                        // Answered: a switch to another method or a verdict on the password.
+                        if read_some(&mut s).await == 0 {
+                            return false;
+                        }
                         let _ = s.write_all(b"\x07\x00\x00\x03bench\0\0").await;
-                    }
-                    Kind::Postgres => {
-                        postgres_login(s, tls).await;
+                        read_to_end(&mut s).await;
                         return true;
                     }
+                    Kind::Postgres => return postgres_login(s, tls).await,
                     Kind::Ssh | Kind::Https => {}
                 }
-                read_to_end(&mut s).await;
-                true
+                // Answered: the last request got a reply (the FTP farewell, the HTTP response,
+                // MySQL's verdict on the password), not a bare close.
+                read_to_end(&mut s).await > 0
             }
         }
     };

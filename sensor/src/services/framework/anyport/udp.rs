@@ -17,7 +17,9 @@
 //!
 //! Replies leave from the address and port the client sent to: a reply socket is bound to that
 //! address and port for the one `send_to` (the catch-all socket's own port would not match
-//! what the client waits for). Replies obey the rules of the UDP framework, so a decoy port is
+//! what the client waits for; a datagram sent to the catch-all's own address, as tests do, is
+//! answered through the catch-all, since a second socket bound there would take the next
+//! datagrams). Replies obey the rules of the UDP framework, so a decoy port is
 //! no better reflector than the service's own port: at most `udp_reply_factor` × the bytes
 //! received plus `udp_reply_allowance_bytes` per pseudo-session (the chosen service's limits)
 //! and `udp_replies_per_source_per_sec` per source. Binding a port below
@@ -177,6 +179,9 @@ struct Table {
     flood: UdpFlood,
     /// The first destination folded this window: the summary's `dst`.
     flood_dst: Option<SocketAddr>,
+    /// The catch-all socket and its own address: a reply to a datagram sent to that address
+    /// leaves through it (a second socket bound there could take the next datagrams).
+    own: (Option<SocketAddr>, Arc<UdpSocket>),
     limits: Arc<ServiceLimits>,
 }
 
@@ -196,8 +201,11 @@ impl Table {
         summary: Option<super::super::udp_flood::UdpFloodSummary>,
         shared: &Shared,
     ) {
-        let dst = self.flood_dst.take();
-        if let (Some(summary), Some(dst)) = (summary, dst) {
+        // Only a closed window gives up its destination (most calls close none).
+        let Some(summary) = summary else {
+            return;
+        };
+        if let Some(dst) = self.flood_dst.take() {
             report_flood(&summary, dst, Service::Udp, shared).await;
         }
     }
@@ -225,6 +233,7 @@ pub async fn serve(
             Duration::from_secs(shared.limits.udp_flood_window_secs),
         ),
         flood_dst: None,
+        own: (socket.local_addr().ok(), Arc::clone(&socket)),
         limits: Arc::clone(&shared.limits),
     };
     let mut buf = vec![0u8; MAX_DATAGRAM];
@@ -473,7 +482,11 @@ fn send_reply(table: &mut Table, key: Key, reply: &[u8], shared: &Shared) {
     }
     entry.sent = total;
     let (peer, local) = key;
-    match send_from(local, peer, reply) {
+    let sent = match &table.own {
+        (Some(own), socket) if *own == local => socket.try_send_to(reply, peer).map(|_| ()),
+        _ => send_from(local, peer, reply),
+    };
+    match sent {
         Ok(()) => {
             shared.counters.udp_replies.fetch_add(1, Ordering::Relaxed);
             add(&shared.counters.udp_bytes_replied, reply.len());

@@ -20,8 +20,11 @@ pub const IDLE_TIMEOUT_MS: u64 = 1_000;
 /// Capture path under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Path {
-    /// The XDP program.
+    /// The XDP program, with in-kernel aggregation (the default).
     Xdp,
+    /// The XDP program with `sensor.xdp.aggregate` off: a record per probe (the baseline the
+    /// aggregation is measured against, in the same run).
+    XdpRecords,
     /// libpcap.
     Pcap,
 }
@@ -32,6 +35,16 @@ impl Path {
     pub const fn name(self) -> &'static str {
         match self {
             Self::Xdp => "xdp",
+            Self::XdpRecords => "xdp-rec",
+            Self::Pcap => "pcap",
+        }
+    }
+
+    /// The sensor's `--capture` value.
+    #[must_use]
+    pub const fn capture(self) -> &'static str {
+        match self {
+            Self::Xdp | Self::XdpRecords => "xdp",
             Self::Pcap => "pcap",
         }
     }
@@ -111,12 +124,13 @@ impl Point {
     }
 }
 
-fn bench_config(iface: &str) -> String {
+fn bench_config(iface: &str, path: Path) -> String {
     json!({
         "id": "bench-sensor",
         "interface": iface,
         "sensor": {
-            "xdp": {"mode": "drv", "dedup_window_ms": 500, "stats_interval_secs": 1},
+            "xdp": {"mode": "drv", "dedup_window_ms": 500, "stats_interval_secs": 1,
+                    "aggregate": path != Path::XdpRecords},
             "portscan": {"threshold": 3, "idle_timeout_ms": IDLE_TIMEOUT_MS, "max_window_secs": 120}
         }
     })
@@ -269,8 +283,8 @@ pub fn run_traffic(path: Path, scenario: &str, traffic: Traffic) -> Point {
     let _pass = (path == Path::Pcap).then(|| attach_pass(&net));
     let sensor = RunningSensor::start(
         &net.sensor,
-        &bench_config(&net.sensor_if),
-        &["--capture", path.name()],
+        &bench_config(&net.sensor_if, path),
+        &["--capture", path.capture()],
     );
     let pid = sensor.pid();
     let rx_before = rx_packets(&net);
@@ -305,11 +319,11 @@ pub fn run_traffic(path: Path, scenario: &str, traffic: Traffic) -> Point {
         }
     }
     let seen = match path {
-        Path::Xdp => run.stats["kernel"]["probes"].as_u64().unwrap_or(0),
+        Path::Xdp | Path::XdpRecords => run.stats["kernel"]["probes"].as_u64().unwrap_or(0),
         Path::Pcap => run.stats["pcap"]["probes"].as_u64().unwrap_or(0),
     };
     let lost = match path {
-        Path::Xdp => ["ringbuf_full", "source_budget", "cpu_budget"]
+        Path::Xdp | Path::XdpRecords => ["ringbuf_full", "source_budget", "cpu_budget"]
             .iter()
             .map(|k| run.stats["kernel"][k].as_u64().unwrap_or(0))
             .sum(),

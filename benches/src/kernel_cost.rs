@@ -7,8 +7,12 @@
 use std::os::fd::AsFd as _;
 
 use aya::programs::Xdp;
+use std::net::IpAddr;
+
 use sensor::{
     capture::{
+        Fingerprint, Observation,
+        aggregate::Aggregator,
         testrun,
         xdp::{LoadOptions, Loaded, bench_programs, load, load_object},
     },
@@ -130,6 +134,36 @@ fn measure(
     (median(sensor), median(baseline), previous)
 }
 
+/// A SYN of a block the agent aggregates: one bit, no record.
+const AGGREGATED: &str = "aggregated SYN (bit)";
+/// A new-port SYN while another source's block is aggregated: the index lookup misses, then
+/// the record path.
+const AGGREGATING: &str = "new-port SYN, index miss";
+
+/// Installs the block of port 22 from `src` to the test sensor address, as the agent does after
+/// that scan's first records.
+fn install(loaded: &mut Loaded, src: [u8; 4]) -> Aggregator {
+    let mut aggregator = loaded
+        .aggregator()
+        .unwrap_or_else(|e| panic!("aggregation maps: {e}"));
+    let now = tokio::time::Instant::now();
+    for port in 0..sensor_common::aggregate::INSTALL_AFTER {
+        let obs = Observation {
+            ts_ns: 1,
+            src: IpAddr::from(src),
+            dst: IpAddr::from([198, 18, 200, 1]),
+            src_port: 40_000,
+            dst_port: u16::try_from(port).unwrap_or(0).saturating_add(22),
+            kind: sensor_common::ProbeKind::Syn,
+            ifindex: 1,
+            vlan_id: 0,
+            fp: Fingerprint::default(),
+        };
+        aggregator.note(&obs, now);
+    }
+    aggregator
+}
+
 /// Runs every mix and returns the figures.
 #[must_use]
 pub fn run() -> Vec<MixResult> {
@@ -181,6 +215,8 @@ pub fn run() -> Vec<MixResult> {
 
     let mixes: Vec<(&'static str, Settings, &[&str], Vec<u8>)> = vec![
         ("established TCP (ACK+data)", unlimited, &[], established),
+        (AGGREGATED, new_probe, &[], v4_tcp(22, f::SYN)),
+        (AGGREGATING, new_probe, &[], v4_tcp(22, f::SYN)),
         ("non-TCP (UDP)", unlimited, &[], udp),
         ("new-port SYN (record)", new_probe, &[], v4_tcp(22, f::SYN)),
         (
@@ -214,6 +250,12 @@ pub fn run() -> Vec<MixResult> {
         .into_iter()
         .map(|(name, settings, allow, frame)| {
             let mut loaded = sensor_program(settings, allow, None);
+            // Kept for the measurement: the agent's side of the installed block.
+            let _aggregator = match name {
+                AGGREGATED => Some(install(&mut loaded, [198, 18, 200, 2])),
+                AGGREGATING => Some(install(&mut loaded, [198, 18, 200, 3])),
+                _ => None,
+            };
             let mut before = baseline
                 .as_ref()
                 .map(|(len, words)| sensor_program(settings, allow, Some(as_bytes(words, *len))));

@@ -202,7 +202,11 @@ pub fn svg(points: &[Point]) -> String {
             left - 4.0,
             top + panel_h
         );
-        for (path, color) in [(Path::Xdp, "#1f77b4"), (Path::Pcap, "#ff7f0e")] {
+        for (path, color) in [
+            (Path::Xdp, "#1f77b4"),
+            (Path::XdpRecords, "#2ca02c"),
+            (Path::Pcap, "#ff7f0e"),
+        ] {
             let mut series: Vec<&Point> = points
                 .iter()
                 .filter(|p| p.path == path && p.scenario == "rate sweep")
@@ -229,9 +233,11 @@ pub fn svg(points: &[Point]) -> String {
     }
     let _ = write!(
         s,
-        "<text x='{pad}' y='{}' fill='#1f77b4'>■ XDP</text><text x='{}' y='{}' fill='#ff7f0e'>■ libpcap</text></svg>",
+        "<text x='{pad}' y='{}' fill='#1f77b4'>■ XDP</text><text x='{}' y='{}' fill='#2ca02c'>■ XDP, a record per probe</text><text x='{}' y='{}' fill='#ff7f0e'>■ libpcap</text></svg>",
         h - 8.0,
         pad + 70.0,
+        h - 8.0,
+        pad + 300.0,
         h - 8.0
     );
     s

@@ -8,6 +8,7 @@
 //! renumber them, only append.
 #![no_std]
 
+pub mod aggregate;
 pub mod classify;
 pub mod decoy;
 
@@ -444,7 +445,7 @@ impl Settings {
 /// Two identities hold for the sums over all CPUs:
 /// `Packets = ParseFailures + NonTcp + Fragments + OtherTcp + Probes` and
 /// `Probes = AllowListed + Deduplicated + SourceBudget + CpuBudget + RecordsSent + RingBufFull
-/// + Held`. Records written to the ring are `RecordsSent + Released` (`Released <= Held`).
+/// + Held + Aggregated`. Records written to the ring are `RecordsSent + Released` (`Released <= Held`).
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Counter {
@@ -479,11 +480,14 @@ pub enum Counter {
     Held = 12,
     /// Held probes written as records later, when their source was promoted.
     Released = 13,
+    /// Probes of an aggregated block (a source known to scan), set as a bit in its port
+    /// bitmap instead of a record (see [`aggregate`]).
+    Aggregated = 14,
 }
 
 impl Counter {
     /// Number of counters (size of [`COUNTERS_MAP`]).
-    pub const COUNT: u32 = 14;
+    pub const COUNT: u32 = 15;
 
     /// All counters, in index order.
     pub const ALL: [Self; Self::COUNT as usize] = [
@@ -501,6 +505,7 @@ impl Counter {
         Self::RingBufFull,
         Self::Held,
         Self::Released,
+        Self::Aggregated,
     ];
 
     /// Stable snake_case name used in logs and exported statistics.
@@ -521,13 +526,17 @@ impl Counter {
             Self::RingBufFull => "ringbuf_full",
             Self::Held => "held",
             Self::Released => "released",
+            Self::Aggregated => "aggregated",
         }
     }
 }
 
 #[cfg(feature = "user")]
 mod user {
-    use super::{BudgetSlot, DedupSlot, HoldSlot, ScanRecord, Settings};
+    use super::{
+        BudgetSlot, DedupSlot, HoldSlot, ScanRecord, Settings,
+        aggregate::{AggBits, AggKey},
+    };
 
     // SAFETY: all of these are `#[repr(C)]` plain-old-data with no padding and no invalid bit
     // patterns (the sizes are asserted above).
@@ -540,6 +549,10 @@ mod user {
     unsafe impl aya::Pod for Settings {}
     // SAFETY: as above.
     unsafe impl aya::Pod for HoldSlot {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for AggKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for AggBits {}
 }
 
 #[cfg(test)]

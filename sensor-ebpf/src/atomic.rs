@@ -29,6 +29,25 @@ pub unsafe fn fetch_add(dst: *mut u64, value: u64) -> u64 {
     old
 }
 
+/// ORs `value` into `*dst` atomically and returns the previous value.
+///
+/// # Safety
+/// As [`fetch_add`].
+#[inline(always)]
+pub unsafe fn fetch_or(dst: *mut u64, value: u64) -> u64 {
+    let mut old = value;
+    // SAFETY: as in `fetch_add` (`BPF_ATOMIC | BPF_OR | BPF_FETCH`).
+    unsafe {
+        asm!(
+            "{old} = atomic_fetch_or((u64 *)({dst} + 0), {old})",
+            dst = in(reg) dst,
+            old = inout(reg) old,
+            options(nostack),
+        );
+    }
+    old
+}
+
 /// Replaces `*dst` with `new` if it still holds `old`; true when this call did it.
 ///
 /// # Safety

@@ -13,6 +13,10 @@
 //! acknowledgment numbers, options, ICMP identifier) is read only by [`write_record`], for a
 //! probe that is recorded.
 //!
+//! Aggregation: a probe of a (source, destination, kind, port block) the agent installed in
+//! the aggregation index sets its port's bit in a shared bitmap instead of a record
+//! ([`sensor_common::aggregate`]), before dedup and budgets.
+//!
 //! Flood reserve: while a quarter of the ring is unread, probes of sources not yet seen probing
 //! [`PROMOTE_PROBES`] times are held in a per-CPU source table instead of a record each, and
 //! released as records when their source reaches that count; a promoted, active source keeps
@@ -37,6 +41,7 @@
     reason = "the #[xdp] macro emits an undocumented extern wrapper"
 )]
 
+mod aggregate;
 mod atomic;
 mod parse;
 
@@ -371,6 +376,10 @@ fn probe(ctx: &XdpContext, p: &Probe, counters: &mut [u64; Counter::COUNT as usi
         if ALLOWLIST.get(&key).is_some() {
             return Counter::AllowListed;
         }
+    }
+    // A block the agent aggregates: one bit, no record (ICMP has no ports to aggregate).
+    if p.proto != protocol::ICMP && aggregate::aggregate(p.src, p.dst, kind as u32, p.dst_port) {
+        return Counter::Aggregated;
     }
     // The coarse clock (CLOCK_MONOTONIC at tick resolution, a few ms) is several times cheaper
     // than the precise one and plenty for windows of a second and for first-probe timestamps.

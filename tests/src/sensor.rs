@@ -339,14 +339,18 @@ impl SensorRun {
                 + k("cpu_budget")
                 + k("records_sent")
                 + k("ringbuf_full")
-                + k("held"),
+                + k("held")
+                + k("aggregated"),
             "{}",
             self.stats
         );
+        let ports = self.stats["aggregation"]["ports"].as_u64().unwrap_or(0);
+        assert!(ports <= k("aggregated"), "{}", self.stats);
         assert_eq!(
             self.stats["merger"]["observations"].as_u64(),
-            Some(k("records_sent") + k("released")),
-            "every record sent (or held and released) was received and decoded: {}",
+            Some(k("records_sent") + k("released") + ports),
+            "every record sent (or held and released) was received and decoded, and every \
+             aggregated port taken: {}",
             self.stats
         );
     }

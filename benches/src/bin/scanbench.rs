@@ -51,7 +51,7 @@ fn main() {
         ((total / f64::from(sources)).ceil() as u32).clamp(64, 65_535)
     };
     let mut points = Vec::new();
-    for path in [Path::Xdp, Path::Pcap] {
+    for path in [Path::Xdp, Path::XdpRecords, Path::Pcap] {
         for rate in &rates {
             let plan = Plan {
                 sources,
@@ -63,7 +63,7 @@ fn main() {
         }
     }
     // Real scanners for realism: their own pacing, valid packets, the sensor's stack answers.
-    for path in [Path::Xdp, Path::Pcap] {
+    for path in [Path::Xdp, Path::XdpRecords, Path::Pcap] {
         points.push(e2e::run_traffic(
             path,
             "masscan 1-65535",
@@ -78,7 +78,10 @@ fn main() {
             e2e::Traffic::Nmap { ports: 65_535 },
         ));
     }
-    report::print_points("End to end: same traffic, XDP vs libpcap", &points);
+    report::print_points(
+        "End to end: same traffic, XDP (aggregating), XDP (a record per probe), libpcap",
+        &points,
+    );
 
     let mut extremes = vec![e2e::run(
         Path::Xdp,
@@ -130,13 +133,19 @@ fn main() {
         ratio(pcap_cpu, xdp_cpu)
     );
 
+    let records_cpu = report::cpu_at_top(&points, Path::XdpRecords);
+    println!(
+        "Agent CPU per M packets at the top rate, aggregation: {xdp_cpu:.3} s with it, {records_cpu:.3} s with a record per probe, ratio {:.2}x",
+        ratio(records_cpu, xdp_cpu)
+    );
+
     let json = json!({
         "kernel_cost": mixes.iter().map(kernel_cost::MixResult::to_json).collect::<Vec<_>>(),
         "end_to_end": points.iter().map(e2e::Point::to_json).collect::<Vec<_>>(),
         "extremes": extremes.iter().map(e2e::Point::to_json).collect::<Vec<_>>(),
         "lossless_pps": {"xdp": xdp, "pcap": pcap},
         "complete_pps": {"xdp": xdp_c, "pcap": pcap_c},
-        "cpu_s_per_mpkt_at_top": {"xdp": xdp_cpu, "pcap": pcap_cpu},
+        "cpu_s_per_mpkt_at_top": {"xdp": xdp_cpu, "xdp_records": records_cpu, "pcap": pcap_cpu},
         "quick": quick,
     });
     if let Err(e) = std::fs::create_dir_all(&out_dir)

@@ -125,6 +125,7 @@ mod tests {
                 ..MergerStats::default()
             },
             undecodable: 0,
+            aggregate: None,
             events: 7,
             outputs: vec![OutputStats {
                 name: "siem".to_owned(),

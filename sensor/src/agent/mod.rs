@@ -37,7 +37,7 @@ use tokio::{
 };
 
 use crate::{
-    capture::{counters::CounterSnapshot, pcap::PcapError, xdp::XdpError},
+    capture::{pcap::PcapError, xdp::XdpError},
     clock::monotonic_ns,
     config::{Config, XdpMode},
     event::Event,
@@ -384,7 +384,7 @@ impl Running {
                     if let (Some(now), Some(last)) = (&current.kernel, &last_counters) {
                         stats::report_counters(&now.since(last), &self.merger);
                     }
-                    let summary = self.summary(current.kernel, current.pcap, current.undecodable);
+                    let summary = self.summary(current);
                     self.publish(&summary);
                     if let Some(path) = stats_file {
                         stats::write_stats(path, &summary).await;
@@ -401,7 +401,7 @@ impl Running {
     /// Sends a `sensor.heartbeat` with the counters as of now.
     fn beat(&mut self) -> Result<(), AgentError> {
         let current = self.source.stats()?;
-        let summary = self.summary(current.kernel, current.pcap, current.undecodable);
+        let summary = self.summary(current);
         let down = self.services.as_ref().map_or(&[][..], Services::down);
         let event = self.heartbeat.event(&summary, down, &self.interfaces);
         self.pipeline.deliver(event);
@@ -412,7 +412,7 @@ impl Running {
     fn refresh_metrics(&mut self) -> Result<(), AgentError> {
         if self.published.is_some() {
             let current = self.source.stats()?;
-            let summary = self.summary(current.kernel, current.pcap, current.undecodable);
+            let summary = self.summary(current);
             self.publish(&summary);
         }
         Ok(())
@@ -444,17 +444,13 @@ impl Running {
         });
     }
 
-    fn summary(
-        &self,
-        kernel: Option<CounterSnapshot>,
-        pcap: Option<crate::capture::pcap::PcapStats>,
-        undecodable: u64,
-    ) -> RunSummary {
+    fn summary(&self, current: source::SourceStats) -> RunSummary {
         RunSummary {
-            kernel,
-            pcap,
+            kernel: current.kernel,
+            pcap: current.pcap,
             merger: self.merger.stats(),
-            undecodable,
+            undecodable: current.undecodable,
+            aggregate: current.aggregate,
             events: self.pipeline.events,
             outputs: self.pipeline.fanout.stats(),
             services: self
@@ -508,6 +504,7 @@ impl Running {
                     kernel: None,
                     pcap: None,
                     undecodable: 0,
+                    aggregate: None,
                 }
             }
         };
@@ -524,6 +521,7 @@ impl Running {
             pcap: finished.pcap,
             merger: merger.stats(),
             undecodable: finished.undecodable,
+            aggregate: finished.aggregate,
             events,
             outputs,
             services: service_counters.map_or(serde_json::Value::Null, |c| c.to_json()),

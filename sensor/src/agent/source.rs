@@ -14,6 +14,7 @@ use super::AgentError;
 use crate::{
     capture::{
         Drained, Observation,
+        aggregate::{AggregateStats, Aggregator},
         counters::CounterSnapshot,
         decode::DecodeError,
         pcap::{LiveCapture, PcapStats},
@@ -21,6 +22,7 @@ use crate::{
         ring::drain_ring,
         xdp::{LoadOptions, Loaded, XdpError, load},
     },
+    clock::monotonic_ns,
     config::{Config, XdpMode},
     scan::{Merger, ScanReport},
 };
@@ -48,6 +50,8 @@ pub(super) enum Source {
         more: bool,
         /// How full the ring buffer is (absent if its positions could not be mapped).
         fill: Option<crate::capture::ring_fill::RingFill>,
+        /// In-kernel aggregation of scans (absent when off, or its maps could not be had).
+        aggregator: Option<Aggregator>,
     },
     /// libpcap on each interface, through a bounded channel.
     Pcap {
@@ -103,12 +107,21 @@ impl Source {
         }
         .inspect_err(|err| tracing::warn!(error = %err, "Mapping the ring buffer's positions failed; its fill gauge is missing."))
         .ok();
+        let aggregator = if xdp.aggregate {
+            loaded
+                .aggregator()
+                .inspect_err(|err| tracing::warn!(error = %err, "In-kernel aggregation is off: every probe keeps its record."))
+                .ok()
+        } else {
+            None
+        };
         Ok(Self::Xdp {
             loaded,
             records,
             undecodable: 0,
             more: false,
             fill,
+            aggregator,
         })
     }
 
@@ -150,11 +163,13 @@ impl Source {
                 records,
                 undecodable,
                 more,
+                aggregator,
                 ..
             } => {
                 let mut guard = records.readable_mut().await.map_err(AgentError::Poll)?;
+                let now = tokio::time::Instant::now();
                 let drained = drain_ring(guard.get_inner_mut(), budget, |r| {
-                    fold(r, merger, reports, undecodable);
+                    fold(r, merger, reports, undecodable, aggregator.as_mut(), now);
                 });
                 // Readiness is edge-triggered: clear it now; what the budget left in the ring
                 // is taken by the next turns (`more`), later records wake us or the drain tick.
@@ -195,12 +210,17 @@ impl Source {
                 records,
                 undecodable,
                 more,
+                aggregator,
                 ..
             } => {
+                let now = tokio::time::Instant::now();
                 let drained = drain_ring(records.get_mut(), budget, |r| {
-                    fold(r, merger, reports, undecodable);
+                    fold(r, merger, reports, undecodable, aggregator.as_mut(), now);
                 });
                 *more = drained.more;
+                if let Some(aggregator) = aggregator {
+                    aggregator.drain(now, monotonic_ns(), |o| merger.observe(o, reports));
+                }
                 drained
             }
             Self::Pcap { queue, more, .. } => {
@@ -253,11 +273,13 @@ impl Source {
             Self::Xdp {
                 loaded,
                 undecodable,
+                aggregator,
                 ..
             } => SourceStats {
                 kernel: Some(loaded.counters()?),
                 pcap: None,
                 undecodable: *undecodable,
+                aggregate: aggregator.as_ref().map(Aggregator::stats),
             },
             Self::Pcap {
                 captures,
@@ -282,6 +304,7 @@ impl Source {
                     kernel: None,
                     pcap: Some(total),
                     undecodable: 0,
+                    aggregate: None,
                 }
             }
             Self::Off => SourceStats::default(),
@@ -300,25 +323,32 @@ impl Source {
                 kernel: None,
                 pcap: None,
                 undecodable: 0,
+                aggregate: None,
             }),
             Self::Xdp {
                 mut loaded,
                 mut records,
                 mut undecodable,
+                mut aggregator,
                 ..
             } => {
                 // Stop new records first, then take everything still in the ring: it holds a
-                // bounded number of records and no more arrive.
+                // bounded number of records and no more arrive; then every bit still set.
                 loaded.detach_all();
+                let now = tokio::time::Instant::now();
                 while drain_ring(records.get_mut(), FINISH_BATCH, |r| {
-                    fold(r, merger, reports, &mut undecodable);
+                    fold(r, merger, reports, &mut undecodable, None, now);
                 })
                 .more
                 {}
+                if let Some(aggregator) = aggregator.as_mut() {
+                    aggregator.drain(now, monotonic_ns(), |o| merger.observe(o, reports));
+                }
                 Ok(Finished {
                     kernel: Some(loaded.counters()?),
                     pcap: None,
                     undecodable,
+                    aggregate: aggregator.as_ref().map(Aggregator::stats),
                 })
             }
             Self::Pcap {
@@ -358,6 +388,7 @@ impl Source {
                     kernel: None,
                     pcap: Some(total),
                     undecodable: 0,
+                    aggregate: None,
                 })
             }
         }
@@ -370,6 +401,7 @@ pub(super) struct SourceStats {
     pub(super) kernel: Option<CounterSnapshot>,
     pub(super) pcap: Option<PcapStats>,
     pub(super) undecodable: u64,
+    pub(super) aggregate: Option<AggregateStats>,
 }
 
 /// Final counters of a source.
@@ -377,17 +409,26 @@ pub(super) struct Finished {
     pub(super) kernel: Option<CounterSnapshot>,
     pub(super) pcap: Option<PcapStats>,
     pub(super) undecodable: u64,
+    pub(super) aggregate: Option<AggregateStats>,
 }
 
-/// Folds one decoded record into the merger, or counts it as undecodable.
+/// Folds one decoded record into the merger (and counts it toward aggregating its scan), or
+/// counts it as undecodable.
 fn fold(
     record: Result<Observation, DecodeError>,
     merger: &mut Merger,
     reports: &mut Vec<ScanReport>,
     undecodable: &mut u64,
+    aggregator: Option<&mut Aggregator>,
+    now: tokio::time::Instant,
 ) {
     match record {
-        Ok(obs) => merger.observe(&obs, reports),
+        Ok(obs) => {
+            merger.observe(&obs, reports);
+            if let Some(aggregator) = aggregator {
+                aggregator.note(&obs, now);
+            }
+        }
         Err(err) => {
             *undecodable = undecodable.saturating_add(1);
             tracing::debug!(error = %err, "Undecodable record skipped.");

@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use crate::{
-    capture::{counters::CounterSnapshot, pcap::PcapStats},
+    capture::{aggregate::AggregateStats, counters::CounterSnapshot, pcap::PcapStats},
     output::OutputStats,
     scan::{Merger, MergerStats},
 };
@@ -20,6 +20,8 @@ pub struct RunSummary {
     pub merger: MergerStats,
     /// Records that did not decode.
     pub undecodable: u64,
+    /// In-kernel aggregation (XDP capture with `sensor.xdp.aggregate`).
+    pub aggregate: Option<AggregateStats>,
     /// Events handed to the outputs.
     pub events: u64,
     /// Per-output counters.
@@ -45,6 +47,13 @@ impl RunSummary {
                 "flood_summaries": self.merger.flood_summaries,
             },
             "undecodable_records": self.undecodable,
+            "aggregation": self.aggregate.map(|a| json!({
+                "installed": a.installed,
+                "installs": a.installs,
+                "ports": a.ports,
+                "full": a.full,
+                "errors": a.errors,
+            })),
             "events": self.events,
             "outputs": self.outputs.iter().map(OutputStats::to_json).collect::<Vec<_>>(),
             "services": self.services,

@@ -66,6 +66,10 @@ pub struct XdpConfig {
     /// Records (XDP) or observations (libpcap) folded in per turn of the agent's loop, so
     /// that shutdown, service events and statistics interleave with draining under any load.
     pub drain_batch: usize,
+    /// Aggregate scans in the kernel: once a source has sent 16 records to one destination,
+    /// its probes set bits in a port bitmap the agent reads every drain tick instead of writing
+    /// a record each (`sensor_common::aggregate`).
+    pub aggregate: bool,
 }
 
 impl Default for XdpConfig {
@@ -84,6 +88,7 @@ impl Default for XdpConfig {
             source_slots: sensor_common::SOURCE_BUDGET_SLOTS,
             max_map_memory_mib: 64,
             drain_batch: 4_096,
+            aggregate: true,
         }
     }
 }

@@ -87,6 +87,7 @@ impl CounterSnapshot {
             C::RecordsSent,
             C::RingBufFull,
             C::Held,
+            C::Aggregated,
         ]) else {
             return Some("probe fates overflow".to_owned());
         };

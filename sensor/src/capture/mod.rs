@@ -9,6 +9,7 @@
 //! program on hand-made frames (`BPF_PROG_TEST_RUN`) for tests and
 //! benchmarks. Both engines are drained in bounded batches ([`Drained`]).
 
+pub mod aggregate;
 pub mod allowlist;
 mod config;
 pub mod counters;

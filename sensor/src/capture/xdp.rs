@@ -16,6 +16,7 @@ use sensor_common::{
 };
 
 use super::{
+    aggregate::Aggregator,
     counters::CounterSnapshot,
     sizing::{MapPlan, MapRequest, SizingError, plan},
 };
@@ -60,6 +61,14 @@ pub enum XdpError {
         name: &'static str,
         /// The error.
         source: aya::maps::MapError,
+    },
+    /// A map could not be mapped into the agent's memory.
+    #[error("mapping map `{name}`: {source}")]
+    Mmap {
+        /// Map name.
+        name: &'static str,
+        /// The error.
+        source: std::io::Error,
     },
     /// The program itself could not be loaded into the kernel.
     #[error("XDP program: {0}")]
@@ -397,6 +406,33 @@ impl Loaded {
     #[must_use]
     pub const fn map_plan(&self) -> MapPlan {
         self.plan
+    }
+
+    /// Takes the aggregation maps for the agent's [`Aggregator`] (once: a second call finds
+    /// them gone).
+    ///
+    /// # Errors
+    /// A map is missing or of the wrong type, or the bitmaps could not be mapped.
+    pub fn aggregator(&mut self) -> Result<Aggregator, XdpError> {
+        use sensor_common::aggregate::{AGG_ACTIVE_MAP, AGG_BITS_MAP, AGG_INDEX_MAP};
+        let take = |ebpf: &mut Ebpf, name| ebpf.take_map(name).ok_or(XdpError::MissingMap(name));
+        let index = take(&mut self.ebpf, AGG_INDEX_MAP)?;
+        let index = aya::maps::HashMap::try_from(index).map_err(|source| XdpError::Map {
+            name: AGG_INDEX_MAP,
+            source,
+        })?;
+        let active = take(&mut self.ebpf, AGG_ACTIVE_MAP)?;
+        let active = Array::try_from(active).map_err(|source| XdpError::Map {
+            name: AGG_ACTIVE_MAP,
+            source,
+        })?;
+        let aya::maps::Map::Array(bits) = take(&mut self.ebpf, AGG_BITS_MAP)? else {
+            return Err(XdpError::MissingMap(AGG_BITS_MAP));
+        };
+        Aggregator::new(index, active, &bits).map_err(|source| XdpError::Mmap {
+            name: AGG_BITS_MAP,
+            source,
+        })
     }
 
     /// Current kernel counters, summed over CPUs.

@@ -8,6 +8,7 @@ pub mod frames;
 pub mod generator;
 pub mod net;
 pub mod sensor;
+pub mod spoof;
 
 /// Skips the calling test (returns early) with a reason when not running as root.
 #[macro_export]

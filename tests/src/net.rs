@@ -160,20 +160,43 @@ impl TestNet {
     /// MAC address of the sensor-side interface.
     #[must_use]
     pub fn sensor_mac(&self) -> String {
-        let out = Command::new("ip")
-            .args([
+        mac(&self.sensor.name, &self.sensor_if)
+    }
+
+    /// Readies the pair for forged-source traffic from the peer ([`crate::spoof`]): `range` is
+    /// routed from the sensor to the peer, so replies to it leave on the veth and go nowhere
+    /// else (the peer does not forward), and both sides know each other's MAC address for
+    /// good, so no datagram waits for (or is lost behind) address resolution.
+    pub fn route_forged_range(&self, range: &str) {
+        ip(&[
+            "-n",
+            &self.sensor.name,
+            "route",
+            "add",
+            range,
+            "via",
+            &self.peer_ip,
+        ]);
+        let peer_mac = mac(&self.peer.name, &self.peer_if);
+        let sensor_mac = self.sensor_mac();
+        for (ns, addr, mac, dev) in [
+            (&self.sensor.name, &self.peer_ip, &peer_mac, &self.sensor_if),
+            (&self.peer.name, &self.sensor_ip, &sensor_mac, &self.peer_if),
+        ] {
+            ip(&[
                 "-n",
-                &self.sensor.name,
-                "-j",
-                "link",
-                "show",
+                ns,
+                "neigh",
+                "replace",
+                addr,
+                "lladdr",
+                mac,
                 "dev",
-                &self.sensor_if,
-            ])
-            .output()
-            .expect("ip link show");
-        let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ip -j output");
-        json[0]["address"].as_str().expect("mac").to_owned()
+                dev,
+                "nud",
+                "permanent",
+            ]);
+        }
     }
 
     /// The XDP attach mode of the sensor interface: `None`, or 1 (native), 2 (generic).
@@ -181,6 +204,17 @@ impl TestNet {
     pub fn xdp_mode(&self) -> Option<u64> {
         xdp_mode(&self.sensor.name, &self.sensor_if)
     }
+}
+
+/// The MAC address of `dev` in namespace `ns`.
+#[must_use]
+pub fn mac(ns: &str, dev: &str) -> String {
+    let out = Command::new("ip")
+        .args(["-n", ns, "-j", "link", "show", "dev", dev])
+        .output()
+        .expect("ip link show");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ip -j output");
+    json[0]["address"].as_str().expect("mac").to_owned()
 }
 
 /// The XDP attach mode of `iface` in namespace `ns`: `None`, or 1 (native), 2 (generic).

@@ -23,7 +23,12 @@ use std::{
 };
 
 use serde_json::{Value, json};
-use tests::{frames, net::TestNet, require_root, sensor::RunningSensor};
+use tests::{
+    net::TestNet,
+    require_root,
+    sensor::RunningSensor,
+    spoof::{self, Spoofed},
+};
 
 /// `udp_reply_factor` of the test (and no allowance: the bound is exactly the factor).
 const FACTOR: u64 = 2;
@@ -50,23 +55,16 @@ fn question(id: u16, name: &str, qtype: u16) -> Vec<u8> {
     q
 }
 
-/// One forged datagram: source, source port and UDP payload.
-#[derive(Debug, Clone)]
-struct Datagram {
-    src: Ipv4Addr,
-    port: u16,
-    payload: Vec<u8>,
-}
-
 /// The flood: the bursting source first, then every forged source three times in a row
 /// (one source in four asks `ANY corp.local`, an answer several times its question).
-fn flood() -> Vec<Datagram> {
+fn flood() -> Vec<Spoofed> {
     let mut out = Vec::new();
     let burst = Ipv4Addr::new(198, 19, 200, 1);
     for i in 0..BURST {
-        out.push(Datagram {
+        out.push(Spoofed {
             src: burst,
             port: 33_333,
+            dst_port: 53,
             payload: question(u16::try_from(i).expect("fits"), "srv01.corp.local", 1),
         });
     }
@@ -80,56 +78,15 @@ fn flood() -> Vec<Datagram> {
             } else {
                 question(n, "srv01.corp.local", 1)
             };
-            out.push(Datagram { src, port, payload });
+            out.push(Spoofed {
+                src,
+                port,
+                dst_port: 53,
+                payload,
+            });
         }
     }
     out
-}
-
-/// Sends every datagram from a raw socket (`IPPROTO_RAW`: the header is ours, the kernel
-/// fills the checksum), about 10,000 a second; returns how many were sent.
-fn send(datagrams: &[Datagram], dst: Ipv4Addr) -> usize {
-    // SAFETY: plain socket call; the fd is owned below.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW) };
-    assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
-    // SAFETY: `fd` is a fresh socket nobody else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let to = libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: 0,
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(dst).to_be(),
-        },
-        sin_zero: [0; 8],
-    };
-    let mut sent = 0;
-    for (i, d) in datagrams.iter().enumerate() {
-        let mut udp = d.port.to_be_bytes().to_vec();
-        udp.extend_from_slice(&53u16.to_be_bytes());
-        let len = u16::try_from(8 + d.payload.len()).expect("fits");
-        udp.extend_from_slice(&len.to_be_bytes());
-        udp.extend_from_slice(&[0, 0]);
-        udp.extend_from_slice(&d.payload);
-        let packet = frames::ipv4(d.src.octets(), dst.octets(), 17, 0, &udp);
-        // SAFETY: the buffer and the address outlive the call; lengths are theirs.
-        let n = unsafe {
-            libc::sendto(
-                fd.as_raw_fd(),
-                packet.as_ptr().cast(),
-                packet.len(),
-                0,
-                (&raw const to).cast(),
-                u32::try_from(size_of::<libc::sockaddr_in>()).expect("fits"),
-            )
-        };
-        if usize::try_from(n).ok() == Some(packet.len()) {
-            sent += 1;
-        }
-        if i % 50 == 49 {
-            thread::sleep(Duration::from_millis(5));
-        }
-    }
-    sent
 }
 
 /// What the peer namespace saw the sensor send: per destination (address, port), packets and
@@ -273,16 +230,6 @@ fn udp_snmp(net: &TestNet) -> HashMap<String, u64> {
         .collect()
 }
 
-/// The MAC address of `dev` in namespace `ns`.
-fn mac(ns: &str, dev: &str) -> String {
-    let out = std::process::Command::new("ip")
-        .args(["-n", ns, "-j", "link", "show", "dev", dev])
-        .output()
-        .expect("ip link show");
-    let json: Value = serde_json::from_slice(&out.stdout).expect("ip -j output");
-    json[0]["address"].as_str().expect("mac").to_owned()
-}
-
 /// Peak resident memory of `pid`, KiB.
 fn vm_hwm_kib(pid: i32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -306,17 +253,7 @@ fn count(stats: &Value, name: &str) -> u64 {
 fn a_spoofed_udp_flood_stays_bounded_never_amplifies_and_every_datagram_is_counted() {
     require_root!();
     let net = TestNet::new();
-    // The forged range is routed to the peer, so replies to it leave on the veth (where the
-    // peer captures them) and go nowhere else: the peer does not forward.
-    tests::net::ip(&[
-        "-n",
-        &net.sensor.name,
-        "route",
-        "add",
-        "198.19.0.0/16",
-        "via",
-        &net.peer_ip,
-    ]);
+    net.route_forged_range("198.19.0.0/16");
     let config = json!({
         "id": "it-sensor",
         "interface": net.sensor_if,
@@ -332,38 +269,6 @@ fn a_spoofed_udp_flood_stays_bounded_never_amplifies_and_every_datagram_is_count
         }}
     })
     .to_string();
-    // Both sides know each other's MAC address for good: no datagram waits for (or is lost
-    // behind) address resolution, so what leaves one side is what the other receives.
-    let peer_mac = mac(&net.peer.name, &net.peer_if);
-    let sensor_mac = net.sensor_mac();
-    for (ns, ip, mac, dev) in [
-        (
-            &net.sensor.name,
-            &net.peer_ip,
-            peer_mac.as_str(),
-            &net.sensor_if,
-        ),
-        (
-            &net.peer.name,
-            &net.sensor_ip,
-            sensor_mac.as_str(),
-            &net.peer_if,
-        ),
-    ] {
-        tests::net::ip(&[
-            "-n",
-            ns,
-            "neigh",
-            "replace",
-            ip,
-            "lladdr",
-            mac,
-            "dev",
-            dev,
-            "nud",
-            "permanent",
-        ]);
-    }
     let sensor = RunningSensor::start(&net.sensor, &config, &["--capture", "none"]);
     let sensor_ip: Ipv4Addr = net.sensor_ip.parse().expect("address");
     let before = udp_snmp(&net);
@@ -380,7 +285,7 @@ fn a_spoofed_udp_flood_stays_bounded_never_amplifies_and_every_datagram_is_count
             thread::sleep(Duration::from_millis(10));
         }
         let forged = datagrams.clone();
-        let sent = net.peer.run(move || send(&forged, sensor_ip));
+        let sent = net.peer.run(move || spoof::send_udp(&forged, sensor_ip));
         // Until the sensor has read everything the kernel delivered.
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut after = udp_snmp(&net);

@@ -279,17 +279,41 @@ impl Binder<'_> {
             Built::Tcp(handler) => vec![self.tcp(ip, None, handler)?],
             Built::Udp(handler) => vec![self.udp(ip, handler)?],
             Built::UdpTcp(udp_handler, tcp_handler) => {
-                // With `port: 0` the TCP listener takes the port the kernel gave UDP.
-                let udp = self.udp(ip, udp_handler)?;
-                let port = udp
-                    .0
+                let (udp, tcp) = self.udp_tcp_pair(ip)?;
+                let serve_udp = udp
                     .socket
-                    .local_addr()
-                    .map_or(self.key.port, |a| a.port());
-                let tcp = self.tcp(ip, Some(port), tcp_handler)?;
-                vec![udp, tcp]
+                    .serve_udp(udp_handler)
+                    .map_err(|source| self.error(ip, source))?;
+                let serve_tcp = tcp
+                    .socket
+                    .serve_tcp(tcp_handler)
+                    .map_err(|source| self.error(ip, source))?;
+                vec![(udp, serve_udp), (tcp, serve_tcp)]
             }
         })
+    }
+
+    /// A UDP socket and a TCP listener on one port. With `port: 0` the listener takes the
+    /// port the kernel gave UDP; when some other TCP socket already holds that port (the
+    /// kernel picks UDP ports without looking at TCP), a new UDP port is tried, up to
+    /// [`PAIR_TRIES`] times.
+    fn udp_tcp_pair(&self, ip: IpAddr) -> Result<(Held, Held), ServiceError> {
+        let mut tries = 0;
+        loop {
+            let udp = self.socket(ip, Kind::Udp, None)?;
+            let port = udp.socket.local_addr().map_or(self.key.port, |a| a.port());
+            match self.socket(ip, Kind::Tcp, Some(port)) {
+                Ok(tcp) => return Ok((udp, tcp)),
+                Err(ServiceError::Bind { source, .. })
+                    if self.key.port == 0
+                        && tries < PAIR_TRIES
+                        && source.kind() == std::io::ErrorKind::AddrInUse =>
+                {
+                    tries += 1;
+                }
+                Err(err) => return Err(err),
+            }
+        }
     }
 
     fn tcp(
@@ -390,6 +414,9 @@ impl Binder<'_> {
         }
     }
 }
+
+/// How many UDP ports an ephemeral UDP+TCP instance tries before giving up.
+const PAIR_TRIES: u32 = 16;
 
 /// Sets the IPv4 TTL or the IPv6 unicast hop limit of a socket bound on `ip`.
 fn set_ttl(socket: &socket2::SockRef<'_>, ip: IpAddr, ttl: u32) -> std::io::Result<()> {

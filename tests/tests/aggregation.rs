@@ -57,9 +57,20 @@ fn run(prog: &mut Loaded, agg: &mut Aggregator, frame: &[u8], now: Instant) -> V
     records
 }
 
+/// The observations the agent takes, one per port (each word expanded).
 fn taken(agg: &mut Aggregator, now: Instant) -> Vec<Observation> {
     let mut out = Vec::new();
-    agg.drain(now, 7, |o| out.push(*o));
+    agg.drain(now, 7, |o, word| {
+        assert_eq!(o.dst_port % 64, 0, "a word starts at a multiple of 64");
+        for bit in 0..64u16 {
+            if word & (1 << bit) != 0 {
+                out.push(Observation {
+                    dst_port: o.dst_port + bit,
+                    ..*o
+                });
+            }
+        }
+    });
     out
 }
 

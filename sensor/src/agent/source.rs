@@ -219,7 +219,9 @@ impl Source {
                 });
                 *more = drained.more;
                 if let Some(aggregator) = aggregator {
-                    aggregator.drain(now, monotonic_ns(), |o| merger.observe(o, reports));
+                    aggregator.drain(now, monotonic_ns(), |o, word| {
+                        merger.observe_word(o, word, reports);
+                    });
                 }
                 drained
             }
@@ -342,7 +344,9 @@ impl Source {
                 .more
                 {}
                 if let Some(aggregator) = aggregator.as_mut() {
-                    aggregator.drain(now, monotonic_ns(), |o| merger.observe(o, reports));
+                    aggregator.drain(now, monotonic_ns(), |o, word| {
+                        merger.observe_word(o, word, reports);
+                    });
                 }
                 Ok(Finished {
                     kernel: Some(loaded.counters()?),

@@ -5,7 +5,8 @@
 //! of each further record's port gets a slot, and the kernel sets bits there instead of
 //! writing records. Every drain tick the bits of dirty slots are taken with atomic swaps on
 //! the shared mapping (the kernel sets them with atomic ORs, so none is lost between the two)
-//! and each becomes one observation of its port, with the addresses, interface, VLAN and
+//! and each set bit becomes one observation of its port (handed over a word of 64 ports at a
+//! time, so the merger looks its scan up once per word), with the addresses, interface, VLAN and
 //! fingerprint of the record that installed the block (sequence number and IP ID cleared:
 //! they belong to that one packet). A block quiet for [`IDLE`] leaves the index and is drained
 //! once more after [`GRACE`], then its slot is free again.
@@ -262,9 +263,11 @@ impl Aggregator {
         }
     }
 
-    /// Takes every port the kernel set, as observations stamped `ts_ns`, and retires quiet
-    /// blocks.
-    pub fn drain(&mut self, now: Instant, ts_ns: u64, mut each: impl FnMut(&Observation)) {
+    /// Takes every port the kernel set and retires quiet blocks. Each non-zero word of a bitmap
+    /// goes to `each` as an observation stamped `ts_ns` whose `dst_port` is the word's first
+    /// port, with the word: its set bit `b` stands for port `dst_port + b` (see
+    /// [`crate::scan::Merger::observe_word`]).
+    pub fn drain(&mut self, now: Instant, ts_ns: u64, mut each: impl FnMut(&Observation, u64)) {
         let mut retired = false;
         for slot in 0..AGG_SLOTS {
             let Some(state) = self.slots.get(slot as usize) else {
@@ -275,22 +278,21 @@ impl Aggregator {
                 Slot::Live { template, .. } | Slot::Retiring { template, .. } => *template,
             };
             self.bits.take(slot, &mut self.scratch);
+            let block = u32::from(template.dst_port) >> AGG_BLOCK_SHIFT;
             let mut taken = 0u64;
             for (i, word) in &self.scratch {
-                let mut word = *word;
-                while word != 0 {
-                    let bit = word.trailing_zeros();
-                    word &= word - 1;
-                    let offset = u32::try_from(*i).unwrap_or(0) * 64 + bit;
-                    let block = u32::from(template.dst_port) >> AGG_BLOCK_SHIFT;
-                    let port = u16::try_from((block << AGG_BLOCK_SHIFT) | offset).unwrap_or(0);
-                    each(&Observation {
+                // `i` < 64 words of a 4,096-port block.
+                let word_base = u32::try_from(*i).unwrap_or(0).saturating_mul(64);
+                let first = (block << AGG_BLOCK_SHIFT) | word_base;
+                each(
+                    &Observation {
                         ts_ns,
-                        dst_port: port,
+                        dst_port: u16::try_from(first).unwrap_or(0),
                         ..template
-                    });
-                    taken = taken.saturating_add(1);
-                }
+                    },
+                    *word,
+                );
+                taken = taken.saturating_add(u64::from(word.count_ones()));
             }
             self.stats.ports = self.stats.ports.saturating_add(taken);
             let Some(state) = self.slots.get_mut(slot as usize) else {

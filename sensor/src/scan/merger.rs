@@ -116,11 +116,17 @@ impl Scan {
         }
     }
 
-    /// Folds one observation's kind, port or ICMP type, and tool in.
-    fn add(&mut self, obs: &Observation) {
-        self.probes = self.probes.saturating_add(1);
+    /// Folds one observation's kind, port or ICMP type, and tool in. A non-zero `word` stands
+    /// for the ports `obs.dst_port + b` of its set bits `b` (`obs.dst_port` a multiple of 64:
+    /// an aggregated word from the kernel).
+    fn add(&mut self, obs: &Observation, word: u64) {
+        self.probes = self
+            .probes
+            .saturating_add(u64::from(word.count_ones().max(1)));
         if obs.kind == ProbeKind::Ping {
             self.icmp_types |= 1u128 << (obs.fp.icmp_type & 0x7f);
+        } else if word != 0 {
+            self.ports.insert_word(obs.dst_port, word);
         } else {
             self.ports.insert(obs.dst_port);
         }
@@ -206,7 +212,23 @@ impl Merger {
 
     /// Folds one observation in; reports that became due are appended to `out`.
     pub fn observe(&mut self, obs: &Observation, out: &mut Vec<ScanReport>) {
-        self.stats.observations = self.stats.observations.saturating_add(1);
+        self.fold(obs, 0, out);
+    }
+
+    /// Folds in one observation per set bit `b` of `word`, of port `obs.dst_port + b`
+    /// (`obs.dst_port` a multiple of 64), with one lookup: what in-kernel aggregation hands
+    /// over. Counted as that many observations.
+    pub fn observe_word(&mut self, obs: &Observation, word: u64, out: &mut Vec<ScanReport>) {
+        if word != 0 && obs.dst_port.is_multiple_of(64) {
+            self.fold(obs, word, out);
+        }
+    }
+
+    fn fold(&mut self, obs: &Observation, word: u64, out: &mut Vec<ScanReport>) {
+        self.stats.observations = self
+            .stats
+            .observations
+            .saturating_add(u64::from(word.count_ones().max(1)));
         let now = obs.ts_ns;
         let key = (
             self.source_prefix.key(obs.src),
@@ -247,7 +269,7 @@ impl Merger {
                 scan.reported = was_reported || reported_now;
             }
             let before = scan.ports.heap_bytes();
-            scan.add(obs);
+            scan.add(obs, word);
             self.port_bytes = self
                 .port_bytes
                 .saturating_add(scan.ports.heap_bytes())
@@ -256,7 +278,7 @@ impl Merger {
             scan.first_ns = scan.first_ns.min(now);
         } else {
             let mut scan = Scan::new(obs.src, now, os_hint(obs));
-            scan.add(obs);
+            scan.add(obs, word);
             self.port_bytes = self.port_bytes.saturating_add(scan.ports.heap_bytes());
             if let Some((old_key, old)) = self.scans.push(key, scan)
                 && old_key != key
@@ -471,6 +493,21 @@ mod tests {
         assert_eq!(m.tracked(), 0);
         m.sweep(100 * SEC, &mut out);
         assert_eq!(out.len(), 1, "reported exactly once");
+    }
+
+    #[test]
+    fn an_aggregated_word_is_one_observation_per_port_of_the_same_scan() {
+        let mut m = Merger::new(&config());
+        let mut out = run(&mut m, &[obs("198.18.1.1", 22, ProbeKind::Syn, 0)]);
+        m.observe_word(&obs("198.18.1.1", 64, ProbeKind::Syn, MS), 0b1011, &mut out);
+        // Not aligned, or empty: ignored.
+        m.observe_word(&obs("198.18.1.1", 65, ProbeKind::Syn, MS), 1, &mut out);
+        m.observe_word(&obs("198.18.1.1", 128, ProbeKind::Syn, MS), 0, &mut out);
+        assert_eq!(m.stats().observations, 4);
+        m.flush(&mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].ports, vec![22, 64, 65, 67]);
+        assert_eq!(out[0].probes, 4);
     }
 
     #[test]

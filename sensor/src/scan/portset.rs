@@ -49,6 +49,29 @@ impl PortSet {
         }
     }
 
+    /// Adds the ports `base + b` for each set bit `b` of `word` (`base` a multiple of 64);
+    /// returns how many were new.
+    pub fn insert_word(&mut self, base: u16, word: u64) -> u32 {
+        if let Self::Dense(bits, len) = self {
+            let slot = &mut bits[usize::from(base >> 6)];
+            let new = word & !*slot;
+            *slot |= word;
+            *len += new.count_ones() as usize;
+            return new.count_ones();
+        }
+        let mut new = 0;
+        let mut w = word;
+        while w != 0 {
+            // bit < 64 and base is a multiple of 64, so the sum fits in 16 bits.
+            let bit = w.trailing_zeros() as u16;
+            w &= w - 1;
+            if self.insert(base | bit) {
+                new += 1;
+            }
+        }
+        new
+    }
+
     /// Number of distinct ports.
     #[must_use]
     pub fn len(&self) -> usize {
@@ -107,6 +130,20 @@ mod tests {
         }
         assert_eq!(set.to_vec(), vec![1, 22, 80, 443]);
         assert!(!set.insert(80));
+    }
+
+    #[test]
+    fn words_insert_their_ports_sparse_and_dense() {
+        let mut set = PortSet::default();
+        set.insert(65);
+        assert_eq!(set.insert_word(64, 0b111), 2);
+        assert_eq!(set.to_vec(), vec![64, 65, 66]);
+        for base in (0..=u16::MAX - 63).step_by(64) {
+            set.insert_word(base, u64::MAX);
+        }
+        assert!(matches!(set, PortSet::Dense(..)));
+        assert_eq!(set.len(), 65_536);
+        assert_eq!(set.insert_word(128, 1), 0);
     }
 
     #[test]

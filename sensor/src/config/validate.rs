@@ -189,11 +189,19 @@ impl Config {
                 return Err(invalid(field, "must be at least 1 second".to_owned()));
             }
         }
-        if limits.udp_flood_window_secs == 0 {
-            return Err(invalid(
+        for (field, secs) in [
+            (
                 "sensor.services.udp_flood_window_secs",
-                "must be at least 1 second".to_owned(),
-            ));
+                limits.udp_flood_window_secs,
+            ),
+            (
+                "sensor.services.tcp_flood_window_secs",
+                limits.tcp_flood_window_secs,
+            ),
+        ] {
+            if secs == 0 {
+                return Err(invalid(field, "must be at least 1 second".to_owned()));
+            }
         }
         if limits.udp_idle_timeout_ms == 0 {
             return Err(invalid(

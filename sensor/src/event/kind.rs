@@ -53,6 +53,13 @@ pub const CATALOGUE: &[Kind] = &[
     },
     Kind {
         logtype: LogType {
+            service: Service::Tcp,
+            action: Action::Flood,
+        },
+        source: "TCP decoys (flood control)",
+    },
+    Kind {
+        logtype: LogType {
             service: Service::Sensor,
             action: Action::Degraded,
         },

@@ -236,6 +236,13 @@ pub(crate) mod golden {
                 "stored": "/var/lib/trapster-sensor/ssh-uploads/a948904f2f0f479b8f8197694b30184b0d2ed1c1cd2a1ec0fb85d299a192a447",
                 "session_id": "0b7e1c52-8d1c-4c59-9a43-5f0f3a2f7d10"
             }),
+            (Service::Tcp, Action::Flood) => json!({
+                "service": "ssh", "sources": 1500, "connections": 4210,
+                "events_folded": 12630, "logins_folded": 4210, "reported_sources": 200,
+                "window_secs": 60,
+                "top_sources": [{"ip": "10.9.0.7", "connections": 12}],
+                "sample": ["10.9.0.7", "10.9.1.3"]
+            }),
             (Service::Tcp, Action::Connection) => json!({
                 "service": "http", "detected": "sniff",
                 "session_id": "0b7e1c52-8d1c-4c59-9a43-5f0f3a2f7d10"

@@ -310,6 +310,13 @@ pub struct ServiceLimits {
     pub udp_flood_max_sources: u64,
     /// UDP alert-flood control: length of a window, seconds.
     pub udp_flood_window_secs: u64,
+    /// TCP alert-flood control: sources (`sensor.source_prefix`) whose connections one
+    /// listener reports one by one per `tcp_flood_window_secs`, however many each makes; the
+    /// connections of further sources (a botnet, a worm) are served but folded into one
+    /// `tcp.flood` summary event per listener and window, with their counts.
+    pub tcp_flood_max_sources: u64,
+    /// TCP alert-flood control: length of a window, seconds.
+    pub tcp_flood_window_secs: u64,
     /// Accept `port: 0` in the `services` block and let the kernel pick a port (tests and
     /// tools that read the bound port back); off by default, where port 0 is refused.
     pub ephemeral_ports: bool,
@@ -342,6 +349,8 @@ impl Default for ServiceLimits {
             udp_replies_per_source_per_sec: 10,
             udp_flood_max_sources: 50,
             udp_flood_window_secs: 60,
+            tcp_flood_max_sources: 200,
+            tcp_flood_window_secs: 60,
             ephemeral_ports: false,
             strict: false,
             state_dir: PathBuf::from("/var/lib/trapster-sensor"),

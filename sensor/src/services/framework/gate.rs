@@ -72,6 +72,11 @@ pub struct ServiceCounters {
     /// Events a TCP session answered without their confirmation from the spooled outputs (not
     /// on disk within `output::durable::WAIT`, or too many waiting).
     pub events_unconfirmed: AtomicU64,
+    /// TCP connections folded by alert-flood control (their source was past
+    /// `tcp_flood_max_sources` in the window): served, summarised in `tcp.flood`.
+    pub tcp_folded: AtomicU64,
+    /// `tcp.flood` summaries sent.
+    pub tcp_flood_summaries: AtomicU64,
 }
 
 impl ServiceCounters {
@@ -104,6 +109,8 @@ impl ServiceCounters {
             "decoy_udp_sessions": get(&self.decoy_udp_sessions),
             "decoy_udp_unclaimed": get(&self.decoy_udp_unclaimed),
             "events_unconfirmed": get(&self.events_unconfirmed),
+            "tcp_folded": get(&self.tcp_folded),
+            "tcp_flood_summaries": get(&self.tcp_flood_summaries),
         })
     }
 }

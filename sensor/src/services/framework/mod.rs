@@ -2,7 +2,7 @@
 //! interface's addresses ([`bind_addresses`]), the TCP accept loop ([`tcp`]) and the UDP
 //! datagram loop with pseudo-sessions and anti-reflection ([`udp`]), the admission gate with its
 //! global and per-source caps ([`gate`]), the session identity and its event cap ([`session`]),
-//! bounded reads and writes over a stream ([`conn`]), per-instance timeouts ([`timeouts`]),
+//! TCP alert-flood control ([`tcp_flood`]), bounded reads and writes over a stream ([`conn`]), per-instance timeouts ([`timeouts`]),
 //! self-signed certificates ([`tls`]), and the any-port decoys' catch-all listeners and hand-off
 //! ([`anyport`]).
 
@@ -13,6 +13,7 @@ mod pktinfo;
 pub mod session;
 pub mod tasks;
 pub mod tcp;
+pub mod tcp_flood;
 pub mod timeouts;
 pub mod tls;
 pub mod udp;

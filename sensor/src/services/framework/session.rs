@@ -128,6 +128,8 @@ pub struct Session {
     counters: Arc<ServiceCounters>,
     handshake_deadline: Option<Instant>,
     silent: bool,
+    /// Folded by the listener's flood control: events are counted there, not sent.
+    fold: Option<Arc<super::tcp_flood::TcpFlood>>,
     emitted: AtomicUsize,
 }
 
@@ -153,8 +155,17 @@ impl Session {
             counters,
             handshake_deadline,
             silent,
+            fold: None,
             emitted: AtomicUsize::new(0),
         }
+    }
+
+    /// The same session folded into `flood`: its events are counted in the listener's
+    /// `tcp.flood` summary instead of being sent.
+    #[must_use]
+    pub fn folded(mut self, flood: Option<Arc<super::tcp_flood::TcpFlood>>) -> Self {
+        self.fold = flood;
+        self
     }
 
     /// Addresses and ports, as accepted.
@@ -209,6 +220,10 @@ impl Session {
     /// session answers next was recorded first.
     pub async fn emit(&self, action: Action, data: &[u8], mut extra: Map<String, Value>) {
         if self.silent {
+            return;
+        }
+        if let Some(flood) = &self.fold {
+            flood.fold_event(action);
             return;
         }
         let n = self

@@ -18,9 +18,10 @@ use super::{
     Shared, bind_error, bound_socket,
     gate::Permit,
     session::{Session, SessionError},
+    tcp_flood::{TcpFlood, TcpFloodSummary},
 };
 use crate::{
-    event::{Service, SessionIdentity},
+    event::{Action, Service, SessionIdentity},
     services::{Context, ServiceError},
 };
 
@@ -77,6 +78,9 @@ pub struct Admitted {
     pub identity: SessionIdentity,
     /// A whitelisted source: its sessions emit nothing.
     pub silent: bool,
+    /// Folded by the listener's flood control: its sessions' events are counted in the
+    /// listener's `tcp.flood` summary, not sent.
+    pub fold: Option<Arc<TcpFlood>>,
 }
 
 impl Admitted {
@@ -91,12 +95,19 @@ impl Admitted {
             Arc::clone(&shared.counters),
             self.silent,
         )
+        .folded(self.fold.clone())
     }
 }
 
 /// Admits one accepted connection: the gate (a refused one is reset at once and counted), the
-/// counters, the whitelist and the identity from the socket. `None` when refused.
-pub fn admit(shared: &Shared, stream: &TcpStream, peer: SocketAddr) -> Option<Admitted> {
+/// counters, the whitelist, the listener's flood control (a `tcp.flood` summary of a window
+/// that closed is sent first) and the identity from the socket. `None` when refused.
+pub async fn admit(
+    shared: &Shared,
+    flood: &Arc<TcpFlood>,
+    stream: &TcpStream,
+    peer: SocketAddr,
+) -> Option<Admitted> {
     let local = stream.local_addr().ok()?;
     let src_ip = crate::event::display_ip(peer.ip());
     let Some(permit) = shared.admit(src_ip) else {
@@ -108,14 +119,77 @@ pub fn admit(shared: &Shared, stream: &TcpStream, peer: SocketAddr) -> Option<Ad
     // Whitelisted sources (the company's own scanners) are served like anyone else, so the
     // decoy looks the same to them, but their sessions emit nothing.
     let silent = shared.is_whitelisted(src_ip);
-    if silent {
+    let fold = if silent {
         shared.counters.whitelisted.fetch_add(1, Ordering::Relaxed);
-    }
+        None
+    } else {
+        let now = tokio::time::Instant::now();
+        let source = shared.gate.source_of(src_ip);
+        let (reported, closed) = flood.admit(source, src_ip, local, now);
+        if let Some(summary) = closed {
+            report_flood(&summary, shared).await;
+        }
+        if reported {
+            None
+        } else {
+            shared.counters.tcp_folded.fetch_add(1, Ordering::Relaxed);
+            Some(Arc::clone(flood))
+        }
+    };
     Some(Admitted {
         permit,
         identity: SessionIdentity::between(peer, local),
         silent,
+        fold,
     })
+}
+
+/// The flood control of a listener of `service` (`any_port` for the catch-all), as the limits
+/// say.
+#[must_use]
+pub fn flood_control(shared: &Shared, service: Service, any_port: bool) -> Arc<TcpFlood> {
+    Arc::new(TcpFlood::new(
+        service,
+        shared.limits.tcp_flood_max_sources,
+        std::time::Duration::from_secs(shared.limits.tcp_flood_window_secs),
+        any_port,
+    ))
+}
+
+/// How often an accept loop closes its flood-control window when no connection does.
+pub const FLOOD_SWEEP: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Sends the `tcp.flood` event of a window that folded connections: from the unspecified
+/// address (every summary shares one incident) to the window's first folded destination;
+/// counted.
+pub async fn report_flood(summary: &TcpFloodSummary, shared: &Shared) {
+    let local = summary.destination;
+    let nobody = if local.is_ipv6() {
+        std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+    } else {
+        std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
+    };
+    tracing::warn!(
+        service = summary.service.as_str(),
+        port = local.port(),
+        sources = summary.sources,
+        connections = summary.connections,
+        "TCP flood: connections from sources beyond the bound were folded into one summary event."
+    );
+    shared
+        .counters
+        .tcp_flood_summaries
+        .fetch_add(1, Ordering::Relaxed);
+    let mut session = Session::new(
+        SessionIdentity::between(SocketAddr::new(nobody, 0), local),
+        Service::Tcp,
+        shared.sink.best_effort(),
+        Arc::clone(&shared.limits),
+        Arc::clone(&shared.counters),
+        false,
+    );
+    session.handshake_done();
+    session.emit(Action::Flood, &[], summary.extra()).await;
 }
 
 /// Runs one admitted session to its end: `<service>.connection`, then the handler, within the
@@ -161,9 +235,24 @@ pub async fn accept_loop(
     handler: Handler,
     shared: Shared,
 ) {
+    let flood = flood_control(&shared, service, false);
+    let mut sweep = tokio::time::interval(FLOOD_SWEEP);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let accepted = tokio::select! {
-            () = shared.shutdown.cancelled() => return,
+            () = shared.shutdown.cancelled() => {
+                if let Some(summary) = flood.flush() {
+                    report_flood(&summary, &shared).await;
+                }
+                return;
+            }
+            _ = sweep.tick() => {
+                let closed = flood.sweep(tokio::time::Instant::now());
+                if let Some(summary) = closed {
+                    report_flood(&summary, &shared).await;
+                }
+                continue;
+            }
             accepted = listener.accept() => accepted,
         };
         let (stream, peer) = match accepted {
@@ -175,7 +264,7 @@ pub async fn accept_loop(
                 continue;
             }
         };
-        let Some(admitted) = admit(&shared, &stream, peer) else {
+        let Some(admitted) = admit(&shared, &flood, &stream, peer).await else {
             continue;
         };
         let session = admitted.session(service, &shared);

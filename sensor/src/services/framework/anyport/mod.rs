@@ -312,10 +312,20 @@ pub async fn accept_loop(
     shared: Shared,
     accepting: CancellationToken,
 ) {
+    let flood = tcp::flood_control(&shared, Service::Tcp, true);
+    let mut sweep = tokio::time::interval(tcp::FLOOD_SWEEP);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let accepted = tokio::select! {
-            () = accepting.cancelled() => return,
-            () = shared.shutdown.cancelled() => return,
+            () = accepting.cancelled() => break,
+            () = shared.shutdown.cancelled() => break,
+            _ = sweep.tick() => {
+                let closed = flood.sweep(tokio::time::Instant::now());
+                if let Some(summary) = closed {
+                    tcp::report_flood(&summary, &shared).await;
+                }
+                continue;
+            }
             accepted = listener.accept() => accepted,
         };
         let (stream, peer) = match accepted {
@@ -326,7 +336,7 @@ pub async fn accept_loop(
                 continue;
             }
         };
-        let Some(admitted) = tcp::admit(&shared, &stream, peer) else {
+        let Some(admitted) = tcp::admit(&shared, &flood, &stream, peer).await else {
             continue;
         };
         shared
@@ -342,6 +352,9 @@ pub async fn accept_loop(
                 () = serve(&shared_task, &dispatch, &admitted, stream, peer) => {}
             }
         });
+    }
+    if let Some(summary) = flood.flush() {
+        tcp::report_flood(&summary, &shared).await;
     }
 }
 

@@ -58,6 +58,28 @@ pub(super) fn refresh(attached: &mut Attached, services: &Services) {
     }
 }
 
+/// The listening-port watch: a program that began listening on a steered port gets its
+/// connections back, and a port it stopped listening on is steered again.
+pub(super) fn watch(attached: &mut Attached, services: &mut Services) {
+    // A reload may have turned the watch off (`watch_ms: 0`).
+    if services.decoy_watch().is_none() || !services.rewatch_decoys() {
+        return;
+    }
+    let Some(decoys) = services.decoys() else {
+        return;
+    };
+    match attached.set_ports(&steered(decoys)) {
+        Ok(()) => tracing::info!(
+            ports = attached.ports(),
+            "A port began or stopped listening: the any-port decoys' steered ports follow."
+        ),
+        Err(err) => {
+            let _ignored = attached.set_ports(&Steered::default());
+            tracing::error!(error = %err, "The steered ports could not be updated; nothing is steered until a reload.");
+        }
+    }
+}
+
 fn listeners(decoys: &DecoySockets) -> Listeners<'_> {
     Listeners {
         v4: decoys.v4.as_fd(),

@@ -356,6 +356,10 @@ impl Running {
             tokio::time::interval(watchdog_period.unwrap_or(Duration::from_secs(3600)));
         let mut metrics_tick = tokio::time::interval(refresh);
         metrics_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let watch_period = self.services.as_ref().and_then(Services::decoy_watch);
+        let mut watch_tick =
+            tokio::time::interval(watch_period.unwrap_or(Duration::from_secs(3600)));
+        watch_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
@@ -393,6 +397,11 @@ impl Running {
                 }
                 _ = metrics_tick.tick(), if self.published.is_some() => self.refresh_metrics()?,
                 _ = watchdog_tick.tick(), if watchdog_period.is_some() => systemd::watchdog(),
+                _ = watch_tick.tick(), if watch_period.is_some() => {
+                    if let (Some(attached), Some(services)) = (&mut self.decoys, &mut self.services) {
+                        decoys::watch(attached, services);
+                    }
+                }
                 () = self.heartbeat.due() => self.beat()?,
             }
         }

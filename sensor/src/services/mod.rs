@@ -192,6 +192,21 @@ impl Services {
             .map(framework::anyport::CatchAll::sockets)
     }
 
+    /// The listening-port watch: recomputes the any-port decoys' steered ports from what
+    /// listens now; whether they changed (false without decoys).
+    pub fn rewatch_decoys(&mut self) -> bool {
+        self.decoys
+            .as_mut()
+            .is_some_and(framework::anyport::CatchAll::rewatch)
+    }
+
+    /// How often the any-port decoys' steered ports are recomputed, `None` without decoys or
+    /// with the watch off.
+    #[must_use]
+    pub fn decoy_watch(&self) -> Option<Duration> {
+        self.decoys.as_ref().and_then(|d| d.decoys().watch())
+    }
+
     /// Framework counters (kept across configuration reloads).
     #[must_use]
     pub fn counters(&self) -> Arc<ServiceCounters> {

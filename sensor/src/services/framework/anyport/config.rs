@@ -39,7 +39,15 @@ pub struct DecoysConfig {
     /// an entry, a UDP service's own port (53 `dns`, 161 `snmp`) gets that service; other
     /// ports get the service the datagram's form names (a DNS query, an SNMP message).
     pub udp_ports: BTreeMap<u16, String>,
+    /// How often the ports something listens on (TCP) or is bound to (UDP) are read again,
+    /// milliseconds (0: only at start and reload; else 100–60000); default 2000. A program
+    /// that starts listening on a steered port gets its connections within this period, and a
+    /// port it stops listening on is steered again.
+    pub watch_ms: u64,
 }
+
+/// Default period of the listening-port watch.
+pub const DEFAULT_WATCH_MS: u64 = 2_000;
 
 impl Default for DecoysConfig {
     fn default() -> Self {
@@ -52,6 +60,7 @@ impl Default for DecoysConfig {
             exclude: Vec::new(),
             udp: Vec::new(),
             udp_ports: BTreeMap::new(),
+            watch_ms: DEFAULT_WATCH_MS,
         }
     }
 }
@@ -120,6 +129,16 @@ impl DecoysConfig {
         Duration::from_millis(self.sniff_timeout_ms)
     }
 
+    /// The listening-port watch's period, `None` when off.
+    #[must_use]
+    pub const fn watch(&self) -> Option<Duration> {
+        if self.watch_ms == 0 {
+            None
+        } else {
+            Some(Duration::from_millis(self.watch_ms))
+        }
+    }
+
     /// The banner service, `None` for `none`.
     #[must_use]
     pub fn banner(&self) -> Option<&str> {
@@ -151,6 +170,15 @@ impl DecoysConfig {
             return Err((
                 "sniff_timeout_ms".to_owned(),
                 format!("{} is outside 100..=10000", self.sniff_timeout_ms),
+            ));
+        }
+        if self.watch_ms != 0 && !(100..=60_000).contains(&self.watch_ms) {
+            return Err((
+                "watch_ms".to_owned(),
+                format!(
+                    "{} is neither 0 (off) nor inside 100..=60000",
+                    self.watch_ms
+                ),
             ));
         }
         if let Some(banner) = self.banner() {
@@ -236,6 +264,8 @@ pub fn udp_protocol(name: &str) -> Result<&'static str, String> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::{DecoysConfig, PortRange};
 
     fn parse(json: &str) -> Result<DecoysConfig, String> {
@@ -280,7 +310,10 @@ mod tests {
         assert!(!c.enabled);
         assert_eq!(c.banner(), Some("ssh"));
         assert_eq!(c.sniff_timeout_ms, 1_500);
+        assert_eq!(c.watch(), Some(Duration::from_secs(2)));
         assert_eq!(c.check(), Ok(()));
+        let off = parse(r#"{"watch_ms": 0}"#).unwrap();
+        assert_eq!((off.watch(), off.check()), (None, Ok(())));
         let none = parse(r#"{"banner": "none"}"#).unwrap();
         assert_eq!(none.banner(), None);
         assert_eq!(none.check(), Ok(()));
@@ -320,6 +353,12 @@ mod tests {
             ("ports.161", "`snmp` is served over UDP only")
         );
         assert_eq!(check(r#"{"banner": "kafka"}"#).0, "banner");
+        let (field, message) = check(r#"{"watch_ms": 50}"#);
+        assert_eq!(field, "watch_ms");
+        assert!(
+            message.contains("neither 0 (off) nor inside 100..=60000"),
+            "{message}"
+        );
         assert_eq!(
             check(r#"{"sniff_timeout_ms": 50}"#),
             (

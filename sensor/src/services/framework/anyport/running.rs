@@ -53,6 +53,8 @@ pub struct CatchAll {
     sockets: DecoySockets,
     /// What the running dispatch was built from; a reload with another one relaunches.
     recipe: String,
+    /// The `sensor.decoys` in force, for the listening-port watch.
+    decoys: DecoysConfig,
     /// Ends the accept loops only (a relaunch keeps the sessions).
     accepting: CancellationToken,
     /// The loops and sessions.
@@ -114,6 +116,7 @@ impl CatchAll {
                 udp_ports: Vec::new(),
             },
             recipe,
+            decoys: decoys.clone(),
             accepting: tasks.stop().child_token(),
             shared: Shared {
                 tracker: tasks.tracker().clone(),
@@ -122,7 +125,7 @@ impl CatchAll {
             },
             tasks,
         };
-        catch_all.refresh_ports(decoys);
+        let _changed = catch_all.refresh_ports(decoys);
         catch_all.spawn(Arc::new(dispatch));
         tracing::info!(ports = catch_all.sockets.ports.len(), udp_ports = catch_all.sockets.udp_ports.len(), listeners = ?catch_all.sockets.addresses, udp = ?catch_all.sockets.udp_addresses, "Any-port decoy listeners ready.");
         Ok(catch_all)
@@ -160,16 +163,36 @@ impl CatchAll {
     }
 
     /// Recomputes the steered ports from `decoys` and what listens now (after a reload bound
-    /// or closed instances).
-    pub fn refresh_ports(&mut self, decoys: &DecoysConfig) {
+    /// or closed instances); returns whether they changed.
+    pub fn refresh_ports(&mut self, decoys: &DecoysConfig) -> bool {
         let listening = listening_ports();
-        self.sockets.ports = (1..=u16::MAX)
+        let ports: Vec<u16> = (1..=u16::MAX)
             .filter(|p| decoys.steers(*p) && listening.binary_search(p).is_err())
             .collect();
         let bound = super::udp::bound_ports();
-        self.sockets.udp_ports = (1..=u16::MAX)
+        let udp_ports: Vec<u16> = (1..=u16::MAX)
             .filter(|p| decoys.steers_udp(*p) && bound.binary_search(p).is_err())
             .collect();
+        let changed = ports != self.sockets.ports || udp_ports != self.sockets.udp_ports;
+        self.sockets.ports = ports;
+        self.sockets.udp_ports = udp_ports;
+        if decoys != &self.decoys {
+            self.decoys = decoys.clone();
+        }
+        changed
+    }
+
+    /// The listening-port watch: the steered ports recomputed with the `sensor.decoys` in
+    /// force; returns whether they changed (a program began or stopped listening on one).
+    pub fn rewatch(&mut self) -> bool {
+        let decoys = self.decoys.clone();
+        self.refresh_ports(&decoys)
+    }
+
+    /// The `sensor.decoys` in force.
+    #[must_use]
+    pub const fn decoys(&self) -> &DecoysConfig {
+        &self.decoys
     }
 
     /// Accepts with `dispatch` from now on, on the same listeners (connections queued meanwhile
@@ -268,6 +291,6 @@ pub async fn follow(
         let dispatch = super::prepare(plan, &base(plan, &shared.limits)).await?;
         catch_all.relaunch(dispatch, wanted, shared).await;
     }
-    catch_all.refresh_ports(&plan.decoys);
+    let _changed = catch_all.refresh_ports(&plan.decoys);
     Ok(())
 }

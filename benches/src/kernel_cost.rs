@@ -159,7 +159,12 @@ fn install(loaded: &mut Loaded, src: [u8; 4]) -> Aggregator {
             vlan_id: 0,
             fp: Fingerprint::default(),
         };
-        aggregator.note(&obs, now);
+        // The merger's count of the scan's distinct ports so far.
+        aggregator.note(
+            &obs,
+            usize::try_from(port).unwrap_or(0).saturating_add(1),
+            now,
+        );
     }
     aggregator
 }

@@ -1,9 +1,10 @@
 //! In-kernel aggregation, run by the kernel on hand-built frames with `BPF_PROG_TEST_RUN` and
-//! driven by the agent's own `Aggregator`: a source's first 16 records to a destination make
-//! their scan qualify, each further block of 4,096 ports it probes is installed on its first
+//! driven by the agent's own `Aggregator` and `Merger`: once a source's scan of a destination
+//! holds 16 ports its scan qualifies, each further block of 4,096 ports it probes is installed on its first
 //! record, and from then on every probe of an installed block is one bit (counted in
 //! `aggregated`, no record) that the agent takes back as exactly one observation of its port.
-//! Other sources, other kinds and other blocks keep their records; a quiet block leaves the
+//! Other sources keep their records, another kind or block of a qualified scan is installed on
+//! its first record; a quiet block leaves the
 //! index and its probes are records again. Counter identities hold after every step.
 
 use std::collections::BTreeSet;
@@ -15,6 +16,7 @@ use sensor::capture::{
     testrun::XDP_PASS,
     xdp::{LoadOptions, Loaded, load},
 };
+use sensor::scan::{Merger, PortscanConfig};
 use sensor_common::{Counter, ProbeKind, Settings, aggregate::INSTALL_AFTER, tcp_flags as f};
 use tests::{frames::*, require_root};
 use tokio::time::Instant;
@@ -43,7 +45,13 @@ fn syn_from(src: [u8; 4], port: u16) -> Vec<u8> {
 
 /// Runs `frame` once; returns its records, after handing them to the aggregator as the agent
 /// does.
-fn run(prog: &mut Loaded, agg: &mut Aggregator, frame: &[u8], now: Instant) -> Vec<Observation> {
+fn run(
+    prog: &mut Loaded,
+    agg: &mut Aggregator,
+    merger: &mut Merger,
+    frame: &[u8],
+    now: Instant,
+) -> Vec<Observation> {
     let out = prog.test_run(frame, 1).expect("test run");
     assert_eq!(out.retval, XDP_PASS);
     assert_eq!(out.data, frame, "frame altered");
@@ -51,7 +59,8 @@ fn run(prog: &mut Loaded, agg: &mut Aggregator, frame: &[u8], now: Instant) -> V
     let ring = prog.records.as_mut().expect("ring");
     while let Some(item) = ring.next() {
         let obs = decode(&item).expect("a decodable record");
-        agg.note(&obs, now);
+        let ports = merger.observe_counted(&obs, &mut Vec::new());
+        agg.note(&obs, ports, now);
         records.push(obs);
     }
     records
@@ -84,19 +93,20 @@ fn an_installed_block_turns_probes_into_bits_the_agent_takes_back_exactly_once()
     require_root!();
     let mut prog = loaded();
     let mut agg = prog.aggregator().expect("the aggregation maps");
+    let mut merger = Merger::new(&PortscanConfig::default());
     let t0 = Instant::now();
     let before = prog.counters().unwrap();
 
     // The first INSTALL_AFTER probes are records; the last of them installs block 0.
     for port in 1..=u16::try_from(INSTALL_AFTER).unwrap() {
-        let records = run(&mut prog, &mut agg, &syn_from(SRC4, port), t0);
+        let records = run(&mut prog, &mut agg, &mut merger, &syn_from(SRC4, port), t0);
         assert_eq!(records.len(), 1, "port {port}");
         assert_eq!(records[0].dst_port, port);
     }
     assert_eq!(agg.stats().installed, 1);
     // From here, block 0 is bits: no record, and each port comes back once, repeats or not.
     for port in (100..400u16).chain(100..110) {
-        let records = run(&mut prog, &mut agg, &syn_from(SRC4, port), t0);
+        let records = run(&mut prog, &mut agg, &mut merger, &syn_from(SRC4, port), t0);
         assert!(records.is_empty(), "port {port}: {records:?}");
     }
     let back = taken(&mut agg, t0);
@@ -120,17 +130,28 @@ fn an_installed_block_turns_probes_into_bits_the_agent_takes_back_exactly_once()
     balanced(&prog);
 
     // Another block of the same scan: its first probe is a record that installs it.
-    assert_eq!(run(&mut prog, &mut agg, &syn_from(SRC4, 5000), t0).len(), 1);
-    assert!(run(&mut prog, &mut agg, &syn_from(SRC4, 5001), t0).is_empty());
+    assert_eq!(
+        run(&mut prog, &mut agg, &mut merger, &syn_from(SRC4, 5000), t0).len(),
+        1
+    );
+    assert!(run(&mut prog, &mut agg, &mut merger, &syn_from(SRC4, 5001), t0).is_empty());
     assert_eq!(agg.stats().installed, 2);
-    // Another kind, another source: records, whatever the port.
+    // Another kind of the same scan: its first probe is a record (that installs its block);
+    // another source: records, whatever the port.
     let fin = eth(
         ETH_IPV4,
         &ipv4(SRC4, DST4, 6, 0, &tcp(40_000, 120, f::FIN, 0)),
     );
-    assert_eq!(run(&mut prog, &mut agg, &fin, t0).len(), 1);
+    assert_eq!(run(&mut prog, &mut agg, &mut merger, &fin, t0).len(), 1);
     assert_eq!(
-        run(&mut prog, &mut agg, &syn_from([198, 18, 200, 3], 120), t0).len(),
+        run(
+            &mut prog,
+            &mut agg,
+            &mut merger,
+            &syn_from([198, 18, 200, 3], 120),
+            t0
+        )
+        .len(),
         1
     );
     let back = taken(&mut agg, t0);
@@ -141,7 +162,7 @@ fn an_installed_block_turns_probes_into_bits_the_agent_takes_back_exactly_once()
 
     // Quiet blocks leave the index: the next probes are records again, and the last bits set
     // before that were still taken.
-    assert!(run(&mut prog, &mut agg, &syn_from(SRC4, 4000), t0).is_empty());
+    assert!(run(&mut prog, &mut agg, &mut merger, &syn_from(SRC4, 4000), t0).is_empty());
     let later = t0 + IDLE;
     let back = taken(&mut agg, later);
     assert_eq!(back.len(), 1, "port 4000, taken as the idle check runs");
@@ -150,7 +171,14 @@ fn an_installed_block_turns_probes_into_bits_the_agent_takes_back_exactly_once()
     assert_eq!(agg.stats().installed, 0, "{:?}", agg.stats());
     taken(&mut agg, later + GRACE);
     assert_eq!(
-        run(&mut prog, &mut agg, &syn_from(SRC4, 4001), later).len(),
+        run(
+            &mut prog,
+            &mut agg,
+            &mut merger,
+            &syn_from(SRC4, 4001),
+            later
+        )
+        .len(),
         1,
         "a record once its block left the index (and it installs the block again)"
     );

@@ -428,9 +428,9 @@ fn fold(
 ) {
     match record {
         Ok(obs) => {
-            merger.observe(&obs, reports);
+            let ports = merger.observe_counted(&obs, reports);
             if let Some(aggregator) = aggregator {
-                aggregator.note(&obs, now);
+                aggregator.note(&obs, ports, now);
             }
         }
         Err(err) => {

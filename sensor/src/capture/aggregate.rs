@@ -1,8 +1,9 @@
 //! The agent half of scan aggregation ([`sensor_common::aggregate`]): decides which port
 //! blocks the kernel aggregates, and turns the bits it set back into observations.
 //!
-//! A (source, destination, kind) that sent [`INSTALL_AFTER`] records is scanning: the block
-//! of each further record's port gets a slot, and the kernel sets bits there instead of
+//! A scan that holds [`INSTALL_AFTER`] distinct ports in the merger (its source by
+//! `source_prefix`, destination and protocol) is scanning: the block of each further record's
+//! port (for that record's address and kind) gets a slot, and the kernel sets bits there instead of
 //! writing records. Every drain tick the bits of dirty slots are taken with atomic swaps on
 //! the shared mapping (the kernel sets them with atomic ORs, so none is lost between the two)
 //! and each set bit becomes one observation of its port (handed over a word of 64 ports at a
@@ -16,7 +17,6 @@
 
 use std::{
     net::IpAddr,
-    num::NonZeroUsize,
     os::fd::{AsFd as _, AsRawFd as _},
     ptr::NonNull,
     sync::atomic::{AtomicU64, Ordering},
@@ -24,7 +24,6 @@ use std::{
 };
 
 use aya::maps::{Array, HashMap, MapData};
-use lru::LruCache;
 use sensor_common::{
     ProbeKind,
     aggregate::{AGG_BLOCK_SHIFT, AGG_SLOTS, AGG_WORDS, AggBits, AggKey, INSTALL_AFTER},
@@ -38,8 +37,6 @@ pub const IDLE: Duration = Duration::from_secs(2);
 /// A block out of the index is drained once more after this long (a program run that found it
 /// just before may still set a bit), then its slot is reused.
 pub const GRACE: Duration = Duration::from_millis(200);
-/// (source, destination, kind) triples whose records are counted toward [`INSTALL_AFTER`].
-const COUNTED: usize = 65_536;
 
 /// What aggregation did, for the statistics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -157,7 +154,6 @@ pub struct Aggregator {
     slots: Vec<Slot>,
     free: Vec<u32>,
     installed: std::collections::HashMap<AggKey, u32, foldhash::fast::RandomState>,
-    counts: LruCache<(IpAddr, IpAddr, u32), u32, foldhash::fast::RandomState>,
     stats: AggregateStats,
     scratch: Vec<(usize, u64)>,
 }
@@ -188,7 +184,6 @@ impl Aggregator {
         bits_map: &MapData,
     ) -> std::io::Result<Self> {
         let bits = Bits::map(bits_map)?;
-        let counted = NonZeroUsize::new(COUNTED).unwrap_or(NonZeroUsize::MIN);
         Ok(Self {
             index,
             active,
@@ -196,7 +191,6 @@ impl Aggregator {
             slots: (0..AGG_SLOTS).map(|_| Slot::Free).collect(),
             free: (0..AGG_SLOTS).rev().collect(),
             installed: std::collections::HashMap::default(),
-            counts: LruCache::with_hasher(counted, foldhash::fast::RandomState::default()),
             stats: AggregateStats::default(),
             scratch: Vec::with_capacity(AGG_WORDS),
         })
@@ -208,15 +202,12 @@ impl Aggregator {
         self.stats
     }
 
-    /// A record arrived: counts it, and installs its block once its scan qualifies.
-    pub fn note(&mut self, obs: &Observation, now: Instant) {
-        if obs.kind == ProbeKind::Ping {
-            return;
-        }
-        let triple = (obs.src, obs.dst, obs.kind as u32);
-        let seen = self.counts.get_or_insert_mut(triple, || 0);
-        *seen = seen.saturating_add(1);
-        if *seen < INSTALL_AFTER {
+    /// A record arrived whose scan (as the merger holds it: source by `source_prefix`,
+    /// destination, protocol) has `ports` distinct ports now: once that reaches
+    /// [`INSTALL_AFTER`], the record's block is installed. The merger's own bounded state
+    /// decides, so a flood of one-probe sources costs aggregation no table of its own.
+    pub fn note(&mut self, obs: &Observation, ports: usize, now: Instant) {
+        if obs.kind == ProbeKind::Ping || u32::try_from(ports).unwrap_or(u32::MAX) < INSTALL_AFTER {
             return;
         }
         let key = AggKey::new(

@@ -212,7 +212,14 @@ impl Merger {
 
     /// Folds one observation in; reports that became due are appended to `out`.
     pub fn observe(&mut self, obs: &Observation, out: &mut Vec<ScanReport>) {
-        self.fold(obs, 0, out);
+        let _ports = self.fold(obs, 0, out);
+    }
+
+    /// [`Self::observe`], returning how many distinct ports the observation's scan (its source
+    /// by `source_prefix`, destination and protocol) holds now: what in-kernel aggregation
+    /// decides on, with no state of its own.
+    pub fn observe_counted(&mut self, obs: &Observation, out: &mut Vec<ScanReport>) -> usize {
+        self.fold(obs, 0, out)
     }
 
     /// Folds in one observation per set bit `b` of `word`, of port `obs.dst_port + b`
@@ -220,11 +227,12 @@ impl Merger {
     /// over. Counted as that many observations.
     pub fn observe_word(&mut self, obs: &Observation, word: u64, out: &mut Vec<ScanReport>) {
         if word != 0 && obs.dst_port.is_multiple_of(64) {
-            self.fold(obs, word, out);
+            let _ports = self.fold(obs, word, out);
         }
     }
 
-    fn fold(&mut self, obs: &Observation, word: u64, out: &mut Vec<ScanReport>) {
+    /// Folds in `obs` (or its `word`); the scan's distinct ports after it.
+    fn fold(&mut self, obs: &Observation, word: u64, out: &mut Vec<ScanReport>) -> usize {
         self.stats.observations = self
             .stats
             .observations
@@ -294,6 +302,7 @@ impl Merger {
             };
             self.evict(old_key.1, old, out);
         }
+        self.scans.peek(&key).map_or(0, |scan| scan.ports.len())
     }
 
     /// Closes every scan idle at `now_ns`; reports are appended to `out`.

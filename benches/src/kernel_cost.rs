@@ -218,7 +218,29 @@ pub fn run() -> Vec<MixResult> {
         ),
     );
 
+    // The other probe kinds, each a new probe that writes its record: an ACK (`nmap -sA`), an
+    // empty UDP datagram to port 53 (`nmap -sU`), an ICMP echo request (`nmap -sn -PE`).
+    let udp_probe = eth(
+        ETH_IPV4,
+        &ipv4(
+            [198, 18, 200, 2],
+            [198, 18, 200, 1],
+            17,
+            0,
+            &[0x9c, 0x40, 0x00, 0x35, 0x00, 0x08, 0x00, 0x00],
+        ),
+    );
+    let mut echo = vec![8, 0, 0, 0, 0x12, 0x34, 0x00, 0x01];
+    echo.extend_from_slice(&[0u8; 56]);
+    let ping = eth(
+        ETH_IPV4,
+        &ipv4([198, 18, 200, 2], [198, 18, 200, 1], 1, 0, &echo),
+    );
+
     let mixes: Vec<(&'static str, Settings, &[&str], Vec<u8>)> = vec![
+        ("new-port ACK (record)", new_probe, &[], v4_tcp(22, f::ACK)),
+        ("new-port UDP probe (record)", new_probe, &[], udp_probe),
+        ("ICMP echo request (record)", new_probe, &[], ping),
         ("established TCP (ACK+data)", unlimited, &[], established),
         (AGGREGATED, new_probe, &[], v4_tcp(22, f::SYN)),
         (AGGREGATING, new_probe, &[], v4_tcp(22, f::SYN)),

@@ -11,6 +11,7 @@ pub mod conn;
 pub mod gate;
 mod pktinfo;
 pub mod session;
+pub mod summary;
 pub mod tasks;
 pub mod tcp;
 pub mod tcp_flood;

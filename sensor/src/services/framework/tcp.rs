@@ -21,7 +21,7 @@ use super::{
     tcp_flood::{TcpFlood, TcpFloodSummary},
 };
 use crate::{
-    event::{Action, Service, SessionIdentity},
+    event::{Service, SessionIdentity},
     services::{Context, ServiceError},
 };
 
@@ -164,11 +164,6 @@ pub const FLOOD_SWEEP: std::time::Duration = std::time::Duration::from_secs(1);
 /// counted.
 pub async fn report_flood(summary: &TcpFloodSummary, shared: &Shared) {
     let local = summary.destination;
-    let nobody = if local.is_ipv6() {
-        std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
-    } else {
-        std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
-    };
     tracing::warn!(
         service = summary.service.as_str(),
         port = local.port(),
@@ -180,16 +175,7 @@ pub async fn report_flood(summary: &TcpFloodSummary, shared: &Shared) {
         .counters
         .tcp_flood_summaries
         .fetch_add(1, Ordering::Relaxed);
-    let mut session = Session::new(
-        SessionIdentity::between(SocketAddr::new(nobody, 0), local),
-        Service::Tcp,
-        shared.sink.best_effort(),
-        Arc::clone(&shared.limits),
-        Arc::clone(&shared.counters),
-        false,
-    );
-    session.handshake_done();
-    session.emit(Action::Flood, &[], summary.extra()).await;
+    super::summary::emit(Service::Tcp, local, shared, summary.extra()).await;
 }
 
 /// Runs one admitted session to its end: `<service>.connection`, then the handler, within the

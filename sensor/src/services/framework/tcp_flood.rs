@@ -22,7 +22,7 @@ use std::{
     time::Duration,
 };
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use tokio::time::Instant;
 
 use crate::{
@@ -75,17 +75,6 @@ impl TcpFloodSummary {
     /// The `extra` of the `tcp.flood` event.
     #[must_use]
     pub fn extra(&self) -> Map<String, Value> {
-        let show = |ip: IpAddr| crate::event::display_ip(ip).to_string();
-        let top: Vec<Value> = self
-            .top_sources
-            .iter()
-            .map(|(ip, n)| json!({"ip": show(*ip), "connections": n}))
-            .collect();
-        let sample: Vec<Value> = self
-            .sample
-            .iter()
-            .map(|ip| Value::String(show(*ip)))
-            .collect();
         let mut extra = Map::new();
         extra.insert("service".to_owned(), self.service.as_str().into());
         extra.insert("sources".to_owned(), self.sources.into());
@@ -97,13 +86,14 @@ impl TcpFloodSummary {
         extra.insert("logins_folded".to_owned(), self.logins.into());
         extra.insert("reported_sources".to_owned(), self.reported.into());
         extra.insert("window_secs".to_owned(), self.window.as_secs().into());
-        extra.insert("top_sources".to_owned(), Value::Array(top));
-        extra.insert("sample".to_owned(), Value::Array(sample));
-        if self.ports_count > 0 {
-            let ports: Vec<Value> = self.ports.iter().map(|p| Value::from(*p)).collect();
-            extra.insert("ports".to_owned(), Value::Array(ports));
-            extra.insert("ports_count".to_owned(), self.ports_count.into());
-        }
+        super::summary::lists(
+            &mut extra,
+            "connections",
+            &self.top_sources,
+            &self.sample,
+            &self.ports,
+            self.ports_count,
+        );
         extra
     }
 }
@@ -273,6 +263,8 @@ fn rank(top: &mut Vec<(IpAddr, u64)>, ip: IpAddr, n: u64) {
 #[cfg(test)]
 mod tests {
     use std::net::Ipv4Addr;
+
+    use serde_json::json;
 
     use super::*;
 

@@ -462,11 +462,6 @@ pub(super) async fn report_flood(
     service: Service,
     shared: &Shared,
 ) {
-    let nobody = if local.is_ipv6() {
-        std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
-    } else {
-        std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
-    };
     tracing::warn!(
         service = service.as_str(),
         port = local.port(),
@@ -474,16 +469,7 @@ pub(super) async fn report_flood(
         datagrams = summary.datagrams,
         "UDP flood: new sources beyond the bound were folded into one summary event."
     );
-    let mut session = Session::new(
-        SessionIdentity::between(SocketAddr::new(nobody, 0), local),
-        service,
-        shared.sink.best_effort(),
-        Arc::clone(&shared.limits),
-        Arc::clone(&shared.counters),
-        false,
-    );
-    session.handshake_done();
-    session.emit(Action::Flood, &[], summary.extra()).await;
+    super::summary::emit(service, local, shared, summary.extra()).await;
 }
 
 /// Sends `reply` to `peer` if its pseudo-session's reflection budget and its source's rate

@@ -15,7 +15,7 @@
 
 use std::{collections::HashSet, net::IpAddr, time::Duration};
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use tokio::time::Instant;
 
 use crate::net::SourceKey;
@@ -57,16 +57,6 @@ impl UdpFloodSummary {
     /// The `extra` of the `<service>.flood` event.
     #[must_use]
     pub fn extra(&self) -> Map<String, Value> {
-        let top: Vec<Value> = self
-            .top_sources
-            .iter()
-            .map(|(ip, n)| json!({"ip": crate::event::display_ip(*ip).to_string(), "datagrams": n}))
-            .collect();
-        let sample: Vec<Value> = self
-            .sample
-            .iter()
-            .map(|ip| Value::String(crate::event::display_ip(*ip).to_string()))
-            .collect();
         let mut extra = Map::new();
         extra.insert("sources".to_owned(), self.sources.into());
         extra.insert("datagrams".to_owned(), self.datagrams.into());
@@ -74,13 +64,14 @@ impl UdpFloodSummary {
         extra.insert("events_folded".to_owned(), self.events.into());
         extra.insert("reported_sources".to_owned(), self.reported.into());
         extra.insert("window_secs".to_owned(), self.window.as_secs().into());
-        extra.insert("top_sources".to_owned(), Value::Array(top));
-        extra.insert("sample".to_owned(), Value::Array(sample));
-        if self.ports_count > 0 {
-            let ports: Vec<Value> = self.ports.iter().map(|p| Value::from(*p)).collect();
-            extra.insert("ports".to_owned(), Value::Array(ports));
-            extra.insert("ports_count".to_owned(), self.ports_count.into());
-        }
+        super::summary::lists(
+            &mut extra,
+            "datagrams",
+            &self.top_sources,
+            &self.sample,
+            &self.ports,
+            self.ports_count,
+        );
         extra
     }
 }
@@ -204,6 +195,8 @@ impl UdpFlood {
 #[cfg(test)]
 mod tests {
     use std::net::Ipv4Addr;
+
+    use serde_json::json;
 
     use super::*;
 

@@ -1,0 +1,58 @@
+//! What the UDP and TCP alert-flood controls ([`super::udp_flood`], [`super::tcp_flood`])
+//! share: the lists of a summary's `extra` and the summary event itself, sent from the
+//! unspecified address so every summary of a flood folds into one incident.
+
+use std::{
+    collections::BTreeSet,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    sync::Arc,
+};
+
+use serde_json::{Map, Value, json};
+
+use super::{Shared, session::Session};
+use crate::event::{Action, Service, SessionIdentity};
+
+/// Adds `top_sources` (`[{"ip", <unit>: n}]`), `sample`, and, when `ports_count` is not 0,
+/// `ports` and `ports_count` to `extra`.
+pub fn lists(
+    extra: &mut Map<String, Value>,
+    unit: &str,
+    top: &[(IpAddr, u64)],
+    sample: &[IpAddr],
+    ports: &BTreeSet<u16>,
+    ports_count: u64,
+) {
+    let show = |ip: IpAddr| crate::event::display_ip(ip).to_string();
+    let top: Vec<Value> = top
+        .iter()
+        .map(|(ip, n)| json!({"ip": show(*ip), unit: n}))
+        .collect();
+    let sample: Vec<Value> = sample.iter().map(|ip| Value::String(show(*ip))).collect();
+    extra.insert("top_sources".to_owned(), Value::Array(top));
+    extra.insert("sample".to_owned(), Value::Array(sample));
+    if ports_count > 0 {
+        let ports: Vec<Value> = ports.iter().map(|p| Value::from(*p)).collect();
+        extra.insert("ports".to_owned(), Value::Array(ports));
+        extra.insert("ports_count".to_owned(), ports_count.into());
+    }
+}
+
+/// Sends `<service>.flood` with `extra`, from the unspecified address to `local`.
+pub async fn emit(service: Service, local: SocketAddr, shared: &Shared, extra: Map<String, Value>) {
+    let nobody = if local.is_ipv6() {
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    };
+    let mut session = Session::new(
+        SessionIdentity::between(SocketAddr::new(nobody, 0), local),
+        service,
+        shared.sink.best_effort(),
+        Arc::clone(&shared.limits),
+        Arc::clone(&shared.counters),
+        false,
+    );
+    session.handshake_done();
+    session.emit(Action::Flood, &[], extra).await;
+}

@@ -162,31 +162,28 @@ impl CatchAll {
         &self.recipe
     }
 
-    /// Recomputes the steered ports from `decoys` and what listens now (after a reload bound
-    /// or closed instances); returns whether they changed.
+    /// Recomputes the steered ports from `decoys` (kept as the ones in force) and what listens
+    /// now (after a reload bound or closed instances); returns whether they changed.
     pub fn refresh_ports(&mut self, decoys: &DecoysConfig) -> bool {
-        let listening = listening_ports();
-        let ports: Vec<u16> = (1..=u16::MAX)
-            .filter(|p| decoys.steers(*p) && listening.binary_search(p).is_err())
-            .collect();
-        let bound = super::udp::bound_ports();
-        let udp_ports: Vec<u16> = (1..=u16::MAX)
-            .filter(|p| decoys.steers_udp(*p) && bound.binary_search(p).is_err())
-            .collect();
-        let changed = ports != self.sockets.ports || udp_ports != self.sockets.udp_ports;
-        self.sockets.ports = ports;
-        self.sockets.udp_ports = udp_ports;
-        if decoys != &self.decoys {
-            self.decoys = decoys.clone();
-        }
-        changed
+        decoys.clone_into(&mut self.decoys);
+        self.rewatch()
     }
 
     /// The listening-port watch: the steered ports recomputed with the `sensor.decoys` in
     /// force; returns whether they changed (a program began or stopped listening on one).
     pub fn rewatch(&mut self) -> bool {
-        let decoys = self.decoys.clone();
-        self.refresh_ports(&decoys)
+        let listening = listening_ports();
+        let ports: Vec<u16> = (1..=u16::MAX)
+            .filter(|p| self.decoys.steers(*p) && listening.binary_search(p).is_err())
+            .collect();
+        let bound = super::udp::bound_ports();
+        let udp_ports: Vec<u16> = (1..=u16::MAX)
+            .filter(|p| self.decoys.steers_udp(*p) && bound.binary_search(p).is_err())
+            .collect();
+        let changed = ports != self.sockets.ports || udp_ports != self.sockets.udp_ports;
+        self.sockets.ports = ports;
+        self.sockets.udp_ports = udp_ports;
+        changed
     }
 
     /// The `sensor.decoys` in force.

@@ -463,15 +463,33 @@ pub fn spool_segments(data: &[u8]) {
         );
     }
     if let Ok(mut spool) = crate::output::spool::Spool::open(&dir, 1 << 20) {
+        let _ = spool.take_skipped();
+        // Every record counted at open is either delivered or counted as skipped.
+        let counted = spool.pending_records();
+        let mut delivered = 0u64;
+        let mut drained = false;
         for _ in 0..64 {
             match spool.peek(16) {
                 Ok((records, bytes)) if !records.is_empty() => {
-                    if spool.commit(bytes).is_err() {
+                    let n = records.len() as u64;
+                    if spool.commit(bytes, n).is_err() {
                         break;
                     }
+                    delivered += n;
                 }
-                _ => break,
+                Ok(_) => {
+                    drained = true;
+                    break;
+                }
+                Err(_) => break,
             }
+        }
+        if drained {
+            assert_eq!(
+                delivered + spool.take_skipped() + spool.pending_records(),
+                counted,
+                "spool records counted at open went missing"
+            );
         }
         let _ = spool.take_skipped();
         let _ = spool.push(&[&b"{\"after\":1}"[..]]);

@@ -127,15 +127,39 @@ type GaugeFamily = (&'static str, &'static str, Vec<(Labels, i64)>);
 /// One sample: family name, labels, value.
 type Sample = (String, Labels, u64);
 
-/// Every numeric leaf of the stats JSON as a counter sample named by its path; arrays of
-/// objects with a `name` (the outputs) become one label set per element (`output`, `type`).
+/// Leaves of the stats JSON that are levels, not totals (an output's `queued`, `in_spool`):
+/// exported as gauges.
+const GAUGE_KEYS: [&str; 2] = ["queued", "in_spool"];
+
+/// Every numeric leaf of the stats JSON but the [`GAUGE_KEYS`] as a counter sample named by its
+/// path; arrays of objects with a `name` (the outputs) become one label set per element
+/// (`output`, `type`).
 #[must_use]
 pub fn counter_samples(stats: &Value) -> Vec<Sample> {
-    fn walk(path: &str, v: &Value, labels: &[(String, String)], out: &mut Vec<Sample>) {
+    samples(stats, false)
+}
+
+/// The [`GAUGE_KEYS`] leaves of the stats JSON, named and labelled as [`counter_samples`].
+#[must_use]
+pub fn gauge_samples(stats: &Value) -> Vec<Sample> {
+    samples(stats, true)
+}
+
+fn samples(stats: &Value, gauges: bool) -> Vec<Sample> {
+    fn walk(
+        path: &str,
+        v: &Value,
+        labels: &[(String, String)],
+        gauges: bool,
+        out: &mut Vec<Sample>,
+    ) {
         match v {
             Value::Object(map) => {
                 for (key, child) in map {
-                    walk(&format!("{path}_{key}"), child, labels, out);
+                    let is_gauge = GAUGE_KEYS.contains(&key.as_str()) && !child.is_object();
+                    if child.is_object() || child.is_array() || is_gauge == gauges {
+                        walk(&format!("{path}_{key}"), child, labels, gauges, out);
+                    }
                 }
             }
             Value::Array(items) => {
@@ -149,7 +173,7 @@ pub fn counter_samples(stats: &Value) -> Vec<Sample> {
                     if let Some(kind) = item.get("type").and_then(Value::as_str) {
                         own.push(("type".to_owned(), kind.to_owned()));
                     }
-                    walk(singular, item, &own, out);
+                    walk(singular, item, &own, gauges, out);
                 }
             }
             Value::Number(n) => {
@@ -161,7 +185,7 @@ pub fn counter_samples(stats: &Value) -> Vec<Sample> {
         }
     }
     let mut out = Vec::new();
-    walk(PREFIX, stats, &[], &mut out);
+    walk(PREFIX, stats, &[], gauges, &mut out);
     out
 }
 
@@ -252,6 +276,21 @@ impl Collector for SnapshotCollector {
             )?;
             for (labels, value) in samples {
                 ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        for (name, samples) in families(gauge_samples(&s.counters)) {
+            let help = format!(
+                "Stats file level {}.",
+                name.trim_start_matches("trapster_sensor_")
+            );
+            let mut family = encoder.encode_descriptor(
+                &name,
+                &help,
+                None,
+                prometheus_client::metrics::MetricType::Gauge,
+            )?;
+            for (labels, value) in samples {
+                ConstGauge::new(saturating(value)).encode(family.encode_family(&labels)?)?;
             }
         }
         Ok(())

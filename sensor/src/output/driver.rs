@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     Filter, Message, OutputConfig,
+    ledger::From,
     queue::{self, OutputQueue},
     retry::Backoff,
     sink::{Body, Record, Sink, WriteError},
@@ -120,7 +121,8 @@ async fn until_done(
     }
 }
 
-/// Encodes messages into `buf`; returns where each record starts and its Unix time.
+/// Encodes messages into `buf`; returns where each record starts and its Unix time (a message
+/// that cannot be encoded is counted as lost).
 fn encode_batch(
     first: Arc<Message>,
     queue: &OutputQueue,
@@ -129,18 +131,16 @@ fn encode_batch(
     max: usize,
     name: &str,
     buf: &mut BytesMut,
-) -> (u64, Vec<(usize, f64)>) {
-    let mut taken = 0u64;
+) -> Vec<(usize, f64)> {
     let mut starts = Vec::new();
     let mut next = Some(first);
     while let Some(message) = next {
-        taken += 1;
         let start = buf.len();
         match body.encode(&message, ctx, buf) {
             Ok(()) => starts.push((start, message.timestamp().timestamp_micros() as f64 / 1e6)),
             Err(err) => {
                 buf.truncate(start);
-                queue.counters().drop_for(1, queue::UNENCODABLE);
+                queue.counters().lost(From::InFlight, 1, queue::UNENCODABLE);
                 tracing::error!(output = name, error = %err, "Event could not be encoded; dropped.");
             }
         }
@@ -150,7 +150,7 @@ fn encode_batch(
             None
         };
     }
-    (taken, starts)
+    starts
 }
 
 /// The records of `buf`, each without its trailing newline.
@@ -197,7 +197,7 @@ pub(crate) async fn run(mut sink: Box<dyn Sink>, mut d: Driver) {
             () = d.give_up.cancelled() => break,
         };
         buf.clear();
-        let (taken, starts) = encode_batch(
+        let starts = encode_batch(
             first,
             &d.queue,
             sink.body(),
@@ -219,21 +219,18 @@ pub(crate) async fn run(mut sink: Box<dyn Sink>, mut d: Driver) {
             .await
             {
                 Ok(refused) => {
-                    let refused = refused.min(n);
-                    counters.sent.fetch_add(n - refused, Ordering::Relaxed);
+                    counters.delivered(From::InFlight, n, refused, queue::REFUSED);
                     counters.mark_delivering();
-                    counters.drop_for(refused, queue::REFUSED);
                     if n > refused {
                         d.report_outage(&filter);
                     }
                 }
                 Err(err) => {
-                    counters.drop_for(n, queue::FAILED);
+                    counters.lost(From::InFlight, n, queue::FAILED);
                     tracing::error!(output = %d.name, events = n, error = %err, "Events could not be written; dropped.");
                 }
             }
         }
-        d.queue.resolved(taken);
     }
     // At shutdown, what the sink holds back (a digest) goes out now.
     if tick.is_some()

@@ -23,15 +23,18 @@ use crate::format::FormatContext;
 /// before its task is aborted.
 const ABORT_AFTER: Duration = Duration::from_secs(1);
 
-/// A snapshot of one output's counters.
+/// A snapshot of one output's counters, read at one moment, so that
+/// `received + recovered = sent + dropped + queued + in_spool` holds in every snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutputStats {
     /// Output name.
     pub name: String,
     /// Transport kind.
     pub kind: &'static str,
-    /// Messages handed to it (its own `sensor.degraded` reports included).
+    /// Messages handed to it in this run (its own `sensor.degraded` reports included).
     pub received: u64,
+    /// Records its spool held from before this start.
+    pub recovered: u64,
     /// Messages written.
     pub sent: u64,
     /// Write retries.
@@ -40,8 +43,12 @@ pub struct OutputStats {
     pub dropped: u64,
     /// Of `dropped`, those lost because the queue was full.
     pub dropped_queue_full: u64,
-    /// Messages written to the disk spool.
+    /// Messages written to the disk spool (cumulative).
     pub spooled: u64,
+    /// Held in memory now (queue, overflow area, the batch being written); a gauge.
+    pub queued: u64,
+    /// In the disk spool, not yet delivered, now; a gauge.
+    pub in_spool: u64,
     /// How long its writes have been failing, seconds; `None` while delivering (not in
     /// `to_json`: health, not a counter).
     pub failing_secs: Option<u64>,
@@ -49,25 +56,41 @@ pub struct OutputStats {
 
 impl OutputStats {
     fn of(name: &str, kind: &'static str, c: &Counters) -> Self {
+        let s = c.snapshot();
         Self {
             name: name.to_owned(),
             kind,
-            received: c.received.load(Ordering::Relaxed),
-            sent: c.sent.load(Ordering::Relaxed),
+            received: s.received,
+            recovered: s.recovered,
+            sent: s.sent,
             retried: c.retried.load(Ordering::Relaxed),
-            dropped: c.dropped.load(Ordering::Relaxed),
-            dropped_queue_full: c.dropped_queue_full.load(Ordering::Relaxed),
-            spooled: c.spooled.load(Ordering::Relaxed),
+            dropped: s.dropped,
+            dropped_queue_full: s.dropped_queue_full,
+            spooled: s.spooled,
+            queued: s.queued,
+            in_spool: s.in_spool,
             failing_secs: c.failing_for_secs(),
         }
+    }
+
+    /// Whether `received + recovered = sent + dropped + queued + in_spool`.
+    #[must_use]
+    pub const fn balances(&self) -> bool {
+        self.received.saturating_add(self.recovered)
+            == self
+                .sent
+                .saturating_add(self.dropped)
+                .saturating_add(self.queued)
+                .saturating_add(self.in_spool)
     }
 
     /// As JSON.
     #[must_use]
     pub fn to_json(&self) -> Value {
-        json!({"name": self.name, "type": self.kind, "received": self.received, "sent": self.sent,
-               "retried": self.retried, "dropped": self.dropped,
-               "dropped_queue_full": self.dropped_queue_full, "spooled": self.spooled})
+        json!({"name": self.name, "type": self.kind, "received": self.received,
+               "recovered": self.recovered, "sent": self.sent, "retried": self.retried,
+               "dropped": self.dropped, "dropped_queue_full": self.dropped_queue_full,
+               "spooled": self.spooled, "queued": self.queued, "in_spool": self.in_spool})
     }
 }
 
@@ -210,7 +233,8 @@ impl Fanout {
     /// Closes the queues and lets every output drain for up to `grace`; then outputs still
     /// failing give up, and what they still hold (queued, waiting or in flight) counts as
     /// dropped. What a spooled output leaves in its spool stays on disk and is not dropped:
-    /// `received = sent + dropped + (left in the spool)` for every output.
+    /// `received + recovered = sent + dropped + in_spool` for every output (nothing is
+    /// `queued` any more).
     pub async fn finish(self, grace: Duration) -> Vec<OutputStats> {
         let Self {
             handles, give_up, ..

@@ -9,11 +9,14 @@
 //! [`queue`]); every drop is counted, and reported once by a `sensor.degraded` event through
 //! the output when it delivers again.
 
+#[cfg(test)]
+mod books_tests;
 pub mod client;
 pub mod driver;
 pub mod durable;
 pub mod fanout;
 pub mod filter;
+pub mod ledger;
 pub mod probe;
 pub mod queue;
 pub mod retry;

@@ -17,15 +17,13 @@
 
 use std::{
     collections::VecDeque,
-    sync::{
-        Arc, Mutex, MutexGuard,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Arc, Mutex, MutexGuard},
     time::Duration,
 };
 
 use tokio::{sync::Notify, time::Instant};
 
+pub use super::ledger::Counters;
 use super::{Message, WhenFull};
 
 /// Why an output lost messages (the `reason` of its `sensor.degraded` event).
@@ -40,88 +38,6 @@ pub const REFUSED: &str = "receiver refused";
 pub const FAILED: &str = "delivery failed";
 /// A message could not be encoded.
 pub const UNENCODABLE: &str = "encoding failed";
-
-/// Counters of one output, shared by the fan-out, its queue and its driver.
-#[derive(Debug, Default)]
-pub struct Counters {
-    /// Messages handed to this output.
-    pub received: AtomicU64,
-    /// Messages delivered.
-    pub sent: AtomicU64,
-    /// Write retries.
-    pub retried: AtomicU64,
-    /// Messages lost, whatever the reason.
-    pub dropped: AtomicU64,
-    /// Of `dropped`, those lost because the queue was full.
-    pub dropped_queue_full: AtomicU64,
-    /// Messages written to the disk spool.
-    pub spooled: AtomicU64,
-    /// Messages taken by the driver and not yet resolved (delivered, spooled or dropped).
-    pub in_flight: AtomicU64,
-    /// Drops not yet reported by a `sensor.degraded` event, and the first reason.
-    outage: Mutex<Outage>,
-    /// Unix time (ms) of the first failed write of the current outage; 0 while delivering.
-    failing_since_ms: AtomicU64,
-}
-
-#[derive(Debug, Default)]
-struct Outage {
-    dropped: u64,
-    reason: Option<&'static str>,
-}
-
-/// Wall-clock milliseconds since the Unix epoch (0 before it).
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-impl Counters {
-    /// Records a failed write: the outage starts now unless one is already running.
-    pub fn mark_failing(&self) {
-        let now = unix_ms().max(1);
-        let _ =
-            self.failing_since_ms
-                .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
-    }
-
-    /// Records a successful write: the outage, if any, is over.
-    pub fn mark_delivering(&self) {
-        self.failing_since_ms.store(0, Ordering::Relaxed);
-    }
-
-    /// How long writes have been failing, whole seconds; `None` while delivering.
-    #[must_use]
-    pub fn failing_for_secs(&self) -> Option<u64> {
-        let since = self.failing_since_ms.load(Ordering::Relaxed);
-        let now = unix_ms();
-        (since != 0).then(|| now.saturating_sub(since) / 1_000)
-    }
-
-    /// Counts `n` messages lost for `reason`.
-    pub fn drop_for(&self, n: u64, reason: &'static str) {
-        if n == 0 {
-            return;
-        }
-        self.dropped.fetch_add(n, Ordering::Relaxed);
-        if reason == QUEUE_FULL {
-            self.dropped_queue_full.fetch_add(n, Ordering::Relaxed);
-        }
-        let mut outage = lock(&self.outage);
-        outage.dropped = outage.dropped.saturating_add(n);
-        outage.reason.get_or_insert(reason);
-    }
-
-    /// The drops of the outage that a successful delivery just ended, once: their number and
-    /// reason. `None` when nothing was lost since the last report.
-    pub fn take_outage(&self) -> Option<(u64, &'static str)> {
-        let mut outage = lock(&self.outage);
-        let dropped = std::mem::take(&mut outage.dropped);
-        let reason = outage.reason.take()?;
-        (dropped > 0).then_some((dropped, reason))
-    }
-}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -197,7 +113,6 @@ impl OutputQueue {
     /// when the policy drops it (or the queue is closed).
     pub fn push(&self, message: Arc<Message>) -> Pushed {
         let now = Instant::now();
-        self.counters.received.fetch_add(1, Ordering::Relaxed);
         let mut state = lock(&self.state);
         let expired = Self::expire_locked(&mut state, now);
         let pushed = if state.closed {
@@ -228,15 +143,21 @@ impl OutputQueue {
                 }
             }
         };
+        match pushed {
+            Pushed::Queued | Pushed::Overflow => self.counters.received(true, expired),
+            Pushed::ReplacedOldest => {
+                self.counters.replaced_oldest();
+                self.counters.expired(expired);
+            }
+            Pushed::Dropped => self.counters.received(false, expired),
+        }
         drop(state);
-        self.counters.drop_for(expired, QUEUE_FULL);
         match pushed {
             Pushed::Queued => self.ready.notify_one(),
             Pushed::ReplacedOldest | Pushed::Dropped => {
-                let total = self.counters.dropped_queue_full.load(Ordering::Relaxed);
-                self.counters.drop_for(1, QUEUE_FULL);
-                if (total + 1).is_power_of_two() {
-                    tracing::warn!(dropped = total + 1, "Output queue full: messages dropped.");
+                let total = self.counters.snapshot().dropped_queue_full;
+                if total.is_power_of_two() {
+                    tracing::warn!(dropped = total, "Output queue full: messages dropped.");
                 }
                 self.ready.notify_one();
             }
@@ -248,8 +169,10 @@ impl OutputQueue {
     /// Puts one message of the output's own (a `sensor.degraded` report) at the head of the
     /// queue, beyond its capacity, so it goes out with the next batch.
     pub fn push_front(&self, message: Arc<Message>) {
-        self.counters.received.fetch_add(1, Ordering::Relaxed);
-        lock(&self.state).items.push_front(message);
+        let mut state = lock(&self.state);
+        state.items.push_front(message);
+        self.counters.received(true, 0);
+        drop(state);
         self.ready.notify_one();
     }
 
@@ -259,6 +182,7 @@ impl OutputQueue {
         let mut state = lock(&self.state);
         let expired = Self::expire_locked(&mut state, now);
         let next = state.overflow.iter().find_map(|(d, _)| *d);
+        self.counters.expired(expired);
         drop(state);
         if expired > 0 {
             tracing::warn!(
@@ -266,7 +190,6 @@ impl OutputQueue {
                 "Output queue stayed full: messages dropped."
             );
         }
-        self.counters.drop_for(expired, QUEUE_FULL);
         next
     }
 
@@ -287,7 +210,7 @@ impl OutputQueue {
             state.items.push_back(next);
         }
         if message.is_some() {
-            self.counters.in_flight.fetch_add(1, Ordering::Relaxed);
+            self.counters.taken();
         }
         message
     }
@@ -332,21 +255,7 @@ impl OutputQueue {
         state.items.clear();
         state.overflow.clear();
         state.closed = true;
-        drop(state);
-        let in_flight = self.counters.in_flight.swap(0, Ordering::Relaxed);
-        self.counters.drop_for(left + in_flight, FAILED);
-        left + in_flight
-    }
-
-    /// Marks `n` messages taken by [`Self::try_pop`] as resolved (delivered, spooled or
-    /// dropped, each counted by the driver).
-    pub fn resolved(&self, n: u64) {
-        let _ = self
-            .counters
-            .in_flight
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-                Some(v.saturating_sub(n))
-            });
+        self.counters.abandoned(left, FAILED)
     }
 }
 
@@ -370,10 +279,7 @@ pub async fn run_expiry(queue: Arc<OutputQueue>) {
 
 #[cfg(test)]
 mod tests {
-    use std::{
-        sync::{Arc, atomic::Ordering},
-        time::Duration,
-    };
+    use std::{sync::Arc, time::Duration};
 
     use tokio::time::Instant;
 
@@ -402,7 +308,7 @@ mod tests {
     }
 
     fn dropped(q: &OutputQueue) -> u64 {
-        q.counters().dropped.load(Ordering::Relaxed)
+        q.counters().snapshot().dropped
     }
 
     #[test]
@@ -454,8 +360,9 @@ mod tests {
         for want in [&m[1], &m[2], &m[6]] {
             assert!(Arc::ptr_eq(&q.try_pop().unwrap(), want));
         }
-        assert_eq!(q.counters().received.load(Ordering::Relaxed), 7);
-        assert_eq!(q.counters().in_flight.load(Ordering::Relaxed), 4);
+        let s = q.counters().snapshot();
+        assert_eq!((s.received, s.in_flight, s.queued), (7, 4, 4), "{s:?}");
+        assert!(s.balances(), "{s:?}");
     }
 
     #[tokio::test(start_paused = true)]

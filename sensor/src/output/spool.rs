@@ -35,6 +35,8 @@ pub struct Spool {
     head_offset: u64,
     /// Bytes not yet delivered.
     pending: u64,
+    /// Records not yet delivered.
+    records: u64,
     /// Size of the newest segment.
     tail_size: u64,
     /// Damaged records skipped since the last [`Spool::take_skipped`].
@@ -96,6 +98,26 @@ fn next_boundary(path: &Path, offset: u64) -> io::Result<u64> {
         return Ok(offset);
     }
     Ok(offset - 1 + n as u64)
+}
+
+/// The records (newlines) of `path` from `offset` on; 0 for a file that is gone.
+fn count_records(path: &Path, offset: u64) -> io::Result<u64> {
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(err) => return Err(err),
+    };
+    file.seek(SeekFrom::Start(offset))?;
+    let mut block = vec![0u8; 64 * 1024];
+    let mut records = 0u64;
+    loop {
+        let n = file.read(&mut block)?;
+        if n == 0 {
+            return Ok(records);
+        }
+        let read = block.get(..n).unwrap_or_default();
+        records += read.iter().filter(|b| **b == b'\n').count() as u64;
+    }
 }
 
 fn segment_path(dir: &Path, id: u64) -> PathBuf {
@@ -182,6 +204,11 @@ impl Spool {
                 *size
             });
         }
+        let mut records = 0u64;
+        for (i, id) in segments.iter().enumerate() {
+            let from = if i == 0 { head_offset } else { 0 };
+            records = records.saturating_add(count_records(&segment_path(dir, *id), from)?);
+        }
         let tail_size = sizes.last().copied().unwrap_or(0);
         Ok(Self {
             dir: dir.to_path_buf(),
@@ -189,6 +216,7 @@ impl Spool {
             segments,
             head_offset,
             pending,
+            records,
             tail_size,
             skipped,
         })
@@ -209,6 +237,12 @@ impl Spool {
     #[must_use]
     pub const fn pending_bytes(&self) -> u64 {
         self.pending
+    }
+
+    /// Undelivered records.
+    #[must_use]
+    pub const fn pending_records(&self) -> u64 {
+        self.records
     }
 
     /// Appends records in order until one would not fit; returns how many were stored.
@@ -249,6 +283,7 @@ impl Spool {
         }
         self.tail_size += size;
         self.pending += size;
+        self.records += stored as u64;
         Ok(stored)
     }
 
@@ -267,7 +302,6 @@ impl Spool {
             Ok(file) => file,
             Err(err) if err.kind() == io::ErrorKind::NotFound && self.segments.len() > 1 => {
                 // The segment vanished: what it held is lost; go on with the next one.
-                self.skipped = self.skipped.saturating_add(1);
                 self.drop_head()?;
                 return self.peek(max);
             }
@@ -294,13 +328,15 @@ impl Spool {
         Ok((out, consumed))
     }
 
-    /// Marks `bytes` (from [`Self::peek`]) delivered: moves the cursor, deletes finished segments.
+    /// Marks `bytes` holding `records` records (from [`Self::peek`]) delivered: moves the
+    /// cursor, deletes finished segments.
     ///
     /// # Errors
     /// Updating the cursor or deleting a segment failed.
-    pub fn commit(&mut self, bytes: u64) -> io::Result<()> {
+    pub fn commit(&mut self, bytes: u64, records: u64) -> io::Result<()> {
         self.head_offset += bytes;
         self.pending = self.pending.saturating_sub(bytes);
+        self.records = self.records.saturating_sub(records);
         while self.segments.len() > 1 {
             let Some(&head) = self.segments.front() else {
                 break;
@@ -317,7 +353,8 @@ impl Spool {
         self.write_cursor()
     }
 
-    /// Drops the oldest segment (delivered, vanished or empty) and recounts what is pending.
+    /// Drops the oldest segment (delivered, vanished or empty) and recounts what is pending;
+    /// the records that were counted and are no longer there are skipped (lost).
     fn drop_head(&mut self) -> io::Result<()> {
         if let Some(head) = self.segments.pop_front() {
             self.head_offset = 0;
@@ -328,11 +365,18 @@ impl Spool {
             }
         }
         let mut pending = 0u64;
+        let mut records = 0u64;
         for id in &self.segments {
-            let size = fs::metadata(segment_path(&self.dir, *id)).map_or(0, |m| m.len());
+            let path = segment_path(&self.dir, *id);
+            let size = fs::metadata(&path).map_or(0, |m| m.len());
             pending = pending.saturating_add(size);
+            records = records.saturating_add(count_records(&path, 0)?);
         }
         self.pending = pending;
+        self.skipped = self
+            .skipped
+            .saturating_add(self.records.saturating_sub(records));
+        self.records = records;
         Ok(())
     }
 
@@ -374,14 +418,14 @@ mod tests {
         assert_eq!(s.push(&refs(&records(0..10))).unwrap(), 10);
         let (batch, bytes) = s.peek(4).unwrap();
         assert_eq!(batch, records(0..4));
-        s.commit(bytes).unwrap();
+        s.commit(bytes, batch.len() as u64).unwrap();
         drop(s);
         // A restart: the rest is still there, in order.
         let mut s = Spool::open(&d, 1 << 20).unwrap();
         assert_eq!(s.push(&refs(&records(10..12))).unwrap(), 2);
         let (batch, bytes) = s.peek(100).unwrap();
         assert_eq!(batch, records(4..12));
-        s.commit(bytes).unwrap();
+        s.commit(bytes, batch.len() as u64).unwrap();
         assert!(s.is_empty());
         drop(s);
         let mut s = Spool::open(&d, 1 << 20).unwrap();
@@ -398,8 +442,8 @@ mod tests {
         assert_eq!(s.push(&refs(&records(10_000..10_008))).unwrap(), 5);
         assert_eq!(s.pending_bytes(), 60);
         assert_eq!(s.push(&refs(&records(10_000..10_001))).unwrap(), 0);
-        let (_, bytes) = s.peek(2).unwrap();
-        s.commit(bytes).unwrap();
+        let (batch, bytes) = s.peek(2).unwrap();
+        s.commit(bytes, batch.len() as u64).unwrap();
         assert_eq!(s.push(&refs(&records(10_000..10_003))).unwrap(), 2);
         std::fs::remove_dir_all(&d).ok();
     }
@@ -431,7 +475,7 @@ mod tests {
                 break;
             }
             assert!(batch.iter().all(|r| r.len() == 1 << 20));
-            s.commit(bytes).unwrap();
+            s.commit(bytes, batch.len() as u64).unwrap();
         }
         assert!(s.is_empty());
         assert_eq!(segments(), 1);
@@ -465,7 +509,7 @@ mod tests {
         assert_eq!(s.push(&refs(&records(4..6))).unwrap(), 2);
         let (batch, bytes) = s.peek(100).unwrap();
         assert_eq!(batch, [records(0..3), records(4..6)].concat());
-        s.commit(bytes).unwrap();
+        s.commit(bytes, batch.len() as u64).unwrap();
         assert!(s.is_empty());
         std::fs::remove_dir_all(&d).ok();
     }
@@ -509,12 +553,13 @@ mod tests {
             if batch.is_empty() {
                 break;
             }
+            s.commit(bytes, batch.len() as u64).unwrap();
             got.extend(batch);
-            s.commit(bytes).unwrap();
         }
         assert_eq!(s.take_skipped(), 0);
         assert_eq!(got, records(1..4));
         assert!(s.is_empty());
+        assert_eq!(s.pending_records(), 0);
         std::fs::remove_dir_all(&d).ok();
     }
 
@@ -523,8 +568,8 @@ mod tests {
         let d = dir("mode");
         let mut s = Spool::open(&d, 1 << 20).unwrap();
         assert_eq!(s.push(&refs(&records(0..2))).unwrap(), 2);
-        let (_, bytes) = s.peek(1).unwrap();
-        s.commit(bytes).unwrap();
+        let (batch, bytes) = s.peek(1).unwrap();
+        s.commit(bytes, batch.len() as u64).unwrap();
         assert_eq!(mode(&d), 0o700);
         for entry in std::fs::read_dir(&d).unwrap() {
             let path = entry.unwrap().path();

@@ -20,6 +20,7 @@ use super::{
     Message,
     driver::Driver,
     durable::Durability,
+    ledger::From,
     queue::{self, OutputQueue},
     retry::Backoff,
     sink::{Body, Record, Sink, WriteError},
@@ -63,11 +64,9 @@ async fn spool_intake(
     while let Some(first) = queue.pop().await {
         let mut buf = BytesMut::new();
         let mut starts = Vec::new();
-        let mut taken = 0u64;
         let mut ids = Vec::new();
         let mut next = Some(first);
         while let Some(event) = next {
-            taken += 1;
             if let Message::Event(e) = event.as_ref() {
                 ids.push(e.id);
             }
@@ -75,7 +74,7 @@ async fn spool_intake(
             match body.encode(&event, &ctx, &mut buf) {
                 Ok(()) => starts.push(start),
                 Err(err) => {
-                    counters.drop_for(1, queue::UNENCODABLE);
+                    counters.lost(From::InFlight, 1, queue::UNENCODABLE);
                     tracing::error!(output = %name, error = %err, "Event could not be encoded; dropped.");
                 }
             }
@@ -95,12 +94,15 @@ async fn spool_intake(
             })
             .collect();
         let count = lines.len();
-        let (spool, pending) = (spool.clone(), pending.clone());
+        let (spool, pending, books) = (spool.clone(), pending.clone(), counters.clone());
         let stored = tokio::task::spawn_blocking(move || {
             let refs: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
             let mut spool = lock(&spool);
             let stored = spool.push(&refs);
             pending.store(spool.pending_bytes(), Ordering::Relaxed);
+            // Counted under the spool's lock, so delivery can never settle them before.
+            let on_disk = stored.as_ref().map_or(0, |n| *n as u64);
+            books.spooled(count as u64, on_disk, queue::SPOOL_FULL);
             stored
         })
         .await;
@@ -112,10 +114,10 @@ async fn spool_intake(
             }
             Err(err) => {
                 tracing::error!(output = %name, error = %err, "Writing to the spool failed.");
+                counters.spooled(count as u64, 0, queue::SPOOL_FULL);
                 0
             }
         };
-        counters.spooled.fetch_add(stored as u64, Ordering::Relaxed);
         let lost = count.saturating_sub(stored) as u64;
         if lost > 0 && !warned {
             warned = true;
@@ -124,8 +126,6 @@ async fn spool_intake(
         if lost == 0 {
             warned = false;
         }
-        counters.drop_for(lost, queue::SPOOL_FULL);
-        queue.resolved(taken);
         // On disk (synced) or given up and counted: the sessions waiting for them answer now.
         for id in ids {
             durability.stored(id);
@@ -140,7 +140,13 @@ async fn spool_intake(
 /// still spooled stays on disk for the next start (not dropped).
 pub(crate) async fn run(mut sink: Box<dyn Sink>, mut spool: Spool, d: Driver) {
     let name = d.name.clone();
-    count_skipped(d.queue.counters(), &name, spool.take_skipped());
+    let damaged = spool.take_skipped();
+    if damaged > 0 {
+        tracing::warn!(output = %name, records = damaged, "Damaged spool records skipped; counted as dropped.");
+    }
+    d.queue
+        .counters()
+        .recovered(spool.pending_records(), damaged, queue::SPOOL_DAMAGED);
     if !spool.is_empty() {
         tracing::info!(output = %name, bytes = spool.pending_bytes(), "Delivering events spooled before the last stop.");
     }
@@ -228,11 +234,13 @@ pub(crate) async fn run(mut sink: Box<dyn Sink>, mut spool: Spool, d: Driver) {
             };
             match attempt {
                 Ok((refused, reason)) => {
+                    let n = batch.len() as u64;
+                    let records = n;
                     let committed = {
                         let (spool, pending) = (spool.clone(), pending.clone());
                         tokio::task::spawn_blocking(move || {
                             let mut spool = lock(&spool);
-                            let committed = spool.commit(bytes);
+                            let committed = spool.commit(bytes, records);
                             pending.store(spool.pending_bytes(), Ordering::Relaxed);
                             committed
                         })
@@ -241,11 +249,9 @@ pub(crate) async fn run(mut sink: Box<dyn Sink>, mut spool: Spool, d: Driver) {
                     if !matches!(committed, Ok(Ok(()))) {
                         tracing::error!(output = %name, "Updating the spool cursor failed; events may be delivered twice.");
                     }
-                    let n = batch.len() as u64;
                     let refused = refused.min(n);
-                    counters.sent.fetch_add(n - refused, Ordering::Relaxed);
+                    counters.delivered(From::Spool, n, refused, reason);
                     counters.mark_delivering();
-                    counters.drop_for(refused, reason);
                     backoff = Backoff::new();
                     if failing {
                         failing = false;
@@ -255,7 +261,6 @@ pub(crate) async fn run(mut sink: Box<dyn Sink>, mut spool: Spool, d: Driver) {
                         && let Some(report) = d.outage_report(&filter)
                     {
                         // Straight to the spool: the intake may have ended already.
-                        counters.received.fetch_add(1, Ordering::Relaxed);
                         let mut buf = BytesMut::new();
                         let encoded = body.encode(&report, &d.ctx, &mut buf);
                         let line = buf.strip_suffix(b"\n").unwrap_or(&buf).to_vec();
@@ -271,11 +276,8 @@ pub(crate) async fn run(mut sink: Box<dyn Sink>, mut spool: Spool, d: Driver) {
                         } else {
                             Ok(Ok(0))
                         };
-                        if matches!(stored, Ok(Ok(1))) {
-                            counters.spooled.fetch_add(1, Ordering::Relaxed);
-                        } else {
-                            counters.drop_for(1, queue::SPOOL_FULL);
-                        }
+                        counters
+                            .received_into_spool(matches!(stored, Ok(Ok(1))), queue::SPOOL_FULL);
                     }
                     continue;
                 }
@@ -351,6 +353,6 @@ fn score_of(record: &[u8]) -> Option<f64> {
 fn count_skipped(counters: &queue::Counters, name: &str, skipped: u64) {
     if skipped > 0 {
         tracing::warn!(output = %name, records = skipped, "Damaged spool records skipped; counted as dropped.");
-        counters.drop_for(skipped, queue::SPOOL_DAMAGED);
+        counters.lost(From::Spool, skipped, queue::SPOOL_DAMAGED);
     }
 }

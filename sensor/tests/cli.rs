@@ -402,19 +402,26 @@ fn sensor_with_nofile(limit: u64, args: &[&str]) -> (bool, String, String) {
 }
 
 #[test]
-fn a_connection_cap_the_open_file_limit_cannot_hold_warns_at_check_and_fails_run() {
+fn a_connection_cap_the_open_file_limit_cannot_hold_fails_check_and_run() {
     let path = temp_file("nofile.conf", r#"{"services": {}}"#);
     let path = path.to_str().unwrap();
     let (ok, stdout, stderr) = sensor_with_nofile(1_024, &["check", "-c", path]);
-    assert!(ok, "{stderr}");
+    assert!(!ok, "{stdout}");
     assert!(
-        stdout.contains(
-            "warning: sensor.services.max_connections: 2048 connections need 2304 open files \
+        stderr.contains(
+            "field `sensor.services.max_connections`: 2048 connections need 2304 open files \
              (256 kept for outputs, state, listeners and new sessions), but the open-file \
              limit (RLIMIT_NOFILE) is 1024"
         ),
-        "{stdout}"
+        "{stderr}"
     );
+    // A cap that fits passes.
+    let small = temp_file(
+        "nofile-small.conf",
+        r#"{"sensor": {"services": {"max_connections": 700}}, "services": {}}"#,
+    );
+    let (ok, _, stderr) = sensor_with_nofile(1_024, &["check", "-c", small.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
     let (ok, _, stderr) = sensor_with_nofile(1_024, &["run", "-c", path, "--capture", "none"]);
     assert!(!ok, "{stderr}");
     assert!(

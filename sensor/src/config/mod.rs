@@ -73,7 +73,7 @@ pub struct Config {
     #[serde(skip)]
     pub unknown: Vec<String>,
     /// What the checks accept but the operator should hear about (unknown protocols, unknown
-    /// keys in a service instance, a connection cap beyond the open-file limit); `sensor
+    /// keys in a service instance, Trapster logger modes); `sensor
     /// check` prints them, `sensor run` logs them.
     #[serde(skip)]
     pub warnings: Vec<ConfigWarning>,

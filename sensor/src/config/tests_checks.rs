@@ -257,30 +257,25 @@ fn unknown_services_and_instance_keys_are_named_warnings() {
 }
 
 #[test]
-fn a_connection_cap_beyond_the_open_file_limit_is_a_warning() {
-    let config = Config::parse(
+fn a_connection_cap_beyond_the_open_file_limit_is_refused() {
+    let err = Config::parse(
         r#"{"sensor": {"services": {"max_connections": 4000000000}}}"#,
         "x",
     )
-    .unwrap();
-    let warning = config
-        .warnings
-        .iter()
-        .find(|w| w.field == "sensor.services.max_connections")
-        .expect("a warning");
+    .unwrap_err()
+    .to_string();
     assert!(
-        warning
-            .message
-            .starts_with("4000000000 connections need 4000000256 open files"),
-        "{warning}"
+        err.contains(
+            "field `sensor.services.max_connections`: 4000000000 connections need 4000000256 \
+             open files"
+        ),
+        "{err}"
     );
-    let default = Config::parse("{}", "x").unwrap();
     let limit = crate::net::fds::current().unwrap();
-    assert_eq!(
-        default.warnings.is_empty(),
+    let fits =
         crate::net::fds::check_connections(2_048, crate::net::fds::target(limit).min(limit.hard))
-            .is_ok()
-    );
+            .is_ok();
+    assert_eq!(Config::parse("{}", "x").is_ok(), fits);
 }
 
 #[test]

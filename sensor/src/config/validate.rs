@@ -252,15 +252,13 @@ impl Config {
             }
         }
         // `run` raises the soft limit to the hard one first (net::fds::raise) and refuses what
-        // does not fit then; here the warning uses what this process could reach.
+        // does not fit then; `check` refuses it the same way, with what this process could
+        // reach.
         if let Ok(limit) = fds::current()
             && let Err(err) =
                 fds::check_connections(limits.max_connections, fds::target(limit).min(limit.hard))
         {
-            warnings.push(ConfigWarning {
-                field: "sensor.services.max_connections".to_owned(),
-                message: format!("{err}; `sensor run` with these limits refuses it"),
-            });
+            return Err(invalid("sensor.services.max_connections", err.to_string()));
         }
         if self.sensor.identity.cef_severity.is_some_and(|s| s > 10) {
             return Err(invalid(

@@ -4,7 +4,7 @@
 //! default 2,048 connection cap, and accepts, output sockets and state files would fail instead.
 //! `sensor run` raises the soft limit to the hard one ([`raise`]) and refuses a connection cap
 //! the result cannot hold with [`RESERVE`] descriptors to spare ([`check_connections`]);
-//! `sensor check` warns with the current process's limits.
+//! `sensor check` refuses it too, with the limits the current process could raise itself to.
 //!
 //! Hand-written over `libc` (two calls): the crates that wrap `getrlimit` add nothing here.
 

@@ -4,6 +4,9 @@
 
 #![expect(clippy::unwrap_used, reason = "test helpers fail loudly on purpose")]
 
+#[path = "support/ports.rs"]
+mod ports;
+
 use std::{
     process::{Command, Stdio},
     time::{Duration, Instant},
@@ -21,12 +24,8 @@ impl Drop for Guard {
 }
 
 fn free_ports() -> (u16, u16) {
-    let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let b = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    (
-        a.local_addr().unwrap().port(),
-        b.local_addr().unwrap().port(),
-    )
+    let p = ports::unused_ports(2);
+    (p[0], p[1])
 }
 
 fn wait_listening(port: u16) {

@@ -23,10 +23,7 @@ const ROUNDS: usize = 3;
 const CLIENTS: usize = 8;
 
 fn unused_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    support::ports::unused_port()
 }
 
 fn start(config: &Path) -> Child {

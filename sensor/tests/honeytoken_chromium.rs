@@ -3,6 +3,9 @@
 //! `sensor token js-clone` prints; the script's beacon reaches the HTTP decoy and the sensor
 //! reports `honeytoken.js_clone` with the browser's headers, and a critical incident.
 
+#[path = "support/ports.rs"]
+mod ports;
+
 use std::{
     io::{Read as _, Write as _},
     net::TcpListener,
@@ -22,10 +25,7 @@ impl Drop for Guard {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port()
+    ports::unused_port()
 }
 
 /// Serves `page` to every request on `listener` (bounded: at most 16 requests, 60 s).

@@ -10,7 +10,7 @@ mod support;
 use std::{
     collections::BTreeSet,
     path::Path,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::Duration,
 };
 
@@ -19,18 +19,9 @@ use sensor::{
     format::FormatContext,
     output::{Fanout, OutputConfig},
 };
-use support::redis_server::{free_ports, wait_for};
+use support::redis_server::{Server, serve_on_own_port};
 
 /// A nats-server child, killed on drop.
-struct NatsServer(Child);
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn have_nats() -> bool {
     let found = Command::new("nats-server")
         .arg("--version")
@@ -46,19 +37,32 @@ fn have_nats() -> bool {
     found
 }
 
-fn nats_server(port: u16, store: &Path) -> NatsServer {
-    let server = NatsServer(
+fn nats_args(port: u16, store: &Path) -> Vec<String> {
+    vec![
+        "-js".to_owned(),
+        "-a".to_owned(),
+        "127.0.0.1".to_owned(),
+        "-p".to_owned(),
+        port.to_string(),
+        "-sd".to_owned(),
+        store.to_string_lossy().into_owned(),
+    ]
+}
+
+/// Starts nats-server again on `port` (its clients know that port), once it serves it itself.
+fn restart_nats(port: u16, store: &Path) -> Server {
+    let mut server = Server(
         Command::new("nats-server")
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(store)
+            .args(nats_args(port, store))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn nats-server"),
     );
-    wait_for(Duration::from_secs(10), "nats-server", || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
+    assert!(
+        support::wait_serving(&mut server.0, &[(port, false)], Duration::from_secs(10)),
+        "nats-server did not serve port {port} again"
+    );
     server
 }
 
@@ -73,9 +77,10 @@ async fn jetstream_gets_every_event_once_across_a_server_restart() {
     }
     let dir = std::env::temp_dir().join(format!("sensor-nats-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let port = free_ports(1)[0];
+    let store = dir.join("store");
+    let (port, server) = serve_on_own_port("nats-server", |port| nats_args(port, &store));
     let url = format!("nats://127.0.0.1:{port}");
-    let mut server = Some(nats_server(port, &dir.join("store")));
+    let mut server = Some(server);
 
     // The stream the SOC's pipeline would have: every trapster subject.
     let client = async_nats::connect(&url).await.unwrap();
@@ -116,8 +121,21 @@ async fn jetstream_gets_every_event_once_across_a_server_restart() {
     for n in 100..200 {
         fanout.send(event(n));
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    server = Some(nats_server(port, &dir.join("store")));
+    // The outage is real before the server comes back: the second hundred waits in the spool
+    // and a delivery attempt has failed.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = fanout.stats().remove(0);
+        if s.in_spool >= 100 && s.retried > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no outage seen: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server = Some(restart_nats(port, &store));
     let stats = fanout.finish(Duration::from_secs(60)).await;
     assert_eq!((stats[0].sent, stats[0].dropped), (200, 0), "{stats:?}");
 

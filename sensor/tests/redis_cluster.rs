@@ -14,7 +14,7 @@ use sensor::{
     format::FormatContext,
     output::{Fanout, OutputConfig},
 };
-use support::redis_server::{Server, cli, cluster, free_ports, have_redis, start, wait_for};
+use support::redis_server::{cli, cluster, have_redis, serve_on_own_port, start, wait_for};
 
 fn event(n: usize) -> Event {
     support::login_event(&format!("user{n}"))
@@ -102,36 +102,34 @@ async fn a_sentinel_output_follows_the_failover_to_the_new_master() {
         return;
     }
     let dir = scratch("sentinel");
-    let ports = free_ports(3);
-    let (master_port, replica_port, sentinel_port) = (ports[0], ports[1], ports[2]);
-    let master = start(&dir.join("master"), master_port, &[]);
+    let (master_port, master) = start(|_| dir.join("master"), |_| Vec::new());
     let replica_of = format!("127.0.0.1 {master_port}");
-    let _replica = start(
-        &dir.join("replica"),
-        replica_port,
-        &["--replicaof", &replica_of],
+    let (replica_port, _replica) = start(
+        |_| dir.join("replica"),
+        |_| vec!["--replicaof".to_owned(), replica_of.clone()],
     );
     std::fs::create_dir_all(dir.join("sentinel")).unwrap();
     let conf = dir.join("sentinel").join("sentinel.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "sentinel monitor mymaster 127.0.0.1 {master_port} 1\n\
-             sentinel down-after-milliseconds mymaster 1000\n\
-             sentinel failover-timeout mymaster 3000\n"
-        ),
-    )
-    .unwrap();
-    let _sentinel = Server(
-        std::process::Command::new("redis-server")
-            .arg(&conf)
-            .args(["--sentinel", "--port", &sentinel_port.to_string()])
-            .args(["--bind", "127.0.0.1"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let (sentinel_port, _sentinel) = serve_on_own_port("redis-server", |port| {
+        // A sentinel rewrites its file: a fresh one for each try.
+        std::fs::write(
+            &conf,
+            format!(
+                "sentinel monitor mymaster 127.0.0.1 {master_port} 1\n\
+                 sentinel down-after-milliseconds mymaster 1000\n\
+                 sentinel failover-timeout mymaster 3000\n"
+            ),
+        )
+        .unwrap();
+        vec![
+            conf.to_string_lossy().into_owned(),
+            "--sentinel".to_owned(),
+            "--port".to_owned(),
+            port.to_string(),
+            "--bind".to_owned(),
+            "127.0.0.1".to_owned(),
+        ]
+    });
     wait_for(
         Duration::from_secs(20),
         "the sentinel to see the replica",

@@ -1,6 +1,7 @@
 //! Helpers shared by the tests that start real receivers: a throw-away PKI and a log capture.
 #![allow(dead_code, reason = "each test file uses part of the helpers")]
 
+pub mod ports;
 pub mod redis_server;
 
 use std::{

@@ -25,15 +25,33 @@ impl Server {
     }
 }
 
-/// Ports for `n` servers, all bound at once so none repeats, then released.
+/// Starts `program` with the arguments `args(port)` on a port of its own: the port is held
+/// (bound, not listening) until the program serves it itself, and another one is tried when the
+/// program exits first (another process took the port after all). No free-then-bind race: a
+/// server that answered on a port someone else already served is never mistaken for this one.
+///
+/// # Panics
+/// When five ports in a row fail.
 #[must_use]
-pub fn free_ports(n: usize) -> Vec<u16> {
-    let held: Vec<std::net::TcpListener> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free port"))
-        .collect();
-    held.iter()
-        .map(|l| l.local_addr().expect("addr").port())
-        .collect()
+pub fn serve_on_own_port(program: &str, args: impl Fn(u16) -> Vec<String>) -> (u16, Server) {
+    for _ in 0..5 {
+        let hold = super::PortHold::new();
+        let port = hold.port();
+        let mut server = Server(
+            Command::new(program)
+                .args(args(port))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|err| panic!("spawn {program}: {err}")),
+        );
+        let serving = super::wait_serving(&mut server.0, &[(port, false)], Duration::from_secs(10));
+        drop(hold);
+        if serving {
+            return (port, server);
+        }
+    }
+    panic!("{program} did not start on any of five ports");
 }
 
 /// Whether redis-server is installed; in CI (`CI` set) it must be.
@@ -77,28 +95,41 @@ pub fn wait_for(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// Starts `redis-server` on `port` with `args` (working directory `dir`), once it answers PING.
+/// Starts `redis-server` with `args(port)` (working directory `dir(port)`) on a port of its own
+/// ([`serve_on_own_port`]), once it answers PING.
 ///
 /// # Panics
 /// When it does not start within 10 s.
 #[must_use]
-pub fn start(dir: &Path, port: u16, args: &[&str]) -> Server {
-    std::fs::create_dir_all(dir).expect("server dir");
-    let server = Server(
-        Command::new("redis-server")
-            .args(args)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .current_dir(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn redis-server"),
-    );
+pub fn start(
+    dir: impl Fn(u16) -> std::path::PathBuf,
+    args: impl Fn(u16) -> Vec<String>,
+) -> (u16, Server) {
+    let (port, server) = serve_on_own_port("redis-server", |port| {
+        let dir = dir(port);
+        std::fs::create_dir_all(&dir).expect("server dir");
+        let mut all = args(port);
+        all.extend(
+            [
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+            ]
+            .map(str::to_owned),
+        );
+        all.push(dir.to_string_lossy().into_owned());
+        all
+    });
     wait_for(Duration::from_secs(10), "redis-server", || {
         cli(port, &["PING"]) == "PONG"
     });
-    server
+    (port, server)
 }
 
 /// Three masters and three replicas with a 1 s node timeout, `cluster_state:ok` on every node.
@@ -107,26 +138,26 @@ pub fn start(dir: &Path, port: u16, args: &[&str]) -> Server {
 /// When the cluster does not form within 30 s.
 #[must_use]
 pub fn cluster(dir: &Path) -> Vec<(u16, Server)> {
-    let ports = free_ports(6);
-    let nodes: Vec<(u16, Server)> = ports
-        .iter()
-        .map(|&port| {
-            let conf = format!("nodes-{port}.conf");
-            let node = start(
-                &dir.join(port.to_string()),
-                port,
-                &[
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    &conf,
-                    "--cluster-node-timeout",
-                    "1000",
-                ],
-            );
-            (port, node)
+    let nodes: Vec<(u16, Server)> = (0..6)
+        .map(|_| {
+            start(
+                |port| dir.join(port.to_string()),
+                |port| {
+                    [
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        &format!("nodes-{port}.conf"),
+                        "--cluster-node-timeout",
+                        "1000",
+                    ]
+                    .map(str::to_owned)
+                    .to_vec()
+                },
+            )
         })
         .collect();
+    let ports: Vec<u16> = nodes.iter().map(|(port, _)| *port).collect();
     let addresses: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
     let created = Command::new("redis-cli")
         .args(["--cluster", "create"])

@@ -10,6 +10,8 @@ use std::{
 };
 
 mod install;
+#[path = "../support/ports.rs"]
+mod ports;
 
 pub use install::{Trapster, install};
 
@@ -65,14 +67,9 @@ pub fn start_sensor(config: &Path, log: &Path) -> Guard {
     )
 }
 
-/// Free TCP ports on loopback, all held until returned so none repeats.
+/// Free ports on loopback, distinct, below the kernel's ephemeral range ([`ports`]).
 pub fn free_ports(n: usize) -> Vec<u16> {
-    let held: Vec<std::net::TcpListener> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
-        .collect();
-    held.iter()
-        .map(|l| l.local_addr().expect("addr").port())
-        .collect()
+    ports::unused_ports(n)
 }
 
 /// Waits until every port accepts a connection (Trapster imports for many seconds on a busy

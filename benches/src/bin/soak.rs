@@ -8,7 +8,8 @@
 //!
 //! `--quick` checks every phase in about two minutes. `SENSOR_BIN` names the binary (default
 //! `target/release/sensor`). Prints the figures of each phase and writes them to
-//! `benches/results/soak.json`.
+//! `benches/results/soak.json`, then checks them (`benches::soak::verdict`): exit code 1 when
+//! a check fails.
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
@@ -117,6 +118,7 @@ async fn main() -> ExitCode {
     let mut report = serde_json::Map::new();
     report.insert("quick".to_owned(), json!(options.quick));
     report.insert("open_file_limit".to_owned(), json!(fd_limit));
+    let (mut passed, mut failed) = (0u32, 0u32);
     for phase in &options.phases {
         let figures: Value = match phase.as_str() {
             "outage" => soak::outage::run(&bin, options.outage, drain).await,
@@ -124,6 +126,14 @@ async fn main() -> ExitCode {
             "load" => soak::load::run(&bin, options.load, options.rss_every).await,
             _ => soak::chaos::run(&bin, options.chaos_cycles, options.chaos_every, drain).await,
         };
+        for (check, ok) in soak::verdict::checks(phase, &figures) {
+            println!("{phase}: {check}: {}", if ok { "ok" } else { "FAILED" });
+            if ok {
+                passed += 1;
+            } else {
+                failed += 1;
+            }
+        }
         report.insert(phase.clone(), figures);
     }
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -135,5 +145,10 @@ async fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     println!("written: {}", path.display());
-    ExitCode::SUCCESS
+    println!("soak: {passed} passed, {failed} failed");
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }

@@ -1,5 +1,5 @@
 //! The soak test (`cargo xtask soak`, never run by CI): the real `sensor` binary for minutes to
-//! an hour, in four phases that each print their figures (nothing is asserted on timing):
+//! an hour, in four phases that each print their figures (timing is never asserted):
 //!
 //! - [`outage`]: an `api` output with a spool whose HTTP receiver is down for the outage while
 //!   FTP logins are produced, then back: produced = delivered, lost and duplicates counted.
@@ -9,6 +9,9 @@
 //!   sampled: first, last, highest, growth.
 //! - [`chaos`]: SIGTERM, `kill -9` and restart in turn during load, with a spool: delivered
 //!   against produced, duplicates counted.
+//!
+//! Each phase's figures are then checked ([`verdict`]): a loss, a cap that did not hold, a
+//! service that stopped answering or memory that keeps growing fails the soak.
 //!
 //! Helpers: [`process`] (the sensor process: start, restart, signals, memory, descriptors,
 //! stats file) and [`receiver`] (an HTTP receiver that can be stopped and started again,
@@ -20,6 +23,7 @@ pub mod load;
 pub mod outage;
 pub mod process;
 pub mod receiver;
+pub mod verdict;
 
 use std::{
     collections::HashSet,

@@ -17,6 +17,7 @@ pub mod tcp;
 pub mod tcp_flood;
 pub mod timeouts;
 pub mod tls;
+pub mod ttl;
 pub mod udp;
 pub mod udp_flood;
 mod udp_rates;

@@ -353,8 +353,12 @@ impl Binder<'_> {
         let held = self.take_or_bind(ip, kind, port)?;
         if let Some(ttl) = self.ttl {
             let set = match &held.socket {
-                HeldSocket::Tcp(s) => set_ttl(&socket2::SockRef::from(s), ip, ttl),
-                HeldSocket::Udp(s) => set_ttl(&socket2::SockRef::from(s), ip, ttl),
+                HeldSocket::Tcp(s) => {
+                    framework::ttl::set(&socket2::SockRef::from(s), ip, Some(ttl))
+                }
+                HeldSocket::Udp(s) => {
+                    framework::ttl::set(&socket2::SockRef::from(s), ip, Some(ttl))
+                }
             };
             set.map_err(|source| self.error(ip, source))?;
         }
@@ -417,15 +421,6 @@ impl Binder<'_> {
 
 /// How many UDP ports an ephemeral UDP+TCP instance tries before giving up.
 const PAIR_TRIES: u32 = 16;
-
-/// Sets the IPv4 TTL or the IPv6 unicast hop limit of a socket bound on `ip`.
-fn set_ttl(socket: &socket2::SockRef<'_>, ip: IpAddr, ttl: u32) -> std::io::Result<()> {
-    if ip.is_ipv4() {
-        socket.set_ttl_v4(ttl)
-    } else {
-        socket.set_unicast_hops_v6(ttl)
-    }
-}
 
 /// The first port an unprivileged process may bind, from the kernel (1024 when unreadable).
 #[must_use]

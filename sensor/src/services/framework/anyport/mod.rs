@@ -64,6 +64,8 @@ pub struct Dispatch {
     udp_ports: BTreeMap<u16, &'static str>,
     banner: Option<&'static str>,
     sniff_timeout: std::time::Duration,
+    /// The persona's TTL for the catch-all sockets and the UDP replies (`None`: the kernel's).
+    ttl: Option<u32>,
 }
 
 impl std::fmt::Debug for Dispatch {
@@ -260,6 +262,7 @@ pub async fn prepare(plan: &ServicesPlan, base: &Context) -> Result<Dispatch, Se
         udp_ports,
         banner: decoys.banner().and_then(|b| config::tcp_protocol(b).ok()),
         sniff_timeout: decoys.sniff_timeout(),
+        ttl: plan.persona.ttl(),
     })
 }
 

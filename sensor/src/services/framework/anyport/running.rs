@@ -132,6 +132,23 @@ impl CatchAll {
     }
 
     fn spawn(&mut self, dispatch: Arc<Dispatch>) {
+        // The persona's TTL: SYN-ACKs and accepted connections inherit the listener's, replies
+        // leave through the UDP sockets (or a socket given the same TTL).
+        let tcp = self
+            .listeners
+            .iter()
+            .map(|l| (socket2::SockRef::from(l.as_ref()), l.local_addr()));
+        let udp = self
+            .udp
+            .iter()
+            .map(|s| (socket2::SockRef::from(s.as_ref()), s.local_addr()));
+        for (socket, addr) in tcp.chain(udp) {
+            if let Ok(addr) = addr
+                && let Err(err) = super::super::ttl::set(&socket, addr.ip(), dispatch.ttl)
+            {
+                tracing::warn!(error = %err, "Setting the persona's TTL on a catch-all socket failed.");
+            }
+        }
         for listener in &self.listeners {
             self.tasks.push(tokio::spawn(super::accept_loop(
                 Arc::clone(listener),
@@ -228,8 +245,8 @@ impl CatchAll {
 #[must_use]
 pub fn recipe(plan: &ServicesPlan) -> String {
     format!(
-        "{:?} {:?} {:?} {:?} {:?}",
-        plan.decoys, plan.services, plan.hostname, plan.domain, plan.limits
+        "{:?} {:?} {:?} {:?} {:?} {:?}",
+        plan.decoys, plan.services, plan.hostname, plan.domain, plan.limits, plan.persona
     )
 }
 

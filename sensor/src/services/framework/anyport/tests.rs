@@ -185,6 +185,7 @@ fn the_port_map_wins_then_the_bytes_then_the_banner() {
         udp_ports: BTreeMap::new(),
         banner: Some("ftp"),
         sniff_timeout: Duration::from_millis(100),
+        ttl: None,
     };
     let peeked = |sniffed, bytes: &[u8], closed| Peeked {
         sniffed,

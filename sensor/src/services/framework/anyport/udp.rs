@@ -183,6 +183,8 @@ struct Table {
     /// leaves through it (a second socket bound there could take the next datagrams).
     own: (Option<SocketAddr>, Arc<UdpSocket>),
     limits: Arc<ServiceLimits>,
+    /// The persona's TTL for replies sent from another socket.
+    ttl: Option<u32>,
 }
 
 impl Table {
@@ -235,6 +237,7 @@ pub async fn serve(
         flood_dst: None,
         own: (socket.local_addr().ok(), Arc::clone(&socket)),
         limits: Arc::clone(&shared.limits),
+        ttl: dispatch.ttl,
     };
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let period = shared
@@ -484,7 +487,7 @@ fn send_reply(table: &mut Table, key: Key, reply: &[u8], shared: &Shared) {
     let (peer, local) = key;
     let sent = match &table.own {
         (Some(own), socket) if *own == local => socket.try_send_to(reply, peer).map(|_| ()),
-        _ => send_from(local, peer, reply),
+        _ => send_from(local, peer, reply, table.ttl),
     };
     match sent {
         Ok(()) => {
@@ -504,7 +507,12 @@ fn send_reply(table: &mut Table, key: Key, reply: &[u8], shared: &Shared) {
 /// Sends one datagram from `local` (address and port) to `peer`, through a socket bound there
 /// for this send only (unconnected, so the kernel program keeps steering the port's datagrams
 /// to the catch-all).
-fn send_from(local: SocketAddr, peer: SocketAddr, reply: &[u8]) -> std::io::Result<()> {
+fn send_from(
+    local: SocketAddr,
+    peer: SocketAddr,
+    reply: &[u8],
+    ttl: Option<u32>,
+) -> std::io::Result<()> {
     let domain = if local.is_ipv4() {
         socket2::Domain::IPV4
     } else {
@@ -516,6 +524,9 @@ fn send_from(local: SocketAddr, peer: SocketAddr, reply: &[u8]) -> std::io::Resu
     }
     socket.set_reuse_address(true)?;
     socket.set_nonblocking(true)?;
+    if ttl.is_some() {
+        super::super::ttl::set(&socket2::SockRef::from(&socket), local.ip(), ttl)?;
+    }
     socket.bind(&local.into())?;
     socket.send_to(reply, &peer.into())?;
     Ok(())

@@ -67,6 +67,7 @@ fn the_udp_port_map_wins_then_the_datagram_form() {
             .collect(),
         banner: None,
         sniff_timeout: Duration::from_millis(100),
+        ttl: None,
     };
     assert_eq!(
         dispatch.choose_udp(5300, b"noise"),
@@ -316,4 +317,63 @@ async fn sources_past_the_flood_bound_fold_into_one_udp_flood_summary() {
         json!({"ip": "127.0.0.15", "datagrams": 2})
     );
     assert!(events.try_recv().is_err(), "nothing else");
+}
+
+/// Sends `datagram` to `to` and returns the reply with the TTL it arrived with.
+fn reply_and_ttl(to: std::net::SocketAddr, datagram: &[u8]) -> (Vec<u8>, u8) {
+    use std::{io::IoSliceMut, os::fd::AsRawFd as _};
+
+    use nix::sys::socket::{
+        ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg, setsockopt, sockopt,
+    };
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(LIMIT)).unwrap();
+    setsockopt(&socket, sockopt::Ipv4RecvTtl, &true).unwrap();
+    socket.send_to(datagram, to).unwrap();
+    let mut buf = vec![0u8; 2048];
+    let mut cmsg = nix::cmsg_space!(libc::c_int);
+    let mut iov = [IoSliceMut::new(&mut buf)];
+    let msg = recvmsg::<SockaddrStorage>(
+        socket.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::empty(),
+    )
+    .expect("a reply");
+    let len = msg.bytes;
+    let ttl = msg
+        .cmsgs()
+        .unwrap()
+        .find_map(|c| match c {
+            ControlMessageOwned::Ipv4Ttl(ttl) => u8::try_from(ttl).ok(),
+            _ => None,
+        })
+        .expect("IP_TTL control message");
+    buf.truncate(len);
+    (buf, ttl)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn any_port_replies_carry_the_personas_ttl() {
+    let default_ttl: u8 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_default_ttl")
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(64);
+    for (persona, want) in [
+        (crate::services::Persona::WindowsServer2022, 128),
+        (crate::services::Persona::CiscoIos, 255),
+        (crate::services::Persona::None, default_ttl),
+    ] {
+        let (sink, _events) = mpsc::channel(64);
+        let mut plan = plan(json!({"enabled": true, "udp": ["1-65535"]}));
+        plan.persona = persona;
+        let services = start(&plan, sink, &CancellationToken::new()).await.unwrap();
+        let addr = services.decoys().expect("decoys enabled").udp_addresses[0];
+        let (reply, ttl) = tokio::task::spawn_blocking(move || reply_and_ttl(addr, DNS_QUERY))
+            .await
+            .unwrap();
+        assert_eq!(&reply[..2], &DNS_QUERY[..2], "the DNS answer");
+        assert_eq!(ttl, want, "{persona:?}");
+        services.stop(Duration::from_secs(1)).await;
+    }
 }

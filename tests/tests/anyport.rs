@@ -311,3 +311,71 @@ fn kill_9_leaves_no_sk_lookup_or_xdp_program_attached() {
     );
     assert_eq!(net.xdp_mode(), None, "no XDP program after kill -9");
 }
+
+/// A kernel that refuses the `sk_lookup` program (here: a sensor without `CAP_BPF` and
+/// `CAP_SYS_ADMIN`, which the kernel answers as it does a kernel without the program type)
+/// costs the any-port decoys only: the sensor starts, says so in one `sensor.degraded` event,
+/// the configured service answers, a decoy port is refused by the kernel as before, and the
+/// sensor stops cleanly.
+#[test]
+fn a_kernel_that_refuses_sk_lookup_costs_only_the_any_port_decoys() {
+    require_root!();
+    let net = TestNet::new();
+    let state = state_dir("refused");
+    let ino = netns_ino(&net);
+    let wrapper = [
+        "setpriv",
+        "--bounding-set",
+        "-bpf,-sys_admin",
+        "--inh-caps",
+        "-bpf,-sys_admin",
+        "--",
+    ];
+    let sensor = RunningSensor::start_wrapped(
+        &net.sensor,
+        &wrapper,
+        &config(&net, &state),
+        &["--capture", "none"],
+    );
+    let degraded = |events: &[Value]| {
+        events
+            .iter()
+            .any(|e| e["logtype"] == "sensor.degraded" && e["extra"]["decoy"] == "tcp")
+    };
+    let reported = sensor.wait_for_events(LIMIT, degraded);
+    assert!(sk_lookup_links(ino).is_empty(), "no program attached");
+    let ip = net.sensor_ip.clone();
+    // The configured service answers.
+    let out = peer(&net, "nc", &["-w", "3", &ip, "2121"], b"");
+    let greeting = String::from_utf8_lossy(&out.stdout).into_owned();
+    // A decoy port is the kernel's again: refused at once.
+    let refused = peer(&net, "nc", &["-z", "-w", "3", &ip, "4444"], b"");
+    let run = sensor.stop();
+    let _ = std::fs::remove_dir_all(&state);
+    assert!(
+        reported,
+        "no sensor.degraded for the decoys: {:?}",
+        run.events
+    );
+    let event = run
+        .events
+        .iter()
+        .find(|e| e["logtype"] == "sensor.degraded" && e["extra"]["decoy"] == "tcp")
+        .expect("the degraded event");
+    assert!(
+        event["extra"]["reason"]
+            .as_str()
+            .is_some_and(|r| !r.is_empty()),
+        "{event}"
+    );
+    assert!(greeting.starts_with("220"), "the FTP decoy: {out:?}");
+    assert!(!refused.status.success(), "port 4444 accepted: {refused:?}");
+    assert!(run.clean_exit, "{:?}", run.stderr);
+    assert!(
+        run.stderr
+            .iter()
+            .any(|l| l.contains("Any-port decoys unavailable")),
+        "{:?}",
+        run.stderr
+    );
+}

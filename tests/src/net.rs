@@ -204,6 +204,31 @@ impl TestNet {
     pub fn xdp_mode(&self) -> Option<u64> {
         xdp_mode(&self.sensor.name, &self.sensor_if)
     }
+
+    /// The ids of the `sk_lookup` links attached to the sensor's namespace (`bpftool`).
+    #[must_use]
+    pub fn sk_lookup_links(&self) -> Vec<u64> {
+        use std::os::unix::fs::MetadataExt as _;
+        let ino = std::fs::metadata(format!("/var/run/netns/{}", self.sensor.name))
+            .expect("the sensor's namespace")
+            .ino();
+        let out = Command::new("bpftool")
+            .args(["-j", "link", "show"])
+            .output()
+            .expect("bpftool");
+        assert!(out.status.success(), "bpftool: {out:?}");
+        let links: serde_json::Value =
+            serde_json::from_slice(&out.stdout).expect("bpftool -j output");
+        links
+            .as_array()
+            .map(|l| {
+                l.iter()
+                    .filter(|link| link["attach_type"] == "sk_lookup" && link["netns_ino"] == ino)
+                    .filter_map(|link| link["id"].as_u64())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
 }
 
 /// The MAC address of `dev` in namespace `ns`.

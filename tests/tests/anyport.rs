@@ -5,7 +5,6 @@
 //! the kernel as before, and neither a clean stop nor `kill -9` leaves a program attached.
 
 use std::{
-    os::unix::fs::MetadataExt as _,
     path::Path,
     process::Stdio,
     time::{Duration, Instant},
@@ -83,9 +82,8 @@ fn decoy_ports_reach_the_services_with_their_real_port() {
     require_root!();
     let net = TestNet::new();
     let state = state_dir("services");
-    let ino = netns_ino(&net);
     let sensor = RunningSensor::start(&net.sensor, &config(&net, &state), &[]);
-    assert_eq!(sk_lookup_links(ino).len(), 1, "attached at start");
+    assert_eq!(net.sk_lookup_links().len(), 1, "attached at start");
     let ip = net.sensor_ip.clone();
 
     // A port nothing listens on: bytes no service claims.
@@ -178,7 +176,7 @@ fn decoy_ports_reach_the_services_with_their_real_port() {
     let run = sensor.stop();
     let _ = std::fs::remove_dir_all(&state);
     assert!(
-        sk_lookup_links(ino).is_empty(),
+        net.sk_lookup_links().is_empty(),
         "the program is detached on a clean stop"
     );
     assert!(all, "{:#?}", run.events);
@@ -257,56 +255,29 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The ids of the `sk_lookup` links attached to the namespace with inode `ino`.
-fn sk_lookup_links(ino: u64) -> Vec<u64> {
-    let out = std::process::Command::new("bpftool")
-        .args(["-j", "link", "show"])
-        .output()
-        .expect("bpftool");
-    assert!(out.status.success(), "bpftool: {out:?}");
-    let links: Value = serde_json::from_slice(&out.stdout).expect("bpftool -j output");
-    links
-        .as_array()
-        .map(|l| {
-            l.iter()
-                .filter(|link| link["attach_type"] == "sk_lookup" && link["netns_ino"] == ino)
-                .filter_map(|link| link["id"].as_u64())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// The inode of the sensor's network namespace, as `bpftool link` names it.
-fn netns_ino(net: &TestNet) -> u64 {
-    std::fs::metadata(format!("/var/run/netns/{}", net.sensor.name))
-        .unwrap()
-        .ino()
-}
-
 #[test]
 fn kill_9_leaves_no_sk_lookup_or_xdp_program_attached() {
     require_root!();
     let net = TestNet::new();
     let state = state_dir("kill");
-    let ino = netns_ino(&net);
-    assert!(sk_lookup_links(ino).is_empty());
+    assert!(net.sk_lookup_links().is_empty());
     let sensor = RunningSensor::start(&net.sensor, &config(&net, &state), &[]);
     assert_eq!(
-        sk_lookup_links(ino).len(),
+        net.sk_lookup_links().len(),
         1,
         "one sk_lookup link on the sensor's namespace"
     );
     assert_eq!(net.xdp_mode(), Some(1));
     let _ = sensor.kill();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while (!sk_lookup_links(ino).is_empty() || net.xdp_mode().is_some())
+    while (!net.sk_lookup_links().is_empty() || net.xdp_mode().is_some())
         && Instant::now() < deadline
     {
         std::thread::sleep(Duration::from_millis(50));
     }
     let _ = std::fs::remove_dir_all(&state);
     assert!(
-        sk_lookup_links(ino).is_empty(),
+        net.sk_lookup_links().is_empty(),
         "no sk_lookup link after kill -9"
     );
     assert_eq!(net.xdp_mode(), None, "no XDP program after kill -9");
@@ -322,7 +293,6 @@ fn a_kernel_that_refuses_sk_lookup_costs_only_the_any_port_decoys() {
     require_root!();
     let net = TestNet::new();
     let state = state_dir("refused");
-    let ino = netns_ino(&net);
     let wrapper = [
         "setpriv",
         "--bounding-set",
@@ -343,7 +313,7 @@ fn a_kernel_that_refuses_sk_lookup_costs_only_the_any_port_decoys() {
             .any(|e| e["logtype"] == "sensor.degraded" && e["extra"]["decoy"] == "tcp")
     };
     let reported = sensor.wait_for_events(LIMIT, degraded);
-    assert!(sk_lookup_links(ino).is_empty(), "no program attached");
+    assert!(net.sk_lookup_links().is_empty(), "no program attached");
     let ip = net.sensor_ip.clone();
     // The configured service answers.
     let out = peer(&net, "nc", &["-w", "3", &ip, "2121"], b"");

@@ -1,14 +1,14 @@
 //! Wiring the any-port decoys: the services' catch-all listeners and UDP sockets, and the
 //! steered TCP and UDP ports, go into the kernel's `sk_lookup` program
 //! ([`crate::capture::sk_lookup`]). A reload (also after the privilege drop: the program's map
-//! descriptors are kept from the start) puts the restarted services' sockets and ports in. A kernel that refuses the
-//! program costs the any-port decoys only: the failure is logged and reported as
+//! descriptors are kept from the start) puts the restarted services' sockets and ports in, or
+//! takes them out. With an XDP capture the program is attached at start even with the decoys
+//! off, idle, so that a reload can turn them on without the capabilities. A kernel that
+//! refuses the program costs the any-port decoys only: the failure is logged and reported as
 //! `sensor.degraded` (`extra = {decoy: "tcp", port: 0, reason}`), and the configured services
 //! and scan detection keep running.
 
 use std::os::fd::AsFd;
-
-use tokio::sync::mpsc;
 
 use crate::{
     capture::sk_lookup::{self, Attached, Listeners, PortBitmap, SkLookupError, Steered},
@@ -16,11 +16,33 @@ use crate::{
     services::{DecoySockets, Services},
 };
 
-/// Attaches the program for `services`' decoys (none when `sensor.decoys` is off, or when the
-/// kernel refuses: logged, and `sensor.degraded` sent to `sink`).
-pub(super) fn attach(services: &Services, sink: &mpsc::Sender<Event>) -> Option<Attached> {
-    let decoys = services.decoys()?;
-    match sk_lookup::attach(&steered(decoys), listeners(decoys)) {
+/// Attaches the program for `services`' decoys (none when the kernel refuses: logged, and
+/// `sensor.degraded` handed to `report`). With `sensor.decoys` off, the program is attached idle
+/// when `idle` (an XDP capture, which loads BPF programs anyway), so that a reload can turn the
+/// decoys on after the privilege drop; a kernel that refuses it then is only logged.
+pub(super) fn attach(
+    services: &Services,
+    report: impl FnOnce(Event),
+    idle: bool,
+) -> Option<Attached> {
+    let Some(decoys) = services.decoys() else {
+        if !idle {
+            return None;
+        }
+        return match sk_lookup::attach(&Steered::default(), None) {
+            Ok(attached) => {
+                tracing::debug!(
+                    "sk_lookup program attached idle: a reload can turn the any-port decoys on."
+                );
+                Some(attached)
+            }
+            Err(err) => {
+                tracing::debug!(error = %err, "No idle sk_lookup program; turning the any-port decoys on will need a restart.");
+                None
+            }
+        };
+    };
+    match sk_lookup::attach(&steered(decoys), Some(listeners(decoys))) {
         Ok(attached) => {
             tracing::info!(
                 ports = attached.ports(),
@@ -30,7 +52,7 @@ pub(super) fn attach(services: &Services, sink: &mpsc::Sender<Event>) -> Option<
         }
         Err(err) => {
             tracing::error!(error = %err, "Any-port decoys unavailable; the configured services and scan detection keep running.");
-            let _ignored = sink.try_send(degraded(&err));
+            report(degraded(&err));
             None
         }
     }
@@ -43,7 +65,9 @@ pub(super) fn refresh(attached: &mut Attached, services: &Services) {
         Some(decoys) => attached
             .set_listeners(listeners(decoys))
             .and_then(|()| attached.set_ports(&steered(decoys))),
-        None => attached.set_ports(&Steered::default()),
+        None => attached
+            .set_ports(&Steered::default())
+            .and_then(|()| attached.clear_listeners()),
     };
     match outcome {
         Ok(()) => tracing::info!(

@@ -200,7 +200,13 @@ pub async fn run(
         for down in services.down() {
             let _ignored = sink.try_send(down.event());
         }
-        running.decoys = decoys::attach(&services, &sink);
+        running.decoys = decoys::attach(
+            &services,
+            |event| {
+                let _ignored = sink.try_send(event);
+            },
+            options.capture == CaptureMode::Xdp,
+        );
         running.services = Some(services);
         let watched = if interfaces.is_empty() && !config.interface.is_empty() {
             vec![config.interface.clone()]

@@ -24,7 +24,8 @@
 //!   present the names, most do); `sensor.services` and `sensor.source_prefix` restart every
 //!   instance (their sockets are taken over all the same). Decoys that were down are tried
 //!   again at every reload. With `sensor.services.strict`, a reload in which one instance
-//!   cannot start changes no decoy.
+//!   cannot start changes no decoy. The any-port decoys (`sensor.decoys`) follow too, turned
+//!   on or off ([`super::decoys`]).
 //!
 //! Settings read only at start (`interface`, `sensor.xdp`, `sensor.metrics`, `sensor.run_as`,
 //! `sensor.poisoning`, `sensor.incidents`) keep their running values, each named in a warning.
@@ -204,9 +205,19 @@ impl Running {
                     match &mut self.decoys {
                         Some(attached) => super::decoys::refresh(attached, services),
                         None if services.decoys().is_some() => {
-                            tracing::warn!(
-                                "sensor.decoys is on in the reloaded configuration, but the sk_lookup program is loaded only at start; restart the sensor to steer decoy ports."
-                            );
+                            // No program from the start (not an XDP capture, or refused then):
+                            // loading one now works while the capabilities are still there.
+                            let mut events = Vec::new();
+                            self.decoys =
+                                super::decoys::attach(services, |e| events.push(e), false);
+                            for event in events {
+                                self.pipeline.deliver(event);
+                            }
+                            if self.decoys.is_none() {
+                                tracing::warn!(
+                                    "sensor.decoys is on in the reloaded configuration, but the sk_lookup program could not be loaded now; restart the sensor to steer decoy ports."
+                                );
+                            }
                         }
                         None => {}
                     }

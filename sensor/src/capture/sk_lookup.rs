@@ -188,12 +188,18 @@ impl std::fmt::Debug for Attached {
 }
 
 /// Loads the embedded program, fills its maps with `ports` and `listeners`, and attaches it to
-/// the agent's network namespace.
+/// the agent's network namespace. Without `listeners` (and with no port), the program is
+/// attached idle: it steers nothing until [`Attached::set_listeners`] and
+/// [`Attached::set_ports`] give it sockets and ports (a reload that turns the decoys on after
+/// the privilege drop).
 ///
 /// # Errors
 /// [`SkLookupError`] when the kernel lacks `sk_lookup`, refuses the program, a map update or
 /// the attachment; nothing stays attached then.
-pub fn attach(ports: &Steered, listeners: Listeners<'_>) -> Result<Attached, SkLookupError> {
+pub fn attach(
+    ports: &Steered,
+    listeners: Option<Listeners<'_>>,
+) -> Result<Attached, SkLookupError> {
     // No kernel BTF: the program reads only its context, there is nothing to relocate.
     let mut ebpf = EbpfLoader::new()
         .btf(None)
@@ -206,7 +212,9 @@ pub fn attach(ports: &Steered, listeners: Listeners<'_>) -> Result<Attached, SkL
         ports: 0,
     };
     attached.set_ports(ports)?;
-    attached.set_listeners(listeners)?;
+    if let Some(listeners) = listeners {
+        attached.set_listeners(listeners)?;
+    }
     let netns = std::fs::File::open(OWN_NETNS).map_err(SkLookupError::Netns)?;
     let link = program(&mut attached.ebpf)?
         .attach(&netns)
@@ -279,6 +287,32 @@ impl Attached {
                     let _ignored = sockets.clear_index(&slot);
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Empties the program's SOCKMAP (the decoys were turned off: their sockets are released).
+    ///
+    /// # Errors
+    /// [`SkLookupError::Missing`] when the map is not in the program.
+    pub fn clear_listeners(&mut self) -> Result<(), SkLookupError> {
+        let err = |source| SkLookupError::Map {
+            name: DECOY_SOCKETS_MAP,
+            source,
+        };
+        let map = self
+            .ebpf
+            .map_mut(DECOY_SOCKETS_MAP)
+            .ok_or(SkLookupError::Missing(DECOY_SOCKETS_MAP))?;
+        let mut sockets: SockMap<&mut MapData> = SockMap::try_from(map).map_err(err)?;
+        for slot in [
+            DECOY_SOCKET_V4,
+            DECOY_SOCKET_V6,
+            DECOY_UDP_SOCKET_V4,
+            DECOY_UDP_SOCKET_V6,
+        ] {
+            // Absent already, or removed now: either way the slot is empty.
+            let _ignored = sockets.clear_index(&slot);
         }
         Ok(())
     }

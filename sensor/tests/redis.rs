@@ -49,18 +49,9 @@ fn serve(mut cmd: Command, hold: support::PortHold) -> Option<Server> {
 
 fn redis_server(port: u16, password: Option<&str>) -> Command {
     let mut cmd = Command::new("redis-server");
-    cmd.args([
-        "--port",
-        &port.to_string(),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-    ])
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
+    cmd.args(support::redis_server::plain_args(port))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     if let Some(p) = password {
         cmd.args(["--requirepass", p]);
     }

@@ -223,6 +223,13 @@ pub fn attach(
     Ok(attached)
 }
 
+fn sockets_error(source: aya::maps::MapError) -> SkLookupError {
+    SkLookupError::Map {
+        name: DECOY_SOCKETS_MAP,
+        source,
+    }
+}
+
 fn program(ebpf: &mut Ebpf) -> Result<&mut SkLookup, SkLookupError> {
     ebpf.program_mut(DECOY_PROGRAM_NAME)
         .ok_or(SkLookupError::Missing(DECOY_PROGRAM_NAME))?
@@ -263,25 +270,17 @@ impl Attached {
     /// [`SkLookupError::Map`] when the kernel refuses a socket (a TCP listener or a bound UDP
     /// socket).
     pub fn set_listeners(&mut self, listeners: Listeners<'_>) -> Result<(), SkLookupError> {
-        let err = |source| SkLookupError::Map {
-            name: DECOY_SOCKETS_MAP,
-            source,
-        };
-        let map = self
-            .ebpf
-            .map_mut(DECOY_SOCKETS_MAP)
-            .ok_or(SkLookupError::Missing(DECOY_SOCKETS_MAP))?;
-        let mut sockets: SockMap<&mut MapData> = SockMap::try_from(map).map_err(err)?;
+        let mut sockets = self.sockets()?;
         sockets
             .set(DECOY_SOCKET_V4, &listeners.v4, 0)
-            .map_err(err)?;
+            .map_err(sockets_error)?;
         for (slot, socket) in [
             (DECOY_SOCKET_V6, listeners.v6),
             (DECOY_UDP_SOCKET_V4, listeners.udp_v4),
             (DECOY_UDP_SOCKET_V6, listeners.udp_v6),
         ] {
             match socket {
-                Some(fd) => sockets.set(slot, &fd, 0).map_err(err)?,
+                Some(fd) => sockets.set(slot, &fd, 0).map_err(sockets_error)?,
                 // Absent already, or removed now: either way the slot is empty.
                 None => {
                     let _ignored = sockets.clear_index(&slot);
@@ -296,15 +295,7 @@ impl Attached {
     /// # Errors
     /// [`SkLookupError::Missing`] when the map is not in the program.
     pub fn clear_listeners(&mut self) -> Result<(), SkLookupError> {
-        let err = |source| SkLookupError::Map {
-            name: DECOY_SOCKETS_MAP,
-            source,
-        };
-        let map = self
-            .ebpf
-            .map_mut(DECOY_SOCKETS_MAP)
-            .ok_or(SkLookupError::Missing(DECOY_SOCKETS_MAP))?;
-        let mut sockets: SockMap<&mut MapData> = SockMap::try_from(map).map_err(err)?;
+        let mut sockets = self.sockets()?;
         for slot in [
             DECOY_SOCKET_V4,
             DECOY_SOCKET_V6,
@@ -315,6 +306,15 @@ impl Attached {
             let _ignored = sockets.clear_index(&slot);
         }
         Ok(())
+    }
+
+    /// The program's SOCKMAP.
+    fn sockets(&mut self) -> Result<SockMap<&mut MapData>, SkLookupError> {
+        let map = self
+            .ebpf
+            .map_mut(DECOY_SOCKETS_MAP)
+            .ok_or(SkLookupError::Missing(DECOY_SOCKETS_MAP))?;
+        SockMap::try_from(map).map_err(sockets_error)
     }
 
     /// Number of ports steered now (TCP and UDP together).

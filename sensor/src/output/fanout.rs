@@ -76,12 +76,10 @@ impl OutputStats {
     /// Whether `received + recovered = sent + dropped + queued + in_spool`.
     #[must_use]
     pub const fn balances(&self) -> bool {
-        self.received.saturating_add(self.recovered)
-            == self
-                .sent
-                .saturating_add(self.dropped)
-                .saturating_add(self.queued)
-                .saturating_add(self.in_spool)
+        super::ledger::balanced(
+            [self.received, self.recovered],
+            [self.sent, self.dropped, self.queued, self.in_spool],
+        )
     }
 
     /// As JSON.

@@ -48,13 +48,22 @@ impl Snapshot {
     /// Whether `received + recovered = sent + dropped + queued + in_spool`.
     #[must_use]
     pub const fn balances(&self) -> bool {
-        self.received.saturating_add(self.recovered)
-            == self
-                .sent
-                .saturating_add(self.dropped)
-                .saturating_add(self.queued)
-                .saturating_add(self.in_spool)
+        balanced(
+            [self.received, self.recovered],
+            [self.sent, self.dropped, self.queued, self.in_spool],
+        )
     }
+}
+
+/// Whether what came in (`received`, `recovered`) equals where it is (`sent`, `dropped`,
+/// `queued`, `in_spool`).
+#[must_use]
+pub const fn balanced(came: [u64; 2], went: [u64; 4]) -> bool {
+    came[0].saturating_add(came[1])
+        == went[0]
+            .saturating_add(went[1])
+            .saturating_add(went[2])
+            .saturating_add(went[3])
 }
 
 #[derive(Debug, Default)]

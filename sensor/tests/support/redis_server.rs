@@ -95,6 +95,23 @@ pub fn wait_for(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// A throw-away server's arguments: listen on `127.0.0.1:port`, persist nothing.
+#[must_use]
+pub fn plain_args(port: u16) -> Vec<String> {
+    [
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
 /// Starts `redis-server` with `args(port)` (working directory `dir(port)`) on a port of its own
 /// ([`serve_on_own_port`]), once it answers PING.
 ///
@@ -109,20 +126,8 @@ pub fn start(
         let dir = dir(port);
         std::fs::create_dir_all(&dir).expect("server dir");
         let mut all = args(port);
-        all.extend(
-            [
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-            ]
-            .map(str::to_owned),
-        );
+        all.extend(plain_args(port));
+        all.push("--dir".to_owned());
         all.push(dir.to_string_lossy().into_owned());
         all
     });

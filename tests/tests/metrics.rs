@@ -162,6 +162,15 @@ fn metrics_pass_promtool_and_equal_the_stats_file_after_a_scan() {
     );
     assert_eq!(got["trapster_sensor_merger_reports_total"], "1");
     assert_eq!(got["trapster_sensor_capture_attached"], "1");
+    // The outputs' levels are gauges, beside their counters.
+    for gauge in ["queued", "in_spool"] {
+        assert!(
+            got.contains_key(&format!(
+                "trapster_sensor_output_{gauge}{{output=\"console\",type=\"terminal\"}}"
+            )),
+            "{text}"
+        );
+    }
     // Every record was read: the ring buffer holds nothing, and its size is the configured one.
     assert_eq!(got["trapster_sensor_ring_buffer_used_bytes"], "0");
     assert_eq!(

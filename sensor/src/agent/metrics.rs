@@ -266,31 +266,30 @@ impl Collector for SnapshotCollector {
                     .collect(),
             ),
         ];
-        for (name, help, samples) in gauges {
+        let levels = families(gauge_samples(&s.counters))
+            .into_iter()
+            .map(|(name, samples)| {
+                let short = name.trim_start_matches("trapster_sensor_").to_owned();
+                let help = format!("Stats file level {short}.");
+                let samples = samples
+                    .into_iter()
+                    .map(|(labels, v)| (labels, saturating(v)))
+                    .collect();
+                (short, help, samples)
+            });
+        let fixed = gauges
+            .into_iter()
+            .map(|(name, help, samples)| (name.to_owned(), help.to_owned(), samples));
+        for (name, help, samples) in fixed.chain(levels) {
             let full = format!("{PREFIX}_{name}");
             let mut family = encoder.encode_descriptor(
                 &full,
-                help,
-                None,
-                prometheus_client::metrics::MetricType::Gauge,
-            )?;
-            for (labels, value) in samples {
-                ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
-            }
-        }
-        for (name, samples) in families(gauge_samples(&s.counters)) {
-            let help = format!(
-                "Stats file level {}.",
-                name.trim_start_matches("trapster_sensor_")
-            );
-            let mut family = encoder.encode_descriptor(
-                &name,
                 &help,
                 None,
                 prometheus_client::metrics::MetricType::Gauge,
             )?;
             for (labels, value) in samples {
-                ConstGauge::new(saturating(value)).encode(family.encode_family(&labels)?)?;
+                ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
             }
         }
         Ok(())

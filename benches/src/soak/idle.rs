@@ -45,12 +45,20 @@ fn source(group: u8, i: usize) -> Ipv4Addr {
 }
 
 async fn connect_from(src: Ipv4Addr, addr: SocketAddr) -> Option<TcpStream> {
-    let socket = TcpSocket::new_v4().ok()?;
-    socket.bind(SocketAddr::from((src, 0))).ok()?;
-    tokio::time::timeout(Duration::from_secs(10), socket.connect(addr))
-        .await
-        .ok()?
-        .ok()
+    try_connect_from(src, addr).await.ok()
+}
+
+/// [`connect_from`], saying why it failed (the step and the error).
+async fn try_connect_from(src: Ipv4Addr, addr: SocketAddr) -> Result<TcpStream, String> {
+    let socket = TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
+    socket
+        .bind(SocketAddr::from((src, 0)))
+        .map_err(|e| format!("bind {src}: {e}"))?;
+    match tokio::time::timeout(Duration::from_secs(10), socket.connect(addr)).await {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(e)) => Err(format!("connect {src} -> {addr}: {e}")),
+        Err(_) => Err(format!("connect {src} -> {addr}: no answer in 10 s")),
+    }
 }
 
 /// Whether the peer still holds `s` open (what it sent is read and discarded).
@@ -185,14 +193,20 @@ pub async fn run(bin: &Path, hold: Duration) -> Value {
     let mut held = Vec::with_capacity(IDLE);
     let mut over_cap = Vec::new();
     let mut connect_failed = 0u64;
+    let mut connect_errors: Vec<String> = Vec::new();
     for s in 0..SOURCES {
         let src = source(1, s);
         for i in 0..PER_SOURCE + EXTRA_PER_SOURCE {
             let (_, addr) = addrs[(s + i) % addrs.len()];
-            match connect_from(src, addr).await {
-                Some(c) if i < PER_SOURCE => held.push(c),
-                Some(c) => over_cap.push(c),
-                None => connect_failed += 1,
+            match try_connect_from(src, addr).await {
+                Ok(c) if i < PER_SOURCE => held.push(c),
+                Ok(c) => over_cap.push(c),
+                Err(why) => {
+                    connect_failed += 1;
+                    if connect_errors.len() < 5 {
+                        connect_errors.push(why);
+                    }
+                }
             }
         }
     }
@@ -259,6 +273,7 @@ pub async fn run(bin: &Path, hold: Duration) -> Value {
         "idle_connections_opened": opened,
         "opened_secs": round1(opened_in.as_secs_f64()),
         "connect_failed": connect_failed,
+        "connect_errors": connect_errors,
         "idle_still_open_at_hold_end": idle_open,
         "over_per_source_cap_attempted": SOURCES * EXTRA_PER_SOURCE,
         "over_per_source_cap_still_open": over_cap_open,

@@ -209,7 +209,11 @@ async fn one_event_per_request_with_headers() {
         Duration::from_secs(10),
     )
     .await;
-    assert_eq!((stats[0].sent, stats[0].dropped), (5, 0), "{stats:?}");
+    assert_eq!(
+        (stats[0].counts.sent, stats[0].counts.dropped),
+        (5, 0),
+        "{stats:?}"
+    );
     let requests = rx.requests();
     assert_eq!(requests.len(), 5);
     assert_eq!(ids(&requests), (1..=5).collect::<Vec<_>>());
@@ -237,7 +241,7 @@ async fn gzip_arrays_and_ndjson_batches_keep_every_event_in_order() {
             serde_json::json!({"batch": mode, "max_batch": 8, "gzip": true}),
         );
         let stats = deliver(cfg, 20, Duration::from_secs(10)).await;
-        assert_eq!(stats[0].sent, 20, "{mode}: {stats:?}");
+        assert_eq!(stats[0].counts.sent, 20, "{mode}: {stats:?}");
         let requests = rx.requests();
         assert!(requests.len() >= 3, "{mode}: at most 8 events per request");
         assert!(
@@ -259,7 +263,11 @@ async fn retries_on_503_and_honours_429_retry_after() {
         Duration::from_secs(20),
     )
     .await;
-    assert_eq!((stats[0].sent, stats[0].dropped), (3, 0), "{stats:?}");
+    assert_eq!(
+        (stats[0].counts.sent, stats[0].counts.dropped),
+        (3, 0),
+        "{stats:?}"
+    );
     assert_eq!(stats[0].retried, 2);
     assert!(
         started.elapsed() >= Duration::from_secs(1),
@@ -280,9 +288,9 @@ async fn other_4xx_is_not_retried_and_is_counted() {
     // One event per request: event 3 arrives, then one report of the two refused, then 4.
     assert_eq!(
         (
-            stats[0].received,
-            stats[0].sent,
-            stats[0].dropped,
+            stats[0].counts.received,
+            stats[0].counts.sent,
+            stats[0].counts.dropped,
             stats[0].retried
         ),
         (5, 3, 2, 0),
@@ -315,7 +323,11 @@ async fn a_receiver_that_starts_late_gets_everything_in_order() {
     );
     let rx = listen(hold).await;
     let stats = fanout.finish(Duration::from_secs(60)).await;
-    assert_eq!((stats[0].sent, stats[0].dropped), (30, 0), "{stats:?}");
+    assert_eq!(
+        (stats[0].counts.sent, stats[0].counts.dropped),
+        (30, 0),
+        "{stats:?}"
+    );
     assert_eq!(ids(&rx.requests()), (1..=30).collect::<Vec<_>>());
 }
 
@@ -397,7 +409,11 @@ async fn spooled_events_survive_a_restart_and_arrive_in_order_once() {
     }
     let stats = first.finish(Duration::from_secs(1)).await;
     assert_eq!(
-        (stats[0].spooled, stats[0].sent, stats[0].dropped),
+        (
+            stats[0].counts.spooled,
+            stats[0].counts.sent,
+            stats[0].counts.dropped
+        ),
         (20, 0, 0),
         "{stats:?}"
     );
@@ -411,7 +427,11 @@ async fn spooled_events_survive_a_restart_and_arrive_in_order_once() {
         second.send(event(n));
     }
     let stats = second.finish(Duration::from_secs(30)).await;
-    assert_eq!((stats[0].sent, stats[0].dropped), (25, 0), "{stats:?}");
+    assert_eq!(
+        (stats[0].counts.sent, stats[0].counts.dropped),
+        (25, 0),
+        "{stats:?}"
+    );
     assert_eq!(ids(&rx.requests()), (1..=25).collect::<Vec<_>>());
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -429,8 +449,8 @@ async fn a_full_spool_drops_and_counts_exactly() {
         first.send(event(n));
     }
     let a = first.finish(Duration::from_secs(1)).await;
-    assert!(a[0].dropped > 0 && a[0].spooled > 0, "{a:?}");
-    assert_eq!(a[0].spooled + a[0].dropped, 100, "{a:?}");
+    assert!(a[0].counts.dropped > 0 && a[0].counts.spooled > 0, "{a:?}");
+    assert_eq!(a[0].counts.spooled + a[0].counts.dropped, 100, "{a:?}");
     let rx = listen(port).await;
     let second = Fanout::start(
         &[spooled(&url, &dir, 8_000)],
@@ -438,10 +458,10 @@ async fn a_full_spool_drops_and_counts_exactly() {
     );
     let b = second.finish(Duration::from_secs(30)).await;
     let got = ids(&rx.requests());
-    assert_eq!(got.len() as u64, a[0].spooled, "{b:?}");
+    assert_eq!(got.len() as u64, a[0].counts.spooled, "{b:?}");
     assert_eq!(
         got,
-        (1..=u128::from(a[0].spooled as u16)).collect::<Vec<_>>(),
+        (1..=u128::from(a[0].counts.spooled as u16)).collect::<Vec<_>>(),
         "the oldest were kept, in order"
     );
     std::fs::remove_dir_all(&dir).ok();
@@ -468,7 +488,7 @@ async fn a_receiver_down_for_a_minute_loses_nothing() {
     let rx = listen(port).await;
     let stats = fanout.finish(Duration::from_secs(60)).await;
     assert_eq!(
-        (stats[0].sent, stats[0].dropped),
+        (stats[0].counts.sent, stats[0].counts.dropped),
         (u64::from(n), 0),
         "{stats:?}"
     );
@@ -491,14 +511,16 @@ async fn drops_are_reported_as_a_degraded_event_once_the_output_is_back() {
     }
     // The receiver comes back once the spool is full and dropping, however long that takes.
     assert!(
-        support::wait_until(Duration::from_secs(30), || fanout.stats()[0].dropped > 0).await,
+        support::wait_until(Duration::from_secs(30), || fanout.stats()[0].counts.dropped
+            > 0)
+        .await,
         "the full spool drops: {:?}",
         fanout.stats()
     );
     let rx = listen(port).await;
     let stats = fanout.finish(Duration::from_secs(40)).await;
     let s = &stats[0];
-    assert!(s.dropped > 0, "{s:?}");
+    assert!(s.counts.dropped > 0, "{s:?}");
     let requests = rx.requests();
     let bodies: Vec<serde_json::Value> = requests
         .iter()
@@ -506,10 +528,10 @@ async fn drops_are_reported_as_a_degraded_event_once_the_output_is_back() {
         .collect();
     let last = bodies.last().unwrap();
     assert_eq!(last["logtype"], "sensor.degraded", "{last}");
-    assert_eq!(last["extra"]["dropped"], s.dropped, "{last}");
+    assert_eq!(last["extra"]["dropped"], s.counts.dropped, "{last}");
     assert_eq!(last["extra"]["reason"], "spool full");
     assert_eq!(
-        bodies.len() as u64 + s.dropped,
+        bodies.len() as u64 + s.counts.dropped,
         101,
         "every event delivered or counted, plus the report"
     );
@@ -559,15 +581,15 @@ async fn a_blackholed_output_never_stalls_send_nor_the_other_output_under_every_
         let stats = fanout.finish(Duration::from_secs(2)).await;
         let (d, g) = (&stats[0], &stats[1]);
         assert_eq!(
-            (d.received, d.sent, d.dropped),
+            (d.counts.received, d.counts.sent, d.counts.dropped),
             (300, 0, 300),
             "{policy}: {d:?}"
         );
         // Queue of 10, overflow of 10 (block), the batch in flight: everything else found the
         // queue full.
-        assert!(d.dropped_queue_full >= 300 - 21, "{policy}: {d:?}");
+        assert!(d.counts.dropped_queue_full >= 300 - 21, "{policy}: {d:?}");
         assert_eq!(
-            (g.received, g.sent, g.dropped),
+            (g.counts.received, g.counts.sent, g.counts.dropped),
             (300, 300, 0),
             "{policy}: {g:?}"
         );
@@ -624,20 +646,20 @@ async fn after_a_stall_one_degraded_event_reports_the_exact_loss() {
             .iter()
             .filter(|b| b["logtype"] == "sensor.degraded")
             .collect();
-        assert!(s.dropped > 0, "{policy}: {s:?}");
+        assert!(s.counts.dropped > 0, "{policy}: {s:?}");
         assert_eq!(
             reports.len(),
             1,
             "{policy}: exactly one report: {reports:?}"
         );
-        assert_eq!(reports[0]["extra"]["dropped"], s.dropped, "{policy}");
+        assert_eq!(reports[0]["extra"]["dropped"], s.counts.dropped, "{policy}");
         assert_eq!(reports[0]["extra"]["reason"], "queue full", "{policy}");
         assert_eq!(reports[0]["extra"]["output"], "api-0", "{policy}");
         assert_eq!(reports[0]["src_ip"], "0.0.0.0", "{policy}");
         // Every message delivered or counted: 100 events plus the report.
-        assert_eq!(s.received, 101, "{policy}: {s:?}");
-        assert_eq!(s.sent + s.dropped, 101, "{policy}: {s:?}");
-        assert_eq!(bodies.len() as u64, s.sent, "{policy}");
+        assert_eq!(s.counts.received, 101, "{policy}: {s:?}");
+        assert_eq!(s.counts.sent + s.counts.dropped, 101, "{policy}: {s:?}");
+        assert_eq!(bodies.len() as u64, s.counts.sent, "{policy}");
         server.abort();
     }
 }
@@ -667,10 +689,14 @@ async fn finish_accounts_for_every_message_sent_dropped_or_left_in_the_spool() {
                 .count() as u64
         })
         .sum();
-    assert_eq!(s.received, 200, "{s:?}");
-    assert_eq!(s.sent, 0, "{s:?}");
-    assert_eq!(s.received, s.sent + s.dropped + left, "{s:?}, {left} left");
-    assert_eq!(s.spooled, left, "{s:?}");
+    assert_eq!(s.counts.received, 200, "{s:?}");
+    assert_eq!(s.counts.sent, 0, "{s:?}");
+    assert_eq!(
+        s.counts.received,
+        s.counts.sent + s.counts.dropped + left,
+        "{s:?}, {left} left"
+    );
+    assert_eq!(s.counts.spooled, left, "{s:?}");
     hole.abort();
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -192,7 +192,11 @@ async fn bulk_ndjson_has_daily_indices_ecs_documents_gzip_and_basic_auth() {
     fanout.send(incident());
     let stats = fanout.finish(Duration::from_secs(20)).await;
     assert_eq!(
-        (stats[0].sent, stats[0].dropped, stats[0].retried),
+        (
+            stats[0].counts.sent,
+            stats[0].counts.dropped,
+            stats[0].retried
+        ),
         (3, 0, 0),
         "{stats:?}"
     );
@@ -271,7 +275,11 @@ fn item_429_is_resent_alone_and_item_400_is_dropped_and_counted() {
     // Four documents stored, one refused; then the drop is reported once, through the output
     // itself, by a `sensor.degraded` event (the driver's outage report): five sent.
     assert_eq!(
-        (stats[0].received, stats[0].sent, stats[0].dropped),
+        (
+            stats[0].counts.received,
+            stats[0].counts.sent,
+            stats[0].counts.dropped
+        ),
         (6, 5, 1),
         "{stats:?}"
     );
@@ -359,7 +367,11 @@ async fn a_request_timing_out_is_retried() {
     fanout.send(login_event_at("root", Utc::now()));
     let stats = fanout.finish(Duration::from_secs(20)).await;
     assert_eq!(
-        (stats[0].sent, stats[0].dropped, stats[0].retried),
+        (
+            stats[0].counts.sent,
+            stats[0].counts.dropped,
+            stats[0].retried
+        ),
         (1, 0, 1)
     );
     let requests = rx.requests();
@@ -375,7 +387,11 @@ async fn whole_request_503_is_retried_and_401_is_fatal() {
     fanout.send(login_event_at("root", Utc::now()));
     let stats = fanout.finish(Duration::from_secs(20)).await;
     assert_eq!(
-        (stats[0].sent, stats[0].dropped, stats[0].retried),
+        (
+            stats[0].counts.sent,
+            stats[0].counts.dropped,
+            stats[0].retried
+        ),
         (1, 0, 1)
     );
     assert_eq!(rx.requests().len(), 2);
@@ -390,7 +406,11 @@ async fn whole_request_503_is_retried_and_401_is_fatal() {
     fanout.send(login_event_at("root", Utc::now()));
     let stats = fanout.finish(Duration::from_secs(10)).await;
     assert_eq!(
-        (stats[0].sent, stats[0].dropped, stats[0].retried),
+        (
+            stats[0].counts.sent,
+            stats[0].counts.dropped,
+            stats[0].retried
+        ),
         (0, 1, 0)
     );
     assert_eq!(rx.requests().len(), 1);
@@ -562,7 +582,11 @@ async fn spooled_output_also_resends_only_the_429_items() {
     let stats = fanout.finish(Duration::from_secs(20)).await;
     std::fs::remove_dir_all(&dir).ok();
     // Three stored, one refused, plus the one `sensor.degraded` report of the refusal.
-    assert_eq!((stats[0].sent, stats[0].dropped), (4, 1), "{stats:?}");
+    assert_eq!(
+        (stats[0].counts.sent, stats[0].counts.dropped),
+        (4, 1),
+        "{stats:?}"
+    );
     let mut count: HashMap<String, usize> = HashMap::new();
     for (_, doc) in all_pairs(&rx) {
         let key = doc["user"]["name"]

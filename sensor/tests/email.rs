@@ -175,7 +175,11 @@ async fn incident_mail_goes_over_starttls_with_auth() {
     fanout.send(updated);
     let stats = fanout.finish(Duration::from_secs(20)).await;
     assert_eq!(
-        (stats[0].received, stats[0].sent, stats[0].dropped),
+        (
+            stats[0].counts.received,
+            stats[0].counts.sent,
+            stats[0].counts.dropped
+        ),
         (1, 1, 0),
         "{stats:?}"
     );
@@ -287,7 +291,7 @@ async fn updates_go_into_a_digest_mail() {
         "{text}"
     );
     let stats = fanout.finish(Duration::from_secs(10)).await;
-    assert_eq!(stats[0].dropped, 0);
+    assert_eq!(stats[0].counts.dropped, 0);
 }
 
 #[test]
@@ -336,7 +340,11 @@ async fn a_server_offering_only_auth_login_gets_the_mail() {
     let fanout = Fanout::start(&[out], &FormatContext::for_device("fw01"));
     fanout.send(sensor::incident::test_incident(Utc::now()));
     let stats = fanout.finish(Duration::from_secs(20)).await;
-    assert_eq!((stats[0].sent, stats[0].dropped), (1, 0), "{stats:?}");
+    assert_eq!(
+        (stats[0].counts.sent, stats[0].counts.dropped),
+        (1, 0),
+        "{stats:?}"
+    );
     let mails = wait_mail(&smtp, 1);
     assert_eq!(mails.len(), 1);
     let (raw, meta) = &mails[0];

@@ -111,7 +111,11 @@ async fn splunk_hec_batches_gzip_and_retries_busy_but_not_bad_tokens() {
     fanout.send(login_event("root"));
     fanout.send(incident());
     let stats = fanout.finish(Duration::from_secs(20)).await;
-    assert_eq!((stats[0].sent, stats[0].dropped), (2, 0), "{stats:?}");
+    assert_eq!(
+        (stats[0].counts.sent, stats[0].counts.dropped),
+        (2, 0),
+        "{stats:?}"
+    );
     assert!(stats[0].retried >= 1, "503 is retried");
     // The first request got the 503; the two messages follow in one request or in two:
     // check every later request, and the union of what they carry, in order.
@@ -150,7 +154,11 @@ async fn splunk_hec_batches_gzip_and_retries_busy_but_not_bad_tokens() {
     fanout.send(login_event("root"));
     let stats = fanout.finish(Duration::from_secs(10)).await;
     assert_eq!(
-        (stats[0].sent, stats[0].dropped, stats[0].retried),
+        (
+            stats[0].counts.sent,
+            stats[0].counts.dropped,
+            stats[0].retried
+        ),
         (0, 1, 0)
     );
     assert_eq!(wait_for(&rx, 1, Duration::from_secs(2)).await.len(), 1);
@@ -167,7 +175,7 @@ async fn sekoia_intake_gets_envelopes_as_json_strings_with_its_key() {
     fanout.send(login_event("admin"));
     fanout.send(incident());
     let stats = fanout.finish(Duration::from_secs(10)).await;
-    assert_eq!(stats[0].sent, 2);
+    assert_eq!(stats[0].counts.sent, 2);
     // The two messages may arrive in one request or in two: check every request, and the
     // union of what they carry, in order.
     let requests = wait_for(&rx, 1, Duration::from_secs(5)).await;
@@ -204,7 +212,11 @@ async fn slack_gets_paced_escaped_messages_and_honours_retry_after() {
     fanout.send(hostile);
     fanout.send(incident());
     let stats = fanout.finish(Duration::from_secs(20)).await;
-    assert_eq!((stats[0].received, stats[0].sent), (2, 2), "{stats:?}");
+    assert_eq!(
+        (stats[0].counts.received, stats[0].counts.sent),
+        (2, 2),
+        "{stats:?}"
+    );
     let requests = wait_for(&rx, 3, Duration::from_secs(10)).await;
     assert_eq!(requests.len(), 3, "one 429, then two messages");
     assert!(
@@ -241,7 +253,7 @@ async fn teams_gets_an_adaptive_card() {
     let fanout = Fanout::start(&[out], &ctx());
     fanout.send(incident());
     let stats = fanout.finish(Duration::from_secs(10)).await;
-    assert_eq!(stats[0].sent, 1);
+    assert_eq!(stats[0].counts.sent, 1);
     let requests = wait_for(&rx, 1, Duration::from_secs(5)).await;
     let body: Value = serde_json::from_slice(&requests[0].body).unwrap();
     assert_eq!(body["type"], "message");

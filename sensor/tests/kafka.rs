@@ -148,7 +148,11 @@ async fn every_event_lands_once_on_its_topic_keyed_by_source() {
         fanout.send(event(n));
     }
     let stats = fanout.finish(Duration::from_secs(20)).await;
-    assert_eq!((stats[0].sent, stats[0].dropped), (60, 0), "{stats:?}");
+    assert_eq!(
+        (stats[0].counts.sent, stats[0].counts.dropped),
+        (60, 0),
+        "{stats:?}"
+    );
     assert_each_once(&bootstrap, 60);
 }
 
@@ -176,7 +180,11 @@ async fn produce_errors_are_retried_and_counted() {
         fanout.send(event(n));
     }
     let stats = fanout.finish(Duration::from_secs(30)).await;
-    assert_eq!((stats[0].sent, stats[0].dropped), (20, 0), "{stats:?}");
+    assert_eq!(
+        (stats[0].counts.sent, stats[0].counts.dropped),
+        (20, 0),
+        "{stats:?}"
+    );
     assert!(stats[0].retried >= 1, "{stats:?}");
     assert_each_once(&bootstrap, 20);
 }
@@ -201,7 +209,9 @@ async fn a_full_outage_goes_to_the_spool_and_is_delivered_after() {
         fanout.send(event(n));
     }
     assert!(
-        support::wait_until(Duration::from_secs(20), || fanout.stats()[0].sent == 20).await,
+        support::wait_until(Duration::from_secs(20), || fanout.stats()[0].counts.sent
+            == 20)
+        .await,
         "{:?}",
         fanout.stats()
     );
@@ -212,7 +222,7 @@ async fn a_full_outage_goes_to_the_spool_and_is_delivered_after() {
     assert!(
         support::wait_until(Duration::from_secs(20), || {
             let s = &fanout.stats()[0];
-            s.spooled >= 40 && s.retried >= 1 && s.sent == 20
+            s.counts.spooled >= 40 && s.retried >= 1 && s.counts.sent == 20
         })
         .await,
         "{:?}",
@@ -220,12 +230,18 @@ async fn a_full_outage_goes_to_the_spool_and_is_delivered_after() {
     );
     cluster.broker_up(-1).unwrap();
     assert!(
-        support::wait_until(Duration::from_secs(30), || fanout.stats()[0].sent == 40).await,
+        support::wait_until(Duration::from_secs(30), || fanout.stats()[0].counts.sent
+            == 40)
+        .await,
         "{:?}",
         fanout.stats()
     );
     let stats = fanout.finish(Duration::from_secs(10)).await;
-    assert_eq!((stats[0].sent, stats[0].dropped), (40, 0), "{stats:?}");
+    assert_eq!(
+        (stats[0].counts.sent, stats[0].counts.dropped),
+        (40, 0),
+        "{stats:?}"
+    );
     assert_each_once(&bootstrap, 40);
     let _ = std::fs::remove_dir_all(&dir);
 }

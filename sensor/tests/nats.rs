@@ -126,7 +126,7 @@ async fn jetstream_gets_every_event_once_across_a_server_restart() {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let s = fanout.stats().remove(0);
-        if s.in_spool >= 100 && s.retried > 0 {
+        if s.counts.in_spool >= 100 && s.retried > 0 {
             break;
         }
         assert!(
@@ -137,7 +137,11 @@ async fn jetstream_gets_every_event_once_across_a_server_restart() {
     }
     server = Some(restart_nats(port, &store));
     let stats = fanout.finish(Duration::from_secs(60)).await;
-    assert_eq!((stats[0].sent, stats[0].dropped), (200, 0), "{stats:?}");
+    assert_eq!(
+        (stats[0].counts.sent, stats[0].counts.dropped),
+        (200, 0),
+        "{stats:?}"
+    );
 
     let client = async_nats::connect(&url).await.unwrap();
     let js = async_nats::jetstream::new(client);

@@ -148,7 +148,7 @@ async fn zadd_like_trapster_and_the_other_commands() {
         }
         let stats = fanout.finish(Duration::from_secs(10)).await;
         assert_eq!(
-            (stats[0].sent, stats[0].dropped),
+            (stats[0].counts.sent, stats[0].counts.dropped),
             (20, 0),
             "{command:?}: {stats:?}"
         );
@@ -199,7 +199,11 @@ async fn a_stream_is_trimmed_to_about_max_len() {
         fanout.send(event(n));
     }
     let stats = fanout.finish(Duration::from_secs(10)).await;
-    assert_eq!((stats[0].sent, stats[0].dropped), (1_000, 0), "{stats:?}");
+    assert_eq!(
+        (stats[0].counts.sent, stats[0].counts.dropped),
+        (1_000, 0),
+        "{stats:?}"
+    );
     let len = match query(port, None, &["XLEN", "events"]).await {
         redis::Value::Int(n) => n,
         other => panic!("{other:?}"),
@@ -242,7 +246,11 @@ async fn events_wait_for_a_server_that_comes_up_late() {
     );
     let _server = serve(redis_server(port, None), hold).expect("redis-server on the held port");
     let stats = fanout.finish(Duration::from_secs(40)).await;
-    assert_eq!((stats[0].sent, stats[0].dropped), (30, 0), "{stats:?}");
+    assert_eq!(
+        (stats[0].counts.sent, stats[0].counts.dropped),
+        (30, 0),
+        "{stats:?}"
+    );
     let count = query(port, None, &["ZCARD", "events"]).await;
     assert_eq!(count, redis::Value::Int(30));
 }
@@ -260,7 +268,7 @@ async fn passwords_authenticate_and_never_leak_into_errors() {
     );
     good.send(event(1));
     let stats = good.finish(Duration::from_secs(10)).await;
-    assert_eq!(stats[0].sent, 1, "{stats:?}");
+    assert_eq!(stats[0].counts.sent, 1, "{stats:?}");
     let mut wrong = sensor::output::sink::redis::RedisOutput::new(
         serde_json::from_value(
             serde_json::json!({"host": "127.0.0.1", "port": port, "password": "wrong-pass-xyz"}),

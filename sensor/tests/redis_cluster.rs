@@ -87,7 +87,11 @@ async fn a_cluster_output_writes_where_the_slots_say_and_survives_a_master_failo
         fanout.send(event(n));
     }
     let stats = fanout.finish(Duration::from_secs(60)).await;
-    assert_eq!((stats[0].sent, stats[0].dropped), (200, 0), "{stats:?}");
+    assert_eq!(
+        (stats[0].counts.sent, stats[0].counts.dropped),
+        (200, 0),
+        "{stats:?}"
+    );
     let alive = nodes[0].0;
     let promoted = master_of(alive, "events");
     assert_ne!(promoted, master, "a replica took over");
@@ -161,7 +165,11 @@ async fn a_sentinel_output_follows_the_failover_to_the_new_master() {
         fanout.send(event(n));
     }
     let stats = fanout.finish(Duration::from_secs(60)).await;
-    assert_eq!((stats[0].sent, stats[0].dropped), (100, 0), "{stats:?}");
+    assert_eq!(
+        (stats[0].counts.sent, stats[0].counts.dropped),
+        (100, 0),
+        "{stats:?}"
+    );
     let named = cli(
         sentinel_port,
         &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster"],

@@ -235,7 +235,11 @@ async fn cef_over_udp_tcp_and_tls_reaches_rsyslog_intact() {
     let fanout = Fanout::start(&[refused], &FormatContext::for_device("sensor-syslog"));
     fanout.send(hostile(0, b"x"));
     let stats = fanout.finish(Duration::from_secs(2)).await;
-    assert_eq!((stats[0].sent, stats[0].dropped), (0, 1), "{stats:?}");
+    assert_eq!(
+        (stats[0].counts.sent, stats[0].counts.dropped),
+        (0, 1),
+        "{stats:?}"
+    );
     let fanout = Fanout::start(&outputs, &FormatContext::for_device("sensor-syslog"));
     let events: Vec<Event> = NASTY
         .iter()
@@ -247,7 +251,11 @@ async fn cef_over_udp_tcp_and_tls_reaches_rsyslog_intact() {
     }
     let stats = fanout.finish(Duration::from_secs(20)).await;
     for s in &stats {
-        assert_eq!((s.sent, s.dropped), (NASTY.len() as u64, 0), "{s:?}");
+        assert_eq!(
+            (s.counts.sent, s.counts.dropped),
+            (NASTY.len() as u64, 0),
+            "{s:?}"
+        );
     }
     for name in ["udp", "tcp", "tls", "mtls"] {
         let lines = wait_lines(&server.dir.join(format!("{name}.log")), NASTY.len());

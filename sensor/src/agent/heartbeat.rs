@@ -83,7 +83,7 @@ fn extra(
         .map(|o| {
             (
                 o.name.clone(),
-                json!({"sent": o.sent, "dropped": o.dropped, "failing_secs": o.failing_secs}),
+                json!({"sent": o.counts.sent, "dropped": o.counts.dropped, "failing_secs": o.failing_secs}),
             )
         })
         .collect();
@@ -130,15 +130,13 @@ mod tests {
             outputs: vec![OutputStats {
                 name: "siem".to_owned(),
                 kind: "http",
-                received: 7,
-                sent: 5,
+                counts: crate::output::ledger::Snapshot {
+                    received: 7,
+                    sent: 5,
+                    dropped: 2,
+                    ..Default::default()
+                },
                 retried: 0,
-                dropped: 2,
-                dropped_queue_full: 0,
-                spooled: 0,
-                recovered: 0,
-                queued: 0,
-                in_spool: 0,
                 failing_secs: Some(40),
             }],
             services: Value::Null,

@@ -106,7 +106,7 @@ impl Running {
             tokio::spawn(async move {
                 let stats = old.finish(OUTPUT_GRACE).await;
                 for output in stats {
-                    tracing::info!(output = %output.name, sent = output.sent, dropped = output.dropped, "Output replaced by the reloaded configuration; it has drained.");
+                    tracing::info!(output = %output.name, sent = output.counts.sent, dropped = output.counts.dropped, "Output replaced by the reloaded configuration; it has drained.");
                 }
             });
             applied.push("outputs");

@@ -140,7 +140,7 @@ async fn the_books_balance_in_every_snapshot_while_events_move() {
             let mut unbalanced = Vec::new();
             while !done.load(Ordering::Relaxed) && samples < 2_000_000 {
                 for s in fanout.stats() {
-                    if !s.balances() && unbalanced.len() < 5 {
+                    if !s.counts.balances() && unbalanced.len() < 5 {
                         unbalanced.push(s);
                     }
                 }
@@ -170,7 +170,10 @@ async fn the_books_balance_in_every_snapshot_while_events_move() {
     let settled = tokio::time::timeout(Duration::from_secs(60), async {
         loop {
             let stats = fanout.stats();
-            if stats.iter().all(|s| s.queued == 0 && s.in_spool == 0) {
+            if stats
+                .iter()
+                .all(|s| s.counts.queued == 0 && s.counts.in_spool == 0)
+            {
                 return stats;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -186,20 +189,23 @@ async fn the_books_balance_in_every_snapshot_while_events_move() {
     );
     assert!(samples > 1_000, "only {samples} snapshots taken");
     for s in &settled {
-        assert_eq!(s.received, s.sent + s.dropped, "{s:?}");
-        assert!(s.received >= 3_000, "{s:?}");
+        assert_eq!(s.counts.received, s.counts.sent + s.counts.dropped, "{s:?}");
+        assert!(s.counts.received >= 3_000, "{s:?}");
     }
     // Losses happened where they should: queue overflow, refusals.
     let by_name = |n: &str| settled.iter().find(|s| s.name == n).unwrap().clone();
-    assert!(by_name("memory").dropped_queue_full > 0, "{settled:?}");
-    assert!(by_name("spooled").spooled > 0, "{settled:?}");
     assert!(
-        settled.iter().all(|s| s.dropped < s.received),
+        by_name("memory").counts.dropped_queue_full > 0,
+        "{settled:?}"
+    );
+    assert!(by_name("spooled").counts.spooled > 0, "{settled:?}");
+    assert!(
+        settled.iter().all(|s| s.counts.dropped < s.counts.received),
         "{settled:?}"
     );
     let fanout = Arc::into_inner(fanout).expect("the sampler is done");
     let last = fanout.finish(Duration::from_secs(5)).await;
-    assert!(last.iter().all(|s| s.balances()), "{last:?}");
+    assert!(last.iter().all(|s| s.counts.balances()), "{last:?}");
     let requests = accepted.load(Ordering::Relaxed);
     assert!(requests > 0);
     std::fs::remove_dir_all(&dir).ok();
@@ -221,8 +227,8 @@ async fn what_the_spool_kept_comes_back_as_recovered_and_is_delivered() {
     let first = tokio::time::timeout(Duration::from_secs(20), async {
         loop {
             let s = fanout.stats().remove(0);
-            assert!(s.balances(), "{s:?}");
-            if s.in_spool == 200 {
+            assert!(s.counts.balances(), "{s:?}");
+            if s.counts.in_spool == 200 {
                 return s;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -230,18 +236,21 @@ async fn what_the_spool_kept_comes_back_as_recovered_and_is_delivered() {
     })
     .await
     .expect("all 200 events reach the spool");
-    assert_eq!((first.sent, first.dropped, first.queued), (0, 0, 0));
+    assert_eq!(
+        (first.counts.sent, first.counts.dropped, first.counts.queued),
+        (0, 0, 0)
+    );
     let stopped = fanout.finish(Duration::from_millis(200)).await.remove(0);
-    assert!(stopped.balances(), "{stopped:?}");
-    assert_eq!(stopped.in_spool, 200, "{stopped:?}");
+    assert!(stopped.counts.balances(), "{stopped:?}");
+    assert_eq!(stopped.counts.in_spool, 200, "{stopped:?}");
     // Second run: the receiver is up; the 200 come back as recovered and are delivered.
     mode.store(UP, Ordering::Relaxed);
     let fanout = Fanout::start(&[api_output("siem", port, spool)], &ctx);
     let second = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
             let s = fanout.stats().remove(0);
-            assert!(s.balances(), "{s:?}");
-            if s.recovered == 200 && s.in_spool == 0 {
+            assert!(s.counts.balances(), "{s:?}");
+            if s.counts.recovered == 200 && s.counts.in_spool == 0 {
                 return s;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -249,7 +258,14 @@ async fn what_the_spool_kept_comes_back_as_recovered_and_is_delivered() {
     })
     .await
     .expect("the recovered records are delivered");
-    assert_eq!((second.received, second.sent, second.dropped), (0, 200, 0));
+    assert_eq!(
+        (
+            second.counts.received,
+            second.counts.sent,
+            second.counts.dropped
+        ),
+        (0, 200, 0)
+    );
     assert_eq!(accepted.load(Ordering::Relaxed), 200);
     let _ = fanout.finish(Duration::from_secs(1)).await;
     std::fs::remove_dir_all(&dir).ok();

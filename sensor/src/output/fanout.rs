@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::{
     Filter, Message, OutputConfig, Transport, WhenFull, driver,
     durable::Durability,
+    ledger::Snapshot,
     queue::{self, Counters, OutputQueue, Pushed},
 };
 use crate::format::FormatContext;
@@ -23,32 +24,18 @@ use crate::format::FormatContext;
 /// before its task is aborted.
 const ABORT_AFTER: Duration = Duration::from_secs(1);
 
-/// A snapshot of one output's counters, read at one moment, so that
-/// `received + recovered = sent + dropped + queued + in_spool` holds in every snapshot.
+/// One output's counters, read at one moment ([`Snapshot`]: `received + recovered = sent +
+/// dropped + queued + in_spool` holds in every reading), with its name and health.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutputStats {
     /// Output name.
     pub name: String,
     /// Transport kind.
     pub kind: &'static str,
-    /// Messages handed to it in this run (its own `sensor.degraded` reports included).
-    pub received: u64,
-    /// Records its spool held from before this start.
-    pub recovered: u64,
-    /// Messages written.
-    pub sent: u64,
-    /// Write retries.
+    /// The ledger's counters, read under its lock.
+    pub counts: Snapshot,
+    /// Write retries (outside the identity).
     pub retried: u64,
-    /// Messages dropped: queue or spool full, refused by the receiver, or given up at shutdown.
-    pub dropped: u64,
-    /// Of `dropped`, those lost because the queue was full.
-    pub dropped_queue_full: u64,
-    /// Messages written to the disk spool (cumulative).
-    pub spooled: u64,
-    /// Held in memory now (queue, overflow area, the batch being written); a gauge.
-    pub queued: u64,
-    /// In the disk spool, not yet delivered, now; a gauge.
-    pub in_spool: u64,
     /// How long its writes have been failing, seconds; `None` while delivering (not in
     /// `to_json`: health, not a counter).
     pub failing_secs: Option<u64>,
@@ -56,39 +43,23 @@ pub struct OutputStats {
 
 impl OutputStats {
     fn of(name: &str, kind: &'static str, c: &Counters) -> Self {
-        let s = c.snapshot();
         Self {
             name: name.to_owned(),
             kind,
-            received: s.received,
-            recovered: s.recovered,
-            sent: s.sent,
+            counts: c.snapshot(),
             retried: c.retried.load(Ordering::Relaxed),
-            dropped: s.dropped,
-            dropped_queue_full: s.dropped_queue_full,
-            spooled: s.spooled,
-            queued: s.queued,
-            in_spool: s.in_spool,
             failing_secs: c.failing_for_secs(),
         }
-    }
-
-    /// Whether `received + recovered = sent + dropped + queued + in_spool`.
-    #[must_use]
-    pub const fn balances(&self) -> bool {
-        super::ledger::balanced(
-            [self.received, self.recovered],
-            [self.sent, self.dropped, self.queued, self.in_spool],
-        )
     }
 
     /// As JSON.
     #[must_use]
     pub fn to_json(&self) -> Value {
-        json!({"name": self.name, "type": self.kind, "received": self.received,
-               "recovered": self.recovered, "sent": self.sent, "retried": self.retried,
-               "dropped": self.dropped, "dropped_queue_full": self.dropped_queue_full,
-               "spooled": self.spooled, "queued": self.queued, "in_spool": self.in_spool})
+        let c = &self.counts;
+        json!({"name": self.name, "type": self.kind, "received": c.received,
+               "recovered": c.recovered, "sent": c.sent, "retried": self.retried,
+               "dropped": c.dropped, "dropped_queue_full": c.dropped_queue_full,
+               "spooled": c.spooled, "queued": c.queued, "in_spool": c.in_spool})
     }
 }
 
@@ -342,7 +313,7 @@ mod tests {
         assert!(
             stats
                 .iter()
-                .all(|s| s.received == 100 && s.sent == 100 && s.dropped == 0),
+                .all(|s| s.counts.received == 100 && s.counts.sent == 100 && s.counts.dropped == 0),
             "{stats:?}"
         );
         assert_eq!(std::fs::read_to_string(&a).unwrap().lines().count(), 100);
@@ -438,14 +409,14 @@ mod tests {
         }
         let stats = fanout.finish(Duration::from_secs(2)).await;
         let (dead, good_stats) = (&stats[0], &stats[1]);
-        assert_eq!(good_stats.sent, 50);
-        assert_eq!(dead.sent, 0);
+        assert_eq!(good_stats.counts.sent, 50);
+        assert_eq!(dead.counts.sent, 0);
         // `send` never waited: the queue of 10 took the first ten, the 40 others were dropped
         // at once (the driver did not run in between), and what was queued is given up after
         // the grace period: every event is accounted for as dropped.
-        assert_eq!(dead.received, 50, "{dead:?}");
-        assert_eq!(dead.dropped_queue_full, 40, "{dead:?}");
-        assert_eq!(dead.dropped, 50, "{dead:?}");
+        assert_eq!(dead.counts.received, 50, "{dead:?}");
+        assert_eq!(dead.counts.dropped_queue_full, 40, "{dead:?}");
+        assert_eq!(dead.counts.dropped, 50, "{dead:?}");
         assert_eq!(std::fs::read_to_string(&good).unwrap().lines().count(), 50);
         std::fs::remove_dir_all(&dir).ok();
     }

@@ -45,25 +45,17 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Whether `received + recovered = sent + dropped + queued + in_spool`.
+    /// Whether what came in (`received`, `recovered`) equals where it is now (`sent + dropped +
+    /// queued + in_spool`).
     #[must_use]
     pub const fn balances(&self) -> bool {
-        balanced(
-            [self.received, self.recovered],
-            [self.sent, self.dropped, self.queued, self.in_spool],
-        )
+        self.received.saturating_add(self.recovered)
+            == self
+                .sent
+                .saturating_add(self.dropped)
+                .saturating_add(self.queued)
+                .saturating_add(self.in_spool)
     }
-}
-
-/// Whether what came in (`received`, `recovered`) equals where it is (`sent`, `dropped`,
-/// `queued`, `in_spool`).
-#[must_use]
-pub const fn balanced(came: [u64; 2], went: [u64; 4]) -> bool {
-    came[0].saturating_add(came[1])
-        == went[0]
-            .saturating_add(went[1])
-            .saturating_add(went[2])
-            .saturating_add(went[3])
 }
 
 #[derive(Debug, Default)]
@@ -87,6 +79,17 @@ impl Ledger {
         self.outage_dropped = self.outage_dropped.saturating_add(n);
         self.outage_reason.get_or_insert(reason);
     }
+}
+
+/// Where a message handed to the output went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Went {
+    /// Held in memory (the queue or its overflow area).
+    Held,
+    /// Held in place of the oldest queued message, which is lost (`drop_oldest`).
+    ReplacedOldest,
+    /// Lost at once: the queue is full or closed.
+    Dropped,
 }
 
 /// Where messages being settled come from.
@@ -128,25 +131,19 @@ impl Counters {
         self.ledger().counts
     }
 
-    /// A message handed to the output: held in memory (`held`), or dropped at once because the
-    /// queue is full or closed. `expired` messages of the overflow area gave up waiting.
-    pub(super) fn received(&self, held: bool, expired: u64) {
+    /// A message handed to the output, and where it went; `expired` messages of the overflow
+    /// area gave up waiting meanwhile. Returns the output's drops for a full queue so far.
+    pub(super) fn received(&self, went: Went, expired: u64) -> u64 {
         let mut l = self.ledger();
         l.counts.received = l.counts.received.saturating_add(1);
-        if held {
-            l.counts.queued = l.counts.queued.saturating_add(1);
-        } else {
-            l.drop_for(1, QUEUE_FULL);
+        match went {
+            Went::Held => l.counts.queued = l.counts.queued.saturating_add(1),
+            // The new message is held in place of the oldest one, which is lost.
+            Went::ReplacedOldest | Went::Dropped => l.drop_for(1, QUEUE_FULL),
         }
         l.counts.queued = l.counts.queued.saturating_sub(expired);
         l.drop_for(expired, QUEUE_FULL);
-    }
-
-    /// A queued message pushed out by a new one (`drop_oldest`).
-    pub(super) fn replaced_oldest(&self) {
-        let mut l = self.ledger();
-        l.counts.received = l.counts.received.saturating_add(1);
-        l.drop_for(1, QUEUE_FULL);
+        l.counts.dropped_queue_full
     }
 
     /// `n` messages of the overflow area gave up waiting.
@@ -272,7 +269,7 @@ impl Ledger {
 
 #[cfg(test)]
 mod tests {
-    use super::{Counters, From};
+    use super::{Counters, From, Went};
     use crate::output::queue::{FAILED, REFUSED, SPOOL_DAMAGED, SPOOL_FULL};
 
     #[test]
@@ -280,10 +277,10 @@ mod tests {
         let c = Counters::default();
         c.recovered(5, 2, SPOOL_DAMAGED);
         for _ in 0..10 {
-            c.received(true, 0);
+            c.received(Went::Held, 0);
         }
-        c.received(false, 3);
-        c.replaced_oldest();
+        c.received(Went::Dropped, 3);
+        assert_eq!(c.received(Went::ReplacedOldest, 0), 5);
         for _ in 0..4 {
             c.taken();
         }

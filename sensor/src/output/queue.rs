@@ -24,7 +24,7 @@ use std::{
 use tokio::{sync::Notify, time::Instant};
 
 pub use super::ledger::Counters;
-use super::{Message, WhenFull};
+use super::{Message, WhenFull, ledger::Went};
 
 /// Why an output lost messages (the `reason` of its `sensor.degraded` event).
 pub const QUEUE_FULL: &str = "queue full";
@@ -143,21 +143,21 @@ impl OutputQueue {
                 }
             }
         };
-        match pushed {
-            Pushed::Queued | Pushed::Overflow => self.counters.received(true, expired),
-            Pushed::ReplacedOldest => {
-                self.counters.replaced_oldest();
-                self.counters.expired(expired);
-            }
-            Pushed::Dropped => self.counters.received(false, expired),
-        }
+        let went = match pushed {
+            Pushed::Queued | Pushed::Overflow => Went::Held,
+            Pushed::ReplacedOldest => Went::ReplacedOldest,
+            Pushed::Dropped => Went::Dropped,
+        };
+        let dropped_queue_full = self.counters.received(went, expired);
         drop(state);
         match pushed {
             Pushed::Queued => self.ready.notify_one(),
             Pushed::ReplacedOldest | Pushed::Dropped => {
-                let total = self.counters.snapshot().dropped_queue_full;
-                if total.is_power_of_two() {
-                    tracing::warn!(dropped = total, "Output queue full: messages dropped.");
+                if dropped_queue_full.is_power_of_two() {
+                    tracing::warn!(
+                        dropped = dropped_queue_full,
+                        "Output queue full: messages dropped."
+                    );
                 }
                 self.ready.notify_one();
             }
@@ -171,7 +171,7 @@ impl OutputQueue {
     pub fn push_front(&self, message: Arc<Message>) {
         let mut state = lock(&self.state);
         state.items.push_front(message);
-        self.counters.received(true, 0);
+        self.counters.received(Went::Held, 0);
         drop(state);
         self.ready.notify_one();
     }

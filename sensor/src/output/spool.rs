@@ -24,21 +24,30 @@ use std::{
 /// A segment is closed and a new one started beyond this size.
 const SEGMENT_BYTES: u64 = 4 * 1024 * 1024;
 
+/// One segment file, as the spool knows it.
+#[derive(Debug, Clone, Copy)]
+struct Segment {
+    id: u64,
+    /// Its size in bytes.
+    size: u64,
+    /// Its records not yet delivered (counted once at open, then as records come and go, so a
+    /// segment that vanishes loses a known number without reading the others again).
+    records: u64,
+}
+
 /// The disk queue.
 #[derive(Debug)]
 pub struct Spool {
     dir: PathBuf,
     max_bytes: u64,
-    /// Segment ids, oldest first; the last one is appended to.
-    segments: VecDeque<u64>,
+    /// Segments, oldest first; the last one is appended to.
+    segments: VecDeque<Segment>,
     /// Delivered bytes of the oldest segment.
     head_offset: u64,
     /// Bytes not yet delivered.
     pending: u64,
-    /// Records not yet delivered.
+    /// Records not yet delivered (the sum of the segments').
     records: u64,
-    /// Size of the newest segment.
-    tail_size: u64,
     /// Damaged records skipped since the last [`Spool::take_skipped`].
     skipped: u64,
 }
@@ -152,9 +161,8 @@ impl Spool {
             fs::remove_file(segment_path(dir, *id))?;
         }
         ids.retain(|id| *id >= cursor_id);
-        let mut segments: VecDeque<u64> = ids.into_iter().collect();
-        if segments.is_empty() {
-            segments.push_back(cursor_id.max(1));
+        if ids.is_empty() {
+            ids.push(cursor_id.max(1));
             create_private(&segment_path(dir, cursor_id.max(1)))?;
         }
         // Segment ids are consecutive from the cursor's: a gap is a segment that vanished, and
@@ -165,51 +173,46 @@ impl Spool {
         } else {
             Some(cursor_id)
         };
-        for id in &segments {
+        for id in &ids {
             if let Some(want) = expected {
                 skipped = skipped.saturating_add(id.saturating_sub(want));
             }
             expected = id.checked_add(1);
         }
-        let mut sizes = Vec::with_capacity(segments.len());
-        for id in &segments {
-            let path = segment_path(dir, *id);
+        let mut segments = VecDeque::with_capacity(ids.len());
+        for id in ids {
+            let path = segment_path(dir, id);
             fs::set_permissions(&path, fs::Permissions::from_mode(0o600))?;
             let (size, cut) = trim_partial_record(&path)?;
             skipped += u64::from(cut);
-            sizes.push(size);
+            segments.push_back(Segment {
+                id,
+                size,
+                records: 0,
+            });
         }
         if let Ok(cursor) = fs::metadata(dir.join("cursor")) {
             let mut perms = cursor.permissions();
             perms.set_mode(0o600);
             fs::set_permissions(dir.join("cursor"), perms)?;
         }
-        let head_size = sizes.first().copied().unwrap_or(0);
-        let mut head_offset = if segments.front() == Some(&cursor_id) {
-            cursor_offset.min(head_size)
-        } else {
-            0
-        };
-        if let Some(&head) = segments.front() {
+        let mut head_offset = 0;
+        if let Some(head) = segments.front() {
+            if head.id == cursor_id {
+                head_offset = cursor_offset.min(head.size);
+            }
             // A cursor inside a record (a damaged cursor file): resume at the next record.
-            let aligned = next_boundary(&segment_path(dir, head), head_offset)?;
+            let aligned = next_boundary(&segment_path(dir, head.id), head_offset)?;
             skipped += u64::from(aligned != head_offset);
             head_offset = aligned;
         }
-        let mut pending = 0u64;
-        for (i, size) in sizes.iter().enumerate() {
-            pending = pending.saturating_add(if i == 0 {
-                size.saturating_sub(head_offset)
-            } else {
-                *size
-            });
-        }
-        let mut records = 0u64;
-        for (i, id) in segments.iter().enumerate() {
+        let (mut pending, mut records) = (0u64, 0u64);
+        for (i, segment) in segments.iter_mut().enumerate() {
             let from = if i == 0 { head_offset } else { 0 };
-            records = records.saturating_add(count_records(&segment_path(dir, *id), from)?);
+            segment.records = count_records(&segment_path(dir, segment.id), from)?;
+            pending = pending.saturating_add(segment.size.saturating_sub(from));
+            records = records.saturating_add(segment.records);
         }
-        let tail_size = sizes.last().copied().unwrap_or(0);
         Ok(Self {
             dir: dir.to_path_buf(),
             max_bytes,
@@ -217,7 +220,6 @@ impl Spool {
             head_offset,
             pending,
             records,
-            tail_size,
             skipped,
         })
     }
@@ -266,22 +268,29 @@ impl Spool {
         if stored == 0 {
             return Ok(0);
         }
-        if self.tail_size >= SEGMENT_BYTES {
-            let next = self.segments.back().copied().unwrap_or(0) + 1;
-            create_private(&segment_path(&self.dir, next))?;
-            self.segments.push_back(next);
-            self.tail_size = 0;
+        let full = self.segments.back().is_none_or(|t| t.size >= SEGMENT_BYTES);
+        if full {
+            let id = self.segments.back().map_or(1, |t| t.id.saturating_add(1));
+            create_private(&segment_path(&self.dir, id))?;
+            self.segments.push_back(Segment {
+                id,
+                size: 0,
+                records: 0,
+            });
         }
-        let tail = self.segments.back().copied().unwrap_or(1);
+        let Some(tail) = self.segments.back_mut() else {
+            return Ok(0);
+        };
         let mut file = OpenOptions::new()
             .append(true)
-            .open(segment_path(&self.dir, tail))?;
+            .open(segment_path(&self.dir, tail.id))?;
         if let Err(err) = file.write_all(&buf).and_then(|()| file.sync_data()) {
             // Never leave part of a record behind (a full disk): cut back to where it was.
-            let _ = file.set_len(self.tail_size);
+            let _ = file.set_len(tail.size);
             return Err(err);
         }
-        self.tail_size += size;
+        tail.size += size;
+        tail.records += stored as u64;
         self.pending += size;
         self.records += stored as u64;
         Ok(stored)
@@ -294,10 +303,10 @@ impl Spool {
     /// Reading the segment failed.
     pub fn peek(&mut self, max: usize) -> io::Result<(Vec<Vec<u8>>, u64)> {
         let mut out = Vec::new();
-        let Some(&head) = self.segments.front() else {
+        let Some(head) = self.segments.front() else {
             return Ok((out, 0));
         };
-        let path = segment_path(&self.dir, head);
+        let path = segment_path(&self.dir, head.id);
         let mut file = match File::open(&path) {
             Ok(file) => file,
             Err(err) if err.kind() == io::ErrorKind::NotFound && self.segments.len() > 1 => {
@@ -336,52 +345,41 @@ impl Spool {
     pub fn commit(&mut self, bytes: u64, records: u64) -> io::Result<()> {
         self.head_offset += bytes;
         self.pending = self.pending.saturating_sub(bytes);
-        self.records = self.records.saturating_sub(records);
+        let records = records.min(self.records);
+        self.records -= records;
+        if let Some(head) = self.segments.front_mut() {
+            head.records = head.records.saturating_sub(records);
+        }
         while self.segments.len() > 1 {
-            let Some(&head) = self.segments.front() else {
-                break;
-            };
-            let size = fs::metadata(segment_path(&self.dir, head))?.len();
-            if self.head_offset < size {
-                break;
+            match self.segments.front() {
+                Some(head) if self.head_offset >= head.size => self.drop_head()?,
+                _ => break,
             }
-            self.segments.pop_front();
-            self.head_offset = 0;
-            self.write_cursor()?;
-            fs::remove_file(segment_path(&self.dir, head))?;
         }
         self.write_cursor()
     }
 
-    /// Drops the oldest segment (delivered, vanished or empty) and recounts what is pending;
-    /// the records that were counted and are no longer there are skipped (lost).
+    /// Drops the oldest segment (delivered, vanished or emptied): the records it still counted
+    /// are no longer there and are skipped (lost).
     fn drop_head(&mut self) -> io::Result<()> {
-        if let Some(head) = self.segments.pop_front() {
-            self.head_offset = 0;
-            self.write_cursor()?;
-            match fs::remove_file(segment_path(&self.dir, head)) {
-                Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err),
-                _ => {}
-            }
+        let Some(head) = self.segments.pop_front() else {
+            return Ok(());
+        };
+        self.pending = self
+            .pending
+            .saturating_sub(head.size.saturating_sub(self.head_offset));
+        self.records = self.records.saturating_sub(head.records);
+        self.skipped = self.skipped.saturating_add(head.records);
+        self.head_offset = 0;
+        self.write_cursor()?;
+        match fs::remove_file(segment_path(&self.dir, head.id)) {
+            Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err),
+            _ => Ok(()),
         }
-        let mut pending = 0u64;
-        let mut records = 0u64;
-        for id in &self.segments {
-            let path = segment_path(&self.dir, *id);
-            let size = fs::metadata(&path).map_or(0, |m| m.len());
-            pending = pending.saturating_add(size);
-            records = records.saturating_add(count_records(&path, 0)?);
-        }
-        self.pending = pending;
-        self.skipped = self
-            .skipped
-            .saturating_add(self.records.saturating_sub(records));
-        self.records = records;
-        Ok(())
     }
 
     fn write_cursor(&self) -> io::Result<()> {
-        let head = self.segments.front().copied().unwrap_or(1);
+        let head = self.segments.front().map_or(1, |s| s.id);
         let tmp = self.dir.join("cursor.tmp");
         let mut file = create_private(&tmp)?;
         writeln!(file, "{head} {}", self.head_offset)?;
@@ -558,6 +556,41 @@ mod tests {
         }
         assert_eq!(s.take_skipped(), 0);
         assert_eq!(got, records(1..4));
+        assert!(s.is_empty());
+        assert_eq!(s.pending_records(), 0);
+        std::fs::remove_dir_all(&d).ok();
+    }
+
+    #[test]
+    fn a_segment_vanishing_while_open_loses_exactly_its_records() {
+        let d = dir("vanish");
+        let mut s = Spool::open(&d, 64 << 20).unwrap();
+        let big = vec![b'y'; 5 << 20];
+        // [big], [n0..n9, big], [n10, n11]: the middle segment holds 11 records.
+        assert_eq!(s.push(&[&big]).unwrap(), 1);
+        assert_eq!(s.push(&refs(&records(0..10))).unwrap(), 10);
+        assert_eq!(s.push(&[&big]).unwrap(), 1);
+        assert_eq!(s.push(&refs(&records(10..12))).unwrap(), 2);
+        assert_eq!(s.pending_records(), 14);
+        let mut segs: Vec<_> = std::fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+            .collect();
+        segs.sort();
+        assert_eq!(segs.len(), 3);
+        std::fs::remove_file(&segs[1]).unwrap();
+        let mut got = Vec::new();
+        for _ in 0..10 {
+            let (batch, bytes) = s.peek(100).unwrap();
+            if batch.is_empty() {
+                break;
+            }
+            s.commit(bytes, batch.len() as u64).unwrap();
+            got.extend(batch.into_iter().filter(|r| r.len() < 100));
+        }
+        assert_eq!(got, records(10..12));
+        assert_eq!(s.take_skipped(), 11);
         assert!(s.is_empty());
         assert_eq!(s.pending_records(), 0);
         std::fs::remove_dir_all(&d).ok();

@@ -130,8 +130,23 @@ fn pg_message(kind: u8, body: &[u8]) -> Vec<u8> {
     m
 }
 
+/// The server's verdict on the password: an ErrorResponse (`E`, what a wrong password gets) or
+/// AuthenticationOk (`R` 0), skipping any SCRAM `R` final and notices; false on a close first.
+async fn postgres_verdict(s: &mut (impl tokio::io::AsyncRead + Unpin)) -> bool {
+    for _ in 0..8 {
+        match read_pg_message(s).await {
+            Some((b'E', _)) => return true,
+            Some((b'R', body)) if body.get(..4) == Some(&[0, 0, 0, 0]) => return true,
+            Some(_) => {}
+            None => return false,
+        }
+    }
+    false
+}
+
 /// A login as `psql` (`sslmode=prefer`) makes it: SSLRequest, TLS when the server offers it,
-/// then [`postgres_startup`]; true when the server answered the password.
+/// then [`postgres_startup`]; true when the server gave its verdict on the password
+/// ([`postgres_verdict`]).
 async fn postgres_login(mut s: TcpStream, tls: &tokio_rustls::TlsConnector) -> bool {
     if s.write_all(&[0, 0, 0, 8, 4, 0xd2, 0x16, 0x2f])
         .await
@@ -147,11 +162,11 @@ async fn postgres_login(mut s: TcpStream, tls: &tokio_rustls::TlsConnector) -> b
         [b'S'] => {
             let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
             match tls.connect(name, s).await {
-                Ok(mut t) => postgres_startup(&mut t).await && read_to_end(&mut t).await > 0,
+                Ok(mut t) => postgres_startup(&mut t).await && postgres_verdict(&mut t).await,
                 Err(_) => false,
             }
         }
-        [b'N'] => postgres_startup(&mut s).await && read_to_end(&mut s).await > 0,
+        [b'N'] => postgres_startup(&mut s).await && postgres_verdict(&mut s).await,
         _ => false,
     }
 }
@@ -212,6 +227,40 @@ fn mysql_response() -> Vec<u8> {
     let mut out = vec![p.len() as u8, 0, 0, 1];
     out.extend_from_slice(&p);
     out
+}
+
+/// One MySQL packet (sequence number, payload), bounded to 64 KiB.
+async fn read_mysql_packet(s: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
+    let mut head = [0u8; 4];
+    s.read_exact(&mut head).await.ok()?;
+    let [a, b, c, seq] = head;
+    let len = usize::try_from(u32::from_le_bytes([a, b, c, 0]))
+        .ok()
+        .filter(|n| *n <= 65_536)?;
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).await.ok()?;
+    Some((seq, body))
+}
+
+/// The greeting, a `mysql_native_password` response, then the server's verdict: an ERR (`0xff`)
+/// or OK (`0x00`) packet, after answering an auth switch (`0xfe`) with a password if one comes;
+/// true when the verdict arrived.
+async fn mysql_login(s: &mut TcpStream) -> bool {
+    if read_mysql_packet(s).await.is_none() || s.write_all(&mysql_response()).await.is_err() {
+        return false;
+    }
+    match read_mysql_packet(s).await {
+        Some((_, body)) if matches!(body.first(), Some(0xff | 0x00)) => true,
+        Some((seq, body)) if body.first() == Some(&0xfe) => {
+            let mut reply = vec![6, 0, 0, seq.wrapping_add(1)];
+            reply.extend_from_slice(b"bench\0");
+            s.write_all(&reply).await.is_ok()
+                && read_mysql_packet(s)
+                    .await
+                    .is_some_and(|(_, body)| matches!(body.first(), Some(0xff | 0x00)))
+        }
+        _ => false,
+    }
 }
 
 /// One full session (at most 10 s); true when the server answered its credentials or request
@@ -292,22 +341,12 @@ pub async fn session(kind: Kind, addr: SocketAddr, tls: &tokio_rustls::TlsConnec
                             )
                             .await;
                     }
-                    Kind::Mysql => {
-                        read_some(&mut s).await;
-                        let _ = s.write_all(&mysql_response()).await;
-                        // Answered: a switch to another method or a verdict on the password.
-                        if read_some(&mut s).await == 0 {
-                            return false;
-                        }
-                        let _ = s.write_all(b"\x07\x00\x00\x03bench\0\0").await;
-                        read_to_end(&mut s).await;
-                        return true;
-                    }
+                    Kind::Mysql => return mysql_login(&mut s).await,
                     Kind::Postgres => return postgres_login(s, tls).await,
                     Kind::Ssh | Kind::Https => {}
                 }
-                // Answered: the last request got a reply (the FTP farewell, the HTTP response,
-                // MySQL's verdict on the password), not a bare close.
+                // Answered: the last request got a reply (the FTP farewell, the HTTP response),
+                // not a bare close.
                 read_to_end(&mut s).await > 0
             }
         }

@@ -1,5 +1,5 @@
 //! The deployment files: the systemd unit passes `systemd-analyze verify` and grants exactly the
-//! four documented capabilities; the man page and completions the package ships are generated
+//! five documented capabilities; the man page and completions the package ships are generated
 //! from the command line; the packaged default configuration passes `sensor check`.
 
 use std::{path::PathBuf, process::Command};
@@ -55,11 +55,11 @@ fn the_unit_passes_systemd_analyze_verify() {
 }
 
 #[test]
-fn the_unit_grants_only_the_four_capabilities_and_locks_the_system_down() {
+fn the_unit_grants_only_the_five_capabilities_and_locks_the_system_down() {
     let unit = unit();
-    let four = "CAP_BPF CAP_NET_ADMIN CAP_PERFMON CAP_NET_BIND_SERVICE";
-    assert_eq!(setting(&unit, "AmbientCapabilities"), four);
-    assert_eq!(setting(&unit, "CapabilityBoundingSet"), four);
+    let five = "CAP_BPF CAP_NET_ADMIN CAP_PERFMON CAP_NET_BIND_SERVICE CAP_NET_RAW";
+    assert_eq!(setting(&unit, "AmbientCapabilities"), five);
+    assert_eq!(setting(&unit, "CapabilityBoundingSet"), five);
     assert_eq!(setting(&unit, "Type"), "notify");
     assert_eq!(setting(&unit, "User"), "trapster-sensor");
     assert_eq!(setting(&unit, "ProtectSystem"), "strict");

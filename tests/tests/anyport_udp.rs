@@ -341,3 +341,60 @@ fn after_the_privilege_drop_a_reload_steers_the_new_decoy_ranges() {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[test]
+fn after_the_privilege_drop_a_decoy_udp_port_below_1024_answers_from_that_port() {
+    require_root!();
+    let net = TestNet::new();
+    let dir = RunningSensor::dir_for(&net.sensor);
+    std::fs::create_dir_all(&dir).unwrap();
+    chown(&dir, Some(NOBODY), Some(NOBODY)).unwrap();
+    let state = dir.join("state");
+    let decoys = json!({"enabled": true, "tcp": ["3000-3099"], "udp": ["600-700", "5000-5099"]});
+    let sensor = RunningSensor::start(
+        &net.sensor,
+        &config(&net, &state, &decoys, Some("nobody")),
+        &[],
+    );
+    let ip = net.sensor_ip.clone();
+    // dig takes only a reply from the address and port it asked (else "reply from unexpected
+    // source"), so an answer proves the source port.
+    let out = dig(&net, &ip, 653);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("->>HEADER<<-") && !text.contains("unexpected"),
+        "dig to 653: {out:?}"
+    );
+    let out = peer(
+        &net,
+        "snmpget",
+        &[
+            "-v2c",
+            "-c",
+            "public",
+            "-t",
+            "3",
+            "-r",
+            "0",
+            &format!("{ip}:661"),
+            "1.3.6.1.2.1.1.5.0",
+        ],
+    );
+    assert!(out.status.success(), "snmpget to 661: {out:?}");
+    let all = sensor.wait_for_events(LIMIT, |e| {
+        has(e, "dns.query", 653) && has(e, "udp.connection", 661)
+    });
+    let run = sensor.stop();
+    assert!(all, "{:#?} {:#?}", run.events, run.stderr);
+    assert!(run.clean_exit, "{:#?}", run.stderr);
+    let stderr = run.stderr.join("\n");
+    assert!(
+        stderr.contains("Privileges dropped: no capability left."),
+        "{stderr}"
+    );
+    assert!(
+        stderr
+            .contains("UDP decoy replies from privileged ports go through a send-only raw socket."),
+        "{stderr}"
+    );
+}

@@ -3,6 +3,7 @@
 
 pub mod cidr;
 pub mod fds;
+pub mod raw_udp;
 pub mod source_key;
 
 pub use cidr::{Cidr, CidrError};

@@ -154,6 +154,10 @@ pub struct Services {
     plan_wide: String,
     /// The any-port decoys' catch-all, when `sensor.decoys` is enabled.
     decoys: Option<framework::anyport::CatchAll>,
+    /// Send-only raw sockets for UDP decoy replies from ports below the unprivileged port
+    /// start, opened before the privilege drop when the decoys steer such a port
+    /// ([`crate::net::raw_udp`]); kept across reloads.
+    raw_udp: Option<Arc<crate::net::raw_udp::RawUdp>>,
 }
 
 impl Services {
@@ -310,6 +314,32 @@ impl DownService {
     }
 }
 
+/// The raw sockets UDP decoys reply through from ports below the unprivileged port start
+/// (binding those needs `CAP_NET_BIND_SERVICE`, gone after the privilege drop), opened now, while
+/// `CAP_NET_RAW` is held, only when `decoys` steers such a port. `None` otherwise, or when they
+/// cannot be opened: such datagrams are then reported but not answered (`udp_send_failed`).
+fn low_port_sender(
+    decoys: &framework::anyport::config::DecoysConfig,
+) -> Option<Arc<crate::net::raw_udp::RawUdp>> {
+    let first_free = instances::unprivileged_port_start();
+    if !decoys.steers_udp_below(first_free) {
+        return None;
+    }
+    match crate::net::raw_udp::RawUdp::open() {
+        Ok(raw) => {
+            tracing::info!(
+                below = first_free,
+                "UDP decoy replies from privileged ports go through a send-only raw socket."
+            );
+            Some(Arc::new(raw))
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, below = first_free, "No raw socket (needs CAP_NET_RAW at start): datagrams to UDP decoy ports below the unprivileged port start are reported but not answered.");
+            None
+        }
+    }
+}
+
 /// Binds every instance the plan lists and starts serving; events go to `sink`.
 ///
 /// An instance that cannot be built or bound is left out and listed by [`Services::down`]
@@ -353,8 +383,9 @@ pub async fn start(
         .collect();
     let mut down = down;
     // After the instances are bound: the ports they listen on are left to them.
+    let raw_udp = low_port_sender(&plan.decoys);
     let decoys = if plan.decoys.enabled {
-        match framework::anyport::start(plan, &shared, &stop).await {
+        match framework::anyport::start(plan, &shared, &stop, raw_udp.clone()).await {
             Ok(decoys) => Some(decoys),
             Err(err) if !shared.limits.strict => {
                 down.push(DownService::new(Service::Tcp, 0, err));
@@ -377,6 +408,7 @@ pub async fn start(
         instances,
         plan_wide: instances::plan_wide(plan),
         decoys,
+        raw_udp,
     };
     services.refresh_bound();
     services.log_down();

@@ -136,9 +136,14 @@ impl Services {
                 }
                 Ok(())
             }
-            (None, true) => super::framework::anyport::start(plan, &self.shared, &self.stop)
-                .await
-                .map(|decoys| self.decoys = Some(decoys)),
+            (None, true) => super::framework::anyport::start(
+                plan,
+                &self.shared,
+                &self.stop,
+                self.raw_udp.clone(),
+            )
+            .await
+            .map(|decoys| self.decoys = Some(decoys)),
             (None, false) => Ok(()),
         };
         if let Err(err) = outcome {

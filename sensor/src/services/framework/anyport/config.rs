@@ -153,6 +153,13 @@ impl DecoysConfig {
             && !self.exclude.iter().any(|r| r.contains(port))
     }
 
+    /// Whether a UDP port below `first` is steered (enabled, not excluded): replies from it
+    /// need a socket the agent cannot bind after the privilege drop.
+    #[must_use]
+    pub fn steers_udp_below(&self, first: u16) -> bool {
+        self.enabled && (1..first).any(|p| self.steers_udp(p))
+    }
+
     /// Whether datagrams to `port` are steered (before the ports something is bound to are
     /// taken out): in a `udp` range or the `udp_ports` map, and not excluded.
     #[must_use]
@@ -301,6 +308,19 @@ mod tests {
         assert_eq!(c.check(), Ok(()));
         assert_eq!(c.tcp[0].to_string(), "1-1024");
         assert_eq!(c.tcp[1].to_string(), "8080");
+        assert!(!c.steers_udp_below(1024), "no UDP range");
+    }
+
+    #[test]
+    fn low_udp_ports_are_seen_in_ranges_and_fixed_ports_but_not_when_excluded() {
+        let c = parse(r#"{"enabled": true, "udp": ["5000-5999"], "udp_ports": {"500": "dns"}}"#)
+            .unwrap();
+        assert!(c.steers_udp_below(1024));
+        assert!(!c.steers_udp_below(500) && !c.steers_udp_below(0));
+        let c = parse(r#"{"enabled": true, "udp": ["100-200"], "exclude": ["1-1023"]}"#).unwrap();
+        assert!(!c.steers_udp_below(1024), "all excluded");
+        let c = parse(r#"{"enabled": false, "udp": ["1-65535"]}"#).unwrap();
+        assert!(!c.steers_udp_below(1024), "disabled");
     }
 
     #[test]

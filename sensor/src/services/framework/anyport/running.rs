@@ -12,9 +12,10 @@ use std::{
 use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::task::TaskTracker;
 
-use super::{Dispatch, config::DecoysConfig, descriptors, listening_ports};
+use super::{Dispatch, config::DecoysConfig, descriptors, listening_ports, udp::UdpSockets};
 use crate::{
     event::Service,
+    net::raw_udp::RawUdp,
     services::{
         Context, ServiceError, ServiceLimits, ServicesPlan,
         framework::{Shared, tasks::Tasks},
@@ -60,6 +61,8 @@ pub struct CatchAll {
     /// The loops and sessions.
     tasks: Tasks,
     shared: Shared,
+    /// Replies from UDP ports the agent can no longer bind ([`crate::net::raw_udp`]).
+    raw_udp: Option<Arc<RawUdp>>,
 }
 
 impl CatchAll {
@@ -71,13 +74,17 @@ impl CatchAll {
     /// [`ServiceError::Bind`] when a listener's descriptor cannot be duplicated.
     pub fn launch(
         listeners: Vec<TcpListener>,
-        udp: Vec<UdpSocket>,
+        udp: UdpSockets,
         dispatch: Dispatch,
         recipe: String,
         decoys: &DecoysConfig,
         shared: &Shared,
         parent: &CancellationToken,
     ) -> Result<Self, ServiceError> {
+        let UdpSockets {
+            catch_all: udp,
+            raw: raw_udp,
+        } = udp;
         let (v4, v6) = descriptors(&listeners).map_err(|source| {
             super::super::bind_error("tcp", SocketAddr::from(([127, 0, 0, 1], 0)), source)
         })?;
@@ -124,6 +131,7 @@ impl CatchAll {
                 ..shared.clone()
             },
             tasks,
+            raw_udp,
         };
         let _changed = catch_all.refresh_ports(decoys);
         catch_all.spawn(Arc::new(dispatch));
@@ -161,6 +169,7 @@ impl CatchAll {
             self.tasks.push(tokio::spawn(super::udp::serve(
                 Arc::clone(socket),
                 Arc::clone(&dispatch),
+                self.raw_udp.clone(),
                 self.shared.clone(),
                 self.accepting.clone(),
             )));
@@ -274,10 +283,11 @@ pub async fn start(
     plan: &ServicesPlan,
     shared: &Shared,
     parent: &CancellationToken,
+    raw_udp: Option<Arc<RawUdp>>,
 ) -> Result<CatchAll, ServiceError> {
     let dispatch = super::prepare(plan, &base(plan, &shared.limits)).await?;
     let listeners = super::bind()?;
-    let udp = super::udp::bind()?;
+    let udp = super::udp::bind(raw_udp)?;
     CatchAll::launch(
         listeners,
         udp,

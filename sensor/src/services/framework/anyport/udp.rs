@@ -24,8 +24,11 @@
 //! received plus `udp_reply_allowance_bytes` per pseudo-session (the chosen service's limits)
 //! and `udp_replies_per_source_per_sec` per source. Binding a port below
 //! `net.ipv4.ip_unprivileged_port_start` needs `CAP_NET_BIND_SERVICE`, which the sensor gives
-//! up after start: datagrams to such decoy ports are still reported, their replies are counted
-//! in `udp_send_failed`.
+//! up after start: when the decoys steer such a port at start, a send-only raw socket opened
+//! then ([`crate::net::raw_udp`]) sends those replies, with the same source address and port,
+//! TTL and budgets. Without it (no `CAP_NET_RAW` at start, or the low ports steered only by a
+//! later reload) such datagrams are still reported and their replies counted in
+//! `udp_send_failed`.
 //!
 //! Alert-flood control is the UDP framework's ([`super::super::udp_flood`]), per catch-all
 //! socket: past `udp_flood_max_sources` new sources in a window of `udp_flood_window_secs`,
@@ -47,7 +50,7 @@ use tokio::{net::UdpSocket, task::JoinSet, time::Instant};
 use super::{Detected, Dispatch, sniff::PEEK_BYTES};
 use crate::{
     event::{Action, Service, SessionIdentity},
-    net::SourceKey,
+    net::{SourceKey, raw_udp::RawUdp},
     services::{
         ServiceError, ServiceLimits,
         framework::{
@@ -105,12 +108,21 @@ impl Dispatch {
     }
 }
 
+/// The UDP side of a catch-all.
+#[derive(Debug)]
+pub struct UdpSockets {
+    /// Loopback, ephemeral ports, one per address family.
+    pub catch_all: Vec<UdpSocket>,
+    /// Replies from ports the agent can no longer bind, when opened at start.
+    pub raw: Option<Arc<RawUdp>>,
+}
+
 /// The catch-all UDP sockets: loopback, ephemeral ports, one per address family, each asking
-/// for the original destination of its datagrams.
+/// for the original destination of its datagrams; `raw` goes with them.
 ///
 /// # Errors
 /// [`ServiceError::Bind`] when the IPv4 socket cannot be bound; IPv6 is optional.
-pub fn bind() -> Result<Vec<UdpSocket>, ServiceError> {
+pub fn bind(raw: Option<Arc<RawUdp>>) -> Result<UdpSockets, ServiceError> {
     let open = |addr: SocketAddr| {
         let socket = bound_socket("udp", addr, Type::DGRAM, Protocol::UDP, |s| {
             pktinfo::enable_original(s, addr.is_ipv6())
@@ -125,7 +137,10 @@ pub fn bind() -> Result<Vec<UdpSocket>, ServiceError> {
             tracing::warn!(error = %err, "No IPv6 catch-all UDP socket; IPv6 decoy datagrams go to the kernel's own lookup.");
         }
     }
-    Ok(sockets)
+    Ok(UdpSockets {
+        catch_all: sockets,
+        raw,
+    })
 }
 
 /// Ports something is bound to now over UDP without a peer (`/proc/net/udp{,6}`, state 07):
@@ -185,6 +200,8 @@ struct Table {
     limits: Arc<ServiceLimits>,
     /// The persona's TTL for replies sent from another socket.
     ttl: Option<u32>,
+    /// Replies from ports the agent can no longer bind.
+    raw: Option<Arc<RawUdp>>,
 }
 
 impl Table {
@@ -221,6 +238,7 @@ fn add(counter: &std::sync::atomic::AtomicU64, n: usize) {
 pub async fn serve(
     socket: Arc<UdpSocket>,
     dispatch: Arc<Dispatch>,
+    raw: Option<Arc<RawUdp>>,
     shared: Shared,
     accepting: CancellationToken,
 ) {
@@ -238,6 +256,7 @@ pub async fn serve(
         own: (socket.local_addr().ok(), Arc::clone(&socket)),
         limits: Arc::clone(&shared.limits),
         ttl: dispatch.ttl,
+        raw,
     };
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let period = shared
@@ -487,7 +506,14 @@ fn send_reply(table: &mut Table, key: Key, reply: &[u8], shared: &Shared) {
     let (peer, local) = key;
     let sent = match &table.own {
         (Some(own), socket) if *own == local => socket.try_send_to(reply, peer).map(|_| ()),
-        _ => send_from(local, peer, reply, table.ttl),
+        _ => match send_from(local, peer, reply, table.ttl) {
+            // A port below the unprivileged port start, after the privilege drop.
+            Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => match &table.raw {
+                Some(raw) => raw.send(local, peer, reply, table.ttl),
+                None => Err(err),
+            },
+            sent => sent,
+        },
     };
     match sent {
         Ok(()) => {

@@ -163,5 +163,16 @@ mod tests {
         assert!(raw.send(local, peer, &big, None).is_err());
         let v6: std::net::SocketAddr = "[::1]:613".parse().unwrap();
         assert!(raw.send(v6, peer, b"x", None).is_err(), "mixed families");
+        // IPv6, where the UDP checksum is mandatory: a wrong one would be dropped.
+        if let Ok(client6) = std::net::UdpSocket::bind("[::1]:0") {
+            client6
+                .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                .unwrap();
+            let peer6 = client6.local_addr().unwrap();
+            raw.send(v6, peer6, b"decoy reply 6", None).unwrap();
+            let (n, from) = client6.recv_from(&mut buf).unwrap();
+            assert_eq!(&buf[..n], b"decoy reply 6");
+            assert_eq!(from, v6);
+        }
     }
 }

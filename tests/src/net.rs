@@ -307,6 +307,22 @@ impl Drop for ChildGuard {
     }
 }
 
+/// Calls `done` every `every` until it holds, for at most `limit`: how long it took, or `None`.
+pub fn poll_until(
+    limit: Duration,
+    every: Duration,
+    mut done: impl FnMut() -> bool,
+) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if done() {
+            return Some(start.elapsed());
+        }
+        thread::sleep(every);
+    }
+    None
+}
+
 /// Runs `cmd` to completion within `limit` (killed after), returning its output.
 #[must_use]
 pub fn run_bounded(cmd: &mut Command, limit: Duration) -> Output {

@@ -4,16 +4,11 @@
 //! as the banner service, with its `tcp.connection` event, and a SIGHUP with them off again
 //! gives the port back to the kernel (refused), all without a restart.
 
-use std::{
-    os::unix::fs::chown,
-    path::Path,
-    process::Stdio,
-    time::{Duration, Instant},
-};
+use std::{os::unix::fs::chown, path::Path, process::Stdio, time::Duration};
 
 use serde_json::{Value, json};
 use tests::{
-    net::{TestNet, run_bounded},
+    net::{TestNet, poll_until, run_bounded},
     require_root,
     sensor::RunningSensor,
 };
@@ -64,15 +59,11 @@ fn probe(net: &TestNet) -> (bool, String) {
 
 /// Polls [`probe`] until `want` holds (bounded by [`LIMIT`]).
 fn until(net: &TestNet, want: impl Fn(bool, &str) -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < LIMIT {
+    poll_until(LIMIT, Duration::from_millis(200), || {
         let (connected, read) = probe(net);
-        if want(connected, &read) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    false
+        want(connected, &read)
+    })
+    .is_some()
 }
 
 #[test]

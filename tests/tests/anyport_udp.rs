@@ -85,6 +85,25 @@ fn dig(net: &TestNet, server: &str, port: u16) -> std::process::Output {
     )
 }
 
+/// `snmpget` of `sysName.0` (v2c, community `public`) to `target` from the peer namespace.
+fn snmpget(net: &TestNet, target: &str) -> std::process::Output {
+    peer(
+        net,
+        "snmpget",
+        &[
+            "-v2c",
+            "-c",
+            "public",
+            "-t",
+            "3",
+            "-r",
+            "0",
+            target,
+            "1.3.6.1.2.1.1.5.0",
+        ],
+    )
+}
+
 /// One datagram `bytes` from the peer namespace to `target`.
 fn datagram(net: &TestNet, target: String, bytes: &'static [u8]) {
     net.peer.run(move || {
@@ -119,21 +138,7 @@ fn udp_decoy_ports_reach_dns_and_snmp_with_their_real_port() {
         out.status.success() && text.contains("->>HEADER<<-"),
         "dig: {out:?}"
     );
-    let out = peer(
-        &net,
-        "snmpget",
-        &[
-            "-v2c",
-            "-c",
-            "public",
-            "-t",
-            "3",
-            "-r",
-            "0",
-            &format!("{ip}:5161"),
-            "1.3.6.1.2.1.1.5.0",
-        ],
-    );
+    let out = snmpget(&net, &format!("{ip}:5161"));
     assert!(out.status.success(), "snmpget: {out:?}");
     datagram(&net, format!("{ip}:5999"), b"\x00\x01random datagram");
     // Outside the range: the kernel's own lookup, no event.
@@ -262,6 +267,15 @@ fn ipv6_tcp_and_udp_to_decoy_ports_reach_the_services_with_their_real_port() {
     );
 }
 
+/// The state directory of a sensor that runs as `nobody`, inside its own directory, which
+/// `nobody` owns.
+fn nobodys_state_dir(net: &TestNet) -> std::path::PathBuf {
+    let dir = RunningSensor::dir_for(&net.sensor);
+    std::fs::create_dir_all(&dir).unwrap();
+    chown(&dir, Some(NOBODY), Some(NOBODY)).unwrap();
+    dir.join("state")
+}
+
 fn hangup(sensor: &RunningSensor) {
     // SAFETY: sending SIGHUP to our own child.
     assert_eq!(unsafe { libc::kill(sensor.pid(), libc::SIGHUP) }, 0);
@@ -271,10 +285,7 @@ fn hangup(sensor: &RunningSensor) {
 fn after_the_privilege_drop_a_reload_steers_the_new_decoy_ranges() {
     require_root!();
     let net = TestNet::new();
-    let dir = RunningSensor::dir_for(&net.sensor);
-    std::fs::create_dir_all(&dir).unwrap();
-    chown(&dir, Some(NOBODY), Some(NOBODY)).unwrap();
-    let state = dir.join("state");
+    let state = nobodys_state_dir(&net);
     let before = json!({"enabled": true, "tcp": ["3000-3099"], "udp": ["5000-5099"]});
     let sensor = RunningSensor::start(
         &net.sensor,
@@ -346,10 +357,7 @@ fn hex(bytes: &[u8]) -> String {
 fn after_the_privilege_drop_a_decoy_udp_port_below_1024_answers_from_that_port() {
     require_root!();
     let net = TestNet::new();
-    let dir = RunningSensor::dir_for(&net.sensor);
-    std::fs::create_dir_all(&dir).unwrap();
-    chown(&dir, Some(NOBODY), Some(NOBODY)).unwrap();
-    let state = dir.join("state");
+    let state = nobodys_state_dir(&net);
     let decoys = json!({"enabled": true, "tcp": ["3000-3099"], "udp": ["600-700", "5000-5099"]});
     let sensor = RunningSensor::start(
         &net.sensor,
@@ -365,21 +373,7 @@ fn after_the_privilege_drop_a_decoy_udp_port_below_1024_answers_from_that_port()
         out.status.success() && text.contains("->>HEADER<<-") && !text.contains("unexpected"),
         "dig to 653: {out:?}"
     );
-    let out = peer(
-        &net,
-        "snmpget",
-        &[
-            "-v2c",
-            "-c",
-            "public",
-            "-t",
-            "3",
-            "-r",
-            "0",
-            &format!("{ip}:661"),
-            "1.3.6.1.2.1.1.5.0",
-        ],
-    );
+    let out = snmpget(&net, &format!("{ip}:661"));
     assert!(out.status.success(), "snmpget to 661: {out:?}");
     let all = sensor.wait_for_events(LIMIT, |e| {
         has(e, "dns.query", 653) && has(e, "udp.connection", 661)

@@ -3,15 +3,11 @@
 //! the sensor's namespace gets the next connections to it (not the decoy), and once it stops
 //! the port is steered to the decoy again, both without a reload.
 
-use std::{
-    path::Path,
-    process::Stdio,
-    time::{Duration, Instant},
-};
+use std::{path::Path, process::Stdio, time::Duration};
 
 use serde_json::json;
 use tests::{
-    net::{ChildGuard, TestNet, run_bounded},
+    net::{ChildGuard, TestNet, poll_until, run_bounded},
     require_root,
     sensor::RunningSensor,
 };
@@ -51,14 +47,9 @@ fn greeting(net: &TestNet) -> String {
 
 /// Polls [`greeting`] until it starts with `prefix` (bounded by `limit`); the time it took.
 fn until_greeting(net: &TestNet, prefix: &str, limit: Duration) -> Option<Duration> {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if greeting(net).starts_with(prefix) {
-            return Some(start.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    None
+    poll_until(limit, Duration::from_millis(100), || {
+        greeting(net).starts_with(prefix)
+    })
 }
 
 #[test]

@@ -404,6 +404,17 @@ mod tests {
             .collect()
     }
 
+    /// The segment files of the spool in `d`, oldest first.
+    fn segment_files(d: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut segs: Vec<_> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+            .collect();
+        segs.sort();
+        segs
+    }
+
     fn refs(r: &[Vec<u8>]) -> Vec<&[u8]> {
         r.iter().map(Vec::as_slice).collect()
     }
@@ -524,12 +535,7 @@ mod tests {
         }
         assert_eq!(s.push(&refs(&records(2..4))).unwrap(), 2);
         drop(s);
-        let mut segs: Vec<_> = std::fs::read_dir(&d)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|x| x == "seg"))
-            .collect();
-        segs.sort();
+        let segs = segment_files(&d);
         assert_eq!(segs.len(), 3);
         // The cursor points into the middle of the first big record.
         let first: u64 = segs[0]
@@ -572,12 +578,7 @@ mod tests {
         assert_eq!(s.push(&[&big]).unwrap(), 1);
         assert_eq!(s.push(&refs(&records(10..12))).unwrap(), 2);
         assert_eq!(s.pending_records(), 14);
-        let mut segs: Vec<_> = std::fs::read_dir(&d)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|x| x == "seg"))
-            .collect();
-        segs.sort();
+        let segs = segment_files(&d);
         assert_eq!(segs.len(), 3);
         std::fs::remove_file(&segs[1]).unwrap();
         let mut got = Vec::new();

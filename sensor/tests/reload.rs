@@ -72,14 +72,20 @@ fn hangup(child: &Child) {
     );
 }
 
-fn start(path: &Path) -> Child {
+/// The sensor with `path`, its log going to `log` (read while it runs).
+fn start(path: &Path, log: &Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_sensor"))
         .args(["run", "--capture", "none", "-c", path.to_str().unwrap()])
         .env("NO_COLOR", "1")
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(std::fs::File::create(log).unwrap())
         .spawn()
         .unwrap()
+}
+
+/// How many times the sensor's log at `log` holds `needle` now.
+fn logged(log: &Path, needle: &str) -> usize {
+    std::fs::read_to_string(log).map_or(0, |text| text.matches(needle).count())
 }
 
 #[test]
@@ -90,7 +96,8 @@ fn sighup_swaps_outputs_keeps_unchanged_decoys_moves_changed_ones_and_refuses_a_
     let (p1, p2) = (first.port(), second.port());
     let path = dir.join("sensor.conf");
     std::fs::write(&path, config(&dir, p1, "a.log")).unwrap();
-    let mut child = start(&path);
+    let log = dir.join("sensor.log");
+    let mut child = start(&path, &log);
     drop(first);
     assert!(
         support::wait_serving(&mut child, &[(p1, false)], Duration::from_secs(20)),
@@ -159,7 +166,13 @@ fn sighup_swaps_outputs_keeps_unchanged_decoys_moves_changed_ones_and_refuses_a_
     // A broken file is refused: the decoy keeps serving on the port in force.
     std::fs::write(&path, r#"{"services": {"ftp": [{"port": "not a port"}]}}"#).unwrap();
     hangup(&child);
-    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        support::wait_until_blocking(Duration::from_secs(10), || logged(
+            &log,
+            "Configuration reload refused; the running configuration stays."
+        ) == 1),
+        "the broken file was never refused"
+    );
     let before = logins(&dir, "b.log");
     assert!(login(p2).ends_with(b"221 Goodbye.\r\n"));
     assert!(support::wait_until_blocking(
@@ -169,9 +182,9 @@ fn sighup_swaps_outputs_keeps_unchanged_decoys_moves_changed_ones_and_refuses_a_
 
     // SAFETY: sending SIGTERM to our own child.
     unsafe { libc::kill(i32::try_from(child.id()).unwrap(), libc::SIGTERM) };
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let status = child.wait().unwrap();
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "{stderr}");
     assert_eq!(
         stderr.matches("Configuration reloaded.").count(),
         2,

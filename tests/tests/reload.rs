@@ -123,7 +123,14 @@ fn sighup_applies_a_new_whitelist_without_detaching_and_refuses_a_broken_file() 
     // A broken file is refused: the whitelist in force stays.
     std::fs::write(&config_path, "{\"whitelist_ips\": [\"not-an-ip\"]").unwrap();
     hangup(&sensor);
-    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        sensor.wait_for_log(
+            Duration::from_secs(10),
+            "Configuration reload refused; the running configuration stays.",
+            1
+        ),
+        "the broken file was never refused"
+    );
     let before = allow_listed(&sensor);
     scan(&net, "81-120");
     let stats = sensor.wait_for_stats(Duration::from_secs(10), |s| {

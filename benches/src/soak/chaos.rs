@@ -16,14 +16,14 @@ use super::{
     outage::{round1, spooled_config},
     process::SensorProcess,
     receiver::Receiver,
-    unused_port,
+    unused_ports,
 };
 
 /// Runs `cycles` stop-and-start cycles, one every `every`, then lets the spool drain (at most
 /// `drain_limit`).
 pub async fn run(bin: &Path, cycles: u32, every: Duration, drain_limit: Duration) -> Value {
     let dir = std::env::temp_dir().join(format!("soak-chaos-{}", std::process::id()));
-    let (ftp, api) = (unused_port(), unused_port());
+    let [ftp, api] = unused_ports();
     let mut receiver = Receiver::new(api, true);
     receiver.start().await.expect("bind the receiver");
     let mut sensor = SensorProcess::new(bin, &dir, &spooled_config(&dir, ftp, api));

@@ -23,7 +23,7 @@ use tokio::{
     net::{TcpSocket, TcpStream},
 };
 
-use super::{outage::round1, process::SensorProcess, unused_port};
+use super::{outage::round1, process::SensorProcess, unused_ports};
 use crate::sessions::{Kind, count_logged, session, tls_connector};
 
 /// Idle connections held.
@@ -152,9 +152,11 @@ fn services(stats: &Value) -> Value {
 /// Runs the phase, holding the connections for `hold`.
 pub async fn run(bin: &Path, hold: Duration) -> Value {
     let dir = std::env::temp_dir().join(format!("soak-idle-{}", std::process::id()));
+    let ports: [u16; Kind::ALL.len()] = unused_ports();
     let addrs: Vec<(Kind, SocketAddr)> = Kind::ALL
         .iter()
-        .map(|k| (*k, SocketAddr::from(([127, 0, 0, 1], unused_port()))))
+        .zip(ports)
+        .map(|(k, port)| (*k, SocketAddr::from(([127, 0, 0, 1], port))))
         .collect();
     let log = dir.join("events.log");
     let services_config: serde_json::Map<String, Value> = addrs

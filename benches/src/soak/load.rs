@@ -16,7 +16,7 @@ use std::{
 
 use serde_json::{Value, json};
 
-use super::{outage::round1, process::SensorProcess, receiver::Receiver, unused_port};
+use super::{outage::round1, process::SensorProcess, receiver::Receiver, unused_ports};
 use crate::sessions::{Kind, session, tls_connector};
 
 /// Pause of each client between two sessions.
@@ -25,10 +25,12 @@ const PAUSE: Duration = Duration::from_millis(100);
 /// Runs the phase for `duration`, sampling memory every `every`.
 pub async fn run(bin: &Path, duration: Duration, every: Duration) -> Value {
     let dir = std::env::temp_dir().join(format!("soak-load-{}", std::process::id()));
-    let api = unused_port();
+    let ports: [u16; Kind::ALL.len() + 1] = unused_ports();
+    let api = ports[Kind::ALL.len()];
     let addrs: Vec<(Kind, SocketAddr)> = Kind::ALL
         .iter()
-        .map(|k| (*k, SocketAddr::from(([127, 0, 0, 1], unused_port()))))
+        .zip(ports)
+        .map(|(k, port)| (*k, SocketAddr::from(([127, 0, 0, 1], port))))
         .collect();
     let services: serde_json::Map<String, Value> = addrs
         .iter()

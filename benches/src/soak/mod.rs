@@ -42,12 +42,17 @@ use tokio::{
     task::JoinHandle,
 };
 
-/// A free TCP port on loopback (bound, read and released).
+/// The test suite's port chooser: ports below the kernel's ephemeral range, free on loopback
+/// when chosen (a `bind(0)` port released and bound again by the sensor races with every
+/// outgoing connection of the machine).
+#[path = "../../../sensor/tests/support/ports.rs"]
+mod ports;
+
+/// `n` distinct ports for the servers a phase starts (the sensor's services, a receiver).
 #[must_use]
-pub fn unused_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_or(0, |a| a.port())
+pub fn unused_ports<const N: usize>() -> [u16; N] {
+    let ports = ports::unused_ports(N);
+    std::array::from_fn(|i| ports.get(i).copied().unwrap_or(0))
 }
 
 /// Raises this process's soft open-file limit to its hard limit; returns the soft limit then.

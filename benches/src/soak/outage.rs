@@ -11,7 +11,7 @@ use std::{
 
 use serde_json::{Value, json};
 
-use super::{Producer, delivery, process::SensorProcess, receiver::Receiver, unused_port};
+use super::{Producer, delivery, process::SensorProcess, receiver::Receiver, unused_ports};
 
 /// The configuration of the outage and chaos phases: FTP on `ftp`, one `api` output to
 /// `api` with a spool in `dir`.
@@ -38,7 +38,7 @@ pub fn spooled_config(dir: &Path, ftp: u16, api: u16) -> Value {
 /// Runs the phase: `outage` without a receiver, then the drain (at most `drain_limit`).
 pub async fn run(bin: &Path, outage: Duration, drain_limit: Duration) -> Value {
     let dir = std::env::temp_dir().join(format!("soak-outage-{}", std::process::id()));
-    let (ftp, api) = (unused_port(), unused_port());
+    let [ftp, api] = unused_ports();
     let mut sensor = SensorProcess::new(bin, &dir, &spooled_config(&dir, ftp, api));
     sensor.start().await;
     let mut receiver = Receiver::new(api, true);

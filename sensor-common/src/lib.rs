@@ -57,9 +57,13 @@ pub const SOURCE_BUDGET_SLOTS: u32 = 1 << 16;
 /// Per-CPU single-slot array holding the CPU-wide record budget, of [`BudgetSlot`].
 pub const CPU_BUDGET_MAP: &str = "CPU_BUDGET";
 
-/// Per-CPU direct-mapped table of recently seen sources, of [`HoldSlot`]s: the flood reserve.
+/// Per-CPU table of recently seen sources, of [`HoldSlot`]s: the flood reserve.
 ///
-/// Every probe that passed dedup and budgets counts against its source's slot; a source seen
+/// Every probe that passed dedup and budgets counts against its source's slot, one of two
+/// candidates ([`hold_slots`]: two-choice hashing). A new source takes a candidate that is free
+/// (empty or idle), else the one with fewer probes (a one-off spoofed source before a scan on
+/// its way to promotion), the older on a tie; so a flood source hashing onto a scanner's slot
+/// takes its other candidate unless that one is better protected still. A source seen
 /// with [`PROMOTE_PROBES`] probes within [`HOLD_IDLE_NS`] of each other is *promoted* (probing
 /// many ports: a scan). While the ring is under pressure (at least 1/[`PRESSURE_FRACTION`] of
 /// it pending), probes of sources not promoted are held in their slot ([`Counter::Held`])
@@ -68,8 +72,41 @@ pub const CPU_BUDGET_MAP: &str = "CPU_BUDGET";
 /// So a one-off spoofed source costs a slot write, not ring space, and a real scan keeps its
 /// records, including its first ones.
 pub const HOLD_MAP: &str = "HOLD";
-/// Slots of [`HOLD_MAP`] per CPU (a power of two).
+/// Slots of [`HOLD_MAP`] per CPU (a power of two, at most 2^16: [`hold_slots`] takes the two
+/// candidates from the two halves of one 32-bit hash).
 pub const HOLD_SLOTS: u32 = 1 << 16;
+
+const _: () = assert!(HOLD_SLOTS.is_power_of_two() && HOLD_SLOTS <= 1 << 16);
+
+/// The two distinct candidate slots of [`HOLD_MAP`] for a source `key` (its masked address as
+/// two native-endian words) under `seed` (`Settings::hash_seed`).
+#[inline(always)]
+#[must_use]
+pub const fn hold_slots(key: [u64; 2], seed: u64) -> (u32, u32) {
+    let h = hash_words(key[0] ^ seed.rotate_left(7), key[1]);
+    let first = h & (HOLD_SLOTS - 1);
+    let second = (h >> 16) & (HOLD_SLOTS - 1);
+    (first, if second == first { first ^ 1 } else { second })
+}
+
+/// Mixes two words into 32 bits. Every input bit reaches every output bit (two rounds of the
+/// murmur3 64-bit finaliser): slot indexes are low bits, and IPv6 prefixes differ in high ones.
+#[inline(always)]
+#[must_use]
+pub const fn hash_words(a: u64, b: u64) -> u32 {
+    let x = fmix64(a.wrapping_add(fmix64(b)));
+    (x ^ (x >> 32)) as u32
+}
+
+/// The murmur3 64-bit finaliser.
+#[inline(always)]
+const fn fmix64(mut x: u64) -> u64 {
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^ (x >> 33)
+}
 /// Probes from one source (within [`HOLD_IDLE_NS`] of each other, on one CPU) that promote it.
 pub const PROMOTE_PROBES: u32 = 8;
 /// A source slot idle this long is free again (and its promotion forgotten).

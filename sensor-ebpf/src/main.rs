@@ -60,7 +60,7 @@ use sensor_common::{
     HOLD_IDLE_NS, HOLD_SLOTS, HoldSlot, PRESSURE_FRACTION, PROMOTE_PROBES, ProbeKind,
     RECORDS_MAP_BYTES, SOURCE_BUDGET_SLOTS, ScanRecord, Settings,
     classify::{self, MAX_OPTIONS_BYTES, QUIRK_DF, TcpHead, Verdict},
-    family, protocol,
+    family, hash_words, hold_slots, protocol,
 };
 
 #[map]
@@ -480,19 +480,33 @@ enum Hold {
 /// [`sensor_common::HOLD_MAP`]). Fail-open: without a slot, the probe is recorded.
 #[inline(always)]
 fn hold(p: &Probe, key: [u64; 2], now: u64, settings: &Settings) -> Hold {
-    let index = hash_words(key[0] ^ settings.hash_seed.rotate_left(7), key[1]) & (HOLD_SLOTS - 1);
-    let Some(slot) = HOLD.get_ptr_mut(index) else {
+    let (first, second) = hold_slots(key, settings.hash_seed);
+    let (Some(a), Some(b)) = (HOLD.get_ptr_mut(first), HOLD.get_ptr_mut(second)) else {
         return Hold::Record;
     };
-    // SAFETY: per-CPU map value; no other writer while this program runs on this CPU.
-    let s = unsafe { &mut *slot };
-    let fresh = s.last_ns != 0 && now.wrapping_sub(s.last_ns) < HOLD_IDLE_NS;
-    let mine = fresh && s.src_addr == key;
+    let fresh = |s: &HoldSlot| s.last_ns != 0 && now.wrapping_sub(s.last_ns) < HOLD_IDLE_NS;
+    // SAFETY: two distinct per-CPU map values (`hold_slots` never gives one index twice); no
+    // other writer while this program runs on this CPU.
+    let (sa, sb) = unsafe { (&mut *a, &mut *b) };
     // The ring's fill level is asked (two helper calls) only on the paths that depend on it:
     // a promoted source, the common case of a real scan, never asks.
-    if !mine {
-        if fresh && s.probes >= PROMOTE_PROBES {
-            // A promoted, active source keeps its slot: the newcomer goes untracked.
+    let (slot, s) = if fresh(sa) && sa.src_addr == key {
+        (a, sa)
+    } else if fresh(sb) && sb.src_addr == key {
+        (b, sb)
+    } else {
+        // A newcomer: a free candidate, else the one with fewer probes, else the older.
+        let take_a = match (fresh(sa), fresh(sb)) {
+            (false, _) => true,
+            (true, false) => false,
+            (true, true) => {
+                sa.probes < sb.probes || (sa.probes == sb.probes && sa.last_ns <= sb.last_ns)
+            }
+        };
+        let (slot, s) = if take_a { (a, sa) } else { (b, sb) };
+        if fresh(s) && s.probes >= PROMOTE_PROBES {
+            // Both candidates hold promoted, active sources; they keep their slots and the
+            // newcomer goes untracked.
             return if under_pressure() {
                 Hold::Held
             } else {
@@ -502,7 +516,8 @@ fn hold(p: &Probe, key: [u64; 2], now: u64, settings: &Settings) -> Hold {
         s.src_addr = key;
         s.probes = 0;
         s.held = 0;
-    }
+        (slot, s)
+    };
     s.last_ns = now;
     if s.probes >= PROMOTE_PROBES {
         return Hold::Record;
@@ -699,24 +714,6 @@ fn take_cpu_budget(slot: *mut BudgetSlot, now: u64, limit: u32) -> bool {
     }
     slot.count += 1;
     true
-}
-
-/// Mixes two words into 32 bits. Every input bit reaches every output bit (two rounds of the
-/// murmur3 64-bit finaliser): slot indexes are low bits, and IPv6 prefixes differ in high ones.
-#[inline(always)]
-fn hash_words(a: u64, b: u64) -> u32 {
-    let x = fmix64(a.wrapping_add(fmix64(b)));
-    (x ^ (x >> 32)) as u32
-}
-
-/// The murmur3 64-bit finaliser.
-#[inline(always)]
-const fn fmix64(mut x: u64) -> u64 {
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    x ^ (x >> 33)
 }
 
 #[inline(always)]

@@ -843,3 +843,80 @@ fn maps_are_sized_at_load_from_the_request() {
         "{refused:?}"
     );
 }
+
+/// The source-table key of an IPv4 source (IPv4-mapped, a /32: the default prefix).
+fn hold_key(src: [u8; 4]) -> [u64; 2] {
+    [
+        0,
+        u64::from_ne_bytes([0, 0, 0xff, 0xff, src[0], src[1], src[2], src[3]]),
+    ]
+}
+
+/// A SYN from `src` to port `port`.
+fn v4_syn_from(src: [u8; 4], port: u16) -> Vec<u8> {
+    eth(
+        ETH_IPV4,
+        &ipv4(src, DST4, 6, 0, &tcp(40_000, port, f::SYN, 0)),
+    )
+}
+
+#[test]
+fn a_flood_source_on_a_scanners_slot_takes_its_other_one_and_the_scan_keeps_its_first_probes() {
+    require_root!();
+    let settings = no_dedup();
+    let seed = settings.hash_seed;
+    // A one-page ring: a quarter of it pending is pressure, and nobody drains it here.
+    let mut p = loaded(settings, 4096, &[]);
+    let filler = [198, 18, 7, 7];
+    let scanner = SRC4;
+    let (s_first, _) = sensor_common::hold_slots(hold_key(scanner), seed);
+    let taken: Vec<u32> = [filler, scanner]
+        .iter()
+        .flat_map(|s| {
+            let (a, b) = sensor_common::hold_slots(hold_key(*s), seed);
+            [a, b]
+        })
+        .collect();
+    // A spoofed source whose first candidate is the scanner's slot (with one slot a source,
+    // as before two-choice hashing, it would take that slot over and the scanner's held probe
+    // would be lost), its second one free.
+    let flood = (0..=u32::MAX)
+        .map(|i| {
+            let b = (0x0a00_0000 | (i & 0x00ff_ffff)).to_be_bytes();
+            [b[0], b[1], b[2], b[3]]
+        })
+        .take(1 << 24)
+        .find(|s| {
+            let (a, b) = sensor_common::hold_slots(hold_key(*s), seed);
+            a == s_first && !taken.contains(&b)
+        })
+        .expect("a source sharing the scanner's slot");
+    // A promoted source's records fill a quarter of the ring.
+    for port in 1..=12u16 {
+        p.test_run(&v4_syn_from(filler, port), 1).unwrap();
+    }
+    let before = p.counters().unwrap();
+    assert_eq!(before.get(Counter::RecordsSent), 12, "{before:?}");
+    // The scanner's first probe is held in its slot, then the flood source arrives.
+    p.test_run(&v4_syn_from(scanner, 100), 1).unwrap();
+    p.test_run(&v4_syn_from(flood, 200), 1).unwrap();
+    let held = p.counters().unwrap().since(&before);
+    assert_eq!(
+        held.get(Counter::Held),
+        2,
+        "both held under pressure: {held:?}"
+    );
+    // Seven more probes promote the scanner: its held probes come out, the first one included.
+    for port in 101..=107u16 {
+        p.test_run(&v4_syn_from(scanner, port), 1).unwrap();
+    }
+    let delta = p.counters().unwrap().since(&before);
+    assert_eq!(delta.get(Counter::Released), 7, "{delta:?}");
+    let ports: Vec<u16> = drain(&mut p)
+        .into_iter()
+        .filter(|o| o.src == std::net::IpAddr::from(scanner))
+        .map(|o| o.dst_port)
+        .collect();
+    assert_eq!(ports, (100..=107).collect::<Vec<u16>>());
+    assert_eq!(p.counters().unwrap().imbalance(), None);
+}

@@ -404,6 +404,20 @@ mod tests {
             .collect()
     }
 
+    /// Peeks and commits until nothing is left (at most 10 batches of 100): what came out.
+    fn deliver_all(s: &mut Spool) -> Vec<Vec<u8>> {
+        let mut got = Vec::new();
+        for _ in 0..10 {
+            let (batch, bytes) = s.peek(100).unwrap();
+            if batch.is_empty() {
+                break;
+            }
+            s.commit(bytes, batch.len() as u64).unwrap();
+            got.extend(batch);
+        }
+        got
+    }
+
     /// The segment files of the spool in `d`, oldest first.
     fn segment_files(d: &std::path::Path) -> Vec<std::path::PathBuf> {
         let mut segs: Vec<_> = std::fs::read_dir(d)
@@ -551,15 +565,7 @@ mod tests {
         let mut s = Spool::open(&d, 64 << 20).unwrap();
         // The big record the cursor cut, and the vanished segment (a gap in the ids).
         assert_eq!(s.take_skipped(), 2);
-        let mut got = Vec::new();
-        for _ in 0..10 {
-            let (batch, bytes) = s.peek(100).unwrap();
-            if batch.is_empty() {
-                break;
-            }
-            s.commit(bytes, batch.len() as u64).unwrap();
-            got.extend(batch);
-        }
+        let got = deliver_all(&mut s);
         assert_eq!(s.take_skipped(), 0);
         assert_eq!(got, records(1..4));
         assert!(s.is_empty());
@@ -581,15 +587,10 @@ mod tests {
         let segs = segment_files(&d);
         assert_eq!(segs.len(), 3);
         std::fs::remove_file(&segs[1]).unwrap();
-        let mut got = Vec::new();
-        for _ in 0..10 {
-            let (batch, bytes) = s.peek(100).unwrap();
-            if batch.is_empty() {
-                break;
-            }
-            s.commit(bytes, batch.len() as u64).unwrap();
-            got.extend(batch.into_iter().filter(|r| r.len() < 100));
-        }
+        let got: Vec<_> = deliver_all(&mut s)
+            .into_iter()
+            .filter(|r| r.len() < 100)
+            .collect();
         assert_eq!(got, records(10..12));
         assert_eq!(s.take_skipped(), 11);
         assert!(s.is_empty());

@@ -1,8 +1,9 @@
 //! `scanbench`: the privileged scan-detection benchmark. Run through `cargo xtask bench`.
 //!
 //! Prints the tables, writes `benches/results/scan.json` and `benches/results/scan.svg`
-//! (`--kernel-only`: the kernel cost alone; `--extremes-only`: the extreme cases alone, nothing
-//! written).
+//! (`--kernel-only`: the kernel cost alone; `--extremes-only`: the extreme cases alone;
+//! `--top-only`: the top rate on both XDP paths alone, for profiling the agent; the last two
+//! write nothing).
 //! Traffic stays inside the benchmark's own network namespaces; every run is bounded in
 //! packets, and namespaces are deleted even on failure.
 
@@ -27,6 +28,10 @@ fn main() {
     if std::env::args().any(|a| a == "--extremes-only") {
         // A check of the extreme cases alone; writes no results.
         let _ = extremes(false);
+        return;
+    }
+    if std::env::args().any(|a| a == "--top-only") {
+        top_only();
         return;
     }
     let mixes = kernel_cost::run();
@@ -143,6 +148,37 @@ fn main() {
     println!(
         "\nResults: {0}/{stem}.json, {0}/{stem}.svg",
         out_dir.display()
+    );
+}
+
+/// The top rate of the sweep (256 sources, 8 M pairs as fast as possible) on both XDP paths,
+/// with their agent CPU ratio; printed.
+fn top_only() {
+    let plan = Plan {
+        sources: 256,
+        ports: 31_250,
+        first_port: 1,
+        rate: None,
+    };
+    let points: Vec<_> = [Path::Xdp, Path::XdpRecords]
+        .into_iter()
+        .map(|path| e2e::run(path, "rate sweep", plan))
+        .collect();
+    report::print_points(
+        "Top rate (XDP aggregating, XDP a record per probe)",
+        &points,
+    );
+    let (xdp, records) = (
+        report::cpu_at_top(&points, Path::Xdp),
+        report::cpu_at_top(&points, Path::XdpRecords),
+    );
+    let ratio = if xdp > 0.0 {
+        records / xdp
+    } else {
+        f64::INFINITY
+    };
+    println!(
+        "Agent CPU per M packets at the top rate, aggregation: {xdp:.3} s with it, {records:.3} s with a record per probe, ratio {ratio:.2}x"
     );
 }
 

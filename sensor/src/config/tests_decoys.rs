@@ -107,3 +107,59 @@ fn a_bad_udp_range_names_the_field_and_line() {
     assert_eq!(decoys.udp_ports.get(&5300).map(String::as_str), Some("dns"));
     assert!(decoys.steers_udp(1) && !decoys.steers(1));
 }
+
+/// `check` tries the raw socket `run` opens for replies from low UDP decoy ports: with
+/// `CAP_NET_RAW` (root here) no warning; on a thread without it (capabilities are per thread),
+/// a warning naming `sensor.decoys.udp`. Skipped when not root.
+#[test]
+fn low_udp_decoy_ports_without_cap_net_raw_are_a_named_warning() {
+    if !nix::unistd::geteuid().is_root()
+        || crate::services::instances::unprivileged_port_start() <= 53
+    {
+        eprintln!("skipped: needs root and a port start above 53");
+        return;
+    }
+    let text = r#"{"sensor": {"decoys": {"enabled": true, "udp": ["53"]}}}"#;
+    let named = |config: &Config| {
+        config
+            .warnings
+            .iter()
+            .any(|w| w.field == "sensor.decoys.udp" && w.message.contains("CAP_NET_RAW"))
+    };
+    assert!(
+        !named(&Config::parse(text, "x").unwrap()),
+        "root holds CAP_NET_RAW"
+    );
+    let high = r#"{"sensor": {"decoys": {"enabled": true, "udp": ["5300"]}}}"#;
+    let without = std::thread::spawn(move || {
+        drop_this_threads_capabilities();
+        (
+            named(&Config::parse(text, "x").unwrap()),
+            named(&Config::parse(high, "x").unwrap()),
+        )
+    })
+    .join()
+    .unwrap();
+    assert_eq!(
+        without,
+        (true, false),
+        "(port 53, port 5300) without CAP_NET_RAW"
+    );
+}
+
+/// Empties the calling thread's capability sets (`capset` acts on the thread only).
+fn drop_this_threads_capabilities() {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: libc::c_int,
+    }
+    let header = Header {
+        version: 0x2008_0522,
+        pid: 0,
+    };
+    let empty = [[0u32; 3]; 2];
+    // SAFETY: capset with valid pointers to a version-3 header and two data structs.
+    let r = unsafe { libc::syscall(libc::SYS_capset, &raw const header, empty.as_ptr()) };
+    assert_eq!(r, 0, "capset: {}", std::io::Error::last_os_error());
+}

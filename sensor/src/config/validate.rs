@@ -260,6 +260,22 @@ impl Config {
         {
             return Err(invalid("sensor.services.max_connections", err.to_string()));
         }
+        // Replies from UDP decoy ports below the unprivileged port start need a raw socket
+        // opened at start (`CAP_NET_RAW`): without it `run` reports those datagrams but cannot
+        // answer them. Tried here as `run` tries it.
+        let first_free = crate::services::instances::unprivileged_port_start();
+        if self.sensor.decoys.steers_udp_below(first_free)
+            && let Err(err) = crate::net::raw_udp::RawUdp::open(first_free)
+        {
+            warnings.push(ConfigWarning {
+                field: "sensor.decoys.udp".to_owned(),
+                message: format!(
+                    "UDP decoy ports below {first_free} (net.ipv4.ip_unprivileged_port_start) \
+                     are answered through a raw socket opened at start, which needs CAP_NET_RAW \
+                     ({err}): without it their datagrams are reported but not answered"
+                ),
+            });
+        }
         if self.sensor.identity.cef_severity.is_some_and(|s| s > 10) {
             return Err(invalid(
                 "sensor.identity.cef_severity",

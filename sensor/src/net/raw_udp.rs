@@ -31,6 +31,8 @@ pub struct RawUdp {
     v6: Option<Socket>,
     /// The host's default TTL and hop limit, for replies without a persona TTL.
     default_ttl: (u8, u8),
+    /// The unprivileged port start it was opened for: replies from ports below go through it.
+    below: u16,
 }
 
 fn open(domain: Domain) -> io::Result<Socket> {
@@ -47,11 +49,12 @@ fn sysctl_u8(path: &str, default: u8) -> u8 {
 }
 
 impl RawUdp {
-    /// Opens the IPv4 socket and, when the host has IPv6, the IPv6 one.
+    /// Opens the IPv4 socket and, when the host has IPv6, the IPv6 one, for replies from ports
+    /// below `below` (the unprivileged port start).
     ///
     /// # Errors
     /// The IPv4 socket cannot be opened (no `CAP_NET_RAW`).
-    pub fn open() -> io::Result<Self> {
+    pub fn open(below: u16) -> io::Result<Self> {
         let v4 = open(Domain::IPV4)?;
         Ok(Self {
             v4: Some(v4),
@@ -60,7 +63,16 @@ impl RawUdp {
                 sysctl_u8("/proc/sys/net/ipv4/ip_default_ttl", 64),
                 sysctl_u8("/proc/sys/net/ipv6/conf/default/hop_limit", 64),
             ),
+            below,
         })
+    }
+
+    /// Whether a reply from `port` goes through this socket: the port lies below the
+    /// unprivileged port start, so binding it fails once the privileges are dropped (and
+    /// trying first would cost a socket, its options and a refused bind per reply).
+    #[must_use]
+    pub const fn covers(&self, port: u16) -> bool {
+        port < self.below
     }
 
     /// Sends `payload` as one UDP datagram from `local` (address and port) to `peer`, with
@@ -147,7 +159,8 @@ mod tests {
             eprintln!("skipped: needs root (CAP_NET_RAW)");
             return;
         }
-        let raw = RawUdp::open().unwrap();
+        let raw = RawUdp::open(1024).unwrap();
+        assert!(raw.covers(613) && !raw.covers(1024));
         let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         client
             .set_read_timeout(Some(std::time::Duration::from_secs(5)))

@@ -325,7 +325,7 @@ fn low_port_sender(
     if !decoys.steers_udp_below(first_free) {
         return None;
     }
-    match crate::net::raw_udp::RawUdp::open() {
+    match crate::net::raw_udp::RawUdp::open(first_free) {
         Ok(raw) => {
             tracing::info!(
                 below = first_free,

@@ -504,10 +504,12 @@ fn send_reply(table: &mut Table, key: Key, reply: &[u8], shared: &Shared) {
     }
     entry.sent = total;
     let (peer, local) = key;
-    let sent = match &table.own {
-        (Some(own), socket) if *own == local => socket.try_send_to(reply, peer).map(|_| ()),
+    let sent = match (&table.own, &table.raw) {
+        ((Some(own), socket), _) if *own == local => socket.try_send_to(reply, peer).map(|_| ()),
+        // A port below the unprivileged port start: no bind is tried.
+        (_, Some(raw)) if raw.covers(local.port()) => raw.send(local, peer, reply, table.ttl),
         _ => match send_from(local, peer, reply, table.ttl) {
-            // A port below the unprivileged port start, after the privilege drop.
+            // The port start was raised since the raw socket was opened.
             Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => match &table.raw {
                 Some(raw) => raw.send(local, peer, reply, table.ttl),
                 None => Err(err),

@@ -311,6 +311,15 @@ pub fn run_traffic(path: Path, scenario: &str, traffic: Traffic) -> Point {
     let rss = peak_rss_kib(pid);
     let delivered = rx_packets(&net).saturating_sub(rx_before);
     let run = sensor.stop();
+    // `SCANBENCH_STATS=1`: the kernel's and aggregation's counters of each run, for profiling.
+    if std::env::var_os("SCANBENCH_STATS").is_some() {
+        eprintln!(
+            "stats {}: kernel {} aggregation {}",
+            path.name(),
+            run.stats["kernel"],
+            run.stats["aggregation"]
+        );
+    }
     let mut pairs = HashSet::new();
     for event in run.portscans() {
         let src = event["src_ip"].as_str().unwrap_or_default().to_owned();

@@ -1,23 +1,28 @@
 //! In-kernel aggregation, run by the kernel on hand-built frames with `BPF_PROG_TEST_RUN` and
 //! driven by the agent's own `Aggregator` and `Merger`: once a source's scan of a destination
-//! holds 16 ports its scan qualifies, each further block of 4,096 ports it probes is installed on its first
-//! record, and from then on every probe of an installed block is one bit (counted in
+//! holds 16 ports its scan qualifies, and the record that finds it so installs every block of
+//! 4,096 ports of that scan's address pair and kind (only its own block once the free slots
+//! fall to the reserve); from then on every probe of an installed block is one bit (counted in
 //! `aggregated`, no record) that the agent takes back as exactly one observation of its port.
-//! Other sources keep their records, another kind or block of a qualified scan is installed on
-//! its first record; a quiet block leaves the
-//! index and its probes are records again. Counter identities hold after every step.
+//! Other sources keep their records, another kind of a qualified scan is installed on its first
+//! record; a quiet block leaves the index and its probes are records again. Counter identities
+//! hold after every step.
 
 use std::collections::BTreeSet;
 
 use sensor::capture::{
     Observation,
-    aggregate::{Aggregator, GRACE, IDLE},
+    aggregate::{Aggregator, GRACE, IDLE, RESERVE},
     decode::decode,
     testrun::XDP_PASS,
     xdp::{LoadOptions, Loaded, load},
 };
 use sensor::scan::{Merger, PortscanConfig};
-use sensor_common::{Counter, ProbeKind, Settings, aggregate::INSTALL_AFTER, tcp_flags as f};
+use sensor_common::{
+    Counter, ProbeKind, Settings,
+    aggregate::{AGG_SLOTS, INSTALL_AFTER},
+    tcp_flags as f,
+};
 use tests::{frames::*, require_root};
 use tokio::time::Instant;
 
@@ -97,13 +102,13 @@ fn an_installed_block_turns_probes_into_bits_the_agent_takes_back_exactly_once()
     let t0 = Instant::now();
     let before = prog.counters().unwrap();
 
-    // The first INSTALL_AFTER probes are records; the last of them installs block 0.
+    // The first INSTALL_AFTER probes are records; the last of them installs the 16 blocks.
     for port in 1..=u16::try_from(INSTALL_AFTER).unwrap() {
         let records = run(&mut prog, &mut agg, &mut merger, &syn_from(SRC4, port), t0);
         assert_eq!(records.len(), 1, "port {port}");
         assert_eq!(records[0].dst_port, port);
     }
-    assert_eq!(agg.stats().installed, 1);
+    assert_eq!(agg.stats().installed, BLOCKS);
     // From here, block 0 is bits: no record, and each port comes back once, repeats or not.
     for port in (100..400u16).chain(100..110) {
         let records = run(&mut prog, &mut agg, &mut merger, &syn_from(SRC4, port), t0);
@@ -129,14 +134,12 @@ fn an_installed_block_turns_probes_into_bits_the_agent_takes_back_exactly_once()
     assert_eq!(delta.get(Counter::RecordsSent), u64::from(INSTALL_AFTER));
     balanced(&prog);
 
-    // Another block of the same scan: its first probe is a record that installs it.
-    assert_eq!(
-        run(&mut prog, &mut agg, &mut merger, &syn_from(SRC4, 5000), t0).len(),
-        1
-    );
-    assert!(run(&mut prog, &mut agg, &mut merger, &syn_from(SRC4, 5001), t0).is_empty());
-    assert_eq!(agg.stats().installed, 2);
-    // Another kind of the same scan: its first probe is a record (that installs its block);
+    // Another block of the same scan, up to the last port: bits from its first probe on.
+    for port in [5000, 5001, 65_535] {
+        assert!(run(&mut prog, &mut agg, &mut merger, &syn_from(SRC4, port), t0).is_empty());
+    }
+    assert_eq!(agg.stats().installed, BLOCKS);
+    // Another kind of the same scan: its first probe is a record (that installs its blocks);
     // another source: records, whatever the port.
     let fin = eth(
         ETH_IPV4,
@@ -157,8 +160,9 @@ fn an_installed_block_turns_probes_into_bits_the_agent_takes_back_exactly_once()
     let back = taken(&mut agg, t0);
     assert_eq!(
         back.iter().map(|o| o.dst_port).collect::<Vec<_>>(),
-        vec![5001]
+        vec![5000, 5001, 65_535]
     );
+    assert_eq!(agg.stats().installed, 2 * BLOCKS, "SYN and FIN");
 
     // Quiet blocks leave the index: the next probes are records again, and the last bits set
     // before that were still taken.
@@ -180,12 +184,65 @@ fn an_installed_block_turns_probes_into_bits_the_agent_takes_back_exactly_once()
         )
         .len(),
         1,
-        "a record once its block left the index (and it installs the block again)"
+        "a record once its block left the index (and it installs the blocks again)"
     );
-    assert_eq!(agg.stats().installed, 1);
+    assert_eq!(agg.stats().installed, BLOCKS);
     let stats = agg.stats();
-    assert_eq!(stats.ports, 302);
+    assert_eq!(stats.ports, 304);
     assert_eq!((stats.full, stats.errors), (0, 0));
+    balanced(&prog);
+}
+
+/// Blocks of the port space: what one qualifying scan installs.
+const BLOCKS: u64 = 16;
+
+/// Scans install the whole port space while more than the reserve stays free; past that, a
+/// scan gets its record's block alone, and its other blocks come one record each.
+#[test]
+fn past_the_reserve_a_scan_installs_its_records_block_only() {
+    require_root!();
+    let mut prog = loaded();
+    let mut agg = prog.aggregator().expect("the aggregation maps");
+    let mut merger = Merger::new(&PortscanConfig::default());
+    let t0 = Instant::now();
+    let whole = (u64::from(AGG_SLOTS) - RESERVE as u64 - 1) / BLOCKS;
+    let scan = |i: u64| -> [u8; 4] {
+        let [_, _, hi, lo] = u32::try_from(i).unwrap().to_be_bytes();
+        [198, 18, hi, lo]
+    };
+    for i in 0..=whole {
+        for port in 1..=u16::try_from(INSTALL_AFTER).unwrap() {
+            assert_eq!(
+                run(
+                    &mut prog,
+                    &mut agg,
+                    &mut merger,
+                    &syn_from(scan(i), port),
+                    t0
+                )
+                .len(),
+                1
+            );
+        }
+    }
+    assert_eq!(
+        agg.stats().installed,
+        whole * BLOCKS + 1,
+        "{:?}",
+        agg.stats()
+    );
+    let last = scan(whole);
+    assert!(run(&mut prog, &mut agg, &mut merger, &syn_from(last, 17), t0).is_empty());
+    assert_eq!(
+        run(&mut prog, &mut agg, &mut merger, &syn_from(last, 5000), t0).len(),
+        1,
+        "another block: a record, which installs it"
+    );
+    assert!(run(&mut prog, &mut agg, &mut merger, &syn_from(last, 5001), t0).is_empty());
+    assert_eq!(agg.stats().installed, whole * BLOCKS + 2);
+    let ports: Vec<u16> = taken(&mut agg, t0).iter().map(|o| o.dst_port).collect();
+    assert_eq!(ports, vec![17, 5001]);
+    assert_eq!((agg.stats().full, agg.stats().errors), (0, 0));
     balanced(&prog);
 }
 

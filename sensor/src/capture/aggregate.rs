@@ -4,7 +4,12 @@
 //! A scan that holds [`INSTALL_AFTER`] distinct ports in the merger (its source by
 //! `source_prefix`, destination and protocol) is scanning: the block of each further record's
 //! port (for that record's address and kind) gets a slot, and the kernel sets bits there instead of
-//! writing records. Every drain tick the bits of dirty slots are taken with atomic swaps on
+//! writing records. The first such record installs every block of the port space at once while
+//! more than [`RESERVE`] slots would stay free (else its own block only): a scan then sends no
+//! record per block it reaches, nor the records that arrive while that block's install is in
+//! flight (about one wake-up's worth each, 500 records at 64 KiB, measured as 16 % of a
+//! sequential scan's probes when blocks were installed one by one). A block that never sees a
+//! port retires after [`IDLE`] like any other. Every drain tick the bits of dirty slots are taken with atomic swaps on
 //! the shared mapping (the kernel sets them with atomic ORs, so none is lost between the two)
 //! and each set bit becomes one observation of its port (handed over a word of 64 ports at a
 //! time, so the merger looks its scan up once per word), with the addresses, interface, VLAN and
@@ -37,6 +42,13 @@ pub const IDLE: Duration = Duration::from_secs(2);
 /// A block out of the index is drained once more after this long (a program run that found it
 /// just before may still set a bit), then its slot is reused.
 pub const GRACE: Duration = Duration::from_millis(200);
+
+/// Slots kept free for single-block installs: a scan installs the whole port space only while
+/// more than this many would remain.
+pub const RESERVE: usize = AGG_SLOTS as usize / 4;
+
+/// Blocks of the port space.
+const BLOCKS: u32 = (u16::MAX as u32 + 1) >> AGG_BLOCK_SHIFT;
 
 /// What aggregation did, for the statistics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -220,19 +232,44 @@ impl Aggregator {
             // A probe that raced the install, or one the kernel let through since.
             return;
         }
+        let mut template = *obs;
+        template.fp.seq = 0;
+        template.fp.ip_id = 0;
+        if !self.install(key, template, now) {
+            return;
+        }
+        if self.free.len() > RESERVE.saturating_add(BLOCKS as usize) {
+            for block in (0..BLOCKS).filter(|b| *b != key.block) {
+                let other = AggKey { block, ..key };
+                if !self.installed.contains_key(&other) {
+                    let port = u16::try_from(block << AGG_BLOCK_SHIFT).unwrap_or(0);
+                    self.install(
+                        other,
+                        Observation {
+                            dst_port: port,
+                            ..template
+                        },
+                        now,
+                    );
+                }
+            }
+        }
+        self.set_active();
+    }
+
+    /// Gives `key` a free slot, its template (whose `dst_port` lies in the block) and an entry
+    /// in the kernel's index; false when no slot is free or the kernel refused.
+    fn install(&mut self, key: AggKey, template: Observation, now: Instant) -> bool {
         let Some(slot) = self.free.pop() else {
             self.stats.full = self.stats.full.saturating_add(1);
-            return;
+            return false;
         };
         if let Err(err) = self.index.insert(key, slot, 0) {
             self.free.push(slot);
             self.stats.errors = self.stats.errors.saturating_add(1);
             tracing::warn!(error = %err, "Installing an aggregated block failed; its probes keep their records.");
-            return;
+            return false;
         }
-        let mut template = *obs;
-        template.fp.seq = 0;
-        template.fp.ip_id = 0;
         if let Some(s) = self.slots.get_mut(slot as usize) {
             *s = Slot::Live {
                 key,
@@ -242,7 +279,7 @@ impl Aggregator {
         }
         self.installed.insert(key, slot);
         self.stats.installs = self.stats.installs.saturating_add(1);
-        self.set_active();
+        true
     }
 
     fn set_active(&mut self) {

@@ -9,13 +9,15 @@ use std::hint::black_box;
 use bytes::BytesMut;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sensor::{
-    event::{Action, Event, Service, SessionIdentity},
+    event::{Action, Event, Extra, Service, SessionIdentity},
     format::{Format, FormatContext, encode},
 };
 
 fn portscan(ports: u16) -> Event {
-    let ports: Vec<serde_json::Value> = (1..=ports).map(|p| p.to_string().into()).collect();
-    let extra = serde_json::json!({"flags": ["SYN"], "ports": ports});
+    // As the scan path builds it: a compact port list after the flags.
+    let mut extra = Extra::new();
+    extra.insert("flags".to_owned(), serde_json::json!(["SYN"]));
+    extra.set_ports((1..=ports).collect::<Vec<u16>>());
     Event {
         id: uuid::Uuid::nil(),
         timestamp: chrono::Utc::now(),
@@ -32,7 +34,7 @@ fn portscan(ports: u16) -> Event {
         service: Service::Portscan,
         action: Action::Query,
         data: bytes::Bytes::new(),
-        extra: extra.as_object().cloned().unwrap_or_default(),
+        extra,
     }
 }
 

@@ -34,7 +34,7 @@ fn template() -> Event {
         service: Service::Ssh,
         action: Action::Connection,
         data: bytes::Bytes::new(),
-        extra: serde_json::Map::new(),
+        extra: sensor::event::Extra::new(),
     }
 }
 

@@ -39,7 +39,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     assert_eq!(ext("cs1"), cef_value(&device));
     let extra: serde_json::Value = serde_json::from_str(&ext("cs2"))
         .unwrap_or_else(|e| panic!("cs2 is not JSON ({e}): {line:?}"));
-    assert_eq!(extra, serde_json::Value::Object(event.extra.clone()));
+    assert_eq!(extra, serde_json::Value::from(event.extra.clone()));
     assert_eq!(ext("cs3"), sensor::format::hex_data(&event));
     let keys: Vec<&str> = cef.extensions.iter().map(|(k, _)| k.as_str()).collect();
     let expected: Vec<&str> = ["rt", "src", "spt", "dst", "dpt", "proto", "app", "act"]

@@ -1,5 +1,5 @@
 //! Every event encodes in every format; the JSON formats give one line holding one JSON
-//! object, with the event's addresses in it.
+//! object, with the event's addresses in it; a compact port list encodes as the plain one.
 #![no_main]
 
 use arbitrary::Unstructured;
@@ -15,6 +15,12 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     for format in Format::ALL {
         let mut out = BytesMut::new();
         encode(format, &event, &ctx, &mut out).unwrap_or_else(|e| panic!("{format:?} failed: {e}"));
+        // A compact port list encodes as the same list held as JSON strings.
+        let mut plain = event.clone();
+        plain.extra = event.extra.to_map().into();
+        let mut plain_out = BytesMut::new();
+        encode(format, &plain, &ctx, &mut plain_out).unwrap_or_else(|e| panic!("{format:?} failed: {e}"));
+        assert_eq!(out, plain_out, "{format:?}: compact and plain ports differ");
         let text = std::str::from_utf8(&out).unwrap_or_else(|e| panic!("{format:?}: {e}"));
         let line = text
             .strip_suffix('\n')

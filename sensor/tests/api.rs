@@ -157,7 +157,8 @@ fn event(n: u16) -> Event {
         extra: serde_json::json!({"flags": ["SYN"], "ports": [n.to_string()]})
             .as_object()
             .unwrap()
-            .clone(),
+            .clone()
+            .into(),
     }
 }
 

@@ -87,7 +87,7 @@ async fn lftp_lists_and_uploads_after_a_login() {
         "stored": stored.display().to_string(),
     });
     want["session_id"] = up[0].extra["session_id"].clone();
-    assert_eq!(Value::Object(up[0].extra.clone()), want);
+    assert_eq!(Value::from(up[0].extra.clone()), want);
     assert_eq!(up[0].data.as_ref(), content.as_slice());
     assert_eq!(up[0].logtype().to_string(), "ftp.upload");
     assert_eq!(std::fs::read(&stored).unwrap(), content);

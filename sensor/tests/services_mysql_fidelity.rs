@@ -63,7 +63,7 @@ async fn mariadb_ssl_gives_the_password_through_caching_sha2_full_authentication
     );
     let events = h.until(Action::Login, 1, LIMIT).await;
     let login = events.iter().find(|e| e.action == Action::Login).unwrap();
-    let extra = Value::Object(login.extra.clone());
+    let extra = Value::from(login.extra.clone());
     assert_eq!(extra["username"], "dbadmin");
     assert_eq!(extra["password"], "Tr0ub4dor");
     assert_eq!(extra["tls"], true);

@@ -108,7 +108,7 @@ async fn psql_scram_with_and_without_channel_binding_is_captured_and_cracks() {
         );
         let events = h.until(Action::Login, 1, LIMIT).await;
         let login = events.iter().find(|e| e.action == Action::Login).unwrap();
-        let extra = Value::Object(login.extra.clone());
+        let extra = Value::from(login.extra.clone());
         assert_eq!(extra["username"], "dba");
         assert_eq!(extra["database"], "prod");
         assert_eq!(extra["auth"], "scram-sha-256");

@@ -105,7 +105,7 @@ async fn linux_negotiation_matches_inetutils_telnetd_side_by_side() {
     let mut extra = login.extra.clone();
     extra.remove("session_id");
     assert_eq!(
-        serde_json::Value::Object(extra),
+        serde_json::Value::from(extra),
         json!({"username": "admin", "password": "hunter2", "terminal_type": "VT100"})
     );
     h.stop().await;

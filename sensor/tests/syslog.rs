@@ -198,7 +198,8 @@ fn hostile(i: usize, payload: &[u8]) -> Event {
         extra: json!({"username": text, "password": text})
             .as_object()
             .unwrap()
-            .clone(),
+            .clone()
+            .into(),
     }
 }
 

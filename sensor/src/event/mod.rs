@@ -4,6 +4,7 @@
 //! Identity fields (addresses, ports) come from the packet or socket, never from attacker bytes;
 //! protocol code may only add `data` and `extra`. The logtype `<service>.<action>` is derived.
 
+mod extra;
 mod incident;
 pub mod kind;
 mod message;
@@ -16,6 +17,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+pub use extra::Extra;
 pub use incident::{Incident, IncidentAction, test_incident};
 pub use message::Message;
 pub use severity::Severity;
@@ -252,7 +254,7 @@ pub struct Event {
     /// Raw bytes received, if any (rendered as lowercase hex).
     pub data: Bytes,
     /// Service-specific details.
-    pub extra: Map<String, Value>,
+    pub extra: Extra,
 }
 
 /// `<service>.<action>`, derived, never typed by hand.
@@ -297,7 +299,7 @@ impl Event {
             service: Service::Sensor,
             action,
             data: Bytes::new(),
-            extra,
+            extra: extra.into(),
         }
     }
 }

@@ -125,7 +125,7 @@ pub fn line(event: &Event, ctx: &FormatContext) -> String {
     ext(
         &mut ext_s,
         "cs2",
-        &ascii_controls(&Value::Object(event.extra.clone()).to_string()),
+        &ascii_controls(&Value::from(event.extra.clone()).to_string()),
     );
     ext(&mut ext_s, "cs3Label", "data");
     ext(&mut ext_s, "cs3", &hex_data(event));

@@ -5,9 +5,8 @@
 
 use bytes::{BufMut as _, BytesMut};
 use serde::Serialize;
-use serde_json::{Map, Value};
 
-use crate::event::{Event, display_ip};
+use crate::event::{Event, Extra, display_ip};
 
 /// Timestamp layout of Trapster's community logger (Python `%Y-%m-%d %H:%M:%S.%f`).
 pub const TIMESTAMP_FORMAT: &str = "%Y-%m-%d %H:%M:%S%.6f";
@@ -22,7 +21,7 @@ struct Community<'a> {
     src_port: u16,
     timestamp: String,
     data: String,
-    extra: &'a Map<String, Value>,
+    extra: &'a Extra,
 }
 
 /// Appends `event` as one JSON line (terminated by `\n`) to `out`.
@@ -72,7 +71,7 @@ mod tests {
             service: Service::Portscan,
             action: Action::Query,
             data: Bytes::new(),
-            extra: extra.as_object().unwrap().clone(),
+            extra: extra.as_object().unwrap().clone().into(),
         }
     }
 

@@ -159,7 +159,7 @@ pub(crate) mod golden {
     use serde_json::json;
     use uuid::Uuid;
 
-    use crate::event::{Action, Event, Service, SessionIdentity, kind::CATALOGUE};
+    use crate::event::{Action, Event, Extra, Service, SessionIdentity, kind::CATALOGUE};
 
     /// A deterministic event of each catalogue kind.
     pub(crate) fn catalogue_events() -> Vec<Event> {
@@ -183,12 +183,27 @@ pub(crate) mod golden {
                     }
                     _ => Bytes::new(),
                 },
-                extra: example_extra(k.logtype.service, k.logtype.action)
-                    .as_object()
-                    .unwrap()
-                    .clone(),
+                extra: compact(
+                    example_extra(k.logtype.service, k.logtype.action)
+                        .as_object()
+                        .unwrap()
+                        .clone()
+                        .into(),
+                ),
             })
             .collect()
+    }
+
+    /// `extra` with its `"ports"` strings held compactly, as the scan path holds them.
+    pub(crate) fn compact(mut extra: Extra) -> Extra {
+        if let Some(serde_json::Value::Array(ports)) = extra.get("ports").cloned() {
+            let ports: Vec<u16> = ports
+                .iter()
+                .map(|p| p.as_str().unwrap().parse().unwrap())
+                .collect();
+            extra.set_ports(ports);
+        }
+        extra
     }
 
     /// A typical `extra` for a kind.
@@ -269,7 +284,8 @@ pub(crate) mod golden {
             extra: json!({"username": text, "password": text, "banner": {"nested": text}})
                 .as_object()
                 .unwrap()
-                .clone(),
+                .clone()
+                .into(),
         }
     }
 
@@ -337,6 +353,35 @@ mod tests {
             Format::Trapster => "trapster",
             Format::Ecs => "ecs",
             Format::Cef => "cef",
+        }
+    }
+
+    /// A scan's compact port list encodes, in every format, exactly as the same list held as
+    /// JSON strings in the map.
+    #[test]
+    fn compact_ports_encode_as_the_plain_map_in_every_format() {
+        let ctx = FormatContext::for_device("trapster-1");
+        let scans: Vec<_> = golden::catalogue_events()
+            .into_iter()
+            .filter(|e| e.extra.ports().is_some())
+            .collect();
+        assert!(!scans.is_empty());
+        for compact in scans {
+            let mut plain = compact.clone();
+            plain.extra = compact.extra.to_map().into();
+            assert_eq!(plain.extra.ports(), None);
+            for format in Format::ALL {
+                let (mut a, mut b) = (BytesMut::new(), BytesMut::new());
+                encode(format, &compact, &ctx, &mut a).unwrap();
+                encode(format, &plain, &ctx, &mut b).unwrap();
+                assert_eq!(a, b, "{}", name(format));
+                assert!(
+                    String::from_utf8_lossy(&a).contains(r#""ports""#)
+                        || String::from_utf8_lossy(&a).contains(r#"\"ports\""#),
+                    "{}",
+                    name(format)
+                );
+            }
         }
     }
 

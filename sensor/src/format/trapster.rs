@@ -5,10 +5,9 @@
 
 use bytes::{BufMut as _, BytesMut};
 use serde::Serialize;
-use serde_json::{Map, Value};
 
 use super::{FormatContext, hex_data, trapster_timestamp};
-use crate::event::{Event, display_ip};
+use crate::event::{Event, Extra, display_ip};
 
 #[derive(Serialize)]
 struct Device<'a> {
@@ -40,7 +39,7 @@ struct Envelope<'a> {
     dst_port: u16,
     timestamp: String,
     data: String,
-    extra: &'a Map<String, Value>,
+    extra: &'a Extra,
     #[serde(rename = "type")]
     kind: u8,
 }
@@ -140,7 +139,7 @@ mod tests {
                 service: service(sample["channel"].as_str().unwrap()),
                 action: action(sample["category"].as_str().unwrap()),
                 data: Bytes::from(hex::decode(sample["data"].as_str().unwrap()).unwrap()),
-                extra: sample["extra"].as_object().unwrap().clone(),
+                extra: golden::compact(sample["extra"].as_object().unwrap().clone().into()),
             };
             let ctx = FormatContext {
                 identity: Identity {

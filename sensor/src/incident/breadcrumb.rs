@@ -54,7 +54,7 @@ pub fn event_for(login: &Event) -> Event {
         service: Service::Breadcrumb,
         action: Action::Login,
         data: bytes::Bytes::new(),
-        extra,
+        extra: extra.into(),
     }
 }
 
@@ -96,7 +96,8 @@ mod tests {
         e.extra = json!({"username": user, "password": password, "session_id": "x"})
             .as_object()
             .unwrap()
-            .clone();
+            .clone()
+            .into();
         e
     }
 
@@ -119,7 +120,7 @@ mod tests {
             .unwrap();
         assert_eq!(hit.logtype().to_string(), "breadcrumb.login");
         assert_eq!(
-            serde_json::Value::Object(hit.extra.clone()).to_string(),
+            serde_json::Value::from(hit.extra.clone()).to_string(),
             r#"{"password":"Winter2026!","username":"svc_backup"}"#
         );
         assert!(hit.data.is_empty());

@@ -117,7 +117,7 @@ impl HoneytokenConfig {
             service: Service::Honeytoken,
             action,
             data: bytes::Bytes::new(),
-            extra,
+            extra: extra.into(),
         })
     }
 }
@@ -155,11 +155,12 @@ mod tests {
                          "headers": {"host": "example.com:8000", "user-agent": "curl/8"}})
         .as_object()
         .unwrap()
-        .clone();
+        .clone()
+        .into();
         let hit = tokens.check(&e).unwrap();
         assert_eq!(hit.logtype().to_string(), "honeytoken.url");
         assert_eq!(
-            serde_json::Value::Object(hit.extra.clone()),
+            serde_json::Value::from(hit.extra.clone()),
             json!({"headers": {"Host": "example.com:8000", "User-Agent": "curl/8",
                                "Remote-Addr": "2001:db8::66"}})
         );
@@ -211,7 +212,8 @@ mod tests {
         e.extra = json!({"target": "/t", "headers": headers})
             .as_object()
             .unwrap()
-            .clone();
+            .clone()
+            .into();
         let tokens = HoneytokenConfig {
             urls: vec![UrlToken {
                 path: "/t".to_owned(),

@@ -261,7 +261,6 @@ fn describe(event: &Event, severity: Severity, logins: &BTreeSet<Service>) -> St
 mod tests {
     use bytes::Bytes;
     use chrono::Utc;
-    use serde_json::Map;
     use uuid::Uuid;
 
     use super::{IncidentAction, IncidentConfig, Severity, Tracker};
@@ -283,7 +282,7 @@ mod tests {
             service,
             action,
             data: Bytes::new(),
-            extra: Map::new(),
+            extra: crate::event::Extra::new(),
         }
     }
 

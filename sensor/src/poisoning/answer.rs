@@ -263,7 +263,7 @@ fn query_event(
         },
         action: Action::Query,
         data: Bytes::copy_from_slice(raw.get(..raw.len().min(MAX_DATA)).unwrap_or_default()),
-        extra,
+        extra: extra.into(),
     }
 }
 

@@ -200,7 +200,7 @@ impl Probe<'_> {
             service: self.protocol.service(),
             action: Action::Poisoning,
             data: Bytes::copy_from_slice(raw.get(..raw.len().min(MAX_DATA)).unwrap_or_default()),
-            extra,
+            extra: extra.into(),
         }
     }
 }

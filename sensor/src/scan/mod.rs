@@ -13,12 +13,12 @@ pub use flood::FloodSummary;
 pub use merger::{Merger, MergerStats, ScanReport};
 pub use portset::PortSet;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
 use crate::{
     clock::WallClock,
-    event::{Action, Event, Service, SessionIdentity},
+    event::{Action, Event, Extra, Service, SessionIdentity},
 };
 
 /// Turns a scan report into the `portscan.query` event Trapster emits: `dst_port` is the lowest
@@ -36,9 +36,9 @@ pub fn to_event(report: &ScanReport, clock: &WallClock) -> Event {
     if let Some(summary) = &report.flood {
         return flood_event(report, summary, clock);
     }
-    let mut extra = Map::new();
+    let mut extra = Extra::new();
     extra.insert("flags".to_owned(), flags(report));
-    extra.insert("ports".to_owned(), ports(&report.ports));
+    extra.set_ports(report.ports.as_slice());
     extra.insert(
         "protocol".to_owned(),
         Value::from(protocol_name(report.protocol)),
@@ -110,11 +110,11 @@ const fn protocol_name(protocol: u8) -> &'static str {
 /// The timestamp is the first folded probe's.
 #[must_use]
 pub fn flood_event(report: &ScanReport, summary: &FloodSummary, clock: &WallClock) -> Event {
-    let mut extra = Map::new();
+    let mut extra = Extra::new();
     extra.insert("sources".to_owned(), Value::from(summary.sources));
     extra.insert("probes".to_owned(), Value::from(summary.probes));
     extra.insert("reported".to_owned(), Value::from(summary.reported));
-    extra.insert("ports".to_owned(), ports(&summary.ports));
+    extra.set_ports(summary.ports.as_slice());
     extra.insert("flags".to_owned(), flags(report));
     extra.insert(
         "protocol".to_owned(),
@@ -211,7 +211,7 @@ mod tests {
         assert_eq!(event.session.src_port, 1);
         assert!(event.data.is_empty());
         assert_eq!(
-            serde_json::Value::Object(event.extra.clone()),
+            serde_json::Value::from(event.extra.clone()),
             serde_json::json!({
                 "flags": ["SYN", "XMAS"], "ports": ["1", "3", "25"], "protocol": "tcp",
                 "tool": "nmap", "os": "Linux/Unix", "os_signature": "4:64+0:0:1460:1024,*:mss::0"
@@ -229,7 +229,11 @@ mod tests {
         let event = to_event(&ping, &clock);
         assert_eq!(event.session.dst_port, 0);
         assert_eq!(event.extra["flags"], serde_json::json!(["PING"]));
-        assert_eq!(event.extra["ports"], serde_json::json!([]));
+        assert_eq!(event.extra.ports(), Some(&[][..]));
+        assert_eq!(
+            serde_json::Value::from(event.extra.clone())["ports"],
+            serde_json::json!([])
+        );
         assert_eq!(event.extra["protocol"], "icmp");
         assert_eq!(
             event.extra["icmp_types"],

@@ -151,7 +151,8 @@ pub fn login_event_at(user: &str, at: chrono::DateTime<chrono::Utc>) -> Event {
         extra: serde_json::json!({"username": user, "password": "x"})
             .as_object()
             .unwrap()
-            .clone(),
+            .clone()
+            .into(),
     }
 }
 

@@ -169,7 +169,8 @@ fn trapster_extra(event: &Event) -> Map<String, Value> {
     let keys = trapster_keys(event.service);
     let mut out: Map<String, Value> = event
         .extra
-        .iter()
+        .to_map()
+        .into_iter()
         .filter(|(k, _)| {
             k.as_str() != "username"
                 && k.as_str() != "password"
@@ -177,7 +178,6 @@ fn trapster_extra(event: &Event) -> Map<String, Value> {
                     keys.contains(&k.as_str())
                 })
         })
-        .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     if event.service == Service::Mysql
         && event.action == Action::Login
@@ -212,9 +212,9 @@ pub fn document(event: &Event, ctx: &FormatContext) -> Value {
     let password = extra.get("password").cloned().unwrap_or(Value::Null);
     let protocol_extra = if opts.extended {
         extra
-            .iter()
+            .to_map()
+            .into_iter()
             .filter(|(k, _)| k.as_str() != "username" && k.as_str() != "password")
-            .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
     } else {
         trapster_extra(event)

@@ -24,7 +24,8 @@ fn a_login_is_trapsters_text_byte_for_byte() {
     event.extra = json!({"username": "root", "password": "toor"})
         .as_object()
         .unwrap()
-        .clone();
+        .clone()
+        .into();
     let want = concat!(
         r#"{"@timestamp": "2026-01-01T00:00:00Z", "ecs": {"version": "8.11.0"}, "#,
         r#""event": {"kind": "event", "category": ["authentication", "network"], "#,
@@ -88,7 +89,8 @@ fn http_fills_http_and_url_and_keeps_only_trapsters_keys() {
                          "status_code": 404, "session_id": "abc"})
     .as_object()
     .unwrap()
-    .clone();
+    .clone()
+    .into();
     let doc = document(&event, &FormatContext::for_device("s1"));
     assert_eq!(
         doc["http"],
@@ -115,7 +117,8 @@ fn extended_adds_the_sensors_fields() {
                          "session_id": "abc"})
     .as_object()
     .unwrap()
-    .clone();
+    .clone()
+    .into();
     let mut ctx = FormatContext::for_device("s1");
     ctx.ecs.extended = true;
     let doc = document(&event, &ctx);
@@ -139,7 +142,8 @@ fn a_mysql_login_carries_trapsters_password_and_details() {
                          "auth_response": "1111", "hashcat": "$mysqlna$x*1111"})
     .as_object()
     .unwrap()
-    .clone();
+    .clone()
+    .into();
     let doc = document(&event, &FormatContext::for_device("s1"));
     assert_eq!(
         doc["trapster"],

@@ -256,7 +256,7 @@ impl Session {
             service: self.service,
             action,
             data: Bytes::copy_from_slice(kept),
-            extra,
+            extra: extra.into(),
         };
         let id = event.id;
         let durability = self.sink.durability.as_deref();

@@ -12,7 +12,7 @@ use std::process::Command;
 
 use anyhow::{Context as _, bail};
 
-use crate::{output_of, run_cmd, test::is_root};
+use crate::{is_root, output_of, run_cmd};
 
 /// A Debian package and why the project needs it.
 #[derive(Debug, Clone, Copy)]

@@ -100,6 +100,11 @@ pub(crate) fn run_cmd(cmd: &mut Command) -> anyhow::Result<()> {
 }
 
 /// Runs a command and returns its standard output.
+/// Whether this process runs as root.
+pub(crate) fn is_root() -> bool {
+    output_of(Command::new("id").arg("-u")).is_ok_and(|uid| uid.trim() == "0")
+}
+
 pub(crate) fn output_of(cmd: &mut Command) -> anyhow::Result<String> {
     let shown = format!("{cmd:?}");
     let out = cmd.output().with_context(|| format!("spawning {shown}"))?;
@@ -122,7 +127,7 @@ pub(crate) fn workspace_root() -> std::path::PathBuf {
 /// A command running `program` as root: directly when already root, through `sudo -E`
 /// otherwise (privileged tests, benchmarks, the sensor itself).
 pub(crate) fn as_root(program: &std::path::Path) -> Command {
-    if test::is_root() {
+    if is_root() {
         Command::new(program)
     } else {
         let mut c = Command::new("sudo");

@@ -44,10 +44,6 @@ pub(crate) fn run_all(options: &Options) -> anyhow::Result<()> {
     run_integration(options)
 }
 
-pub(crate) fn is_root() -> bool {
-    output_of(Command::new("id").arg("-u")).is_ok_and(|uid| uid.trim() == "0")
-}
-
 pub(crate) fn run_integration(options: &Options) -> anyhow::Result<()> {
     setup::run()?;
     let root = workspace_root();
@@ -81,7 +77,7 @@ pub(crate) fn run_integration(options: &Options) -> anyhow::Result<()> {
     }
     let runner = match &options.runner {
         Some(r) => r.split_whitespace().map(str::to_owned).collect(),
-        None if is_root() => Vec::new(),
+        None if crate::is_root() => Vec::new(),
         None => vec!["sudo".to_owned(), "-E".to_owned()],
     };
     let (mut passed, mut failed) = (0u64, 0u64);

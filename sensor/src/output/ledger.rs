@@ -19,7 +19,8 @@ use std::sync::{
     atomic::{AtomicU64, Ordering},
 };
 
-use super::queue::QUEUE_FULL;
+/// Why an output lost messages (the `reason` of its `sensor.degraded` event).
+pub const QUEUE_FULL: &str = "queue full";
 
 /// One consistent reading of an output's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

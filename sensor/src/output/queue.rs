@@ -23,11 +23,9 @@ use std::{
 
 use tokio::{sync::Notify, time::Instant};
 
-pub use super::ledger::Counters;
+pub use super::ledger::{Counters, QUEUE_FULL};
 use super::{Message, WhenFull, ledger::Went};
 
-/// Why an output lost messages (the `reason` of its `sensor.degraded` event).
-pub const QUEUE_FULL: &str = "queue full";
 /// The disk spool had no room.
 pub const SPOOL_FULL: &str = "spool full";
 /// The disk spool held damaged records (cut off by a crash or a full disk), which were skipped.

@@ -44,6 +44,7 @@
 //! Both lists (`ldap`, `ldaps`) report on the `ldap` channel, as Trapster's LDAPS module does;
 //! `extra.tls` tells them apart.
 
+pub mod answer;
 pub mod ber;
 pub mod filter;
 pub mod ops;

@@ -11,6 +11,7 @@ use rasn_ldap::{
 };
 use serde_json::{Map, Value};
 
+pub use super::answer::{Handled, Next, Report, State};
 use super::{
     ber::{Writer, nesting_ok},
     filter,
@@ -18,7 +19,7 @@ use super::{
 };
 use crate::services::{
     framework::session::lossy,
-    proto::shared::ntlm::{Exchange, Identity, Step},
+    proto::shared::ntlm::{Exchange, Step},
 };
 
 /// The StartTLS extended operation.
@@ -41,67 +42,6 @@ const PROTOCOL_ERROR: i64 = 2;
 const AUTH_METHOD_NOT_SUPPORTED: i64 = 7;
 const SASL_BIND_IN_PROGRESS: i64 = 14;
 const INVALID_CREDENTIALS: i64 = 49;
-
-/// What the session does after answering.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Next {
-    /// Read the next message.
-    Continue,
-    /// Start TLS on the stream, then continue.
-    StartTls,
-    /// Close the connection.
-    Close,
-}
-
-/// What is reported about a message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Report {
-    /// Nothing beyond `ldap.data` when undecodable.
-    None,
-    /// Bytes that are not a valid LDAP message (`ldap.data`).
-    Data,
-    /// `ldap.login` with these fields.
-    Login(Map<String, Value>),
-    /// `ldap.query` with these fields.
-    Query(Map<String, Value>),
-}
-
-/// The answer to one message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Handled {
-    /// Bytes to send (possibly several messages, possibly none).
-    pub reply: Vec<u8>,
-    /// What to report.
-    pub report: Report,
-    /// What happens next.
-    pub next: Next,
-}
-
-/// The connection's state.
-#[derive(Debug, Clone)]
-pub struct State {
-    /// TLS is on (LDAPS, or after StartTLS).
-    pub tls: bool,
-    /// StartTLS may be asked for (plain LDAP with a certificate).
-    pub starttls: bool,
-    /// What NTLM's CHALLENGE presents.
-    pub identity: Arc<Identity>,
-    /// A SASL NTLM exchange in progress.
-    pub ntlm: Option<Exchange>,
-}
-
-impl State {
-    /// A connection's state before its first message.
-    #[must_use]
-    pub const fn new(identity: Arc<Identity>, tls: bool, starttls: bool) -> Self {
-        Self {
-            tls,
-            starttls,
-            identity,
-            ntlm: None,
-        }
-    }
-}
 
 /// Answers one framed message.
 #[must_use]

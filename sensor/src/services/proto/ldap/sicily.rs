@@ -23,8 +23,8 @@ use serde_json::{Map, Value};
 use yasna::{ASN1Error, ASN1ErrorKind, Tag};
 
 use super::{
+    answer::{Handled, Next, Report, State},
     ber::Writer,
-    ops::{Handled, Next, Report, State},
     rootdse::Names,
 };
 use crate::services::{
@@ -206,7 +206,8 @@ mod tests {
     use super::{Choice, PACKAGES, handle, parse};
     use crate::services::proto::{
         ldap::{
-            ops::{self, Next, Report, State},
+            answer::{Next, Report, State},
+            ops,
             rootdse::Names,
         },
         shared::{

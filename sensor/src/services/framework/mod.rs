@@ -36,7 +36,11 @@ use self::{
     session::EventSink,
 };
 use super::{ServiceError, ServiceLimits};
-use crate::{net::Cidr, shutdown::CancellationToken};
+use crate::{
+    event::{Action, Service, SessionIdentity},
+    net::Cidr,
+    shutdown::CancellationToken,
+};
 
 /// Everything the accept and datagram loops share.
 #[derive(Debug, Clone)]
@@ -58,6 +62,31 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// Sends `<service>.flood` with `extra`, from the unspecified address to `local`, so every
+    /// summary of a flood folds into one incident.
+    pub async fn emit_flood(
+        &self,
+        service: Service,
+        local: SocketAddr,
+        extra: serde_json::Map<String, serde_json::Value>,
+    ) {
+        let nobody = if local.is_ipv6() {
+            IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+        } else {
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        };
+        let mut session = session::Session::new(
+            SessionIdentity::between(SocketAddr::new(nobody, 0), local),
+            service,
+            self.sink.best_effort(),
+            Arc::clone(&self.limits),
+            Arc::clone(&self.counters),
+            false,
+        );
+        session.handshake_done();
+        session.emit(Action::Flood, &[], extra).await;
+    }
+
     /// A session slot for a connection or pseudo-session from `ip`, or `None` with the refusal
     /// counted (`rejected_global`, `rejected_source`).
     #[must_use]

@@ -1,17 +1,10 @@
 //! What the UDP and TCP alert-flood controls ([`super::udp_flood`], [`super::tcp_flood`])
-//! share: the lists of a summary's `extra` and the summary event itself, sent from the
-//! unspecified address so every summary of a flood folds into one incident.
+//! share: the lists of a summary's `extra`. The summary event itself is sent by
+//! [`super::Shared::emit_flood`].
 
-use std::{
-    collections::BTreeSet,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
-    sync::Arc,
-};
+use std::{collections::BTreeSet, net::IpAddr};
 
 use serde_json::{Map, Value, json};
-
-use super::{Shared, session::Session};
-use crate::event::{Action, Service, SessionIdentity};
 
 /// Adds `top_sources` (`[{"ip", <unit>: n}]`), `sample`, and, when `ports_count` is not 0,
 /// `ports` and `ports_count` to `extra`.
@@ -36,23 +29,4 @@ pub fn lists(
         extra.insert("ports".to_owned(), Value::Array(ports));
         extra.insert("ports_count".to_owned(), ports_count.into());
     }
-}
-
-/// Sends `<service>.flood` with `extra`, from the unspecified address to `local`.
-pub async fn emit(service: Service, local: SocketAddr, shared: &Shared, extra: Map<String, Value>) {
-    let nobody = if local.is_ipv6() {
-        IpAddr::V6(Ipv6Addr::UNSPECIFIED)
-    } else {
-        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
-    };
-    let mut session = Session::new(
-        SessionIdentity::between(SocketAddr::new(nobody, 0), local),
-        service,
-        shared.sink.best_effort(),
-        Arc::clone(&shared.limits),
-        Arc::clone(&shared.counters),
-        false,
-    );
-    session.handshake_done();
-    session.emit(Action::Flood, &[], extra).await;
 }

@@ -175,7 +175,9 @@ pub async fn report_flood(summary: &TcpFloodSummary, shared: &Shared) {
         .counters
         .tcp_flood_summaries
         .fetch_add(1, Ordering::Relaxed);
-    super::summary::emit(Service::Tcp, local, shared, summary.extra()).await;
+    shared
+        .emit_flood(Service::Tcp, local, summary.extra())
+        .await;
 }
 
 /// Runs one admitted session to its end: `<service>.connection`, then the handler, within the

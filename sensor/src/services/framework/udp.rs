@@ -469,7 +469,7 @@ pub(super) async fn report_flood(
         datagrams = summary.datagrams,
         "UDP flood: new sources beyond the bound were folded into one summary event."
     );
-    super::summary::emit(service, local, shared, summary.extra()).await;
+    shared.emit_flood(service, local, summary.extra()).await;
 }
 
 /// Sends `reply` to `peer` if its pseudo-session's reflection budget and its source's rate

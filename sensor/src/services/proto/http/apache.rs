@@ -18,7 +18,7 @@
 
 use std::time::Duration;
 
-use super::{response::reason, skin};
+use super::reply::{Response, reason};
 
 /// `Allow` of Debian's default site (Apache lists the methods from a hash, in this order).
 pub const ALLOW: &str = "POST,OPTIONS,HEAD,GET";
@@ -77,11 +77,11 @@ pub fn bad_escape(path: &str) -> bool {
 
 /// The answer to a method the skin has no rule for, when it is not GET, HEAD or POST.
 #[must_use]
-pub fn method_response(method: &str, target: &str, page: &Page<'_>) -> Option<skin::Response> {
+pub fn method_response(method: &str, target: &str, page: &Page<'_>) -> Option<Response> {
     let header = |k: &str, v: &str| (k.to_owned(), v.to_owned());
     match method {
         "GET" | "HEAD" | "POST" => None,
-        "OPTIONS" => Some(skin::Response {
+        "OPTIONS" => Some(Response {
             status: 200,
             headers: vec![
                 header("Allow", ALLOW),
@@ -111,7 +111,7 @@ pub struct Page<'a> {
 impl Page<'_> {
     /// The error page for `status` as a response (`Allow` when not empty or for 405).
     #[must_use]
-    pub fn response(&self, status: u16, method: &str, allow: &str) -> skin::Response {
+    pub fn response(&self, status: u16, method: &str, allow: &str) -> Response {
         let mut headers = Vec::new();
         if matches!(status, 405 | 501) {
             headers.push(("Allow".to_owned(), allow.to_owned()));
@@ -120,7 +120,7 @@ impl Page<'_> {
             "Content-Type".to_owned(),
             "text/html; charset=iso-8859-1".to_owned(),
         ));
-        skin::Response {
+        Response {
             status,
             headers,
             body: self.body(status, method, "").into_bytes(),

@@ -24,6 +24,7 @@ mod builtin;
 pub mod credentials;
 pub mod files;
 pub mod nginx;
+pub mod reply;
 pub mod request;
 pub mod response;
 pub mod skin;

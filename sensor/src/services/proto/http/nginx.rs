@@ -15,8 +15,8 @@
 //! leaves error responses alone), and closes the connection, except TRACE's 405.
 
 use super::{
+    reply,
     request::{HTTP09, Request},
-    response,
 };
 
 /// nginx's status line phrase where it differs from the standard one.
@@ -26,7 +26,7 @@ pub const fn reason(status: u16) -> &'static str {
         405 => "Not Allowed",
         414 => "Request-URI Too Large",
         505 => "HTTP Version Not Supported",
-        other => response::reason(other),
+        other => reply::reason(other),
     }
 }
 

@@ -1,43 +1,15 @@
 //! Responses as the imitated servers write them: reason phrases, the standard headers in each
 //! server's order, and the error page for a request that cannot be parsed.
 
-use super::skin::{self, Style};
-
-/// The reason phrase the imitated servers send.
-#[must_use]
-pub const fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        201 => "Created",
-        204 => "No Content",
-        301 => "Moved Permanently",
-        302 => "Found",
-        303 => "See Other",
-        304 => "Not Modified",
-        307 => "Temporary Redirect",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        411 => "Length Required",
-        413 => "Request Entity Too Large",
-        414 => "Request-URI Too Long",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        _ => "Unknown",
-    }
-}
+pub use super::reply::reason;
+use super::reply::{Response, Style};
 
 /// Serialises a response with the imitated server's standard headers, in its order.
 #[must_use]
 pub fn render(
     style: Style,
     skin_headers: &[(String, String)],
-    response: &skin::Response,
+    response: &Response,
     head_only: bool,
     keep_alive: Option<usize>,
 ) -> Vec<u8> {

@@ -18,21 +18,11 @@ use minijinja::{AutoEscape, Environment, Value as TplValue};
 use serde_norway::Value as Yaml;
 use sha2::{Digest, Sha256};
 
+pub use super::reply::{Response, Style};
 use super::{
     apache, builtin,
     files::{Files, mime, safe_relative},
 };
-
-/// Which server the skin imitates: decides the order of the standard headers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Style {
-    /// Apache httpd.
-    Apache,
-    /// Microsoft IIS.
-    Iis,
-    /// nginx.
-    Nginx,
-}
 
 /// One response rule of an endpoint.
 #[derive(Debug, Clone, Default)]
@@ -373,19 +363,6 @@ fn random(
         i += 1;
     }
     Ok(out)
-}
-
-/// What to answer.
-#[derive(Debug)]
-pub struct Response {
-    /// Status.
-    pub status: u16,
-    /// Headers from the skin and the rule.
-    pub headers: Vec<(String, String)>,
-    /// Body.
-    pub body: Vec<u8>,
-    /// Whether a configured endpoint (not a static file or the default) answered.
-    pub matched: bool,
 }
 
 fn parse_query(query: &str) -> Vec<(String, String)> {

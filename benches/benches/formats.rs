@@ -15,9 +15,18 @@ use sensor::{
 
 fn portscan(ports: u16) -> Event {
     // As the scan path builds it: a compact port list after the flags.
+    let mut extra = flags();
+    extra.set_ports((1..=ports).collect::<Vec<u16>>());
+    scan_event(extra)
+}
+
+fn flags() -> Extra {
     let mut extra = Extra::new();
     extra.insert("flags".to_owned(), serde_json::json!(["SYN"]));
-    extra.set_ports((1..=ports).collect::<Vec<u16>>());
+    extra
+}
+
+fn scan_event(extra: Extra) -> Event {
     Event {
         id: uuid::Uuid::nil(),
         timestamp: chrono::Utc::now(),
@@ -43,6 +52,26 @@ fn bench(c: &mut Criterion) {
     let events: Vec<Event> = (0..1_000).map(|_| portscan(20)).collect();
     let mut group = c.benchmark_group("format_portscan_20_ports");
     group.throughput(Throughput::Elements(events.len() as u64));
+    // The same events with their ports held as JSON string values in the map.
+    let plain: Vec<Event> = events
+        .iter()
+        .map(|e| scan_event(e.extra.to_map().into()))
+        .collect();
+    for (name, format) in [
+        ("ecs_plain_ports", Format::Ecs),
+        ("cef_plain_ports", Format::Cef),
+    ] {
+        group.bench_function(name, |b| {
+            let mut out = BytesMut::with_capacity(1 << 20);
+            b.iter(|| {
+                out.clear();
+                for e in &plain {
+                    let _ = encode(format, black_box(e), &ctx, &mut out);
+                }
+                black_box(out.len())
+            });
+        });
+    }
     for (name, format) in [
         ("default", Format::Default),
         ("trapster", Format::Trapster),
@@ -63,8 +92,47 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench, file_output);
+criterion_group!(benches, bench, lifecycle, file_output);
 criterion_main!(benches);
+
+/// A scan event's whole life on the agent (build its `extra`, encode it in `trapster`, drop it)
+/// with the port list held compactly, as the scan path does, against the same list held as one
+/// JSON string value per port (how events held it before `Extra`), at 20 ports and at a
+/// 31,250-port scan (the end-to-end benchmark's size).
+fn lifecycle(c: &mut Criterion) {
+    let ctx = FormatContext::for_device("bench");
+    for ports in [20u16, 31_250] {
+        let list: Vec<u16> = (1..=ports).collect();
+        let mut group = c.benchmark_group(format!("portscan_lifecycle_{ports}_ports"));
+        group.throughput(Throughput::Elements(1));
+        let mut out = BytesMut::with_capacity(1 << 20);
+        group.bench_function("compact", |b| {
+            b.iter(|| {
+                out.clear();
+                let mut extra = flags();
+                extra.set_ports(black_box(list.as_slice()));
+                let event = scan_event(extra);
+                let _ = encode(Format::Trapster, &event, &ctx, &mut out);
+                black_box(out.len())
+            });
+        });
+        group.bench_function("json_values", |b| {
+            b.iter(|| {
+                out.clear();
+                let mut extra = flags();
+                let values: Vec<serde_json::Value> = black_box(list.as_slice())
+                    .iter()
+                    .map(|p| serde_json::Value::from(p.to_string()))
+                    .collect();
+                extra.insert("ports".to_owned(), serde_json::Value::Array(values));
+                let event = scan_event(extra);
+                let _ = encode(Format::Trapster, &event, &ctx, &mut out);
+                black_box(out.len())
+            });
+        });
+        group.finish();
+    }
+}
 
 /// Events per second through the fan-out into the `file` output (encode + queue + append).
 fn file_output(c: &mut Criterion) {

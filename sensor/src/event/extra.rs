@@ -54,20 +54,35 @@ impl Extra {
     /// The whole object as `serde_json` values, ports expanded, keys in order.
     #[must_use]
     pub fn to_map(&self) -> Map<String, Value> {
+        self.to_map_where(|_| true)
+    }
+
+    /// The keys `keep` accepts, as `serde_json` values in order (ports expanded only if kept):
+    /// nothing else is copied.
+    #[must_use]
+    pub fn to_map_where(&self, keep: impl Fn(&str) -> bool) -> Map<String, Value> {
         let Some((at, ports)) = &self.ports else {
-            return self.map.clone();
+            return self
+                .map
+                .iter()
+                .filter(|(k, _)| keep(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
         };
+        let expanded = || Value::Array(ports.iter().map(|p| Value::from(p.to_string())).collect());
+        let keep_ports = keep(PORTS);
         let mut out = Map::new();
-        let mut rest = self.map.iter().filter(|(k, _)| k.as_str() != PORTS);
-        for (k, v) in rest.by_ref().take(*at) {
-            out.insert(k.clone(), v.clone());
+        let rest = self.map.iter().filter(|(k, _)| k.as_str() != PORTS);
+        for (i, (k, v)) in rest.enumerate() {
+            if i == *at && keep_ports {
+                out.insert(PORTS.to_owned(), expanded());
+            }
+            if keep(k) {
+                out.insert(k.clone(), v.clone());
+            }
         }
-        out.insert(
-            PORTS.to_owned(),
-            Value::Array(ports.iter().map(|p| Value::from(p.to_string())).collect()),
-        );
-        for (k, v) in rest {
-            out.insert(k.clone(), v.clone());
+        if keep_ports && !out.contains_key(PORTS) {
+            out.insert(PORTS.to_owned(), expanded());
         }
         out
     }
@@ -206,6 +221,23 @@ mod tests {
         assert_eq!(text, r#"{"x":1,"ports":["10"]}"#);
         let parsed: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(parsed, Value::from(extra));
+    }
+
+    #[test]
+    fn a_filtered_copy_keeps_the_order_and_only_the_kept_keys() {
+        let mut extra = object(&json!({"flags": ["SYN"], "username": "u"}));
+        extra.set_ports(vec![2, 1_000]);
+        extra.insert("tool".to_owned(), json!("nmap"));
+        let kept = extra.to_map_where(|k| k != "username");
+        assert_eq!(
+            Value::Object(kept).to_string(),
+            r#"{"flags":["SYN"],"ports":["2","1000"],"tool":"nmap"}"#
+        );
+        let no_ports = extra.to_map_where(|k| k != "ports");
+        assert_eq!(
+            Value::Object(no_ports).to_string(),
+            r#"{"flags":["SYN"],"username":"u","tool":"nmap"}"#
+        );
     }
 
     #[test]

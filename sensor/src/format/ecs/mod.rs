@@ -167,18 +167,11 @@ fn trapster_keys(service: Service) -> Option<&'static [&'static str]> {
 /// name, NUL-terminated) rebuilt from the sensor's `auth_plugin`.
 fn trapster_extra(event: &Event) -> Map<String, Value> {
     let keys = trapster_keys(event.service);
-    let mut out: Map<String, Value> = event
-        .extra
-        .to_map()
-        .into_iter()
-        .filter(|(k, _)| {
-            k.as_str() != "username"
-                && k.as_str() != "password"
-                && keys.map_or(k.as_str() != "session_id", |keys| {
-                    keys.contains(&k.as_str())
-                })
-        })
-        .collect();
+    let mut out: Map<String, Value> = event.extra.to_map_where(|k| {
+        k != "username"
+            && k != "password"
+            && keys.map_or(k != "session_id", |keys| keys.contains(&k))
+    });
     if event.service == Service::Mysql
         && event.action == Action::Login
         && !out.contains_key("details")
@@ -211,11 +204,7 @@ pub fn document(event: &Event, ctx: &FormatContext) -> Value {
     let username = extra.get("username").cloned().unwrap_or(Value::Null);
     let password = extra.get("password").cloned().unwrap_or(Value::Null);
     let protocol_extra = if opts.extended {
-        extra
-            .to_map()
-            .into_iter()
-            .filter(|(k, _)| k.as_str() != "username" && k.as_str() != "password")
-            .collect()
+        extra.to_map_where(|k| k != "username" && k != "password")
     } else {
         trapster_extra(event)
     };
